@@ -1,0 +1,318 @@
+//! Command-line front end. Human output goes to stderr; `--json` documents go to stdout.
+
+mod prompt;
+pub mod style;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use stackwise::generate::{self, NewRequest, NoHook};
+use stackwise::source::TemplateSource;
+use stackwise::{Error, ErrorKind};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "stackwise",
+    version,
+    about = "Scaffold backend repositories whose architecture is chosen by workload: Python (FastAPI), Node (TypeScript) or hybrid.",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate a new project.
+    New(NewArgs),
+    /// List the workload presets, or show one.
+    Presets(PresetsArgs),
+    /// Validate a template directory (for fork authors).
+    Lint {
+        /// The template directory (the one holding stackwise.toml).
+        dir: PathBuf,
+        /// Print a JSON report on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct NewArgs {
+    /// Project name: `My App`, `my-app` or `my_app`.
+    name: String,
+    /// Workload preset (see `stackwise presets`).
+    #[arg(long, short = 'p')]
+    preset: Option<String>,
+    /// Layout, when no preset is given: python, node or hybrid.
+    #[arg(long)]
+    layout: Option<String>,
+    /// Parent directory; the project goes to DIR/<kebab-name>.
+    #[arg(long, short = 'o', value_name = "DIR", default_value = ".")]
+    output: PathBuf,
+    /// Template source: a local directory or a git URL (URL#REF for a branch, tag or commit).
+    #[arg(long, value_name = "SRC")]
+    template: Option<String>,
+    /// Subdirectory of the template source that holds the template.
+    #[arg(long, value_name = "PATH")]
+    subdir: Option<String>,
+    /// Pre-answer a variable (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Read answers from a TOML or JSON file.
+    #[arg(long, value_name = "FILE")]
+    answers: Option<PathBuf>,
+    /// Never ask; take defaults for everything not given.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Do not create a git repository.
+    #[arg(long)]
+    no_git: bool,
+    /// Write into a non-empty target (only files the template owns are written).
+    #[arg(long)]
+    force: bool,
+    /// Print the files that would be written; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print one JSON document on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct PresetsArgs {
+    #[command(subcommand)]
+    action: Option<PresetsAction>,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Template source (default: the built-in template).
+    #[arg(long, value_name = "SRC", global = true)]
+    template: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum PresetsAction {
+    /// Layout, components, options and rationale of one preset.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{} {e}", style::error("error:"));
+            ExitCode::from(match e.kind() {
+                ErrorKind::Usage => 2,
+                ErrorKind::Runtime => 1,
+            })
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::New(args) => cmd_new(args),
+        Command::Presets(args) => cmd_presets(args),
+        Command::Lint { dir, json } => {
+            let report = stackwise::lint::lint(&dir)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                eprintln!(
+                    "{} {}: {} presets, {} layouts, {} renders ({} files) without an error",
+                    style::ok("ok"),
+                    dir.display(),
+                    report.presets,
+                    report.layouts,
+                    report.renders,
+                    report.files_checked
+                );
+            }
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "stackwise",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+    }
+}
+
+fn interactive(yes: bool) -> bool {
+    !yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+fn cmd_new(args: NewArgs) -> Result<(), Error> {
+    let req = NewRequest {
+        name: args.name,
+        preset: args.preset,
+        layout: args.layout,
+        output_dir: args.output,
+        template: TemplateSource::parse(args.template.as_deref(), args.subdir.as_deref()),
+        sets: args.sets,
+        answers_file: args.answers,
+        force: args.force,
+        dry_run: args.dry_run,
+        git: !args.no_git,
+    };
+    let mut prompter = prompt::Terminal::new(interactive(args.yes));
+    let _ = ctrlc::set_handler(|| {
+        stackwise::stage::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let outcome = generate::new_project(&req, &mut prompter, &mut NoHook)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outcome).unwrap_or_default()
+        );
+    }
+    report_new(&outcome);
+    Ok(())
+}
+
+fn report_new(o: &generate::Outcome) {
+    let preset = o.preset.as_deref().unwrap_or("none");
+    if o.dry_run {
+        eprintln!(
+            "{} would write {} files to {} ({} layout, preset {preset}):",
+            style::bold("dry run:"),
+            o.files.len(),
+            o.target.display(),
+            o.layout
+        );
+        for f in &o.files {
+            let mark = if o.overwritten.contains(f) {
+                "  (overwrites)"
+            } else {
+                ""
+            };
+            eprintln!("  {f}{mark}");
+        }
+        eprintln!("nothing was written");
+        return;
+    }
+    eprintln!(
+        "{} {} ({} layout, preset {preset}): {} files in {}",
+        style::ok("created"),
+        o.name.slug,
+        o.layout,
+        o.files.len(),
+        o.target.display()
+    );
+    for f in &o.overwritten {
+        eprintln!("  {} {f}", style::warn("overwrote"));
+    }
+    match (&o.git_commit, &o.git_skipped) {
+        (Some(c), _) => eprintln!(
+            "  git repository on branch main, initial commit {}",
+            &c[..12.min(c.len())]
+        ),
+        (None, Some(why)) => eprintln!("  no git repository: {why}"),
+        _ => {}
+    }
+    eprintln!(
+        "\nnext steps:\n  cd {}\n  make install\n  make test\n  make run",
+        o.target.display()
+    );
+}
+
+fn cmd_presets(args: PresetsArgs) -> Result<(), Error> {
+    let source = TemplateSource::parse(args.template.as_deref(), None);
+    let loaded = generate::Loaded::load(&source)?;
+    match args.action {
+        None => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&loaded.catalogue.presets).unwrap_or_default()
+                );
+                return Ok(());
+            }
+            let width = loaded
+                .catalogue
+                .presets
+                .iter()
+                .map(|p| p.id.len())
+                .max()
+                .unwrap_or(0);
+            for p in &loaded.catalogue.presets {
+                let default = if p.default { " (default)" } else { "" };
+                println!(
+                    "{:width$}  {:7}  {}{default}",
+                    p.id,
+                    p.layout,
+                    p.summary,
+                    width = width
+                );
+            }
+            eprintln!("\nstackwise presets show ID    details of one preset");
+            Ok(())
+        }
+        Some(PresetsAction::Show { id, json }) => {
+            let p = loaded.catalogue.get(&id)?;
+            let layout = &loaded.manifest.layouts[&p.layout];
+            if json || args.json {
+                let doc = serde_json::json!({
+                    "preset": p,
+                    "components": layout.mounts.iter().map(|m| serde_json::json!({"component": m.component, "at": m.at})).collect::<Vec<_>>(),
+                });
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+                return Ok(());
+            }
+            let mut out = String::new();
+            out.push_str(&format!("{} — {}\n", style::bold(&p.id), p.title));
+            out.push_str(&format!(
+                "layout:     {} ({})\n",
+                p.layout, layout.description
+            ));
+            out.push_str("components:\n");
+            for m in &layout.mounts {
+                out.push_str(&format!("  {:<16} at {}\n", m.component, m.at));
+            }
+            out.push_str("options:\n");
+            for v in &loaded.manifest.variables {
+                let value = p
+                    .options
+                    .get(&v.name)
+                    .map(|x| x.to_string())
+                    .unwrap_or_else(|| "(template default)".to_string());
+                out.push_str(&format!("  {:<16} {value}\n", v.name));
+            }
+            out.push_str(&format!("\n{}\n", p.rationale.trim()));
+            out.push_str(&format!(
+                "\ngenerate it: stackwise new NAME --preset {}\n",
+                p.id
+            ));
+            print!("{out}");
+            Ok(())
+        }
+    }
+}

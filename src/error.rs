@@ -1,0 +1,137 @@
+//! Typed errors of the library. Every error says what was wrong and, where it can, how to fix it.
+
+use std::path::PathBuf;
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Whether an error is the user's input (exit code 2) or something that failed at run time (1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Usage,
+    Runtime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid project name {name:?}: {reason}\n  hint: {hint}")]
+    InvalidName {
+        name: String,
+        reason: String,
+        hint: String,
+    },
+
+    #[error(
+        "unknown preset `{id}`; available presets: {available}\n  hint: run `stackwise presets` to list them"
+    )]
+    UnknownPreset { id: String, available: String },
+
+    #[error("unknown layout `{name}`; this template defines: {available}")]
+    UnknownLayout { name: String, available: String },
+
+    #[error(
+        "preset `{preset}` uses the {preset_layout} layout, but --layout {layout} was given\n  hint: drop --layout, or pick a preset of the {layout} layout"
+    )]
+    LayoutConflict {
+        preset: String,
+        preset_layout: String,
+        layout: String,
+    },
+
+    #[error("unknown variable `{key}`{source_hint}; this template's variables are: {available}")]
+    UnknownVariable {
+        key: String,
+        source_hint: String,
+        available: String,
+    },
+
+    #[error("invalid value for `{key}`: {reason}")]
+    InvalidValue { key: String, reason: String },
+
+    #[error("malformed --set `{arg}`: expected KEY=VALUE, e.g. --set worker=true")]
+    MalformedSet { arg: String },
+
+    #[error("cannot read answers file {path}: {reason}")]
+    AnswersFile { path: PathBuf, reason: String },
+
+    #[error(
+        "target directory {path} exists and is not empty\n  hint: choose another name or -o DIR, or pass --force to write into it (files the template does not own are never touched)"
+    )]
+    TargetNotEmpty { path: PathBuf },
+
+    #[error("target {path} exists and is not a directory")]
+    TargetNotDir { path: PathBuf },
+
+    #[error("template manifest {path}: {reason}")]
+    Manifest { path: String, reason: String },
+
+    #[error("preset file {path}: {reason}")]
+    Preset { path: String, reason: String },
+
+    #[error("template error in {file}:\n{message}")]
+    Template { file: String, message: String },
+
+    #[error("unsafe template path {path:?}: {reason}")]
+    UnsafePath { path: String, reason: String },
+
+    #[error("template source {source_desc}: {reason}")]
+    Source { source_desc: String, reason: String },
+
+    #[error("git error: {0}")]
+    Git(String),
+
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("interrupted; nothing was written")]
+    Interrupted,
+
+    #[error("{0}")]
+    Prompt(String),
+
+    #[error("invalid workload: {0}")]
+    Workload(String),
+
+    #[error("install step failed: {0}")]
+    Install(String),
+
+    #[error("template lint found {count} problem(s):\n{report}")]
+    Lint { count: usize, report: String },
+}
+
+impl Error {
+    /// Usage errors exit with 2, everything else with 1.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidName { .. }
+            | Error::UnknownPreset { .. }
+            | Error::UnknownLayout { .. }
+            | Error::LayoutConflict { .. }
+            | Error::UnknownVariable { .. }
+            | Error::InvalidValue { .. }
+            | Error::MalformedSet { .. }
+            | Error::AnswersFile { .. }
+            | Error::TargetNotEmpty { .. }
+            | Error::TargetNotDir { .. }
+            | Error::Workload(_) => ErrorKind::Usage,
+            _ => ErrorKind::Runtime,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+impl From<git2::Error> for Error {
+    fn from(e: git2::Error) -> Self {
+        Error::Git(e.message().to_string())
+    }
+}

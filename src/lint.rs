@@ -1,0 +1,114 @@
+//! `stackwise lint DIR`: checks a template the way a fork author needs: the manifest and presets
+//! parse, and every preset × every combination of boolean options renders without an error and
+//! without a path outside the target.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::answers::NoPrompt;
+use crate::error::{Error, Result};
+use crate::generate::{Loaded, render_project};
+use crate::manifest::VarType;
+use crate::names::ProjectName;
+use crate::source::{TemplateSource, TemplateTree};
+
+/// The most boolean variables combined exhaustively (2^N renders per preset).
+const MAX_BOOL_VARS: usize = 8;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LintReport {
+    pub renders: usize,
+    pub presets: usize,
+    pub layouts: usize,
+    pub files_checked: usize,
+}
+
+pub fn lint(dir: &Path) -> Result<LintReport> {
+    let source = TemplateSource::Local(dir.to_path_buf());
+    let tree = TemplateTree::from_dir(dir, source.describe(), None)?;
+    let manifest = crate::manifest::Manifest::load(&tree)?;
+    let catalogue = crate::preset::Catalogue::load(&tree, &manifest)?;
+    let loaded = Loaded {
+        tree,
+        manifest,
+        catalogue,
+    };
+    let bools: Vec<&str> = loaded
+        .manifest
+        .variables
+        .iter()
+        .filter(|v| v.kind == VarType::Bool)
+        .map(|v| v.name.as_str())
+        .take(MAX_BOOL_VARS)
+        .collect();
+    let name = ProjectName::parse("Lint Check").expect("valid name");
+    let mut targets: Vec<(Option<String>, String)> = loaded
+        .catalogue
+        .presets
+        .iter()
+        .map(|p| (Some(p.id.clone()), p.layout.clone()))
+        .collect();
+    for layout in loaded.manifest.layouts.keys() {
+        targets.push((None, layout.clone()));
+    }
+    let mut problems = Vec::new();
+    let mut renders = 0;
+    let mut files_checked = 0;
+    for (preset, layout) in &targets {
+        for mask in 0..(1u32 << bools.len()) {
+            let mut sets = Map::new();
+            for (i, b) in bools.iter().enumerate() {
+                sets.insert((*b).to_string(), Value::Bool(mask & (1 << i) != 0));
+            }
+            let label = format!(
+                "{} with {}",
+                preset
+                    .as_ref()
+                    .map_or_else(|| format!("layout {layout}"), |p| format!("preset {p}")),
+                bools
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| format!("{b}={}", mask & (1 << i) != 0))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            renders += 1;
+            match render_project(
+                &loaded,
+                name.clone(),
+                preset.clone(),
+                layout.clone(),
+                sets,
+                Map::new(),
+                &mut NoPrompt,
+            ) {
+                Ok(r) => files_checked += r.files.len(),
+                Err(e) => {
+                    let msg = e.to_string();
+                    if !problems.iter().any(|(_, m): &(String, String)| *m == msg) {
+                        problems.push((label, msg));
+                    }
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(LintReport {
+            renders,
+            presets: loaded.catalogue.presets.len(),
+            layouts: loaded.manifest.layouts.len(),
+            files_checked,
+        })
+    } else {
+        let report = problems
+            .iter()
+            .map(|(label, msg)| format!("- {label}:\n  {}", msg.replace('\n', "\n  ")))
+            .collect::<Vec<_>>()
+            .join("\n");
+        Err(Error::Lint {
+            count: problems.len(),
+            report,
+        })
+    }
+}

@@ -1,0 +1,241 @@
+//! Project names: validation and the case variants templates need.
+
+use heck::{ToKebabCase, ToSnakeCase, ToTitleCase, ToUpperCamelCase};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// The longest name accepted (npm allows 214, but directory and package names this long are a mistake).
+pub const MAX_NAME_LEN: usize = 64;
+
+const PYTHON_KEYWORDS: &[&str] = &[
+    "false", "none", "true", "and", "as", "assert", "async", "await", "break", "class", "continue",
+    "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import",
+    "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while",
+    "with", "yield", "match", "case", "type",
+];
+
+/// Names that would shadow a module the generated code imports, or that npm / Python refuse.
+const RESERVED: &[&str] = &[
+    // npm
+    "node_modules",
+    "favicon.ico",
+    "node",
+    "npm",
+    // dependencies of the generated projects: a package of the same name shadows them
+    "fastapi",
+    "starlette",
+    "pydantic",
+    "uvicorn",
+    "redis",
+    "numpy",
+    "scipy",
+    "sklearn",
+    "joblib",
+    "httpx",
+    "pytest",
+    "mypy",
+    "ruff",
+    "fastify",
+    "ioredis",
+    "undici",
+    "typebox",
+    "vitest",
+    "typescript",
+    "pino",
+    "ws",
+    // Python standard library modules the generated code imports
+    "asyncio",
+    "json",
+    "logging",
+    "typing",
+    "os",
+    "sys",
+    "time",
+    "uuid",
+    "hashlib",
+    "hmac",
+    "signal",
+    "socket",
+    "random",
+    "enum",
+    "abc",
+    "dataclasses",
+    "contextlib",
+    "functools",
+    "collections",
+    "pathlib",
+    "test",
+    "tests",
+    "src",
+    "site",
+    "types",
+    "http",
+    "email",
+];
+
+/// The case variants of a project name.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ProjectName {
+    /// As typed (trimmed).
+    pub name: String,
+    /// kebab-case: directory, npm and distribution name.
+    pub slug: String,
+    /// snake_case: Python import package.
+    pub package: String,
+    /// PascalCase: class-like identifiers.
+    pub pascal: String,
+    /// Title Case: headings.
+    pub title: String,
+}
+
+fn invalid(name: &str, reason: impl Into<String>, hint: impl Into<String>) -> Error {
+    Error::InvalidName {
+        name: name.to_string(),
+        reason: reason.into(),
+        hint: hint.into(),
+    }
+}
+
+impl ProjectName {
+    /// Validates `raw` and derives its variants. `My App`, `my-app` and `my_app` are the same name.
+    pub fn parse(raw: &str) -> Result<Self> {
+        let name = raw.trim();
+        if name.is_empty() {
+            return Err(invalid(
+                raw,
+                "the name is empty",
+                "give a name such as `shop-ai`",
+            ));
+        }
+        if name.contains('/') || name.contains('\\') || name.contains("..") {
+            return Err(invalid(
+                raw,
+                "a project name cannot contain a path separator or `..`",
+                "pass the name alone and the parent directory with -o DIR, e.g. `stackwise new shop-ai -o ~/src`",
+            ));
+        }
+        if name.chars().count() > MAX_NAME_LEN {
+            return Err(invalid(
+                raw,
+                format!(
+                    "the name is {} characters long; the limit is {MAX_NAME_LEN}",
+                    name.chars().count()
+                ),
+                "use a shorter name",
+            ));
+        }
+        if let Some(bad) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == ' '))
+        {
+            let suggestion = sanitize(name);
+            return Err(invalid(
+                raw,
+                format!("the character {bad:?} cannot appear in a Python package or npm name"),
+                if suggestion.is_empty() {
+                    "use ASCII letters, digits, `-`, `_` or spaces".to_string()
+                } else {
+                    format!("use ASCII letters, digits, `-`, `_` or spaces, e.g. `{suggestion}`")
+                },
+            ));
+        }
+        let first = name.chars().next().unwrap_or(' ');
+        if !first.is_ascii_alphabetic() {
+            let stripped = name.trim_start_matches(|c: char| !c.is_ascii_alphabetic());
+            let hint = if stripped.is_empty() {
+                "start the name with a letter".to_string()
+            } else {
+                format!(
+                    "start with a letter, e.g. `{}` or `app-{}`",
+                    stripped.to_kebab_case(),
+                    name.to_kebab_case()
+                )
+            };
+            return Err(invalid(
+                raw,
+                "a Python package name cannot start with a digit or symbol",
+                hint,
+            ));
+        }
+        let slug = name.to_kebab_case();
+        let package = name.to_snake_case();
+        if slug.is_empty() || package.is_empty() {
+            return Err(invalid(
+                raw,
+                "the name has no letters or digits",
+                "give a name such as `shop-ai`",
+            ));
+        }
+        if PYTHON_KEYWORDS.contains(&package.as_str()) {
+            return Err(invalid(
+                raw,
+                format!("`{package}` is a Python keyword and cannot be a package name"),
+                format!("add a word, e.g. `{slug}-service`"),
+            ));
+        }
+        if RESERVED.contains(&package.as_str()) || RESERVED.contains(&slug.as_str()) {
+            return Err(invalid(
+                raw,
+                format!(
+                    "`{slug}` is reserved: it would shadow a module or package the generated project depends on"
+                ),
+                format!("add a word, e.g. `{slug}-service` or `my-{slug}`"),
+            ));
+        }
+        Ok(ProjectName {
+            name: name.to_string(),
+            pascal: name.to_upper_camel_case(),
+            title: name.to_title_case(),
+            slug,
+            package,
+        })
+    }
+}
+
+fn sanitize(name: &str) -> String {
+    let kept: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { ' ' })
+        .collect();
+    kept.trim_start_matches(|c: char| !c.is_ascii_alphabetic())
+        .to_kebab_case()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_are_derived_from_any_spelling() {
+        for raw in ["My App", "my-app", "my_app", "MyApp"] {
+            let n = ProjectName::parse(raw).unwrap();
+            assert_eq!(n.slug, "my-app", "{raw}");
+            assert_eq!(n.package, "my_app", "{raw}");
+            assert_eq!(n.pascal, "MyApp", "{raw}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_names_with_a_reason() {
+        for (raw, needle) in [
+            ("", "empty"),
+            ("1app", "digit"),
+            ("class", "keyword"),
+            ("a/b", "separator"),
+            ("..", "separator"),
+            ("redis", "reserved"),
+            ("caf\u{e9}", "character"),
+        ] {
+            let err = ProjectName::parse(raw).unwrap_err().to_string();
+            assert!(err.contains(needle), "{raw}: {err}");
+        }
+        let long = "a".repeat(MAX_NAME_LEN + 1);
+        assert!(
+            ProjectName::parse(&long)
+                .unwrap_err()
+                .to_string()
+                .contains("limit")
+        );
+    }
+}

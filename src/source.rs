@@ -1,0 +1,324 @@
+//! Template sources: the embedded default, a local directory, or a git repository.
+//! Every source is read into a [`TemplateTree`] in memory; nothing in it is ever executed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use include_dir::{Dir, include_dir};
+
+use crate::error::{Error, Result};
+
+static BUILTIN_TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
+static BUILTIN_PRESETS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/presets");
+
+/// The manifest file at the root of every template.
+pub const MANIFEST_FILE: &str = "stackwise.toml";
+
+/// Directories never read from a local or cloned template (build output, caches, VCS data).
+const SKIP_DIRS: &[&str] = &[
+    ".git",
+    "node_modules",
+    ".venv",
+    "target",
+    "__pycache__",
+    ".mypy_cache",
+    ".ruff_cache",
+    "dist",
+];
+
+/// Where a template comes from, as the user named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateSource {
+    Builtin,
+    Local(PathBuf),
+    Git {
+        url: String,
+        reference: Option<String>,
+        subdir: Option<String>,
+    },
+}
+
+impl TemplateSource {
+    /// Parses `--template SRC` (with an optional `--subdir`). `URL#REF` selects a branch, tag or commit.
+    pub fn parse(src: Option<&str>, subdir: Option<&str>) -> Self {
+        let Some(src) = src else {
+            return TemplateSource::Builtin;
+        };
+        let looks_remote = ["https://", "http://", "ssh://", "git://", "file://", "git@"]
+            .iter()
+            .any(|p| src.starts_with(p))
+            || src.ends_with(".git")
+            || src.contains(".git#");
+        if looks_remote {
+            let (url, reference) = match src.rsplit_once('#') {
+                Some((u, r)) if !r.is_empty() => (u.to_string(), Some(r.to_string())),
+                _ => (src.to_string(), None),
+            };
+            TemplateSource::Git {
+                url,
+                reference,
+                subdir: subdir.map(str::to_string),
+            }
+        } else {
+            let mut path = PathBuf::from(src);
+            if let Some(sub) = subdir {
+                path.push(sub);
+            }
+            TemplateSource::Local(path)
+        }
+    }
+
+    /// A short description for messages and `.stackwise.toml`.
+    pub fn describe(&self) -> String {
+        match self {
+            TemplateSource::Builtin => "builtin".to_string(),
+            TemplateSource::Local(p) => p.display().to_string(),
+            TemplateSource::Git {
+                url,
+                reference,
+                subdir,
+            } => {
+                let mut s = url.clone();
+                if let Some(r) = reference {
+                    s.push('#');
+                    s.push_str(r);
+                }
+                if let Some(d) = subdir {
+                    s.push_str(" (subdir ");
+                    s.push_str(d);
+                    s.push(')');
+                }
+                s
+            }
+        }
+    }
+}
+
+/// A template read into memory: its files by relative path (`/`-separated) and its preset files.
+#[derive(Debug, Clone)]
+pub struct TemplateTree {
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// (file name, content) of each preset file.
+    pub presets: Vec<(String, String)>,
+    /// The source as given.
+    pub source: String,
+    /// The git commit (for git sources) or the stackwise version (builtin).
+    pub revision: Option<String>,
+}
+
+impl TemplateTree {
+    /// Reads a template from its source.
+    pub fn load(source: &TemplateSource) -> Result<Self> {
+        match source {
+            TemplateSource::Builtin => Ok(Self::builtin()),
+            TemplateSource::Local(dir) => Self::from_dir(dir, source.describe(), None),
+            TemplateSource::Git {
+                url,
+                reference,
+                subdir,
+            } => {
+                let checkout = tempfile::Builder::new()
+                    .prefix("stackwise-template-")
+                    .tempdir()
+                    .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+                let commit =
+                    clone(url, reference.as_deref(), checkout.path()).map_err(|reason| {
+                        Error::Source {
+                            source_desc: source.describe(),
+                            reason,
+                        }
+                    })?;
+                let mut root = checkout.path().to_path_buf();
+                if let Some(sub) = subdir {
+                    check_relative(sub)?;
+                    root.push(sub);
+                }
+                Self::from_dir(&root, source.describe(), Some(commit))
+            }
+        }
+    }
+
+    /// The template embedded in this binary.
+    pub fn builtin() -> Self {
+        let mut files = BTreeMap::new();
+        collect_embedded(&BUILTIN_TEMPLATES, &mut files);
+        let mut presets = Vec::new();
+        for f in BUILTIN_PRESETS.files() {
+            if f.path().extension().is_some_and(|e| e == "toml") {
+                presets.push((
+                    f.path().to_string_lossy().into_owned(),
+                    String::from_utf8_lossy(f.contents()).into_owned(),
+                ));
+            }
+        }
+        presets.sort();
+        TemplateTree {
+            files,
+            presets,
+            source: "builtin".to_string(),
+            revision: Some(format!("stackwise {}", env!("CARGO_PKG_VERSION"))),
+        }
+    }
+
+    /// Reads a template directory. Symlinks are refused: a template must not point outside itself.
+    /// Presets are read from `presets/` beside the manifest, or from a sibling `presets/` directory
+    /// (the layout of the stackwise repository itself).
+    pub fn from_dir(dir: &Path, source: String, revision: Option<String>) -> Result<Self> {
+        if !dir.join(MANIFEST_FILE).is_file() {
+            return Err(Error::Source {
+                source_desc: source,
+                reason: format!(
+                    "{} has no {MANIFEST_FILE}; a template directory needs a manifest at its root (see docs/TEMPLATES.md)",
+                    dir.display()
+                ),
+            });
+        }
+        let files = read_tree(dir, &["presets"])?;
+        let mut presets = Vec::new();
+        let own = dir.join("presets");
+        let sibling = dir.parent().map(|p| p.join("presets"));
+        let preset_dir = if own.is_dir() {
+            Some(own)
+        } else {
+            sibling.filter(|p| p.is_dir())
+        };
+        if let Some(pd) = preset_dir {
+            for (name, bytes) in read_tree(&pd, &[])? {
+                if name.ends_with(".toml") && !name.contains('/') {
+                    let text = String::from_utf8(bytes).map_err(|_| Error::Preset {
+                        path: name.clone(),
+                        reason: "not UTF-8 text".into(),
+                    })?;
+                    presets.push((name, text));
+                }
+            }
+        }
+        Ok(TemplateTree {
+            files,
+            presets,
+            source,
+            revision,
+        })
+    }
+}
+
+fn collect_embedded(dir: &Dir<'_>, out: &mut BTreeMap<String, Vec<u8>>) {
+    for f in dir.files() {
+        out.insert(
+            f.path().to_string_lossy().replace('\\', "/"),
+            f.contents().to_vec(),
+        );
+    }
+    for d in dir.dirs() {
+        let name = d.path().file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !SKIP_DIRS.contains(&name) {
+            collect_embedded(d, out);
+        }
+    }
+}
+
+fn read_tree(root: &Path, skip_top: &[&str]) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut files = BTreeMap::new();
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| {
+            let name = e.file_name().to_str().unwrap_or("");
+            let skipped_dir = e.depth() > 0 && e.file_type().is_dir() && SKIP_DIRS.contains(&name);
+            let skipped_top = e.depth() == 1 && skip_top.contains(&name);
+            !(skipped_dir || skipped_top)
+        });
+    for entry in walker {
+        let entry = entry.map_err(|e| {
+            let path = e
+                .path()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| root.to_path_buf());
+            Error::io(path, std::io::Error::other(e.to_string()))
+        })?;
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .unwrap_or(entry.path())
+            .to_string_lossy()
+            .replace('\\', "/");
+        if entry.path_is_symlink() {
+            return Err(Error::UnsafePath {
+                path: rel,
+                reason: "templates may not contain symlinks (a link can point outside the template or the target); replace it with a regular file".into(),
+            });
+        }
+        if entry.file_type().is_file() {
+            let bytes = std::fs::read(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            files.insert(rel, bytes);
+        }
+    }
+    Ok(files)
+}
+
+fn check_relative(sub: &str) -> Result<()> {
+    let p = Path::new(sub);
+    if p.is_absolute()
+        || p.components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(Error::UnsafePath {
+            path: sub.to_string(),
+            reason: "--subdir must be a relative path inside the repository".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Clones `url` into `into`, checks out `reference` if given, and returns the commit id.
+fn clone(url: &str, reference: Option<&str>, into: &Path) -> std::result::Result<String, String> {
+    let repo = git2::build::RepoBuilder::new()
+        .clone(url, into)
+        .map_err(|e| format!("cannot clone: {}\n  hint: check the URL and your network access; for a private repository use an SSH URL with a loaded ssh-agent", e.message()))?;
+    if let Some(r) = reference {
+        let obj = repo
+            .revparse_single(r)
+            .or_else(|_| repo.revparse_single(&format!("origin/{r}")))
+            .map_err(|_| format!("no branch, tag or commit named `{r}` in the repository"))?;
+        repo.checkout_tree(&obj, Some(git2::build::CheckoutBuilder::new().force()))
+            .map_err(|e| e.message().to_string())?;
+        repo.set_head_detached(
+            obj.peel_to_commit()
+                .map_err(|e| e.message().to_string())?
+                .id(),
+        )
+        .map_err(|e| e.message().to_string())?;
+    }
+    let head = repo.head().map_err(|e| e.message().to_string())?;
+    let commit = head.peel_to_commit().map_err(|e| e.message().to_string())?;
+    Ok(commit.id().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sources() {
+        assert_eq!(TemplateSource::parse(None, None), TemplateSource::Builtin);
+        assert_eq!(
+            TemplateSource::parse(Some("https://example.com/t.git#v1"), Some("tpl")),
+            TemplateSource::Git {
+                url: "https://example.com/t.git".into(),
+                reference: Some("v1".into()),
+                subdir: Some("tpl".into())
+            }
+        );
+        assert_eq!(
+            TemplateSource::parse(Some("./my-template"), None),
+            TemplateSource::Local("./my-template".into())
+        );
+    }
+
+    #[test]
+    fn builtin_has_a_manifest_and_presets() {
+        let t = TemplateTree::builtin();
+        assert!(t.files.contains_key(MANIFEST_FILE));
+        assert!(!t.presets.is_empty());
+    }
+}

@@ -1,0 +1,193 @@
+//! Writing a project all-or-nothing: every file goes to a staging directory beside the target,
+//! then moves into place with a rename. A failure or an interrupt removes the staging directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::{Error, Result};
+use crate::plan::RenderedFile;
+
+/// Set by the binary's Ctrl-C handler; checked between files.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+fn check_interrupt() -> Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        Err(Error::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
+/// What the target directory looks like before writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetState {
+    Missing,
+    Empty,
+    NonEmpty,
+}
+
+pub fn target_state(target: &Path) -> Result<TargetState> {
+    match std::fs::symlink_metadata(target) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(TargetState::Missing),
+        Err(e) => Err(Error::io(target, e)),
+        Ok(m) if !m.is_dir() => Err(Error::TargetNotDir {
+            path: target.to_path_buf(),
+        }),
+        Ok(_) => {
+            let mut entries = std::fs::read_dir(target).map_err(|e| Error::io(target, e))?;
+            Ok(if entries.next().is_some() {
+                TargetState::NonEmpty
+            } else {
+                TargetState::Empty
+            })
+        }
+    }
+}
+
+/// A staging directory holding the project until it is moved into place.
+pub struct Staging {
+    dir: tempfile::TempDir,
+    /// The project inside the staging directory.
+    pub root: PathBuf,
+    /// Ancestors of the target that we created (removed again on failure).
+    created_parents: Option<PathBuf>,
+}
+
+impl Staging {
+    /// Creates the staging directory next to `target` (same file system, so the move is a rename).
+    pub fn new(target: &Path) -> Result<Self> {
+        let parent = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let created_parents = if parent.exists() {
+            None
+        } else {
+            let mut first = parent.clone();
+            while let Some(p) = first.parent() {
+                if p.as_os_str().is_empty() || p.exists() {
+                    break;
+                }
+                first = p.to_path_buf();
+            }
+            std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+            Some(first)
+        };
+        let dir = tempfile::Builder::new()
+            .prefix(".stackwise-staging-")
+            .tempdir_in(&parent)
+            .map_err(|e| Error::io(&parent, e))?;
+        let root = dir.path().join("project");
+        std::fs::create_dir(&root).map_err(|e| Error::io(&root, e))?;
+        Ok(Staging {
+            dir,
+            root,
+            created_parents,
+        })
+    }
+
+    /// Writes the rendered files into the staging directory.
+    pub fn write(&self, files: &[RenderedFile]) -> Result<()> {
+        for f in files {
+            check_interrupt()?;
+            let dest = self.root.join(&f.path);
+            if let Some(p) = dest.parent() {
+                std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
+            }
+            std::fs::write(&dest, &f.bytes).map_err(|e| Error::io(&dest, e))?;
+            #[cfg(unix)]
+            if f.executable {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| Error::io(&dest, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the project into `target`. With a missing or empty target this is one rename.
+    /// With `force` and a non-empty target, each file is moved over its counterpart; the paths that
+    /// existed before are returned. Files of the target that the template does not write are untouched.
+    pub fn commit(self, target: &Path, files: &[RenderedFile], force: bool) -> Result<Vec<String>> {
+        check_interrupt()?;
+        let state = target_state(target)?;
+        match state {
+            TargetState::Missing => {
+                std::fs::rename(&self.root, target).map_err(|e| Error::io(target, e))?;
+                Ok(Vec::new())
+            }
+            TargetState::Empty => {
+                std::fs::remove_dir(target).map_err(|e| Error::io(target, e))?;
+                std::fs::rename(&self.root, target).map_err(|e| Error::io(target, e))?;
+                Ok(Vec::new())
+            }
+            TargetState::NonEmpty if !force => Err(Error::TargetNotEmpty {
+                path: target.to_path_buf(),
+            }),
+            TargetState::NonEmpty => {
+                // Check every conflict before moving anything.
+                let mut overwritten = Vec::new();
+                for f in files {
+                    let dest = target.join(&f.path);
+                    let mut cur = dest.parent();
+                    while let Some(dir) = cur {
+                        if dir == target {
+                            break;
+                        }
+                        if let Ok(m) = std::fs::symlink_metadata(dir)
+                            && !m.is_dir()
+                        {
+                            return Err(Error::UnsafePath {
+                                path: f.path.clone(),
+                                reason: format!(
+                                    "{} exists in the target and is not a directory; move it away first",
+                                    dir.display()
+                                ),
+                            });
+                        }
+                        cur = dir.parent();
+                    }
+                    match std::fs::symlink_metadata(&dest) {
+                        Ok(m) if m.is_dir() => {
+                            return Err(Error::UnsafePath {
+                                path: f.path.clone(),
+                                reason: "a directory of that name exists in the target; move it away first".into(),
+                            });
+                        }
+                        Ok(m) if m.file_type().is_symlink() => {
+                            return Err(Error::UnsafePath {
+                                path: f.path.clone(),
+                                reason: "the target holds a symlink there; stackwise does not write through links".into(),
+                            });
+                        }
+                        Ok(_) => overwritten.push(f.path.clone()),
+                        Err(_) => {}
+                    }
+                }
+                for f in files {
+                    let dest = target.join(&f.path);
+                    if let Some(p) = dest.parent() {
+                        std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
+                    }
+                    std::fs::rename(self.root.join(&f.path), &dest)
+                        .map_err(|e| Error::io(&dest, e))?;
+                }
+                Ok(overwritten)
+            }
+        }
+    }
+
+    /// Removes the staging directory and any parent directory created for it.
+    pub fn abandon(self) {
+        let Staging {
+            dir,
+            created_parents,
+            ..
+        } = self;
+        drop(dir);
+        if let Some(p) = created_parents {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
