@@ -1,0 +1,168 @@
+//! Shared helpers of the integration tests: the binary, fixture templates, directory listings.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+/// The `stackwise` binary with a clean environment (no colour, no user git identity needed).
+pub fn stackwise() -> Command {
+    let mut c = Command::cargo_bin("stackwise").expect("binary built");
+    c.env("NO_COLOR", "1");
+    c
+}
+
+/// Every file below `dir`, relative and sorted (ignoring `.git`).
+pub fn list_files(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_entry(|e| e.file_name() != ".git")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            e.path()
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Asserts that `dir` holds nothing at all (no project, no staging leftovers).
+pub fn assert_empty(dir: &Path) {
+    let left: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "expected nothing written in {}, found {left:?}",
+        dir.display()
+    );
+}
+
+pub fn write(root: &Path, rel: &str, content: impl AsRef<[u8]>) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+/// A small template exercising every manifest feature.
+pub fn fixture_template(root: &Path) {
+    write(
+        root,
+        "stackwise.toml",
+        r#"
+[template]
+name = "fixture"
+
+[[variables]]
+name = "flavour"
+type = "choice"
+choices = ["vanilla", "chocolate"]
+default = "vanilla"
+prompt = "Flavour?"
+
+[[variables]]
+name = "extra"
+type = "bool"
+default = false
+
+[[variables]]
+name = "count"
+type = "integer"
+default = 3
+min = 1
+max = 10
+
+[[variables]]
+name = "tagline"
+type = "string"
+default = "{{ project_title }} in {{ flavour }}"
+pattern = "^[A-Za-z ]+$"
+pattern_message = "letters and spaces only"
+
+[[variables]]
+name = "folder"
+type = "string"
+default = "docs"
+
+[[variables]]
+name = "tags"
+type = "list"
+choices = ["a", "b", "c"]
+default = ["a"]
+
+[layouts.single]
+description = "one component at the root"
+mounts = [{ component = "app", at = "." }]
+
+[layouts.nested]
+description = "the same component in a subdirectory"
+mounts = [{ component = "app", at = "svc", flags = { nested = true, count = "{{ count }}" } }]
+"#,
+    );
+    write(
+        root,
+        "components/app/component.toml",
+        r#"
+ignore = ["**/*.orig"]
+[flags]
+nested = false
+count = 0
+[[conditional]]
+when = "extra"
+paths = ["extra.txt", "extras"]
+"#,
+    );
+    write(
+        root,
+        "components/app/README.md.tera",
+        "# {{ project_title }}\n{{ tagline }} x{{ count }}{% if flags.nested %} (nested at {{ mount_path }}, flag count {{ flags.count }}){% endif %}\n{% include \"partials/footer.tera\" %}",
+    );
+    write(root, "partials/footer.tera", "-- {{ project_slug }}\n");
+    write(root, "components/app/extra.txt", "extra\n");
+    write(root, "components/app/{{ folder }}/guide.md", "guide\n");
+    write(root, "components/app/extras/more.txt", "more\n");
+    write(root, "components/app/skip.orig", "ignored\n");
+    write(
+        root,
+        "components/app/src/{{ package_name }}/__init__.py.tera",
+        "NAME = \"{{ project_slug }}\"\nTAGS = \"{% for t in tags %}{{ t }}{% endfor %}\"\n",
+    );
+    write(
+        root,
+        "components/app/.github/ci.yml",
+        "run: echo ${{ github.sha }}\n",
+    );
+    write(root, "components/app/logo.bin", [0u8, 159, 146, 150, 0, 1]);
+    write(root, "components/app/run.sh", "#!/bin/sh\necho hi\n");
+    write(
+        root,
+        "presets/basic.toml",
+        r#"id = "basic"
+title = "Basic"
+layout = "single"
+summary = "the fixture at the root"
+rationale = "for tests"
+default = true
+[options]
+flavour = "chocolate"
+"#,
+    );
+    write(
+        root,
+        "presets/deep.toml",
+        r#"id = "deep"
+title = "Deep"
+layout = "nested"
+summary = "the fixture in svc/"
+rationale = "for tests"
+[options]
+extra = true
+"#,
+    );
+}
