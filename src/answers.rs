@@ -17,11 +17,7 @@ pub trait Prompter {
     /// Asks for one variable; `default` is the value pre-selected. Returns the answer.
     fn ask(&mut self, var: &Variable, default: &Value) -> Result<Value>;
     /// Offers a choice among presets (id, one-line description); `None` keeps the default.
-    fn choose_preset(
-        &mut self,
-        _presets: &[(String, String)],
-        _default: usize,
-    ) -> Result<Option<String>> {
+    fn choose_preset(&mut self, _presets: &[(String, String)], _default: usize) -> Result<Option<String>> {
         Ok(None)
     }
 }
@@ -50,9 +46,7 @@ pub struct Inputs {
 pub fn parse_set(arg: &str) -> Result<(String, String)> {
     match arg.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(Error::MalformedSet {
-            arg: arg.to_string(),
-        }),
+        _ => Err(Error::MalformedSet { arg: arg.to_string() }),
     }
 }
 
@@ -64,25 +58,18 @@ pub fn load_file(path: &Path) -> Result<(Map<String, Value>, Option<String>)> {
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-    let is_json =
-        path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+    let is_json = path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
     let value: Value = if is_json {
         serde_json::from_str(&text).map_err(|e| fail(format!("invalid JSON: {e}")))?
     } else {
-        let table: toml::Table =
-            toml::from_str(&text).map_err(|e| fail(format!("invalid TOML: {e}")))?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| fail(format!("invalid TOML: {e}")))?;
         toml_to_json(&toml::Value::Table(table))
     };
     let Value::Object(mut top) = value else {
-        return Err(fail(
-            "the top level must be a table/object of KEY = VALUE".into(),
-        ));
+        return Err(fail("the top level must be a table/object of KEY = VALUE".into()));
     };
     if let Some(Value::Object(answers)) = top.remove("answers") {
-        let preset = top
-            .get("preset")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let preset = top.get("preset").and_then(Value::as_str).map(str::to_string);
         return Ok((answers, preset));
     }
     Ok((top, None))
@@ -96,11 +83,7 @@ pub fn toml_to_json(v: &toml::Value) -> Value {
         toml::Value::Boolean(b) => Value::Bool(*b),
         toml::Value::Datetime(d) => Value::String(d.to_string()),
         toml::Value::Array(a) => Value::Array(a.iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => Value::Object(
-            t.iter()
-                .map(|(k, v)| (k.clone(), toml_to_json(v)))
-                .collect(),
-        ),
+        toml::Value::Table(t) => Value::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
     }
 }
 
@@ -139,28 +122,19 @@ pub fn coerce(var: &Variable, value: &Value) -> std::result::Result<Value, Strin
                 .collect(),
         ),
         (kind, other) => {
-            return Err(format!(
-                "expected a value of type {}, got {other}",
-                kind.as_str()
-            ));
+            return Err(format!("expected a value of type {}, got {other}", kind.as_str()));
         }
     };
     if let (Some(choices), Value::String(s)) = (&var.choices, &typed)
         && !choices.contains(s)
     {
-        return Err(format!(
-            "{s:?} is not one of the choices: {}",
-            choices.join(", ")
-        ));
+        return Err(format!("{s:?} is not one of the choices: {}", choices.join(", ")));
     }
     if let (Some(choices), Value::Array(items)) = (&var.choices, &typed) {
         for i in items {
             let s = i.as_str().unwrap_or_default();
             if !choices.iter().any(|c| c == s) {
-                return Err(format!(
-                    "{s:?} is not one of the choices: {}",
-                    choices.join(", ")
-                ));
+                return Err(format!("{s:?} is not one of the choices: {}", choices.join(", ")));
             }
         }
     }
@@ -176,8 +150,7 @@ pub fn coerce(var: &Variable, value: &Value) -> std::result::Result<Value, Strin
         }
     }
     if let (Some(pattern), Value::String(s)) = (&var.pattern, &typed) {
-        let re = regex::Regex::new(pattern)
-            .map_err(|e| format!("the template's pattern is invalid: {e}"))?;
+        let re = regex::Regex::new(pattern).map_err(|e| format!("the template's pattern is invalid: {e}"))?;
         if !re.is_match(s) {
             return Err(var
                 .pattern_message
@@ -205,11 +178,7 @@ fn empty_value(kind: VarType, var: &Variable) -> Value {
 }
 
 /// Checks that every pre-answered key is a variable of the template.
-pub fn check_keys(
-    manifest: &Manifest,
-    inputs: &Map<String, Value>,
-    source_hint: &str,
-) -> Result<()> {
+pub fn check_keys(manifest: &Manifest, inputs: &Map<String, Value>, source_hint: &str) -> Result<()> {
     for key in inputs.keys() {
         if manifest.variable(key).is_none() {
             return Err(Error::UnknownVariable {
@@ -238,10 +207,7 @@ pub fn resolve(
             key: var.name.clone(),
             reason,
         };
-        let given = inputs
-            .sets
-            .get(&var.name)
-            .or_else(|| inputs.file.get(&var.name));
+        let given = inputs.sets.get(&var.name).or_else(|| inputs.file.get(&var.name));
         let value = if let Some(v) = given {
             coerce(var, v).map_err(invalid)?
         } else if let Some(v) = inputs.preset_options.get(&var.name) {
@@ -260,9 +226,7 @@ pub fn resolve(
                 reason: format!("the default of `{}` is invalid: {e}", var.name),
             })?;
             let asked = match &var.when {
-                Some(expr) => {
-                    context::eval_bool(expr, &ctx, &format!("`when` of variable `{}`", var.name))?
-                }
+                Some(expr) => context::eval_bool(expr, &ctx, &format!("`when` of variable `{}`", var.name))?,
                 None => true,
             };
             if asked && prompter.is_interactive() {

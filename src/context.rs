@@ -63,9 +63,7 @@ pub fn eval_bool(expr: &str, values: &Map<String, Value>, label: &str) -> Result
 
 pub(crate) fn template_error(label: &str, e: &tera::Error) -> Error {
     let file = match e.kind() {
-        tera::ErrorKind::SyntaxError(r) | tera::ErrorKind::RenderingError(r) => {
-            r.filename().to_string()
-        }
+        tera::ErrorKind::SyntaxError(r) | tera::ErrorKind::RenderingError(r) => r.filename().to_string(),
         _ => label.to_string(),
     };
     let mut message = e.to_string();

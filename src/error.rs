@@ -15,15 +15,9 @@ pub enum ErrorKind {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid project name {name:?}: {reason}\n  hint: {hint}")]
-    InvalidName {
-        name: String,
-        reason: String,
-        hint: String,
-    },
+    InvalidName { name: String, reason: String, hint: String },
 
-    #[error(
-        "unknown preset `{id}`; available presets: {available}\n  hint: run `stackwise presets` to list them"
-    )]
+    #[error("unknown preset `{id}`; available presets: {available}\n  hint: run `stackwise presets` to list them")]
     UnknownPreset { id: String, available: String },
 
     #[error("unknown layout `{name}`; this template defines: {available}")]

@@ -8,6 +8,7 @@ pub mod context;
 pub mod error;
 pub mod generate;
 pub mod git;
+pub mod install;
 pub mod lint;
 pub mod manifest;
 pub mod names;

@@ -143,13 +143,10 @@ pub struct Conditional {
 impl Manifest {
     /// Reads and checks the manifest of a template tree.
     pub fn load(tree: &TemplateTree) -> Result<Self> {
-        let bytes = tree
-            .files
-            .get(MANIFEST_FILE)
-            .ok_or_else(|| Error::Manifest {
-                path: MANIFEST_FILE.into(),
-                reason: "missing".into(),
-            })?;
+        let bytes = tree.files.get(MANIFEST_FILE).ok_or_else(|| Error::Manifest {
+            path: MANIFEST_FILE.into(),
+            reason: "missing".into(),
+        })?;
         let text = std::str::from_utf8(bytes).map_err(|_| Error::Manifest {
             path: MANIFEST_FILE.into(),
             reason: "not UTF-8 text".into(),
@@ -179,16 +176,10 @@ impl Manifest {
                 )));
             }
             if crate::context::BUILTIN_NAMES.contains(&v.name.as_str()) {
-                return Err(Self::err(format!(
-                    "variable `{}` shadows a built-in variable",
-                    v.name
-                )));
+                return Err(Self::err(format!("variable `{}` shadows a built-in variable", v.name)));
             }
             if !seen.insert(v.name.clone()) {
-                return Err(Self::err(format!(
-                    "variable `{}` is declared twice",
-                    v.name
-                )));
+                return Err(Self::err(format!("variable `{}` is declared twice", v.name)));
             }
             match (v.kind, &v.choices) {
                 (VarType::Choice | VarType::List, None) => {
@@ -199,10 +190,7 @@ impl Manifest {
                     )));
                 }
                 (VarType::Choice | VarType::List, Some(c)) if c.is_empty() => {
-                    return Err(Self::err(format!(
-                        "variable `{}` has an empty `choices` list",
-                        v.name
-                    )));
+                    return Err(Self::err(format!("variable `{}` has an empty `choices` list", v.name)));
                 }
                 (VarType::String | VarType::Integer | VarType::Bool, Some(_)) => {
                     return Err(Self::err(format!(
@@ -213,9 +201,7 @@ impl Manifest {
                 _ => {}
             }
             if let Some(p) = &v.pattern {
-                regex::Regex::new(p).map_err(|e| {
-                    Self::err(format!("variable `{}`: invalid pattern: {e}", v.name))
-                })?;
+                regex::Regex::new(p).map_err(|e| Self::err(format!("variable `{}`: invalid pattern: {e}", v.name)))?;
             }
         }
         if self.layouts.is_empty() {

@@ -9,10 +9,9 @@ use crate::error::{Error, Result};
 pub const MAX_NAME_LEN: usize = 64;
 
 const PYTHON_KEYWORDS: &[&str] = &[
-    "false", "none", "true", "and", "as", "assert", "async", "await", "break", "class", "continue",
-    "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import",
-    "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while",
-    "with", "yield", "match", "case", "type",
+    "false", "none", "true", "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del",
+    "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda", "nonlocal",
+    "not", "or", "pass", "raise", "return", "try", "while", "with", "yield", "match", "case", "type",
 ];
 
 /// Names that would shadow a module the generated code imports, or that npm / Python refuse.
@@ -102,11 +101,7 @@ impl ProjectName {
     pub fn parse(raw: &str) -> Result<Self> {
         let name = raw.trim();
         if name.is_empty() {
-            return Err(invalid(
-                raw,
-                "the name is empty",
-                "give a name such as `shop-ai`",
-            ));
+            return Err(invalid(raw, "the name is empty", "give a name such as `shop-ai`"));
         }
         if name.contains('/') || name.contains('\\') || name.contains("..") {
             return Err(invalid(
@@ -177,9 +172,7 @@ impl ProjectName {
         if RESERVED.contains(&package.as_str()) || RESERVED.contains(&slug.as_str()) {
             return Err(invalid(
                 raw,
-                format!(
-                    "`{slug}` is reserved: it would shadow a module or package the generated project depends on"
-                ),
+                format!("`{slug}` is reserved: it would shadow a module or package the generated project depends on"),
                 format!("add a word, e.g. `{slug}-service` or `my-{slug}`"),
             ));
         }
@@ -231,11 +224,6 @@ mod tests {
             assert!(err.contains(needle), "{raw}: {err}");
         }
         let long = "a".repeat(MAX_NAME_LEN + 1);
-        assert!(
-            ProjectName::parse(&long)
-                .unwrap_err()
-                .to_string()
-                .contains("limit")
-        );
+        assert!(ProjectName::parse(&long).unwrap_err().to_string().contains("limit"));
     }
 }

@@ -99,10 +99,7 @@ impl Selector {
             Some(
                 Glob::new(pattern)
                     .map_err(|e| Error::Manifest {
-                        path: format!(
-                            "{COMPONENTS_DIR}/{component}/{}",
-                            manifest::COMPONENT_MANIFEST
-                        ),
+                        path: format!("{COMPONENTS_DIR}/{component}/{}", manifest::COMPONENT_MANIFEST),
                         reason: format!("invalid glob {pattern:?}: {e}"),
                     })?
                     .compile_matcher(),
@@ -121,10 +118,7 @@ impl Selector {
 }
 
 fn selectors(patterns: &[String], component: &str) -> Result<Vec<Selector>> {
-    patterns
-        .iter()
-        .map(|p| Selector::new(p, component))
-        .collect()
+    patterns.iter().map(|p| Selector::new(p, component)).collect()
 }
 
 /// Coerces a rendered flag string: `true`/`false` → bool, digits → integer.
@@ -135,10 +129,7 @@ fn flag_value(v: &toml::Value, ctx: &Map<String, Value>, label: &str) -> Result<
             match out.as_str() {
                 "true" => Value::Bool(true),
                 "false" => Value::Bool(false),
-                _ => out
-                    .parse::<i64>()
-                    .map(Value::from)
-                    .unwrap_or(Value::String(out)),
+                _ => out.parse::<i64>().map(Value::from).unwrap_or(Value::String(out)),
             }
         }
         other => crate::answers::toml_to_json(other),
@@ -146,19 +137,11 @@ fn flag_value(v: &toml::Value, ctx: &Map<String, Value>, label: &str) -> Result<
 }
 
 /// Builds the plan for `layout` with the resolved `values` (built-ins and answers).
-pub fn plan(
-    tree: &TemplateTree,
-    manifest: &Manifest,
-    layout: &str,
-    values: &Map<String, Value>,
-) -> Result<Plan> {
-    let layout_def = manifest
-        .layouts
-        .get(layout)
-        .ok_or_else(|| Error::UnknownLayout {
-            name: layout.to_string(),
-            available: manifest.layout_names(),
-        })?;
+pub fn plan(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Map<String, Value>) -> Result<Plan> {
+    let layout_def = manifest.layouts.get(layout).ok_or_else(|| Error::UnknownLayout {
+        name: layout.to_string(),
+        available: manifest.layout_names(),
+    })?;
     let mut files = Vec::new();
     let mut contexts = Vec::new();
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
@@ -294,8 +277,7 @@ pub fn render(tree: &TemplateTree, plan: &Plan) -> Result<Vec<RenderedFile>> {
     if let Err(e) = tera.add_raw_templates(texts) {
         return Err(template_error("template", &e));
     }
-    let tera_contexts: Vec<tera::Context> =
-        plan.contexts.iter().map(context::tera_context).collect();
+    let tera_contexts: Vec<tera::Context> = plan.contexts.iter().map(context::tera_context).collect();
     let mut out = Vec::with_capacity(plan.files.len());
     for f in &plan.files {
         let bytes = match f.action {

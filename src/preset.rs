@@ -100,10 +100,7 @@ impl Catalogue {
     }
 
     pub fn default_preset(&self) -> Option<&Preset> {
-        self.presets
-            .iter()
-            .find(|p| p.default)
-            .or(self.presets.first())
+        self.presets.iter().find(|p| p.default).or(self.presets.first())
     }
 
     /// The first preset of a layout (the default preset when it has that layout).

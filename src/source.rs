@@ -73,11 +73,7 @@ impl TemplateSource {
         match self {
             TemplateSource::Builtin => "builtin".to_string(),
             TemplateSource::Local(p) => p.display().to_string(),
-            TemplateSource::Git {
-                url,
-                reference,
-                subdir,
-            } => {
+            TemplateSource::Git { url, reference, subdir } => {
                 let mut s = url.clone();
                 if let Some(r) = reference {
                     s.push('#');
@@ -112,22 +108,15 @@ impl TemplateTree {
         match source {
             TemplateSource::Builtin => Ok(Self::builtin()),
             TemplateSource::Local(dir) => Self::from_dir(dir, source.describe(), None),
-            TemplateSource::Git {
-                url,
-                reference,
-                subdir,
-            } => {
+            TemplateSource::Git { url, reference, subdir } => {
                 let checkout = tempfile::Builder::new()
                     .prefix("stackwise-template-")
                     .tempdir()
                     .map_err(|e| Error::io(std::env::temp_dir(), e))?;
-                let commit =
-                    clone(url, reference.as_deref(), checkout.path()).map_err(|reason| {
-                        Error::Source {
-                            source_desc: source.describe(),
-                            reason,
-                        }
-                    })?;
+                let commit = clone(url, reference.as_deref(), checkout.path()).map_err(|reason| Error::Source {
+                    source_desc: source.describe(),
+                    reason,
+                })?;
                 let mut root = checkout.path().to_path_buf();
                 if let Some(sub) = subdir {
                     check_relative(sub)?;
@@ -204,10 +193,7 @@ impl TemplateTree {
 
 fn collect_embedded(dir: &Dir<'_>, out: &mut BTreeMap<String, Vec<u8>>) {
     for f in dir.files() {
-        out.insert(
-            f.path().to_string_lossy().replace('\\', "/"),
-            f.contents().to_vec(),
-        );
+        out.insert(f.path().to_string_lossy().replace('\\', "/"), f.contents().to_vec());
     }
     for d in dir.dirs() {
         let name = d.path().file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -230,10 +216,7 @@ fn read_tree(root: &Path, skip_top: &[&str]) -> Result<BTreeMap<String, Vec<u8>>
         });
     for entry in walker {
         let entry = entry.map_err(|e| {
-            let path = e
-                .path()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| root.to_path_buf());
+            let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
             Error::io(path, std::io::Error::other(e.to_string()))
         })?;
         let rel = entry
@@ -258,10 +241,7 @@ fn read_tree(root: &Path, skip_top: &[&str]) -> Result<BTreeMap<String, Vec<u8>>
 
 fn check_relative(sub: &str) -> Result<()> {
     let p = Path::new(sub);
-    if p.is_absolute()
-        || p.components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
+    if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
         return Err(Error::UnsafePath {
             path: sub.to_string(),
             reason: "--subdir must be a relative path inside the repository".into(),
@@ -282,12 +262,8 @@ fn clone(url: &str, reference: Option<&str>, into: &Path) -> std::result::Result
             .map_err(|_| format!("no branch, tag or commit named `{r}` in the repository"))?;
         repo.checkout_tree(&obj, Some(git2::build::CheckoutBuilder::new().force()))
             .map_err(|e| e.message().to_string())?;
-        repo.set_head_detached(
-            obj.peel_to_commit()
-                .map_err(|e| e.message().to_string())?
-                .id(),
-        )
-        .map_err(|e| e.message().to_string())?;
+        repo.set_head_detached(obj.peel_to_commit().map_err(|e| e.message().to_string())?.id())
+            .map_err(|e| e.message().to_string())?;
     }
     let head = repo.head().map_err(|e| e.message().to_string())?;
     let commit = head.peel_to_commit().map_err(|e| e.message().to_string())?;

@@ -158,7 +158,8 @@ impl Staging {
                         Ok(m) if m.file_type().is_symlink() => {
                             return Err(Error::UnsafePath {
                                 path: f.path.clone(),
-                                reason: "the target holds a symlink there; stackwise does not write through links".into(),
+                                reason: "the target holds a symlink there; stackwise does not write through links"
+                                    .into(),
                             });
                         }
                         Ok(_) => overwritten.push(f.path.clone()),
@@ -170,8 +171,7 @@ impl Staging {
                     if let Some(p) = dest.parent() {
                         std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
                     }
-                    std::fs::rename(self.root.join(&f.path), &dest)
-                        .map_err(|e| Error::io(&dest, e))?;
+                    std::fs::rename(self.root.join(&f.path), &dest).map_err(|e| Error::io(&dest, e))?;
                 }
                 Ok(overwritten)
             }
@@ -181,9 +181,7 @@ impl Staging {
     /// Removes the staging directory and any parent directory created for it.
     pub fn abandon(self) {
         let Staging {
-            dir,
-            created_parents,
-            ..
+            dir, created_parents, ..
         } = self;
         drop(dir);
         if let Some(p) = created_parents {

@@ -57,10 +57,7 @@ fn generates_the_fixture_with_names_flags_and_conditionals() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(root.join("run.sh"))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(root.join("run.sh")).unwrap().permissions().mode();
         assert_eq!(mode & 0o111, 0o111);
     }
     let record = std::fs::read_to_string(root.join(".stackwise.toml")).unwrap();
@@ -78,10 +75,7 @@ fn mounts_a_component_at_a_sub_path_with_flags() {
     let root = out.path().join("deep-one");
     let files = list_files(&root);
     assert!(files.contains(&"svc/extra.txt".to_string()), "{files:?}");
-    assert!(
-        files.contains(&"svc/extras/more.txt".to_string()),
-        "{files:?}"
-    );
+    assert!(files.contains(&"svc/extras/more.txt".to_string()), "{files:?}");
     assert!(
         !files.iter().any(|f| f.ends_with(".orig")),
         "ignored file written: {files:?}"
@@ -120,19 +114,10 @@ fn bad_set_values_name_the_key() {
     let (tpl, out) = fixture();
     for (set, needle) in [
         ("nope=1", "unknown variable `nope`"),
-        (
-            "extra=maybe",
-            "invalid value for `extra`: expected a boolean",
-        ),
-        (
-            "count=many",
-            "invalid value for `count`: expected an integer",
-        ),
+        ("extra=maybe", "invalid value for `extra`: expected a boolean"),
+        ("count=many", "invalid value for `count`: expected an integer"),
         ("count=11", "out of range"),
-        (
-            "flavour=mint",
-            "\"mint\" is not one of the choices: vanilla, chocolate",
-        ),
+        ("flavour=mint", "\"mint\" is not one of the choices: vanilla, chocolate"),
         ("tags=a,z", "\"z\" is not one of the choices"),
         ("tagline=no digits 1", "letters and spaces only"),
         ("novalue", "expected KEY=VALUE"),
@@ -173,8 +158,7 @@ fn answers_files_in_toml_and_json() {
         .arg(answers.path().join("a.json"))
         .assert()
         .success();
-    let init =
-        std::fs::read_to_string(out.path().join("from-json/src/from_json/__init__.py")).unwrap();
+    let init = std::fs::read_to_string(out.path().join("from-json/src/from_json/__init__.py")).unwrap();
     assert!(init.contains("TAGS = \"bc\""), "{init}");
     // --set wins over the answers file.
     new_cmd(&tpl, &out, "both")
@@ -201,10 +185,7 @@ fn broken_answers_files_are_usage_errors() {
     for (file, needle) in [
         ("bad.toml", "invalid TOML"),
         ("bad.json", "invalid JSON"),
-        (
-            "unknown.toml",
-            "unknown variable `colour` (in the answers file)",
-        ),
+        ("unknown.toml", "unknown variable `colour` (in the answers file)"),
         ("list.json", "top level must be a table"),
         ("missing.toml", "cannot read answers file"),
     ] {
@@ -239,10 +220,7 @@ fn non_empty_target_is_refused_and_force_touches_only_template_files() {
         .assert()
         .success()
         .stderr(predicate::str::contains("overwrote README.md"));
-    assert_eq!(
-        std::fs::read_to_string(target.join("mine.txt")).unwrap(),
-        "user data\n"
-    );
+    assert_eq!(std::fs::read_to_string(target.join("mine.txt")).unwrap(), "user data\n");
     assert!(
         std::fs::read_to_string(target.join("README.md"))
             .unwrap()
@@ -273,10 +251,7 @@ fn dry_run_lists_files_and_writes_nothing() {
         .arg("--dry-run")
         .assert()
         .success()
-        .stderr(
-            predicate::str::contains("would write 7 files")
-                .and(predicate::str::contains("src/app/__init__.py")),
-        );
+        .stderr(predicate::str::contains("would write 7 files").and(predicate::str::contains("src/app/__init__.py")));
     assert_empty(out.path());
 }
 
@@ -284,18 +259,11 @@ fn dry_run_lists_files_and_writes_nothing() {
 fn json_output_is_one_document_on_stdout() {
     let (tpl, out) = fixture();
     let assert = new_cmd(&tpl, &out, "app").arg("--json").assert().success();
-    let doc: serde_json::Value =
-        serde_json::from_slice(&assert.get_output().stdout).expect("stdout is JSON");
+    let doc: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).expect("stdout is JSON");
     assert_eq!(doc["layout"], "single");
     assert_eq!(doc["preset"], "basic");
     assert_eq!(doc["answers"]["flavour"], "chocolate");
-    assert!(
-        doc["files"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f == "README.md")
-    );
+    assert!(doc["files"].as_array().unwrap().iter().any(|f| f == "README.md"));
     // Human output went to stderr only.
     assert!(
         String::from_utf8_lossy(&assert.get_output().stdout)
@@ -317,9 +285,7 @@ fn git_repository_with_one_initial_commit() {
     c.env("HOME", home.path())
         .env("XDG_CONFIG_HOME", home.path())
         .env("GIT_CONFIG_NOSYSTEM", "1");
-    c.assert()
-        .success()
-        .stderr(predicate::str::contains("initial commit"));
+    c.assert().success().stderr(predicate::str::contains("initial commit"));
     let repo = git2::Repository::open(out.path().join("app")).unwrap();
     let head = repo.head().unwrap();
     assert_eq!(head.shorthand(), Some("main"));
@@ -328,10 +294,7 @@ fn git_repository_with_one_initial_commit() {
     assert_eq!(commit.author().name(), Some("stackwise"));
     let tree = commit.tree().unwrap();
     assert!(tree.get_path(std::path::Path::new("README.md")).is_ok());
-    assert!(
-        tree.get_path(std::path::Path::new(".stackwise.toml"))
-            .is_ok()
-    );
+    assert!(tree.get_path(std::path::Path::new(".stackwise.toml")).is_ok());
     assert!(
         repo.statuses(None).unwrap().is_empty(),
         "everything generated is committed"
@@ -356,14 +319,11 @@ fn tera_syntax_error_names_file_and_line() {
 #[test]
 fn undefined_variable_names_file_and_line() {
     let (tpl, out) = fixture();
-    write(
-        tpl.path(),
-        "components/app/u.txt.tera",
-        "ok\n{{ not_a_variable }}\n",
-    );
-    new_cmd(&tpl, &out, "app").assert().code(1).stderr(
-        predicate::str::contains("not_a_variable").and(predicate::str::contains("u.txt.tera:2")),
-    );
+    write(tpl.path(), "components/app/u.txt.tera", "ok\n{{ not_a_variable }}\n");
+    new_cmd(&tpl, &out, "app")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("not_a_variable").and(predicate::str::contains("u.txt.tera:2")));
     assert_empty(out.path());
 }
 
@@ -378,10 +338,7 @@ fn rendered_paths_cannot_escape_the_target() {
             .args(["--set", &format!("folder={value}")])
             .assert()
             .code(1)
-            .stderr(
-                predicate::str::contains("unsafe template path")
-                    .and(predicate::str::contains(needle)),
-            );
+            .stderr(predicate::str::contains("unsafe template path").and(predicate::str::contains(needle)));
         assert_empty(out.path());
     }
     // A mount outside the project.
@@ -403,8 +360,7 @@ fn a_template_containing_a_symlink_is_refused() {
     let (tpl, out) = fixture();
     std::os::unix::fs::symlink("/etc/passwd", tpl.path().join("components/app/passwd")).unwrap();
     new_cmd(&tpl, &out, "app").assert().code(1).stderr(
-        predicate::str::contains("may not contain symlinks")
-            .and(predicate::str::contains("components/app/passwd")),
+        predicate::str::contains("may not contain symlinks").and(predicate::str::contains("components/app/passwd")),
     );
     assert_empty(out.path());
 }
@@ -425,9 +381,7 @@ fn an_unreachable_git_url_is_a_clear_error() {
         .arg(out.path())
         .assert()
         .code(1)
-        .stderr(
-            predicate::str::contains("cannot clone").and(predicate::str::contains("nowhere.git")),
-        );
+        .stderr(predicate::str::contains("cannot clone").and(predicate::str::contains("nowhere.git")));
     assert_empty(out.path());
 }
 
@@ -458,8 +412,7 @@ fn a_git_template_with_ref_and_subdir() {
             .into_iter()
             .collect();
         let refs: Vec<&git2::Commit> = parents.iter().collect();
-        repo.commit(Some("HEAD"), &sig, &sig, msg, &tree, &refs)
-            .unwrap()
+        repo.commit(Some("HEAD"), &sig, &sig, msg, &tree, &refs).unwrap()
     };
     let first = commit(&repo, "v1");
     repo.tag_lightweight("v1", &repo.find_object(first, None).unwrap(), false)
@@ -493,10 +446,7 @@ fn a_git_template_with_ref_and_subdir() {
         "ref v1 was not checked out: {files:?}"
     );
     let record = std::fs::read_to_string(out.path().join("app/.stackwise.toml")).unwrap();
-    assert!(
-        record.contains(&first.to_string()),
-        "revision recorded: {record}"
-    );
+    assert!(record.contains(&first.to_string()), "revision recorded: {record}");
 }
 
 #[test]
@@ -544,20 +494,13 @@ fn lint_checks_every_preset_and_boolean_combination() {
         .success()
         .stderr(predicate::str::contains("2 presets, 2 layouts"));
     // A syntax error only reached when `extra` is true is still found.
-    write(
-        tpl.path(),
-        "components/app/extras/bad.txt.tera",
-        "{% if %}\n",
-    );
+    write(tpl.path(), "components/app/extras/bad.txt.tera", "{% if %}\n");
     stackwise()
         .arg("lint")
         .arg(tpl.path())
         .assert()
         .code(1)
-        .stderr(
-            predicate::str::contains("extras/bad.txt.tera")
-                .and(predicate::str::contains("extra=true")),
-        );
+        .stderr(predicate::str::contains("extras/bad.txt.tera").and(predicate::str::contains("extra=true")));
 }
 
 #[test]
@@ -590,4 +533,56 @@ fn completions_are_printed() {
         .assert()
         .success()
         .stdout(predicate::str::contains("stackwise").and(predicate::str::contains("--preset")));
+}
+
+#[test]
+fn install_runs_the_projects_own_steps_and_commits_the_lockfile() {
+    let (tpl, out) = fixture();
+    write(
+        tpl.path(),
+        "components/app/package.json.tera",
+        "{\"name\": \"{{ project_slug }}\", \"version\": \"1.0.0\", \"private\": true}\n",
+    );
+    let mut c = stackwise();
+    c.args(["new", "app", "--yes", "--install", "-o"])
+        .arg(out.path())
+        .arg("--template")
+        .arg(tpl.path());
+    c.assert()
+        .success()
+        .stderr(predicate::str::contains("npm install").and(predicate::str::contains("wrote package-lock.json")));
+    let root = out.path().join("app");
+    assert!(root.join("package-lock.json").is_file());
+    let repo = git2::Repository::open(&root).unwrap();
+    let tree = repo.head().unwrap().peel_to_tree().unwrap();
+    assert!(
+        tree.get_path(std::path::Path::new("package-lock.json")).is_ok(),
+        "lockfile is in the initial commit"
+    );
+}
+
+#[test]
+fn install_with_a_missing_tool_names_it_and_keeps_the_project() {
+    let (tpl, out) = fixture();
+    write(
+        tpl.path(),
+        "components/app/package.json",
+        "{\"name\": \"x\", \"version\": \"1.0.0\"}\n",
+    );
+    let empty_path = TempDir::new().unwrap();
+    let mut c = stackwise();
+    c.args(["new", "app", "--yes", "--no-git", "--install", "-o"])
+        .arg(out.path())
+        .arg("--template")
+        .arg(tpl.path())
+        .env("PATH", empty_path.path());
+    c.assert().code(1).stderr(
+        predicate::str::contains("`npm` is not installed")
+            .and(predicate::str::contains("nodejs.org"))
+            .and(predicate::str::contains("retry with: cd")),
+    );
+    assert!(
+        out.path().join("app/README.md").is_file(),
+        "the written project stays in place"
+    );
 }

@@ -1,5 +1,6 @@
 //! Command-line front end. Human output goes to stderr; `--json` documents go to stdout.
 
+mod progress;
 mod prompt;
 pub mod style;
 
@@ -8,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use stackwise::generate::{self, NewRequest, NoHook};
+use stackwise::generate::{self, NewRequest};
 use stackwise::source::TemplateSource;
 use stackwise::{Error, ErrorKind};
 
@@ -85,6 +86,12 @@ struct NewArgs {
     /// Print one JSON document on stdout.
     #[arg(long)]
     json: bool,
+    /// Run the project's install steps (uv sync, npm install) so lockfiles go into the initial commit.
+    #[arg(long, conflicts_with = "no_install")]
+    install: bool,
+    /// Do not run install steps (and do not ask).
+    #[arg(long)]
+    no_install: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -137,10 +144,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Lint { dir, json } => {
             let report = stackwise::lint::lint(&dir)?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                );
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
             } else {
                 eprintln!(
                     "{} {}: {} presets, {} layouts, {} renders ({} files) without an error",
@@ -155,12 +159,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "stackwise",
-                &mut std::io::stdout(),
-            );
+            clap_complete::generate(shell, &mut Cli::command(), "stackwise", &mut std::io::stdout());
             Ok(())
         }
     }
@@ -171,6 +170,17 @@ fn interactive(yes: bool) -> bool {
 }
 
 fn cmd_new(args: NewArgs) -> Result<(), Error> {
+    let interactive = interactive(args.yes);
+    let install = if args.install {
+        true
+    } else if args.no_install || args.dry_run || !interactive {
+        false
+    } else {
+        prompt::confirm(
+            "Install dependencies now (uv sync / npm install) so the lockfiles go into the initial commit?",
+            true,
+        )?
+    };
     let req = NewRequest {
         name: args.name,
         preset: args.preset,
@@ -182,19 +192,26 @@ fn cmd_new(args: NewArgs) -> Result<(), Error> {
         force: args.force,
         dry_run: args.dry_run,
         git: !args.no_git,
+        install,
     };
-    let mut prompter = prompt::Terminal::new(interactive(args.yes));
+    let mut prompter = prompt::Terminal::new(interactive);
     let _ = ctrlc::set_handler(|| {
         stackwise::stage::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
     });
-    let outcome = generate::new_project(&req, &mut prompter, &mut NoHook)?;
+    let mut progress = progress::Bars::new();
+    let outcome = generate::new_project(&req, &mut prompter, &mut progress)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&outcome).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(&outcome).unwrap_or_default());
     }
     report_new(&outcome);
+    if let Some(failed) = outcome.install.iter().find(|r| !r.ok) {
+        return Err(Error::Install(format!(
+            "{}\n  the project is in place at {}; retry with: cd {} && make install",
+            failed.error.as_deref().unwrap_or("failed"),
+            outcome.target.display(),
+            outcome.target.display()
+        )));
+    }
     Ok(())
 }
 
@@ -238,8 +255,10 @@ fn report_new(o: &generate::Outcome) {
         (None, Some(why)) => eprintln!("  no git repository: {why}"),
         _ => {}
     }
+    let installed = !o.install.is_empty() && o.install.iter().all(|r| r.ok);
+    let install_line = if installed { "" } else { "\n  make install" };
     eprintln!(
-        "\nnext steps:\n  cd {}\n  make install\n  make test\n  make run",
+        "\nnext steps:\n  cd {}{install_line}\n  make test\n  make run",
         o.target.display()
     );
 }
@@ -256,22 +275,10 @@ fn cmd_presets(args: PresetsArgs) -> Result<(), Error> {
                 );
                 return Ok(());
             }
-            let width = loaded
-                .catalogue
-                .presets
-                .iter()
-                .map(|p| p.id.len())
-                .max()
-                .unwrap_or(0);
+            let width = loaded.catalogue.presets.iter().map(|p| p.id.len()).max().unwrap_or(0);
             for p in &loaded.catalogue.presets {
                 let default = if p.default { " (default)" } else { "" };
-                println!(
-                    "{:width$}  {:7}  {}{default}",
-                    p.id,
-                    p.layout,
-                    p.summary,
-                    width = width
-                );
+                println!("{:width$}  {:7}  {}{default}", p.id, p.layout, p.summary, width = width);
             }
             eprintln!("\nstackwise presets show ID    details of one preset");
             Ok(())
@@ -289,10 +296,7 @@ fn cmd_presets(args: PresetsArgs) -> Result<(), Error> {
             }
             let mut out = String::new();
             out.push_str(&format!("{} — {}\n", style::bold(&p.id), p.title));
-            out.push_str(&format!(
-                "layout:     {} ({})\n",
-                p.layout, layout.description
-            ));
+            out.push_str(&format!("layout:     {} ({})\n", p.layout, layout.description));
             out.push_str("components:\n");
             for m in &layout.mounts {
                 out.push_str(&format!("  {:<16} at {}\n", m.component, m.at));
@@ -307,10 +311,7 @@ fn cmd_presets(args: PresetsArgs) -> Result<(), Error> {
                 out.push_str(&format!("  {:<16} {value}\n", v.name));
             }
             out.push_str(&format!("\n{}\n", p.rationale.trim()));
-            out.push_str(&format!(
-                "\ngenerate it: stackwise new NAME --preset {}\n",
-                p.id
-            ));
+            out.push_str(&format!("\ngenerate it: stackwise new NAME --preset {}\n", p.id));
             print!("{out}");
             Ok(())
         }

@@ -22,9 +22,7 @@ impl Terminal {
 
 fn prompt_err(e: dialoguer::Error) -> Error {
     match e {
-        dialoguer::Error::IO(io) if io.kind() == std::io::ErrorKind::Interrupted => {
-            Error::Interrupted
-        }
+        dialoguer::Error::IO(io) if io.kind() == std::io::ErrorKind::Interrupted => Error::Interrupted,
         other => Error::Prompt(format!("cannot read the answer: {other}")),
     }
 }
@@ -72,13 +70,7 @@ impl stackwise::answers::Prompter for Terminal {
                     .items(&choices)
                     .defaults(&selected)
                     .interact()
-                    .map(|idx| {
-                        Value::Array(
-                            idx.into_iter()
-                                .map(|i| Value::String(choices[i].clone()))
-                                .collect(),
-                        )
-                    })
+                    .map(|idx| Value::Array(idx.into_iter().map(|i| Value::String(choices[i].clone())).collect()))
                     .map_err(prompt_err)
             }
             VarType::String | VarType::Integer => {
@@ -100,15 +92,8 @@ impl stackwise::answers::Prompter for Terminal {
         }
     }
 
-    fn choose_preset(
-        &mut self,
-        presets: &[(String, String)],
-        default: usize,
-    ) -> Result<Option<String>> {
-        let items: Vec<String> = presets
-            .iter()
-            .map(|(id, d)| format!("{id:14} {d}"))
-            .collect();
+    fn choose_preset(&mut self, presets: &[(String, String)], default: usize) -> Result<Option<String>> {
+        let items: Vec<String> = presets.iter().map(|(id, d)| format!("{id:14} {d}")).collect();
         let i = Select::with_theme(&self.theme)
             .with_prompt("Which preset? (stackwise recommend helps you choose)")
             .items(&items)
@@ -117,4 +102,13 @@ impl stackwise::answers::Prompter for Terminal {
             .map_err(prompt_err)?;
         Ok(Some(presets[i].0.clone()))
     }
+}
+
+/// A yes/no question outside the variable flow.
+pub fn confirm(question: &str, default: bool) -> Result<bool> {
+    Confirm::with_theme(&ColorfulTheme::default())
+        .with_prompt(question)
+        .default(default)
+        .interact()
+        .map_err(prompt_err)
 }

@@ -19,13 +19,7 @@ pub fn list_files(dir: &Path) -> Vec<String> {
         .filter_entry(|e| e.file_name() != ".git")
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
-        .map(|e| {
-            e.path()
-                .strip_prefix(dir)
-                .unwrap()
-                .to_string_lossy()
-                .replace('\\', "/")
-        })
+        .map(|e| e.path().strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/"))
         .collect();
     out.sort();
     out
@@ -33,10 +27,7 @@ pub fn list_files(dir: &Path) -> Vec<String> {
 
 /// Asserts that `dir` holds nothing at all (no project, no staging leftovers).
 pub fn assert_empty(dir: &Path) {
-    let left: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let left: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     assert!(
         left.is_empty(),
         "expected nothing written in {}, found {left:?}",
@@ -133,11 +124,7 @@ paths = ["extra.txt", "extras"]
         "components/app/src/{{ package_name }}/__init__.py.tera",
         "NAME = \"{{ project_slug }}\"\nTAGS = \"{% for t in tags %}{{ t }}{% endfor %}\"\n",
     );
-    write(
-        root,
-        "components/app/.github/ci.yml",
-        "run: echo ${{ github.sha }}\n",
-    );
+    write(root, "components/app/.github/ci.yml", "run: echo ${{ github.sha }}\n");
     write(root, "components/app/logo.bin", [0u8, 159, 146, 150, 0, 1]);
     write(root, "components/app/run.sh", "#!/bin/sh\necho hi\n");
     write(

@@ -1,0 +1,176 @@
+//! `stackwise new --install`: the generated project's own install steps, run by stackwise.
+//!
+//! The steps are stackwise's own and fixed: `uv sync` where a `pyproject.toml` is, `npm install`
+//! where a `package.json` is (the project root and its direct subdirectories). Nothing a template
+//! says is ever executed. Each step's output goes to a log file; a missing tool or a failed step
+//! leaves the written project in place.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// One install step: a fixed command in a directory of the project.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// Directory relative to the project root (`.`, `gateway`, …).
+    pub dir: String,
+    pub program: String,
+    pub args: Vec<String>,
+    /// How to get the program when it is missing.
+    pub get_it: String,
+    /// The lockfile this step creates.
+    pub lockfile: String,
+}
+
+impl Step {
+    pub fn display(&self) -> String {
+        let cmd = std::iter::once(self.program.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ");
+        if self.dir == "." {
+            cmd
+        } else {
+            format!("{cmd} (in {})", self.dir)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResult {
+    pub step: Step,
+    pub ok: bool,
+    pub seconds: f64,
+    /// Why it failed, with how to fix or retry.
+    pub error: Option<String>,
+}
+
+/// Reports progress to the user (the binary draws it; tests ignore it).
+pub trait Progress {
+    fn start(&mut self, step: &Step);
+    fn finish(&mut self, result: &StepResult);
+}
+
+pub struct Silent;
+
+impl Progress for Silent {
+    fn start(&mut self, _: &Step) {}
+    fn finish(&mut self, _: &StepResult) {}
+}
+
+/// The steps for a project: `uv sync` for every `pyproject.toml`, `npm install` for every
+/// `package.json`, at the root or one directory below it; Python first.
+pub fn plan(project: &Path) -> Vec<Step> {
+    let mut dirs = vec![".".to_string()];
+    if let Ok(entries) = std::fs::read_dir(project) {
+        let mut subs: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.') && n != "node_modules")
+            .collect();
+        subs.sort();
+        dirs.extend(subs);
+    }
+    let mut python = Vec::new();
+    let mut node = Vec::new();
+    for d in dirs {
+        let base = project.join(&d);
+        if base.join("pyproject.toml").is_file() {
+            python.push(Step {
+                dir: d.clone(),
+                program: "uv".into(),
+                args: vec!["sync".into()],
+                get_it: "install uv with `python3 -m pip install uv` (or see https://docs.astral.sh/uv/getting-started/installation/)".into(),
+                lockfile: "uv.lock".into(),
+            });
+        }
+        if base.join("package.json").is_file() {
+            node.push(Step {
+                dir: d.clone(),
+                program: "npm".into(),
+                args: vec!["install".into(), "--no-audit".into(), "--no-fund".into()],
+                get_it: "install Node.js 20.19 or newer, which ships npm (https://nodejs.org/ or your package manager)"
+                    .into(),
+                lockfile: "package-lock.json".into(),
+            });
+        }
+    }
+    python.extend(node);
+    python
+}
+
+/// Finds `program` on PATH.
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Runs every step in order, appending all output to `log`. Stops at the first failure.
+pub fn run(project: &Path, steps: &[Step], log: &Path, progress: &mut dyn Progress) -> Vec<StepResult> {
+    let mut results = Vec::new();
+    let mut log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).ok();
+    for step in steps {
+        progress.start(step);
+        let started = Instant::now();
+        let outcome = run_one(project, step, log, log_file.as_mut());
+        let result = StepResult {
+            step: step.clone(),
+            ok: outcome.is_ok(),
+            seconds: started.elapsed().as_secs_f64(),
+            error: outcome.err(),
+        };
+        progress.finish(&result);
+        let failed = !result.ok;
+        results.push(result);
+        if failed {
+            break;
+        }
+    }
+    results
+}
+
+fn run_one(project: &Path, step: &Step, log: &Path, log_file: Option<&mut std::fs::File>) -> Result<(), String> {
+    let Some(program) = find_program(&step.program) else {
+        return Err(format!("`{}` is not installed: {}", step.program, step.get_it));
+    };
+    let dir = project.join(&step.dir);
+    let (stdout, stderr) = match log_file {
+        Some(f) => {
+            let _ = writeln!(f, "\n==> {} in {}", step.display(), dir.display());
+            match (f.try_clone(), f.try_clone()) {
+                (Ok(a), Ok(b)) => (Stdio::from(a), Stdio::from(b)),
+                _ => (Stdio::null(), Stdio::null()),
+            }
+        }
+        None => (Stdio::null(), Stdio::null()),
+    };
+    let status = Command::new(program)
+        .args(&step.args)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .status()
+        .map_err(|e| format!("cannot start `{}`: {e}", step.program))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` exited with {}; its output is in {}",
+            step.display(),
+            status.code().map_or("a signal".to_string(), |c| format!("code {c}")),
+            log.display()
+        ))
+    }
+}
+
+/// A readable duration for progress lines.
+pub fn human(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
