@@ -129,6 +129,10 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{} {e}", style::error("error:"));
+            if matches!(e, Error::Interrupted) {
+                // The conventional exit status of a process stopped by SIGINT.
+                return ExitCode::from(130);
+            }
             ExitCode::from(match e.kind() {
                 ErrorKind::Usage => 2,
                 ErrorKind::Runtime => 1,

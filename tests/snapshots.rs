@@ -1,0 +1,64 @@
+//! insta snapshots of what each built-in preset generates: the file list and the key files.
+//! Review changes with `cargo insta review`; a diff here is a change to every user's project.
+
+mod common;
+
+use common::{list_files, stackwise};
+use predicates::prelude::PredicateBooleanExt;
+use tempfile::TempDir;
+
+const PRESETS: &[(&str, &[&str])] = &[
+    ("ml-api", &["pyproject.toml", "Makefile", ".stackwise.toml"]),
+    ("data-pipeline", &["pyproject.toml", "compose.yaml"]),
+    ("realtime", &["package.json", "Makefile"]),
+    ("api-gateway", &["package.json"]),
+    ("ai-product", &["Makefile", "compose.yaml", ".env.example", "ml-service/pyproject.toml", "gateway/package.json"]),
+    ("ai-realtime", &[]),
+];
+
+#[test]
+fn every_preset_renders_its_snapshot() {
+    for (preset, key_files) in PRESETS {
+        let out = TempDir::new().unwrap();
+        stackwise()
+            .args(["new", "Shop AI", "--yes", "--no-git", "--preset", preset, "-o"])
+            .arg(out.path())
+            .assert()
+            .success();
+        let root = out.path().join("shop-ai");
+        let files = list_files(&root);
+        insta::assert_snapshot!(format!("{preset}__files"), files.join("\n"));
+        for f in *key_files {
+            let text = std::fs::read_to_string(root.join(f)).unwrap_or_else(|e| panic!("{preset}: {f}: {e}"));
+            insta::assert_snapshot!(format!("{preset}__{}", f.replace('/', "__")), text);
+        }
+    }
+}
+
+#[test]
+fn the_builtin_template_passes_its_own_lint() {
+    stackwise().args(["lint", "templates"]).current_dir(env!("CARGO_MANIFEST_DIR")).assert().success();
+}
+
+#[test]
+fn presets_list_and_show() {
+    let out = stackwise().arg("presets").assert().success();
+    let listing = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    for (id, _) in PRESETS {
+        assert!(listing.contains(id), "{listing}");
+    }
+    assert!(listing.lines().next().unwrap().starts_with("ai-product"), "default first: {listing}");
+    let json = stackwise().args(["presets", "--json"]).assert().success();
+    let doc: serde_json::Value = serde_json::from_slice(&json.get_output().stdout).unwrap();
+    assert_eq!(doc.as_array().unwrap().len(), PRESETS.len());
+    stackwise()
+        .args(["presets", "show", "data-pipeline"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("layout:     python").and(predicates::str::contains("worker           true")));
+    stackwise()
+        .args(["presets", "show", "nope"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("unknown preset `nope`"));
+}
