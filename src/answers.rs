@@ -16,8 +16,9 @@ pub trait Prompter {
     fn is_interactive(&self) -> bool;
     /// Asks for one variable; `default` is the value pre-selected. Returns the answer.
     fn ask(&mut self, var: &Variable, default: &Value) -> Result<Value>;
-    /// Offers a choice among presets (id, one-line description); `None` keeps the default.
-    fn choose_preset(&mut self, _presets: &[(String, String)], _default: usize) -> Result<Option<String>> {
+    /// Offers a choice among the presets (or the workload questions of `recommend`);
+    /// `None` keeps the default preset.
+    fn choose_preset(&mut self, _catalogue: &crate::preset::Catalogue, _manifest: &Manifest) -> Result<Option<String>> {
         Ok(None)
     }
 }

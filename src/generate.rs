@@ -110,17 +110,7 @@ pub fn choose_preset_and_layout(
             None => {
                 let default = loaded.catalogue.default_preset().map(|p| p.id.clone());
                 if prompter.is_interactive() && !loaded.catalogue.presets.is_empty() {
-                    let list: Vec<(String, String)> = loaded
-                        .catalogue
-                        .presets
-                        .iter()
-                        .map(|p| (p.id.clone(), format!("{} layout: {}", p.layout, p.summary)))
-                        .collect();
-                    let idx = list
-                        .iter()
-                        .position(|(id, _)| Some(id) == default.as_ref())
-                        .unwrap_or(0);
-                    prompter.choose_preset(&list, idx)?.or(default)
+                    prompter.choose_preset(&loaded.catalogue, &loaded.manifest)?.or(default)
                 } else {
                     default
                 }

@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod names;
 pub mod plan;
 pub mod preset;
+pub mod recommend;
 pub mod record;
 pub mod source;
 pub mod stage;

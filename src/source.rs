@@ -16,6 +16,7 @@ pub const MANIFEST_FILE: &str = "stackwise.toml";
 
 /// Directories never read from a local or cloned template (build output, caches, VCS data).
 const SKIP_DIRS: &[&str] = &[
+    ".pytest_cache",
     ".git",
     "node_modules",
     ".venv",

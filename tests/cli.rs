@@ -586,3 +586,87 @@ fn install_with_a_missing_tool_names_it_and_keeps_the_project() {
         "the written project stays in place"
     );
 }
+
+/// The interactive `new` on a pseudo-terminal: the install question, the preset list (or the
+/// workload questions), then the template's questions.
+#[cfg(unix)]
+mod pty {
+    use rexpect::process::WaitStatus;
+    use rexpect::session::{Options, PtySession, spawn_with_options};
+
+    const DOWN: &str = "\x1b[B";
+
+    fn spawn(dir: &std::path::Path) -> PtySession {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackwise"));
+        cmd.args(["new", "Pty App", "--no-git"])
+            .current_dir(dir)
+            .env("NO_COLOR", "1")
+            .env("TERM", "xterm");
+        spawn_with_options(
+            cmd,
+            Options::new().timeout_ms(Some(20_000)).strip_ansi_escape_codes(true),
+        )
+        .unwrap()
+    }
+
+    fn select(p: &mut PtySession, question: &str, downs: usize) {
+        p.exp_string(question).unwrap();
+        p.send(&DOWN.repeat(downs)).unwrap();
+        p.send("\r").unwrap();
+        p.flush().unwrap();
+    }
+
+    fn key(p: &mut PtySession, question: &str, k: &str) {
+        p.exp_string(question).unwrap();
+        p.send(k).unwrap();
+        p.flush().unwrap();
+    }
+
+    #[test]
+    fn picks_a_preset_from_the_list_and_asks_the_templates_questions() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut p = spawn(tmp.path());
+        key(&mut p, "Install dependencies now", "n");
+        // ai-product, ai-realtime, api-gateway, realtime, data-pipeline, ml-api, not sure
+        select(&mut p, "Which preset?", 5);
+        p.exp_string("One-line description").unwrap();
+        p.send("Iris as a service\r").unwrap();
+        p.flush().unwrap();
+        p.exp_string("created pty-app (python layout, preset ml-api)").unwrap();
+        p.exp_eof().unwrap();
+        assert!(matches!(p.process().wait().unwrap(), WaitStatus::Exited(_, 0)));
+        let record = std::fs::read_to_string(tmp.path().join("pty-app/.stackwise.toml")).unwrap();
+        assert!(record.contains("description = \"Iris as a service\""), "{record}");
+    }
+
+    #[test]
+    fn not_sure_runs_the_workload_questions() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut p = spawn(tmp.path());
+        key(&mut p, "Install dependencies now", "n");
+        select(&mut p, "Which preset?", 6);
+        select(&mut p, "Is AI / ML part of the product?", 1); // no
+        select(&mut p, "Data engineering", 1); // none
+        select(&mut p, "Real-time delivery", 3); // core
+        for q in [
+            "Peak requests per second",
+            "Concurrent connections",
+            "p99 latency target",
+        ] {
+            p.exp_string(q).unwrap();
+            p.send("\r").unwrap();
+            p.flush().unwrap();
+        }
+        select(&mut p, "What does the team write?", 2); // TypeScript
+        key(&mut p, "Share TypeScript types", "y");
+        key(&mut p, "Serverless-first", "n");
+        key(&mut p, "Regulated domain", "n");
+        p.exp_string("Recommended preset: realtime").unwrap();
+        p.exp_string("One-line description").unwrap();
+        p.send("\r").unwrap();
+        p.flush().unwrap();
+        p.exp_string("created pty-app (node layout, preset realtime)").unwrap();
+        p.exp_eof().unwrap();
+        assert!(matches!(p.process().wait().unwrap(), WaitStatus::Exited(_, 0)));
+    }
+}

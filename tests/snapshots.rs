@@ -12,7 +12,16 @@ const PRESETS: &[(&str, &[&str])] = &[
     ("data-pipeline", &["pyproject.toml", "compose.yaml"]),
     ("realtime", &["package.json", "Makefile"]),
     ("api-gateway", &["package.json"]),
-    ("ai-product", &["Makefile", "compose.yaml", ".env.example", "ml-service/pyproject.toml", "gateway/package.json"]),
+    (
+        "ai-product",
+        &[
+            "Makefile",
+            "compose.yaml",
+            ".env.example",
+            "ml-service/pyproject.toml",
+            "gateway/package.json",
+        ],
+    ),
     ("ai-realtime", &[]),
 ];
 
@@ -37,7 +46,11 @@ fn every_preset_renders_its_snapshot() {
 
 #[test]
 fn the_builtin_template_passes_its_own_lint() {
-    stackwise().args(["lint", "templates"]).current_dir(env!("CARGO_MANIFEST_DIR")).assert().success();
+    stackwise()
+        .args(["lint", "templates"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .assert()
+        .success();
 }
 
 #[test]
@@ -47,7 +60,10 @@ fn presets_list_and_show() {
     for (id, _) in PRESETS {
         assert!(listing.contains(id), "{listing}");
     }
-    assert!(listing.lines().next().unwrap().starts_with("ai-product"), "default first: {listing}");
+    assert!(
+        listing.lines().next().unwrap().starts_with("ai-product"),
+        "default first: {listing}"
+    );
     let json = stackwise().args(["presets", "--json"]).assert().success();
     let doc: serde_json::Value = serde_json::from_slice(&json.get_output().stdout).unwrap();
     assert_eq!(doc.as_array().unwrap().len(), PRESETS.len());
@@ -55,7 +71,9 @@ fn presets_list_and_show() {
         .args(["presets", "show", "data-pipeline"])
         .assert()
         .success()
-        .stdout(predicates::str::contains("layout:     python").and(predicates::str::contains("worker           true")));
+        .stdout(
+            predicates::str::contains("layout:     python").and(predicates::str::contains("worker           true")),
+        );
     stackwise()
         .args(["presets", "show", "nope"])
         .assert()

@@ -2,6 +2,7 @@
 
 mod progress;
 mod prompt;
+mod recommend;
 pub mod style;
 
 use std::io::IsTerminal;
@@ -31,6 +32,8 @@ enum Command {
     New(NewArgs),
     /// List the workload presets, or show one.
     Presets(PresetsArgs),
+    /// Recommend a preset for a workload.
+    Recommend(recommend::RecommendArgs),
     /// Validate a template directory (for fork authors).
     Lint {
         /// The template directory (the one holding stackwise.toml).
@@ -145,6 +148,7 @@ fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::New(args) => cmd_new(args),
         Command::Presets(args) => cmd_presets(args),
+        Command::Recommend(args) => recommend::run(args),
         Command::Lint { dir, json } => {
             let report = stackwise::lint::lint(&dir)?;
             if json {
@@ -315,6 +319,10 @@ fn cmd_presets(args: PresetsArgs) -> Result<(), Error> {
                 out.push_str(&format!("  {:<16} {value}\n", v.name));
             }
             out.push_str(&format!("\n{}\n", p.rationale.trim()));
+            out.push_str("\nsignals that lead here (stackwise recommend; weight, condition, rule):\n");
+            for line in stackwise::recommend::describe_signals(p)? {
+                out.push_str(&format!("  {line}\n"));
+            }
             out.push_str(&format!("\ngenerate it: stackwise new NAME --preset {}\n", p.id));
             print!("{out}");
             Ok(())

@@ -3,7 +3,8 @@
 use dialoguer::theme::ColorfulTheme;
 use dialoguer::{Confirm, Input, MultiSelect, Select};
 use serde_json::Value;
-use stackwise::manifest::{VarType, Variable};
+use stackwise::manifest::{Manifest, VarType, Variable};
+use stackwise::preset::Catalogue;
 use stackwise::{Error, Result};
 
 pub struct Terminal {
@@ -92,15 +93,30 @@ impl stackwise::answers::Prompter for Terminal {
         }
     }
 
-    fn choose_preset(&mut self, presets: &[(String, String)], default: usize) -> Result<Option<String>> {
-        let items: Vec<String> = presets.iter().map(|(id, d)| format!("{id:14} {d}")).collect();
+    fn choose_preset(&mut self, catalogue: &Catalogue, manifest: &Manifest) -> Result<Option<String>> {
+        let mut items: Vec<String> = catalogue
+            .presets
+            .iter()
+            .map(|p| {
+                let default = if p.default { " (default)" } else { "" };
+                format!("{:14} {:7} {}{default}", p.id, p.layout, p.summary)
+            })
+            .collect();
+        items.push("not sure: answer a few workload questions and let stackwise recommend".to_string());
+        let default = catalogue.presets.iter().position(|p| p.default).unwrap_or(0);
         let i = Select::with_theme(&self.theme)
-            .with_prompt("Which preset? (stackwise recommend helps you choose)")
+            .with_prompt("Which preset?")
             .items(&items)
             .default(default)
             .interact()
             .map_err(prompt_err)?;
-        Ok(Some(presets[i].0.clone()))
+        if let Some(p) = catalogue.presets.get(i) {
+            return Ok(Some(p.id.clone()));
+        }
+        let workload = super::recommend::ask_workload()?;
+        let rec = stackwise::recommend::recommend(catalogue, manifest, &workload, None)?;
+        eprint!("{}", super::recommend::human(&rec, &workload));
+        Ok(Some(rec.preset))
     }
 }
 
