@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Generates each preset into a temporary directory and drives the generated project exactly as
-# its README tells a user to: make install, make test, make lint, make typecheck, (make e2e for
+# Generates each preset into a temporary directory with `stackwise new --install` (the lockfiles
+# must appear and be in the initial commit), then drives the generated project exactly as its
+# README tells a user to: make install, make test, make lint, make typecheck, (make e2e for
 # hybrid presets), then `make run` on a free PORT and a request to /healthz.
 #
 #   scripts/verify-generated.sh [--all | PRESET...]
@@ -95,9 +96,26 @@ for preset in "${presets[@]}"; do
   start=$SECONDS
   echo "==== $preset"
   ok=0
-  "$BIN" new "$name" --preset "$preset" --yes -o "$WORK" || ok=1
+  gen_start=$SECONDS
+  if "$BIN" new "$name" --preset "$preset" --yes --install -o "$WORK"; then
+    summary+=("$preset: stackwise new --install ok in $((SECONDS - gen_start))s")
+  else
+    summary+=("$preset: stackwise new --install FAILED"); ok=1
+  fi
   layout=""
-  [ $ok -eq 0 ] && layout=$(sed -n 's/^layout = "\(.*\)"/\1/p' "$dir/.stackwise.toml")
+  if [ $ok -eq 0 ]; then
+    layout=$(sed -n 's/^layout = "\(.*\)"/\1/p' "$dir/.stackwise.toml")
+    # Every lockfile the install steps wrote is in the initial commit.
+    locks=$(cd "$dir" && git ls-files -- 'uv.lock' '*/uv.lock' 'package-lock.json' '*/package-lock.json')
+    want=$(cd "$dir" && find . -maxdepth 2 \( -name pyproject.toml -o -name package.json \) -not -path './node_modules/*' | wc -l)
+    have=$(printf '%s\n' "$locks" | grep -c . || true)
+    if [ "$have" -ne "$want" ]; then
+      echo "---- [$preset] expected $want committed lockfiles, found: ${locks:-none}"
+      summary+=("$preset: lockfiles FAILED"); ok=1
+    else
+      summary+=("$preset: committed lockfiles: $(echo "$locks" | tr '\n' ' ')")
+    fi
+  fi
   if [ $ok -eq 0 ]; then
     for target in install test lint typecheck; do
       step "$dir" "$preset" make "$target" || { ok=1; break; }

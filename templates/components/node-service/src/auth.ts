@@ -1,0 +1,95 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from "fastify";
+import { csv } from "./config.js";
+import { HttpError } from "./errors.js";
+
+export const API_KEY_HEADER = "x-api-key";
+
+declare module "fastify" {
+  interface FastifyContextConfig {
+    /** Route needs no API key (health probes). */
+    public?: boolean;
+    /** Route also accepts the key as `?api_key=` (WebSocket upgrades: browsers cannot set headers). */
+    allowQueryKey?: boolean;
+  }
+  interface FastifyRequest {
+    /** Short, non-secret id of the caller's API key (sha256 prefix), or null when anonymous/invalid. */
+    apiKeyId: string | null;
+  }
+}
+
+function sha256(value: string): Buffer {
+  return createHash("sha256").update(value, "utf8").digest();
+}
+
+/** Keys are held only as sha256 digests; `sha256:<hex>` entries are taken as digests already. */
+export function parseApiKeys(value: string): Buffer[] {
+  return csv(value).map((entry) => {
+    if (entry.toLowerCase().startsWith("sha256:")) {
+      const hex = entry.slice("sha256:".length);
+      if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new Error("API_KEYS has a sha256: entry that is not 64 hex digits");
+      return Buffer.from(hex, "hex");
+    }
+    return sha256(entry);
+  });
+}
+
+export class ApiKeyVerifier {
+  constructor(private readonly digests: readonly Buffer[]) {}
+
+  get size(): number {
+    return this.digests.length;
+  }
+
+  /** Returns the key id when `key` is valid. Compares every digest in constant time. */
+  verify(key: string | undefined): string | null {
+    if (key === undefined || key.length === 0 || key.length > 512) return null;
+    const digest = sha256(key);
+    let match = false;
+    for (const candidate of this.digests) {
+      match = timingSafeEqual(candidate, digest) || match;
+    }
+    return match ? digest.toString("hex").slice(0, 12) : null;
+  }
+}
+
+function presentedKey(request: FastifyRequest): string | undefined {
+  const header = request.headers[API_KEY_HEADER];
+  if (typeof header === "string") return header;
+  if (request.routeOptions.config.allowQueryKey === true) {
+    const query = request.query as Record<string, unknown> | undefined;
+    const fromQuery = query?.api_key;
+    if (typeof fromQuery === "string") return fromQuery;
+  }
+  return undefined;
+}
+
+/**
+ * API-key authentication for every route except those with `config: { public: true }`.
+ *
+ * - `request.apiKeyId` is resolved first (app-level onRequest) so the rate limiter can key by it;
+ * - the 401 check is appended to each route's own onRequest hooks, after the rate limiter's hook
+ *   (install this after registering @fastify/rate-limit), so failed attempts are rate limited per IP too.
+ * Routes registered later, including those of child plugins (the gateway), are covered automatically.
+ */
+export function installAuth(app: FastifyInstance, verifier: ApiKeyVerifier): void {
+  app.decorateRequest("apiKeyId", null);
+
+  app.addHook("onRequest", async (request) => {
+    request.apiKeyId = verifier.verify(presentedKey(request));
+  });
+
+  const requireKey: onRequestHookHandler = async (request: FastifyRequest, _reply: FastifyReply) => {
+    if (request.apiKeyId === null) {
+      throw new HttpError(401, "unauthorized", "Missing or invalid API key (send it in the X-API-Key header)", {
+        "www-authenticate": 'ApiKey header="X-API-Key"',
+      });
+    }
+  };
+
+  app.addHook("onRoute", (route) => {
+    if (route.config?.public === true) return;
+    const existing = route.onRequest;
+    route.onRequest = [...(existing === undefined ? [] : Array.isArray(existing) ? existing : [existing]), requireKey];
+  });
+}

@@ -1,0 +1,99 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { Type } from "typebox";
+
+/** Header carrying the request id: read from the client (when well formed), echoed, forwarded downstream. */
+export const REQUEST_ID_HEADER = "x-request-id";
+
+/** The one error shape every route answers with: `{"error": {"code", "message", "requestId"}}`. */
+export const ErrorResponse = Type.Object(
+  {
+    error: Type.Object(
+      {
+        code: Type.String(),
+        message: Type.String(),
+        requestId: Type.String(),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false, $id: "ErrorResponse" },
+);
+
+export interface ErrorBody {
+  error: { code: string; message: string; requestId: string };
+}
+
+export function errorBody(request: FastifyRequest, code: string, message: string): ErrorBody {
+  return { error: { code, message, requestId: request.id } };
+}
+
+/** Send the shared error shape with `status`. */
+export function sendError(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  status: number,
+  code: string,
+  message: string,
+): FastifyReply {
+  return reply
+    .code(status)
+    .type("application/json; charset=utf-8")
+    .send(errorBody(request, code, message));
+}
+
+/** Throw from a handler or hook; the error handler turns it into the shared shape. */
+export class HttpError extends Error {
+  override name = "HttpError";
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+    readonly headers: Readonly<Record<string, string>> = {},
+  ) {
+    super(message);
+  }
+}
+
+const CODES: Record<number, string> = {
+  400: "bad_request",
+  401: "unauthorized",
+  403: "forbidden",
+  404: "not_found",
+  405: "method_not_allowed",
+  408: "request_timeout",
+  413: "payload_too_large",
+  415: "unsupported_media_type",
+  429: "rate_limited",
+  500: "internal_error",
+  502: "bad_gateway",
+  503: "service_unavailable",
+  504: "gateway_timeout",
+};
+
+function codeFor(status: number): string {
+  return CODES[status] ?? (status >= 500 ? "internal_error" : "bad_request");
+}
+
+/** Install the error and not-found handlers: no stack traces, no internal messages on 5xx. */
+export function installErrorHandlers(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
+    if (error instanceof HttpError) {
+      if (error.statusCode >= 500) request.log.warn({ err: error }, "request failed");
+      reply.headers(error.headers);
+      return sendError(request, reply, error.statusCode, error.code, error.message);
+    }
+    if (error.validation) {
+      return sendError(request, reply, 400, "validation_error", error.message);
+    }
+    const status = typeof error.statusCode === "number" && error.statusCode >= 400 ? error.statusCode : 500;
+    if (status >= 500) {
+      request.log.error({ err: error }, "unhandled error");
+      return sendError(request, reply, status, codeFor(status), "Internal server error");
+    }
+    return sendError(request, reply, status, codeFor(status), error.message);
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    sendError(request, reply, 404, "not_found", `Route ${request.method} ${request.url.split("?")[0]} not found`),
+  );
+}

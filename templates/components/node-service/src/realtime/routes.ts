@@ -1,0 +1,188 @@
+import { randomUUID } from "node:crypto";
+import type { WebSocket } from "@fastify/websocket";
+import type { FastifyRequest } from "fastify";
+import { Type } from "typebox";
+import { Compile } from "typebox/compile";
+import { type Config, csv } from "../config.js";
+import { ErrorResponse, HttpError } from "../errors.js";
+import type { App } from "../types.js";
+import type { RoomHub, RoomMember } from "./hub.js";
+
+const RoomName = Type.String({ pattern: "^[A-Za-z0-9_.:-]{1,64}$" });
+
+/** Frames a client may send (JSON text). Anything else is answered with an error frame. */
+export const ClientMessage = Type.Union([
+  Type.Object({ type: Type.Literal("join"), room: RoomName }, { additionalProperties: false }),
+  Type.Object({ type: Type.Literal("leave"), room: RoomName }, { additionalProperties: false }),
+  Type.Object({ type: Type.Literal("message"), room: RoomName, data: Type.Unknown() }, { additionalProperties: false }),
+]);
+const ClientMessageCheck = Compile(ClientMessage);
+
+/** Rooms with this prefix are read-only for WebSocket clients: only the server publishes there. */
+export const SERVER_ROOM_PREFIX = "sys:";
+
+/** Close connections whose unsent backlog grows beyond this (slow consumers). */
+const MAX_BUFFERED_BYTES = 1_048_576;
+
+function frame(payload: Record<string, unknown>): string {
+  return JSON.stringify(payload);
+}
+
+export interface RealtimeOptions {
+  /** Also expose POST /v1/rooms/:room/messages so backends can publish over HTTP. */
+  publishRoute: boolean;
+}
+
+export async function registerRealtime(
+  app: App,
+  config: Config,
+  hub: RoomHub,
+  options: RealtimeOptions,
+): Promise<void> {
+  const origins = new Set(csv(config.CORS_ORIGINS));
+  const alive = new Map<WebSocket, boolean>();
+
+  // Heartbeat: ping every WS_HEARTBEAT_MS; a client that has not answered the previous ping is dropped.
+  const heartbeat = setInterval(() => {
+    for (const [socket, answered] of alive) {
+      if (!answered) {
+        socket.terminate();
+        continue;
+      }
+      alive.set(socket, false);
+      socket.ping();
+    }
+  }, config.WS_HEARTBEAT_MS);
+  heartbeat.unref();
+  app.addHook("onClose", async () => clearInterval(heartbeat));
+
+  if (hub.subscriberStatus() !== null) {
+    app.readinessChecks.push({
+      name: "redis-subscriber",
+      check: async () => {
+        const status = hub.subscriberStatus();
+        if (status !== "ready") throw new Error(`subscriber connection is ${status}`);
+      },
+    });
+  }
+
+  // Browsers always send Origin on WebSocket upgrades: refuse origins that are not allowed.
+  const checkOrigin = async (request: FastifyRequest) => {
+    const origin = request.headers.origin;
+    if (origin !== undefined && !origins.has(origin)) throw new HttpError(403, "forbidden", "Origin not allowed");
+  };
+
+  /**
+   * WebSocket endpoint. Authenticate with the X-API-Key header or, for browsers (which cannot
+   * set headers on a WebSocket), with `?api_key=` — accepted on this route only, and redacted from logs.
+   */
+  app.get(
+    "/ws",
+    {
+      websocket: true,
+      config: { allowQueryKey: true },
+      schema: {
+        querystring: Type.Object(
+          { api_key: Type.Optional(Type.String({ maxLength: 512 })) },
+          { additionalProperties: false },
+        ),
+      },
+      preValidation: checkOrigin,
+    },
+    (socket, request) => {
+      const joined = new Set<string>();
+      const member: RoomMember = {
+        id: randomUUID(),
+        send: (payload) => {
+          if (socket.readyState !== socket.OPEN) return;
+          if (socket.bufferedAmount > MAX_BUFFERED_BYTES) {
+            socket.close(1013, "slow consumer");
+            return;
+          }
+          socket.send(payload);
+        },
+      };
+      const reply = (payload: Record<string, unknown>) => member.send(frame(payload));
+      const fail = (code: string, message: string) => reply({ type: "error", code, message });
+      const log = request.log.child({ connectionId: member.id });
+
+      alive.set(socket, true);
+      socket.on("pong", () => alive.set(socket, true));
+      socket.on("error", (error) => log.warn({ err: error }, "websocket error"));
+      socket.on("close", () => {
+        alive.delete(socket);
+        for (const room of joined) hub.leave(room, member);
+        joined.clear();
+      });
+
+      socket.on("message", (raw, isBinary) => {
+        if (isBinary) return fail("unsupported", "Binary frames are not supported; send JSON text");
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(raw.toString());
+        } catch {
+          return fail("invalid_json", "Frame is not valid JSON");
+        }
+        if (!ClientMessageCheck.Check(parsed)) {
+          const first = [...ClientMessageCheck.Errors(parsed)][0];
+          return fail(
+            "invalid_message",
+            first === undefined ? "Invalid message" : `${first.instancePath || "/"} ${first.message}`,
+          );
+        }
+        const message = parsed;
+        void (async () => {
+          switch (message.type) {
+            case "join":
+              if (!joined.has(message.room) && joined.size >= config.WS_MAX_ROOMS) {
+                return fail("too_many_rooms", `A connection may join at most ${config.WS_MAX_ROOMS} rooms`);
+              }
+              joined.add(message.room);
+              await hub.join(message.room, member);
+              return reply({ type: "joined", room: message.room });
+            case "leave":
+              joined.delete(message.room);
+              hub.leave(message.room, member);
+              return reply({ type: "left", room: message.room });
+            case "message":
+              if (message.room.startsWith(SERVER_ROOM_PREFIX)) {
+                return fail("read_only", `Rooms starting with ${SERVER_ROOM_PREFIX} only carry server messages`);
+              }
+              if (!joined.has(message.room)) return fail("not_joined", `Join ${message.room} before sending to it`);
+              await hub.publish(message.room, message.data, member.id);
+              return undefined;
+          }
+        })().catch((error: unknown) => {
+          log.warn({ err: error }, "websocket message failed");
+          if (message.type === "join") joined.delete(message.room);
+          fail("unavailable", "The message could not be processed, try again");
+        });
+        return undefined;
+      });
+
+      reply({ type: "welcome", connectionId: member.id });
+    },
+  );
+
+  if (!options.publishRoute) return;
+
+  /** Publish into a room from a backend (notifications, dashboards), including `sys:` rooms. */
+  app.post(
+    "/v1/rooms/:room/messages",
+    {
+      schema: {
+        params: Type.Object({ room: RoomName }, { additionalProperties: false }),
+        body: Type.Object({ data: Type.Unknown() }, { additionalProperties: false }),
+        response: {
+          202: Type.Object({ id: Type.String(), room: Type.String() }, { additionalProperties: false }),
+          "4xx": ErrorResponse,
+          "5xx": ErrorResponse,
+        },
+      },
+    },
+    async (request, reply) => {
+      const id = await hub.publish(request.params.room, request.body.data, `key:${request.apiKeyId ?? "unknown"}`);
+      return reply.code(202).send({ id, room: request.params.room });
+    },
+  );
+}

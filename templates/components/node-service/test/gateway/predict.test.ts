@@ -1,0 +1,163 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { JobAccepted, JobEvent, JobStatus, PredictRequest, PredictResponse } from "../../src/gateway/schemas.js";
+import { API_KEY, authed, type RunningApp, startApp } from "../support/app.js";
+import { type RedisServer, startRedis } from "../support/redis.js";
+import { contract, expectContract, type FakeMl, IRIS, PREDICTION, startFakeMl } from "./helpers.js";
+
+let redis: RedisServer;
+let ml: FakeMl;
+let gateway: RunningApp;
+
+beforeAll(async () => {
+  redis = await startRedis();
+  ml = await startFakeMl();
+  gateway = await startApp({
+    REDIS_URL: redis.url,
+    ML_URL: ml.url,
+    ML_API_KEY: "ml-secret",
+    ML_TIMEOUT_MS: "300",
+    RATE_LIMIT_MAX: "10000",
+  });
+});
+
+afterAll(async () => {
+  await gateway?.close();
+  await ml?.close();
+  await redis?.stop();
+});
+
+beforeEach(() => {
+  ml.behaviour = "ok";
+  ml.calls.length = 0;
+});
+
+const predict = (body: unknown, headers: Record<string, string> = {}) =>
+  fetch(`${gateway.url}/v1/predict`, {
+    method: "POST",
+    headers: authed({ "content-type": "application/json", ...headers }),
+    body: JSON.stringify(body),
+  });
+
+/** The validation keywords of a schema: no annotations, `required` sorted, `$ref`s to contracts inlined. */
+function constraints(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(constraints);
+  if (typeof schema !== "object" || schema === null) return schema;
+  const { $ref } = schema as { $ref?: unknown };
+  if (typeof $ref === "string") return constraints(contract($ref.replace(/\.schema\.json$/, "")));
+  const skip = new Set(["$schema", "$id", "title", "description"]);
+  return Object.fromEntries(
+    Object.entries(schema)
+      .filter(([key]) => !skip.has(key))
+      .map(([key, value]) => [key, key === "required" ? [...(value as string[])].sort() : constraints(value)]),
+  );
+}
+
+describe("contracts", () => {
+  it.each([
+    ["predict-request", PredictRequest],
+    ["predict-response", PredictResponse],
+    ["job-accepted", JobAccepted],
+    ["job-status", JobStatus],
+    ["job-event", JobEvent],
+  ])("the gateway's TypeBox schema is contracts/%s.schema.json", (name, schema) => {
+    expect(constraints(schema)).toEqual(constraints(contract(name)));
+  });
+});
+
+describe("POST /v1/predict", () => {
+  it("proxies to the ML service with its key and the request id", async () => {
+    const res = await predict(IRIS, { "x-request-id": "pred-1" });
+    expect(res.status).toBe(200);
+    const body = await res.json();
+    expect(body).toEqual(PREDICTION);
+    expectContract("predict-response", body);
+    expect(ml.calls).toHaveLength(1);
+    expect(ml.calls[0]?.body).toEqual(IRIS);
+    expectContract("predict-request", ml.calls[0]?.body);
+    expect(ml.calls[0]?.headers["x-api-key"]).toBe("ml-secret");
+    expect(ml.calls[0]?.headers["x-request-id"]).toBe("pred-1");
+    expect(res.headers.get("x-request-id")).toBe("pred-1");
+  });
+
+  it("needs an API key", async () => {
+    const res = await fetch(`${gateway.url}/v1/predict`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(IRIS),
+    });
+    expect(res.status).toBe(401);
+    expect(ml.calls).toHaveLength(0);
+  });
+
+  it.each([
+    ["three features", { features: [1, 2, 3] }],
+    ["a value out of range", { features: [1, 2, 3, 101] }],
+    ["a string", { features: [1, 2, 3, "4"] }],
+    ["an extra key", { features: [1, 2, 3, 4], debug: true }],
+  ])("400 for %s, without calling the ML service", async (_name, body) => {
+    const res = await predict(body, { "x-request-id": "pred-400" });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({
+      error: { code: "validation_error", message: expect.any(String), requestId: "pred-400" },
+    });
+    expect(ml.calls).toHaveLength(0);
+  });
+
+  it("passes an ML validation error through as 422", async () => {
+    ml.behaviour = "reject-422";
+    const res = await predict(IRIS, { "x-request-id": "pred-422" });
+    expect(res.status).toBe(422);
+    expect(await res.json()).toEqual({
+      error: { code: "validation_error", message: "features: too large", requestId: "pred-422" },
+    });
+  });
+
+  it.each([
+    ["an ML 5xx", "error-500"],
+    ["a dropped connection", "drop"],
+    ["a response that breaks the contract", "invalid-response"],
+  ] as const)("502 on %s", async (_name, behaviour) => {
+    ml.behaviour = behaviour;
+    const res = await predict(IRIS, { "x-request-id": "pred-502" });
+    expect(res.status).toBe(502);
+    expect(await res.json()).toEqual({
+      error: { code: "bad_gateway", message: expect.any(String), requestId: "pred-502" },
+    });
+  });
+
+  it("504 when the ML service does not answer within ML_TIMEOUT_MS", async () => {
+    ml.behaviour = "slow";
+    const started = Date.now();
+    const res = await predict(IRIS);
+    expect(res.status).toBe(504);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("gateway_timeout");
+    expect(Date.now() - started).toBeLessThan(1_900);
+  });
+
+  it("502 when the ML service is down, and /readyz says so", async () => {
+    const other = await startApp({ REDIS_URL: redis.url, ML_URL: "http://127.0.0.1:9", API_KEYS: API_KEY });
+    try {
+      expect((await predict(IRIS)).status).toBe(200);
+      const res = await fetch(`${other.url}/v1/predict`, {
+        method: "POST",
+        headers: authed({ "content-type": "application/json" }),
+        body: JSON.stringify(IRIS),
+      });
+      expect(res.status).toBe(502);
+      const ready = await fetch(`${other.url}/readyz`);
+      expect(ready.status).toBe(503);
+      const body = (await ready.json()) as { checks: Record<string, string> };
+      expect(body.checks.ml).not.toBe("ok");
+      expect(body.checks["job-events"]).toBe("ok");
+    } finally {
+      await other.close();
+    }
+  });
+
+  it("/readyz checks the ML service and the job bus", async () => {
+    const res = await fetch(`${gateway.url}/readyz`);
+    const body = (await res.json()) as { checks: Record<string, string> };
+    expect(res.status).toBe(200);
+    expect(body.checks).toMatchObject({ ml: "ok", "job-events": "ok" });
+  });
+});

@@ -1,0 +1,139 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { authed, type RunningApp, startApp } from "./support/app.js";
+import { freePort } from "./support/redis.js";
+import { startTestUpstream, type TestUpstream } from "./support/upstream.js";
+
+let upstream: TestUpstream;
+let gateway: RunningApp;
+
+beforeAll(async () => {
+  upstream = await startTestUpstream();
+  gateway = await startApp({ UPSTREAM_URL: upstream.url, UPSTREAM_TIMEOUT_MS: "300", UPSTREAM_RETRIES: "2" });
+});
+
+afterAll(async () => {
+  await gateway?.close();
+  await upstream?.close();
+});
+
+type Echo = { method: string; url: string; headers: Record<string, string>; body: string };
+
+describe("proxy /api/*", () => {
+  it("forwards method, path, query, body and request id; never the API key", async () => {
+    const res = await fetch(`${gateway.url}/api/echo/items?limit=2`, {
+      method: "POST",
+      headers: authed({ "content-type": "text/plain", "x-request-id": "proxy-1" }),
+      body: "hello upstream",
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-request-id")).toBe("proxy-1");
+    const echo = (await res.json()) as Echo;
+    expect(echo.method).toBe("POST");
+    expect(echo.url).toBe("/echo/items?limit=2");
+    expect(echo.body).toBe("hello upstream");
+    expect(echo.headers["x-request-id"]).toBe("proxy-1");
+    expect(echo.headers["x-forwarded-for"]).toBe("127.0.0.1");
+    expect(echo.headers["x-api-key"]).toBeUndefined();
+  });
+
+  it("requires an API key before anything reaches the upstream", async () => {
+    const before = upstream.hits.get("GET /echo/secret") ?? 0;
+    const res = await fetch(`${gateway.url}/api/echo/secret`);
+    expect(res.status).toBe(401);
+    expect(upstream.hits.get("GET /echo/secret") ?? 0).toBe(before);
+  });
+
+  it("passes upstream statuses through", async () => {
+    const res = await fetch(`${gateway.url}/api/nowhere`, { headers: authed() });
+    expect(res.status).toBe(404);
+    expect(await res.json()).toEqual({ error: "not found" });
+  });
+
+  it("retries an idempotent GET after a 503", async () => {
+    const res = await fetch(`${gateway.url}/api/flaky`, { headers: authed() });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ attempt: 2 });
+    expect(upstream.hits.get("GET /flaky")).toBe(2);
+  });
+
+  it("never retries a POST", async () => {
+    const res = await fetch(`${gateway.url}/api/flaky`, { method: "POST", headers: authed(), body: "{}" });
+    expect(res.status).toBe(503);
+    expect(upstream.hits.get("POST /flaky")).toBe(1);
+  });
+
+  it("504 in the shared error shape when the upstream is too slow", async () => {
+    const started = Date.now();
+    const res = await fetch(`${gateway.url}/api/slow`, { headers: authed({ "x-request-id": "slow-1" }) });
+    expect(res.status).toBe(504);
+    expect(await res.json()).toEqual({
+      error: { code: "upstream_timeout", message: expect.any(String), requestId: "slow-1" },
+    });
+    expect(Date.now() - started).toBeLessThan(1500);
+    expect(upstream.hits.get("GET /slow")).toBe(1);
+  });
+
+  it("413 for bodies above the limit, before contacting the upstream", async () => {
+    const res = await fetch(`${gateway.url}/api/echo/big`, {
+      method: "POST",
+      headers: authed({ "content-type": "application/octet-stream" }),
+      body: Buffer.alloc(70_000),
+    });
+    expect(res.status).toBe(413);
+    expect(upstream.hits.get("POST /echo/big")).toBeUndefined();
+  });
+});
+
+describe("upstream down", () => {
+  it("502 when the connection is refused, after bounded retries; /readyz says so", async () => {
+    const port = await freePort();
+    const down = await startApp({ UPSTREAM_URL: `http://127.0.0.1:${port}`, UPSTREAM_RETRIES: "2" });
+    try {
+      const res = await fetch(`${down.url}/api/anything`, { headers: authed() });
+      expect(res.status).toBe(502);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("upstream_unreachable");
+      const ready = await fetch(`${down.url}/readyz`);
+      expect(ready.status).toBe(503);
+      const body = (await ready.json()) as { checks: Record<string, string> };
+      expect(body.checks.upstream).toMatch(/refused/);
+    } finally {
+      await down.close();
+    }
+  });
+});
+
+describe("backend-for-frontend /bff/dashboard/:userId", () => {
+  it("merges two upstream calls", async () => {
+    const res = await fetch(`${gateway.url}/bff/dashboard/42`, { headers: authed() });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({
+      user: { id: "42", name: "Ada Lovelace" },
+      orders: [
+        { id: "o-1", total: 12.5 },
+        { id: "o-2", total: 99 },
+      ],
+      partial: false,
+      errors: [],
+    });
+  });
+
+  it("degrades when the optional call fails", async () => {
+    const res = await fetch(`${gateway.url}/bff/dashboard/no-orders`, { headers: authed() });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { orders: unknown; partial: boolean; errors: Array<{ source: string }> };
+    expect(body.orders).toBeNull();
+    expect(body.partial).toBe(true);
+    expect(body.errors.map((error) => error.source)).toEqual(["orders"]);
+  });
+
+  it("fails when the essential call fails", async () => {
+    const res = await fetch(`${gateway.url}/bff/dashboard/ghost`, { headers: authed() });
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("not_found");
+  });
+
+  it("validates the path parameter", async () => {
+    const res = await fetch(`${gateway.url}/bff/dashboard/a.b`, { headers: authed() });
+    expect(res.status).toBe(400);
+  });
+});

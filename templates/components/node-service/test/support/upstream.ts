@@ -1,0 +1,67 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { type StubServer, startStubServer } from "./http.js";
+
+export interface TestUpstream extends StubServer {
+  /** Requests seen, by "METHOD path". */
+  hits: Map<string, number>;
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => chunks.push(chunk));
+    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("error", reject);
+  });
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+}
+
+/**
+ * An upstream for the proxy tests:
+ * - /echo/*            echoes method, url, headers and body;
+ * - /flaky             503 on the first call of each method, then 200;
+ * - /slow              answers after 2 s (longer than the test timeout);
+ * - /users/:id         a user (id "ghost" → 404);
+ * - /users/:id/orders  a list of orders (id "no-orders" → 500).
+ */
+export async function startTestUpstream(): Promise<TestUpstream> {
+  const hits = new Map<string, number>();
+  const server = await startStubServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://upstream");
+    const key = `${req.method} ${url.pathname}`;
+    const count = (hits.get(key) ?? 0) + 1;
+    hits.set(key, count);
+    void (async () => {
+      const body = await readBody(req);
+      if (url.pathname.startsWith("/echo")) {
+        return json(res, 200, { method: req.method, url: req.url, headers: req.headers, body });
+      }
+      if (url.pathname === "/flaky") {
+        return count === 1 ? json(res, 503, { error: "warming up" }) : json(res, 200, { attempt: count });
+      }
+      if (url.pathname === "/slow") {
+        const timer = setTimeout(() => json(res, 200, { late: true }), 2000);
+        res.on("close", () => clearTimeout(timer));
+        return;
+      }
+      const orders = /^\/users\/([^/]+)\/orders$/.exec(url.pathname);
+      if (orders) {
+        if (orders[1] === "no-orders") return json(res, 500, { error: "orders database down" });
+        return json(res, 200, [
+          { id: "o-1", total: 12.5 },
+          { id: "o-2", total: 99 },
+        ]);
+      }
+      const user = /^\/users\/([^/]+)$/.exec(url.pathname);
+      if (user) {
+        if (user[1] === "ghost") return json(res, 404, { error: "no such user" });
+        return json(res, 200, { id: user[1], name: "Ada Lovelace" });
+      }
+      return json(res, 404, { error: "not found" });
+    })();
+  });
+  return { ...server, hits };
+}
