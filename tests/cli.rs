@@ -591,41 +591,12 @@ fn install_with_a_missing_tool_names_it_and_keeps_the_project() {
 /// workload questions), then the template's questions.
 #[cfg(unix)]
 mod pty {
-    use rexpect::process::WaitStatus;
-    use rexpect::session::{Options, PtySession, spawn_with_options};
-
-    const DOWN: &str = "\x1b[B";
-
-    fn spawn(dir: &std::path::Path) -> PtySession {
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackwise"));
-        cmd.args(["new", "Pty App", "--no-git"])
-            .current_dir(dir)
-            .env("NO_COLOR", "1")
-            .env("TERM", "xterm");
-        spawn_with_options(
-            cmd,
-            Options::new().timeout_ms(Some(20_000)).strip_ansi_escape_codes(true),
-        )
-        .unwrap()
-    }
-
-    fn select(p: &mut PtySession, question: &str, downs: usize) {
-        p.exp_string(question).unwrap();
-        p.send(&DOWN.repeat(downs)).unwrap();
-        p.send("\r").unwrap();
-        p.flush().unwrap();
-    }
-
-    fn key(p: &mut PtySession, question: &str, k: &str) {
-        p.exp_string(question).unwrap();
-        p.send(k).unwrap();
-        p.flush().unwrap();
-    }
+    use crate::common::pty::{WaitStatus, key, select, spawn};
 
     #[test]
     fn picks_a_preset_from_the_list_and_asks_the_templates_questions() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut p = spawn(tmp.path());
+        let mut p = spawn(tmp.path(), &["new", "Pty App", "--no-git"]);
         key(&mut p, "Install dependencies now", "n");
         // ai-product, ai-realtime, api-gateway, realtime, data-pipeline, ml-api, not sure
         select(&mut p, "Which preset?", 5);
@@ -642,7 +613,7 @@ mod pty {
     #[test]
     fn not_sure_runs_the_workload_questions() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut p = spawn(tmp.path());
+        let mut p = spawn(tmp.path(), &["new", "Pty App", "--no-git"]);
         key(&mut p, "Install dependencies now", "n");
         select(&mut p, "Which preset?", 6);
         select(&mut p, "Is AI / ML part of the product?", 1); // no

@@ -1,5 +1,7 @@
 //! `stackwise recommend`: the decision framework of SPEC §1 run against the binary.
 
+mod common;
+
 use std::path::Path;
 
 use assert_cmd::Command;
@@ -563,42 +565,11 @@ fn presets_show_prints_the_signals_that_lead_to_it() {
 
 #[cfg(unix)]
 mod pty {
-    use rexpect::process::WaitStatus;
-    use rexpect::session::{Options, PtySession, spawn_with_options};
-
-    const DOWN: &str = "\x1b[B";
+    use crate::common::pty::{WaitStatus, key as confirm, select, spawn as spawn_in, text};
+    use rexpect::session::PtySession;
 
     fn spawn(dir: &std::path::Path) -> PtySession {
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackwise"));
-        cmd.arg("recommend")
-            .current_dir(dir)
-            .env("NO_COLOR", "1")
-            .env("TERM", "xterm");
-        spawn_with_options(
-            cmd,
-            Options::new().timeout_ms(Some(20_000)).strip_ansi_escape_codes(true),
-        )
-        .unwrap()
-    }
-
-    fn select(p: &mut PtySession, question: &str, downs: usize) {
-        p.exp_string(question).unwrap();
-        p.send(&DOWN.repeat(downs)).unwrap();
-        p.send("\r").unwrap();
-        p.flush().unwrap();
-    }
-
-    fn text(p: &mut PtySession, question: &str, answer: &str) {
-        p.exp_string(question).unwrap();
-        p.send(answer).unwrap();
-        p.send("\r").unwrap();
-        p.flush().unwrap();
-    }
-
-    fn confirm(p: &mut PtySession, question: &str, key: &str) {
-        p.exp_string(question).unwrap();
-        p.send(key).unwrap();
-        p.flush().unwrap();
+        spawn_in(dir, &["recommend"])
     }
 
     #[test]

@@ -153,3 +153,50 @@ extra = true
 "#,
     );
 }
+
+/// Driving the binary on a pseudo-terminal (interactive flows).
+#[cfg(unix)]
+pub mod pty {
+    #[allow(unused_imports)]
+    pub use rexpect::process::WaitStatus;
+    use rexpect::session::{Options, PtySession, spawn_with_options};
+
+    pub const DOWN: &str = "\x1b[B";
+
+    /// Spawns `stackwise ARGS...` in `dir` on a pseudo-terminal.
+    pub fn spawn(dir: &std::path::Path, args: &[&str]) -> PtySession {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackwise"));
+        cmd.args(args)
+            .current_dir(dir)
+            .env("NO_COLOR", "1")
+            .env("TERM", "xterm");
+        spawn_with_options(
+            cmd,
+            Options::new().timeout_ms(Some(20_000)).strip_ansi_escape_codes(true),
+        )
+        .unwrap()
+    }
+
+    /// Waits for `question`, moves down `downs` items and presses Enter.
+    pub fn select(p: &mut PtySession, question: &str, downs: usize) {
+        p.exp_string(question).unwrap();
+        p.send(&DOWN.repeat(downs)).unwrap();
+        p.send("\r").unwrap();
+        p.flush().unwrap();
+    }
+
+    /// Waits for `question`, types `answer` and presses Enter.
+    pub fn text(p: &mut PtySession, question: &str, answer: &str) {
+        p.exp_string(question).unwrap();
+        p.send(answer).unwrap();
+        p.send("\r").unwrap();
+        p.flush().unwrap();
+    }
+
+    /// Waits for `question` and sends one key (a confirmation: `y` or `n`).
+    pub fn key(p: &mut PtySession, question: &str, k: &str) {
+        p.exp_string(question).unwrap();
+        p.send(k).unwrap();
+        p.flush().unwrap();
+    }
+}
