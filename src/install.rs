@@ -111,6 +111,16 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+fn python_module_available(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-m", module, "--version"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Runs every step in order, appending all output to `log`. Stops at the first failure.
 pub fn run(project: &Path, steps: &[Step], log: &Path, progress: &mut dyn Progress) -> Vec<StepResult> {
     let mut results = Vec::new();
@@ -136,8 +146,13 @@ pub fn run(project: &Path, steps: &[Step], log: &Path, progress: &mut dyn Progre
 }
 
 fn run_one(project: &Path, step: &Step, log: &Path, log_file: Option<&mut std::fs::File>) -> Result<(), String> {
-    let Some(program) = find_program(&step.program) else {
-        return Err(format!("`{}` is not installed: {}", step.program, step.get_it));
+    let (program, prefix) = match find_program(&step.program) {
+        Some(p) => (p, Vec::new()),
+        // uv installed with `pip install uv` may not be on PATH (pyenv, --user); python3 -m uv works.
+        None if step.program == "uv" && python_module_available("uv") => {
+            (PathBuf::from("python3"), vec!["-m".to_string(), "uv".to_string()])
+        }
+        None => return Err(format!("`{}` is not installed: {}", step.program, step.get_it)),
     };
     let dir = project.join(&step.dir);
     let (stdout, stderr) = match log_file {
@@ -151,6 +166,7 @@ fn run_one(project: &Path, step: &Step, log: &Path, log_file: Option<&mut std::f
         None => (Stdio::null(), Stdio::null()),
     };
     let status = Command::new(program)
+        .args(&prefix)
         .args(&step.args)
         .current_dir(&dir)
         .stdin(Stdio::null())

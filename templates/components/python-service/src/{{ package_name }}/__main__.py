@@ -1,0 +1,29 @@
+"""`python -m <package>`: serve the API on HOST:PORT (used by the container image)."""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+
+from .settings import SettingsError, load_settings
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        sys.exit(str(exc))
+    uvicorn.run(
+        f"{__package__}.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

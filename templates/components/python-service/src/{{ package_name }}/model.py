@@ -1,0 +1,166 @@
+"""The model behind the API: a small interface (`Model`) and the iris demo that implements it.
+
+Replace the demo by writing a class with the same methods (see README, "Replace the demo model")
+and returning it from `load_model`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import joblib
+import numpy as np
+import sklearn
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+log = logging.getLogger(__name__)
+
+FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+
+
+class ModelLoadError(RuntimeError):
+    """The artifact is missing its checksum, fails it, or cannot be read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    label: str
+    probabilities: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelMetadata:
+    name: str
+    version: str
+    labels: tuple[str, ...]
+    features: tuple[str, ...]
+    source: Literal["artifact", "trained-in-memory"]
+    sha256: str
+    accuracy: float | None
+
+
+class Model(Protocol):
+    """What the API and the worker need from a model. Implement it to serve your own."""
+
+    @property
+    def metadata(self) -> ModelMetadata: ...
+
+    def predict(self, rows: Sequence[Sequence[float]]) -> list[Prediction]:
+        """Predict a batch of rows (vectorised); one Prediction per row, in order."""
+        ...
+
+
+class SklearnClassifier:
+    """Any fitted scikit-learn classifier with `predict_proba` (the demo: iris)."""
+
+    def __init__(self, estimator: Pipeline, labels: Sequence[str], metadata: ModelMetadata):
+        self._estimator = estimator
+        self._labels = tuple(labels)
+        self._metadata = metadata
+
+    @property
+    def metadata(self) -> ModelMetadata:
+        return self._metadata
+
+    def predict(self, rows: Sequence[Sequence[float]]) -> list[Prediction]:
+        if not rows:
+            return []
+        matrix = np.asarray(rows, dtype=np.float64)
+        probabilities = self._estimator.predict_proba(matrix)
+        predictions = []
+        for row in probabilities:
+            scores = {label: round(float(p), 6) for label, p in zip(self._labels, row, strict=True)}
+            label = self._labels[int(np.argmax(row))]
+            predictions.append(Prediction(label=label, probabilities=scores))
+        return predictions
+
+
+def train_iris() -> dict[str, Any]:
+    """Train the demo deterministically on the iris data bundled with scikit-learn (no download)."""
+    iris = load_iris()
+    x_train, x_test, y_train, y_test = train_test_split(
+        iris.data, iris.target, test_size=0.2, random_state=0, stratify=iris.target
+    )
+    estimator = make_pipeline(StandardScaler(), LogisticRegression(random_state=0))
+    estimator.fit(x_train, y_train)
+    return {
+        "name": "iris-logistic-regression",
+        "estimator": estimator,
+        "labels": [str(name) for name in iris.target_names],
+        "features": list(FEATURES),
+        "accuracy": round(float(estimator.score(x_test, y_test)), 4),
+        "sklearn_version": sklearn.__version__,
+    }
+
+
+def dump_bundle(bundle: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(bundle, buffer)
+    return buffer.getvalue()
+
+
+def save_artifact(bundle: dict[str, Any], path: Path) -> str:
+    """Write `path` and `path.sha256` (sha256sum format); return the digest."""
+    data = dump_bundle(bundle)
+    digest = hashlib.sha256(data).hexdigest()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    checksum_path(path).write_text(f"{digest}  {path.name}\n")
+    return digest
+
+
+def checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _from_bundle(
+    bundle: dict[str, Any], digest: str, source: Literal["artifact", "trained-in-memory"]
+) -> SklearnClassifier:
+    metadata = ModelMetadata(
+        name=str(bundle["name"]),
+        version=digest[:12],
+        labels=tuple(bundle["labels"]),
+        features=tuple(bundle["features"]),
+        source=source,
+        sha256=digest,
+        accuracy=bundle.get("accuracy"),
+    )
+    return SklearnClassifier(bundle["estimator"], bundle["labels"], metadata)
+
+
+def load_model(path: Path) -> Model:
+    """Load the artifact at `path` after checking its sha256; train in memory if it is absent.
+
+    Joblib artifacts are pickles, which run code when loaded: only load files your own build
+    wrote, and never a path that comes from a request.
+    """
+    if not path.exists():
+        log.warning("no model artifact, training in memory", extra={"model_path": str(path)})
+        bundle = train_iris()
+        digest = hashlib.sha256(dump_bundle(bundle)).hexdigest()
+        return _from_bundle(bundle, digest, "trained-in-memory")
+    sums = checksum_path(path)
+    if not sums.exists():
+        raise ModelLoadError(f"{sums} is missing: refusing to load an unverified artifact")
+    fields = sums.read_text().split()
+    expected = fields[0] if fields else ""
+    data = path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise ModelLoadError(f"{path}: sha256 {actual} does not match {sums} ({expected})")
+    try:
+        bundle = joblib.load(io.BytesIO(data))
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: cannot load the artifact: {exc}") from exc
+    log.info("model loaded", extra={"model_path": str(path), "sha256": actual})
+    return _from_bundle(bundle, actual, "artifact")
