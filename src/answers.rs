@@ -150,8 +150,16 @@ pub fn coerce(var: &Variable, value: &Value) -> std::result::Result<Value, Strin
             ));
         }
     }
+    if let (Some(max), Value::String(s)) = (var.max_length, &typed)
+        && s.chars().count() > max
+    {
+        return Err(format!(
+            "{} characters is too long; the limit is {max}",
+            s.chars().count()
+        ));
+    }
     if let (Some(pattern), Value::String(s)) = (&var.pattern, &typed) {
-        let re = regex::Regex::new(pattern).map_err(|e| format!("the template's pattern is invalid: {e}"))?;
+        let re = compiled_pattern(pattern).map_err(|e| format!("the template's pattern is invalid: {e}"))?;
         if !re.is_match(s) {
             return Err(var
                 .pattern_message
@@ -160,6 +168,22 @@ pub fn coerce(var: &Variable, value: &Value) -> std::result::Result<Value, Strin
         }
     }
     Ok(typed)
+}
+
+/// Compiles a validation pattern once per process (patterns are checked at load and at every value).
+pub fn compiled_pattern(pattern: &str) -> std::result::Result<regex::Regex, regex::Error> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<String, regex::Regex>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(re) = cache.lock().ok().and_then(|c| c.get(pattern).cloned()) {
+        return Ok(re);
+    }
+    let re = regex::Regex::new(pattern)?;
+    if let Ok(mut c) = cache.lock() {
+        c.insert(pattern.to_string(), re.clone());
+    }
+    Ok(re)
 }
 
 fn empty_value(kind: VarType, var: &Variable) -> Value {

@@ -79,6 +79,9 @@ pub struct Variable {
     /// The message shown when `pattern` does not match.
     #[serde(default)]
     pub pattern_message: Option<String>,
+    /// The longest string accepted (in characters).
+    #[serde(default)]
+    pub max_length: Option<usize>,
     /// Integer bounds.
     #[serde(default)]
     pub min: Option<i64>,
@@ -201,7 +204,8 @@ impl Manifest {
                 _ => {}
             }
             if let Some(p) = &v.pattern {
-                regex::Regex::new(p).map_err(|e| Self::err(format!("variable `{}`: invalid pattern: {e}", v.name)))?;
+                crate::answers::compiled_pattern(p)
+                    .map_err(|e| Self::err(format!("variable `{}`: invalid pattern: {e}", v.name)))?;
             }
         }
         if self.layouts.is_empty() {

@@ -120,6 +120,10 @@ fn bad_set_values_name_the_key() {
         ("flavour=mint", "\"mint\" is not one of the choices: vanilla, chocolate"),
         ("tags=a,z", "\"z\" is not one of the choices"),
         ("tagline=no digits 1", "letters and spaces only"),
+        (
+            "tagline=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "the limit is 40",
+        ),
         ("novalue", "expected KEY=VALUE"),
     ] {
         new_cmd(&tpl, &out, "app")

@@ -75,6 +75,7 @@ type = "string"
 default = "{{ project_title }} in {{ flavour }}"
 pattern = "^[A-Za-z ]+$"
 pattern_message = "letters and spaces only"
+max_length = 40
 
 [[variables]]
 name = "folder"
