@@ -76,7 +76,10 @@ class SklearnClassifier:
         if not rows:
             return []
         matrix = np.asarray(rows, dtype=np.float64)
-        probabilities = self._estimator.predict_proba(matrix)
+        # Callers validate rows first (bounded, finite floats), so scikit-learn's own finiteness
+        # scan is skipped: about a third of the cost of a single-row prediction.
+        with sklearn.config_context(assume_finite=True):
+            probabilities = self._estimator.predict_proba(matrix)
         predictions = []
         for row in probabilities:
             scores = {label: round(float(p), 6) for label, p in zip(self._labels, row, strict=True)}
