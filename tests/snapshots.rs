@@ -80,3 +80,18 @@ fn presets_list_and_show() {
         .code(2)
         .stderr(predicates::str::contains("unknown preset `nope`"));
 }
+
+/// A `.gitignore` inside `templates/` would make git ignore template files (such as
+/// `.env.example.tera`) in this repository itself; generated `.gitignore` files are written
+/// from `.gitignore.tera`.
+#[test]
+fn no_gitignore_file_inside_templates() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let found: Vec<_> = walkdir::WalkDir::new(&root)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name() == ".gitignore")
+        .map(|e| e.path().display().to_string())
+        .collect();
+    assert!(found.is_empty(), "rename to .gitignore.tera: {found:?}");
+}
