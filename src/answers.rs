@@ -51,9 +51,18 @@ pub fn parse_set(arg: &str) -> Result<(String, String)> {
     }
 }
 
+/// What an answers file says.
+#[derive(Debug, Default, Clone)]
+pub struct AnswersFile {
+    pub answers: Map<String, Value>,
+    /// `preset` and `layout` beside an `[answers]` table (a generated project's `.stackwise.toml`).
+    pub preset: Option<String>,
+    pub layout: Option<String>,
+}
+
 /// An answers file, in TOML or JSON. A file with an `[answers]` table (such as a generated
-/// project's `.stackwise.toml`) is read from that table; `preset` beside it is returned too.
-pub fn load_file(path: &Path) -> Result<(Map<String, Value>, Option<String>)> {
+/// project's `.stackwise.toml`) is read from that table; `preset` and `layout` beside it too.
+pub fn load_file(path: &Path) -> Result<AnswersFile> {
     let fail = |reason: String| Error::AnswersFile {
         path: path.to_path_buf(),
         reason,
@@ -69,11 +78,21 @@ pub fn load_file(path: &Path) -> Result<(Map<String, Value>, Option<String>)> {
     let Value::Object(mut top) = value else {
         return Err(fail("the top level must be a table/object of KEY = VALUE".into()));
     };
-    if let Some(Value::Object(answers)) = top.remove("answers") {
-        let preset = top.get("preset").and_then(Value::as_str).map(str::to_string);
-        return Ok((answers, preset));
+    match top.remove("answers") {
+        Some(Value::Object(answers)) => {
+            let text = |k: &str| top.get(k).and_then(Value::as_str).map(str::to_string);
+            Ok(AnswersFile {
+                answers,
+                preset: text("preset"),
+                layout: text("layout"),
+            })
+        }
+        Some(other) => Err(fail(format!("`answers` must be a table of KEY = VALUE, found {other}"))),
+        None => Ok(AnswersFile {
+            answers: top,
+            ..AnswersFile::default()
+        }),
     }
-    Ok((top, None))
 }
 
 pub fn toml_to_json(v: &toml::Value) -> Value {

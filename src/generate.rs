@@ -216,25 +216,33 @@ pub fn new_project(
     // Cheap checks of the user's input first, before any template is fetched or question asked.
     let name = ProjectName::parse(&req.name)?;
     let sets = parse_sets(&req.sets)?;
-    let (file_answers, file_preset) = match &req.answers_file {
+    let file = match &req.answers_file {
         Some(p) => answers::load_file(p)?,
-        None => (Map::new(), None),
+        None => answers::AnswersFile::default(),
     };
     let target = req.output_dir.join(&name.slug);
     let state = stage::target_state(&target)?;
-    if state == TargetState::NonEmpty && !req.force && !req.dry_run {
+    if state == TargetState::NonEmpty && !req.force {
         return Err(Error::TargetNotEmpty { path: target });
     }
 
     let loaded = Loaded::load(&req.template)?;
+    // A re-render from `.stackwise.toml` keeps the recorded preset, or the recorded layout when
+    // it was generated with --layout alone; flags still win.
+    let (file_preset, file_layout) = match (&req.preset, &req.layout) {
+        (None, None) => (file.preset.as_deref(), file.layout.as_deref()),
+        _ => (None, None),
+    };
     let (preset, layout) = choose_preset_and_layout(
         &loaded,
         req.preset.as_deref(),
-        req.layout.as_deref(),
-        file_preset.as_deref(),
+        req.layout
+            .as_deref()
+            .or(if file_preset.is_none() { file_layout } else { None }),
+        file_preset,
         prompter,
     )?;
-    let rendered = render_project(&loaded, name, preset, layout, sets, file_answers, prompter)?;
+    let rendered = render_project(&loaded, name, preset, layout, sets, file.answers, prompter)?;
     let files: Vec<String> = rendered.files.iter().map(|f| f.path.clone()).collect();
     let mut outcome = Outcome {
         name: rendered.name.clone(),
@@ -302,7 +310,8 @@ pub fn new_project(
     // With --install the project moves into place first (virtual environments hold absolute
     // paths), then its install steps run, then the commit takes the lockfiles along.
     outcome.overwritten = staging.commit(&target, &rendered.files, req.force)?;
-    let steps = crate::install::plan(&target);
+    let written: Vec<String> = rendered.files.iter().map(|f| f.path.clone()).collect();
+    let steps = crate::install::plan(&written);
     let log = std::env::temp_dir().join(format!(
         "stackwise-install-{}-{}.log",
         rendered.name.slug,

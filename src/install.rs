@@ -61,42 +61,38 @@ impl Progress for Silent {
     fn finish(&mut self, _: &StepResult) {}
 }
 
-/// The steps for a project: `uv sync` for every `pyproject.toml`, `npm install` for every
-/// `package.json`, at the root or one directory below it; Python first.
-pub fn plan(project: &Path) -> Vec<Step> {
-    let mut dirs = vec![".".to_string()];
-    if let Ok(entries) = std::fs::read_dir(project) {
-        let mut subs: Vec<String> = entries
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.starts_with('.') && n != "node_modules")
-            .collect();
-        subs.sort();
-        dirs.extend(subs);
-    }
+/// The steps for the files a template wrote (paths relative to the project root): `uv sync`
+/// where it wrote a `pyproject.toml`, `npm install` where it wrote a `package.json`, at the root
+/// or one directory below it; Python first. Directories the template did not write into (a
+/// user's own package under `--force`) are never touched.
+pub fn plan(written: &[String]) -> Vec<Step> {
     let mut python = Vec::new();
     let mut node = Vec::new();
-    for d in dirs {
-        let base = project.join(&d);
-        if base.join("pyproject.toml").is_file() {
-            python.push(Step {
-                dir: d.clone(),
+    let mut paths: Vec<&String> = written.iter().collect();
+    paths.sort();
+    for path in paths {
+        let (dir, file) = match path.rsplit_once('/') {
+            Some((d, f)) if !d.contains('/') => (d.to_string(), f),
+            Some(_) => continue,
+            None => (".".to_string(), path.as_str()),
+        };
+        match file {
+            "pyproject.toml" => python.push(Step {
+                dir,
                 program: "uv".into(),
                 args: vec!["sync".into()],
                 get_it: "install uv with `python3 -m pip install uv` (or see https://docs.astral.sh/uv/getting-started/installation/)".into(),
                 lockfile: "uv.lock".into(),
-            });
-        }
-        if base.join("package.json").is_file() {
-            node.push(Step {
-                dir: d.clone(),
+            }),
+            "package.json" => node.push(Step {
+                dir,
                 program: "npm".into(),
-                args: vec!["install".into(), "--no-audit".into(), "--no-fund".into()],
-                get_it: "install Node.js 20.19 or newer, which ships npm (https://nodejs.org/ or your package manager)"
-                    .into(),
+                // Install scripts are the template's code: stackwise never runs them.
+                args: vec!["install".into(), "--ignore-scripts".into(), "--no-audit".into(), "--no-fund".into()],
+                get_it: "install Node.js 20.19 or newer, which ships npm (https://nodejs.org/ or your package manager)".into(),
                 lockfile: "package-lock.json".into(),
-            });
+            }),
+            _ => {}
         }
     }
     python.extend(node);

@@ -26,7 +26,7 @@ pub struct LintReport {
 
 pub fn lint(dir: &Path) -> Result<LintReport> {
     let source = TemplateSource::Local(dir.to_path_buf());
-    let tree = TemplateTree::from_dir(dir, source.describe(), None)?;
+    let tree = TemplateTree::from_dir(dir, source.describe(), None, true)?;
     let manifest = crate::manifest::Manifest::load(&tree)?;
     let catalogue = crate::preset::Catalogue::load(&tree, &manifest)?;
     crate::recommend::check_catalogue(&catalogue)?;

@@ -65,6 +65,11 @@ pub fn check_relative_path(p: &str) -> std::result::Result<(), String> {
     }
     for c in path.components() {
         match c {
+            // A template must never write git metadata: a `.git/config` or hook would run code
+            // in the user's first `git status` (core.fsmonitor) or commit.
+            Component::Normal(n) if n.to_string_lossy().eq_ignore_ascii_case(".git") => {
+                return Err("`.git` is reserved: a template may not write git metadata".into());
+            }
             Component::Normal(_) | Component::CurDir => {}
             Component::ParentDir => return Err("`..` would leave the project directory".into()),
             _ => return Err("absolute paths and drive prefixes are not allowed".into()),
@@ -308,5 +313,8 @@ mod tests {
         assert!(check_relative_path("a/../../x").is_err());
         assert!(check_relative_path("/etc/passwd").is_err());
         assert!(check_relative_path("a//b").is_err());
+        assert!(check_relative_path(".git/config").is_err());
+        assert!(check_relative_path("svc/.GIT/hooks/pre-commit").is_err());
+        assert!(check_relative_path(".github/workflows/ci.yml").is_ok());
     }
 }

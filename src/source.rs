@@ -108,7 +108,7 @@ impl TemplateTree {
     pub fn load(source: &TemplateSource) -> Result<Self> {
         match source {
             TemplateSource::Builtin => Ok(Self::builtin()),
-            TemplateSource::Local(dir) => Self::from_dir(dir, source.describe(), None),
+            TemplateSource::Local(dir) => Self::from_dir(dir, source.describe(), None, true),
             TemplateSource::Git { url, reference, subdir } => {
                 let checkout = tempfile::Builder::new()
                     .prefix("stackwise-template-")
@@ -123,7 +123,8 @@ impl TemplateTree {
                     check_relative(sub)?;
                     root.push(sub);
                 }
-                Self::from_dir(&root, source.describe(), Some(commit))
+                // A sibling `presets/` is inside the clone only when the template is a subdirectory.
+                Self::from_dir(&root, source.describe(), Some(commit), subdir.is_some())
             }
         }
     }
@@ -153,7 +154,7 @@ impl TemplateTree {
     /// Reads a template directory. Symlinks are refused: a template must not point outside itself.
     /// Presets are read from `presets/` beside the manifest, or from a sibling `presets/` directory
     /// (the layout of the stackwise repository itself).
-    pub fn from_dir(dir: &Path, source: String, revision: Option<String>) -> Result<Self> {
+    pub fn from_dir(dir: &Path, source: String, revision: Option<String>, allow_sibling_presets: bool) -> Result<Self> {
         if !dir.join(MANIFEST_FILE).is_file() {
             return Err(Error::Source {
                 source_desc: source,
@@ -166,7 +167,13 @@ impl TemplateTree {
         let files = read_tree(dir, &["presets"])?;
         let mut presets = Vec::new();
         let own = dir.join("presets");
-        let sibling = dir.parent().map(|p| p.join("presets"));
+        // The sibling `presets/` (this repository's own layout) only where it belongs to the
+        // template: never beside the root of a clone, whose siblings are other temporary files.
+        let sibling = if allow_sibling_presets {
+            dir.parent().map(|p| p.join("presets"))
+        } else {
+            None
+        };
         let preset_dir = if own.is_dir() {
             Some(own)
         } else {

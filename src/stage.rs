@@ -166,12 +166,47 @@ impl Staging {
                         Err(_) => {}
                     }
                 }
+                // Each replaced file is first moved into the staging directory, so a failure half
+                // way (permissions, another device, Ctrl-C) puts every user file back.
+                let backup_root = self.dir.path().join("replaced");
+                let mut moved: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
                 for f in files {
                     let dest = target.join(&f.path);
-                    if let Some(p) = dest.parent() {
-                        std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
+                    let step = (|| -> Result<Option<PathBuf>> {
+                        check_interrupt()?;
+                        if let Some(p) = dest.parent() {
+                            std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
+                        }
+                        let backup = if dest.exists() {
+                            let b = backup_root.join(&f.path);
+                            if let Some(p) = b.parent() {
+                                std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
+                            }
+                            std::fs::rename(&dest, &b).map_err(|e| Error::io(&dest, e))?;
+                            Some(b)
+                        } else {
+                            None
+                        };
+                        if let Err(e) = std::fs::rename(self.root.join(&f.path), &dest) {
+                            if let Some(b) = &backup {
+                                let _ = std::fs::rename(b, &dest);
+                            }
+                            return Err(Error::io(&dest, e));
+                        }
+                        Ok(backup)
+                    })();
+                    match step {
+                        Ok(backup) => moved.push((dest, backup)),
+                        Err(e) => {
+                            for (dest, backup) in moved.into_iter().rev() {
+                                let _ = std::fs::remove_file(&dest);
+                                if let Some(b) = backup {
+                                    let _ = std::fs::rename(&b, &dest);
+                                }
+                            }
+                            return Err(e);
+                        }
                     }
-                    std::fs::rename(self.root.join(&f.path), &dest).map_err(|e| Error::io(&dest, e))?;
                 }
                 Ok(overwritten)
             }

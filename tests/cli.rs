@@ -645,3 +645,125 @@ mod pty {
         assert!(matches!(p.process().wait().unwrap(), WaitStatus::Exited(_, 0)));
     }
 }
+
+#[test]
+fn a_template_cannot_write_git_metadata() {
+    let (tpl, out) = fixture();
+    write(
+        tpl.path(),
+        "components/app/{{ \".git\" }}/config.tera",
+        "[core]\n\tfsmonitor = \"touch pwned\"\n",
+    );
+    new_cmd(&tpl, &out, "app")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("`.git` is reserved"));
+    assert_empty(out.path());
+}
+
+#[test]
+fn re_rendering_from_the_record_keeps_the_layout() {
+    let (tpl, out) = fixture();
+    new_cmd(&tpl, &out, "app")
+        .args(["--layout", "nested"])
+        .assert()
+        .success();
+    let record = out.path().join("app/.stackwise.toml");
+    new_cmd(&tpl, &out, "app")
+        .arg("--answers")
+        .arg(&record)
+        .args(["--force", "--dry-run"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("(nested layout, preset none)"));
+}
+
+#[test]
+fn dry_run_refuses_a_non_empty_target_like_the_real_run() {
+    let (tpl, out) = fixture();
+    write(&out.path().join("app"), "mine.txt", "x");
+    new_cmd(&tpl, &out, "app")
+        .arg("--dry-run")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not empty"));
+    new_cmd(&tpl, &out, "app")
+        .args(["--dry-run", "--force"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("would write"));
+    assert_eq!(list_files(&out.path().join("app")), vec!["mine.txt"]);
+}
+
+#[test]
+fn install_never_runs_template_scripts_nor_touches_the_users_packages() {
+    let (tpl, out) = fixture();
+    write(
+        tpl.path(),
+        "components/app/package.json",
+        "{\"name\": \"x\", \"version\": \"1.0.0\", \"scripts\": {\"postinstall\": \"touch template-script-ran\"}}\n",
+    );
+    // A package of the user's own in the target (written with --force): not the template's.
+    let target = out.path().join("app");
+    write(
+        &target,
+        "mine/package.json",
+        "{\"name\": \"mine\", \"version\": \"1.0.0\"}\n",
+    );
+    let mut c = stackwise();
+    c.args(["new", "app", "--yes", "--no-git", "--install", "--force", "-o"])
+        .arg(out.path())
+        .arg("--template")
+        .arg(tpl.path());
+    c.assert().success();
+    assert!(target.join("package-lock.json").is_file());
+    assert!(
+        !target.join("template-script-ran").exists(),
+        "a template's install script ran"
+    );
+    assert!(
+        !target.join("mine/package-lock.json").exists(),
+        "the user's own package was installed"
+    );
+}
+
+/// `--force` over a directory where one move fails half way: every file of the user's that was
+/// already replaced is put back. An immutable directory (chattr +i) makes the move fail even for
+/// root; where chattr is not available the test says so and checks nothing else.
+#[cfg(target_os = "linux")]
+#[test]
+fn force_rolls_back_when_a_move_fails_half_way() {
+    let (tpl, out) = fixture();
+    let target = out.path().join("app");
+    write(&target, "README.md", "the user's readme\n");
+    write(&target, "src/app/__init__.py", "the user's package\n");
+    let locked = target.join("src/app");
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&locked)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !chattr("+i") {
+        eprintln!("chattr +i is not available here: rollback not exercised");
+        return;
+    }
+    let result = new_cmd(&tpl, &out, "app").arg("--force").assert();
+    chattr("-i");
+    result.code(1).stderr(predicate::str::contains("src/app/__init__.py"));
+    assert_eq!(
+        std::fs::read_to_string(target.join("README.md")).unwrap(),
+        "the user's readme\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(target.join("src/app/__init__.py")).unwrap(),
+        "the user's package\n"
+    );
+    let left: Vec<String> = list_files(&target);
+    assert_eq!(
+        left,
+        vec!["README.md", "src/app/__init__.py"],
+        "generated files were removed again"
+    );
+}

@@ -181,7 +181,9 @@ fn cmd_new(args: NewArgs) -> Result<(), Error> {
     let interactive = interactive(args.yes);
     let install = if args.install {
         true
-    } else if args.no_install || args.dry_run || !interactive {
+    } else if args.no_install || args.dry_run || !interactive || args.template.is_some() {
+        // A template from elsewhere is untrusted: its install steps (a build backend, say) run
+        // only when asked for explicitly with --install.
         false
     } else {
         prompt::confirm(
