@@ -108,8 +108,22 @@ impl TemplateTree {
     pub fn load(source: &TemplateSource) -> Result<Self> {
         match source {
             TemplateSource::Builtin => Ok(Self::builtin()),
-            TemplateSource::Local(dir) => Self::from_dir(dir, source.describe(), None, true),
+            TemplateSource::Local(dir) => {
+                if !dir.is_dir() {
+                    return Err(Error::InvalidValue {
+                        key: "--template".into(),
+                        reason: format!(
+                            "{} is not a directory (give a template directory, or a git URL such as https://host/repo.git#v1)",
+                            dir.display()
+                        ),
+                    });
+                }
+                Self::from_dir(dir, source.describe(), None, true)
+            }
             TemplateSource::Git { url, reference, subdir } => {
+                if let Some(sub) = subdir {
+                    check_relative(sub)?;
+                }
                 let checkout = tempfile::Builder::new()
                     .prefix("stackwise-template-")
                     .tempdir()
@@ -120,7 +134,6 @@ impl TemplateTree {
                 })?;
                 let mut root = checkout.path().to_path_buf();
                 if let Some(sub) = subdir {
-                    check_relative(sub)?;
                     root.push(sub);
                 }
                 // A sibling `presets/` is inside the clone only when the template is a subdirectory.
@@ -250,9 +263,9 @@ fn read_tree(root: &Path, skip_top: &[&str]) -> Result<BTreeMap<String, Vec<u8>>
 fn check_relative(sub: &str) -> Result<()> {
     let p = Path::new(sub);
     if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(Error::UnsafePath {
-            path: sub.to_string(),
-            reason: "--subdir must be a relative path inside the repository".into(),
+        return Err(Error::InvalidValue {
+            key: "--subdir".into(),
+            reason: format!("{sub:?} must be a relative path inside the repository"),
         });
     }
     Ok(())

@@ -110,6 +110,16 @@ impl Staging {
     /// With `force` and a non-empty target, each file is moved over its counterpart; the paths that
     /// existed before are returned. Files of the target that the template does not write are untouched.
     pub fn commit(self, target: &Path, files: &[RenderedFile], force: bool) -> Result<Vec<String>> {
+        match self.move_into_place(target, files, force) {
+            Ok(overwritten) => Ok(overwritten),
+            Err(e) => {
+                self.abandon();
+                Err(e)
+            }
+        }
+    }
+
+    fn move_into_place(&self, target: &Path, files: &[RenderedFile], force: bool) -> Result<Vec<String>> {
         check_interrupt()?;
         let state = target_state(target)?;
         match state {
@@ -119,7 +129,10 @@ impl Staging {
             }
             TargetState::Empty => {
                 std::fs::remove_dir(target).map_err(|e| Error::io(target, e))?;
-                std::fs::rename(&self.root, target).map_err(|e| Error::io(target, e))?;
+                if let Err(e) = std::fs::rename(&self.root, target) {
+                    let _ = std::fs::create_dir(target); // the user's empty directory stays
+                    return Err(Error::io(target, e));
+                }
                 Ok(Vec::new())
             }
             TargetState::NonEmpty if !force => Err(Error::TargetNotEmpty {

@@ -767,3 +767,31 @@ fn force_rolls_back_when_a_move_fails_half_way() {
         "generated files were removed again"
     );
 }
+
+#[test]
+fn bad_template_flags_are_usage_errors() {
+    let out = TempDir::new().unwrap();
+    stackwise()
+        .args(["new", "app", "--yes", "--template", "/nonexistent/template", "-o"])
+        .arg(out.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--template").and(predicate::str::contains("is not a directory")));
+    // Checked before any network access.
+    stackwise()
+        .args([
+            "new",
+            "app",
+            "--yes",
+            "--template",
+            "https://127.0.0.1:9/x.git",
+            "--subdir",
+            "../up",
+            "-o",
+        ])
+        .arg(out.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--subdir"));
+    assert_empty(out.path());
+}
