@@ -22,6 +22,19 @@ fn new_cmd(tpl: &TempDir, out: &TempDir, name: &str) -> assert_cmd::Command {
     c
 }
 
+/// Adds `rel` with `content` to the fixture template and asserts that `new` fails with exit code
+/// 1, a message containing every `needle`, and nothing written.
+fn assert_template_rejected(rel: &str, content: &str, needles: &[&str]) {
+    let (tpl, out) = fixture();
+    write(tpl.path(), rel, content);
+    let assert = new_cmd(&tpl, &out, "app").assert().code(1);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    for needle in needles {
+        assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
+    }
+    assert_empty(out.path());
+}
+
 #[test]
 fn generates_the_fixture_with_names_flags_and_conditionals() {
     let (tpl, out) = fixture();
@@ -307,28 +320,20 @@ fn git_repository_with_one_initial_commit() {
 
 #[test]
 fn tera_syntax_error_names_file_and_line() {
-    let (tpl, out) = fixture();
-    write(
-        tpl.path(),
+    assert_template_rejected(
         "components/app/broken.txt.tera",
         "line one\nline two {{ oops \nline three\n",
+        &["components/app/broken.txt.tera:3"],
     );
-    new_cmd(&tpl, &out, "app")
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("components/app/broken.txt.tera:3"));
-    assert_empty(out.path());
 }
 
 #[test]
 fn undefined_variable_names_file_and_line() {
-    let (tpl, out) = fixture();
-    write(tpl.path(), "components/app/u.txt.tera", "ok\n{{ not_a_variable }}\n");
-    new_cmd(&tpl, &out, "app")
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("not_a_variable").and(predicate::str::contains("u.txt.tera:2")));
-    assert_empty(out.path());
+    assert_template_rejected(
+        "components/app/u.txt.tera",
+        "ok\n{{ not_a_variable }}\n",
+        &["not_a_variable", "u.txt.tera:2"],
+    );
 }
 
 #[test]
@@ -648,17 +653,11 @@ mod pty {
 
 #[test]
 fn a_template_cannot_write_git_metadata() {
-    let (tpl, out) = fixture();
-    write(
-        tpl.path(),
+    assert_template_rejected(
         "components/app/{{ \".git\" }}/config.tera",
         "[core]\n\tfsmonitor = \"touch pwned\"\n",
+        &["`.git` is reserved"],
     );
-    new_cmd(&tpl, &out, "app")
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("`.git` is reserved"));
-    assert_empty(out.path());
 }
 
 #[test]
