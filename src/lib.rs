@@ -2,21 +2,14 @@
 //!
 //! The library holds the whole pipeline (see docs/ARCHITECTURE.md); `main.rs` only parses
 //! arguments, talks to the terminal and maps [`Error`] to exit codes.
+//!
+//! - [`template`]: reading a template, in memory (source → manifest → preset → answers → plan → render);
+//! - [`project`]: acting on a project on disk (staging, install, git, the record);
+//! - [`recommend`]: workload signals → preset.
 
-pub mod answers;
-pub mod context;
 pub mod error;
-pub mod generate;
-pub mod git;
-pub mod install;
-pub mod lint;
-pub mod manifest;
-pub mod names;
-pub mod plan;
-pub mod preset;
+pub mod project;
 pub mod recommend;
-pub mod record;
-pub mod source;
-pub mod stage;
+pub mod template;
 
 pub use error::{Error, ErrorKind, Result};

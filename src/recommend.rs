@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
-use crate::preset::{Catalogue, Preset};
+use crate::template::manifest::Manifest;
+use crate::template::preset::{Catalogue, Preset};
 
 /// The workload inputs a rule can test, with what they hold. The names are the ones `when`
 /// expressions and `{placeholders}` in texts use.
@@ -558,7 +558,7 @@ fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> std::resu
 }
 
 fn eval(expr: &str, ctx: &Map<String, Value>, preset: &str, rule: &str) -> Result<bool> {
-    crate::context::eval_bool(expr, ctx, &format!("preset `{preset}`, [signals] rule `{rule}`"))
+    crate::template::inline::eval_bool(expr, ctx, &format!("preset `{preset}`, [signals] rule `{rule}`"))
 }
 
 // ----- evaluation -----
@@ -994,7 +994,7 @@ mod tests {
 
     #[test]
     fn builtin_signals_are_valid() {
-        let loaded = crate::generate::Loaded::load(&crate::source::TemplateSource::Builtin).unwrap();
+        let loaded = crate::template::Template::load(&crate::template::source::TemplateSource::Builtin).unwrap();
         check_catalogue(&loaded.catalogue).unwrap();
         assert!(loaded.catalogue.presets.iter().all(|p| p.signals.is_some()));
         let r = recommend(&loaded.catalogue, &loaded.manifest, &Workload::default(), None).unwrap();

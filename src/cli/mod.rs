@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use stackwise::generate::{self, NewRequest};
-use stackwise::source::TemplateSource;
+use stackwise::project::new::{self as generate, NewRequest};
+use stackwise::template::source::TemplateSource;
 use stackwise::{Error, ErrorKind};
 
 #[derive(Parser, Debug)]
@@ -150,7 +150,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Presets(args) => cmd_presets(args),
         Command::Recommend(args) => recommend::run(args),
         Command::Lint { dir, json } => {
-            let report = stackwise::lint::lint(&dir)?;
+            let report = stackwise::template::lint::lint(&dir)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
             } else {
@@ -206,7 +206,7 @@ fn cmd_new(args: NewArgs) -> Result<(), Error> {
     };
     let mut prompter = prompt::Terminal::new(interactive);
     let _ = ctrlc::set_handler(|| {
-        stackwise::stage::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+        stackwise::project::stage::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
     });
     let mut progress = progress::Bars::new();
     let outcome = generate::new_project(&req, &mut prompter, &mut progress)?;
@@ -275,7 +275,7 @@ fn report_new(o: &generate::Outcome) {
 
 fn cmd_presets(args: PresetsArgs) -> Result<(), Error> {
     let source = TemplateSource::parse(args.template.as_deref(), None);
-    let loaded = generate::Loaded::load(&source)?;
+    let loaded = stackwise::template::Template::load(&source)?;
     match args.action {
         None => {
             if args.json {

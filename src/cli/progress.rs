@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use stackwise::install::{Progress, Step, StepResult};
+use stackwise::project::install::{Progress, Step, StepResult};
 
 use super::style;
 

@@ -3,8 +3,8 @@
 use dialoguer::theme::ColorfulTheme;
 use dialoguer::{Confirm, Input, MultiSelect, Select};
 use serde_json::Value;
-use stackwise::manifest::{Manifest, VarType, Variable};
-use stackwise::preset::Catalogue;
+use stackwise::template::manifest::{Manifest, VarType, Variable};
+use stackwise::template::preset::Catalogue;
 use stackwise::{Error, Result};
 
 pub struct Terminal {
@@ -28,7 +28,7 @@ fn prompt_err(e: dialoguer::Error) -> Error {
     }
 }
 
-impl stackwise::answers::Prompter for Terminal {
+impl stackwise::template::prompter::Prompter for Terminal {
     fn is_interactive(&self) -> bool {
         self.interactive
     }
@@ -84,7 +84,7 @@ impl stackwise::answers::Prompter for Terminal {
                     .with_prompt(label)
                     .default(default_text)
                     .validate_with(move |input: &String| -> std::result::Result<(), String> {
-                        stackwise::answers::coerce(&v, &Value::String(input.clone())).map(|_| ())
+                        stackwise::template::value::coerce(&v, &Value::String(input.clone())).map(|_| ())
                     })
                     .interact_text()
                     .map(Value::String)

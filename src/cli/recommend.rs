@@ -8,9 +8,8 @@ use clap::builder::PossibleValuesParser;
 use dialoguer::theme::ColorfulTheme;
 use dialoguer::{Confirm, Input, Select};
 use serde_json::json;
-use stackwise::generate;
 use stackwise::recommend::{self, Ai, Data, Realtime, Recommendation, Team, Workload};
-use stackwise::source::TemplateSource;
+use stackwise::template::source::TemplateSource;
 use stackwise::{Error, Result};
 
 use super::style;
@@ -74,12 +73,12 @@ impl RecommendArgs {
 
 pub fn run(args: RecommendArgs) -> Result<()> {
     let source = TemplateSource::parse(args.template.as_deref(), None);
-    let loaded = generate::Loaded::load(&source)?;
+    let loaded = stackwise::template::Template::load(&source)?;
     let mut workload = args.workload()?;
     let ask = !args.json && workload.is_unknown() && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if ask {
         let _ = ctrlc::set_handler(|| {
-            stackwise::stage::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+            stackwise::project::stage::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
         });
         workload = ask_workload().inspect_err(|_| restore_terminal())?;
     }
@@ -410,7 +409,7 @@ fn offer_generation(rec: &Recommendation, template: Option<&str>) -> Result<()> 
     let name: String = Input::with_theme(&theme)
         .with_prompt("Project name")
         .validate_with(|s: &String| -> std::result::Result<(), String> {
-            stackwise::names::ProjectName::parse(s)
+            stackwise::template::names::ProjectName::parse(s)
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         })

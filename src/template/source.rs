@@ -6,13 +6,12 @@ use std::path::{Path, PathBuf};
 
 use include_dir::{Dir, include_dir};
 
+use super::MANIFEST_FILE;
+use super::paths::check_relative_path;
 use crate::error::{Error, Result};
 
 static BUILTIN_TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 static BUILTIN_PRESETS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/presets");
-
-/// The manifest file at the root of every template.
-pub const MANIFEST_FILE: &str = "stackwise.toml";
 
 /// Directories never read from a local or cloned template (build output, caches, VCS data).
 const SKIP_DIRS: &[&str] = &[
@@ -261,14 +260,10 @@ fn read_tree(root: &Path, skip_top: &[&str]) -> Result<BTreeMap<String, Vec<u8>>
 }
 
 fn check_relative(sub: &str) -> Result<()> {
-    let p = Path::new(sub);
-    if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(Error::InvalidValue {
-            key: "--subdir".into(),
-            reason: format!("{sub:?} must be a relative path inside the repository"),
-        });
-    }
-    Ok(())
+    check_relative_path(sub).map_err(|why| Error::InvalidValue {
+        key: "--subdir".into(),
+        reason: format!("{sub:?} must be a relative path inside the repository ({why})"),
+    })
 }
 
 /// Clones `url` into `into`, checks out `reference` if given, and returns the commit id.

@@ -5,15 +5,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::inline::BUILTIN_NAMES;
+use super::paths::check_relative_path;
+use super::source::TemplateTree;
+use super::value::compiled_pattern;
+use super::{COMPONENT_MANIFEST, COMPONENTS_DIR, MANIFEST_FILE};
 use crate::error::{Error, Result};
-use crate::source::{MANIFEST_FILE, TemplateTree};
-
-/// Directory (inside the template) that holds components.
-pub const COMPONENTS_DIR: &str = "components";
-/// Directory (inside the template) whose `.tera` files any template may `{% include %}`.
-pub const PARTIALS_DIR: &str = "partials";
-/// File name of a component's own manifest.
-pub const COMPONENT_MANIFEST: &str = "component.toml";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -178,7 +175,7 @@ impl Manifest {
                     v.name
                 )));
             }
-            if crate::context::BUILTIN_NAMES.contains(&v.name.as_str()) {
+            if BUILTIN_NAMES.contains(&v.name.as_str()) {
                 return Err(Self::err(format!("variable `{}` shadows a built-in variable", v.name)));
             }
             if !seen.insert(v.name.clone()) {
@@ -204,8 +201,7 @@ impl Manifest {
                 _ => {}
             }
             if let Some(p) = &v.pattern {
-                crate::answers::compiled_pattern(p)
-                    .map_err(|e| Self::err(format!("variable `{}`: invalid pattern: {e}", v.name)))?;
+                compiled_pattern(p).map_err(|e| Self::err(format!("variable `{}`: invalid pattern: {e}", v.name)))?;
             }
         }
         if self.layouts.is_empty() {
@@ -216,7 +212,7 @@ impl Manifest {
                 return Err(Self::err(format!("layout `{name}` mounts no component")));
             }
             for m in &layout.mounts {
-                crate::plan::check_relative_path(&m.at).map_err(|_| {
+                check_relative_path(&m.at).map_err(|_| {
                     Self::err(format!("layout `{name}` mounts `{}` at `{}`: a mount path must be `.` or a relative directory inside the project", m.component, m.at))
                 })?;
                 let prefix = format!("{COMPONENTS_DIR}/{}/", m.component);

@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -54,18 +54,11 @@ pub trait Progress {
     fn finish(&mut self, result: &StepResult);
 }
 
-pub struct Silent;
-
-impl Progress for Silent {
-    fn start(&mut self, _: &Step) {}
-    fn finish(&mut self, _: &StepResult) {}
-}
-
 /// The steps for the files a template wrote (paths relative to the project root): `uv sync`
 /// where it wrote a `pyproject.toml`, `npm install` where it wrote a `package.json`, at the root
 /// or one directory below it; Python first. Directories the template did not write into (a
 /// user's own package under `--force`) are never touched.
-pub fn plan(written: &[String]) -> Vec<Step> {
+pub fn steps_for(written: &[String]) -> Vec<Step> {
     let mut python = Vec::new();
     let mut node = Vec::new();
     let mut paths: Vec<&String> = written.iter().collect();
@@ -180,9 +173,4 @@ fn run_one(project: &Path, step: &Step, log: &Path, log_file: Option<&mut std::f
             log.display()
         ))
     }
-}
-
-/// A readable duration for progress lines.
-pub fn human(d: Duration) -> String {
-    format!("{:.1}s", d.as_secs_f64())
 }

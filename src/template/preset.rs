@@ -2,9 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::manifest::{Manifest, is_identifier};
+use super::source::TemplateTree;
+use super::value::{coerce, toml_to_json};
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
-use crate::source::TemplateTree;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -45,7 +46,7 @@ impl Catalogue {
                 path: path.clone(),
                 reason,
             };
-            if !crate::manifest::is_identifier(&preset.id.replace('-', "_")) {
+            if !is_identifier(&preset.id.replace('-', "_")) {
                 return Err(err(format!(
                     "id `{}` must be lowercase letters, digits and `-`",
                     preset.id
@@ -68,8 +69,7 @@ impl Catalogue {
                         manifest.variable_names()
                     ))
                 })?;
-                crate::answers::coerce(var, &crate::answers::toml_to_json(value))
-                    .map_err(|e| err(format!("option `{key}`: {e}")))?;
+                coerce(var, &toml_to_json(value)).map_err(|e| err(format!("option `{key}`: {e}")))?;
             }
             presets.push(preset);
         }
@@ -101,11 +101,6 @@ impl Catalogue {
 
     pub fn default_preset(&self) -> Option<&Preset> {
         self.presets.iter().find(|p| p.default).or(self.presets.first())
-    }
-
-    /// The first preset of a layout (the default preset when it has that layout).
-    pub fn for_layout(&self, layout: &str) -> Option<&Preset> {
-        self.presets.iter().find(|p| p.layout == layout)
     }
 
     pub fn ids(&self) -> String {

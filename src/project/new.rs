@@ -6,15 +6,14 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::answers::{self, Inputs, Prompter};
+use super::record;
+use super::stage::{self, Staging, TargetState};
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
-use crate::names::ProjectName;
-use crate::plan::{self, RenderedFile};
-use crate::preset::Catalogue;
-use crate::record;
-use crate::source::{TemplateSource, TemplateTree};
-use crate::stage::{self, Staging, TargetState};
+use crate::template::answers;
+use crate::template::names::ProjectName;
+use crate::template::prompter::Prompter;
+use crate::template::source::TemplateSource;
+use crate::template::{Template, choose_preset_and_layout, parse_sets, render_project};
 
 /// Everything `stackwise new` was asked to do.
 #[derive(Debug, Clone)]
@@ -52,166 +51,16 @@ pub struct Outcome {
     pub git_skipped: Option<String>,
     pub dry_run: bool,
     /// Results of `--install` steps, in order (the first failure stops them).
-    pub install: Vec<crate::install::StepResult>,
+    pub install: Vec<super::install::StepResult>,
     /// Where the install steps' output went.
     pub install_log: Option<PathBuf>,
-}
-
-/// The template, its manifest and its presets, loaded and checked.
-pub struct Loaded {
-    pub tree: TemplateTree,
-    pub manifest: Manifest,
-    pub catalogue: Catalogue,
-}
-
-impl Loaded {
-    pub fn load(source: &TemplateSource) -> Result<Self> {
-        let tree = TemplateTree::load(source)?;
-        let manifest = Manifest::load(&tree)?;
-        let catalogue = Catalogue::load(&tree, &manifest)?;
-        Ok(Loaded {
-            tree,
-            manifest,
-            catalogue,
-        })
-    }
-}
-
-/// Resolves name, preset, layout and answers, and renders every file in memory.
-pub struct Rendered {
-    pub name: ProjectName,
-    pub layout: String,
-    pub preset: Option<String>,
-    pub answers: Map<String, Value>,
-    pub files: Vec<RenderedFile>,
-}
-
-/// Picks the preset and layout from the flags, the answers file and (on a terminal) the user.
-pub fn choose_preset_and_layout(
-    loaded: &Loaded,
-    preset: Option<&str>,
-    layout: Option<&str>,
-    file_preset: Option<&str>,
-    prompter: &mut dyn Prompter,
-) -> Result<(Option<String>, String)> {
-    if let Some(l) = layout
-        && !loaded.manifest.layouts.contains_key(l)
-    {
-        return Err(Error::UnknownLayout {
-            name: l.to_string(),
-            available: loaded.manifest.layout_names(),
-        });
-    }
-    let preset_id = match (preset, layout) {
-        (Some(p), _) => Some(p.to_string()),
-        (None, Some(_)) => None,
-        (None, None) => match file_preset {
-            Some(p) => Some(p.to_string()),
-            None => {
-                let default = loaded.catalogue.default_preset().map(|p| p.id.clone());
-                if prompter.is_interactive() && !loaded.catalogue.presets.is_empty() {
-                    prompter.choose_preset(&loaded.catalogue, &loaded.manifest)?.or(default)
-                } else {
-                    default
-                }
-            }
-        },
-    };
-    match preset_id {
-        Some(id) => {
-            let p = loaded.catalogue.get(&id)?;
-            if let Some(l) = layout
-                && l != p.layout
-            {
-                return Err(Error::LayoutConflict {
-                    preset: p.id.clone(),
-                    preset_layout: p.layout.clone(),
-                    layout: l.to_string(),
-                });
-            }
-            Ok((Some(p.id.clone()), p.layout.clone()))
-        }
-        None => {
-            let l = layout
-                .map(str::to_string)
-                .or_else(|| loaded.manifest.layouts.keys().next().cloned())
-                .ok_or_else(|| Error::Manifest {
-                    path: crate::source::MANIFEST_FILE.into(),
-                    reason: "declares no layouts".into(),
-                })?;
-            Ok((None, l))
-        }
-    }
-}
-
-/// Parses `--set` arguments into pre-answers.
-pub fn parse_sets(sets: &[String]) -> Result<Map<String, Value>> {
-    let mut out = Map::new();
-    for s in sets {
-        let (k, v) = answers::parse_set(s)?;
-        out.insert(k, Value::String(v));
-    }
-    Ok(out)
-}
-
-/// Resolves answers and renders the project in memory (nothing touches the disk).
-#[allow(clippy::too_many_arguments)]
-pub fn render_project(
-    loaded: &Loaded,
-    name: ProjectName,
-    preset: Option<String>,
-    layout: String,
-    sets: Map<String, Value>,
-    file_answers: Map<String, Value>,
-    prompter: &mut dyn Prompter,
-) -> Result<Rendered> {
-    let mut inputs = Inputs {
-        sets,
-        file: file_answers,
-        ..Inputs::default()
-    };
-    if let Some(id) = &preset {
-        for (k, v) in &loaded.catalogue.get(id)?.options {
-            inputs.preset_options.insert(k.clone(), answers::toml_to_json(v));
-        }
-    }
-    let base = crate::context::base(&name, &layout, preset.as_deref());
-    let answers = answers::resolve(&loaded.manifest, &base, &inputs, prompter)?;
-    let mut values = base;
-    values.extend(answers.clone());
-    let plan = plan::plan(&loaded.tree, &loaded.manifest, &layout, &values)?;
-    let mut files = plan::render(&loaded.tree, &plan)?;
-    if !files.iter().any(|f| f.path == record::RECORD_FILE) {
-        let text = record::render(
-            &loaded.manifest,
-            &loaded.tree.source,
-            loaded.tree.revision.as_deref(),
-            &name.name,
-            &layout,
-            preset.as_deref(),
-            &answers,
-        );
-        files.push(RenderedFile {
-            path: record::RECORD_FILE.into(),
-            bytes: text.into_bytes(),
-            executable: false,
-        });
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-    }
-    Ok(Rendered {
-        name,
-        layout,
-        preset,
-        answers,
-        files,
-    })
 }
 
 /// `stackwise new`.
 pub fn new_project(
     req: &NewRequest,
     prompter: &mut dyn Prompter,
-    progress: &mut dyn crate::install::Progress,
+    progress: &mut dyn super::install::Progress,
 ) -> Result<Outcome> {
     // Cheap checks of the user's input first, before any template is fetched or question asked.
     let name = ProjectName::parse(&req.name)?;
@@ -226,7 +75,7 @@ pub fn new_project(
         return Err(Error::TargetNotEmpty { path: target });
     }
 
-    let loaded = Loaded::load(&req.template)?;
+    let template = Template::load(&req.template)?;
     // A re-render from `.stackwise.toml` keeps the recorded preset, or the recorded layout when
     // it was generated with --layout alone; flags still win.
     let (file_preset, file_layout) = match (&req.preset, &req.layout) {
@@ -234,7 +83,7 @@ pub fn new_project(
         _ => (None, None),
     };
     let (preset, layout) = choose_preset_and_layout(
-        &loaded,
+        &template,
         req.preset.as_deref(),
         req.layout
             .as_deref()
@@ -242,14 +91,15 @@ pub fn new_project(
         file_preset,
         prompter,
     )?;
-    let rendered = render_project(&loaded, name, preset, layout, sets, file.answers, prompter)?;
+    let mut rendered = render_project(&template, name, preset, layout, sets, file.answers, prompter)?;
+    record::add_to(&mut rendered, &template);
     let files: Vec<String> = rendered.files.iter().map(|f| f.path.clone()).collect();
     let mut outcome = Outcome {
         name: rendered.name.clone(),
         target: target.clone(),
         layout: rendered.layout.clone(),
         preset: rendered.preset.clone(),
-        template: loaded.tree.source.clone(),
+        template: template.tree.source.clone(),
         answers: rendered.answers.clone(),
         files,
         overwritten: Vec::new(),
@@ -296,7 +146,7 @@ pub fn new_project(
         // Without install steps the commit happens in the staging directory, so the project
         // appears in one rename with its repository.
         if want_git {
-            match crate::git::init_and_commit(&staging.root, &git_message) {
+            match super::git::init_and_commit(&staging.root, &git_message) {
                 Ok(c) => outcome.git_commit = Some(c),
                 Err(e) => {
                     staging.abandon();
@@ -311,17 +161,17 @@ pub fn new_project(
     // paths), then its install steps run, then the commit takes the lockfiles along.
     outcome.overwritten = staging.commit(&target, &rendered.files, req.force)?;
     let written: Vec<String> = rendered.files.iter().map(|f| f.path.clone()).collect();
-    let steps = crate::install::plan(&written);
+    let steps = super::install::steps_for(&written);
     let log = std::env::temp_dir().join(format!(
         "stackwise-install-{}-{}.log",
         rendered.name.slug,
         std::process::id()
     ));
-    let results = crate::install::run(&target, &steps, &log, progress);
+    let results = super::install::run(&target, &steps, &log, progress);
     outcome.install_log = Some(log);
     outcome.install = results;
     if want_git {
-        outcome.git_commit = Some(crate::git::init_and_commit(&target, &git_message)?);
+        outcome.git_commit = Some(super::git::init_and_commit(&target, &git_message)?);
     }
     Ok(outcome)
 }

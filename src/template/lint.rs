@@ -6,12 +6,13 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::answers::NoPrompt;
+use super::manifest::{Manifest, VarType};
+use super::names::ProjectName;
+use super::preset::Catalogue;
+use super::prompter::NoPrompt;
+use super::source::{TemplateSource, TemplateTree};
+use super::{Template, render_project};
 use crate::error::{Error, Result};
-use crate::generate::{Loaded, render_project};
-use crate::manifest::VarType;
-use crate::names::ProjectName;
-use crate::source::{TemplateSource, TemplateTree};
 
 /// The most boolean variables combined exhaustively (2^N renders per preset).
 const MAX_BOOL_VARS: usize = 8;
@@ -27,10 +28,10 @@ pub struct LintReport {
 pub fn lint(dir: &Path) -> Result<LintReport> {
     let source = TemplateSource::Local(dir.to_path_buf());
     let tree = TemplateTree::from_dir(dir, source.describe(), None, true)?;
-    let manifest = crate::manifest::Manifest::load(&tree)?;
-    let catalogue = crate::preset::Catalogue::load(&tree, &manifest)?;
+    let manifest = Manifest::load(&tree)?;
+    let catalogue = Catalogue::load(&tree, &manifest)?;
     crate::recommend::check_catalogue(&catalogue)?;
-    let loaded = Loaded {
+    let loaded = Template {
         tree,
         manifest,
         catalogue,

@@ -1,19 +1,18 @@
 //! The plan of files: which template file lands where, rendered or copied, for a layout and its
-//! answers; then rendering the whole plan with one Tera instance.
+//! answers. Rendering it is `render.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Component, Path};
+use std::path::Path;
 
 use globset::{Glob, GlobMatcher};
 use serde_json::{Map, Value};
 
-use crate::context::{self, template_error};
+use super::manifest::{self, ComponentManifest, Manifest};
+use super::paths::check_relative_path;
+use super::source::TemplateTree;
+use super::value::toml_to_json;
+use super::{COMPONENT_MANIFEST, COMPONENTS_DIR, MANIFEST_FILE, TEMPLATE_SUFFIX, inline};
 use crate::error::{Error, Result};
-use crate::manifest::{self, COMPONENTS_DIR, ComponentManifest, Manifest, PARTIALS_DIR};
-use crate::source::TemplateTree;
-
-/// The suffix that marks a file to render.
-pub const TEMPLATE_SUFFIX: &str = ".tera";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -43,44 +42,6 @@ pub struct Plan {
     pub contexts: Vec<Map<String, Value>>,
 }
 
-/// A rendered file.
-#[derive(Debug, Clone)]
-pub struct RenderedFile {
-    pub path: String,
-    pub bytes: Vec<u8>,
-    pub executable: bool,
-}
-
-/// Checks that `p` is `.` or a relative path that stays inside the project.
-pub fn check_relative_path(p: &str) -> std::result::Result<(), String> {
-    if p.is_empty() {
-        return Err("empty path".into());
-    }
-    if p.contains('\\') || p.contains('\0') {
-        return Err("backslashes and NUL bytes are not allowed in paths".into());
-    }
-    let path = Path::new(p);
-    if path.is_absolute() || p.starts_with('/') {
-        return Err("absolute paths are not allowed".into());
-    }
-    for c in path.components() {
-        match c {
-            // A template must never write git metadata: a `.git/config` or hook would run code
-            // in the user's first `git status` (core.fsmonitor) or commit.
-            Component::Normal(n) if n.to_string_lossy().eq_ignore_ascii_case(".git") => {
-                return Err("`.git` is reserved: a template may not write git metadata".into());
-            }
-            Component::Normal(_) | Component::CurDir => {}
-            Component::ParentDir => return Err("`..` would leave the project directory".into()),
-            _ => return Err("absolute paths and drive prefixes are not allowed".into()),
-        }
-    }
-    if p.split('/').any(|seg| seg.is_empty() && p != ".") && p != "." && !p.ends_with('/') {
-        return Err("empty path segment (a variable in the file name rendered empty?)".into());
-    }
-    Ok(())
-}
-
 fn join(mount: &str, rel: &str) -> String {
     let mount = mount.trim_end_matches('/');
     if mount == "." || mount.is_empty() {
@@ -104,7 +65,7 @@ impl Selector {
             Some(
                 Glob::new(pattern)
                     .map_err(|e| Error::Manifest {
-                        path: format!("{COMPONENTS_DIR}/{component}/{}", manifest::COMPONENT_MANIFEST),
+                        path: format!("{COMPONENTS_DIR}/{component}/{}", COMPONENT_MANIFEST),
                         reason: format!("invalid glob {pattern:?}: {e}"),
                     })?
                     .compile_matcher(),
@@ -130,19 +91,19 @@ fn selectors(patterns: &[String], component: &str) -> Result<Vec<Selector>> {
 fn flag_value(v: &toml::Value, ctx: &Map<String, Value>, label: &str) -> Result<Value> {
     Ok(match v {
         toml::Value::String(s) if s.contains("{{") || s.contains("{%") => {
-            let out = context::render_str(s, ctx, label)?;
+            let out = inline::render_str(s, ctx, label)?;
             match out.as_str() {
                 "true" => Value::Bool(true),
                 "false" => Value::Bool(false),
                 _ => out.parse::<i64>().map(Value::from).unwrap_or(Value::String(out)),
             }
         }
-        other => crate::answers::toml_to_json(other),
+        other => toml_to_json(other),
     })
 }
 
 /// Builds the plan for `layout` with the resolved `values` (built-ins and answers).
-pub fn plan(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Map<String, Value>) -> Result<Plan> {
+pub fn build(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Map<String, Value>) -> Result<Plan> {
     let layout_def = manifest.layouts.get(layout).ok_or_else(|| Error::UnknownLayout {
         name: layout.to_string(),
         available: manifest.layout_names(),
@@ -154,12 +115,12 @@ pub fn plan(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Map
         let comp: ComponentManifest = manifest::load_component(tree, &mount.component)?;
         let mut flags = Map::new();
         for (k, v) in &comp.flags {
-            flags.insert(k.clone(), crate::answers::toml_to_json(v));
+            flags.insert(k.clone(), toml_to_json(v));
         }
         for (k, v) in &mount.flags {
             if !comp.flags.contains_key(k) {
                 return Err(Error::Manifest {
-                    path: crate::source::MANIFEST_FILE.into(),
+                    path: MANIFEST_FILE.into(),
                     reason: format!(
                         "layout `{layout}` sets flag `{k}` on component `{}`, which declares no such flag (declare a default under [flags] in its component.toml)",
                         mount.component
@@ -181,11 +142,9 @@ pub fn plan(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Map
         for cond in &comp.conditional {
             let label = format!(
                 "{COMPONENTS_DIR}/{}/{} (when = {:?})",
-                mount.component,
-                manifest::COMPONENT_MANIFEST,
-                cond.when
+                mount.component, COMPONENT_MANIFEST, cond.when
             );
-            if !context::eval_bool(&cond.when, &ctx, &label)? {
+            if !inline::eval_bool(&cond.when, &ctx, &label)? {
                 excluded.extend(selectors(&cond.paths, &mount.component)?);
             }
         }
@@ -193,7 +152,7 @@ pub fn plan(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Map
         let prefix = format!("{COMPONENTS_DIR}/{}/", mount.component);
         for source in tree.files.keys().filter(|k| k.starts_with(&prefix)) {
             let rel = &source[prefix.len()..];
-            if rel == manifest::COMPONENT_MANIFEST
+            if rel == COMPONENT_MANIFEST
                 || ignore.iter().any(|s| s.matches(rel))
                 || excluded.iter().any(|s| s.matches(rel))
             {
@@ -201,7 +160,7 @@ pub fn plan(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Map
             }
             let is_verbatim = verbatim.iter().any(|s| s.matches(rel));
             let render = rel.ends_with(TEMPLATE_SUFFIX) && !is_verbatim;
-            let out_rel = context::render_str(rel, &ctx, source)?;
+            let out_rel = inline::render_str(rel, &ctx, source)?;
             let out_rel = if render {
                 out_rel[..out_rel.len() - TEMPLATE_SUFFIX.len()].to_string()
             } else {
@@ -214,7 +173,7 @@ pub fn plan(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Map
             })?;
             if let Some(first) = seen.insert(path.clone(), source.clone()) {
                 return Err(Error::Manifest {
-                    path: crate::source::MANIFEST_FILE.into(),
+                    path: MANIFEST_FILE.into(),
                     reason: format!("two template files write {path}: {first} and {source}"),
                 });
             }
@@ -247,74 +206,4 @@ pub fn plan(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Map
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Plan { files, contexts })
-}
-
-/// Renders every file of the plan. One Tera instance holds all templates of the plan plus the
-/// partials, so templates can `{% include "partials/..." %}`.
-pub fn render(tree: &TemplateTree, plan: &Plan) -> Result<Vec<RenderedFile>> {
-    let mut tera = tera::Tera::new();
-    tera.autoescape_on(Vec::<&str>::new());
-    let mut sources: BTreeSet<&str> = plan
-        .files
-        .iter()
-        .filter(|f| f.action == Action::Render)
-        .map(|f| f.source.as_str())
-        .collect();
-    let partial_prefix = format!("{PARTIALS_DIR}/");
-    sources.extend(
-        tree.files
-            .keys()
-            .filter(|k| k.starts_with(&partial_prefix))
-            .map(String::as_str),
-    );
-    let mut texts = Vec::with_capacity(sources.len());
-    for s in &sources {
-        let bytes = &tree.files[*s];
-        let text = std::str::from_utf8(bytes)
-            .ok()
-            .filter(|t| !t.contains('\0'))
-            .ok_or_else(|| Error::Template {
-                file: s.to_string(),
-                message: "this looks like a binary file and cannot be rendered; drop the .tera suffix or list it under `verbatim` in component.toml".into(),
-            })?;
-        texts.push((*s, text));
-    }
-    if let Err(e) = tera.add_raw_templates(texts) {
-        return Err(template_error("template", &e));
-    }
-    let tera_contexts: Vec<tera::Context> = plan.contexts.iter().map(context::tera_context).collect();
-    let mut out = Vec::with_capacity(plan.files.len());
-    for f in &plan.files {
-        let bytes = match f.action {
-            Action::Copy => tree.files[&f.source].clone(),
-            Action::Render => tera
-                .render(&f.source, &tera_contexts[f.mount])
-                .map_err(|e| template_error(&f.source, &e))?
-                .into_bytes(),
-        };
-        out.push(RenderedFile {
-            path: f.path.clone(),
-            bytes,
-            executable: f.executable,
-        });
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relative_paths() {
-        assert!(check_relative_path(".").is_ok());
-        assert!(check_relative_path("a/b.txt").is_ok());
-        assert!(check_relative_path("../x").is_err());
-        assert!(check_relative_path("a/../../x").is_err());
-        assert!(check_relative_path("/etc/passwd").is_err());
-        assert!(check_relative_path("a//b").is_err());
-        assert!(check_relative_path(".git/config").is_err());
-        assert!(check_relative_path("svc/.GIT/hooks/pre-commit").is_err());
-        assert!(check_relative_path(".github/workflows/ci.yml").is_ok());
-    }
 }

@@ -2,8 +2,8 @@
 
 use serde_json::{Map, Value};
 
+use super::names::ProjectName;
 use crate::error::{Error, Result};
-use crate::names::ProjectName;
 
 /// Variables the tool defines; a manifest may not redeclare them.
 pub const BUILTIN_NAMES: &[&str] = &[

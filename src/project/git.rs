@@ -22,8 +22,3 @@ pub fn init_and_commit(dir: &Path, message: &str) -> Result<String> {
     let oid = repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[])?;
     Ok(oid.to_string())
 }
-
-/// Whether `dir` is inside a git work tree already (then no repository is created).
-pub fn inside_repository(dir: &Path) -> bool {
-    git2::Repository::discover(dir).is_ok()
-}

@@ -3,7 +3,9 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::manifest::Manifest;
+use crate::template::manifest::Manifest;
+use crate::template::render::RenderedFile;
+use crate::template::{Rendered, Template};
 
 pub const RECORD_FILE: &str = ".stackwise.toml";
 
@@ -38,9 +40,31 @@ fn json_to_toml(v: &Value) -> Option<toml::Value> {
     })
 }
 
+/// Adds `.stackwise.toml` to a render, unless the template writes that file itself.
+pub fn add_to(rendered: &mut Rendered, template: &Template) {
+    if rendered.files.iter().any(|f| f.path == RECORD_FILE) {
+        return;
+    }
+    let text = to_toml(
+        &template.manifest,
+        &template.tree.source,
+        template.tree.revision.as_deref(),
+        &rendered.name.name,
+        &rendered.layout,
+        rendered.preset.as_deref(),
+        &rendered.answers,
+    );
+    rendered.files.push(RenderedFile {
+        path: RECORD_FILE.into(),
+        bytes: text.into_bytes(),
+        executable: false,
+    });
+    rendered.files.sort_by(|a, b| a.path.cmp(&b.path));
+}
+
 /// The text of `.stackwise.toml`. Secret variables are left out.
 #[allow(clippy::too_many_arguments)]
-pub fn render(
+pub fn to_toml(
     manifest: &Manifest,
     template: &str,
     revision: Option<&str>,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
-use crate::plan::RenderedFile;
+use crate::template::render::RenderedFile;
 
 /// Set by the binary's Ctrl-C handler; checked between files.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);

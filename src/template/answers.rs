@@ -1,0 +1,203 @@
+//! Answers: the values of a template's variables, from presets, answers files, `--set`, prompts
+//! and defaults, each checked against its declared type.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::MANIFEST_FILE;
+use super::inline;
+use super::manifest::{Manifest, VarType, Variable};
+use super::prompter::Prompter;
+use super::value::{coerce, toml_to_json};
+use crate::error::{Error, Result};
+
+/// How often one variable is asked before a still-invalid answer is an error.
+const MAX_ASK_ATTEMPTS: usize = 3;
+
+/// Pre-answered values, by where they came from (later sources win).
+#[derive(Debug, Default, Clone)]
+pub struct Inputs {
+    pub preset_options: Map<String, Value>,
+    pub file: Map<String, Value>,
+    pub sets: Map<String, Value>,
+}
+
+/// Splits `KEY=VALUE`.
+pub fn parse_set(arg: &str) -> Result<(String, String)> {
+    match arg.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(Error::MalformedSet { arg: arg.to_string() }),
+    }
+}
+
+/// What an answers file says.
+#[derive(Debug, Default, Clone)]
+pub struct AnswersFile {
+    pub answers: Map<String, Value>,
+    /// `preset` and `layout` beside an `[answers]` table (a generated project's `.stackwise.toml`).
+    pub preset: Option<String>,
+    pub layout: Option<String>,
+}
+
+/// An answers file, in TOML or JSON. A file with an `[answers]` table (such as a generated
+/// project's `.stackwise.toml`) is read from that table; `preset` and `layout` beside it too.
+pub fn load_file(path: &Path) -> Result<AnswersFile> {
+    let fail = |reason: String| Error::AnswersFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let is_json = path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+    let value: Value = if is_json {
+        serde_json::from_str(&text).map_err(|e| fail(format!("invalid JSON: {e}")))?
+    } else {
+        let table: toml::Table = toml::from_str(&text).map_err(|e| fail(format!("invalid TOML: {e}")))?;
+        toml_to_json(&toml::Value::Table(table))
+    };
+    let Value::Object(mut top) = value else {
+        return Err(fail("the top level must be a table/object of KEY = VALUE".into()));
+    };
+    match top.remove("answers") {
+        Some(Value::Object(answers)) => {
+            let text = |k: &str| top.get(k).and_then(Value::as_str).map(str::to_string);
+            Ok(AnswersFile {
+                answers,
+                preset: text("preset"),
+                layout: text("layout"),
+            })
+        }
+        Some(other) => Err(fail(format!("`answers` must be a table of KEY = VALUE, found {other}"))),
+        None => Ok(AnswersFile {
+            answers: top,
+            ..AnswersFile::default()
+        }),
+    }
+}
+
+fn empty_value(kind: VarType, var: &Variable) -> Value {
+    match kind {
+        VarType::String => Value::String(String::new()),
+        VarType::Integer => Value::from(var.min.unwrap_or(0)),
+        VarType::Bool => Value::Bool(false),
+        VarType::Choice => Value::String(
+            var.choices
+                .as_ref()
+                .and_then(|c| c.first())
+                .cloned()
+                .unwrap_or_default(),
+        ),
+        VarType::List => Value::Array(vec![]),
+    }
+}
+
+/// Checks that every pre-answered key is a variable of the template.
+pub fn check_keys(manifest: &Manifest, inputs: &Map<String, Value>, source_hint: &str) -> Result<()> {
+    for key in inputs.keys() {
+        if manifest.variable(key).is_none() {
+            return Err(Error::UnknownVariable {
+                key: key.clone(),
+                source_hint: source_hint.to_string(),
+                available: manifest.variable_names(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Resolves every variable of the manifest, in order. `base` holds the built-in values.
+pub fn resolve(
+    manifest: &Manifest,
+    base: &Map<String, Value>,
+    inputs: &Inputs,
+    prompter: &mut dyn Prompter,
+) -> Result<Map<String, Value>> {
+    check_keys(manifest, &inputs.file, " (in the answers file)")?;
+    check_keys(manifest, &inputs.sets, " (in --set)")?;
+    let mut ctx = base.clone();
+    let mut answers = Map::new();
+    for var in &manifest.variables {
+        let invalid = |reason: String| Error::InvalidValue {
+            key: var.name.clone(),
+            reason,
+        };
+        let given = inputs.sets.get(&var.name).or_else(|| inputs.file.get(&var.name));
+        let value = if let Some(v) = given {
+            coerce(var, v).map_err(invalid)?
+        } else if let Some(v) = inputs.preset_options.get(&var.name) {
+            coerce(var, v).map_err(invalid)?
+        } else {
+            let default = match &var.default {
+                None => empty_value(var.kind, var),
+                Some(toml::Value::String(s)) => {
+                    let label = format!("default of variable `{}`", var.name);
+                    Value::String(inline::render_str(s, &ctx, &label)?)
+                }
+                Some(other) => toml_to_json(other),
+            };
+            let default = coerce(var, &default).map_err(|e| Error::Manifest {
+                path: MANIFEST_FILE.into(),
+                reason: format!("the default of `{}` is invalid: {e}", var.name),
+            })?;
+            let asked = match &var.when {
+                Some(expr) => inline::eval_bool(expr, &ctx, &format!("`when` of variable `{}`", var.name))?,
+                None => true,
+            };
+            if asked && prompter.is_interactive() {
+                // The terminal prompter validates as the user types; an answer that still fails
+                // (a scripted prompter, a race) is asked again a bounded number of times, then
+                // reported like a bad `--set`.
+                let mut attempt = 1;
+                loop {
+                    let answer = prompter.ask(var, &default)?;
+                    match coerce(var, &answer) {
+                        Ok(v) => break v,
+                        Err(e) if attempt >= MAX_ASK_ATTEMPTS => return Err(invalid(e)),
+                        Err(_) => attempt += 1,
+                    }
+                }
+            } else {
+                default
+            }
+        };
+        ctx.insert(var.name.clone(), value.clone());
+        answers.insert(var.name.clone(), value);
+    }
+    Ok(answers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::source::{TemplateSource, TemplateTree};
+
+    /// A prompter that always answers the same (invalid) text and counts the questions.
+    struct Stubborn(usize);
+
+    impl Prompter for Stubborn {
+        fn is_interactive(&self) -> bool {
+            true
+        }
+        fn ask(&mut self, _var: &Variable, _default: &Value) -> Result<Value> {
+            self.0 += 1;
+            Ok(Value::String("not-a-bool".into()))
+        }
+    }
+
+    #[test]
+    fn a_prompter_that_keeps_answering_wrong_gets_an_error_not_a_loop() {
+        let tree = TemplateTree::load(&TemplateSource::Builtin).unwrap();
+        let manifest = Manifest::load(&tree).unwrap();
+        let mut base = Map::new();
+        base.insert("layout".into(), Value::String("python".into()));
+        base.insert("project_title".into(), Value::String("Demo".into()));
+        let mut stubborn = Stubborn(0);
+        let err = resolve(&manifest, &base, &Inputs::default(), &mut stubborn).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidValue { ref key, .. } if key == "worker"),
+            "{err}"
+        );
+        // `description` (a string) takes the text at once; `worker` is asked MAX_ASK_ATTEMPTS times.
+        assert_eq!(stubborn.0, 1 + MAX_ASK_ATTEMPTS);
+    }
+}
