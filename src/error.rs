@@ -93,6 +93,10 @@ pub enum Error {
     #[error("install step failed: {0}")]
     Install(String),
 
+    /// `stackwise update` will not start (nothing was changed): the message says why and what to do.
+    #[error("cannot update: {0}")]
+    UpdateRefused(String),
+
     #[error("template lint found {count} problem(s):\n{report}")]
     Lint { count: usize, report: String },
 }
@@ -111,7 +115,8 @@ impl Error {
             | Error::AnswersFile { .. }
             | Error::TargetNotEmpty { .. }
             | Error::TargetNotDir { .. }
-            | Error::Workload(_) => ErrorKind::Usage,
+            | Error::Workload(_)
+            | Error::UpdateRefused(_) => ErrorKind::Usage,
             _ => ErrorKind::Runtime,
         }
     }

@@ -4,6 +4,7 @@ mod progress;
 mod prompt;
 mod recommend;
 pub mod style;
+mod update;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -34,6 +35,8 @@ enum Command {
     Presets(PresetsArgs),
     /// Recommend a preset for a workload.
     Recommend(recommend::RecommendArgs),
+    /// Merge the template's changes into a generated project (a git merge; conflicts as usual).
+    Update(update::UpdateArgs),
     /// Validate a template directory (for fork authors).
     Lint {
         /// The template directory (the one holding stackwise.toml).
@@ -149,6 +152,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::New(args) => cmd_new(args),
         Command::Presets(args) => cmd_presets(args),
         Command::Recommend(args) => recommend::run(args),
+        Command::Update(args) => update::run(args),
         Command::Lint { dir, json } => {
             let report = stackwise::template::lint::lint(&dir)?;
             if json {

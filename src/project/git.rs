@@ -1,24 +1,246 @@
-//! `git init` and the initial commit of a generated project (git2, no `git` binary needed).
+//! The project's repository (git2, no `git` binary needed): render commits, the initial commit of
+//! `new`, and the plumbing `update` needs.
+//!
+//! A **render commit** holds the pure output of the template plus `.stackwise.toml`, and a
+//! `Stackwise-Render:` trailer; its parent is the previous render commit. Trees are written from
+//! memory (blobs + an in-memory index), never by scanning the work tree.
 
 use std::path::Path;
 
-use crate::error::Result;
+use git2::{Index, IndexEntry, IndexTime, Oid, Repository, Signature};
 
-/// Creates a repository on branch `main` and commits every file that is not ignored.
-/// The author comes from the user's git configuration, with a fallback identity.
-/// Returns the commit id.
-pub fn init_and_commit(dir: &Path, message: &str) -> Result<String> {
+use super::record::TemplateInfo;
+use crate::error::Result;
+use crate::template::render::RenderedFile;
+
+/// The trailer that marks a render commit.
+pub const RENDER_TRAILER: &str = "Stackwise-Render";
+/// The trailer of the merge commit `update` makes.
+pub const UPDATE_TRAILER: &str = "Stackwise-Update";
+/// Keeps the render commit of an update in progress alive until it is merged or aborted.
+pub const PENDING_REF: &str = "refs/stackwise/pending";
+
+const MODE_FILE: u32 = 0o100644;
+const MODE_EXEC: u32 = 0o100755;
+
+/// The author of stackwise's commits: the user's git identity, or a fallback.
+pub fn signature(repo: &Repository) -> Result<Signature<'static>> {
+    Ok(repo
+        .signature()
+        .or_else(|_| Signature::now("stackwise", "stackwise@localhost"))?)
+}
+
+/// A trailer value, quoted when it holds a space.
+fn trailer_value(v: &str) -> String {
+    if v.chars().any(char::is_whitespace) || v.contains('"') {
+        format!("{v:?}")
+    } else {
+        v.to_string()
+    }
+}
+
+/// The message of a render commit.
+pub fn render_message(info: &TemplateInfo, layout: &str, preset: Option<&str>) -> String {
+    let version = info.version.as_deref().map(|v| format!(" {v}")).unwrap_or_default();
+    format!(
+        "stackwise: render of {}{version}\n\nThe template's output alone (layout {layout}, preset {}); `stackwise update` merges\nthe next render with this one as the base.\n\n{RENDER_TRAILER}: template={} revision={} layout={} preset={}\n",
+        info.template,
+        preset.unwrap_or("none"),
+        trailer_value(&info.template),
+        trailer_value(&info.revision),
+        trailer_value(layout),
+        trailer_value(preset.unwrap_or("none")),
+    )
+}
+
+/// Whether a commit message carries `key:` as a trailer line.
+pub fn has_trailer(message: &str, key: &str) -> bool {
+    message
+        .lines()
+        .any(|l| l.strip_prefix(key).is_some_and(|rest| rest.starts_with(": ")))
+}
+
+/// An index entry at stage 0; with `meta`, the file's stat data.
+pub fn index_entry(path: &str, id: Oid, mode: u32, meta: Option<&std::fs::Metadata>) -> IndexEntry {
+    let mut e = IndexEntry {
+        ctime: IndexTime::new(0, 0),
+        mtime: IndexTime::new(0, 0),
+        dev: 0,
+        ino: 0,
+        mode,
+        uid: 0,
+        gid: 0,
+        file_size: 0,
+        id,
+        flags: 0,
+        flags_extended: 0,
+        path: path.as_bytes().to_vec(),
+    };
+    #[cfg(unix)]
+    if let Some(m) = meta {
+        // The file's stat data, so `git status` trusts the entry without reading the file.
+        use std::os::unix::fs::MetadataExt;
+        e.ctime = IndexTime::new(m.ctime() as i32, m.ctime_nsec() as u32);
+        e.mtime = IndexTime::new(m.mtime() as i32, m.mtime_nsec() as u32);
+        e.dev = m.dev() as u32;
+        e.ino = m.ino() as u32;
+        e.uid = m.uid();
+        e.gid = m.gid();
+        e.file_size = m.size() as u32;
+    }
+    #[cfg(not(unix))]
+    if let Some(m) = meta {
+        e.file_size = m.len() as u32;
+    }
+    e
+}
+
+fn mode_of(f: &RenderedFile) -> u32 {
+    if f.executable { MODE_EXEC } else { MODE_FILE }
+}
+
+/// Writes every rendered file as a blob and returns the id of the tree holding them all.
+pub fn write_tree(repo: &Repository, files: &[RenderedFile]) -> Result<Oid> {
+    let mut index = Index::new()?;
+    for f in files {
+        let id = repo.blob(&f.bytes)?;
+        index.add(&index_entry(&f.path, id, mode_of(f), None))?;
+    }
+    Ok(index.write_tree_to(repo)?)
+}
+
+/// Writes a render commit of `files` with the given parent, on no branch; returns its id.
+pub fn write_render_commit(
+    repo: &Repository,
+    files: &[RenderedFile],
+    message: &str,
+    parent: Option<Oid>,
+) -> Result<Oid> {
+    let tree = repo.find_tree(write_tree(repo, files)?)?;
+    let sig = signature(repo)?;
+    let parents = match parent {
+        Some(p) => vec![repo.find_commit(p)?],
+        None => Vec::new(),
+    };
+    let refs: Vec<&git2::Commit> = parents.iter().collect();
+    Ok(repo.commit(None, &sig, &sig, message, &tree, &refs)?)
+}
+
+/// Creates the repository of a new project in `dir` (branch `main`) whose first commit is the
+/// render commit of `files`, written from memory; the index matches the files on disk, so
+/// `git status` is clean. Returns the commit id.
+pub fn init_with_render(dir: &Path, files: &[RenderedFile], message: &str) -> Result<String> {
     let mut opts = git2::RepositoryInitOptions::new();
     opts.initial_head("main");
-    let repo = git2::Repository::init_opts(dir, &opts)?;
+    let repo = Repository::init_opts(dir, &opts)?;
     let mut index = repo.index()?;
-    index.add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)?;
+    for f in files {
+        let id = repo.blob(&f.bytes)?;
+        let meta = std::fs::symlink_metadata(dir.join(&f.path)).ok();
+        index.add(&index_entry(&f.path, id, mode_of(f), meta.as_ref()))?;
+    }
     index.write()?;
-    let tree_id = index.write_tree()?;
-    let tree = repo.find_tree(tree_id)?;
-    let sig = repo
-        .signature()
-        .or_else(|_| git2::Signature::now("stackwise", "stackwise@localhost"))?;
+    let tree = repo.find_tree(index.write_tree()?)?;
+    let sig = signature(&repo)?;
     let oid = repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[])?;
     Ok(oid.to_string())
+}
+
+/// Commits every file of `dir` that is neither ignored nor committed yet (the lockfiles that
+/// `--install` wrote) on top of HEAD. Returns the commit id, or None when there was nothing new.
+pub fn commit_new_files(dir: &Path, message: &str) -> Result<Option<String>> {
+    let repo = Repository::open(dir)?;
+    let mut index = repo.index()?;
+    index.add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)?;
+    let tree_id = index.write_tree()?;
+    let head = repo.head()?.peel_to_commit()?;
+    if head.tree_id() == tree_id {
+        return Ok(None);
+    }
+    index.write()?;
+    let tree = repo.find_tree(tree_id)?;
+    let sig = signature(&repo)?;
+    let oid = repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[&head])?;
+    Ok(Some(oid.to_string()))
+}
+
+/// The newest commit reachable from `from` that is a render commit.
+pub fn find_render_commit(repo: &Repository, from: Oid) -> Result<Option<Oid>> {
+    let mut walk = repo.revwalk()?;
+    walk.push(from)?;
+    walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)?;
+    for id in walk {
+        let id = id?;
+        let commit = repo.find_commit(id)?;
+        if has_trailer(&String::from_utf8_lossy(commit.message_bytes()), RENDER_TRAILER) {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, text: &str, executable: bool) -> RenderedFile {
+        RenderedFile {
+            path: path.into(),
+            bytes: text.as_bytes().to_vec(),
+            executable,
+            update_once: false,
+        }
+    }
+
+    #[test]
+    fn a_new_repository_holds_one_render_commit_and_a_clean_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = vec![
+            file("README.md", "hi\n", false),
+            file("bin/run.sh", "#!/bin/sh\n", true),
+            file("src/a/b.py", "x = 1\n", false),
+        ];
+        for f in &files {
+            let p = dir.path().join(&f.path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, &f.bytes).unwrap();
+            #[cfg(unix)]
+            if f.executable {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+        }
+        let info = TemplateInfo {
+            template: "/tmp/my template".into(),
+            subdir: None,
+            version: Some("1.0.0".into()),
+            revision: "sha256:00".into(),
+        };
+        let msg = render_message(&info, "python", Some("ml-api"));
+        assert!(msg.contains(
+            "Stackwise-Render: template=\"/tmp/my template\" revision=sha256:00 layout=python preset=ml-api"
+        ));
+        let id = init_with_render(dir.path(), &files, &msg).unwrap();
+        let repo = Repository::open(dir.path()).unwrap();
+        let head = repo.head().unwrap().peel_to_commit().unwrap();
+        assert_eq!(head.id().to_string(), id);
+        assert_eq!(head.tree_id(), write_tree(&repo, &files).unwrap());
+        assert_eq!(
+            head.tree()
+                .unwrap()
+                .get_path(Path::new("bin/run.sh"))
+                .unwrap()
+                .filemode(),
+            0o100755
+        );
+        assert!(repo.statuses(None).unwrap().is_empty());
+        assert_eq!(find_render_commit(&repo, head.id()).unwrap(), Some(head.id()));
+        std::fs::write(dir.path().join("uv.lock"), "lock\n").unwrap();
+        let second = commit_new_files(dir.path(), "lockfiles").unwrap().unwrap();
+        assert!(commit_new_files(dir.path(), "again").unwrap().is_none());
+        let second = repo.find_commit(Oid::from_str(&second).unwrap()).unwrap();
+        assert!(!has_trailer(second.message().unwrap(), RENDER_TRAILER));
+        // The render commit is still the newest one reachable.
+        assert_eq!(find_render_commit(&repo, second.id()).unwrap(), Some(head.id()));
+    }
 }

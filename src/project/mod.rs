@@ -8,3 +8,4 @@ pub mod install;
 pub mod new;
 pub mod record;
 pub mod stage;
+pub mod update;

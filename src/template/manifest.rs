@@ -19,6 +19,9 @@ pub struct Manifest {
     #[serde(default)]
     pub variables: Vec<Variable>,
     pub layouts: BTreeMap<String, Layout>,
+    /// Declarative changes of recorded answers, applied by `stackwise update` (see [`Migration`]).
+    #[serde(default)]
+    pub migrations: Vec<Migration>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -27,6 +30,58 @@ pub struct TemplateMeta {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// The template's version (`1.4.0`), recorded in generated projects; orders `[[migrations]]`.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// One declarative change of the answers a project recorded, for projects made with a template
+/// version older than `version`. Exactly one of `rename`, `drop` and `set`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Migration {
+    /// The template version this migration applies from.
+    pub version: String,
+    /// A variable was renamed: its recorded answer moves to the new name.
+    #[serde(default)]
+    pub rename: Option<RenameVariable>,
+    /// A variable was removed: its recorded answer is dropped.
+    #[serde(default)]
+    pub drop: Option<String>,
+    /// A recorded answer takes a new value.
+    #[serde(default)]
+    pub set: Option<SetVariable>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameVariable {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetVariable {
+    pub name: String,
+    pub value: toml::Value,
+}
+
+/// How `stackwise update` treats a path of a component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdatePolicy {
+    /// Written by `stackwise new` only; `stackwise update` never writes it again.
+    Once,
+}
+
+/// `[[files]]` of a component manifest: a policy for some of its paths.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePolicy {
+    /// Globs over template paths relative to the component; a directory name covers its contents.
+    pub paths: Vec<String>,
+    pub update: UpdatePolicy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -129,6 +184,9 @@ pub struct ComponentManifest {
     pub flags: toml::Table,
     #[serde(default)]
     pub conditional: Vec<Conditional>,
+    /// Update policies of some paths (`update = "once"`).
+    #[serde(default)]
+    pub files: Vec<FilePolicy>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -224,6 +282,71 @@ impl Manifest {
                 }
             }
         }
+        self.check_migrations()
+    }
+
+    /// The template version and its `[[migrations]]`: each well formed, no newer than the
+    /// template, naming variables that exist (the new name of a rename, the variable of a set)
+    /// or no longer exist (the old name of a rename, a drop).
+    fn check_migrations(&self) -> Result<()> {
+        if let Some(v) = &self.template.version
+            && !is_version(v)
+        {
+            return Err(Self::err(format!(
+                "[template] version {v:?} is not a version such as 1.4.0"
+            )));
+        }
+        if self.migrations.is_empty() {
+            return Ok(());
+        }
+        let Some(current) = &self.template.version else {
+            return Err(Self::err(
+                "[[migrations]] need a [template] version (the version of this template, e.g. version = \"2.0.0\")"
+                    .into(),
+            ));
+        };
+        for (i, m) in self.migrations.iter().enumerate() {
+            let at = format!("migration {} (version {:?})", i + 1, m.version);
+            if !is_version(&m.version) {
+                return Err(Self::err(format!("{at}: `version` must be a version such as 1.4.0")));
+            }
+            if compare_versions(&m.version, current) == std::cmp::Ordering::Greater {
+                return Err(Self::err(format!("{at} is newer than the template itself ({current})")));
+            }
+            let gone = |name: &str, what: &str| -> Result<()> {
+                if self.variable(name).is_some() {
+                    return Err(Self::err(format!(
+                        "{at}: {what} `{name}`, but `{name}` is still a variable of the template"
+                    )));
+                }
+                Ok(())
+            };
+            let known = |name: &str, what: &str| -> Result<&Variable> {
+                self.variable(name).ok_or_else(|| {
+                    Self::err(format!(
+                        "{at}: {what} `{name}`, which is not a variable of the template (variables: {})",
+                        self.variable_names()
+                    ))
+                })
+            };
+            match (&m.rename, &m.drop, &m.set) {
+                (Some(r), None, None) => {
+                    gone(&r.from, "renames")?;
+                    known(&r.to, "renames to")?;
+                }
+                (None, Some(d), None) => gone(d, "drops")?,
+                (None, None, Some(s)) => {
+                    let var = known(&s.name, "sets")?;
+                    super::value::coerce(var, &super::value::toml_to_json(&s.value))
+                        .map_err(|e| Self::err(format!("{at}: the value for `{}` is invalid: {e}", s.name)))?;
+                }
+                _ => {
+                    return Err(Self::err(format!(
+                        "{at} must have exactly one of `rename`, `drop` and `set`"
+                    )));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -260,6 +383,38 @@ pub fn load_component(tree: &TemplateTree, name: &str) -> Result<ComponentManife
             })
         }
     }
+}
+
+/// A version: dot-separated numbers, optionally followed by `-pre-release` and `+build`.
+pub fn is_version(v: &str) -> bool {
+    let core = v.split(['-', '+']).next().unwrap_or("");
+    !core.is_empty()
+        && core
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Orders two versions: numbers first (`1.10` > `1.9`, `1.0` == `1.0.0`), then a pre-release
+/// before its release (`2.0.0-rc.1` < `2.0.0`). Build metadata (`+...`) is ignored.
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    fn split(v: &str) -> (Vec<u64>, Option<&str>) {
+        let v = v.split('+').next().unwrap_or("");
+        let (core, pre) = match v.split_once('-') {
+            Some((c, p)) => (c, Some(p)),
+            None => (v, None),
+        };
+        (core.split('.').map(|p| p.parse().unwrap_or(0)).collect(), pre)
+    }
+    let ((mut ca, pa), (mut cb, pb)) = (split(a), split(b));
+    let len = ca.len().max(cb.len());
+    ca.resize(len, 0);
+    cb.resize(len, 0);
+    ca.cmp(&cb).then_with(|| match (pa, pb) {
+        (None, None) => std::cmp::Ordering::Equal,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (Some(x), Some(y)) => x.cmp(y),
+    })
 }
 
 pub(crate) fn is_identifier(s: &str) -> bool {

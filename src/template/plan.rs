@@ -33,6 +33,8 @@ pub struct PlannedFile {
     /// Index of the mount (its context) in [`Plan::contexts`].
     pub mount: usize,
     pub executable: bool,
+    /// `update = "once"` in the component manifest: written by `new`, never by `update`.
+    pub update_once: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +140,8 @@ pub fn build(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Ma
         );
         let ignore = selectors(&comp.ignore, &mount.component)?;
         let verbatim = selectors(&comp.verbatim, &mount.component)?;
+        let once_patterns: Vec<String> = comp.files.iter().flat_map(|f| f.paths.clone()).collect();
+        let once = selectors(&once_patterns, &mount.component)?;
         let mut excluded = Vec::new();
         for cond in &comp.conditional {
             let label = format!(
@@ -185,6 +189,7 @@ pub fn build(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Ma
                 action: if render { Action::Render } else { Action::Copy },
                 mount: idx,
                 executable,
+                update_once: once.iter().any(|s| s.matches(rel)),
             });
         }
         contexts.push(ctx);

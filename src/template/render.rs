@@ -14,6 +14,8 @@ pub struct RenderedFile {
     pub path: String,
     pub bytes: Vec<u8>,
     pub executable: bool,
+    /// Written by `stackwise new` only (`update = "once"`).
+    pub update_once: bool,
 }
 
 /// Renders every file of the plan. One Tera instance holds all templates of the plan plus the
@@ -63,6 +65,7 @@ pub fn render_plan(tree: &TemplateTree, plan: &Plan) -> Result<Vec<RenderedFile>
             path: f.path.clone(),
             bytes,
             executable: f.executable,
+            update_once: f.update_once,
         });
     }
     Ok(out)

@@ -1,0 +1,266 @@
+//! The merge engine: a new render merged into HEAD against an explicit base tree.
+//!
+//! git does the merge (libgit2's `merge_trees`, rename detection on); stackwise only prepares the
+//! trees for its policies, decides the conflicts its policies settle, reports every path, and then
+//! leaves the repository exactly as `git merge` would: the merged index (conflicts as stages 1/2/3),
+//! diff3 markers in the work tree, `MERGE_HEAD`, `MERGE_MSG`, `ORIG_HEAD` — so `git status`,
+//! `git mergetool`, `git commit` and `git merge --abort` work as usual. The base is a parameter:
+//! normally the previous render commit, or a re-rendered or relocated one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use git2::build::{CheckoutBuilder, TreeUpdateBuilder};
+use git2::{Delta, DiffFindOptions, Index, IndexEntry, Oid, Repository, Tree, TreeWalkMode, TreeWalkResult};
+
+use super::report::{FileReport, FileStatus};
+use crate::error::{Error, Result};
+use crate::project::record::RECORD_FILE;
+
+/// What the merge of a render into HEAD needs besides the three trees.
+pub struct MergeSpec<'a> {
+    /// The tree of the base render (the previous render commit, or a re-rendered one).
+    pub base: Oid,
+    /// The new render commit (its tree is "theirs"; it becomes `MERGE_HEAD`).
+    pub theirs: Oid,
+    /// Paths whose template changes are never applied (`[update] skip`, `update = "once"`).
+    pub skip: &'a dyn Fn(&str) -> bool,
+    /// Paths the user deleted that come back from the render (`--restore`).
+    pub restore: &'a BTreeSet<String>,
+    /// The conflict label of the template side (`template <rev>`).
+    pub their_label: String,
+    /// The conflict label of the base (`last render (<rev>)`).
+    pub ancestor_label: String,
+}
+
+/// The result of a merge in memory.
+pub struct Merged {
+    /// The merged index, policies applied; conflicts are left as stages.
+    pub index: Index,
+    pub files: Vec<FileReport>,
+}
+
+impl Merged {
+    pub fn has_conflicts(&self) -> bool {
+        self.files.iter().any(|f| f.status == FileStatus::Conflict)
+    }
+}
+
+/// The blob id and mode of every file of a tree, by path.
+pub fn tree_files(tree: &Tree) -> Result<BTreeMap<String, (Oid, i32)>> {
+    let mut out = BTreeMap::new();
+    tree.walk(TreeWalkMode::PreOrder, |root, entry| {
+        if entry.kind() == Some(git2::ObjectType::Blob)
+            && let Some(name) = entry.name()
+        {
+            out.insert(format!("{root}{name}"), (entry.id(), entry.filemode()));
+        }
+        TreeWalkResult::Ok
+    })?;
+    Ok(out)
+}
+
+fn file_mode(mode: i32) -> git2::FileMode {
+    match mode {
+        0o100755 => git2::FileMode::BlobExecutable,
+        0o120000 => git2::FileMode::Link,
+        _ => git2::FileMode::Blob,
+    }
+}
+
+/// A copy of `tree` where each path of `set` holds `ours`' version of it (or nothing).
+fn with_ours(
+    repo: &Repository,
+    tree: &Tree,
+    set: &BTreeSet<&String>,
+    ours: &BTreeMap<String, (Oid, i32)>,
+) -> Result<Oid> {
+    let mut b = TreeUpdateBuilder::new();
+    for path in set {
+        match ours.get(*path) {
+            Some((id, mode)) => b.upsert(path.as_str(), *id, file_mode(*mode)),
+            None => b.remove(path.as_str()),
+        };
+    }
+    Ok(b.create_updated(repo, tree)?)
+}
+
+fn path_of(e: &IndexEntry) -> String {
+    String::from_utf8_lossy(&e.path).into_owned()
+}
+
+/// Merges `spec.theirs` into `ours` (a tree, normally HEAD's) against `spec.base`, in memory.
+/// Nothing is written but git objects.
+pub fn merge_in_memory(repo: &Repository, ours: Oid, spec: &MergeSpec) -> Result<Merged> {
+    let base_tree = repo.find_tree(spec.base)?;
+    let ours_tree = repo.find_tree(ours)?;
+    let theirs_tree = repo.find_commit(spec.theirs)?.tree()?;
+    let (base_files, ours_files, theirs_files) = (
+        tree_files(&base_tree)?,
+        tree_files(&ours_tree)?,
+        tree_files(&theirs_tree)?,
+    );
+    let mut files = Vec::new();
+
+    // Policies settled before the merge: a skipped path, and the record, look unchanged on the
+    // base side, so git keeps the user's skipped file and takes the template's record cleanly.
+    let skipped: BTreeSet<&String> = base_files
+        .keys()
+        .chain(theirs_files.keys())
+        .filter(|p| p.as_str() != RECORD_FILE && (spec.skip)(p))
+        .collect();
+    for p in &skipped {
+        if base_files.get(*p) != theirs_files.get(*p) && !files.iter().any(|f: &FileReport| &f.path == *p) {
+            files.push(FileReport::new(p.as_str(), FileStatus::Skipped));
+        }
+    }
+    let record = RECORD_FILE.to_string();
+    let mut base_set = skipped.clone();
+    base_set.insert(&record);
+    let base_id = with_ours(repo, &base_tree, &base_set, &ours_files)?;
+    let theirs_id = with_ours(repo, &theirs_tree, &skipped, &ours_files)?;
+    let (base_tree, theirs_tree) = (repo.find_tree(base_id)?, repo.find_tree(theirs_id)?);
+
+    let mut opts = git2::MergeOptions::new();
+    opts.find_renames(true).diff3_style(true);
+    let mut index = repo.merge_trees(&base_tree, &ours_tree, &theirs_tree, Some(&opts))?;
+
+    // Conflicts the policies settle; the rest stay for the user.
+    let conflicts: Vec<git2::IndexConflict> = index.conflicts()?.collect::<std::result::Result<_, _>>()?;
+    let mut reported: BTreeSet<String> = BTreeSet::new();
+    for c in conflicts {
+        let any = c.their.as_ref().or(c.our.as_ref()).or(c.ancestor.as_ref());
+        let Some(any) = any else { continue };
+        let path = path_of(any);
+        let keep = |e: &IndexEntry| Some((path_of(e), e.id, e.mode));
+        let (status, keep) = match (&c.ancestor, &c.our, &c.their) {
+            (_, _, Some(t)) if path_of(t) == RECORD_FILE => (FileStatus::Updated, keep(t)),
+            (Some(_), None, Some(t)) if spec.restore.contains(&path_of(t)) => (FileStatus::Added, keep(t)),
+            (Some(_), None, Some(_)) => (FileStatus::KeptDeleted, None),
+            (Some(_), Some(o), None) => (FileStatus::KeptYours, keep(o)),
+            _ => {
+                let from = c.ancestor.as_ref().map(path_of).filter(|a| *a != path);
+                reported.insert(path.clone());
+                files.push(FileReport {
+                    path,
+                    status: FileStatus::Conflict,
+                    from,
+                });
+                continue;
+            }
+        };
+        let paths: BTreeSet<String> = [&c.ancestor, &c.our, &c.their]
+            .into_iter()
+            .flatten()
+            .map(path_of)
+            .collect();
+        for p in paths {
+            index.conflict_remove(Path::new(&p))?;
+        }
+        if let Some((p, id, mode)) = keep {
+            add_to_index(&mut index, &p, id, mode as i32)?;
+        }
+        reported.insert(path.clone());
+        files.push(FileReport::new(path, status));
+    }
+
+    // Every other path the template changed, by what happened to it.
+    let mut diff = repo.diff_tree_to_tree(Some(&base_tree), Some(&theirs_tree), None)?;
+    diff.find_similar(Some(DiffFindOptions::new().renames(true)))?;
+    let ours_at = |p: &str| ours_files.get(p).map(|(id, _)| *id);
+    let base_at = |p: &str| base_files.get(p).map(|(id, _)| *id);
+    for delta in diff.deltas() {
+        let path = |f: git2::DiffFile| f.path().map(|p| p.to_string_lossy().replace('\\', "/"));
+        let (Some(new_path), Some(old_path)) = (path(delta.new_file()), path(delta.old_file())) else {
+            continue;
+        };
+        if reported.contains(&new_path) || reported.contains(&old_path) {
+            continue;
+        }
+        let theirs_id = Some(delta.new_file().id());
+        let status = match delta.status() {
+            Delta::Renamed => {
+                files.push(FileReport {
+                    path: new_path,
+                    status: FileStatus::Renamed,
+                    from: Some(old_path),
+                });
+                continue;
+            }
+            // The user already has exactly the template's new file.
+            Delta::Added | Delta::Modified | Delta::Typechange if ours_at(&new_path) == theirs_id => continue,
+            Delta::Added => FileStatus::Added,
+            Delta::Deleted if ours_at(&old_path).is_none() => continue,
+            Delta::Deleted => FileStatus::Removed,
+            _ if ours_at(&new_path).is_some() && ours_at(&new_path) == base_at(&new_path) => FileStatus::Updated,
+            // Edited by the user too (or moved by the user: git carried the change along).
+            _ => FileStatus::Merged,
+        };
+        files.push(FileReport::new(new_path, status));
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(Merged { index, files })
+}
+
+/// Adds a blob at stage 0 of an index.
+pub fn add_to_index(index: &mut Index, path: &str, id: Oid, mode: i32) -> Result<()> {
+    index.add(&crate::project::git::index_entry(path, id, mode as u32, None))?;
+    Ok(())
+}
+
+/// Paths the merge would write that exist in the work tree without being tracked.
+pub fn untracked_in_the_way(repo: &Repository, ours: Oid, merged: &Index) -> Result<Vec<String>> {
+    let ours_files = tree_files(&repo.find_tree(ours)?)?;
+    let workdir = repo
+        .workdir()
+        .ok_or_else(|| Error::Git("the repository has no work tree".into()))?;
+    let mut out = BTreeSet::new();
+    for e in merged.iter() {
+        let p = path_of(&e);
+        if !ours_files.contains_key(&p) && std::fs::symlink_metadata(workdir.join(&p)).is_ok() {
+            out.insert(p);
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// Leaves the repository mid-merge exactly as `git merge` does: the merged index and work tree
+/// (diff3 markers where conflicts remain), `MERGE_HEAD` = the render commit, `MERGE_MSG`,
+/// `MERGE_MODE` and `ORIG_HEAD`.
+pub fn write_merge_state(repo: &Repository, merged: &mut Merged, spec: &MergeSpec, message: &str) -> Result<()> {
+    let head = repo.head()?.peel_to_commit()?.id();
+    let git_dir = repo.path();
+    let write = |name: &str, text: String| -> Result<()> {
+        let p = git_dir.join(name);
+        std::fs::write(&p, text).map_err(|e| Error::io(p, e))
+    };
+    write("ORIG_HEAD", format!("{head}\n"))?;
+    write("MERGE_HEAD", format!("{}\n", spec.theirs))?;
+    write("MERGE_MODE", "no-ff".into())?;
+    write("MERGE_MSG", message.to_string())?;
+    let mut checkout = CheckoutBuilder::new();
+    checkout
+        .safe()
+        .allow_conflicts(true)
+        .conflict_style_diff3(true)
+        .ancestor_label(&spec.ancestor_label)
+        .our_label("your project")
+        .their_label(&spec.their_label);
+    if let Err(e) = repo.checkout_index(Some(&mut merged.index), Some(&mut checkout)) {
+        let _ = repo.cleanup_state();
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// Commits the merge in progress (no conflicts left) with two parents: HEAD and `MERGE_HEAD`.
+pub fn commit_merge(repo: &Repository, theirs: Oid, message: &str) -> Result<Oid> {
+    let mut index = repo.index()?;
+    let tree = repo.find_tree(index.write_tree()?)?;
+    let head = repo.head()?.peel_to_commit()?;
+    let theirs = repo.find_commit(theirs)?;
+    let sig = crate::project::git::signature(repo)?;
+    let id = repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[&head, &theirs])?;
+    repo.cleanup_state()?;
+    Ok(id)
+}
