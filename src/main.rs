@@ -4,5 +4,6 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
+    stackwise::template::source::defer_tls_roots();
     cli::main()
 }

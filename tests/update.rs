@@ -234,6 +234,10 @@ fn new_makes_a_render_commit_and_records_version_and_revision() {
         "{msg}"
     );
     assert!(clean(&project));
+    // The objects are one pack (written by stackwise, not by git): git reads and checks it.
+    git(&project, &["fsck", "--strict", "--no-dangling"]);
+    let packs: Vec<_> = std::fs::read_dir(project.join(".git/objects/pack")).unwrap().collect();
+    assert_eq!(packs.len(), 2, "one .pack and its .idx");
     let record = read(&project, ".stackwise.toml");
     assert!(record.contains("template_version = \"1.0.0\""), "{record}");
     assert!(record.contains("revision = \"sha256:"), "{record}");

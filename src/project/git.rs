@@ -127,23 +127,101 @@ pub fn write_render_commit(
 }
 
 /// Creates the repository of a new project in `dir` (branch `main`) whose first commit is the
-/// render commit of `files`, written from memory; the index matches the files on disk, so
-/// `git status` is clean. Returns the commit id.
+/// render commit of `files`, written from memory; the index matches the files on disk (with
+/// their stat data), so `git status` is clean at once. Returns the commit id.
+///
+/// The objects are built in memory and written as one pack file ([`write_pack`]) rather than a
+/// loose file each: a new project has a hundred objects, and a file per object (create, link,
+/// stamp, in a directory of its own) costs several times the whole render.
 pub fn init_with_render(dir: &Path, files: &[RenderedFile], message: &str) -> Result<String> {
     let mut opts = git2::RepositoryInitOptions::new();
     opts.initial_head("main");
     let repo = Repository::init_opts(dir, &opts)?;
+    let odb = repo.odb()?;
+    let mempack = odb.add_new_mempack_backend(1000)?;
     let mut index = repo.index()?;
     for f in files {
         let id = repo.blob(&f.bytes)?;
         let meta = std::fs::symlink_metadata(dir.join(&f.path)).ok();
         index.add(&index_entry(&f.path, id, mode_of(f), meta.as_ref()))?;
     }
-    index.write()?;
     let tree = repo.find_tree(index.write_tree()?)?;
     let sig = signature(&repo)?;
-    let oid = repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[])?;
+    let oid = repo.commit(None, &sig, &sig, message, &tree, &[])?;
+    // Every object: the commit, its tree, and each tree and blob below (deduplicated).
+    let mut ids = std::collections::BTreeSet::from([oid, tree.id()]);
+    tree.walk(git2::TreeWalkMode::PreOrder, |_, entry| {
+        ids.insert(entry.id());
+        git2::TreeWalkResult::Ok
+    })?;
+    write_pack(&odb, &ids)?;
+    repo.reference("refs/heads/main", oid, false, "stackwise new: render commit")?;
+    mempack.reset()?;
+    index.write()?;
     Ok(oid.to_string())
+}
+
+/// Writes the objects `ids` of `odb` (here: the in-memory ones of a new repository) as one pack,
+/// without deltas and with stored (uncompressed) zlib streams: nothing to search or compress, so
+/// writing it costs little more than its bytes. `git gc` compresses it whenever it repacks.
+fn write_pack(odb: &git2::Odb, ids: &std::collections::BTreeSet<Oid>) -> Result<()> {
+    use sha1::Digest;
+    let mut pack = Vec::new();
+    pack.extend_from_slice(b"PACK");
+    pack.extend_from_slice(&2u32.to_be_bytes());
+    pack.extend_from_slice(&(ids.len() as u32).to_be_bytes());
+    for id in ids {
+        let object = odb.read(*id)?;
+        let kind: usize = match object.kind() {
+            git2::ObjectType::Commit => 1,
+            git2::ObjectType::Tree => 2,
+            git2::ObjectType::Blob => 3,
+            _ => 4,
+        };
+        let data = object.data();
+        // Entry header: type and size, 4 bits of size in the first byte, then 7 bits a byte.
+        let mut size = data.len() >> 4;
+        let mut byte = (kind << 4 | (data.len() & 0x0f)) as u8;
+        while size > 0 {
+            pack.push(byte | 0x80);
+            byte = (size & 0x7f) as u8;
+            size >>= 7;
+        }
+        pack.push(byte);
+        zlib_stored(&mut pack, data);
+    }
+    let trailer = sha1::Sha1::digest(&pack);
+    pack.extend_from_slice(&trailer);
+    let mut writer = odb.packwriter()?;
+    std::io::Write::write_all(&mut writer, &pack).map_err(|e| crate::error::Error::Git(e.to_string()))?;
+    writer.commit()?;
+    Ok(())
+}
+
+/// A zlib stream of stored blocks (RFC 1950/1951, no compression).
+fn zlib_stored(out: &mut Vec<u8>, data: &[u8]) {
+    out.extend_from_slice(&[0x78, 0x01]);
+    let mut chunks = data.chunks(0xffff).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(chunk) = chunks.next() {
+        out.push(u8::from(chunks.peek().is_none()));
+        let len = chunk.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for block in data.chunks(5552) {
+        for &byte in block {
+            a += u32::from(byte);
+            b += a;
+        }
+        a %= 65521;
+        b %= 65521;
+    }
+    out.extend_from_slice(&(b << 16 | a).to_be_bytes());
 }
 
 /// Commits every file of `dir` that is neither ignored nor committed yet (the lockfiles that

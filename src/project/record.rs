@@ -38,7 +38,8 @@ impl TemplateInfo {
         let (name, subdir) = match source {
             TemplateSource::Builtin => ("builtin".to_string(), None),
             TemplateSource::Local(dir) => (
-                std::path::absolute(dir)
+                std::fs::canonicalize(dir)
+                    .or_else(|_| std::path::absolute(dir))
                     .unwrap_or_else(|_| dir.clone())
                     .display()
                     .to_string(),

@@ -266,8 +266,61 @@ fn check_relative(sub: &str) -> Result<()> {
     })
 }
 
+/// Whether OpenSSL's trust store was left empty at start-up ([`defer_tls_roots`]).
+static TLS_ROOTS_DEFERRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// libgit2, built with HTTPS, creates its OpenSSL context when it starts and parses the system's
+/// whole CA bundle into it (tens of milliseconds), although only the clone of an `https://`
+/// template uses it. This starts libgit2 with OpenSSL pointed at an empty bundle, then puts the
+/// environment back as it was (child processes see the user's own); [`load_tls_roots`] gives the
+/// real certificate locations to libgit2 right before a clone.
+///
+/// Call it first thing in `main`, while the process has a single thread (it sets environment
+/// variables for a moment).
+pub fn defer_tls_roots() {
+    #[cfg(all(unix, not(target_os = "macos"), not(target_os = "ios")))]
+    {
+        const VARS: [&str; 2] = ["SSL_CERT_FILE", "SSL_CERT_DIR"];
+        let saved = VARS.map(std::env::var_os);
+        // SAFETY: called at the start of `main`, before any other thread exists, so no thread
+        // reads the environment while it changes.
+        unsafe { std::env::set_var("SSL_CERT_FILE", "/dev/null") };
+        git2::opts::strict_hash_verification(true); // starts libgit2 (and its OpenSSL context)
+        for (var, value) in VARS.iter().zip(saved) {
+            // SAFETY: as above.
+            unsafe {
+                match value {
+                    Some(v) => std::env::set_var(var, v),
+                    None => std::env::remove_var(var),
+                }
+            }
+        }
+        TLS_ROOTS_DEFERRED.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Loads the certificate authorities (the user's `SSL_CERT_FILE`/`SSL_CERT_DIR`, else the
+/// system's) into libgit2's TLS context, when [`defer_tls_roots`] left it empty. Before a clone.
+pub fn load_tls_roots() {
+    if !TLS_ROOTS_DEFERRED.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let found = openssl_probe::probe();
+    // SAFETY: libgit2's options are process-wide; this runs on the main thread before the clone
+    // and while no other libgit2 operation is in flight.
+    unsafe {
+        if let Some(file) = found.cert_file {
+            let _ = git2::opts::set_ssl_cert_file(file);
+        }
+        if let Some(dir) = found.cert_dir {
+            let _ = git2::opts::set_ssl_cert_dir(dir);
+        }
+    }
+}
+
 /// Clones `url` into `into`, checks out `reference` if given, and returns the commit id.
 fn clone(url: &str, reference: Option<&str>, into: &Path) -> std::result::Result<String, String> {
+    load_tls_roots();
     let repo = git2::build::RepoBuilder::new()
         .clone(url, into)
         .map_err(|e| format!("cannot clone: {}\n  hint: check the URL and your network access; for a private repository use an SSH URL with a loaded ssh-agent", e.message()))?;
