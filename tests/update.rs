@@ -617,11 +617,18 @@ fn every_refusal_exits_2_and_changes_nothing() {
 #[test]
 fn a_preset_change_takes_the_new_presets_options_and_keeps_customised_answers() {
     let f = fixture(false);
+    // The user's own `[update] skip` keeps the Makefile theirs.
+    let record = read(&f.project, ".stackwise.toml").replace("skip = []", "skip = [\"Make*\"]");
+    write(&f.project, ".stackwise.toml", record);
+    git(&f.project, &["commit", "-q", "-am", "skip the Makefile"]);
     let out = update(&f)
         .args(["--preset", "blue", "--set", "greeting=hi", "--json"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc = json_of(&out);
+    assert_eq!(status_of(&doc, "Makefile"), Some("skipped"), "{doc:#}");
+    assert!(!read(&f.project, "Makefile").contains("lint:"));
     let readme = read(&f.project, "README.md");
     assert!(readme.contains("hi in blue"), "{readme}");
     let record = read(&f.project, ".stackwise.toml");

@@ -126,3 +126,122 @@ pub fn carry_over(
     }
     Ok((answers, notes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::source::TemplateTree;
+
+    fn manifest(migrations: &str) -> Result<Manifest> {
+        let text = format!(
+            r#"
+[template]
+name = "t"
+version = "3.0.0"
+
+[[variables]]
+name = "database"
+type = "choice"
+choices = ["postgres", "sqlite"]
+default = "sqlite"
+
+[[variables]]
+name = "port"
+type = "integer"
+default = 80
+
+[layouts.one]
+mounts = [{{ component = "app", at = "." }}]
+{migrations}"#
+        );
+        let mut files = std::collections::BTreeMap::new();
+        files.insert("stackwise.toml".to_string(), text.into_bytes());
+        files.insert("components/app/a.txt".to_string(), b"a".to_vec());
+        let tree = TemplateTree {
+            files,
+            presets: Vec::new(),
+            source: "test".into(),
+            revision: None,
+        };
+        Manifest::load(&tree)
+    }
+
+    const MIGRATIONS: &str = r#"
+[[migrations]]
+version = "3.0.0"
+set = { name = "port", value = 8080 }
+
+[[migrations]]
+version = "2.0.0"
+rename = { from = "db", to = "database" }
+
+[[migrations]]
+version = "2.0.0"
+drop = "legacy"
+"#;
+
+    #[test]
+    fn migrations_newer_than_the_project_apply_in_version_order() {
+        let m = manifest(MIGRATIONS).unwrap();
+        let recorded: Map<String, Value> =
+            serde_json::from_str(r#"{"db": "postgres", "legacy": true, "port": 81}"#).unwrap();
+
+        let mut all = recorded.clone();
+        let notes = migrate(&m, &mut all, Some("1.0.0"));
+        assert_eq!(
+            Value::Object(all),
+            serde_json::json!({"database": "postgres", "port": 8080})
+        );
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(notes[0].contains("`db` is now `database`"), "{notes:?}");
+
+        // A project made with 2.0.0 already had the rename and the drop.
+        let mut some = recorded.clone();
+        migrate(&m, &mut some, Some("2.0.0"));
+        assert_eq!(some["port"], 8080);
+        assert_eq!(some["db"], "postgres");
+
+        // Up to date: nothing applies. No version recorded: everything does.
+        let mut none = recorded.clone();
+        assert!(migrate(&m, &mut none, Some("3.0.0")).is_empty());
+        assert_eq!(none, recorded);
+        let mut unknown = recorded;
+        migrate(&m, &mut unknown, None);
+        assert_eq!(unknown["database"], "postgres");
+    }
+
+    #[test]
+    fn bad_migrations_are_refused_with_the_reason() {
+        for (migration, reason) in [
+            ("version = \"4.0.0\"\ndrop = \"x\"", "newer than the template"),
+            ("version = \"one\"\ndrop = \"x\"", "must be a version"),
+            ("version = \"1.0.0\"\ndrop = \"port\"", "still a variable"),
+            (
+                "version = \"1.0.0\"\nrename = { from = \"a\", to = \"b\" }",
+                "not a variable",
+            ),
+            (
+                "version = \"1.0.0\"\nset = { name = \"port\", value = \"x\" }",
+                "is invalid",
+            ),
+            (
+                "version = \"1.0.0\"\ndrop = \"a\"\nset = { name = \"port\", value = 1 }",
+                "exactly one",
+            ),
+        ] {
+            let err = manifest(&format!("\n[[migrations]]\n{migration}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(reason), "{migration}: {err}");
+        }
+    }
+
+    #[test]
+    fn versions_compare_by_number_then_pre_release() {
+        use std::cmp::Ordering::*;
+        assert_eq!(compare_versions("1.10.0", "1.9.9"), Greater);
+        assert_eq!(compare_versions("1.0", "1.0.0"), Equal);
+        assert_eq!(compare_versions("2.0.0-rc.1", "2.0.0"), Less);
+        assert_eq!(compare_versions("2.0.0+build.5", "2.0.0"), Equal);
+    }
+}
