@@ -14,18 +14,16 @@ pub enum ErrorKind {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid project name {name:?}: {reason}\n  hint: {hint}")]
+    #[error("invalid project name {name:?}: {reason}")]
     InvalidName { name: String, reason: String, hint: String },
 
-    #[error("unknown preset `{id}`; available presets: {available}\n  hint: run `stackwise presets` to list them")]
+    #[error("unknown preset `{id}`; available presets: {available}")]
     UnknownPreset { id: String, available: String },
 
     #[error("unknown layout `{name}`; this template defines: {available}")]
     UnknownLayout { name: String, available: String },
 
-    #[error(
-        "preset `{preset}` uses the {preset_layout} layout, but --layout {layout} was given\n  hint: drop --layout, or pick a preset of the {layout} layout"
-    )]
+    #[error("preset `{preset}` uses the {preset_layout} layout, but --layout {layout} was given")]
     LayoutConflict {
         preset: String,
         preset_layout: String,
@@ -48,9 +46,7 @@ pub enum Error {
     #[error("cannot read answers file {path}: {reason}")]
     AnswersFile { path: PathBuf, reason: String },
 
-    #[error(
-        "target directory {path} exists and is not empty\n  hint: choose another name or -o DIR, or pass --force to write into it (files the template does not own are never touched)"
-    )]
+    #[error("target directory {path} exists and is not empty")]
     TargetNotEmpty { path: PathBuf },
 
     #[error("target {path} exists and is not a directory")]
@@ -69,7 +65,11 @@ pub enum Error {
     UnsafePath { path: String, reason: String },
 
     #[error("template source {source_desc}: {reason}")]
-    Source { source_desc: String, reason: String },
+    Source {
+        source_desc: String,
+        reason: String,
+        hint: Option<String>,
+    },
 
     #[error("git error: {0}")]
     Git(String),
@@ -80,6 +80,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    #[error("rendering {file} went over its budget: {reason}")]
+    RenderBudget { file: String, reason: String },
 
     #[error("interrupted; nothing was written")]
     Interrupted,
@@ -113,6 +116,24 @@ impl Error {
             | Error::TargetNotDir { .. }
             | Error::Workload(_) => ErrorKind::Usage,
             _ => ErrorKind::Runtime,
+        }
+    }
+
+    /// How to fix it, when the tool knows: printed on its own line after the error.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::InvalidName { hint, .. } => Some(hint.clone()),
+            Error::UnknownPreset { .. } => Some("run `stackwise presets` to list them".into()),
+            Error::UnknownLayout { .. } => Some("run `stackwise presets` to see which preset uses which layout".into()),
+            Error::LayoutConflict { layout, .. } => {
+                Some(format!("drop --layout, or pick a preset of the {layout} layout"))
+            }
+            Error::MalformedSet { .. } => Some("write it as KEY=VALUE, e.g. --set worker=true".into()),
+            Error::TargetNotEmpty { .. } => Some(
+                "choose another name or -o DIR, or pass --force to write into it (files the template does not own are never touched)".into(),
+            ),
+            Error::Source { hint, .. } => hint.clone(),
+            _ => None,
         }
     }
 

@@ -8,6 +8,7 @@
 //! - [`recommend`]: workload signals → preset.
 
 pub mod error;
+pub mod interrupt;
 pub mod project;
 pub mod recommend;
 pub mod template;

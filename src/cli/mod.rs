@@ -132,6 +132,9 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{} {e}", style::error("error:"));
+            if let Some(hint) = e.hint() {
+                eprintln!("  hint: {hint}");
+            }
             if matches!(e, Error::Interrupted) {
                 // The conventional exit status of a process stopped by SIGINT.
                 return ExitCode::from(130);
@@ -196,7 +199,7 @@ fn cmd_new(args: NewArgs) -> Result<(), Error> {
         preset: args.preset,
         layout: args.layout,
         output_dir: args.output,
-        template: TemplateSource::parse(args.template.as_deref(), args.subdir.as_deref()),
+        template: TemplateSource::parse_checked(args.template.as_deref(), args.subdir.as_deref())?,
         sets: args.sets,
         answers_file: args.answers,
         force: args.force,

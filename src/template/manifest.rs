@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::inline::BUILTIN_NAMES;
-use super::paths::check_relative_path;
+use super::paths::{check_relative_path, escaped, normalize};
 use super::source::TemplateTree;
 use super::value::compiled_pattern;
 use super::{COMPONENT_MANIFEST, COMPONENTS_DIR, MANIFEST_FILE};
@@ -151,11 +151,18 @@ impl Manifest {
             path: MANIFEST_FILE.into(),
             reason: "not UTF-8 text".into(),
         })?;
-        let manifest: Manifest = toml::from_str(text).map_err(|e| Error::Manifest {
+        let mut manifest: Manifest = toml::from_str(text).map_err(|e| Error::Manifest {
             path: MANIFEST_FILE.into(),
             reason: e.to_string(),
         })?;
         manifest.check(tree)?;
+        // Mount points in one canonical form (`./sub/` → `sub`), so every later check compares
+        // like with like.
+        for layout in manifest.layouts.values_mut() {
+            for m in &mut layout.mounts {
+                m.at = normalize(m.at.trim_end_matches('/')).unwrap_or_else(|_| m.at.clone());
+            }
+        }
         Ok(manifest)
     }
 
@@ -212,8 +219,9 @@ impl Manifest {
                 return Err(Self::err(format!("layout `{name}` mounts no component")));
             }
             for m in &layout.mounts {
-                check_relative_path(&m.at).map_err(|_| {
-                    Self::err(format!("layout `{name}` mounts `{}` at `{}`: a mount path must be `.` or a relative directory inside the project", m.component, m.at))
+                let at = m.at.trim_end_matches('/');
+                check_relative_path(if at.is_empty() { &m.at } else { at }).map_err(|why| {
+                    Self::err(format!("layout `{name}` mounts `{}` at `{}`: a mount path must be `.` or a relative directory inside the project ({why})", m.component, escaped(&m.at)))
                 })?;
                 let prefix = format!("{COMPONENTS_DIR}/{}/", m.component);
                 if !tree.files.keys().any(|k| k.starts_with(&prefix)) {

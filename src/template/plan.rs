@@ -8,7 +8,7 @@ use globset::{Glob, GlobMatcher};
 use serde_json::{Map, Value};
 
 use super::manifest::{self, ComponentManifest, Manifest};
-use super::paths::check_relative_path;
+use super::paths::{self, escaped};
 use super::source::TemplateTree;
 use super::value::toml_to_json;
 use super::{COMPONENT_MANIFEST, COMPONENTS_DIR, MANIFEST_FILE, TEMPLATE_SUFFIX, inline};
@@ -40,15 +40,6 @@ pub struct Plan {
     pub files: Vec<PlannedFile>,
     /// The rendering context of each mount: answers + built-ins + `flags` + `mount_path`.
     pub contexts: Vec<Map<String, Value>>,
-}
-
-fn join(mount: &str, rel: &str) -> String {
-    let mount = mount.trim_end_matches('/');
-    if mount == "." || mount.is_empty() {
-        rel.to_string()
-    } else {
-        format!("{mount}/{rel}")
-    }
 }
 
 /// A path selector from a component manifest: a literal path (or directory prefix) or a glob.
@@ -132,10 +123,7 @@ pub fn build(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Ma
         }
         let mut ctx = values.clone();
         ctx.insert("flags".into(), Value::Object(flags));
-        ctx.insert(
-            "mount_path".into(),
-            Value::String(mount.at.trim_end_matches('/').to_string()),
-        );
+        ctx.insert("mount_path".into(), Value::String(mount.at.clone()));
         let ignore = selectors(&comp.ignore, &mount.component)?;
         let verbatim = selectors(&comp.verbatim, &mount.component)?;
         let mut excluded = Vec::new();
@@ -166,9 +154,9 @@ pub fn build(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Ma
             } else {
                 out_rel
             };
-            let path = join(&mount.at, &out_rel);
-            check_relative_path(&path).map_err(|reason| Error::UnsafePath {
-                path: format!("{path} (from {source})"),
+            // One canonical form before any check, so `./a` and `a` are the same path.
+            let path = paths::normalize(&paths::join(&mount.at, &out_rel)).map_err(|reason| Error::UnsafePath {
+                path: format!("{} (from {source})", escaped(&paths::join(&mount.at, &out_rel))),
                 reason,
             })?;
             if let Some(first) = seen.insert(path.clone(), source.clone()) {
@@ -188,6 +176,16 @@ pub fn build(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Ma
             });
         }
         contexts.push(ctx);
+    }
+    // Two paths that differ only by case are one file on macOS and Windows.
+    let mut folded: BTreeMap<String, &str> = BTreeMap::new();
+    for f in &files {
+        if let Some(other) = folded.insert(f.path.to_lowercase(), &f.path) {
+            return Err(Error::UnsafePath {
+                path: f.path.clone(),
+                reason: format!("it differs from {other} only by case; the two collide on macOS and Windows"),
+            });
+        }
     }
     // A file may not be written where another file's directory is (`a` and `a/b`).
     let paths: BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
