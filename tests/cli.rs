@@ -98,6 +98,22 @@ fn mounts_a_component_at_a_sub_path_with_flags() {
 }
 
 #[test]
+fn names_the_template_reserves_are_refused() {
+    // The built-in template reserves its dependencies' names (`[template] reserved_names`);
+    // a fork's template reserves its own, and the fixture reserves none.
+    let out = TempDir::new().unwrap();
+    stackwise()
+        .args(["new", "fastapi", "--yes", "--no-git", "--dry-run", "-o"])
+        .arg(out.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("reserved by the template").and(predicate::str::contains("hint:")));
+    assert_empty(out.path());
+    let (tpl, out) = fixture();
+    new_cmd(&tpl, &out, "fastapi").assert().success();
+}
+
+#[test]
 fn invalid_names_are_refused_and_nothing_is_written() {
     let (tpl, out) = fixture();
     let long = "a".repeat(65);
@@ -110,7 +126,7 @@ fn invalid_names_are_refused_and_nothing_is_written() {
         ("../escape", "path separator"),
         ("a/b", "path separator"),
         ("node_modules", "reserved"),
-        ("fastapi", "reserved"),
+        ("npm", "reserved"),
         (long.as_str(), "limit is 64"),
         ("caf\u{e9}", "cannot appear"),
     ] {

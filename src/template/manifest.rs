@@ -27,6 +27,10 @@ pub struct TemplateMeta {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Project names refused because a package of that name would shadow a module the
+    /// generated code imports (`redis`, `fastapi`, …).
+    #[serde(default)]
+    pub reserved_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
