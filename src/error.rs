@@ -96,6 +96,12 @@ pub enum Error {
     #[error("install step failed: {0}")]
     Install(String),
 
+    #[error("{0}")]
+    NeedsConsent(String),
+
+    #[error("{0}")]
+    TestFailed(String),
+
     #[error("template lint found {count} problem(s):\n{report}")]
     Lint { count: usize, report: String },
 }
@@ -114,6 +120,7 @@ impl Error {
             | Error::AnswersFile { .. }
             | Error::TargetNotEmpty { .. }
             | Error::TargetNotDir { .. }
+            | Error::NeedsConsent(_)
             | Error::Workload(_) => ErrorKind::Usage,
             _ => ErrorKind::Runtime,
         }

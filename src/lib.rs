@@ -12,5 +12,6 @@ pub mod interrupt;
 pub mod project;
 pub mod recommend;
 pub mod template;
+pub mod testing;
 
 pub use error::{Error, ErrorKind, Result};

@@ -4,6 +4,7 @@ mod progress;
 mod prompt;
 mod recommend;
 pub mod style;
+mod test;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -42,6 +43,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Render every preset, install it, and run the template's [test] steps (for fork authors).
+    Test(test::TestArgs),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -152,6 +155,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::New(args) => cmd_new(args),
         Command::Presets(args) => cmd_presets(args),
         Command::Recommend(args) => recommend::run(args),
+        Command::Test(args) => test::run(args),
         Command::Lint { dir, json } => {
             let report = stackwise::template::lint::lint(&dir)?;
             if json {

@@ -19,6 +19,22 @@ pub struct Manifest {
     #[serde(default)]
     pub variables: Vec<Variable>,
     pub layouts: BTreeMap<String, Layout>,
+    /// What `stackwise test` runs in each rendered project.
+    #[serde(default)]
+    pub test: TestTable,
+}
+
+/// `[test]`: the commands that prove a rendered project works, per layout. `setup` runs with
+/// network after stackwise's own install steps; `steps` run offline where the system allows.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestTable {
+    #[serde(default)]
+    pub setup: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub steps: BTreeMap<String, Vec<String>>,
+    /// Seconds one command may take (default 900).
+    pub timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -213,6 +229,16 @@ impl Manifest {
             }
             if let Some(p) = &v.pattern {
                 compiled_pattern(p).map_err(|e| Self::err(format!("variable `{}`: invalid pattern: {e}", v.name)))?;
+            }
+        }
+        for (table, per_layout) in [("setup", &self.test.setup), ("steps", &self.test.steps)] {
+            for layout in per_layout.keys() {
+                if !self.layouts.contains_key(layout) {
+                    return Err(Self::err(format!(
+                        "[test.{table}] names layout `{layout}`, which the template does not define (it defines: {})",
+                        self.layout_names()
+                    )));
+                }
             }
         }
         if self.layouts.is_empty() {
