@@ -29,7 +29,6 @@ pub fn lint(dir: &Path) -> Result<LintReport> {
     let tree = TemplateTree::from_dir(dir, source.describe(), None, true)?;
     let manifest = crate::manifest::Manifest::load(&tree)?;
     let catalogue = crate::preset::Catalogue::load(&tree, &manifest)?;
-    crate::recommend::check_catalogue(&catalogue)?;
     let loaded = Loaded {
         tree,
         manifest,
