@@ -312,7 +312,7 @@ fn cmd_presets(args: PresetsArgs) -> Result<(), Error> {
                 return Ok(());
             }
             let mut out = String::new();
-            out.push_str(&format!("{} — {}\n", style::bold(&p.id), p.title));
+            out.push_str(&format!("{} — {}\n", style::Paint::stdout().bold(&p.id), p.title));
             out.push_str(&format!("layout:     {} ({})\n", p.layout, layout.description));
             out.push_str("components:\n");
             for m in &layout.mounts {
@@ -329,7 +329,7 @@ fn cmd_presets(args: PresetsArgs) -> Result<(), Error> {
             }
             out.push_str(&format!("\n{}\n", p.rationale.trim()));
             out.push_str("\nsignals that lead here (stackwise recommend; weight, condition, rule):\n");
-            for line in stackwise::recommend::describe_signals(p)? {
+            for line in stackwise::recommend::describe_signals(p) {
                 out.push_str(&format!("  {line}\n"));
             }
             out.push_str(&format!("\ngenerate it: stackwise new NAME --preset {}\n", p.id));

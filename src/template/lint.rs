@@ -30,7 +30,6 @@ pub fn lint(dir: &Path) -> Result<LintReport> {
     let tree = TemplateTree::from_dir(dir, source.describe(), None, true)?;
     let manifest = Manifest::load(&tree)?;
     let catalogue = Catalogue::load(&tree, &manifest)?;
-    crate::recommend::check_catalogue(&catalogue)?;
     let loaded = Template {
         tree,
         manifest,

@@ -23,9 +23,10 @@ pub struct Preset {
     /// Values of the template's variables that this preset sets.
     #[serde(default)]
     pub options: toml::Table,
-    /// The workload signals this preset answers (read by `recommend`, see src/recommend.rs).
-    #[serde(default)]
-    pub signals: Option<toml::Value>,
+    /// The workload signals this preset answers (read by `recommend`, see src/recommend/),
+    /// checked when the preset loads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signals: Option<crate::recommend::Signals>,
 }
 
 /// All presets of a template, checked against its manifest.
@@ -70,6 +71,9 @@ impl Catalogue {
                     ))
                 })?;
                 coerce(var, &toml_to_json(value)).map_err(|e| err(format!("option `{key}`: {e}")))?;
+            }
+            if let Some(signals) = &preset.signals {
+                signals.check(path, text)?;
             }
             presets.push(preset);
         }
