@@ -55,8 +55,9 @@ pub enum Error {
     #[error("template manifest {path}: {reason}")]
     Manifest { path: String, reason: String },
 
-    #[error("preset file {path}: {reason}")]
-    Preset { path: String, reason: String },
+    /// Every problem found in a template's manifest, components and presets, each at its place.
+    #[error("{}", Problem::list(.0))]
+    InvalidTemplate(Vec<Problem>),
 
     #[error("template error in {file}:\n{message}")]
     Template { file: String, message: String },
@@ -90,11 +91,11 @@ pub enum Error {
     #[error("{0}")]
     Prompt(String),
 
-    #[error("invalid workload: {0}")]
-    Workload(String),
+    #[error("invalid workload: {reason}")]
+    Workload { reason: String, hint: Option<String> },
 
-    #[error("install step failed: {0}")]
-    Install(String),
+    #[error("install step failed: {reason}")]
+    Install { reason: String, hint: Option<String> },
 
     #[error("{0}")]
     NeedsConsent(String),
@@ -121,7 +122,7 @@ impl Error {
             | Error::TargetNotEmpty { .. }
             | Error::TargetNotDir { .. }
             | Error::NeedsConsent(_)
-            | Error::Workload(_) => ErrorKind::Usage,
+            | Error::Workload { .. } => ErrorKind::Usage,
             _ => ErrorKind::Runtime,
         }
     }
@@ -139,8 +140,16 @@ impl Error {
             Error::TargetNotEmpty { .. } => Some(
                 "choose another name or -o DIR, or pass --force to write into it (files the template does not own are never touched)".into(),
             ),
-            Error::Source { hint, .. } => hint.clone(),
+            Error::Source { hint, .. } | Error::Workload { hint, .. } | Error::Install { hint, .. } => hint.clone(),
             _ => None,
+        }
+    }
+
+    /// A workload the user described wrongly, without a hint.
+    pub fn workload(reason: impl Into<String>) -> Self {
+        Error::Workload {
+            reason: reason.into(),
+            hint: None,
         }
     }
 
@@ -148,6 +157,56 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+}
+
+/// One problem in a file of a template, at its place: `file:line:col: message` (line 0: the file
+/// as a whole, `file: message`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file as a user finds it in the template (`stackwise.toml`, `presets/x.toml`).
+    pub file: String,
+    /// 1-based; 0 when the problem is the file as a whole.
+    pub line: usize,
+    /// 1-based, in characters.
+    pub col: usize,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn at(file: &str, line: usize, col: usize, message: impl Into<String>) -> Self {
+        Problem {
+            file: file.to_string(),
+            line,
+            col,
+            message: message.into(),
+        }
+    }
+
+    /// A problem with a file as a whole (missing, not text).
+    pub fn file(file: &str, message: impl Into<String>) -> Self {
+        Problem::at(file, 0, 0, message)
+    }
+
+    /// One problem on its line; several under a count, one a line.
+    fn list(problems: &[Problem]) -> String {
+        match problems {
+            [one] => one.to_string(),
+            all => {
+                let lines: Vec<String> = all.iter().map(Problem::to_string).collect();
+                format!("{} problems in the template:\n{}", all.len(), lines.join("\n"))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
         }
     }
 }

@@ -188,15 +188,10 @@ fn cmd_new(args: NewArgs) -> Result<(), Error> {
     let interactive = interactive(args.yes);
     let install = if args.install {
         true
-    } else if args.no_install || args.dry_run || !interactive || args.template.is_some() {
-        // A template from elsewhere is untrusted: its install steps (a build backend, say) run
-        // only when asked for explicitly with --install.
+    } else if args.no_install || args.dry_run {
         false
     } else {
-        prompt::confirm(
-            "Install dependencies now (uv sync / npm install) so the lockfiles go into the initial commit?",
-            true,
-        )?
+        ask_install(interactive, args.template.is_some())?
     };
     let req = NewRequest {
         name: args.name,
@@ -211,23 +206,44 @@ fn cmd_new(args: NewArgs) -> Result<(), Error> {
         git: !args.no_git,
         install,
     };
+    generate_project(&req, interactive, args.json)
+}
+
+/// Whether to run the project's install steps when neither --install nor --no-install was
+/// given: asked on a terminal, never for a template from elsewhere (it is untrusted: its install
+/// steps, a build backend say, run only when asked for explicitly with --install).
+fn ask_install(interactive: bool, foreign_template: bool) -> Result<bool, Error> {
+    if !interactive || foreign_template {
+        return Ok(false);
+    }
+    prompt::confirm(
+        "Install dependencies now (uv sync / npm install) so the lockfiles go into the initial commit?",
+        true,
+    )
+}
+
+/// Generates the project `req` describes and reports it: the one path of `stackwise new`, also
+/// taken when a recommendation on a terminal offers to generate its preset.
+fn generate_project(req: &NewRequest, interactive: bool, json: bool) -> Result<(), Error> {
     let mut prompter = prompt::Terminal::new(interactive);
     let _ = ctrlc::set_handler(|| {
         stackwise::project::stage::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
     });
     let mut progress = progress::Bars::new();
-    let outcome = generate::new_project(&req, &mut prompter, &mut progress)?;
-    if args.json {
+    let outcome = generate::new_project(req, &mut prompter, &mut progress)?;
+    if json {
         println!("{}", serde_json::to_string_pretty(&outcome).unwrap_or_default());
     }
     report_new(&outcome);
     if let Some(failed) = outcome.install.iter().find(|r| !r.ok) {
-        return Err(Error::Install(format!(
-            "{}\n  the project is in place at {}; retry with: cd {} && make install",
-            failed.error.as_deref().unwrap_or("failed"),
-            outcome.target.display(),
-            outcome.target.display()
-        )));
+        return Err(Error::Install {
+            reason: format!(
+                "{}; the project is in place at {}",
+                failed.error.as_deref().unwrap_or("failed"),
+                outcome.target.display()
+            ),
+            hint: Some(format!("retry with: cd {} && make install", outcome.target.display())),
+        });
     }
     Ok(())
 }

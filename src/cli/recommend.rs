@@ -9,10 +9,11 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use clap::{Arg, ArgAction, ArgMatches, Parser};
+use clap::{Arg, ArgAction, ArgMatches};
 use dialoguer::theme::ColorfulTheme;
 use dialoguer::{Confirm, Input as TextInput, Select};
 use serde_json::json;
+use stackwise::project::new::NewRequest;
 use stackwise::recommend::{self, Answer, INPUTS, Input, Kind, ProjectFit, Recommendation, Recorded, Workload};
 use stackwise::template::source::TemplateSource;
 use stackwise::{Error, Result};
@@ -352,7 +353,7 @@ fn ask(theme: &ColorfulTheme, input: &Input) -> Result<Option<Answer>> {
             if answer.is_empty() {
                 return Ok(None);
             }
-            input.parse(answer).map(Some).map_err(Error::Workload)
+            input.parse(answer).map(Some).map_err(Error::workload)
         }
         Kind::Switch => Ok(confirm(input.question, false)?.then_some(Answer::Yes)),
     }
@@ -376,7 +377,7 @@ pub(crate) fn ask_workload() -> Result<Workload> {
 }
 
 /// After an interactive recommendation: offer to generate the project, through the very code path
-/// of `stackwise new NAME --preset ID` (the command line is built and dispatched as if typed).
+/// of `stackwise new NAME --preset ID` (the same request, generated and reported the same way).
 fn offer_generation(rec: &Recommendation, template: Option<&str>) -> Result<()> {
     let theme = ColorfulTheme::default();
     eprintln!();
@@ -398,12 +399,25 @@ fn offer_generation(rec: &Recommendation, template: Option<&str>) -> Result<()> 
         })
         .interact_text()
         .map_err(prompt_err)?;
-    let mut argv: Vec<&str> = vec!["stackwise", "new", name.trim(), "--preset", &rec.preset];
+    let name = name.trim().to_string();
+    let mut shown = vec!["stackwise", "new", &name, "--preset", &rec.preset];
     if let Some(t) = template {
-        argv.extend(["--template", t]);
+        shown.extend(["--template", t]);
     }
-    let shown: Vec<String> = argv.iter().map(|a| recommend::explain::shell_quote(a)).collect();
+    let shown: Vec<String> = shown.iter().map(|a| recommend::explain::shell_quote(a)).collect();
     eprintln!("{} {}", style::bold("running:"), shown.join(" "));
-    let cli = super::Cli::try_parse_from(&argv).map_err(|e| Error::Prompt(e.to_string()))?;
-    super::run(cli)
+    let req = NewRequest {
+        name,
+        preset: Some(rec.preset.clone()),
+        layout: None,
+        output_dir: PathBuf::from("."),
+        template: TemplateSource::parse_checked(template, None)?,
+        sets: Vec::new(),
+        answers_file: None,
+        force: false,
+        dry_run: false,
+        git: true,
+        install: super::ask_install(true, template.is_some())?,
+    };
+    super::generate_project(&req, true, false)
 }

@@ -14,7 +14,7 @@ use super::explain;
 use super::expr::Condition;
 use super::signals::{Clause, interpolate};
 use super::workload::Workload;
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Result};
 use crate::template::manifest::Manifest;
 use crate::template::preset::Catalogue;
 
@@ -96,9 +96,11 @@ pub struct Recommendation {
 /// Whether a rule's condition holds. The conditions were checked when the presets loaded; one
 /// that still does not parse (a catalogue built in code) is an error naming the preset and rule.
 fn holds(c: &Clause<'_>, preset: &str, workload: &Workload) -> Result<bool> {
-    let condition = Condition::parse(c.when.get_ref()).map_err(|e| Error::Preset {
-        path: format!("{preset} [signals]"),
-        reason: format!("rule `{}`: `when`: {}", c.id.get_ref(), e.message),
+    let condition = Condition::parse(c.when.get_ref()).map_err(|e| {
+        Error::InvalidTemplate(vec![Problem::file(
+            &format!("preset `{preset}`"),
+            format!("rule `{}`: `when`: {}", c.id.get_ref(), e.message),
+        )])
     })?;
     Ok(condition.holds(workload))
 }
@@ -160,7 +162,7 @@ pub fn recommend(
         });
     }
     if candidates.is_empty() {
-        return Err(Error::Workload(explain::no_candidate(&excluded)));
+        return Err(Error::workload(explain::no_candidate(&excluded)));
     }
     candidates.sort_by(rank);
     let mut fallback = None;

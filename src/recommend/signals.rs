@@ -6,7 +6,8 @@ use toml::Spanned;
 
 use super::expr::Condition;
 use super::inputs::{input, names};
-use crate::error::{Error, Result};
+use crate::error::Problem;
+use crate::template::span::{Document, position_in_string};
 
 /// Largest weight a rule may carry, either way.
 pub const MAX_WEIGHT: i32 = 100;
@@ -76,42 +77,47 @@ impl Signals {
         rules.chain(exclusions)
     }
 
-    /// Checks every rule and exclusion: ids, conditions, texts, weights. `file` is the preset file
-    /// as listed by the template (`ai-product.toml`), `source` its text (for line and column).
-    /// Every problem is reported, each with its position.
-    pub fn check(&self, file: &str, source: &str) -> Result<()> {
-        let mut problems: Vec<(usize, String)> = Vec::new();
+    /// Checks every rule and exclusion: ids, conditions, texts, weights. `doc` is the preset
+    /// file the signals were read from (for line and column); every problem is added to `out`.
+    pub fn check(&self, doc: &Document, out: &mut Vec<Problem>) {
         let mut seen: Vec<&str> = Vec::new();
         for c in self.clauses() {
             let id = c.id.get_ref();
-            let here = |field: &Spanned<String>, offset: usize| position_in_string(source, field, offset);
+            let here = |field: &Spanned<String>, offset: usize, message: String| {
+                doc.problem_at(
+                    position_in_string(doc.text, field.span(), field.get_ref(), offset),
+                    message,
+                )
+            };
             if id.is_empty()
                 || !id
                     .chars()
                     .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
             {
-                problems.push((
-                    here(c.id, 0),
+                out.push(here(
+                    c.id,
+                    0,
                     format!("rule id `{id}` must be lowercase letters, digits and `-`"),
                 ));
             }
             if seen.contains(&id.as_str()) {
-                problems.push((
-                    here(c.id, 0),
+                out.push(here(
+                    c.id,
+                    0,
                     format!("rule `{id}`: the id is used twice in this preset"),
                 ));
             }
             seen.push(id);
             if let Err(e) = Condition::parse(c.when.get_ref()) {
-                problems.push((here(c.when, e.at), format!("rule `{id}`: `when`: {}", e.message)));
+                out.push(here(c.when, e.at, format!("rule `{id}`: `when`: {}", e.message)));
             }
             if let Err((at, why)) = check_text(c.text.get_ref()) {
-                problems.push((here(c.text, at), format!("rule `{id}`: `text`: {why}")));
+                out.push(here(c.text, at, format!("rule `{id}`: `text`: {why}")));
             }
             if let Some(w) = c.weight
                 && !(-MAX_WEIGHT..=MAX_WEIGHT).contains(w.get_ref())
             {
-                problems.push((
+                out.push(doc.problem_at(
                     w.span().start,
                     format!(
                         "rule `{id}`: weight {} is out of range (-{MAX_WEIGHT} to {MAX_WEIGHT})",
@@ -120,60 +126,7 @@ impl Signals {
                 ));
             }
         }
-        problems.sort_by_key(|(at, _)| *at);
-        let Some((first_at, first)) = problems.first() else {
-            return Ok(());
-        };
-        let located = |at: usize| {
-            let (line, col) = line_col(source, at);
-            format!("presets/{file}:{line}:{col}")
-        };
-        let mut reason = first.clone();
-        for (at, why) in &problems[1..] {
-            reason.push_str(&format!("\n  {}: {why}", located(*at)));
-        }
-        Err(Error::Preset {
-            path: located(*first_at),
-            reason,
-        })
     }
-}
-
-/// The byte offset in `source` of the `offset`-th byte of a TOML string's value. Exact when the
-/// value is written without escapes up to that point; otherwise the start of the string.
-fn position_in_string(source: &str, field: &Spanned<String>, offset: usize) -> usize {
-    let span = field.span();
-    let Some(raw) = source.get(span.clone()) else {
-        return span.start;
-    };
-    let quotes = if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
-        3
-    } else {
-        1
-    };
-    let mut body = &raw[quotes.min(raw.len())..];
-    let mut start = span.start + quotes;
-    // A newline right after the opening quotes of a multi-line string is not part of the value.
-    if quotes == 3 {
-        for newline in ["\r\n", "\n"] {
-            if let Some(rest) = body.strip_prefix(newline) {
-                body = rest;
-                start += newline.len();
-                break;
-            }
-        }
-    }
-    let value = field.get_ref();
-    let same = body.bytes().zip(value.bytes()).take_while(|(a, b)| a == b).count();
-    if offset <= same { start + offset } else { span.start }
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-fn line_col(source: &str, at: usize) -> (usize, usize) {
-    let before = &source[..at.min(source.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }
 
 /// Checks that every `{placeholder}` in a text names an input (`{{` and `}}` are literal
@@ -239,8 +192,11 @@ mod tests {
     }
 
     fn check(source: &str) -> String {
-        let f: File = toml::from_str(source).unwrap();
-        f.signals.check("x.toml", source).unwrap_err().to_string()
+        let doc = Document::parse("presets/x.toml", source).unwrap();
+        let f: File = doc.deserialize().unwrap();
+        let mut found = Vec::new();
+        f.signals.check(&doc, &mut found);
+        crate::Error::InvalidTemplate(found).to_string()
     }
 
     #[test]

@@ -18,10 +18,10 @@ pub struct Workload {
 impl Workload {
     /// Records the answer for the input called `name`; the error names the flag.
     pub fn set(&mut self, name: &str, answer: Answer) -> Result<()> {
-        let (i, input) = input(name).ok_or_else(|| Error::Workload(format!("no workload input is called `{name}`")))?;
+        let (i, input) = input(name).ok_or_else(|| Error::workload(format!("no workload input is called `{name}`")))?;
         input
             .check(answer)
-            .map_err(|why| Error::Workload(format!("{}: {why}", input.flag())))?;
+            .map_err(|why| Error::workload(format!("{}: {why}", input.flag())))?;
         self.answers[i] = Some(answer);
         Ok(())
     }
@@ -72,20 +72,24 @@ impl Workload {
             && let Some(c) = connections
             && c >= SERVERLESS_MAX_CONNECTIONS
         {
-            return Err(Error::Workload(format!(
-                "--serverless contradicts --connections {}: serverless functions do not hold long-lived \
-                 connections, and {} or more open at once need a long-running service\n  hint: drop --serverless, \
-                 or give the request rate with --peak-rps instead of --connections",
-                format_count(c),
-                format_count(SERVERLESS_MAX_CONNECTIONS)
-            )));
+            return Err(Error::Workload {
+                reason: format!(
+                    "--serverless contradicts --connections {}: serverless functions do not hold long-lived \
+                     connections, and {} or more open at once need a long-running service",
+                    format_count(c),
+                    format_count(SERVERLESS_MAX_CONNECTIONS)
+                ),
+                hint: Some(
+                    "drop --serverless, or give the request rate with --peak-rps instead of --connections".into(),
+                ),
+            });
         }
         if self.get("realtime") == Some(Answer::Word("core")) && connections == Some(0) {
-            return Err(Error::Workload(
-                "--realtime core contradicts --connections 0: a real-time product holds open connections\n  \
-                 hint: give the expected number of concurrent connections, or leave --connections out"
+            return Err(Error::Workload {
+                reason: "--realtime core contradicts --connections 0: a real-time product holds open connections"
                     .into(),
-            ));
+                hint: Some("give the expected number of concurrent connections, or leave --connections out".into()),
+            });
         }
         Ok(())
     }
@@ -133,13 +137,22 @@ mod tests {
             .unwrap()
             .with("connections", Answer::Count(200_000))
             .unwrap();
-        assert!(w.validate().unwrap_err().to_string().contains("--serverless"));
+        let e = w.validate().unwrap_err();
+        assert!(e.to_string().contains("--serverless"), "{e}");
+        // The way out is the hint, printed on a line of its own, not part of the message.
+        assert!(!e.to_string().contains("hint"), "{e}");
+        assert!(e.hint().is_some_and(|h| h.starts_with("drop --serverless")), "{e:?}");
         let w = Workload::default()
             .with("realtime", Answer::Word("core"))
             .unwrap()
             .with("connections", Answer::Count(0))
             .unwrap();
-        assert!(w.validate().unwrap_err().to_string().contains("--connections 0"));
+        let e = w.validate().unwrap_err();
+        assert!(
+            e.to_string().contains("--connections 0") && !e.to_string().contains('\n'),
+            "{e}"
+        );
+        assert!(e.hint().is_some(), "{e:?}");
         let w = Workload::default().with("connections", Answer::Count(0)).unwrap();
         assert!(w.validate().is_ok());
     }

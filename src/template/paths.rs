@@ -53,6 +53,17 @@ pub fn check_relative_path(p: &str) -> Result<(), String> {
     normalize(p).map(|_| ())
 }
 
+/// The glob of a path selector of a component manifest (`ignore`, `verbatim`, a conditional's
+/// `paths`), or `None` when it is a literal path (a file, or a directory and its contents).
+pub fn selector_glob(pattern: &str) -> Result<Option<globset::GlobMatcher>, String> {
+    if !pattern.contains(['*', '?', '[']) {
+        return Ok(None);
+    }
+    globset::Glob::new(pattern)
+        .map(|g| Some(g.compile_matcher()))
+        .map_err(|e| format!("invalid glob {pattern:?}: {}", e.kind()))
+}
+
 /// `C:` and similar: absolute on Windows, and never a sensible file name.
 fn has_drive_prefix(p: &str) -> bool {
     let b = p.as_bytes();

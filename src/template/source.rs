@@ -8,7 +8,7 @@ use include_dir::{Dir, include_dir};
 
 use super::MANIFEST_FILE;
 use super::paths::check_relative_path;
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Result};
 
 static BUILTIN_TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 static BUILTIN_PRESETS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/presets");
@@ -209,9 +209,8 @@ impl TemplateTree {
         if let Some(pd) = preset_dir {
             for (name, bytes) in read_tree(&pd, &[])? {
                 if name.ends_with(".toml") && !name.contains('/') {
-                    let text = String::from_utf8(bytes).map_err(|_| Error::Preset {
-                        path: name.clone(),
-                        reason: "not UTF-8 text".into(),
+                    let text = String::from_utf8(bytes).map_err(|_| {
+                        Error::InvalidTemplate(vec![Problem::file(&format!("presets/{name}"), "not UTF-8 text")])
                     })?;
                     presets.push((name, text));
                 }

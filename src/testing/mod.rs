@@ -136,7 +136,7 @@ pub fn cases(template: &Template, req: &TestRequest) -> Result<Vec<Case>> {
                 v.when.as_deref().is_none_or(|w| {
                     let mut ctx = Map::new();
                     ctx.insert("layout".into(), Value::String(p.layout.clone()));
-                    crate::template::inline::eval_bool(w, &ctx, "when").unwrap_or(true)
+                    crate::template::inline::try_eval(w, &ctx).unwrap_or(true)
                 })
             })
             .map(|v| v.name.as_str())

@@ -37,6 +37,45 @@ fn interactive_questions_lead_to_a_recommendation_and_an_offer() {
 }
 
 #[test]
+fn accepting_the_offer_generates_the_project_as_new_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut p = spawn(tmp.path());
+    // Every question left at its default: nothing known, so the default preset.
+    for q in [
+        "Is AI / ML part of the product?",
+        "Data engineering",
+        "Real-time delivery",
+    ] {
+        select(&mut p, q, 0);
+    }
+    for q in [
+        "Peak requests per second",
+        "Concurrent connections",
+        "p99 latency target",
+    ] {
+        text(&mut p, q, "");
+    }
+    select(&mut p, "What does the team write?", 0);
+    for q in ["Share TypeScript types", "Serverless-first", "Regulated domain"] {
+        confirm(&mut p, q, "n");
+    }
+    p.exp_string("Recommended preset: ai-product").unwrap();
+    confirm(&mut p, "Generate a project with the ai-product preset now?", "y");
+    text(&mut p, "Project name", "Offer App");
+    p.exp_string("running: stackwise new 'Offer App' --preset ai-product")
+        .unwrap();
+    // The questions of `stackwise new` itself: install, then the template's own.
+    confirm(&mut p, "Install dependencies now", "n");
+    text(&mut p, "One-line description", "");
+    p.exp_string("created offer-app (hybrid layout, preset ai-product)")
+        .unwrap();
+    p.exp_eof().unwrap();
+    assert!(matches!(p.process().wait().unwrap(), WaitStatus::Exited(_, 0)));
+    let record = std::fs::read_to_string(tmp.path().join("offer-app/.stackwise.toml")).unwrap();
+    assert!(record.contains("preset = \"ai-product\""), "{record}");
+}
+
+#[test]
 fn ctrl_c_exits_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let mut p = spawn(tmp.path());
