@@ -14,18 +14,16 @@ pub enum ErrorKind {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid project name {name:?}: {reason}\n  hint: {hint}")]
+    #[error("invalid project name {name:?}: {reason}")]
     InvalidName { name: String, reason: String, hint: String },
 
-    #[error("unknown preset `{id}`; available presets: {available}\n  hint: run `stackwise presets` to list them")]
+    #[error("unknown preset `{id}`; available presets: {available}")]
     UnknownPreset { id: String, available: String },
 
     #[error("unknown layout `{name}`; this template defines: {available}")]
     UnknownLayout { name: String, available: String },
 
-    #[error(
-        "preset `{preset}` uses the {preset_layout} layout, but --layout {layout} was given\n  hint: drop --layout, or pick a preset of the {layout} layout"
-    )]
+    #[error("preset `{preset}` uses the {preset_layout} layout, but --layout {layout} was given")]
     LayoutConflict {
         preset: String,
         preset_layout: String,
@@ -48,9 +46,7 @@ pub enum Error {
     #[error("cannot read answers file {path}: {reason}")]
     AnswersFile { path: PathBuf, reason: String },
 
-    #[error(
-        "target directory {path} exists and is not empty\n  hint: choose another name or -o DIR, or pass --force to write into it (files the template does not own are never touched)"
-    )]
+    #[error("target directory {path} exists and is not empty")]
     TargetNotEmpty { path: PathBuf },
 
     #[error("target {path} exists and is not a directory")]
@@ -59,8 +55,9 @@ pub enum Error {
     #[error("template manifest {path}: {reason}")]
     Manifest { path: String, reason: String },
 
-    #[error("preset file {path}: {reason}")]
-    Preset { path: String, reason: String },
+    /// Every problem found in a template's manifest, components and presets, each at its place.
+    #[error("{}", Problem::list(.0))]
+    InvalidTemplate(Vec<Problem>),
 
     #[error("template error in {file}:\n{message}")]
     Template { file: String, message: String },
@@ -69,7 +66,11 @@ pub enum Error {
     UnsafePath { path: String, reason: String },
 
     #[error("template source {source_desc}: {reason}")]
-    Source { source_desc: String, reason: String },
+    Source {
+        source_desc: String,
+        reason: String,
+        hint: Option<String>,
+    },
 
     #[error("git error: {0}")]
     Git(String),
@@ -81,21 +82,30 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("rendering {file} went over its budget: {reason}")]
+    RenderBudget { file: String, reason: String },
+
     #[error("interrupted; nothing was written")]
     Interrupted,
 
     #[error("{0}")]
     Prompt(String),
 
-    #[error("invalid workload: {0}")]
-    Workload(String),
+    #[error("invalid workload: {reason}")]
+    Workload { reason: String, hint: Option<String> },
 
-    #[error("install step failed: {0}")]
-    Install(String),
+    #[error("install step failed: {reason}")]
+    Install { reason: String, hint: Option<String> },
 
-    /// `stackwise update` will not start (nothing was changed): the message says why and what to do.
-    #[error("cannot update: {0}")]
-    UpdateRefused(String),
+    #[error("{0}")]
+    NeedsConsent(String),
+
+    #[error("{0}")]
+    TestFailed(String),
+
+    /// `stackwise update` will not start (nothing was changed): why, and what to do.
+    #[error("cannot update: {reason}")]
+    UpdateRefused { reason: String, hint: Option<String> },
 
     #[error("template lint found {count} problem(s):\n{report}")]
     Lint { count: usize, report: String },
@@ -115,9 +125,55 @@ impl Error {
             | Error::AnswersFile { .. }
             | Error::TargetNotEmpty { .. }
             | Error::TargetNotDir { .. }
-            | Error::Workload(_)
-            | Error::UpdateRefused(_) => ErrorKind::Usage,
+            | Error::NeedsConsent(_)
+            | Error::UpdateRefused { .. }
+            | Error::Workload { .. } => ErrorKind::Usage,
             _ => ErrorKind::Runtime,
+        }
+    }
+
+    /// How to fix it, when the tool knows: printed on its own line after the error.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::InvalidName { hint, .. } => Some(hint.clone()),
+            Error::UnknownPreset { .. } => Some("run `stackwise presets` to list them".into()),
+            Error::UnknownLayout { .. } => Some("run `stackwise presets` to see which preset uses which layout".into()),
+            Error::LayoutConflict { layout, .. } => {
+                Some(format!("drop --layout, or pick a preset of the {layout} layout"))
+            }
+            Error::MalformedSet { .. } => Some("write it as KEY=VALUE, e.g. --set worker=true".into()),
+            Error::TargetNotEmpty { .. } => Some(
+                "choose another name or -o DIR, or pass --force to write into it (files the template does not own are never touched)".into(),
+            ),
+            Error::Source { hint, .. }
+            | Error::Workload { hint, .. }
+            | Error::Install { hint, .. }
+            | Error::UpdateRefused { hint, .. } => hint.clone(),
+            _ => None,
+        }
+    }
+
+    /// A workload the user described wrongly, without a hint.
+    pub fn workload(reason: impl Into<String>) -> Self {
+        Error::Workload {
+            reason: reason.into(),
+            hint: None,
+        }
+    }
+
+    /// An update refused before it changed anything.
+    pub fn refused(reason: impl Into<String>) -> Self {
+        Error::UpdateRefused {
+            reason: reason.into(),
+            hint: None,
+        }
+    }
+
+    /// The same refusal, with how to get past it.
+    pub fn refused_with(reason: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::UpdateRefused {
+            reason: reason.into(),
+            hint: Some(hint.into()),
         }
     }
 
@@ -125,6 +181,56 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+}
+
+/// One problem in a file of a template, at its place: `file:line:col: message` (line 0: the file
+/// as a whole, `file: message`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file as a user finds it in the template (`stackwise.toml`, `presets/x.toml`).
+    pub file: String,
+    /// 1-based; 0 when the problem is the file as a whole.
+    pub line: usize,
+    /// 1-based, in characters.
+    pub col: usize,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn at(file: &str, line: usize, col: usize, message: impl Into<String>) -> Self {
+        Problem {
+            file: file.to_string(),
+            line,
+            col,
+            message: message.into(),
+        }
+    }
+
+    /// A problem with a file as a whole (missing, not text).
+    pub fn file(file: &str, message: impl Into<String>) -> Self {
+        Problem::at(file, 0, 0, message)
+    }
+
+    /// One problem on its line; several under a count, one a line.
+    fn list(problems: &[Problem]) -> String {
+        match problems {
+            [one] => one.to_string(),
+            all => {
+                let lines: Vec<String> = all.iter().map(Problem::to_string).collect();
+                format!("{} problems in the template:\n{}", all.len(), lines.join("\n"))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
         }
     }
 }

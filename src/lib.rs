@@ -8,8 +8,10 @@
 //! - [`recommend`]: workload signals → preset.
 
 pub mod error;
+pub mod interrupt;
 pub mod project;
 pub mod recommend;
 pub mod template;
+pub mod testing;
 
 pub use error::{Error, ErrorKind, Result};

@@ -98,6 +98,22 @@ fn mounts_a_component_at_a_sub_path_with_flags() {
 }
 
 #[test]
+fn names_the_template_reserves_are_refused() {
+    // The built-in template reserves its dependencies' names (`[template] reserved_names`);
+    // a fork's template reserves its own, and the fixture reserves none.
+    let out = TempDir::new().unwrap();
+    stackwise()
+        .args(["new", "fastapi", "--yes", "--no-git", "--dry-run", "-o"])
+        .arg(out.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("reserved by the template").and(predicate::str::contains("hint:")));
+    assert_empty(out.path());
+    let (tpl, out) = fixture();
+    new_cmd(&tpl, &out, "fastapi").assert().success();
+}
+
+#[test]
 fn invalid_names_are_refused_and_nothing_is_written() {
     let (tpl, out) = fixture();
     let long = "a".repeat(65);
@@ -110,7 +126,7 @@ fn invalid_names_are_refused_and_nothing_is_written() {
         ("../escape", "path separator"),
         ("a/b", "path separator"),
         ("node_modules", "reserved"),
-        ("fastapi", "reserved"),
+        ("npm", "reserved"),
         (long.as_str(), "limit is 64"),
         ("caf\u{e9}", "cannot appear"),
     ] {
@@ -356,10 +372,10 @@ fn rendered_paths_cannot_escape_the_target() {
         .unwrap()
         .replace("at = \"svc\"", "at = \"../svc\"");
     write(tpl3.path(), "stackwise.toml", manifest);
-    new_cmd(&tpl3, &out3, "app")
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("inside the project"));
+    new_cmd(&tpl3, &out3, "app").assert().code(1).stderr(
+        predicate::str::contains("stackwise.toml:49:38: layout `nested` mounts `app` at `../svc`")
+            .and(predicate::str::contains("inside the project")),
+    );
     assert_empty(out3.path());
 }
 
@@ -525,7 +541,9 @@ fn lint_rejects_bad_manifests() {
         .arg(tpl.path())
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("layout `nowhere` is not defined"));
+        .stderr(predicate::str::contains(
+            "presets/bad.toml:3:11: layout `nowhere` is not defined",
+        ));
     let empty = TempDir::new().unwrap();
     stackwise()
         .arg("lint")
@@ -533,6 +551,97 @@ fn lint_rejects_bad_manifests() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("has no stackwise.toml"));
+}
+
+/// A fork with mistakes in its manifest, a component and two presets: every one is reported at
+/// once, each as `file:line:col: message`, by every command that reads the template.
+#[test]
+fn every_problem_of_a_broken_fork_is_reported_at_its_place() {
+    let (tpl, out) = fixture();
+    write(
+        tpl.path(),
+        "stackwise.toml",
+        r#"[template]
+name = "broken"
+
+[[variables]]
+name = "Flavour"
+type = "string"
+
+[[variables]]
+name = "count"
+type = "integer"
+default = 50
+max = 10
+
+[[variables]]
+name = "count"
+type = "bool"
+
+[layouts.single]
+mounts = [{ component = "app", at = "../up", flags = { colour = true } }]
+"#,
+    );
+    write(
+        tpl.path(),
+        "components/app/component.toml",
+        "[flags]\nnested = false\n[[conditional]]\nwhen = \"extra and\"\npaths = [\"extras/[x\"]\n",
+    );
+    write(
+        tpl.path(),
+        "presets/basic.toml",
+        "id = \"basic\"\ntitle = \"Basic\"\nlayout = \"nowhere\"\nsummary = \"s\"\nrationale = \"r\"\n[options]\nflavour = \"x\"\n",
+    );
+    write(tpl.path(), "presets/deep.toml", "id = \"deep\"\ntitle = \n");
+    let expected = [
+        "stackwise.toml:5:9: variable name `Flavour` must be a lowercase identifier",
+        "stackwise.toml:11:11: variable `count`: the default is invalid: 50 is out of range",
+        "stackwise.toml:15:9: variable `count` is declared twice",
+        "stackwise.toml:19:38: layout `single` mounts `app` at `../up`: a mount path must be",
+        "stackwise.toml:19:56: layout `single` sets flag `colour` on component `app`, which declares no such flag",
+        "components/app/component.toml:4:18: conditional `when`: ",
+        "components/app/component.toml:5:11: conditional `paths`: invalid glob \"extras/[x\"",
+        "presets/basic.toml:3:11: layout `nowhere` is not defined by the template (it defines: single)",
+        "presets/basic.toml:7:1: option `flavour` is not a variable of the template",
+        "presets/deep.toml:2:9: ",
+    ];
+    let mut lint = stackwise();
+    lint.arg("lint").arg(tpl.path());
+    for mut cmd in [new_cmd(&tpl, &out, "app"), lint] {
+        let assert = cmd.assert().code(1);
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        assert!(stderr.starts_with("error: 10 problems in the template:\n"), "{stderr}");
+        // One a line, in the order of the files and of their lines.
+        let lines: Vec<&str> = stderr.lines().skip(1).collect();
+        assert_eq!(lines.len(), expected.len(), "{stderr}");
+        for (line, want) in lines.iter().zip(expected) {
+            assert!(line.starts_with(want), "expected {want:?}, got {line:?} in:\n{stderr}");
+        }
+    }
+    assert_empty(out.path());
+}
+
+/// A default or a flag that fails only when a project renders is reported at its place too.
+#[test]
+fn a_value_that_fails_at_render_time_is_reported_at_its_place() {
+    let (tpl, out) = fixture();
+    // `tagline` defaults to "{{ project_title }} in {{ flavour }}", letters and spaces only
+    // (the default preset sets the flavour).
+    new_cmd(&tpl, &out, "App 1").assert().code(1).stderr(predicate::str::contains(
+        "stackwise.toml:27:12: variable `tagline`: the default renders to \"App 1 in chocolate\", which is invalid: letters and spaces only",
+    ));
+    let manifest = std::fs::read_to_string(tpl.path().join("stackwise.toml"))
+        .unwrap()
+        .replace("count = \"{{ count }}\"", "count = \"{{ cuont }}\"");
+    write(tpl.path(), "stackwise.toml", manifest);
+    new_cmd(&tpl, &out, "app")
+        .args(["--layout", "nested"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "stackwise.toml:49:81: flag `count` of component `app`: Variable `cuont` is not defined",
+        ));
+    assert_empty(out.path());
 }
 
 #[test]

@@ -4,6 +4,7 @@ mod progress;
 mod prompt;
 mod recommend;
 pub mod style;
+mod test;
 mod update;
 
 use std::io::IsTerminal;
@@ -45,6 +46,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Render every preset, install it, and run the template's [test] steps (for fork authors).
+    Test(test::TestArgs),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -135,6 +138,9 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{} {e}", style::error("error:"));
+            if let Some(hint) = e.hint() {
+                eprintln!("  hint: {hint}");
+            }
             if matches!(e, Error::Interrupted) {
                 // The conventional exit status of a process stopped by SIGINT.
                 return ExitCode::from(130);
@@ -152,6 +158,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::New(args) => cmd_new(args),
         Command::Presets(args) => cmd_presets(args),
         Command::Recommend(args) => recommend::run(args),
+        Command::Test(args) => test::run(args),
         Command::Update(args) => update::run(args),
         Command::Lint { dir, json } => {
             let report = stackwise::template::lint::lint(&dir)?;
@@ -185,22 +192,17 @@ fn cmd_new(args: NewArgs) -> Result<(), Error> {
     let interactive = interactive(args.yes);
     let install = if args.install {
         true
-    } else if args.no_install || args.dry_run || !interactive || args.template.is_some() {
-        // A template from elsewhere is untrusted: its install steps (a build backend, say) run
-        // only when asked for explicitly with --install.
+    } else if args.no_install || args.dry_run {
         false
     } else {
-        prompt::confirm(
-            "Install dependencies now (uv sync / npm install) so the lockfiles go into the initial commit?",
-            true,
-        )?
+        ask_install(interactive, args.template.is_some())?
     };
     let req = NewRequest {
         name: args.name,
         preset: args.preset,
         layout: args.layout,
         output_dir: args.output,
-        template: TemplateSource::parse(args.template.as_deref(), args.subdir.as_deref()),
+        template: TemplateSource::parse_checked(args.template.as_deref(), args.subdir.as_deref())?,
         sets: args.sets,
         answers_file: args.answers,
         force: args.force,
@@ -208,23 +210,44 @@ fn cmd_new(args: NewArgs) -> Result<(), Error> {
         git: !args.no_git,
         install,
     };
+    generate_project(&req, interactive, args.json)
+}
+
+/// Whether to run the project's install steps when neither --install nor --no-install was
+/// given: asked on a terminal, never for a template from elsewhere (it is untrusted: its install
+/// steps, a build backend say, run only when asked for explicitly with --install).
+fn ask_install(interactive: bool, foreign_template: bool) -> Result<bool, Error> {
+    if !interactive || foreign_template {
+        return Ok(false);
+    }
+    prompt::confirm(
+        "Install dependencies now (uv sync / npm install) so the lockfiles go into the initial commit?",
+        true,
+    )
+}
+
+/// Generates the project `req` describes and reports it: the one path of `stackwise new`, also
+/// taken when a recommendation on a terminal offers to generate its preset.
+fn generate_project(req: &NewRequest, interactive: bool, json: bool) -> Result<(), Error> {
     let mut prompter = prompt::Terminal::new(interactive);
     let _ = ctrlc::set_handler(|| {
         stackwise::project::stage::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
     });
     let mut progress = progress::Bars::new();
-    let outcome = generate::new_project(&req, &mut prompter, &mut progress)?;
-    if args.json {
+    let outcome = generate::new_project(req, &mut prompter, &mut progress)?;
+    if json {
         println!("{}", serde_json::to_string_pretty(&outcome).unwrap_or_default());
     }
     report_new(&outcome);
     if let Some(failed) = outcome.install.iter().find(|r| !r.ok) {
-        return Err(Error::Install(format!(
-            "{}\n  the project is in place at {}; retry with: cd {} && make install",
-            failed.error.as_deref().unwrap_or("failed"),
-            outcome.target.display(),
-            outcome.target.display()
-        )));
+        return Err(Error::Install {
+            reason: format!(
+                "{}; the project is in place at {}",
+                failed.error.as_deref().unwrap_or("failed"),
+                outcome.target.display()
+            ),
+            hint: Some(format!("retry with: cd {} && make install", outcome.target.display())),
+        });
     }
     Ok(())
 }
@@ -309,7 +332,7 @@ fn cmd_presets(args: PresetsArgs) -> Result<(), Error> {
                 return Ok(());
             }
             let mut out = String::new();
-            out.push_str(&format!("{} — {}\n", style::bold(&p.id), p.title));
+            out.push_str(&format!("{} — {}\n", style::Paint::stdout().bold(&p.id), p.title));
             out.push_str(&format!("layout:     {} ({})\n", p.layout, layout.description));
             out.push_str("components:\n");
             for m in &layout.mounts {
@@ -326,7 +349,7 @@ fn cmd_presets(args: PresetsArgs) -> Result<(), Error> {
             }
             out.push_str(&format!("\n{}\n", p.rationale.trim()));
             out.push_str("\nsignals that lead here (stackwise recommend; weight, condition, rule):\n");
-            for line in stackwise::recommend::describe_signals(p)? {
+            for line in stackwise::recommend::describe_signals(p) {
                 out.push_str(&format!("  {line}\n"));
             }
             out.push_str(&format!("\ngenerate it: stackwise new NAME --preset {}\n", p.id));

@@ -21,7 +21,7 @@ impl Terminal {
     }
 }
 
-fn prompt_err(e: dialoguer::Error) -> Error {
+pub(super) fn prompt_err(e: dialoguer::Error) -> Error {
     match e {
         dialoguer::Error::IO(io) if io.kind() == std::io::ErrorKind::Interrupted => Error::Interrupted,
         other => Error::Prompt(format!("cannot read the answer: {other}")),
@@ -115,7 +115,10 @@ impl stackwise::template::prompter::Prompter for Terminal {
         }
         let workload = super::recommend::ask_workload()?;
         let rec = stackwise::recommend::recommend(catalogue, manifest, &workload, None)?;
-        eprint!("{}", super::recommend::human(&rec, &workload));
+        eprint!(
+            "{}",
+            super::recommend::recommendation_text(&rec, &workload, None, super::style::Paint::stderr())
+        );
         Ok(Some(rec.preset))
     }
 }

@@ -1,80 +1,114 @@
 //! `stackwise recommend`: flags (or, on a terminal, questions) → a preset with its reasons.
 //! The decision itself is `stackwise::recommend`; this module parses, asks and prints.
+//!
+//! The workload flags are not a derive struct: [`RecommendArgs`] implements clap's `Args` by
+//! walking `stackwise::recommend::INPUTS`, and the questions walk the same table, so a new input
+//! needs no edit here.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 
-use clap::Parser;
-use clap::builder::PossibleValuesParser;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Arg, ArgAction, ArgMatches};
 use dialoguer::theme::ColorfulTheme;
-use dialoguer::{Confirm, Input, Select};
+use dialoguer::{Confirm, Input as TextInput, Select};
 use serde_json::json;
-use stackwise::recommend::{self, Ai, Data, Realtime, Recommendation, Team, Workload};
+use stackwise::project::new::NewRequest;
+use stackwise::recommend::{self, Answer, INPUTS, Input, Kind, ProjectFit, Recommendation, Recorded, Workload};
 use stackwise::template::source::TemplateSource;
 use stackwise::{Error, Result};
 
-use super::style;
+use super::prompt::{confirm, prompt_err};
+use super::style::{self, Paint};
 
-#[derive(clap::Args, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct RecommendArgs {
-    /// AI/ML in the product: none, feature (one feature among many), core (the product is built around it).
-    #[arg(long, value_name = "LEVEL", value_parser = PossibleValuesParser::new(Ai::CHOICES), hide_possible_values = true)]
-    ai: Option<String>,
-    /// Data engineering: none, some (analytics, reports), heavy (ETL and pipelines are central).
-    #[arg(long, value_name = "LEVEL", value_parser = PossibleValuesParser::new(Data::CHOICES), hide_possible_values = true)]
-    data: Option<String>,
-    /// Real-time delivery: none, some (notifications, live updates), core (chat, collaboration, live dashboards).
-    #[arg(long, value_name = "LEVEL", value_parser = PossibleValuesParser::new(Realtime::CHOICES), hide_possible_values = true)]
-    realtime: Option<String>,
-    /// Peak requests per second (e.g. 5000, 40_000, 40k).
-    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = recommend::count_from_str)]
-    peak_rps: Option<u64>,
-    /// Concurrent connections at peak (WebSocket, SSE, long polling).
-    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = recommend::count_from_str)]
-    connections: Option<u64>,
-    /// p99 latency target in milliseconds.
-    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = recommend::ms_from_str)]
-    p99_ms: Option<f64>,
-    /// The language the team works in: python, node, mixed.
-    #[arg(long, value_name = "TEAM", value_parser = PossibleValuesParser::new(Team::CHOICES), hide_possible_values = true)]
-    team: Option<String>,
-    /// The back end shares TypeScript types and validation with the front end.
-    #[arg(long)]
-    shared_frontend_types: bool,
-    /// Deployed serverless-first (per-invocation cost and memory matter).
-    #[arg(long)]
-    serverless: bool,
-    /// Regulated domain with compliance requirements (health, finance).
-    #[arg(long)]
-    regulated: bool,
-    /// Print one JSON document on stdout (never asks).
-    #[arg(long)]
+    workload: Workload,
     json: bool,
-    /// Template source whose presets to choose from (default: the built-in template).
-    #[arg(long, value_name = "SRC")]
     template: Option<String>,
+    project: Option<PathBuf>,
 }
 
-impl RecommendArgs {
-    fn workload(&self) -> Result<Workload> {
-        Ok(Workload {
-            ai: self.ai.as_deref().map(Ai::parse).transpose()?,
-            data: self.data.as_deref().map(Data::parse).transpose()?,
-            realtime: self.realtime.as_deref().map(Realtime::parse).transpose()?,
-            peak_rps: self.peak_rps,
-            connections: self.connections,
-            p99_ms: self.p99_ms,
-            team: self.team.as_deref().map(Team::parse).transpose()?,
-            shared_frontend_types: self.shared_frontend_types,
-            serverless: self.serverless,
-            regulated: self.regulated,
+/// The flag of one workload input, from its row of the table.
+fn workload_arg(input: &'static Input) -> Arg {
+    let arg = Arg::new(input.name).long(input.flag).help(input.long_help());
+    match &input.kind {
+        Kind::Choice { value_name, .. } => arg
+            .value_name(*value_name)
+            .value_parser(PossibleValuesParser::new(input.words()).try_map(move |w| input.parse(&w)))
+            .hide_possible_values(true),
+        Kind::Count | Kind::Millis => arg
+            .value_name("N")
+            .allow_negative_numbers(true)
+            .value_parser(move |text: &str| input.parse(text)),
+        Kind::Switch => arg.action(ArgAction::SetTrue),
+    }
+}
+
+impl clap::Args for RecommendArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        INPUTS
+            .iter()
+            .fold(cmd, |cmd, input| cmd.arg(workload_arg(input)))
+            .arg(
+                Arg::new("json")
+                    .long("json")
+                    .action(ArgAction::SetTrue)
+                    .help("Print one JSON document on stdout (never asks)"),
+            )
+            .arg(
+                Arg::new("template")
+                    .long("template")
+                    .value_name("SRC")
+                    .help("Template source whose presets to choose from (default: the built-in template)"),
+            )
+            .arg(
+                Arg::new("project")
+                    .long("project")
+                    .value_name("DIR")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .help("Compare with the preset of the project in DIR and print the `stackwise update` command that moves it"),
+            )
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for RecommendArgs {
+    fn from_arg_matches(m: &ArgMatches) -> std::result::Result<Self, clap::Error> {
+        let mut workload = Workload::default();
+        for input in INPUTS {
+            let answer = match input.kind {
+                Kind::Switch => m.get_flag(input.name).then_some(Answer::Yes),
+                _ => m.get_one::<Answer>(input.name).copied(),
+            };
+            if let Some(a) = answer {
+                workload
+                    .set(input.name, a)
+                    .map_err(|e| clap::Error::raw(clap::error::ErrorKind::ValueValidation, e))?;
+            }
+        }
+        Ok(RecommendArgs {
+            workload,
+            json: m.get_flag("json"),
+            template: m.get_one::<String>("template").cloned(),
+            project: m.get_one::<PathBuf>("project").cloned(),
         })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> std::result::Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
     }
 }
 
 pub fn run(args: RecommendArgs) -> Result<()> {
+    let recorded = args.project.as_deref().map(Recorded::read).transpose()?;
     let source = TemplateSource::parse(args.template.as_deref(), None);
     let loaded = stackwise::template::Template::load(&source)?;
-    let mut workload = args.workload()?;
+    let mut workload = args.workload;
     let ask = !args.json && workload.is_unknown() && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if ask {
         let _ = ctrlc::set_handler(|| {
@@ -82,25 +116,38 @@ pub fn run(args: RecommendArgs) -> Result<()> {
         });
         workload = ask_workload().inspect_err(|_| restore_terminal())?;
     }
-    let rec = recommend::recommend(&loaded.catalogue, &loaded.manifest, &workload, args.template.as_deref())?;
+    let template = args.template.as_deref();
+    let rec = recommend::recommend(&loaded.catalogue, &loaded.manifest, &workload, template)?;
+    let fit = match (&recorded, &args.project) {
+        (Some(r), Some(dir)) => Some(recommend::project::compare(
+            &rec,
+            r,
+            &loaded.manifest,
+            &dir.to_string_lossy(),
+            template,
+        )),
+        _ => None,
+    };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json_document(&rec, &workload)).unwrap_or_default()
-        );
+        let doc = json_document(&rec, &workload, fit.as_ref());
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(());
     }
-    print!("{}", human(&rec, &workload));
-    if ask {
-        offer_generation(&rec, args.template.as_deref()).inspect_err(|_| restore_terminal())?;
+    print!(
+        "{}",
+        recommendation_text(&rec, &workload, fit.as_ref(), Paint::stdout())
+    );
+    if ask && fit.is_none() {
+        offer_generation(&rec, template).inspect_err(|_| restore_terminal())?;
     }
     Ok(())
 }
 
 /// The `--json` document. `preset`, `layout`, `reasons`, `runner_up` (an id or null) and `command`
-/// are the contract of SPEC §3; the other keys add detail.
-pub fn json_document(rec: &Recommendation, workload: &Workload) -> serde_json::Value {
-    json!({
+/// are the contract of SPEC §3; the other keys add detail. With `--project`, `current_preset` and
+/// `update_command` (null when the project already fits, or when `update` cannot move it) too.
+pub fn json_document(rec: &Recommendation, workload: &Workload, fit: Option<&ProjectFit>) -> serde_json::Value {
+    let mut doc = json!({
         "preset": rec.preset,
         "layout": rec.layout,
         "title": rec.title,
@@ -116,7 +163,17 @@ pub fn json_document(rec: &Recommendation, workload: &Workload) -> serde_json::V
         "ranking": rec.ranking.iter().map(|s| json!({"preset": s.preset, "layout": s.layout, "score": s.score, "moving_parts": s.moving_parts})).collect::<Vec<_>>(),
         "workload": workload,
         "command": rec.command,
-    })
+    });
+    if let (Some(fit), Some(map)) = (fit, doc.as_object_mut()) {
+        map.insert("project".into(), json!(fit.project));
+        map.insert("current_preset".into(), json!(fit.current_preset));
+        map.insert("current_layout".into(), json!(fit.current_layout));
+        map.insert("change".into(), json!(fit.change));
+        map.insert("update_command".into(), json!(fit.update_command));
+        map.insert("verdict".into(), json!(fit.verdict));
+        map.insert("project_note".into(), json!(fit.note));
+    }
+    doc
 }
 
 const WIDTH: usize = 100;
@@ -147,13 +204,18 @@ fn wrap(text: &str, first: &str, indent: usize) -> String {
     out
 }
 
-/// The human-readable recommendation (stdout).
-pub fn human(rec: &Recommendation, workload: &Workload) -> String {
+/// The recommendation as a team lead reads it, painted with `paint` (the stream it goes to).
+pub fn recommendation_text(
+    rec: &Recommendation,
+    workload: &Workload,
+    fit: Option<&ProjectFit>,
+    paint: Paint,
+) -> String {
     let mut o = String::new();
     o.push_str(&format!(
         "{} {} ({})\n",
-        style::bold("Recommended preset:"),
-        style::ok(&rec.preset),
+        paint.bold("Recommended preset:"),
+        paint.ok(&rec.preset),
         rec.title
     ));
     o.push_str(&wrap(
@@ -176,7 +238,7 @@ pub fn human(rec: &Recommendation, workload: &Workload) -> String {
         o.push_str(&wrap(f, "", 0));
     }
     if !rec.reasons.is_empty() {
-        o.push_str(&format!("\n{} (score {})\n", style::bold("Why"), rec.score));
+        o.push_str(&format!("\n{} (score {})\n", paint.bold("Why"), rec.score));
         for r in &rec.reasons {
             o.push_str(&format!("  {:>3}  {}\n", recommend::signed(r.weight), r.rule));
             o.push_str(&wrap(&r.text, "       ", 7));
@@ -185,7 +247,7 @@ pub fn human(rec: &Recommendation, workload: &Workload) -> String {
     if let Some(r) = &rec.runner_up {
         o.push_str(&format!(
             "\n{} {} ({} layout, score {})\n",
-            style::bold("Runner-up:"),
+            paint.bold("Runner-up:"),
             r.preset,
             r.layout,
             r.score
@@ -215,12 +277,12 @@ pub fn human(rec: &Recommendation, workload: &Workload) -> String {
         o.push('\n');
         o.push_str(&wrap(
             &format!("{t} (Tie rule: {}.)", recommend::TIE_RULE),
-            &format!("{} ", style::bold("Tie:")),
+            &format!("{} ", paint.bold("Tie:")),
             2,
         ));
     }
     if !rec.excluded.is_empty() {
-        o.push_str(&format!("\n{}\n", style::bold("Ruled out")));
+        o.push_str(&format!("\n{}\n", paint.bold("Ruled out")));
         let mut groups: Vec<(&str, &str, Vec<&str>)> = Vec::new();
         for x in &rec.excluded {
             match groups.iter_mut().find(|g| g.0 == x.rule && g.1 == x.text) {
@@ -236,164 +298,86 @@ pub fn human(rec: &Recommendation, workload: &Workload) -> String {
             ));
         }
     }
-    o.push_str(&format!("\n{}\n  {}\n", style::bold("Generate it:"), rec.command));
+    match fit {
+        None => o.push_str(&format!("\n{}\n  {}\n", paint.bold("Generate it:"), rec.command)),
+        Some(fit) => {
+            o.push_str(&format!("\n{} {}\n", paint.bold("Your project:"), fit.project));
+            o.push_str(&wrap(&fit.verdict, "  ", 2));
+            if let Some(note) = &fit.note {
+                o.push_str(&wrap(note, "  note: ", 8));
+            }
+            if let Some(cmd) = &fit.update_command {
+                o.push_str(&format!("\n{}\n  {cmd}\n", paint.bold("Update it:")));
+            }
+        }
+    }
     o
 }
 
 // ----- the questions -----
-
-fn prompt_err(e: dialoguer::Error) -> Error {
-    match e {
-        dialoguer::Error::IO(io) if io.kind() == std::io::ErrorKind::Interrupted => Error::Interrupted,
-        other => Error::Prompt(format!("cannot read the answer: {other}")),
-    }
-}
 
 /// Shows the cursor again after an interrupted prompt (dialoguer hides it while a list is open).
 fn restore_terminal() {
     let _ = dialoguer::console::Term::stderr().show_cursor();
 }
 
-/// Asks one multiple-choice question; the first item ("not sure") is the default and means unknown.
-fn choose(theme: &ColorfulTheme, prompt: &str, items: &[&str]) -> Result<usize> {
-    Select::with_theme(theme)
-        .with_prompt(prompt)
-        .items(items)
-        .default(0)
-        .interact()
-        .map_err(prompt_err)
-}
-
-fn ask_number<T>(
-    theme: &ColorfulTheme,
-    prompt: &str,
-    parse: fn(&str) -> std::result::Result<T, String>,
-) -> Result<Option<T>> {
-    let answer: String = Input::with_theme(theme)
-        .with_prompt(prompt)
-        .allow_empty(true)
-        .validate_with(move |s: &String| -> std::result::Result<(), String> {
-            if s.trim().is_empty() {
-                Ok(())
-            } else {
-                parse(s).map(|_| ())
+/// Asks the question of one input. The default answer ("not sure", empty, or no) leaves it unknown.
+fn ask(theme: &ColorfulTheme, input: &Input) -> Result<Option<Answer>> {
+    match &input.kind {
+        Kind::Choice { choices, .. } => {
+            let items: Vec<&str> = std::iter::once("not sure")
+                .chain(choices.iter().map(|c| c.answer))
+                .collect();
+            let i = Select::with_theme(theme)
+                .with_prompt(input.question)
+                .items(&items)
+                .default(0)
+                .interact()
+                .map_err(prompt_err)?;
+            Ok(i.checked_sub(1).map(|i| Answer::Word(choices[i].word)))
+        }
+        Kind::Count | Kind::Millis => {
+            let answer: String = TextInput::with_theme(theme)
+                .with_prompt(input.question)
+                .allow_empty(true)
+                .validate_with(|s: &String| -> std::result::Result<(), String> {
+                    if s.trim().is_empty() {
+                        Ok(())
+                    } else {
+                        input.parse(s).map(|_| ())
+                    }
+                })
+                .interact_text()
+                .map_err(prompt_err)?;
+            let answer = answer.trim();
+            if answer.is_empty() {
+                return Ok(None);
             }
-        })
-        .interact_text()
-        .map_err(prompt_err)?;
-    let answer = answer.trim();
-    if answer.is_empty() {
-        Ok(None)
-    } else {
-        parse(answer).map(Some).map_err(Error::Workload)
+            input.parse(answer).map(Some).map_err(Error::workload)
+        }
+        Kind::Switch => Ok(confirm(input.question, false)?.then_some(Answer::Yes)),
     }
 }
 
-fn ask_flag(theme: &ColorfulTheme, prompt: &str) -> Result<bool> {
-    Confirm::with_theme(theme)
-        .with_prompt(prompt)
-        .default(false)
-        .interact()
-        .map_err(prompt_err)
-}
-
-/// Asks the workload questions one by one (on a terminal). Every question can be skipped: the
-/// default answer is "not sure", which leaves that signal unknown.
+/// Asks the workload questions one by one (on a terminal), one per input. Every question can be
+/// skipped: the default answer leaves that signal unknown.
 pub(crate) fn ask_workload() -> Result<Workload> {
     let theme = ColorfulTheme::default();
     eprintln!(
         "{}",
         style::bold("Describe the workload (arrow keys and Enter; the default \"not sure\" leaves a signal unknown).")
     );
-    let ai = match choose(
-        &theme,
-        "Is AI / ML part of the product?",
-        &[
-            "not sure",
-            "no",
-            "yes, one feature among many",
-            "yes, the product is built around it",
-        ],
-    )? {
-        1 => Some(Ai::None),
-        2 => Some(Ai::Feature),
-        3 => Some(Ai::Core),
-        _ => None,
-    };
-    let data = match choose(
-        &theme,
-        "Data engineering (ETL, analytics, reports)?",
-        &[
-            "not sure",
-            "none",
-            "some: analytics or reports beside the API",
-            "heavy: pipelines and ETL are central",
-        ],
-    )? {
-        1 => Some(Data::None),
-        2 => Some(Data::Some),
-        3 => Some(Data::Heavy),
-        _ => None,
-    };
-    let realtime = match choose(
-        &theme,
-        "Real-time delivery (WebSocket, live updates, streaming)?",
-        &[
-            "not sure",
-            "none",
-            "some: notifications or live updates",
-            "core: chat, collaboration, live dashboards",
-        ],
-    )? {
-        1 => Some(Realtime::None),
-        2 => Some(Realtime::Some),
-        3 => Some(Realtime::Core),
-        _ => None,
-    };
-    let peak_rps = ask_number(
-        &theme,
-        "Peak requests per second (e.g. 5000 or 40k; empty if not sure)",
-        recommend::count_from_str,
-    )?;
-    let connections = ask_number(
-        &theme,
-        "Concurrent connections at peak (empty if not sure)",
-        recommend::count_from_str,
-    )?;
-    let p99_ms = ask_number(
-        &theme,
-        "p99 latency target in ms (empty if none)",
-        recommend::ms_from_str,
-    )?;
-    let team = match choose(
-        &theme,
-        "What does the team write?",
-        &["not sure", "Python", "TypeScript / Node", "both (mixed team)"],
-    )? {
-        1 => Some(Team::Python),
-        2 => Some(Team::Node),
-        3 => Some(Team::Mixed),
-        _ => None,
-    };
-    let shared_frontend_types = ask_flag(&theme, "Share TypeScript types with the front end?")?;
-    let serverless = ask_flag(&theme, "Serverless-first deployment?")?;
-    let regulated = ask_flag(&theme, "Regulated domain (health, finance)?")?;
-    Ok(Workload {
-        ai,
-        data,
-        realtime,
-        peak_rps,
-        connections,
-        p99_ms,
-        team,
-        shared_frontend_types,
-        serverless,
-        regulated,
-    })
+    let mut workload = Workload::default();
+    for input in INPUTS {
+        if let Some(answer) = ask(&theme, input)? {
+            workload.set(input.name, answer)?;
+        }
+    }
+    Ok(workload)
 }
 
 /// After an interactive recommendation: offer to generate the project, through the very code path
-/// of `stackwise new NAME --preset ID` (the command line is built and dispatched as if typed).
+/// of `stackwise new NAME --preset ID` (the same request, generated and reported the same way).
 fn offer_generation(rec: &Recommendation, template: Option<&str>) -> Result<()> {
     let theme = ColorfulTheme::default();
     eprintln!();
@@ -406,7 +390,7 @@ fn offer_generation(rec: &Recommendation, template: Option<&str>) -> Result<()> 
         eprintln!("Not generating. Run the command above when you are ready.");
         return Ok(());
     }
-    let name: String = Input::with_theme(&theme)
+    let name: String = TextInput::with_theme(&theme)
         .with_prompt("Project name")
         .validate_with(|s: &String| -> std::result::Result<(), String> {
             stackwise::template::names::ProjectName::parse(s)
@@ -415,24 +399,25 @@ fn offer_generation(rec: &Recommendation, template: Option<&str>) -> Result<()> 
         })
         .interact_text()
         .map_err(prompt_err)?;
-    let mut argv: Vec<&str> = vec!["stackwise", "new", name.trim(), "--preset", &rec.preset];
+    let name = name.trim().to_string();
+    let mut shown = vec!["stackwise", "new", &name, "--preset", &rec.preset];
     if let Some(t) = template {
-        argv.extend(["--template", t]);
+        shown.extend(["--template", t]);
     }
-    eprintln!("{} {}", style::bold("running:"), shell_words(&argv));
-    let cli = super::Cli::try_parse_from(&argv).map_err(|e| Error::Prompt(e.to_string()))?;
-    super::run(cli)
-}
-
-fn shell_words(argv: &[&str]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "_-./:@".contains(c)) {
-                a.to_string()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    let shown: Vec<String> = shown.iter().map(|a| recommend::explain::shell_quote(a)).collect();
+    eprintln!("{} {}", style::bold("running:"), shown.join(" "));
+    let req = NewRequest {
+        name,
+        preset: Some(rec.preset.clone()),
+        layout: None,
+        output_dir: PathBuf::from("."),
+        template: TemplateSource::parse_checked(template, None)?,
+        sets: Vec::new(),
+        answers_file: None,
+        force: false,
+        dry_run: false,
+        git: true,
+        install: super::ask_install(true, template.is_some())?,
+    };
+    super::generate_project(&req, true, false)
 }

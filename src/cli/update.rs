@@ -102,11 +102,13 @@ pub fn run(args: UpdateArgs) -> Result<(), Error> {
         std::process::exit(3);
     }
     if let Some(failed) = outcome.install.iter().find(|r| !r.ok) {
-        return Err(Error::Install(format!(
-            "{}\n  the update is committed; retry with: cd {} && make install",
-            failed.error.as_deref().unwrap_or("failed"),
-            dir.display()
-        )));
+        return Err(Error::Install {
+            reason: format!(
+                "{}; the update is committed",
+                failed.error.as_deref().unwrap_or("failed")
+            ),
+            hint: Some(format!("retry with: cd {} && make install", dir.display())),
+        });
     }
     Ok(())
 }

@@ -79,6 +79,7 @@ pub fn new_project(
     }
 
     let template = Template::load(&req.template)?;
+    name.check_reserved(&template.manifest.template.reserved_names)?;
     // A re-render from `.stackwise.toml` keeps the recorded preset, or the recorded layout when
     // it was generated with --layout alone; flags still win.
     let (file_preset, file_layout) = match (&req.preset, &req.layout) {

@@ -206,7 +206,7 @@ impl ProjectRecord {
     /// Parses the text of `.stackwise.toml`. A record written before `update` existed has no
     /// `template_version`, and a revision that is not a commit or a digest; it still parses.
     pub fn parse(text: &str) -> Result<Self> {
-        let fail = |reason: String| Error::UpdateRefused(format!("{RECORD_FILE}: {reason}"));
+        let fail = |reason: String| Error::refused(format!("{RECORD_FILE}: {reason}"));
         let mut top: toml::Table = toml::from_str(text).map_err(|e| fail(format!("invalid TOML: {e}")))?;
         let mut text_of = |key: &str| match top.remove(key) {
             Some(toml::Value::String(s)) => Ok(Some(s)),

@@ -2,21 +2,11 @@
 //! then moves into place with a rename. A failure or an interrupt removes the staging directory.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
+pub use crate::interrupt::INTERRUPTED;
+use crate::interrupt::check as check_interrupt;
 use crate::template::render::RenderedFile;
-
-/// Set by the binary's Ctrl-C handler; checked between files.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-fn check_interrupt() -> Result<()> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        Err(Error::Interrupted)
-    } else {
-        Ok(())
-    }
-}
 
 /// What the target directory looks like before writing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +131,16 @@ impl Staging {
             TargetState::NonEmpty => {
                 // Check every conflict before moving anything.
                 let mut overwritten = Vec::new();
+                let mut seen = std::collections::BTreeSet::new();
                 for f in files {
+                    // Plans never hold one path twice; if one did, the second move would replace
+                    // the first file's backup.
+                    if !seen.insert(f.path.as_str()) {
+                        return Err(Error::UnsafePath {
+                            path: f.path.clone(),
+                            reason: "written twice by one render".into(),
+                        });
+                    }
                     let dest = target.join(&f.path);
                     let mut cur = dest.parent();
                     while let Some(dir) = cur {
@@ -183,7 +182,7 @@ impl Staging {
                 // way (permissions, another device, Ctrl-C) puts every user file back.
                 let backup_root = self.dir.path().join("replaced");
                 let mut moved: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
-                for f in files {
+                for (i, f) in files.iter().enumerate() {
                     let dest = target.join(&f.path);
                     let step = (|| -> Result<Option<PathBuf>> {
                         check_interrupt()?;
@@ -191,10 +190,9 @@ impl Staging {
                             std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
                         }
                         let backup = if dest.exists() {
-                            let b = backup_root.join(&f.path);
-                            if let Some(p) = b.parent() {
-                                std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
-                            }
+                            // One backup name per file of the plan: no backup can replace another.
+                            let b = backup_root.join(i.to_string());
+                            std::fs::create_dir_all(&backup_root).map_err(|e| Error::io(&backup_root, e))?;
                             std::fs::rename(&dest, &b).map_err(|e| Error::io(&dest, e))?;
                             Some(b)
                         } else {

@@ -5,10 +5,10 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::MANIFEST_FILE;
-use super::inline;
+use super::inline::{self, InlineError};
 use super::manifest::{Manifest, VarType, Variable};
 use super::prompter::Prompter;
+use super::span::toml_path;
 use super::value::{coerce, toml_to_json};
 use crate::error::{Error, Result};
 
@@ -116,10 +116,18 @@ pub fn resolve(
     check_keys(manifest, &inputs.sets, " (in --set)")?;
     let mut ctx = base.clone();
     let mut answers = Map::new();
-    for var in &manifest.variables {
+    for (i, var) in manifest.variables.iter().enumerate() {
         let invalid = |reason: String| Error::InvalidValue {
             key: var.name.clone(),
             reason,
+        };
+        // A default or a `when` that fails now (it was checked at load): at its place.
+        let at = |key: &str, e: InlineError| {
+            manifest.error_at(
+                toml_path!["variables", i, key],
+                e.at,
+                format!("variable `{}`: {}", var.name, e.message),
+            )
         };
         let given = inputs.sets.get(&var.name).or_else(|| inputs.file.get(&var.name));
         let value = if let Some(v) = given {
@@ -129,18 +137,21 @@ pub fn resolve(
         } else {
             let default = match &var.default {
                 None => empty_value(var.kind, var),
-                Some(toml::Value::String(s)) => {
-                    let label = format!("default of variable `{}`", var.name);
-                    Value::String(inline::render_str(s, &ctx, &label)?)
-                }
+                Some(toml::Value::String(s)) => Value::String(inline::try_render(s, &ctx).map_err(|e| {
+                    let message = format!("`default`: {}", e.message);
+                    at("default", InlineError { message, ..e })
+                })?),
                 Some(other) => toml_to_json(other),
             };
-            let default = coerce(var, &default).map_err(|e| Error::Manifest {
-                path: MANIFEST_FILE.into(),
-                reason: format!("the default of `{}` is invalid: {e}", var.name),
+            let default = coerce(var, &default).map_err(|why| {
+                let message = format!("the default renders to {default}, which is invalid: {why}");
+                at("default", InlineError { at: 0, message })
             })?;
             let asked = match &var.when {
-                Some(expr) => inline::eval_bool(expr, &ctx, &format!("`when` of variable `{}`", var.name))?,
+                Some(expr) => inline::try_eval(expr, &ctx).map_err(|e| {
+                    let message = format!("`when`: {}", e.message);
+                    at("when", InlineError { message, ..e })
+                })?,
                 None => true,
             };
             if asked && prompter.is_interactive() {

@@ -41,24 +41,106 @@ pub(crate) fn tera_context(values: &Map<String, Value>) -> tera::Context {
     ctx
 }
 
-/// Renders a one-off template string (a default, a flag, a path) against `values`.
-/// `label` names where the string comes from, for the error message.
-pub fn render_str(template: &str, values: &Map<String, Value>, label: &str) -> Result<String> {
-    if !template.contains("{{") && !template.contains("{%") {
-        return Ok(template.to_string());
-    }
+/// A template string and an expression wrapped into one, so `when` expressions compile as Tera.
+const IF_OPEN: &str = "{% if ";
+const IF_CLOSE: &str = " %}1{% endif %}";
+
+fn compile(template: &str, label: &str) -> std::result::Result<tera::Tera, tera::Error> {
     let mut tera = tera::Tera::new();
     tera.autoescape_on(Vec::<&str>::new());
-    tera.add_raw_template(label, template)
-        .map_err(|e| template_error(label, &e))?;
-    tera.render(label, &tera_context(values))
-        .map_err(|e| template_error(label, &e))
+    tera.add_raw_template(label, template)?;
+    Ok(tera)
 }
 
-/// Evaluates a Tera expression (`layout == "python" and worker`) to a boolean.
-pub fn eval_bool(expr: &str, values: &Map<String, Value>, label: &str) -> Result<bool> {
-    let out = render_str(&format!("{{% if {expr} %}}1{{% endif %}}"), values, label)?;
-    Ok(out == "1")
+/// Whether a string is a Tera template (rendered) rather than a plain value.
+pub fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+fn render_raw(template: &str, values: &Map<String, Value>, label: &str) -> std::result::Result<String, tera::Error> {
+    if !is_template(template) {
+        return Ok(template.to_string());
+    }
+    compile(template, label)?.render(label, &tera_context(values))
+}
+
+fn when_template(expr: &str) -> String {
+    format!("{IF_OPEN}{expr}{IF_CLOSE}")
+}
+
+/// Renders a one-off template string (a rendered path) against `values`.
+/// `label` names where the string comes from, for the error message.
+pub fn render_str(template: &str, values: &Map<String, Value>, label: &str) -> Result<String> {
+    render_raw(template, values, label).map_err(|e| template_error(label, &e))
+}
+
+/// What Tera says is wrong with a one-off string (a default, a flag, a `when`), and the byte
+/// offset in that string where it is, so the caller can point at it in its TOML file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineError {
+    pub at: usize,
+    pub message: String,
+}
+
+impl InlineError {
+    /// `shift`: the bytes wrapped around the string before Tera saw it.
+    fn from_tera(e: &tera::Error, shift: usize) -> Self {
+        let (at, mut message) = match e.kind() {
+            tera::ErrorKind::SyntaxError(r) | tera::ErrorKind::RenderingError(r) => {
+                (r.span().range.start.saturating_sub(shift), r.message().to_string())
+            }
+            other => (0, other.to_string()),
+        };
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        InlineError { at, message }
+    }
+}
+
+/// An error in a `when` expression; one past its end (Tera saw the `%}` that closes it) reads as
+/// the end of the expression.
+fn expr_error(e: &tera::Error, expr: &str) -> InlineError {
+    let mut err = InlineError::from_tera(e, IF_OPEN.len());
+    if err.at >= expr.len() {
+        err.at = expr.len();
+        err.message = err.message.replace("`%}`", "the end of the expression");
+    }
+    err
+}
+
+/// Compiles a template string without rendering it: its syntax error, if any.
+pub fn check_template(template: &str) -> std::result::Result<(), InlineError> {
+    if !is_template(template) {
+        return Ok(());
+    }
+    compile(template, "inline")
+        .map(|_| ())
+        .map_err(|e| InlineError::from_tera(&e, 0))
+}
+
+/// Compiles a `when` expression without evaluating it: its syntax error, if any.
+pub fn check_expr(expr: &str) -> std::result::Result<(), InlineError> {
+    compile(&when_template(expr), "when")
+        .map(|_| ())
+        .map_err(|e| expr_error(&e, expr))
+}
+
+/// Renders a one-off template string (a default, a flag) against `values`; the error is placed
+/// in the string.
+pub fn try_render(template: &str, values: &Map<String, Value>) -> std::result::Result<String, InlineError> {
+    render_raw(template, values, "inline").map_err(|e| InlineError::from_tera(&e, 0))
+}
+
+/// Evaluates a Tera expression (`layout == "python" and worker`) to a boolean; the error is
+/// placed in the expression.
+pub fn try_eval(expr: &str, values: &Map<String, Value>) -> std::result::Result<bool, InlineError> {
+    render_raw(&when_template(expr), values, "when")
+        .map(|out| out == "1")
+        .map_err(|e| expr_error(&e, expr))
 }
 
 pub(crate) fn template_error(label: &str, e: &tera::Error) -> Error {

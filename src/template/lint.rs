@@ -6,9 +6,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::manifest::{Manifest, VarType};
+use super::manifest::VarType;
 use super::names::ProjectName;
-use super::preset::Catalogue;
 use super::prompter::NoPrompt;
 use super::source::{TemplateSource, TemplateTree};
 use super::{Template, render_project};
@@ -28,14 +27,7 @@ pub struct LintReport {
 pub fn lint(dir: &Path) -> Result<LintReport> {
     let source = TemplateSource::Local(dir.to_path_buf());
     let tree = TemplateTree::from_dir(dir, source.describe(), None, true)?;
-    let manifest = Manifest::load(&tree)?;
-    let catalogue = Catalogue::load(&tree, &manifest)?;
-    crate::recommend::check_catalogue(&catalogue)?;
-    let loaded = Template {
-        tree,
-        manifest,
-        catalogue,
-    };
+    let loaded = Template::from_tree(tree)?;
     let bools: Vec<&str> = loaded
         .manifest
         .variables

@@ -1,16 +1,17 @@
 //! The template manifest (`stackwise.toml`) and component manifests (`component.toml`).
 //! Format reference: docs/TEMPLATES.md.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::inline::BUILTIN_NAMES;
-use super::paths::check_relative_path;
+use super::inline::{self, BUILTIN_NAMES};
+use super::paths::{check_relative_path, escaped, normalize, selector_glob};
 use super::source::TemplateTree;
-use super::value::compiled_pattern;
+use super::span::{self, Document, Step, toml_path};
+use super::value::{coerce, compiled_pattern, toml_to_json};
 use super::{COMPONENT_MANIFEST, COMPONENTS_DIR, MANIFEST_FILE};
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Result};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,9 +20,28 @@ pub struct Manifest {
     #[serde(default)]
     pub variables: Vec<Variable>,
     pub layouts: BTreeMap<String, Layout>,
+    /// What `stackwise test` runs in each rendered project.
+    #[serde(default)]
+    pub test: TestTable,
+    /// The manifest as written, to point at a value that fails only when a project renders.
+    #[serde(skip)]
+    text: String,
     /// Declarative changes of recorded answers, applied by `stackwise update` (see [`Migration`]).
     #[serde(default)]
     pub migrations: Vec<Migration>,
+}
+
+/// `[test]`: the commands that prove a rendered project works, per layout. `setup` runs with
+/// network after stackwise's own install steps; `steps` run offline where the system allows.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestTable {
+    #[serde(default)]
+    pub setup: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub steps: BTreeMap<String, Vec<String>>,
+    /// Seconds one command may take (default 900).
+    pub timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -30,6 +50,10 @@ pub struct TemplateMeta {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Project names refused because a package of that name would shadow a module the
+    /// generated code imports (`redis`, `fastapi`, …).
+    #[serde(default)]
+    pub reserved_names: Vec<String>,
     /// The template's version (`1.4.0`), recorded in generated projects; orders `[[migrations]]`.
     #[serde(default)]
     pub version: Option<String>,
@@ -199,155 +223,189 @@ pub struct Conditional {
 }
 
 impl Manifest {
-    /// Reads and checks the manifest of a template tree.
+    /// Reads and checks the manifest of a template tree and every `component.toml` in it.
     pub fn load(tree: &TemplateTree) -> Result<Self> {
-        let bytes = tree.files.get(MANIFEST_FILE).ok_or_else(|| Error::Manifest {
-            path: MANIFEST_FILE.into(),
-            reason: "missing".into(),
-        })?;
-        let text = std::str::from_utf8(bytes).map_err(|_| Error::Manifest {
-            path: MANIFEST_FILE.into(),
-            reason: "not UTF-8 text".into(),
-        })?;
-        let manifest: Manifest = toml::from_str(text).map_err(|e| Error::Manifest {
-            path: MANIFEST_FILE.into(),
-            reason: e.to_string(),
-        })?;
-        manifest.check(tree)?;
-        Ok(manifest)
-    }
-
-    fn err(reason: String) -> Error {
-        Error::Manifest {
-            path: MANIFEST_FILE.into(),
-            reason,
+        let mut problems = Vec::new();
+        match Self::read(tree, &mut problems) {
+            Some(manifest) if problems.is_empty() => Ok(manifest),
+            _ => Err(Error::InvalidTemplate(problems)),
         }
     }
 
-    fn check(&self, tree: &TemplateTree) -> Result<()> {
-        let mut seen = std::collections::BTreeSet::new();
-        for v in &self.variables {
-            if !is_identifier(&v.name) {
-                return Err(Self::err(format!(
-                    "variable name `{}` must be a lowercase identifier",
-                    v.name
-                )));
+    /// Reads and checks the manifest and every `component.toml`, adding each problem to
+    /// `problems` (the manifest's first, each file's in the order of its lines). The manifest is
+    /// returned whenever it could be read, so the presets can be checked against it too.
+    pub(crate) fn read(tree: &TemplateTree, problems: &mut Vec<Problem>) -> Option<Self> {
+        let mut components = BTreeMap::new();
+        let mut component_problems = Vec::new();
+        for name in component_names(tree) {
+            if let Some(c) = read_component(tree, &name, &mut component_problems) {
+                components.insert(name, c);
             }
-            if BUILTIN_NAMES.contains(&v.name.as_str()) {
-                return Err(Self::err(format!("variable `{}` shadows a built-in variable", v.name)));
-            }
-            if !seen.insert(v.name.clone()) {
-                return Err(Self::err(format!("variable `{}` is declared twice", v.name)));
-            }
-            match (v.kind, &v.choices) {
-                (VarType::Choice | VarType::List, None) => {
-                    return Err(Self::err(format!(
-                        "variable `{}` of type {} needs `choices`",
-                        v.name,
-                        v.kind.as_str()
-                    )));
+        }
+        let manifest = Self::read_own(tree, &components, problems);
+        problems.extend(component_problems);
+        manifest
+    }
+
+    fn read_own(
+        tree: &TemplateTree,
+        components: &BTreeMap<String, ComponentManifest>,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Self> {
+        if !tree.files.contains_key(MANIFEST_FILE) {
+            problems.push(Problem::file(MANIFEST_FILE, "the template has no manifest"));
+            return None;
+        }
+        let doc = document(tree, MANIFEST_FILE, problems)?;
+        let mut manifest: Manifest = match doc.deserialize() {
+            Ok(m) => m,
+            Err(first) => {
+                // Serde stops at the first mismatch: each part alone finds the others.
+                let mut found = vec![first];
+                doc.check_part::<TemplateMeta>(toml_path!["template"], &mut found);
+                for i in 0..doc.array_len(toml_path!["variables"]) {
+                    doc.check_part::<Variable>(toml_path!["variables", i], &mut found);
                 }
-                (VarType::Choice | VarType::List, Some(c)) if c.is_empty() => {
-                    return Err(Self::err(format!("variable `{}` has an empty `choices` list", v.name)));
+                for name in doc.keys(toml_path!["layouts"]) {
+                    doc.check_part::<Layout>(toml_path!["layouts", &name], &mut found);
                 }
-                (VarType::String | VarType::Integer | VarType::Bool, Some(_)) => {
-                    return Err(Self::err(format!(
-                        "variable `{}`: `choices` only goes with type choice or list",
-                        v.name
-                    )));
+                doc.check_part::<TestTable>(toml_path!["test"], &mut found);
+                for i in 0..doc.array_len(toml_path!["migrations"]) {
+                    doc.check_part::<Migration>(toml_path!["migrations", i], &mut found);
                 }
-                _ => {}
+                span::sort(&mut found);
+                problems.extend(found);
+                return None;
             }
-            if let Some(p) = &v.pattern {
-                compiled_pattern(p).map_err(|e| Self::err(format!("variable `{}`: invalid pattern: {e}", v.name)))?;
+        };
+        let mut found = Vec::new();
+        manifest.check(&doc, tree, components, &mut found);
+        span::sort(&mut found);
+        problems.extend(found);
+        manifest.text = doc.text.to_string();
+        // Mount points in one canonical form (`./sub/` → `sub`), so every later check compares
+        // like with like.
+        for layout in manifest.layouts.values_mut() {
+            for m in &mut layout.mounts {
+                m.at = normalize(m.at.trim_end_matches('/')).unwrap_or_else(|_| m.at.clone());
+            }
+        }
+        Some(manifest)
+    }
+
+    fn check(
+        &self,
+        doc: &Document,
+        tree: &TemplateTree,
+        components: &BTreeMap<String, ComponentManifest>,
+        out: &mut Vec<Problem>,
+    ) {
+        let mut seen = BTreeSet::new();
+        for (i, v) in self.variables.iter().enumerate() {
+            if is_identifier(&v.name) && !BUILTIN_NAMES.contains(&v.name.as_str()) && !seen.insert(v.name.as_str()) {
+                let message = format!("variable `{}` is declared twice", v.name);
+                out.push(doc.at_value(toml_path!["variables", i, "name"], message));
+            }
+            check_variable(doc, i, v, out);
+        }
+        for (table, per_layout) in [("setup", &self.test.setup), ("steps", &self.test.steps)] {
+            for layout in per_layout.keys().filter(|l| !self.layouts.contains_key(*l)) {
+                out.push(doc.at_key(
+                    toml_path!["test", table, layout],
+                    format!(
+                        "[test.{table}] names layout `{layout}`, which the template does not define (it defines: {})",
+                        self.layout_names()
+                    ),
+                ));
             }
         }
         if self.layouts.is_empty() {
-            return Err(Self::err("declares no layouts".into()));
+            out.push(doc.at_key(toml_path!["layouts"], "declares no layouts"));
         }
         for (name, layout) in &self.layouts {
             if layout.mounts.is_empty() {
-                return Err(Self::err(format!("layout `{name}` mounts no component")));
+                let message = format!("layout `{name}` mounts no component");
+                out.push(doc.at_value(toml_path!["layouts", name, "mounts"], message));
             }
-            for m in &layout.mounts {
-                check_relative_path(&m.at).map_err(|_| {
-                    Self::err(format!("layout `{name}` mounts `{}` at `{}`: a mount path must be `.` or a relative directory inside the project", m.component, m.at))
-                })?;
-                let prefix = format!("{COMPONENTS_DIR}/{}/", m.component);
-                if !tree.files.keys().any(|k| k.starts_with(&prefix)) {
-                    return Err(Self::err(format!(
-                        "layout `{name}` mounts component `{}`, but {COMPONENTS_DIR}/{}/ does not exist or is empty",
-                        m.component, m.component
-                    )));
-                }
+            for (j, m) in layout.mounts.iter().enumerate() {
+                check_mount(doc, tree, components, name, j, m, out);
             }
         }
-        self.check_migrations()
+        self.check_migrations(doc, out);
     }
 
     /// The template version and its `[[migrations]]`: each well formed, no newer than the
     /// template, naming variables that exist (the new name of a rename, the variable of a set)
     /// or no longer exist (the old name of a rename, a drop).
-    fn check_migrations(&self) -> Result<()> {
+    fn check_migrations(&self, doc: &Document, out: &mut Vec<Problem>) {
         if let Some(v) = &self.template.version
             && !is_version(v)
         {
-            return Err(Self::err(format!(
-                "[template] version {v:?} is not a version such as 1.4.0"
-            )));
+            let message = format!("[template] version {v:?} is not a version such as 1.4.0");
+            out.push(doc.at_value(toml_path!["template", "version"], message));
         }
         if self.migrations.is_empty() {
-            return Ok(());
+            return;
         }
         let Some(current) = &self.template.version else {
-            return Err(Self::err(
-                "[[migrations]] need a [template] version (the version of this template, e.g. version = \"2.0.0\")"
-                    .into(),
+            out.push(doc.at_key(
+                toml_path!["migrations"],
+                "[[migrations]] need a [template] version (the version of this template, e.g. version = \"2.0.0\")",
             ));
+            return;
         };
         for (i, m) in self.migrations.iter().enumerate() {
-            let at = format!("migration {} (version {:?})", i + 1, m.version);
-            if !is_version(&m.version) {
-                return Err(Self::err(format!("{at}: `version` must be a version such as 1.4.0")));
-            }
-            if compare_versions(&m.version, current) == std::cmp::Ordering::Greater {
-                return Err(Self::err(format!("{at} is newer than the template itself ({current})")));
-            }
-            let gone = |name: &str, what: &str| -> Result<()> {
-                if self.variable(name).is_some() {
-                    return Err(Self::err(format!(
-                        "{at}: {what} `{name}`, but `{name}` is still a variable of the template"
-                    )));
-                }
-                Ok(())
+            let at = |key: &[&str], message: String| {
+                let mut path = vec![Step::Key("migrations"), Step::Index(i)];
+                path.extend(key.iter().map(|k| Step::Key(k)));
+                doc.at_value(
+                    &path,
+                    format!("migration {} (version {:?}): {message}", i + 1, m.version),
+                )
             };
-            let known = |name: &str, what: &str| -> Result<&Variable> {
-                self.variable(name).ok_or_else(|| {
-                    Self::err(format!(
-                        "{at}: {what} `{name}`, which is not a variable of the template (variables: {})",
-                        self.variable_names()
-                    ))
-                })
+            if !is_version(&m.version) {
+                out.push(at(&["version"], "`version` must be a version such as 1.4.0".into()));
+            } else if compare_versions(&m.version, current).is_gt() {
+                out.push(at(&["version"], format!("newer than the template itself ({current})")));
+            }
+            let still =
+                |name: &str, what: &str| format!("{what} `{name}`, but `{name}` is still a variable of the template");
+            let unknown = |name: &str, what: &str| {
+                format!(
+                    "{what} `{name}`, which is not a variable of the template (variables: {})",
+                    self.variable_names()
+                )
             };
             match (&m.rename, &m.drop, &m.set) {
                 (Some(r), None, None) => {
-                    gone(&r.from, "renames")?;
-                    known(&r.to, "renames to")?;
+                    if self.variable(&r.from).is_some() {
+                        out.push(at(&["rename", "from"], still(&r.from, "renames")));
+                    }
+                    if self.variable(&r.to).is_none() {
+                        out.push(at(&["rename", "to"], unknown(&r.to, "renames to")));
+                    }
                 }
-                (None, Some(d), None) => gone(d, "drops")?,
-                (None, None, Some(s)) => {
-                    let var = known(&s.name, "sets")?;
-                    super::value::coerce(var, &super::value::toml_to_json(&s.value))
-                        .map_err(|e| Self::err(format!("{at}: the value for `{}` is invalid: {e}", s.name)))?;
-                }
-                _ => {
-                    return Err(Self::err(format!(
-                        "{at} must have exactly one of `rename`, `drop` and `set`"
-                    )));
-                }
+                (None, Some(d), None) if self.variable(d).is_some() => out.push(at(&["drop"], still(d, "drops"))),
+                (None, Some(_), None) => {}
+                (None, None, Some(set)) => match self.variable(&set.name) {
+                    None => out.push(at(&["set", "name"], unknown(&set.name, "sets"))),
+                    Some(var) => {
+                        if let Err(e) = coerce(var, &toml_to_json(&set.value)) {
+                            out.push(at(
+                                &["set", "value"],
+                                format!("the value for `{}` is invalid: {e}", set.name),
+                            ));
+                        }
+                    }
+                },
+                _ => out.push(at(&[], "must have exactly one of `rename`, `drop` and `set`".into())),
             }
         }
-        Ok(())
+    }
+
+    pub(crate) fn error_at(&self, path: &[Step], at: usize, message: impl Into<String>) -> Error {
+        span::error_at(MANIFEST_FILE, &self.text, path, at, message)
     }
 
     pub fn variable(&self, name: &str) -> Option<&Variable> {
@@ -367,22 +425,217 @@ impl Manifest {
     }
 }
 
-/// Reads `components/<name>/component.toml` (empty manifest when absent).
-pub fn load_component(tree: &TemplateTree, name: &str) -> Result<ComponentManifest> {
-    let path = format!("{COMPONENTS_DIR}/{name}/{COMPONENT_MANIFEST}");
-    match tree.files.get(&path) {
-        None => Ok(ComponentManifest::default()),
-        Some(bytes) => {
-            let text = std::str::from_utf8(bytes).map_err(|_| Error::Manifest {
-                path: path.clone(),
-                reason: "not UTF-8 text".into(),
-            })?;
-            toml::from_str(text).map_err(|e| Error::Manifest {
-                path,
-                reason: e.to_string(),
-            })
+/// The checks of one variable that need no other (a name declared twice is the manifest's).
+fn check_variable(doc: &Document, i: usize, v: &Variable, out: &mut Vec<Problem>) {
+    let at = |key: &str, message: String| doc.at_value(toml_path!["variables", i, key], message);
+    let name = &v.name;
+    if !is_identifier(name) {
+        out.push(at(
+            "name",
+            format!("variable name `{name}` must be a lowercase identifier"),
+        ));
+    } else if BUILTIN_NAMES.contains(&name.as_str()) {
+        out.push(at("name", format!("variable `{name}` shadows a built-in variable")));
+    }
+    match (v.kind, &v.choices) {
+        (VarType::Choice | VarType::List, None) => out.push(at(
+            "type",
+            format!("variable `{name}` of type {} needs `choices`", v.kind.as_str()),
+        )),
+        (VarType::Choice | VarType::List, Some(c)) if c.is_empty() => {
+            out.push(at("choices", format!("variable `{name}` has an empty `choices` list")));
+        }
+        (VarType::String | VarType::Integer | VarType::Bool, Some(_)) => out.push(at(
+            "choices",
+            format!("variable `{name}`: `choices` only goes with type choice or list"),
+        )),
+        _ => {}
+    }
+    let pattern = v.pattern.as_deref().map(compiled_pattern);
+    if let Some(Err(e)) = &pattern {
+        out.push(at(
+            "pattern",
+            format!("variable `{name}`: invalid pattern: {}", regex_reason(e)),
+        ));
+    }
+    if let (Some(min), Some(max)) = (v.min, v.max)
+        && min > max
+    {
+        out.push(at(
+            "min",
+            format!("variable `{name}`: `min` {min} is greater than `max` {max}"),
+        ));
+    }
+    // A default that is a template renders over earlier answers: only its syntax is known now.
+    // Any other default must be a valid value (checked once the pattern is).
+    match &v.default {
+        Some(toml::Value::String(s)) if inline::is_template(s) => {
+            if let Err(e) = inline::check_template(s) {
+                let message = format!("variable `{name}`: `default`: {}", e.message);
+                out.push(doc.at_inside(toml_path!["variables", i, "default"], e.at, message));
+            }
+        }
+        Some(default) if !matches!(pattern, Some(Err(_))) => {
+            if let Err(e) = coerce(v, &toml_to_json(default)) {
+                out.push(at("default", format!("variable `{name}`: the default is invalid: {e}")));
+            }
+        }
+        _ => {}
+    }
+    if let Some(when) = &v.when
+        && let Err(e) = inline::check_expr(when)
+    {
+        let message = format!("variable `{name}`: `when`: {}", e.message);
+        out.push(doc.at_inside(toml_path!["variables", i, "when"], e.at, message));
+    }
+}
+
+/// The checks of the `j`-th mount of layout `name`: its path, its component, the flags it sets.
+fn check_mount(
+    doc: &Document,
+    tree: &TemplateTree,
+    components: &BTreeMap<String, ComponentManifest>,
+    name: &str,
+    j: usize,
+    m: &Mount,
+    out: &mut Vec<Problem>,
+) {
+    let at = |key: &str, message: String| doc.at_value(toml_path!["layouts", name, "mounts", j, key], message);
+    let trimmed = m.at.trim_end_matches('/');
+    if let Err(why) = check_relative_path(if trimmed.is_empty() { &m.at } else { trimmed }) {
+        out.push(at(
+            "at",
+            format!(
+                "layout `{name}` mounts `{}` at `{}`: a mount path must be `.` or a relative directory inside the project ({why})",
+                m.component,
+                escaped(&m.at)
+            ),
+        ));
+    }
+    let prefix = format!("{COMPONENTS_DIR}/{}/", m.component);
+    if !tree.files.keys().any(|k| k.starts_with(&prefix)) {
+        out.push(at(
+            "component",
+            format!(
+                "layout `{name}` mounts component `{}`, but {prefix} does not exist or is empty",
+                m.component
+            ),
+        ));
+    }
+    for (k, v) in &m.flags {
+        let flag = toml_path!["layouts", name, "mounts", j, "flags", k];
+        if let Some(c) = components.get(&m.component)
+            && !c.flags.contains_key(k)
+        {
+            out.push(doc.at_key(flag, format!("layout `{name}` sets flag `{k}` on component `{}`, which declares no such flag (declare a default under [flags] in its {COMPONENT_MANIFEST})", m.component)));
+        }
+        if let toml::Value::String(s) = v
+            && let Err(e) = inline::check_template(s)
+        {
+            out.push(doc.at_inside(flag, e.at, format!("flag `{k}`: {}", e.message)));
         }
     }
+}
+
+/// Reads `components/<name>/component.toml` (empty manifest when absent).
+pub fn load_component(tree: &TemplateTree, name: &str) -> Result<ComponentManifest> {
+    let mut problems = Vec::new();
+    match read_component(tree, name, &mut problems) {
+        Some(c) if problems.is_empty() => Ok(c),
+        _ => Err(Error::InvalidTemplate(problems)),
+    }
+}
+
+/// The components of a tree: every directory under `components/`.
+fn component_names(tree: &TemplateTree) -> BTreeSet<String> {
+    let prefix = format!("{COMPONENTS_DIR}/");
+    tree.files
+        .keys()
+        .filter_map(|k| {
+            k.strip_prefix(&prefix)?
+                .split_once('/')
+                .map(|(name, _)| name.to_string())
+        })
+        .collect()
+}
+
+/// The path of a component's manifest in the template.
+pub(crate) fn component_file(name: &str) -> String {
+    format!("{COMPONENTS_DIR}/{name}/{COMPONENT_MANIFEST}")
+}
+
+/// Reads and checks one `component.toml`, adding every problem to `problems` in the order of its
+/// lines. The component is returned whenever it could be read, so mounts can be checked against
+/// it too.
+fn read_component(tree: &TemplateTree, name: &str, problems: &mut Vec<Problem>) -> Option<ComponentManifest> {
+    let file = component_file(name);
+    if !tree.files.contains_key(&file) {
+        return Some(ComponentManifest::default());
+    }
+    let doc = document(tree, &file, problems)?;
+    let mut found = Vec::new();
+    let component = match doc.deserialize::<ComponentManifest>() {
+        Ok(c) => Some(c),
+        Err(first) => {
+            found.push(first);
+            for i in 0..doc.array_len(toml_path!["conditional"]) {
+                doc.check_part::<Conditional>(toml_path!["conditional", i], &mut found);
+            }
+            for i in 0..doc.array_len(toml_path!["files"]) {
+                doc.check_part::<FilePolicy>(toml_path!["files", i], &mut found);
+            }
+            None
+        }
+    };
+    if let Some(c) = &component {
+        for (key, globs) in [("ignore", &c.ignore), ("verbatim", &c.verbatim)] {
+            for (i, g) in globs.iter().enumerate() {
+                if let Err(why) = selector_glob(g) {
+                    found.push(doc.at_value(toml_path![key, i], format!("`{key}`: {why}")));
+                }
+            }
+        }
+        for (i, cond) in c.conditional.iter().enumerate() {
+            if let Err(e) = inline::check_expr(&cond.when) {
+                let message = format!("conditional `when`: {}", e.message);
+                found.push(doc.at_inside(toml_path!["conditional", i, "when"], e.at, message));
+            }
+            for (j, g) in cond.paths.iter().enumerate() {
+                if let Err(why) = selector_glob(g) {
+                    found.push(doc.at_value(
+                        toml_path!["conditional", i, "paths", j],
+                        format!("conditional `paths`: {why}"),
+                    ));
+                }
+            }
+        }
+        for (i, policy) in c.files.iter().enumerate() {
+            for (j, g) in policy.paths.iter().enumerate() {
+                if let Err(why) = selector_glob(g) {
+                    found.push(doc.at_value(toml_path!["files", i, "paths", j], format!("files `paths`: {why}")));
+                }
+            }
+        }
+    }
+    span::sort(&mut found);
+    problems.extend(found);
+    component
+}
+
+/// A file of the tree, parsed; its problems (not text, TOML syntax) go to `problems`.
+fn document<'t>(tree: &'t TemplateTree, file: &str, problems: &mut Vec<Problem>) -> Option<Document<'t>> {
+    let Ok(text) = std::str::from_utf8(tree.files.get(file)?) else {
+        problems.push(Problem::file(file, "not UTF-8 text"));
+        return None;
+    };
+    Document::parse(file, text).map_err(|found| problems.extend(found)).ok()
+}
+
+/// The last line of a regex error (the others draw the pattern), without its `error: `.
+fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text.lines().last().unwrap_or_default().trim();
+    last.strip_prefix("error: ").unwrap_or(last).to_string()
 }
 
 /// A version: dot-separated numbers, optionally followed by `-pre-release` and `+build`.

@@ -15,6 +15,7 @@ pub mod preset;
 pub mod prompter;
 pub mod render;
 pub mod source;
+pub mod span;
 pub mod value;
 
 use serde_json::{Map, Value};
@@ -48,14 +49,23 @@ pub struct Template {
 
 impl Template {
     pub fn load(source: &TemplateSource) -> Result<Self> {
-        let tree = TemplateTree::load(source)?;
-        let manifest = Manifest::load(&tree)?;
-        let catalogue = Catalogue::load(&tree, &manifest)?;
-        Ok(Template {
-            tree,
-            manifest,
-            catalogue,
-        })
+        Self::from_tree(TemplateTree::load(source)?)
+    }
+
+    /// Checks the manifest, every component and every preset of `tree`, and reports all their
+    /// problems at once.
+    pub fn from_tree(tree: TemplateTree) -> Result<Self> {
+        let mut problems = Vec::new();
+        let manifest = Manifest::read(&tree, &mut problems);
+        let catalogue = Catalogue::read(&tree, manifest.as_ref(), &mut problems);
+        match manifest {
+            Some(manifest) if problems.is_empty() => Ok(Template {
+                tree,
+                manifest,
+                catalogue,
+            }),
+            _ => Err(Error::InvalidTemplate(problems)),
+        }
     }
 }
 

@@ -14,63 +14,17 @@ const PYTHON_KEYWORDS: &[&str] = &[
     "not", "or", "pass", "raise", "return", "try", "while", "with", "yield", "match", "case", "type",
 ];
 
-/// Names that would shadow a module the generated code imports, or that npm / Python refuse.
+/// Names npm or Python refuse whatever the template. Names that would shadow what a template's
+/// generated code imports belong to that template: `[template] reserved_names` in its manifest.
 const RESERVED: &[&str] = &[
-    // npm
     "node_modules",
     "favicon.ico",
     "node",
     "npm",
-    // dependencies of the generated projects: a package of the same name shadows them
-    "fastapi",
-    "starlette",
-    "pydantic",
-    "uvicorn",
-    "redis",
-    "numpy",
-    "scipy",
-    "sklearn",
-    "joblib",
-    "httpx",
-    "pytest",
-    "mypy",
-    "ruff",
-    "fastify",
-    "ioredis",
-    "undici",
-    "typebox",
-    "vitest",
-    "typescript",
-    "pino",
-    "ws",
-    // Python standard library modules the generated code imports
-    "asyncio",
-    "json",
-    "logging",
-    "typing",
-    "os",
-    "sys",
-    "time",
-    "uuid",
-    "hashlib",
-    "hmac",
-    "signal",
-    "socket",
-    "random",
-    "enum",
-    "abc",
-    "dataclasses",
-    "contextlib",
-    "functools",
-    "collections",
-    "pathlib",
+    "site",
     "test",
     "tests",
     "src",
-    "site",
-    "types",
-    "http",
-    "email",
 ];
 
 /// The case variants of a project name.
@@ -186,6 +140,24 @@ impl ProjectName {
     }
 }
 
+impl ProjectName {
+    /// Refuses a name the template reserves (`[template] reserved_names`): a package of that
+    /// name would shadow a module its generated code imports.
+    pub fn check_reserved(&self, reserved: &[String]) -> Result<()> {
+        if reserved.iter().any(|r| *r == self.package || *r == self.slug) {
+            let slug = &self.slug;
+            return Err(invalid(
+                &self.name,
+                format!(
+                    "`{slug}` is reserved by the template: it would shadow a module or package the generated project depends on"
+                ),
+                format!("add a word, e.g. `{slug}-service` or `my-{slug}`"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn sanitize(name: &str) -> String {
     let kept: String = name
         .chars()
@@ -217,12 +189,21 @@ mod tests {
             ("class", "keyword"),
             ("a/b", "separator"),
             ("..", "separator"),
-            ("redis", "reserved"),
+            ("node_modules", "reserved"),
             ("caf\u{e9}", "character"),
         ] {
             let err = ProjectName::parse(raw).unwrap_err().to_string();
             assert!(err.contains(needle), "{raw}: {err}");
         }
+        let redis = ProjectName::parse("redis").unwrap();
+        assert!(
+            redis
+                .check_reserved(&["redis".into()])
+                .unwrap_err()
+                .to_string()
+                .contains("reserved")
+        );
+        assert!(redis.check_reserved(&[]).is_ok());
         let long = "a".repeat(MAX_NAME_LEN + 1);
         assert!(ProjectName::parse(&long).unwrap_err().to_string().contains("limit"));
     }

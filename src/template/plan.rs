@@ -4,14 +4,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use globset::{Glob, GlobMatcher};
+use globset::GlobMatcher;
 use serde_json::{Map, Value};
 
+use super::inline::{self, InlineError};
 use super::manifest::{self, ComponentManifest, Manifest};
-use super::paths::check_relative_path;
+use super::paths::{self, escaped};
 use super::source::TemplateTree;
+use super::span::{self, toml_path};
 use super::value::toml_to_json;
-use super::{COMPONENT_MANIFEST, COMPONENTS_DIR, MANIFEST_FILE, TEMPLATE_SUFFIX, inline};
+use super::{COMPONENT_MANIFEST, COMPONENTS_DIR, MANIFEST_FILE, TEMPLATE_SUFFIX};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,15 +46,6 @@ pub struct Plan {
     pub contexts: Vec<Map<String, Value>>,
 }
 
-fn join(mount: &str, rel: &str) -> String {
-    let mount = mount.trim_end_matches('/');
-    if mount == "." || mount.is_empty() {
-        rel.to_string()
-    } else {
-        format!("{mount}/{rel}")
-    }
-}
-
 /// A path selector from a component manifest: a literal path (or directory prefix) or a glob.
 struct Selector {
     literal: String,
@@ -61,21 +54,15 @@ struct Selector {
 
 impl Selector {
     fn new(pattern: &str, component: &str) -> Result<Self> {
-        let literal = pattern.trim_end_matches('/').to_string();
-        let has_glob = pattern.contains('*') || pattern.contains('?') || pattern.contains('[');
-        let glob = if has_glob {
-            Some(
-                Glob::new(pattern)
-                    .map_err(|e| Error::Manifest {
-                        path: format!("{COMPONENTS_DIR}/{component}/{}", COMPONENT_MANIFEST),
-                        reason: format!("invalid glob {pattern:?}: {e}"),
-                    })?
-                    .compile_matcher(),
-            )
-        } else {
-            None
-        };
-        Ok(Selector { literal, glob })
+        // Checked when the manifest loaded; a template built in code may still get it wrong.
+        let glob = paths::selector_glob(pattern).map_err(|reason| Error::Manifest {
+            path: format!("{COMPONENTS_DIR}/{component}/{COMPONENT_MANIFEST}"),
+            reason,
+        })?;
+        Ok(Selector {
+            literal: pattern.trim_end_matches('/').to_string(),
+            glob,
+        })
     }
 
     fn matches(&self, rel: &str) -> bool {
@@ -90,10 +77,10 @@ fn selectors(patterns: &[String], component: &str) -> Result<Vec<Selector>> {
 }
 
 /// Coerces a rendered flag string: `true`/`false` → bool, digits → integer.
-fn flag_value(v: &toml::Value, ctx: &Map<String, Value>, label: &str) -> Result<Value> {
+fn flag_value(v: &toml::Value, ctx: &Map<String, Value>) -> std::result::Result<Value, InlineError> {
     Ok(match v {
-        toml::Value::String(s) if s.contains("{{") || s.contains("{%") => {
-            let out = inline::render_str(s, ctx, label)?;
+        toml::Value::String(s) if inline::is_template(s) => {
+            let out = inline::try_render(s, ctx)?;
             match out.as_str() {
                 "true" => Value::Bool(true),
                 "false" => Value::Bool(false),
@@ -113,42 +100,40 @@ pub fn build(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Ma
     let mut files = Vec::new();
     let mut contexts = Vec::new();
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
-    for mount in &layout_def.mounts {
+    for (j, mount) in layout_def.mounts.iter().enumerate() {
         let comp: ComponentManifest = manifest::load_component(tree, &mount.component)?;
         let mut flags = Map::new();
         for (k, v) in &comp.flags {
             flags.insert(k.clone(), toml_to_json(v));
         }
+        // Every flag a mount sets was checked against the component when the manifest loaded.
         for (k, v) in &mount.flags {
-            if !comp.flags.contains_key(k) {
-                return Err(Error::Manifest {
-                    path: MANIFEST_FILE.into(),
-                    reason: format!(
-                        "layout `{layout}` sets flag `{k}` on component `{}`, which declares no such flag (declare a default under [flags] in its component.toml)",
-                        mount.component
-                    ),
-                });
-            }
-            let label = format!("flag `{k}` of component `{}`", mount.component);
-            flags.insert(k.clone(), flag_value(v, values, &label)?);
+            let value = flag_value(v, values).map_err(|e| {
+                let flag = toml_path!["layouts", layout, "mounts", j, "flags", k];
+                manifest.error_at(
+                    flag,
+                    e.at,
+                    format!("flag `{k}` of component `{}`: {}", mount.component, e.message),
+                )
+            })?;
+            flags.insert(k.clone(), value);
         }
         let mut ctx = values.clone();
         ctx.insert("flags".into(), Value::Object(flags));
-        ctx.insert(
-            "mount_path".into(),
-            Value::String(mount.at.trim_end_matches('/').to_string()),
-        );
+        ctx.insert("mount_path".into(), Value::String(mount.at.clone()));
         let ignore = selectors(&comp.ignore, &mount.component)?;
         let verbatim = selectors(&comp.verbatim, &mount.component)?;
         let once_patterns: Vec<String> = comp.files.iter().flat_map(|f| f.paths.clone()).collect();
         let once = selectors(&once_patterns, &mount.component)?;
         let mut excluded = Vec::new();
-        for cond in &comp.conditional {
-            let label = format!(
-                "{COMPONENTS_DIR}/{}/{} (when = {:?})",
-                mount.component, COMPONENT_MANIFEST, cond.when
-            );
-            if !inline::eval_bool(&cond.when, &ctx, &label)? {
+        for (i, cond) in comp.conditional.iter().enumerate() {
+            let holds = inline::try_eval(&cond.when, &ctx).map_err(|e| {
+                let file = manifest::component_file(&mount.component);
+                let text = String::from_utf8_lossy(&tree.files[&file]);
+                let message = format!("conditional `when` (mounted at `{}`): {}", mount.at, e.message);
+                span::error_at(&file, &text, toml_path!["conditional", i, "when"], e.at, message)
+            })?;
+            if !holds {
                 excluded.extend(selectors(&cond.paths, &mount.component)?);
             }
         }
@@ -170,9 +155,9 @@ pub fn build(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Ma
             } else {
                 out_rel
             };
-            let path = join(&mount.at, &out_rel);
-            check_relative_path(&path).map_err(|reason| Error::UnsafePath {
-                path: format!("{path} (from {source})"),
+            // One canonical form before any check, so `./a` and `a` are the same path.
+            let path = paths::normalize(&paths::join(&mount.at, &out_rel)).map_err(|reason| Error::UnsafePath {
+                path: format!("{} (from {source})", escaped(&paths::join(&mount.at, &out_rel))),
                 reason,
             })?;
             if let Some(first) = seen.insert(path.clone(), source.clone()) {
@@ -193,6 +178,16 @@ pub fn build(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Ma
             });
         }
         contexts.push(ctx);
+    }
+    // Two paths that differ only by case are one file on macOS and Windows.
+    let mut folded: BTreeMap<String, &str> = BTreeMap::new();
+    for f in &files {
+        if let Some(other) = folded.insert(f.path.to_lowercase(), &f.path) {
+            return Err(Error::UnsafePath {
+                path: f.path.clone(),
+                reason: format!("it differs from {other} only by case; the two collide on macOS and Windows"),
+            });
+        }
     }
     // A file may not be written where another file's directory is (`a` and `a/b`).
     let paths: BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();

@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use super::manifest::{Manifest, is_identifier};
 use super::source::TemplateTree;
+use super::span::{self, Document, toml_path};
 use super::value::{coerce, toml_to_json};
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Result};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -23,9 +24,10 @@ pub struct Preset {
     /// Values of the template's variables that this preset sets.
     #[serde(default)]
     pub options: toml::Table,
-    /// The workload signals this preset answers (read by `recommend`, see src/recommend.rs).
-    #[serde(default)]
-    pub signals: Option<toml::Value>,
+    /// The workload signals this preset answers (read by `recommend`, see src/recommend/),
+    /// checked when the preset loads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signals: Option<crate::recommend::Signals>,
 }
 
 /// All presets of a template, checked against its manifest.
@@ -36,49 +38,44 @@ pub struct Catalogue {
 
 impl Catalogue {
     pub fn load(tree: &TemplateTree, manifest: &Manifest) -> Result<Self> {
-        let mut presets: Vec<Preset> = Vec::new();
-        for (path, text) in &tree.presets {
-            let preset: Preset = toml::from_str(text).map_err(|e| Error::Preset {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            let err = |reason: String| Error::Preset {
-                path: path.clone(),
-                reason,
+        let mut problems = Vec::new();
+        let catalogue = Self::read(tree, Some(manifest), &mut problems);
+        if problems.is_empty() {
+            Ok(catalogue)
+        } else {
+            Err(Error::InvalidTemplate(problems))
+        }
+    }
+
+    /// Reads and checks every preset file, adding each problem to `problems` (file by file, each
+    /// in the order of its lines). Without a manifest (one that could not be read) the layouts
+    /// and options are not checked.
+    pub(crate) fn read(tree: &TemplateTree, manifest: Option<&Manifest>, problems: &mut Vec<Problem>) -> Self {
+        let mut read: Vec<(String, Preset)> = Vec::new();
+        for (name, text) in &tree.presets {
+            let file = format!("presets/{name}");
+            let doc = match Document::parse(&file, text) {
+                Ok(doc) => doc,
+                Err(found) => {
+                    problems.extend(found);
+                    continue;
+                }
             };
-            if !is_identifier(&preset.id.replace('-', "_")) {
-                return Err(err(format!(
-                    "id `{}` must be lowercase letters, digits and `-`",
-                    preset.id
-                )));
+            let mut found = Vec::new();
+            match doc.deserialize::<Preset>() {
+                Ok(preset) => {
+                    check(&doc, &preset, &read, manifest, &mut found);
+                    read.push((file, preset));
+                }
+                Err(first) => {
+                    found.push(first);
+                    doc.check_part::<crate::recommend::Signals>(toml_path!["signals"], &mut found);
+                }
             }
-            if presets.iter().any(|p| p.id == preset.id) {
-                return Err(err(format!("preset id `{}` is defined twice", preset.id)));
-            }
-            if !manifest.layouts.contains_key(&preset.layout) {
-                return Err(err(format!(
-                    "layout `{}` is not defined by the template (it defines: {})",
-                    preset.layout,
-                    manifest.layout_names()
-                )));
-            }
-            for (key, value) in &preset.options {
-                let var = manifest.variable(key).ok_or_else(|| {
-                    err(format!(
-                        "option `{key}` is not a variable of the template (variables: {})",
-                        manifest.variable_names()
-                    ))
-                })?;
-                coerce(var, &toml_to_json(value)).map_err(|e| err(format!("option `{key}`: {e}")))?;
-            }
-            presets.push(preset);
+            span::sort(&mut found);
+            problems.extend(found);
         }
-        if presets.iter().filter(|p| p.default).count() > 1 {
-            return Err(Error::Preset {
-                path: "presets/".into(),
-                reason: "more than one preset says `default = true`".into(),
-            });
-        }
+        let mut presets: Vec<Preset> = read.into_iter().map(|(_, p)| p).collect();
         // Stable, documented order: the default first, then by layout and id.
         presets.sort_by(|a, b| {
             b.default
@@ -86,7 +83,7 @@ impl Catalogue {
                 .then(a.layout.cmp(&b.layout))
                 .then(a.id.cmp(&b.id))
         });
-        Ok(Catalogue { presets })
+        Catalogue { presets }
     }
 
     pub fn get(&self, id: &str) -> Result<&Preset> {
@@ -109,5 +106,64 @@ impl Catalogue {
             .map(|p| p.id.as_str())
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// Checks one preset against the template and the presets read before it.
+fn check(
+    doc: &Document,
+    preset: &Preset,
+    before: &[(String, Preset)],
+    manifest: Option<&Manifest>,
+    out: &mut Vec<Problem>,
+) {
+    let id = &preset.id;
+    if !is_identifier(&id.replace('-', "_")) {
+        out.push(doc.at_value(
+            toml_path!["id"],
+            format!("id `{id}` must be lowercase letters, digits and `-`"),
+        ));
+    }
+    if let Some((other, _)) = before.iter().find(|(_, p)| p.id == *id) {
+        out.push(doc.at_value(toml_path!["id"], format!("preset id `{id}` is also the id of {other}")));
+    }
+    if preset.default
+        && let Some((other, _)) = before.iter().find(|(_, p)| p.default)
+    {
+        out.push(doc.at_value(
+            toml_path!["default"],
+            format!("{other} is the default preset already; only one preset may say `default = true`"),
+        ));
+    }
+    if let Some(manifest) = manifest {
+        if !manifest.layouts.contains_key(&preset.layout) {
+            out.push(doc.at_value(
+                toml_path!["layout"],
+                format!(
+                    "layout `{}` is not defined by the template (it defines: {})",
+                    preset.layout,
+                    manifest.layout_names()
+                ),
+            ));
+        }
+        for (key, value) in &preset.options {
+            match manifest.variable(key) {
+                None => out.push(doc.at_key(
+                    toml_path!["options", key],
+                    format!(
+                        "option `{key}` is not a variable of the template (variables: {})",
+                        manifest.variable_names()
+                    ),
+                )),
+                Some(var) => {
+                    if let Err(e) = coerce(var, &toml_to_json(value)) {
+                        out.push(doc.at_value(toml_path!["options", key], format!("option `{key}`: {e}")));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(signals) = &preset.signals {
+        signals.check(doc, out);
     }
 }

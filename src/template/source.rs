@@ -8,7 +8,7 @@ use include_dir::{Dir, include_dir};
 
 use super::MANIFEST_FILE;
 use super::paths::check_relative_path;
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Result};
 
 static BUILTIN_TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 static BUILTIN_PRESETS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/presets");
@@ -66,6 +66,20 @@ impl TemplateSource {
             }
             TemplateSource::Local(path)
         }
+    }
+
+    /// [`TemplateSource::parse`] for user input: a local `--subdir` must stay inside the
+    /// template directory (no `..`, no absolute path, no symlink on the way), like a git one.
+    pub fn parse_checked(src: Option<&str>, subdir: Option<&str>) -> Result<Self> {
+        let parsed = Self::parse(src, subdir);
+        if let (Some(src), Some(sub), TemplateSource::Local(_)) = (src, subdir, &parsed) {
+            let base = Path::new(src);
+            if base.is_dir() {
+                return Ok(TemplateSource::Local(resolve_subdir(base, sub)?));
+            }
+            check_relative(sub)?;
+        }
+        Ok(parsed)
     }
 
     /// A short description for messages and `.stackwise.toml`.
@@ -129,12 +143,15 @@ impl TemplateTree {
                     .map_err(|e| Error::io(std::env::temp_dir(), e))?;
                 let commit = clone(url, reference.as_deref(), checkout.path()).map_err(|reason| Error::Source {
                     source_desc: source.describe(),
+                    hint: reason.starts_with(CLONE_FAILED).then(|| {
+                        "check the URL and your network access; for a private repository use an SSH URL with a loaded ssh-agent".to_string()
+                    }),
                     reason,
                 })?;
-                let mut root = checkout.path().to_path_buf();
-                if let Some(sub) = subdir {
-                    root.push(sub);
-                }
+                let root = match subdir {
+                    Some(sub) => resolve_subdir(checkout.path(), sub)?,
+                    None => checkout.path().to_path_buf(),
+                };
                 // A sibling `presets/` is inside the clone only when the template is a subdirectory.
                 Self::from_dir(&root, source.describe(), Some(commit), subdir.is_some())
             }
@@ -170,10 +187,8 @@ impl TemplateTree {
         if !dir.join(MANIFEST_FILE).is_file() {
             return Err(Error::Source {
                 source_desc: source,
-                reason: format!(
-                    "{} has no {MANIFEST_FILE}; a template directory needs a manifest at its root (see docs/TEMPLATES.md)",
-                    dir.display()
-                ),
+                reason: format!("{} has no {MANIFEST_FILE}", dir.display()),
+                hint: Some("a template directory needs a manifest at its root (see docs/TEMPLATES.md); pass --subdir if it is further down".into()),
             });
         }
         let files = read_tree(dir, &["presets"])?;
@@ -194,9 +209,8 @@ impl TemplateTree {
         if let Some(pd) = preset_dir {
             for (name, bytes) in read_tree(&pd, &[])? {
                 if name.ends_with(".toml") && !name.contains('/') {
-                    let text = String::from_utf8(bytes).map_err(|_| Error::Preset {
-                        path: name.clone(),
-                        reason: "not UTF-8 text".into(),
+                    let text = String::from_utf8(bytes).map_err(|_| {
+                        Error::InvalidTemplate(vec![Problem::file(&format!("presets/{name}"), "not UTF-8 text")])
                     })?;
                     presets.push((name, text));
                 }
@@ -247,7 +261,8 @@ fn read_tree(root: &Path, skip_top: &[&str]) -> Result<BTreeMap<String, Vec<u8>>
             .replace('\\', "/");
         if entry.path_is_symlink() {
             return Err(Error::UnsafePath {
-                path: rel,
+                // The root itself can be the link: name it rather than "".
+                path: if rel.is_empty() { root.display().to_string() } else { rel },
                 reason: "templates may not contain symlinks (a link can point outside the template or the target); replace it with a regular file".into(),
             });
         }
@@ -257,6 +272,32 @@ fn read_tree(root: &Path, skip_top: &[&str]) -> Result<BTreeMap<String, Vec<u8>>
         }
     }
     Ok(files)
+}
+
+/// `base/sub`, refusing every way out of `base`: `..`, an absolute path, and a symlink on the
+/// way (a committed link in a clone can point anywhere on the user's disk).
+fn resolve_subdir(base: &Path, sub: &str) -> Result<PathBuf> {
+    check_relative(sub)?;
+    let refuse = |reason: String| Error::InvalidValue {
+        key: "--subdir".into(),
+        reason,
+    };
+    let mut at = base.to_path_buf();
+    for seg in sub.split('/').filter(|s| !s.is_empty() && *s != ".") {
+        at.push(seg);
+        if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(refuse(format!(
+                "{sub:?} passes through the symlink {}; a template subdirectory must be a real directory inside the source",
+                at.display()
+            )));
+        }
+    }
+    if let (Ok(real_base), Ok(real)) = (base.canonicalize(), at.canonicalize())
+        && !real.starts_with(&real_base)
+    {
+        return Err(refuse(format!("{sub:?} leaves the template source")));
+    }
+    Ok(at)
 }
 
 fn check_relative(sub: &str) -> Result<()> {
@@ -319,11 +360,13 @@ pub fn load_tls_roots() {
 }
 
 /// Clones `url` into `into`, checks out `reference` if given, and returns the commit id.
+const CLONE_FAILED: &str = "cannot clone";
+
 fn clone(url: &str, reference: Option<&str>, into: &Path) -> std::result::Result<String, String> {
     load_tls_roots();
     let repo = git2::build::RepoBuilder::new()
         .clone(url, into)
-        .map_err(|e| format!("cannot clone: {}\n  hint: check the URL and your network access; for a private repository use an SSH URL with a loaded ssh-agent", e.message()))?;
+        .map_err(|e| format!("{CLONE_FAILED}: {}", e.message()))?;
     if let Some(r) = reference {
         let obj = repo
             .revparse_single(r)

@@ -109,16 +109,16 @@ pub fn abort(dir: &Path) -> Result<String> {
 }
 
 fn refuse(msg: impl Into<String>) -> Error {
-    Error::UpdateRefused(msg.into())
+    Error::refused(msg)
 }
 
 /// Loads a template for an update; a source that cannot be read is a refusal.
 fn load_template(source: &TemplateSource) -> Result<Template> {
     Template::load(source).map_err(|e| match e {
-        Error::Source { .. } | Error::Io { .. } | Error::InvalidValue { .. } => refuse(format!(
-            "the template source {} cannot be read: {e}\n  hint: check the path or URL, or pass --template SRC to use another copy",
-            source.describe()
-        )),
+        Error::Source { .. } | Error::Io { .. } | Error::InvalidValue { .. } => Error::refused_with(
+            format!("the template source {} cannot be read: {e}", source.describe()),
+            "check the path or URL, or pass --template SRC to use another copy",
+        ),
         other => other,
     })
 }
@@ -194,10 +194,15 @@ fn find_base(repo: &Repository, head: Oid, rec: &ProjectRecord) -> Result<(Oid, 
                 repo::short(r)
             )),
         )),
-        (Err(why), None) => Err(refuse(format!(
-            "no render commit in the history, and the recorded revision cannot be rendered again as the merge base: {why}\n  hint: make {} hold revision {} again (check out that version of the template), then update",
-            rec.info.template, rec.info.revision
-        ))),
+        (Err(why), None) => Err(Error::refused_with(
+            format!(
+                "no render commit in the history, and the recorded revision cannot be rendered again as the merge base: {why}"
+            ),
+            format!(
+                "make {} hold revision {} again (check out that version of the template), then update",
+                rec.info.template, rec.info.revision
+            ),
+        )),
     }
 }
 

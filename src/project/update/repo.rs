@@ -11,7 +11,7 @@ use crate::project::git::{PENDING_REF, signature};
 use crate::project::record::{ProjectRecord, RECORD_FILE};
 
 fn refuse(msg: impl Into<String>) -> Error {
-    Error::UpdateRefused(msg.into())
+    Error::refused(msg)
 }
 
 /// Opens the project's repository; refuses anything but the root of a repository with commits.

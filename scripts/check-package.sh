@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Proves the published form works for `cargo install` users: packages the crate, builds the
+# packaged sources (not this checkout) and generates a project with that binary. The templates
+# and presets must be inside the package for this to pass.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+cargo package --quiet --no-verify --allow-dirty
+pkg="target/package/stackwise-$version"
+test -f "$pkg/Cargo.toml"
+# The packaged sources build on their own; the shared target dir reuses compiled dependencies.
+cargo build --quiet --manifest-path "$pkg/Cargo.toml" --target-dir target/package-build
+bin=target/package-build/debug/stackwise
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for preset in ml-api ai-product; do
+  "$bin" new "pkg-$preset" --preset "$preset" --yes -o "$work" >/dev/null 2>&1
+  test -f "$work/pkg-$preset/.stackwise.toml"
+  test -f "$work/pkg-$preset/Makefile"
+done
+echo "packaged crate: $(du -h "target/package/stackwise-$version.crate" | cut -f1), $(tar tzf "target/package/stackwise-$version.crate" | wc -l) files; it builds and generates ml-api and ai-product"

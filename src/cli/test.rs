@@ -1,0 +1,145 @@
+//! `stackwise test [TEMPLATE_DIR]`: arguments, consent, progress and the report. The work is
+//! `stackwise::testing`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use stackwise::template::source::TemplateSource;
+use stackwise::testing::sandbox::Status;
+use stackwise::testing::{self, Case, StepReport, TestProgress, TestRequest};
+use stackwise::{Error, Result};
+
+use super::{prompt, style};
+
+#[derive(clap::Args, Debug)]
+pub struct TestArgs {
+    /// The template directory (the one holding stackwise.toml); the built-in template if omitted.
+    dir: Option<PathBuf>,
+    /// Test only this preset (repeatable).
+    #[arg(long = "preset", short = 'p', value_name = "ID")]
+    presets: Vec<String>,
+    /// Also every combination of the boolean options that apply to each preset's layout.
+    #[arg(long)]
+    matrix: bool,
+    /// Keep every rendered project (failed ones are always kept).
+    #[arg(long)]
+    keep: bool,
+    /// Cases run at once.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    jobs: usize,
+    /// Print one JSON document on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Write a JUnit XML report (one testcase per preset × step).
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Seconds one step may take (default: the template's [test] timeout, else 900).
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+    /// Run without asking (the steps run code from the template).
+    #[arg(long, short = 'y')]
+    yes: bool,
+}
+
+/// Progress lines on stderr: one per step as it ends.
+struct Lines;
+
+impl TestProgress for Lines {
+    fn case_started(&mut self, case: &Case) {
+        eprintln!("{} {}", style::bold("==>"), case.label());
+    }
+    fn step_started(&mut self, _case: &Case, _step: &str) {}
+    fn step_finished(&mut self, case: &Case, step: &StepReport) {
+        let word = match step.status {
+            Status::Pass => style::ok("pass"),
+            Status::Skipped => "skipped".to_string(),
+            Status::Fail => style::error("FAIL"),
+            Status::Timeout => style::error("TIMEOUT"),
+        };
+        eprintln!("    {:<28} {word} ({:.1}s)  [{}]", step.name, step.seconds, case.preset);
+    }
+}
+
+pub fn run(args: TestArgs) -> Result<()> {
+    let template = match &args.dir {
+        Some(d) => TemplateSource::Local(d.clone()),
+        None => TemplateSource::Builtin,
+    };
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if !args.yes {
+        if !interactive {
+            return Err(Error::NeedsConsent(
+                "stackwise test runs the commands of the template's [test] table and the generated projects' own code; pass --yes to allow it (no terminal to ask on)".into(),
+            ));
+        }
+        let what = args
+            .dir
+            .as_ref()
+            .map_or("the built-in template".to_string(), |d| d.display().to_string());
+        if !prompt::confirm(
+            &format!("Run the install steps and the [test] commands of {what}? They execute code from the template."),
+            false,
+        )? {
+            return Err(Error::NeedsConsent("not running anything: consent declined".into()));
+        }
+    }
+    let _ = ctrlc::set_handler(|| {
+        stackwise::interrupt::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let req = TestRequest {
+        template,
+        presets: args.presets,
+        matrix: args.matrix,
+        keep: args.keep,
+        jobs: args.jobs,
+        timeout: args.timeout.map(Duration::from_secs),
+        work_dir: None,
+    };
+    if !stackwise::testing::sandbox::network_sandbox_available() {
+        eprintln!(
+            "{} `unshare -rn` is not available here: the steps run with network access",
+            style::warn("note:")
+        );
+    }
+    let progress: Arc<Mutex<dyn TestProgress>> = Arc::new(Mutex::new(Lines));
+    let report = testing::run(&req, progress)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, testing::report::junit(&report))
+            .map_err(|e| Error::TestFailed(format!("cannot write {}: {e}", path.display())))?;
+    }
+    eprintln!("\n{}", testing::report::table(&report));
+    for r in report.results.iter().filter(|r| r.dir.is_some()) {
+        if let Some(d) = &r.dir {
+            eprintln!("kept {}: {}", r.label, d.display());
+        }
+    }
+    let cases = report.results.len();
+    let failed: Vec<_> = report.results.iter().filter(|r| !r.passed()).collect();
+    // The plain closing line CI systems read.
+    eprintln!("{} passed, {} failed", cases - failed.len(), failed.len());
+    if let Some(first) = failed.first()
+        && let Some(step) = first.first_failure()
+    {
+        return Err(Error::TestFailed(format!(
+            "preset {} failed at step `{}` ({}); the last lines of its log:\n{}\n  the rendered project is kept in {}",
+            first.label,
+            step.name,
+            if step.status == Status::Timeout {
+                "timeout"
+            } else {
+                "failed"
+            },
+            testing::sandbox::tail(&step.log, 30),
+            first
+                .dir
+                .as_ref()
+                .map_or("(not kept)".to_string(), |d| d.join("project").display().to_string()),
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! Scoring: every preset's rules against the workload, the ranking, the winner and the runner-up.
+//!
+//! A preset's score is the sum of the weights of its rules whose `when` holds. Presets whose
+//! `exclude` condition holds, and presets without a `[signals]` table, are not candidates. The
+//! highest score wins; ties go to the preset with fewer moving parts, then to the smaller id.
+//! When no rule fires for any candidate (nothing known about the workload), the template's default
+//! preset is the answer.
+
+use std::cmp::Ordering;
+
+use serde::Serialize;
+
+use super::explain;
+use super::expr::Condition;
+use super::signals::{Clause, interpolate};
+use super::workload::Workload;
+use crate::error::{Error, Problem, Result};
+use crate::template::manifest::Manifest;
+use crate::template::preset::Catalogue;
+
+/// A rule that fired.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Reason {
+    pub rule: String,
+    pub weight: i32,
+    /// The rule's text with the inputs filled in.
+    pub text: String,
+}
+
+/// A preset ruled out by one of its `exclude` conditions.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Excluded {
+    pub preset: String,
+    pub rule: String,
+    pub text: String,
+}
+
+/// One candidate, scored.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Scored {
+    pub preset: String,
+    pub title: String,
+    pub layout: String,
+    pub score: i32,
+    pub moving_parts: u32,
+    pub default: bool,
+    pub reasons: Vec<Reason>,
+}
+
+/// A rule whose weight differs between the winner and the runner-up.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Difference {
+    pub rule: String,
+    /// Its weight for the recommended preset (0 when it did not fire there).
+    pub winner: i32,
+    /// Its weight for the runner-up.
+    pub runner_up: i32,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RunnerUp {
+    pub preset: String,
+    pub layout: String,
+    pub score: i32,
+    /// Points behind the recommendation (0 when the tie rule decided).
+    pub behind: i32,
+    pub differences: Vec<Difference>,
+    /// One sentence: why it lost.
+    pub reason: String,
+}
+
+/// The answer of `recommend`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recommendation {
+    pub preset: String,
+    pub title: String,
+    pub layout: String,
+    /// The layout's description from the template manifest.
+    pub layout_description: String,
+    pub score: i32,
+    /// The rules that fired for the recommended preset, strongest first.
+    pub reasons: Vec<Reason>,
+    pub runner_up: Option<RunnerUp>,
+    /// Set when the tie rule (not the score) decided between the first two.
+    pub tie_break: Option<String>,
+    /// Set when no rule fired and the default preset was taken.
+    pub fallback: Option<String>,
+    pub excluded: Vec<Excluded>,
+    /// Every candidate in rank order.
+    pub ranking: Vec<Scored>,
+    /// The command that generates the recommended project.
+    pub command: String,
+}
+
+/// Whether a rule's condition holds. The conditions were checked when the presets loaded; one
+/// that still does not parse (a catalogue built in code) is an error naming the preset and rule.
+fn holds(c: &Clause<'_>, preset: &str, workload: &Workload) -> Result<bool> {
+    let condition = Condition::parse(c.when.get_ref()).map_err(|e| {
+        Error::InvalidTemplate(vec![Problem::file(
+            &format!("preset `{preset}`"),
+            format!("rule `{}`: `when`: {}", c.id.get_ref(), e.message),
+        )])
+    })?;
+    Ok(condition.holds(workload))
+}
+
+/// Scores every preset of `catalogue` for `workload`. `template` is the `--template` argument to
+/// repeat in the generated command.
+pub fn recommend(
+    catalogue: &Catalogue,
+    manifest: &Manifest,
+    workload: &Workload,
+    template: Option<&str>,
+) -> Result<Recommendation> {
+    workload.validate()?;
+    let fill = |text: &str| interpolate(text, &|name| workload.display(name)).unwrap_or_else(|_| text.to_string());
+    let mut candidates: Vec<Scored> = Vec::new();
+    let mut excluded: Vec<Excluded> = Vec::new();
+    'presets: for preset in &catalogue.presets {
+        let Some(signals) = &preset.signals else {
+            continue;
+        };
+        let mut reasons = Vec::new();
+        for c in signals.clauses() {
+            if !holds(&c, &preset.id, workload)? {
+                continue;
+            }
+            let (rule, text) = (c.id.get_ref().clone(), fill(c.text.get_ref()));
+            match c.weight {
+                Some(w) => reasons.push(Reason {
+                    rule,
+                    weight: *w.get_ref(),
+                    text,
+                }),
+                None => {
+                    excluded.push(Excluded {
+                        preset: preset.id.clone(),
+                        rule,
+                        text,
+                    });
+                    continue 'presets;
+                }
+            }
+        }
+        // Strongest first; the file's order among equal weights.
+        reasons.sort_by_key(|r| std::cmp::Reverse(r.weight));
+        let moving_parts = signals.moving_parts.unwrap_or_else(|| {
+            manifest
+                .layouts
+                .get(&preset.layout)
+                .map_or(1, |l| l.mounts.len() as u32)
+        });
+        candidates.push(Scored {
+            preset: preset.id.clone(),
+            title: preset.title.clone(),
+            layout: preset.layout.clone(),
+            score: reasons.iter().map(|r| r.weight).sum(),
+            moving_parts,
+            default: preset.default,
+            reasons,
+        });
+    }
+    if candidates.is_empty() {
+        return Err(Error::workload(explain::no_candidate(&excluded)));
+    }
+    candidates.sort_by(rank);
+    let mut fallback = None;
+    if candidates.iter().all(|c| c.reasons.is_empty())
+        && let Some(i) = candidates.iter().position(|c| c.default)
+    {
+        let d = candidates.remove(i);
+        fallback = Some(explain::fallback(workload.is_unknown()));
+        candidates.insert(0, d);
+    }
+    let winner = &candidates[0];
+    let runner = candidates.get(1);
+    let tie_break = match runner {
+        Some(r) if fallback.is_none() && r.score == winner.score => Some(explain::tie(winner, r)),
+        _ => None,
+    };
+    let runner_up = runner.map(|r| runner_up(winner, r, fallback.is_some()));
+    let layout_description = manifest
+        .layouts
+        .get(&winner.layout)
+        .map(|l| l.description.clone())
+        .unwrap_or_default();
+    Ok(Recommendation {
+        preset: winner.preset.clone(),
+        title: winner.title.clone(),
+        layout: winner.layout.clone(),
+        layout_description,
+        score: winner.score,
+        reasons: winner.reasons.clone(),
+        runner_up,
+        tie_break,
+        fallback,
+        excluded,
+        command: explain::new_command(&winner.preset, template),
+        ranking: candidates,
+    })
+}
+
+/// Rank order: higher score, then fewer moving parts, then id.
+fn rank(a: &Scored, b: &Scored) -> Ordering {
+    b.score
+        .cmp(&a.score)
+        .then(a.moving_parts.cmp(&b.moving_parts))
+        .then(a.preset.cmp(&b.preset))
+}
+
+/// The runner-up, lined up with the winner rule by rule.
+fn runner_up(w: &Scored, r: &Scored, fallback: bool) -> RunnerUp {
+    let mut ids: Vec<&str> = Vec::new();
+    for reason in w.reasons.iter().chain(&r.reasons) {
+        if !ids.contains(&reason.rule.as_str()) {
+            ids.push(&reason.rule);
+        }
+    }
+    fn find<'a>(s: &'a Scored, id: &str) -> Option<&'a Reason> {
+        s.reasons.iter().find(|x| x.rule == id)
+    }
+    let mut differences: Vec<Difference> = ids
+        .into_iter()
+        .filter_map(|id| {
+            let (a, b) = (find(w, id), find(r, id));
+            let (wa, wb) = (a.map_or(0, |x| x.weight), b.map_or(0, |x| x.weight));
+            (wa != wb).then(|| Difference {
+                rule: id.to_string(),
+                winner: wa,
+                runner_up: wb,
+                text: a.or(b).map(|x| x.text.clone()).unwrap_or_default(),
+            })
+        })
+        .collect();
+    differences.sort_by(|a, b| {
+        (b.winner - b.runner_up)
+            .cmp(&(a.winner - a.runner_up))
+            .then(a.rule.cmp(&b.rule))
+    });
+    let behind = w.score - r.score;
+    RunnerUp {
+        preset: r.preset.clone(),
+        layout: r.layout.clone(),
+        score: r.score,
+        behind,
+        reason: explain::why_runner_up_lost(w, r, &differences, fallback),
+        differences,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recommend::inputs::Answer;
+
+    fn builtin() -> crate::template::Template {
+        crate::template::Template::load(&crate::template::source::TemplateSource::Builtin).unwrap()
+    }
+
+    #[test]
+    fn nothing_known_gives_the_default_preset() {
+        let loaded = builtin();
+        assert!(loaded.catalogue.presets.iter().all(|p| p.signals.is_some()));
+        let r = recommend(&loaded.catalogue, &loaded.manifest, &Workload::default(), None).unwrap();
+        assert!(r.fallback.is_some());
+        assert_eq!(
+            Some(r.preset.as_str()),
+            loaded.catalogue.default_preset().map(|p| p.id.as_str())
+        );
+    }
+
+    #[test]
+    fn the_runner_up_is_lined_up_rule_by_rule() {
+        let loaded = builtin();
+        let w = Workload::default()
+            .with("ai", Answer::Word("feature"))
+            .unwrap()
+            .with("peak_rps", Answer::Count(40_000))
+            .unwrap();
+        let r = recommend(&loaded.catalogue, &loaded.manifest, &w, Some("./my tpl")).unwrap();
+        assert_eq!(r.preset, "ai-product");
+        assert_eq!(
+            r.command,
+            "stackwise new my-app --preset ai-product --template './my tpl'"
+        );
+        let up = r.runner_up.unwrap();
+        assert_eq!(up.preset, "ai-realtime");
+        assert_eq!(up.behind, 1);
+        assert!(up.differences.iter().all(|d| d.winner != d.runner_up));
+        assert!(r.reasons.windows(2).all(|p| p[0].weight >= p[1].weight));
+        assert_eq!(r.score, r.reasons.iter().map(|x| x.weight).sum::<i32>());
+    }
+}

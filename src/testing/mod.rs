@@ -1,0 +1,380 @@
+//! `stackwise test TEMPLATE`: render every preset (or each preset × boolean option with
+//! `--matrix`), install it with stackwise's own install steps, then run the steps the template
+//! declares in its manifest's `[test]` table — offline where the system allows it, each with a
+//! timeout, a clean environment and a home of its own.
+//!
+//! This runs code from the template; the binary asks first (or takes `--yes`).
+
+pub mod report;
+pub mod sandbox;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::project::install::{Progress, Step, StepResult};
+use crate::project::new::{NewRequest, new_project};
+use crate::template::manifest::VarType;
+use crate::template::prompter::NoPrompt;
+use crate::template::source::TemplateSource;
+use crate::template::{MANIFEST_FILE, Template};
+use sandbox::Status;
+
+/// Default seconds a step may take when neither `--timeout` nor `[test] timeout` says.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 900;
+
+/// What `stackwise test` was asked to do.
+#[derive(Debug, Clone)]
+pub struct TestRequest {
+    pub template: TemplateSource,
+    /// Presets to test; empty = all.
+    pub presets: Vec<String>,
+    pub matrix: bool,
+    pub keep: bool,
+    pub jobs: usize,
+    pub timeout: Option<Duration>,
+    /// Where the cases go; a temporary directory when `None`.
+    pub work_dir: Option<PathBuf>,
+}
+
+/// One render to test: a preset and the option values set on top of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Case {
+    pub preset: String,
+    pub layout: String,
+    pub options: Map<String, Value>,
+}
+
+impl Case {
+    /// `ml-api` or `ml-api[worker=true,websocket=false]`.
+    pub fn label(&self) -> String {
+        if self.options.is_empty() {
+            return self.preset.clone();
+        }
+        let opts: Vec<String> = self.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("{}[{}]", self.preset, opts.join(","))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub name: String,
+    pub status: Status,
+    pub seconds: f64,
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseReport {
+    pub preset: String,
+    pub options: Map<String, Value>,
+    #[serde(skip)]
+    pub label: String,
+    pub steps: Vec<StepReport>,
+    /// Where the case was rendered (kept on failure or with `--keep`).
+    pub dir: Option<PathBuf>,
+}
+
+impl CaseReport {
+    pub fn passed(&self) -> bool {
+        self.steps
+            .iter()
+            .all(|s| matches!(s.status, Status::Pass | Status::Skipped))
+    }
+
+    pub fn first_failure(&self) -> Option<&StepReport> {
+        self.steps
+            .iter()
+            .find(|s| matches!(s.status, Status::Fail | Status::Timeout))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TestReport {
+    pub template: String,
+    pub sandbox: bool,
+    pub results: Vec<CaseReport>,
+    pub passed: bool,
+}
+
+/// Told what happens as it happens (the binary draws a progress display).
+pub trait TestProgress: Send {
+    fn case_started(&mut self, case: &Case);
+    fn step_started(&mut self, case: &Case, step: &str);
+    fn step_finished(&mut self, case: &Case, step: &StepReport);
+}
+
+/// The cases of a request: each preset, and with `matrix` each combination of the boolean
+/// variables that apply to its layout.
+pub fn cases(template: &Template, req: &TestRequest) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    for id in &req.presets {
+        template.catalogue.get(id)?;
+    }
+    for p in &template.catalogue.presets {
+        if !req.presets.is_empty() && !req.presets.contains(&p.id) {
+            continue;
+        }
+        if !req.matrix {
+            out.push(Case {
+                preset: p.id.clone(),
+                layout: p.layout.clone(),
+                options: Map::new(),
+            });
+            continue;
+        }
+        let bools: Vec<&str> = template
+            .manifest
+            .variables
+            .iter()
+            .filter(|v| v.kind == VarType::Bool)
+            .filter(|v| {
+                v.when.as_deref().is_none_or(|w| {
+                    let mut ctx = Map::new();
+                    ctx.insert("layout".into(), Value::String(p.layout.clone()));
+                    crate::template::inline::try_eval(w, &ctx).unwrap_or(true)
+                })
+            })
+            .map(|v| v.name.as_str())
+            .collect();
+        for mask in 0..(1usize << bools.len().min(8)) {
+            let mut options = Map::new();
+            for (i, name) in bools.iter().enumerate() {
+                options.insert((*name).to_string(), Value::Bool(mask & (1 << i) != 0));
+            }
+            out.push(Case {
+                preset: p.id.clone(),
+                layout: p.layout.clone(),
+                options,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Install progress is folded into the case's steps; nothing to draw here.
+struct Quiet;
+
+impl Progress for Quiet {
+    fn start(&mut self, _: &Step) {}
+    fn finish(&mut self, _: &StepResult) {}
+}
+
+/// Runs every case; `progress` hears about each step.
+pub fn run(req: &TestRequest, progress: Arc<Mutex<dyn TestProgress>>) -> Result<TestReport> {
+    let template = Template::load(&req.template)?;
+    let declared = &template.manifest.test;
+    if declared.steps.is_empty() {
+        return Err(Error::Manifest {
+            path: MANIFEST_FILE.into(),
+            reason: "declares no [test] steps, so there is nothing to run (see docs/TEMPLATES.md, `[test]`)".into(),
+        });
+    }
+    let all = cases(&template, req)?;
+    let timeout = req
+        .timeout
+        .or(declared.timeout.map(Duration::from_secs))
+        .unwrap_or(Duration::from_secs(DEFAULT_TIMEOUT_SECS));
+    let sandbox = sandbox::network_sandbox_available();
+    let tmp = match &req.work_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+            None
+        }
+        None => Some(
+            tempfile::Builder::new()
+                .prefix("stackwise-test-")
+                .tempdir()
+                .map_err(|e| Error::io(std::env::temp_dir(), e))?,
+        ),
+    };
+    let root = match (&tmp, &req.work_dir) {
+        (Some(t), _) => t.path().to_path_buf(),
+        (None, Some(d)) => d.clone(),
+        (None, None) => unreachable!("one of the two is set"),
+    };
+    let queue = Arc::new(Mutex::new(all.into_iter().enumerate().collect::<Vec<_>>()));
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let jobs = req.jobs.max(1);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            let queue = Arc::clone(&queue);
+            let results = Arc::clone(&results);
+            let progress = Arc::clone(&progress);
+            let (root, template_src) = (&root, &req.template);
+            let declared = &template.manifest.test;
+            scope.spawn(move || {
+                loop {
+                    let next = queue
+                        .lock()
+                        .ok()
+                        .and_then(|mut q| if q.is_empty() { None } else { Some(q.remove(0)) });
+                    let Some((i, case)) = next else { break };
+                    let report = run_case(i, &case, template_src, declared, root, sandbox, timeout, &progress);
+                    if let Ok(mut r) = results.lock() {
+                        r.push((i, report));
+                    }
+                }
+            });
+        }
+    });
+    let mut results = Arc::try_unwrap(results)
+        .ok()
+        .and_then(|m| m.into_inner().ok())
+        .unwrap_or_default();
+    results.sort_by_key(|(i, _)| *i);
+    let mut results: Vec<CaseReport> = results.into_iter().map(|(_, r)| r).collect();
+    let passed = results.iter().all(CaseReport::passed);
+    // Keep what failed (and everything with --keep); the rest goes.
+    for r in &mut results {
+        if let Some(d) = &r.dir
+            && r.passed()
+            && !req.keep
+        {
+            let _ = std::fs::remove_dir_all(d);
+            r.dir = None;
+        }
+    }
+    if let Some(t) = tmp
+        && (!passed || req.keep)
+    {
+        // The kept cases stay on disk for inspection; their paths are in the report.
+        let _ = t.keep();
+    }
+    crate::interrupt::check()?;
+    Ok(TestReport {
+        template: template.tree.source.clone(),
+        sandbox,
+        results,
+        passed,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_case(
+    index: usize,
+    case: &Case,
+    template: &TemplateSource,
+    declared: &crate::template::manifest::TestTable,
+    root: &Path,
+    sandbox: bool,
+    timeout: Duration,
+    progress: &Arc<Mutex<dyn TestProgress>>,
+) -> CaseReport {
+    let label = case.label();
+    let mut report = CaseReport {
+        preset: case.preset.clone(),
+        options: case.options.clone(),
+        label: label.clone(),
+        steps: Vec::new(),
+        dir: None,
+    };
+    if let Ok(mut p) = progress.lock() {
+        p.case_started(case);
+    }
+    let name = format!("case-{index:02}-{}", case.preset);
+    let Ok((dir, home)) = sandbox::case_dir(root, &name) else {
+        report.steps.push(StepReport {
+            name: "render".into(),
+            status: Status::Fail,
+            seconds: 0.0,
+            log: format!("cannot create a directory under {}", root.display()),
+        });
+        return report;
+    };
+    report.dir = Some(dir.clone());
+    let step = |steps: &mut Vec<StepReport>, name: &str, f: &mut dyn FnMut() -> (Status, f64, String)| -> bool {
+        if let Ok(mut p) = progress.lock() {
+            p.step_started(case, name);
+        }
+        let (status, seconds, log) = f();
+        let s = StepReport {
+            name: name.to_string(),
+            status,
+            seconds,
+            log,
+        };
+        if let Ok(mut p) = progress.lock() {
+            p.step_finished(case, &s);
+        }
+        let ok = s.status == Status::Pass;
+        steps.push(s);
+        ok
+    };
+    // Render + stackwise's own install steps (with network).
+    let project = dir.join("project");
+    let ok = step(&mut report.steps, "render + install", &mut || {
+        let started = std::time::Instant::now();
+        let req = NewRequest {
+            name: "project".into(),
+            preset: Some(case.preset.clone()),
+            layout: None,
+            output_dir: dir.clone(),
+            template: template.clone(),
+            sets: case.options.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            answers_file: None,
+            force: false,
+            dry_run: false,
+            git: true,
+            install: true,
+        };
+        match new_project(&req, &mut NoPrompt, &mut Quiet) {
+            Ok(o) => {
+                let mut log = format!("rendered {} files into {}\n", o.files.len(), project.display());
+                let mut all_ok = true;
+                for r in &o.install {
+                    log.push_str(&format!(
+                        "{}: {}\n",
+                        r.step.display(),
+                        if r.ok { "ok" } else { "FAILED" }
+                    ));
+                    if let Some(e) = &r.error {
+                        log.push_str(e);
+                        log.push('\n');
+                        all_ok = false;
+                    }
+                }
+                if let Some(p) = &o.install_log
+                    && let Ok(text) = std::fs::read_to_string(p)
+                {
+                    log.push_str(&text);
+                    let _ = std::fs::remove_file(p);
+                }
+                let status = if all_ok { Status::Pass } else { Status::Fail };
+                (status, started.elapsed().as_secs_f64(), log)
+            }
+            Err(e) => (Status::Fail, started.elapsed().as_secs_f64(), e.to_string()),
+        }
+    });
+    let env = sandbox::clean_env(&home);
+    let setup = declared.setup.get(&case.layout).cloned().unwrap_or_default();
+    let steps = declared.steps.get(&case.layout).cloned().unwrap_or_default();
+    let mut go = ok;
+    let mut n = 0;
+    for (command, offline) in setup
+        .iter()
+        .map(|c| (c, false))
+        .chain(steps.iter().map(|c| (c, sandbox)))
+    {
+        n += 1;
+        if !go {
+            report.steps.push(StepReport {
+                name: command.clone(),
+                status: Status::Skipped,
+                seconds: 0.0,
+                log: String::new(),
+            });
+            continue;
+        }
+        let log_path = dir.join(format!("step-{n:02}.log"));
+        go = step(&mut report.steps, command, &mut || {
+            let o = sandbox::run_step(command, &project, &env, offline, timeout, &log_path);
+            (o.status, o.seconds, o.log)
+        });
+    }
+    report
+}

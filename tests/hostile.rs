@@ -1,0 +1,272 @@
+//! Templates written by an attacker: each test builds the hostile template and checks the exit
+//! code, a message naming the culprit, that nothing escapes the target, that no staging is left,
+//! and that a user's file under `--force` is byte-identical after the failed run.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{assert_empty, fixture_template, list_files, stackwise, write};
+use tempfile::TempDir;
+
+fn fixture() -> (TempDir, TempDir) {
+    let tpl = TempDir::new().unwrap();
+    fixture_template(tpl.path());
+    (tpl, TempDir::new().unwrap())
+}
+
+fn new_cmd(tpl: &Path, out: &Path, name: &str) -> assert_cmd::Command {
+    let mut c = stackwise();
+    c.args(["new", name, "--yes", "--no-git", "-o"])
+        .arg(out)
+        .arg("--template")
+        .arg(tpl);
+    c
+}
+
+fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+fn assert_mentions(stderr: &str, needles: &[&str]) {
+    for n in needles {
+        assert!(stderr.contains(n), "expected {n:?} in: {stderr}");
+    }
+}
+
+/// Replaces the fixture's layouts with `layouts` (TOML text).
+fn with_layouts(tpl: &Path, layouts: &str) {
+    let manifest = std::fs::read_to_string(tpl.join("stackwise.toml")).unwrap();
+    let head = &manifest[..manifest.find("[layouts.single]").unwrap()];
+    write(tpl, "stackwise.toml", format!("{head}{layouts}"));
+    std::fs::remove_file(tpl.join("presets/deep.toml")).unwrap();
+    write(
+        tpl,
+        "presets/basic.toml",
+        "id = \"basic\"\ntitle = \"Basic\"\nlayout = \"single\"\nsummary = \"s\"\nrationale = \"r\"\ndefault = true\n",
+    );
+}
+
+#[test]
+fn two_spellings_of_one_mount_are_one_path_and_force_keeps_the_users_file() {
+    let (tpl, out) = fixture();
+    with_layouts(
+        tpl.path(),
+        "[layouts.single]\ndescription = \"d\"\nmounts = [{ component = \"app\", at = \"sub\" }, { component = \"app\", at = \"./sub\" }]\n",
+    );
+    // The user's project already has sub/README.md; --force must not lose it.
+    let project = out.path().join("app");
+    write(&project, "sub/README.md", "the user's own readme\n");
+    write(&project, "notes.txt", "mine\n");
+    let a = new_cmd(tpl.path(), out.path(), "app").arg("--force").assert().code(1);
+    assert_mentions(&stderr_of(&a), &["two template files write sub/"]);
+    assert_eq!(
+        std::fs::read(project.join("sub/README.md")).unwrap(),
+        b"the user's own readme\n"
+    );
+    assert_eq!(list_files(&project), vec!["notes.txt", "sub/README.md"]);
+    let leftovers: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, vec![std::ffi::OsString::from("app")], "no staging left");
+}
+
+#[test]
+fn a_runaway_loop_ends_at_its_time_budget_naming_the_file() {
+    let (tpl, out) = fixture();
+    write(
+        tpl.path(),
+        "components/app/slow.txt.tera",
+        "{% for i in range(end=100000) %}{% for j in range(end=100000) %}{% endfor %}{% endfor %}",
+    );
+    let started = Instant::now();
+    let a = new_cmd(tpl.path(), out.path(), "app")
+        .env("STACKWISE_RENDER_SECONDS", "2")
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_mentions(
+        &stderr_of(&a),
+        &["components/app/slow.txt.tera", "budget", "STACKWISE_RENDER_SECONDS"],
+    );
+    assert_empty(out.path());
+}
+
+#[test]
+fn a_render_that_floods_output_ends_at_its_size_budget() {
+    let (tpl, out) = fixture();
+    write(
+        tpl.path(),
+        "components/app/big.txt.tera",
+        "{% for i in range(end=100000) %}{% for j in range(end=100000) %}0123456789abcdef{% endfor %}{% endfor %}",
+    );
+    let a = new_cmd(tpl.path(), out.path(), "app")
+        .env("STACKWISE_RENDER_MB", "1")
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(1);
+    assert_mentions(&stderr_of(&a), &["components/app/big.txt.tera", "MiB of output"]);
+    assert_empty(out.path());
+}
+
+#[cfg(unix)]
+#[test]
+fn sigint_and_sigterm_end_a_runaway_render_at_once_with_nothing_written() {
+    for signal in ["-INT", "-TERM"] {
+        let (tpl, out) = fixture();
+        write(
+            tpl.path(),
+            "components/app/slow.txt.tera",
+            "{% for i in range(end=100000) %}{% for j in range(end=100000) %}{% endfor %}{% endfor %}",
+        );
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackwise"))
+            .args(["new", "app", "--yes", "--no-git", "-o"])
+            .arg(out.path())
+            .arg("--template")
+            .arg(tpl.path())
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        let sent = Instant::now();
+        let status = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let code = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("stackwise still running 10 s after {signal}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(code, Some(130), "{signal}");
+        assert!(
+            sent.elapsed() < Duration::from_secs(3),
+            "{signal} took {:?}",
+            sent.elapsed()
+        );
+        assert_empty(out.path());
+    }
+}
+
+#[test]
+fn a_local_subdir_cannot_leave_the_template() {
+    let (tpl, out) = fixture();
+    for sub in ["../..", "/etc", "a/../../b"] {
+        let a = new_cmd(tpl.path(), out.path(), "app")
+            .args(["--subdir", sub])
+            .assert()
+            .code(2);
+        assert_mentions(&stderr_of(&a), &["--subdir"]);
+        assert_empty(out.path());
+    }
+    // A symlink on the way is refused even when it points at a real template.
+    let elsewhere = TempDir::new().unwrap();
+    fixture_template(elsewhere.path());
+    std::os::unix::fs::symlink(elsewhere.path(), tpl.path().join("link")).unwrap();
+    let a = new_cmd(tpl.path(), out.path(), "app")
+        .args(["--subdir", "link"])
+        .assert()
+        .code(2);
+    assert_mentions(&stderr_of(&a), &["symlink", "link"]);
+    assert_empty(out.path());
+}
+
+#[test]
+fn a_git_subdir_through_a_committed_symlink_is_refused() {
+    // A repository whose `tpl` is a committed symlink to a directory outside the clone.
+    let outside = TempDir::new().unwrap();
+    fixture_template(outside.path());
+    let repo_dir = TempDir::new().unwrap();
+    let repo = git2::Repository::init(repo_dir.path()).unwrap();
+    std::os::unix::fs::symlink(outside.path(), repo_dir.path().join("tpl")).unwrap();
+    write(repo_dir.path(), "README", "a repository\n");
+    let mut index = repo.index().unwrap();
+    index
+        .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)
+        .unwrap();
+    index.write().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = git2::Signature::now("t", "t@example.com").unwrap();
+    repo.commit(Some("HEAD"), &sig, &sig, "link", &tree, &[]).unwrap();
+    let out = TempDir::new().unwrap();
+    let url = format!("file://{}", repo_dir.path().display());
+    let a = stackwise()
+        .args([
+            "new",
+            "app",
+            "--yes",
+            "--no-git",
+            "--subdir",
+            "tpl",
+            "--template",
+            &url,
+            "-o",
+        ])
+        .arg(out.path())
+        .assert()
+        .code(2);
+    assert_mentions(&stderr_of(&a), &["--subdir", "symlink"]);
+    assert_empty(out.path());
+}
+
+#[test]
+fn rendered_names_with_empty_segments_or_control_characters_are_refused_and_shown_escaped() {
+    let (tpl, out) = fixture();
+    // `folder` renders into a directory name of the fixture.
+    for (value, needle) in [("a//b", "empty path segment"), ("x\u{1b}[2Ky", "control characters")] {
+        for dry in [false, true] {
+            let mut c = new_cmd(tpl.path(), out.path(), "app");
+            c.args(["--set", &format!("folder={value}")]);
+            if dry {
+                c.arg("--dry-run");
+            }
+            let a = c.assert().code(1);
+            let stderr = stderr_of(&a);
+            assert_mentions(&stderr, &[needle]);
+            assert!(!stderr.contains('\u{1b}'), "raw escape printed: {stderr:?}");
+            assert_empty(out.path());
+        }
+    }
+    // A whole file name that renders with a trailing slash.
+    write(tpl.path(), "components/app/{{ project_slug ~ \"/\" }}", "x\n");
+    let a = new_cmd(tpl.path(), out.path(), "app").assert().code(1);
+    assert_mentions(&stderr_of(&a), &["may not end with `/`"]);
+    assert_empty(out.path());
+}
+
+#[test]
+fn two_paths_that_differ_only_by_case_are_refused() {
+    let (tpl, out) = fixture();
+    write(tpl.path(), "components/app/readme.md", "lower\n");
+    let a = new_cmd(tpl.path(), out.path(), "app").assert().code(1);
+    assert_mentions(&stderr_of(&a), &["only by case", "README.md", "readme.md"]);
+    assert_empty(out.path());
+}
+
+#[test]
+fn a_template_root_that_is_a_symlink_is_named() {
+    let (tpl, out) = fixture();
+    let holder = TempDir::new().unwrap();
+    let link = holder.path().join("tpl-link");
+    std::os::unix::fs::symlink(tpl.path(), &link).unwrap();
+    let a = new_cmd(&link, out.path(), "app").assert().code(1);
+    assert_mentions(&stderr_of(&a), &["tpl-link", "symlink"]);
+    assert_empty(out.path());
+}

@@ -1,0 +1,182 @@
+//! `stackwise test`: a fork author's template rendered, installed and its `[test]` steps run.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{fixture_template, stackwise, write};
+use predicates::prelude::*;
+use tempfile::TempDir;
+
+/// The fixture template with a `[test]` table of `steps` for its `single` layout.
+fn template_with_steps(steps: &[&str], timeout: Option<u64>) -> TempDir {
+    let tpl = TempDir::new().unwrap();
+    fixture_template(tpl.path());
+    let manifest = std::fs::read_to_string(tpl.path().join("stackwise.toml")).unwrap();
+    let list = steps.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+    let timeout = timeout.map(|t| format!("timeout = {t}\n")).unwrap_or_default();
+    write(
+        tpl.path(),
+        "stackwise.toml",
+        format!("{manifest}\n[test]\n{timeout}[test.steps]\nsingle = [{list}]\nnested = [\"test -f svc/README.md\"]\n"),
+    );
+    tpl
+}
+
+fn test_cmd(tpl: &Path) -> assert_cmd::Command {
+    let mut c = stackwise();
+    c.arg("test").arg(tpl).timeout(Duration::from_secs(120));
+    c
+}
+
+#[test]
+fn a_passing_template_reports_every_preset_and_step() {
+    let tpl = template_with_steps(&["test -f README.md", "grep -q 'My\\|project' README.md"], None);
+    let junit = TempDir::new().unwrap();
+    let junit_file = junit.path().join("report.xml");
+    let out = test_cmd(tpl.path())
+        .args(["--yes", "--json", "--junit"])
+        .arg(&junit_file)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("2 passed, 0 failed"))
+        .get_output()
+        .stdout
+        .clone();
+    let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(doc["passed"], true);
+    assert!(doc["sandbox"].is_boolean());
+    let results = doc["results"].as_array().unwrap();
+    let presets: Vec<&str> = results.iter().map(|r| r["preset"].as_str().unwrap()).collect();
+    assert_eq!(presets, vec!["basic", "deep"]);
+    let basic_steps: Vec<&str> = results[0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        basic_steps,
+        vec![
+            "render + install",
+            "test -f README.md",
+            "grep -q 'My\\|project' README.md"
+        ]
+    );
+    for s in results[0]["steps"].as_array().unwrap() {
+        assert_eq!(s["status"], "pass", "{s}");
+        assert!(s["seconds"].is_number() && s["log"].is_string());
+    }
+    let xml = std::fs::read_to_string(&junit_file).unwrap();
+    assert!(
+        xml.contains("<testsuite name=\"basic\" tests=\"3\" failures=\"0\""),
+        "{xml}"
+    );
+    assert_eq!(xml.matches("<testcase ").count(), 5, "{xml}");
+}
+
+#[test]
+fn a_fork_whose_generated_test_fails_names_the_preset_and_step() {
+    let tpl = template_with_steps(
+        &[
+            "test -f README.md",
+            "echo 'assertion failed: 2 + 2 == 5' >&2; exit 3",
+            "true",
+        ],
+        None,
+    );
+    let a = test_cmd(tpl.path())
+        .args(["--yes", "--preset", "basic"])
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("preset basic failed at step `echo 'assertion failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("assertion failed: 2 + 2 == 5"),
+        "tail of the log: {stderr}"
+    );
+    assert!(stderr.contains("0 passed, 1 failed"), "{stderr}");
+    // The failed project is kept for inspection, and its path is printed.
+    let kept = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("the rendered project is kept in "))
+        .unwrap();
+    assert!(Path::new(kept).join("README.md").is_file(), "{kept}");
+    let _ = std::fs::remove_dir_all(Path::new(kept).parent().unwrap().parent().unwrap());
+}
+
+#[test]
+fn without_yes_and_without_a_terminal_it_refuses() {
+    let tpl = template_with_steps(&["touch /tmp/stackwise-test-must-not-run"], None);
+    test_cmd(tpl.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--yes"));
+}
+
+#[test]
+fn a_step_that_hangs_is_killed_with_its_process_group_at_the_timeout() {
+    let marker = TempDir::new().unwrap();
+    let pidfile = marker.path().join("bg.pid");
+    let step = format!("sleep 300 & echo $! > {}; sleep 300", pidfile.display());
+    let tpl = template_with_steps(&[&step], Some(2));
+    let started = Instant::now();
+    let a = test_cmd(tpl.path())
+        .args(["--yes", "--preset", "basic", "--json"])
+        .assert()
+        .code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(doc["results"][0]["steps"][1]["status"], "timeout");
+    let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_string();
+    // The background `sleep` the step started is gone too.
+    std::thread::sleep(Duration::from_millis(300));
+    // Gone, or a zombie waiting for init to reap it: either way it no longer runs.
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let running = state
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().next())
+        .is_some_and(|s| s != "Z");
+    assert!(!running, "process {pid} outlived its step: {state}");
+}
+
+#[test]
+fn steps_run_without_network_where_unshare_works() {
+    let sandbox = std::process::Command::new("unshare")
+        .args(["-rn", "sh", "-c", "ip link set lo up"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !sandbox {
+        eprintln!("skipped: `unshare -rn` is not available here");
+        return;
+    }
+    // A server on this machine's loopback, in the test's own network namespace: a step that
+    // can reach it has the host's network; a sandboxed one cannot.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let step = format!("python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), 2)\"");
+    let tpl = template_with_steps(&[&step], None);
+    let a = test_cmd(tpl.path())
+        .args(["--yes", "--preset", "basic", "--json"])
+        .assert()
+        .code(1);
+    let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(doc["sandbox"], true);
+    assert_eq!(doc["results"][0]["steps"][1]["status"], "fail");
+    assert!(
+        doc["results"][0]["steps"][1]["log"]
+            .as_str()
+            .unwrap()
+            .contains("refused")
+    );
+    drop(listener);
+}
