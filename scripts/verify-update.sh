@@ -35,6 +35,9 @@ echo "==> stackwise new shop --preset $PRESET --install"
 P=$W/shop
 [ -f "$P/uv.lock" ] || fail "no uv.lock after --install"
 lock_before=$(sha256sum "$P/uv.lock")
+[ "$(git -C "$P" log -1 --format=%s)" = "stackwise: lockfiles from install" ] || fail "the lockfiles are not in their own commit"
+git -C "$P" log -1 --format=%B HEAD^ | grep -q '^Stackwise-Render: ' || fail "the first commit is not a render commit"
+! git -C "$P" cat-file -e HEAD^:uv.lock 2>/dev/null || fail "the render commit holds uv.lock"
 
 echo "==> the user's work"
 cat >"$P/src/shop/pricing.py" <<'PY'
