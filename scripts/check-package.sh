@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Proves the published form works for `cargo install` users: packages the crate, builds the
-# packaged sources (not this checkout) and generates a project with that binary. The templates
+# packaged sources (not this checkout) and generates a project with that binary. Run it last:
+# it replaces target/debug/stackwise with the binary built from the package. The templates
 # and presets must be inside the package for this to pass.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -9,9 +10,10 @@ version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 cargo package --quiet --no-verify --allow-dirty
 pkg="target/package/stackwise-$version"
 test -f "$pkg/Cargo.toml"
-# The packaged sources build on their own; the shared target dir reuses compiled dependencies.
-cargo build --quiet --manifest-path "$pkg/Cargo.toml" --target-dir target/package-build
-bin=target/package-build/debug/stackwise
+# The packaged sources build on their own (their own Cargo.lock, no file of this checkout);
+# the shared target dir only spares recompiling the dependencies.
+cargo build --quiet --locked --manifest-path "$pkg/Cargo.toml" --target-dir target
+bin=target/debug/stackwise
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for preset in ml-api ai-product; do

@@ -36,8 +36,8 @@ pub fn network_sandbox_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The environment a step sees: `PATH`, `LANG`, proxy variables, the package managers' cache
-/// and registry settings, and `HOME` set to `home` — nothing else. Caches that live under the
+/// The environment a step sees: `PATH`, `LANG`, proxy variables and TLS trust settings, the
+/// package managers' cache and registry settings, and `HOME` set to `home` — nothing else. Caches that live under the
 /// user's home by default are pointed there explicitly, so a step finds what install fetched.
 pub fn clean_env(home: &Path) -> Vec<(String, String)> {
     let real_home = std::env::var("HOME").unwrap_or_default();
@@ -49,7 +49,11 @@ pub fn clean_env(home: &Path) -> Vec<(String, String)> {
             || k.starts_with("PIP_")
             || k.starts_with("UV_")
             || lower.starts_with("npm_config_")
-            || k == "XDG_CACHE_HOME";
+            || k == "XDG_CACHE_HOME"
+            // TLS trust: a machine behind an inspecting proxy or a private mirror needs its CA
+            // bundle for the setup steps that fetch packages.
+            || matches!(k.as_str(), "SSL_CERT_FILE" | "SSL_CERT_DIR" | "NODE_EXTRA_CA_CERTS" | "GIT_SSL_CAINFO")
+            || k.ends_with("_CA_BUNDLE");
         if keep {
             env.push((k, v));
         }

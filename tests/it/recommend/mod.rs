@@ -1,7 +1,5 @@
 //! `stackwise recommend`: the decision framework of SPEC §1 run against the binary.
 
-#[path = "../common/mod.rs"]
-mod common;
 mod forks;
 mod project;
 mod scenarios;
@@ -10,7 +8,7 @@ mod terminal;
 
 use std::path::Path;
 
-use common::stackwise;
+use crate::common::stackwise;
 use predicates::prelude::*;
 use serde_json::Value;
 

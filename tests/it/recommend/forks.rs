@@ -4,8 +4,8 @@ use std::path::Path;
 
 use predicates::prelude::*;
 
+use super::recommend_json;
 use crate::common::stackwise;
-use crate::recommend_json;
 
 /// Copies the built-in template and presets into `dir` (a fork's template directory).
 fn fork_template(dir: &Path) {

@@ -1,9 +1,7 @@
 //! insta snapshots of what each built-in preset generates: the file list and the key files.
 //! Review changes with `cargo insta review`; a diff here is a change to every user's project.
 
-mod common;
-
-use common::{list_files, stackwise};
+use crate::common::{list_files, stackwise};
 use predicates::prelude::PredicateBooleanExt;
 use tempfile::TempDir;
 

@@ -1,38 +1,19 @@
 //! The CLI as a user runs it: every flag of `new`, and every bad input (exit code, message, and
 //! that nothing was written).
 
-mod common;
-
-use common::{assert_empty, fixture_template, list_files, stackwise, write};
+use crate::common::{Fixture, assert_empty, list_files, new_cmd, stackwise, write};
 use predicates::prelude::*;
 use tempfile::TempDir;
 
-fn fixture() -> (TempDir, TempDir) {
-    let tpl = TempDir::new().unwrap();
-    fixture_template(tpl.path());
-    (tpl, TempDir::new().unwrap())
-}
-
-fn new_cmd(tpl: &TempDir, out: &TempDir, name: &str) -> assert_cmd::Command {
-    let mut c = stackwise();
-    c.args(["new", name, "--yes", "--no-git", "-o"])
-        .arg(out.path())
-        .arg("--template")
-        .arg(tpl.path());
-    c
-}
-
-/// Adds `rel` with `content` to the fixture template and asserts that `new` fails with exit code
+/// Adds `rel` with `content` to the fixture template and expects `new` to fail with exit code
 /// 1, a message containing every `needle`, and nothing written.
 fn assert_template_rejected(rel: &str, content: &str, needles: &[&str]) {
-    let (tpl, out) = fixture();
-    write(tpl.path(), rel, content);
-    let assert = new_cmd(&tpl, &out, "app").assert().code(1);
-    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
-    for needle in needles {
-        assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
-    }
-    assert_empty(out.path());
+    Fixture::new().with(rel, content).rejects("app", &[], 1, needles);
+}
+
+fn fixture() -> (TempDir, TempDir) {
+    let Fixture { tpl, out } = Fixture::new();
+    (tpl, out)
 }
 
 #[test]

@@ -1,11 +1,9 @@
 //! `stackwise test`: a fork author's template rendered, installed and its `[test]` steps run.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{fixture_template, stackwise, write};
+use crate::common::{fixture_template, stackwise, write};
 use predicates::prelude::*;
 use tempfile::TempDir;
 

@@ -2,8 +2,8 @@
 
 use predicates::prelude::*;
 
+use super::recommend_json;
 use crate::common::stackwise;
-use crate::recommend_json;
 
 /// (scenario, flags, expected layout, expected preset), each from a row or a combination of rows
 /// of the decision table (SPEC §1).

@@ -2,38 +2,18 @@
 //! code, a message naming the culprit, that nothing escapes the target, that no staging is left,
 //! and that a user's file under `--force` is byte-identical after the failed run.
 
-mod common;
-
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{assert_empty, fixture_template, list_files, stackwise, write};
+use crate::common::{
+    Fixture, assert_empty, assert_mentions, fixture_template, list_files, new_cmd, stackwise, stderr_of, write,
+};
 use tempfile::TempDir;
 
 fn fixture() -> (TempDir, TempDir) {
-    let tpl = TempDir::new().unwrap();
-    fixture_template(tpl.path());
-    (tpl, TempDir::new().unwrap())
-}
-
-fn new_cmd(tpl: &Path, out: &Path, name: &str) -> assert_cmd::Command {
-    let mut c = stackwise();
-    c.args(["new", name, "--yes", "--no-git", "-o"])
-        .arg(out)
-        .arg("--template")
-        .arg(tpl);
-    c
-}
-
-fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
-}
-
-fn assert_mentions(stderr: &str, needles: &[&str]) {
-    for n in needles {
-        assert!(stderr.contains(n), "expected {n:?} in: {stderr}");
-    }
+    let Fixture { tpl, out } = Fixture::new();
+    (tpl, out)
 }
 
 /// Replaces the fixture's layouts with `layouts` (TOML text).

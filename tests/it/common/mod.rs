@@ -12,6 +12,65 @@ pub fn stackwise() -> Command {
     c
 }
 
+/// The fixture template (see [`fixture_template`]) and an empty output directory: the small
+/// builder for "run stackwise on this fixture and expect …".
+pub struct Fixture {
+    pub tpl: tempfile::TempDir,
+    pub out: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        let tpl = tempfile::TempDir::new().unwrap();
+        fixture_template(tpl.path());
+        Fixture {
+            tpl,
+            out: tempfile::TempDir::new().unwrap(),
+        }
+    }
+
+    /// Adds (or replaces) a file of the template.
+    pub fn with(self, rel: &str, content: impl AsRef<[u8]>) -> Self {
+        write(self.tpl.path(), rel, content);
+        self
+    }
+
+    /// `stackwise new NAME --yes --no-git -o OUT --template TPL`; add arguments before running.
+    pub fn new_cmd(&self, name: &str) -> Command {
+        new_cmd(self.tpl.path(), self.out.path(), name)
+    }
+
+    /// Runs `new NAME ARGS…` and expects exit `code`, every needle in stderr, and nothing
+    /// written to the output directory. Returns stderr.
+    pub fn rejects(&self, name: &str, args: &[&str], code: i32, needles: &[&str]) -> String {
+        let a = self.new_cmd(name).args(args).assert().code(code);
+        let stderr = stderr_of(&a);
+        assert_mentions(&stderr, needles);
+        assert_empty(self.out.path());
+        stderr
+    }
+}
+
+/// `stackwise new NAME --yes --no-git -o OUT --template TPL`.
+pub fn new_cmd(tpl: impl AsRef<Path>, out: impl AsRef<Path>, name: &str) -> Command {
+    let mut c = stackwise();
+    c.args(["new", name, "--yes", "--no-git", "-o"])
+        .arg(out.as_ref())
+        .arg("--template")
+        .arg(tpl.as_ref());
+    c
+}
+
+pub fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&a.get_output().stderr).into_owned()
+}
+
+pub fn assert_mentions(text: &str, needles: &[&str]) {
+    for n in needles {
+        assert!(text.contains(n), "expected {n:?} in: {text}");
+    }
+}
+
 /// Every file below `dir`, relative and sorted (ignoring `.git`).
 pub fn list_files(dir: &Path) -> Vec<String> {
     let mut out: Vec<String> = walkdir::WalkDir::new(dir)

@@ -1,0 +1,12 @@
+//! The integration tests: one binary (one link, one run) that drives `stackwise` as a user
+//! does — spawning the binary on fixture templates and real git repositories.
+//!
+//! `common` holds the fixture template and [`common::Fixture`], the small builder for "run
+//! stackwise on this fixture and expect …".
+
+mod cli;
+mod common;
+mod hostile;
+mod recommend;
+mod snapshots;
+mod testcmd;
