@@ -10,3 +10,4 @@ mod hostile;
 mod recommend;
 mod snapshots;
 mod testcmd;
+mod update;

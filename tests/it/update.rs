@@ -1,12 +1,10 @@
 //! `stackwise update` end to end: a fixture template in two versions, a user's project between
 //! them, real git repositories, the binary spawned. Contract: SPEC §6.1.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
-use common::{list_files, stackwise, write};
+use crate::common::{list_files, stackwise, write};
 use git2::Repository;
 use serde_json::Value;
 use tempfile::TempDir;
