@@ -52,18 +52,45 @@ def test_with_tax() -> None:
     assert with_tax(10.0) == 12.0
 PY
 printf '\nOur team owns this service.\n' >>"$P/README.md"
+printf '\n\n# Pricing lives in shop.pricing (the team'"'"'s own module).\n' >>"$P/src/shop/routes.py"
 git -C "$P" add -A
 git -C "$P" commit -q -m "pricing"
 user_commit=$(git -C "$P" rev-parse HEAD)
 
 echo "==> stackwise update --preset $TO"
-"$BIN" update "$P" --preset "$TO" --yes || fail "update exited $?"
+status=0
+"$BIN" update "$P" --preset "$TO" --yes || status=$?
+if [ "$status" = 3 ]; then
+  # Conflicts are the user's to resolve, as in any merge: keep the user's side of each hunk.
+  echo "==> resolving the conflicts the update left: $(git -C "$P" diff --name-only --diff-filter=U | tr '\n' ' ')"
+  git -C "$P" diff --name-only --diff-filter=U | while read -r f; do
+    python3 - "$P/$f" <<'PY'
+import re, sys
+path = sys.argv[1]
+text = open(path).read()
+text = re.sub(r"<<<<<<< [^\n]*\n(.*?)\|\|\|\|\|\|\| [^\n]*\n.*?=======\n.*?>>>>>>> [^\n]*\n", r"\1", text, flags=re.S)
+open(path, "w").write(text)
+PY
+    git -C "$P" add "$f"
+  done
+  git -C "$P" commit -q --no-edit
+elif [ "$status" != 0 ]; then
+  fail "update exited $status"
+fi
 [ -f "$P/ml-service/src/shop/pricing.py" ] || fail "the user's module did not move to ml-service/"
 [ -f "$P/ml-service/tests/test_pricing.py" ] || fail "the user's test did not move"
 grep -q "Our team owns this service." "$P/ml-service/README.md" || fail "the user's README line is lost"
 [ -z "$(git -C "$P" status --porcelain)" ] || fail "the work tree is not clean after the update"
 git -C "$P" log --follow --format=%H -- ml-service/src/shop/pricing.py | grep -q "$user_commit" \
   || fail "git log --follow does not reach the user's commit"
+
+echo "==> re-lock what the update changed (the update prints these commands)"
+(cd "$P/ml-service" && uv lock --quiet)
+if [ -f "$P/gateway/package.json" ]; then
+  (cd "$P/gateway" && npm install --package-lock-only --ignore-scripts --no-audit --no-fund --silent)
+fi
+git -C "$P" add -A
+git -C "$P" commit -q -m "lockfiles after growing into $TO"
 
 echo "==> the hybrid project works"
 for target in install test lint typecheck e2e; do
