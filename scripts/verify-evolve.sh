@@ -87,7 +87,9 @@ git -C "$P" log --follow --format=%H -- ml-service/src/shop/pricing.py | grep -q
 echo "==> re-lock what the update changed (the update prints these commands)"
 (cd "$P/ml-service" && uv lock --quiet)
 if [ -f "$P/gateway/package.json" ]; then
-  (cd "$P/gateway" && npm install --package-lock-only --ignore-scripts --no-audit --no-fund --silent)
+  # A full install (not --package-lock-only): this registry mirror lacks some optional platform
+  # packages, so a lock-only resolution leaves `npm ci` out of sync (see the session notes).
+  (cd "$P/gateway" && npm install --ignore-scripts --no-audit --no-fund --silent)
 fi
 git -C "$P" add -A
 git -C "$P" commit -q -m "lockfiles after growing into $TO"
