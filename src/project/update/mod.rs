@@ -7,6 +7,7 @@
 //! rendered again with the recorded answers. Contract: SPEC §6.1.
 
 pub mod answers;
+pub mod evolve;
 pub mod merge;
 pub mod repo;
 pub mod report;
@@ -275,11 +276,10 @@ fn choose_preset(
             None => (None, rec.layout.clone()),
         },
     };
-    if layout != rec.layout {
-        return Err(refuse(format!(
-            "the project has the {} layout and the update asks for {layout}; changing the layout is not an update of the files in place (the service has to move first), and this version of stackwise does not do it",
-            rec.layout
-        )));
+    if layout != rec.layout
+        && let evolve::Change::Refused(why) = evolve::classify(&template.manifest, &rec.layout, &layout)?
+    {
+        return Err(refuse(why));
     }
     Ok((preset, layout))
 }
@@ -346,9 +346,50 @@ pub fn update(req: &UpdateRequest, prompter: &mut dyn Prompter, progress: &mut d
     notes.extend(base_note);
     let render_msg = git::render_message(&info, &rendered.layout, rendered.preset.as_deref());
     let theirs = git::write_render_commit(&repo, &rendered.files, &render_msg, Some(base))?;
-    let base_tree = repo.find_commit(base)?.tree_id();
+    let mut base_tree = repo.find_commit(base)?.tree_id();
     let theirs_tree = repo.find_commit(theirs)?.tree_id();
     let writes = !(req.dry_run || req.check);
+    // A layout that grows (SPEC §6.2): the service moves first, in a commit of its own, and the
+    // previous render is relocated the same way to be the merge base.
+    let mut ours_tree = head.tree_id();
+    let mut moved: Vec<FileReport> = Vec::new();
+    let mut moves = evolve::Moves::default();
+    if rendered.layout != rec.layout {
+        let (old, new) = (
+            &template.manifest.layouts[&rec.layout],
+            &template.manifest.layouts[&rendered.layout],
+        );
+        let keys =
+            |t: Oid| -> Result<BTreeSet<String>> { Ok(merge::tree_files(&repo.find_tree(t)?)?.into_keys().collect()) };
+        moves = evolve::plan(old, new, &keys(base_tree)?, &keys(ours_tree)?);
+        base_tree = evolve::relocate(&repo, base_tree, &moves)?;
+        moved = moves
+            .renames
+            .iter()
+            .map(|(from, to)| FileReport {
+                path: to.clone(),
+                status: FileStatus::Renamed,
+                from: Some(from.clone()),
+            })
+            .collect();
+        if !moves.stays.is_empty() {
+            notes.push(format!(
+                "your files outside the service stay where they are: {}",
+                moves.stays.join(", ")
+            ));
+        }
+        // The merge is computed against HEAD relocated in memory; the move-only commit, which
+        // has exactly that tree, is written only when the update writes.
+        ours_tree = evolve::relocate(&repo, ours_tree, &moves)?;
+        if !writes {
+            notes.push(format!(
+                "would first move {} files in a move-only commit (e.g. {} → {})",
+                moves.renames.len(),
+                moves.renames.keys().next().map_or("", String::as_str),
+                moves.renames.values().next().map_or("", String::as_str)
+            ));
+        }
+    }
     if writes {
         repo::clear_pending(&repo)?;
     }
@@ -404,8 +445,14 @@ pub fn update(req: &UpdateRequest, prompter: &mut dyn Prompter, progress: &mut d
         their_label: format!("template {}", describe(&info)),
         ancestor_label: format!("last render {}", describe(&old_side)),
     };
-    let mut merged = merge::merge_in_memory(&repo, head.tree_id(), &spec)?;
-    restore_unchanged(&repo, &mut merged, head.tree_id(), theirs_tree, &restore)?;
+    let mut merged = merge::merge_in_memory(&repo, ours_tree, &spec)?;
+    restore_unchanged(&repo, &mut merged, ours_tree, theirs_tree, &restore)?;
+    for m in moved {
+        if !merged.files.iter().any(|f| f.path == m.path) {
+            merged.files.push(m);
+        }
+    }
+    merged.files.sort_by(|a, b| a.path.cmp(&b.path));
     outcome.files = merged.files.clone();
     let conflicts = merged.has_conflicts();
     outcome.status = if conflicts {
@@ -413,15 +460,34 @@ pub fn update(req: &UpdateRequest, prompter: &mut dyn Prompter, progress: &mut d
     } else {
         UpdateStatus::Clean
     };
-    let changed_manifests = changed_dependency_manifests(&repo, head.tree_id(), &merged)?;
+    let changed_manifests = changed_dependency_manifests(&repo, ours_tree, &merged)?;
     let steps = install::steps_for(&changed_manifests);
     if !writes {
         outcome.relock = steps.iter().map(relock_command).collect();
         return Ok(outcome);
     }
 
-    let in_the_way = merge::untracked_in_the_way(&repo, head.tree_id(), &merged.index)?;
+    let before_moves = head.id();
+    if !moves.renames.is_empty() {
+        let message = format!(
+            "stackwise: move the service for the {} layout\n\nA move-only commit before the update to {}: every file keeps its content, so\n`git log --follow` and blame keep their history.\n",
+            rendered.layout,
+            rendered.preset.as_deref().unwrap_or(&rendered.layout)
+        );
+        let id = evolve::commit_moves(&repo, &moves, &message)?;
+        outcome.notes.push(format!(
+            "moved {} files in commit {}",
+            moves.renames.len(),
+            repo::short(id)
+        ));
+    }
+    let in_the_way = merge::untracked_in_the_way(&repo, ours_tree, &merged.index)?;
     if !in_the_way.is_empty() {
+        if !moves.renames.is_empty() {
+            // Back to where the project was: the work tree was clean before the move.
+            let obj = repo.find_object(before_moves, None)?;
+            repo.reset(&obj, git2::ResetType::Hard, None)?;
+        }
         return Err(refuse(format!(
             "untracked files are where the template's new files go ({}): move them away or commit them first",
             in_the_way.join(", ")

@@ -1,0 +1,315 @@
+//! Evolving a layout (SPEC §6.2): a python or node project grows into the hybrid stack.
+//!
+//! Which files move is computed from the manifest, never from a list: every file belongs to the
+//! mount of the old layout with the longest matching path; when that mount's component is
+//! mounted elsewhere in the new layout, the file moves there. A user's own file moves with the
+//! component whose directory it sits in; a user's file at the root of a `.` mount, outside every
+//! directory the component writes, stays and is reported. Git does the rest: a move-only commit
+//! (100 % renames, so `git log --follow` and blame keep the history), then the ordinary update
+//! merge with the previous render relocated the same way as its base.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use git2::build::{CheckoutBuilder, TreeUpdateBuilder};
+use git2::{Oid, Repository};
+
+use super::merge::tree_files;
+use crate::error::{Error, Result};
+use crate::project::record::RECORD_FILE;
+use crate::template::manifest::{Layout, Manifest};
+
+/// How a layout change relates the two layouts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Every component of the old layout is mounted in the new one: the project can grow.
+    Grow,
+    /// The new layout lacks a component the project has (hybrid → python, python ↔ node).
+    Refused(String),
+}
+
+/// Whether `old` → `new` keeps every component of the old layout.
+pub fn classify(manifest: &Manifest, old: &str, new: &str) -> Result<Change> {
+    let (Some(o), Some(n)) = (manifest.layouts.get(old), manifest.layouts.get(new)) else {
+        return Err(Error::UnknownLayout {
+            name: if manifest.layouts.contains_key(old) {
+                new.to_string()
+            } else {
+                old.to_string()
+            },
+            available: manifest.layout_names(),
+        });
+    };
+    let missing: Vec<&str> = o
+        .mounts
+        .iter()
+        .filter(|m| !n.mounts.iter().any(|nm| nm.component == m.component))
+        .map(|m| m.component.as_str())
+        .collect();
+    if missing.is_empty() {
+        return Ok(Change::Grow);
+    }
+    let shrinks = n
+        .mounts
+        .iter()
+        .all(|nm| o.mounts.iter().any(|m| m.component == nm.component));
+    let why = if shrinks {
+        format!(
+            "the {new} layout has no place for {} of this {old} project: going from {old} to {new} only removes parts, and stackwise never deletes a service with your code in it",
+            missing.join(", ")
+        )
+    } else {
+        format!(
+            "the {new} layout does not mount {}, the component this {old} project is built on, so there is no component to keep your code in (a sideways move is a rewrite, not an update)",
+            missing.join(", ")
+        )
+    };
+    Ok(Change::Refused(format!(
+        "{why}\n  hint: keep the {old} layout and update within it, or generate a new {new} project with `stackwise new` and move your code over by hand"
+    )))
+}
+
+/// The mount of `layout` a path belongs to: the longest `at` that is a prefix of it.
+fn owner<'a>(layout: &'a Layout, path: &str) -> Option<(&'a str, &'a str)> {
+    layout
+        .mounts
+        .iter()
+        .filter(|m| m.at == "." || path == m.at || path.starts_with(&format!("{}/", m.at)))
+        .max_by_key(|m| if m.at == "." { 0 } else { m.at.len() + 1 })
+        .map(|m| (m.component.as_str(), m.at.as_str()))
+}
+
+fn relative<'p>(at: &str, path: &'p str) -> &'p str {
+    if at == "." {
+        path
+    } else {
+        path[at.len()..].trim_start_matches('/')
+    }
+}
+
+fn join(at: &str, rel: &str) -> String {
+    if at == "." {
+        rel.to_string()
+    } else {
+        format!("{at}/{rel}")
+    }
+}
+
+/// The moves of a layout change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Moves {
+    /// old path → new path, for every file that moves.
+    pub renames: BTreeMap<String, String>,
+    /// The user's files that stay where they are (outside every component).
+    pub stays: Vec<String>,
+}
+
+impl Moves {
+    pub fn target(&self, path: &str) -> String {
+        self.renames.get(path).cloned().unwrap_or_else(|| path.to_string())
+    }
+}
+
+/// Plans the moves from the old layout to the new one, for the files of the base render
+/// (`rendered`, which the template wrote) and of the project (`project`, HEAD's files).
+pub fn plan(old: &Layout, new: &Layout, rendered: &BTreeSet<String>, project: &BTreeSet<String>) -> Moves {
+    let new_at = |component: &str| {
+        new.mounts
+            .iter()
+            .find(|m| m.component == component)
+            .map(|m| m.at.as_str())
+    };
+    // The top-level directories (relative to its mount) each component of the old layout wrote.
+    let mut dirs: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for p in rendered {
+        if let Some((c, at)) = owner(old, p)
+            && let Some((first, _)) = relative(at, p).split_once('/')
+        {
+            dirs.entry(c).or_default().insert(first.to_string());
+        }
+    }
+    let mut moves = Moves::default();
+    for p in rendered.union(project) {
+        if p == RECORD_FILE {
+            continue;
+        }
+        let Some((component, at)) = owner(old, p) else { continue };
+        let Some(to) = new_at(component) else { continue };
+        let rel = relative(at, p);
+        let inside = rendered.contains(p)
+            || at != "."
+            || lockfile_of_rendered_manifest(rendered, at, rel)
+            || rel
+                .split_once('/')
+                .is_some_and(|(first, _)| dirs.get(component).is_some_and(|d| d.contains(first)));
+        if !inside {
+            moves.stays.push(p.clone());
+            continue;
+        }
+        if to != at {
+            moves.renames.insert(p.clone(), join(to, rel));
+        }
+    }
+    moves
+}
+
+/// A lockfile belongs beside the manifest it locks: `uv.lock` moves with the component that
+/// wrote `pyproject.toml` next to it, `package-lock.json` with `package.json`.
+fn lockfile_of_rendered_manifest(rendered: &BTreeSet<String>, at: &str, rel: &str) -> bool {
+    let (dir, name) = rel.rsplit_once('/').map_or(("", rel), |(d, n)| (d, n));
+    let manifest = match name {
+        "uv.lock" => "pyproject.toml",
+        "package-lock.json" => "package.json",
+        _ => return false,
+    };
+    let beside = if dir.is_empty() {
+        manifest.to_string()
+    } else {
+        format!("{dir}/{manifest}")
+    };
+    rendered.contains(&join(at, &beside))
+}
+
+/// A copy of `tree` with every rename of `moves` applied (the blobs themselves unchanged).
+pub fn relocate(repo: &Repository, tree: Oid, moves: &Moves) -> Result<Oid> {
+    let t = repo.find_tree(tree)?;
+    let files = tree_files(&t)?;
+    let mut b = TreeUpdateBuilder::new();
+    for (path, (id, mode)) in &files {
+        if let Some(to) = moves.renames.get(path) {
+            b.remove(path.as_str());
+            let mode = match mode {
+                0o100755 => git2::FileMode::BlobExecutable,
+                0o120000 => git2::FileMode::Link,
+                _ => git2::FileMode::Blob,
+            };
+            b.upsert(to.as_str(), *id, mode);
+        }
+    }
+    Ok(b.create_updated(repo, &t)?)
+}
+
+/// The move-only commit on the current branch: HEAD's tree relocated, the work tree and index
+/// brought along (the caller has checked that both are clean). Returns the commit id.
+pub fn commit_moves(repo: &Repository, moves: &Moves, message: &str) -> Result<Oid> {
+    let head = repo.head()?.peel_to_commit()?;
+    let moved = relocate(repo, head.tree_id(), moves)?;
+    let tree = repo.find_tree(moved)?;
+    let mut co = CheckoutBuilder::new();
+    co.safe();
+    repo.checkout_tree(tree.as_object(), Some(&mut co))?;
+    let mut index = repo.index()?;
+    index.read_tree(&tree)?;
+    index.write()?;
+    let sig = crate::project::git::signature(repo)?;
+    let id = repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[&head])?;
+    // Directories left empty by the move go too (git does not track directories).
+    if let Some(workdir) = repo.workdir() {
+        for old in moves.renames.keys() {
+            let mut dir = std::path::Path::new(old).parent();
+            while let Some(d) = dir {
+                if d.as_os_str().is_empty() || std::fs::remove_dir(workdir.join(d)).is_err() {
+                    break;
+                }
+                dir = d.parent();
+            }
+        }
+    }
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::manifest::Mount;
+
+    fn layout(mounts: &[(&str, &str)]) -> Layout {
+        Layout {
+            description: String::new(),
+            mounts: mounts
+                .iter()
+                .map(|(c, at)| Mount {
+                    component: c.to_string(),
+                    at: at.to_string(),
+                    flags: toml::Table::new(),
+                })
+                .collect(),
+        }
+    }
+
+    fn set(paths: &[&str]) -> BTreeSet<String> {
+        paths.iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn the_service_moves_with_the_users_files_inside_it_and_root_files_stay() {
+        let python = layout(&[("python-service", "."), ("k8s", "deploy/k8s")]);
+        let hybrid = layout(&[
+            ("hybrid-root", "."),
+            ("python-service", "ml-service"),
+            ("node-service", "gateway"),
+            ("k8s", "deploy/k8s"),
+        ]);
+        let rendered = set(&[
+            ".stackwise.toml",
+            "README.md",
+            "Makefile",
+            "pyproject.toml",
+            ".github/workflows/ci.yml",
+            "src/shop/app.py",
+            "tests/test_api.py",
+            "deploy/k8s/base/kustomization.yaml",
+        ]);
+        let project = set(&[
+            ".stackwise.toml",
+            "README.md",
+            "Makefile",
+            "pyproject.toml",
+            "uv.lock",
+            ".github/workflows/ci.yml",
+            "src/shop/app.py",
+            "src/shop/pricing.py",
+            "tests/test_api.py",
+            "tests/test_pricing.py",
+            "deploy/k8s/base/kustomization.yaml",
+            "NOTES.md",
+            "scripts/seed.sh",
+        ]);
+        let m = plan(&python, &hybrid, &rendered, &project);
+        assert_eq!(m.target("src/shop/pricing.py"), "ml-service/src/shop/pricing.py");
+        assert_eq!(m.target("tests/test_pricing.py"), "ml-service/tests/test_pricing.py");
+        assert_eq!(m.target("README.md"), "ml-service/README.md");
+        assert_eq!(
+            m.target(".github/workflows/ci.yml"),
+            "ml-service/.github/workflows/ci.yml"
+        );
+        assert_eq!(
+            m.target("deploy/k8s/base/kustomization.yaml"),
+            "deploy/k8s/base/kustomization.yaml"
+        );
+        assert_eq!(m.target(".stackwise.toml"), ".stackwise.toml");
+        assert_eq!(
+            m.target("uv.lock"),
+            "ml-service/uv.lock",
+            "the lockfile goes with its pyproject.toml"
+        );
+        assert_eq!(m.stays, vec!["NOTES.md".to_string(), "scripts/seed.sh".to_string()]);
+    }
+
+    #[test]
+    fn shrinking_and_sideways_are_refused_growing_is_not() {
+        let tree = crate::template::source::TemplateTree::builtin();
+        let manifest = Manifest::load(&tree).unwrap();
+        assert_eq!(classify(&manifest, "python", "hybrid").unwrap(), Change::Grow);
+        assert_eq!(classify(&manifest, "node", "hybrid").unwrap(), Change::Grow);
+        for (old, new, word) in [
+            ("hybrid", "python", "only removes"),
+            ("python", "node", "sideways"),
+            ("node", "python", "sideways"),
+        ] {
+            match classify(&manifest, old, new).unwrap() {
+                Change::Refused(why) => assert!(why.contains(word), "{old} → {new}: {why}"),
+                Change::Grow => panic!("{old} → {new} must be refused"),
+            }
+        }
+    }
+}
