@@ -6,6 +6,7 @@
 
 mod cli;
 mod common;
+mod evolve;
 mod hostile;
 mod recommend;
 mod snapshots;

@@ -1,12 +1,10 @@
 //! Growing a layout (SPEC §6.2): an `ml-api` project with the user's own code becomes
 //! `ai-product`, a `realtime` one `ai-realtime`; shrinking and sideways moves are refused.
 
-mod common;
-
 use std::path::Path;
 use std::process::Output;
 
-use common::{stackwise, write};
+use crate::common::{stackwise, write};
 use serde_json::Value;
 use tempfile::TempDir;
 
