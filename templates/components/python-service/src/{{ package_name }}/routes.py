@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 
+from .logs import describe
 from .model import Model
 from .schemas import Health, ModelInfo, PredictRequest, PredictResponse, Problem, Readiness
 
@@ -67,8 +68,7 @@ async def readyz(request: Request) -> Readiness | JSONResponse:
             await asyncio.wait_for(check(), timeout=2)
             checks[name] = "ok"
         except Exception as exc:  # any failure means "not ready"; the reason goes to the log only
-            error = f"{type(exc).__name__}: {exc}"
-            log.warning("readiness check failed", extra={"check": name, "error": error})
+            log.warning("readiness check failed", extra={"check": name, "error": describe(exc)})
             checks[name] = "unavailable"
     if all(value == "ok" for value in checks.values()):
         return Readiness(status="ready", checks=checks)
