@@ -9,9 +9,10 @@ objects fit together and the rules of this project:
   /healthz and readiness on /readyz, the others a liveness probe of their own;
 - autoscaling: at most one autoscaler (HPA or KEDA ScaledObject) per workload, its target
   exists, has no fixed `replicas`, and has CPU requests when scaled on CPU;
-- KEDA: the redis-streams triggers use documented metadata only, name the stream and consumer
-  group the code uses, cover every bus partition with a backlog (lagCount + activationLagCount)
-  and an in-flight (pendingEntriesCount) trigger, and authenticate from the Secret the pods read;
+- KEDA: the objects use known fields only, the redis-streams triggers documented metadata only;
+  they name the stream and consumer group the code uses, cover every bus partition with a
+  backlog (lagCount + activationLagCount) and an in-flight (pendingEntriesCount) trigger, and
+  authenticate from the Secret the pods read;
 - NetworkPolicies: ingress is denied by default, every allow rule selects existing pods and
   ports, every pod behind a Service is reachable through a policy;
 - hardening: non-root, seccomp RuntimeDefault, no privilege escalation, read-only root
@@ -73,6 +74,33 @@ REDIS_STREAMS_KEYS = frozenset(
     }
 )
 REDIS_STREAMS_TYPES = frozenset({"redis-streams", "redis-cluster-streams"})
+# Fields of KEDA's ScaledObject and TriggerAuthentication (keda.sh/v1alpha1) this project may
+# use; kubernetes-validate has no schema for them, and the API server would drop a misspelt one.
+KEDA_FIELDS: dict[str, frozenset[str]] = {
+    "ScaledObject.spec": frozenset(
+        {
+            "scaleTargetRef",
+            "pollingInterval",
+            "cooldownPeriod",
+            "initialCooldownPeriod",
+            "idleReplicaCount",
+            "minReplicaCount",
+            "maxReplicaCount",
+            "fallback",
+            "advanced",
+            "triggers",
+        }
+    ),
+    "ScaledObject.spec.scaleTargetRef": frozenset(
+        {"apiVersion", "kind", "name", "envSourceContainerName"}
+    ),
+    "ScaledObject.spec.fallback": frozenset({"failureThreshold", "replicas", "behavior"}),
+    "ScaledObject.spec.triggers[]": frozenset(
+        {"type", "name", "metadata", "authenticationRef", "metricType", "useCachedMetrics"}
+    ),
+    "ScaledObject.spec.triggers[].authenticationRef": frozenset({"name", "kind"}),
+    "TriggerAuthentication.spec.secretTargetRef[]": frozenset({"parameter", "name", "key"}),
+}
 # The bus (contracts/README.md): partition p's job stream and its consumer group.
 STREAM = re.compile(r"^\{jobs:(\d+)\}:predict$")
 GROUP = "ml-workers"
@@ -336,6 +364,36 @@ def check_autoscaling(m: Manifests) -> Iterator[str]:
                     yield f"{ref_of(hpa)} scales on CPU but {pod.ref} has no CPU request"
 
 
+def keda_fields(doc: Doc) -> Iterator[tuple[str, Doc]]:
+    """(KEDA_FIELDS key, object) for every object of `doc` that KEDA_FIELDS describes."""
+    kind, spec = doc.get("kind"), doc.get("spec") or {}
+    if kind == "ScaledObject":
+        yield "ScaledObject.spec", spec
+        yield "ScaledObject.spec.scaleTargetRef", spec.get("scaleTargetRef") or {}
+        yield "ScaledObject.spec.fallback", spec.get("fallback") or {}
+        for trigger in spec.get("triggers") or []:
+            yield "ScaledObject.spec.triggers[]", trigger
+            yield (
+                "ScaledObject.spec.triggers[].authenticationRef",
+                trigger.get("authenticationRef") or {},
+            )
+    if kind == "TriggerAuthentication":
+        for target in spec.get("secretTargetRef") or []:
+            yield "TriggerAuthentication.spec.secretTargetRef[]", target
+
+
+def check_keda_fields(m: Manifests) -> Iterator[str]:
+    for doc in m.docs:
+        if api_group(doc) != "keda.sh":
+            continue
+        if doc.get("apiVersion") != "keda.sh/v1alpha1":
+            yield f"{ref_of(doc)}: apiVersion {doc.get('apiVersion')} is not keda.sh/v1alpha1"
+        for path, fields in keda_fields(doc):
+            unknown = sorted(set(fields) - KEDA_FIELDS[path])
+            if unknown:
+                yield f"{ref_of(doc)}: unknown fields {unknown} in {path}"
+
+
 def check_keda(m: Manifests) -> Iterator[str]:
     for scaled in m.of_kind("ScaledObject"):
         namespace = namespace_of(scaled)
@@ -535,6 +593,7 @@ RULES = (
     check_selectors,
     check_probes,
     check_autoscaling,
+    check_keda_fields,
     check_keda,
     check_network_policies,
     check_hardening,

@@ -152,6 +152,11 @@ class EachRuleCatchesItsMistake(unittest.TestCase):
         next(triggers(self.docs))["metadata"]["lagcount"] = "5"
         self.assert_finding("unknown metadata ['lagcount']")
 
+    def test_misspelt_keda_field(self) -> None:
+        spec = find(self.docs, "ScaledObject")["spec"]
+        spec["pollingIntervall"] = spec.pop("pollingInterval")
+        self.assert_finding("unknown fields ['pollingIntervall'] in ScaledObject.spec")
+
     def test_lag_trigger_that_cannot_wake_from_zero(self) -> None:
         for trigger in triggers(self.docs):
             trigger["metadata"].pop("activationLagCount", None)
