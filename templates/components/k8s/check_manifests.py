@@ -613,7 +613,8 @@ def check(docs: list[Doc]) -> list[str]:
 
 def check_code(docs: list[Doc], code_dirs: Iterable[Path]) -> list[str]:
     """The KEDA triggers watch what the code writes: the bus stream family and the group."""
-    if not any(doc.get("kind") == "ScaledObject" for doc in docs):
+    code_dirs = list(code_dirs)
+    if not code_dirs or not any(doc.get("kind") == "ScaledObject" for doc in docs):
         return []
     texts = [
         path.read_text(encoding="utf-8", errors="replace")
@@ -685,7 +686,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("check", help="check rendered overlays (one file per overlay)")
     run.add_argument("rendered", nargs="+", type=Path)
-    run.add_argument("--code", action="append", type=Path, default=[], help="source directory")
+    run.add_argument(
+        "--code", action="append", type=Path, default=[], help="source directory of the bus code"
+    )
     run.add_argument("--sources", type=Path, help="deploy/k8s: check the committed files too")
     split = sub.add_parser("core", help="print the objects of built-in API groups")
     split.add_argument("rendered", type=Path)

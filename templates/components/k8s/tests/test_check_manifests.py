@@ -69,6 +69,7 @@ class RenderedOverlays(unittest.TestCase):
     def test_the_code_uses_the_stream_and_group_of_the_triggers(self) -> None:
         docs = rendered("dev")
         find(docs, "ScaledObject")
+        self.assertTrue(CODE, "K8S_CODE names no source directory of the bus code")
         self.assertEqual(cm.check_code(docs, CODE), [])
 
     def test_committed_sources_hold_no_secret(self) -> None:
