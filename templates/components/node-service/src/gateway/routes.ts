@@ -91,10 +91,7 @@ const BODY_ERRORS = {
 };
 const busDown = described("Redis unreachable, backlog full, or shutting down; see Retry-After");
 
-export function registerGatewayRoutes(
-  app: App,
-  { ml, store, follower, streams, watchRecheckMs }: GatewayDeps,
-): void {
+export function registerGatewayRoutes(app: App, { ml, store, follower, streams, watchRecheckMs }: GatewayDeps): void {
   app.post(
     "/v1/predict",
     {
