@@ -76,20 +76,27 @@ async function onBus<T>(request: FastifyRequest, operation: () => Promise<T>, di
 }
 
 const { $id: _errorId, ...errorSchema } = ErrorResponse as typeof ErrorResponse & { $id?: string };
-/** The shared error body, described for the OpenAPI document. */
-const described = (description: string) => ({ ...errorSchema, description });
+const RETRY_AFTER = { "Retry-After": { type: "integer", minimum: 1, description: "Seconds to wait before retrying" } };
+/** The shared error body, described (with its response headers) for the OpenAPI document. */
+const described = (description: string, headers?: Record<string, unknown>) => ({
+  ...errorSchema,
+  description,
+  ...(headers === undefined ? {} : { headers }),
+});
 /** What every API-key route can answer besides its own statuses. */
 const COMMON_ERRORS = {
   400: described("Invalid request (validation_error)"),
-  401: described("Missing or invalid API key"),
-  429: described("Rate limit exceeded; see Retry-After"),
+  401: described("Missing or invalid API key", {
+    "WWW-Authenticate": { type: "string", description: 'ApiKey header="X-API-Key"' },
+  }),
+  429: described("Rate limit exceeded", RETRY_AFTER),
   500: described("Unexpected error (no details are disclosed)"),
 };
 const BODY_ERRORS = {
   413: described("Request body larger than BODY_LIMIT_BYTES"),
   415: described("Content-Type is not application/json"),
 };
-const busDown = described("Redis unreachable, backlog full, or shutting down; see Retry-After");
+const busDown = described("Redis unreachable, backlog full, or shutting down", RETRY_AFTER);
 
 export function registerGatewayRoutes(app: App, { ml, store, follower, streams, watchRecheckMs }: GatewayDeps): void {
   app.post(
@@ -123,10 +130,14 @@ export function registerGatewayRoutes(app: App, { ml, store, follower, streams, 
         body: PredictRequest,
         headers: JobsHeaders,
         response: {
-          202: { ...JobAccepted, description: "Job accepted; follow it at the Location header" },
+          202: {
+            ...JobAccepted,
+            description: "Job accepted",
+            headers: { Location: { type: "string", description: "/v1/jobs/{id} of the job" } },
+          },
           ...COMMON_ERRORS,
           ...BODY_ERRORS,
-          409: described("A request with the same Idempotency-Key is still in progress; see Retry-After"),
+          409: described("A request with the same Idempotency-Key is still in progress", RETRY_AFTER),
           422: described("Idempotency-Key already used with another request body"),
           503: busDown,
         },

@@ -5,7 +5,10 @@ interface Operation {
   security?: unknown[];
   parameters?: { in: string; name: string; required?: boolean; schema: unknown }[];
   requestBody?: { required?: boolean; content: Record<string, { schema: unknown }> };
-  responses: Record<string, { description: string; content?: Record<string, { schema: unknown }> }>;
+  responses: Record<
+    string,
+    { description: string; headers?: Record<string, unknown>; content?: Record<string, { schema: unknown }> }
+  >;
 }
 interface Document {
   openapi: string;
@@ -90,6 +93,18 @@ describe("GET /openapi.json", () => {
     expect(constraints(json(operation("get", "/v1/jobs/{id}"), "200"))).toEqual(constraints(contract("job-status")));
     const events = operation("get", "/v1/jobs/{id}/events").responses["200"];
     expect(Object.keys(events?.content ?? {})).toEqual(["text/event-stream"]);
+  });
+
+  it("documents Retry-After where a retry is expected, and Location of an accepted job", () => {
+    for (const [method, path, statuses] of ROUTES) {
+      for (const status of statuses.filter((code) => code === "409" || code === "429" || code === "503")) {
+        if (path === "/v1/predict" && status === "503") continue;
+        expect(operation(method, path).responses[status]?.headers, `${method} ${path} ${status}`).toHaveProperty(
+          "Retry-After",
+        );
+      }
+    }
+    expect(operation("post", "/v1/jobs").responses["202"]?.headers).toHaveProperty("Location");
   });
 
   it("documents the job id parameter and the Idempotency-Key header", () => {
