@@ -4,7 +4,7 @@ import type { FastifyRequest } from "fastify";
 import { Type } from "typebox";
 import { API_KEY_HEADER } from "../auth.js";
 import { ErrorResponse, HttpError } from "../errors.js";
-import { COMMAND_TIMEOUT_MS } from "../redis.js";
+import { COMMAND_TIMEOUT_MS, withDeadline } from "../redis.js";
 import type { App } from "../types.js";
 import { type JobEventMessage, type JobEventsFollower, watchJob } from "./events.js";
 import {
@@ -30,7 +30,7 @@ export interface GatewayDeps {
 const SSE_HEARTBEAT_MS = 15_000;
 export const RETRY_AFTER_SECONDS = 5;
 /** Longest a job route waits for Redis before answering 503 (covers a cluster with no node up). */
-const BUS_DEADLINE_MS = 2 * COMMAND_TIMEOUT_MS;
+export const BUS_DEADLINE_MS = 2 * COMMAND_TIMEOUT_MS;
 
 /** One Server-Sent Event: `event:` is the event type, `data:` the job event, `id:` the stream entry. */
 export function formatSse({ streamId, event }: JobEventMessage): string {
@@ -52,26 +52,12 @@ export function busUnavailable(): HttpError {
  * `discard` undoes the result of an operation that completes after its deadline passed.
  */
 async function onBus<T>(request: FastifyRequest, operation: () => Promise<T>, discard?: (late: T) => void): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  let late = false;
-  const running = operation().then((value) => {
-    if (late) discard?.(value);
-    return value;
-  });
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      late = true;
-      reject(new Error(`no answer from Redis within ${BUS_DEADLINE_MS} ms`));
-    }, BUS_DEADLINE_MS);
-  });
   try {
-    return await Promise.race([running, deadline]);
+    return await withDeadline(operation(), BUS_DEADLINE_MS, discard);
   } catch (err) {
     if (err instanceof HttpError) throw err;
     request.log.error({ err }, "job bus unavailable");
     throw busUnavailable();
-  } finally {
-    clearTimeout(timer);
   }
 }
 

@@ -2,8 +2,8 @@
 // job routes answer 503 with Retry-After and no exception text, never 500, and recover with Redis.
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { authed, type RunningApp } from "../support/app.js";
-import type { RedisServer } from "../support/redis.js";
+import { authed, type RunningApp, startApp } from "../support/app.js";
+import { type RedisServer, startRedis } from "../support/redis.js";
 import {
   eventually,
   type GatewayUnderTest,
@@ -89,5 +89,38 @@ describe("Redis outage", () => {
     const done = await sse.next(5_000);
     expect(done?.data).toMatchObject({ id, type: "done", result: PREDICTION });
     expect(await sse.next()).toBeNull();
+  }, 40_000);
+  it("starts while Redis is down, then serves jobs once it is up", async () => {
+    const later = await startRedis();
+    await later.stop();
+    const started = Date.now();
+    const early = await startApp({ REDIS_URL: later.url, ML_URL: stack.ml.url });
+    try {
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect((await fetch(`${early.url}/readyz`)).status).toBe(503);
+      const res = await fetch(`${early.url}/v1/jobs`, {
+        method: "POST",
+        headers: authed({ "content-type": "application/json", "x-request-id": "early-1" }),
+        body: JSON.stringify(IRIS),
+      });
+      await expectUnavailable(res, "early-1");
+      await later.restart();
+      await eventually(
+        async () =>
+          (
+            await fetch(`${early.url}/v1/jobs`, {
+              method: "POST",
+              headers: authed({ "content-type": "application/json" }),
+              body: JSON.stringify(IRIS),
+            })
+          ).status === 202,
+        10_000,
+        "POST /v1/jobs accepted",
+      );
+      await eventually(async () => (await fetch(`${early.url}/readyz`)).status === 200, 10_000, "ready");
+    } finally {
+      await early.close();
+      await later.stop();
+    }
   }, 40_000);
 });
