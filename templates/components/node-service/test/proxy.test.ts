@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { authed, type RunningApp, startApp } from "./support/app.js";
+import { postChunked } from "./support/http.js";
 import { freePort } from "./support/redis.js";
 import { startTestUpstream, type TestUpstream } from "./support/upstream.js";
 
@@ -81,6 +82,16 @@ describe("proxy /api/*", () => {
     });
     expect(res.status).toBe(413);
     expect(upstream.hits.get("POST /echo/big")).toBeUndefined();
+  });
+
+  it("413 for a chunked body too (no Content-Length), before contacting the upstream", async () => {
+    const res = await postChunked(
+      `${gateway.url}/api/echo/chunked`,
+      authed({ "content-type": "application/octet-stream" }),
+      5_000_000,
+    );
+    expect(res.status).toBe(413);
+    expect(upstream.hits.get("POST /echo/chunked")).toBeUndefined();
   });
 });
 
