@@ -72,3 +72,25 @@ export function postChunked(
     write();
   });
 }
+
+/**
+ * GET `path` exactly as written: fetch() and the URL class resolve `..` and `%2e%2e` before sending,
+ * a hostile client does not.
+ */
+export function getRaw(
+  baseUrl: string,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const { hostname, port } = new URL(baseUrl);
+    const req = request({ host: hostname, port, path, method: "GET", headers }, (res) => {
+      const parts: Buffer[] = [];
+      res.on("data", (part: Buffer) => parts.push(part));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString("utf8") }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
