@@ -4,7 +4,7 @@ import type { FastifyRequest } from "fastify";
 import { Type } from "typebox";
 import { Compile } from "typebox/compile";
 import { type Config, csv } from "../config.js";
-import { ErrorResponse, HttpError } from "../errors.js";
+import { ErrorResponse, HttpError, unavailable } from "../errors.js";
 import type { App } from "../types.js";
 import type { RoomHub, RoomMember } from "./hub.js";
 
@@ -61,7 +61,7 @@ export async function registerRealtime(
       name: "redis-subscriber",
       check: async () => {
         const status = hub.subscriberStatus();
-        if (status !== "ready") throw new Error(`subscriber connection is ${status}`);
+        if (status !== "ready") throw unavailable(`subscriber connection is ${status}`);
       },
     });
   }
