@@ -49,13 +49,14 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
 }
 
-/** A stand-in for the ML service: /healthz, and POST /predict behaving as `fake.behaviour` says. */
+/** A stand-in for the ML service: /healthz, /readyz, and POST /predict behaving as `fake.behaviour` says. */
 export async function startFakeMl(): Promise<FakeMl> {
   const calls: FakeMl["calls"] = [];
   // Tests set `behaviour` on the returned object, so the handler reads it from there.
   let fake: FakeMl | undefined;
   const server = await startStubServer((req, res) => {
-    if (req.method === "GET" && req.url === "/healthz") return json(res, 200, { status: "ok" });
+    if (req.method === "GET" && (req.url === "/healthz" || req.url === "/readyz"))
+      return json(res, 200, { status: "ok" });
     if (req.method !== "POST" || req.url !== "/predict") return json(res, 404, { detail: "Not Found" });
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
