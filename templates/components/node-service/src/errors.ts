@@ -74,13 +74,56 @@ function codeFor(status: number): string {
   return CODES[status] ?? (status >= 500 ? "internal_error" : "bad_request");
 }
 
-/** Install the error and not-found handlers: no stack traces, no internal messages on 5xx. */
+/** Seconds a client should wait before retrying when a backing service is down. */
+export const RETRY_AFTER_SECONDS = "2";
+
+const UNAVAILABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+]);
+const UNAVAILABLE_NAMES = new Set(["MaxRetriesPerRequestError", "ClusterAllFailedError"]);
+// ioredis's own messages for a connection that is down or slow, and Redis replies meaning "not now".
+const UNAVAILABLE_MESSAGES =
+  /^(Command timed out|Connection is closed|Stream isn't writeable|Cluster isn't ready|None of startup nodes|(LOADING|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY|BUSY) )/;
+
+/** True when `error` says a backing service (Redis) is unreachable, timing out or not ready: retry later. */
+export function isUnavailable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const { code } = error as { code?: unknown };
+  return (
+    (typeof code === "string" && UNAVAILABLE_CODES.has(code)) ||
+    UNAVAILABLE_NAMES.has(error.name) ||
+    UNAVAILABLE_MESSAGES.test(error.message)
+  );
+}
+
+/** 503 with Retry-After: a backing service is down; the message never carries its error text. */
+export function unavailable(message = "A backing service is unavailable, retry shortly"): HttpError {
+  return new HttpError(503, "service_unavailable", message, { "retry-after": RETRY_AFTER_SECONDS });
+}
+
+/**
+ * Install the error and not-found handlers: no stack traces, no internal messages on 5xx, and a
+ * backing service that is down (Redis unreachable or timing out) answers 503 with Retry-After.
+ */
 export function installErrorHandlers(app: FastifyInstance): void {
+  const sendHttpError = (request: FastifyRequest, reply: FastifyReply, error: HttpError) =>
+    sendError(request, reply.headers(error.headers), error.statusCode, error.code, error.message);
+
   app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
     if (error instanceof HttpError) {
       if (error.statusCode >= 500) request.log.warn({ err: error }, "request failed");
-      reply.headers(error.headers);
-      return sendError(request, reply, error.statusCode, error.code, error.message);
+      return sendHttpError(request, reply, error);
+    }
+    if (isUnavailable(error)) {
+      request.log.warn({ err: error }, "backing service unavailable");
+      return sendHttpError(request, reply, unavailable());
     }
     if (error.validation) {
       return sendError(request, reply, 400, "validation_error", error.message);

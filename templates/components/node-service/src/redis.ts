@@ -12,6 +12,11 @@ export interface ConnectOptions {
   blocking?: boolean;
   /** Batch the commands of one event-loop tick into one write (not for subscriber connections). */
   autoPipelining?: boolean;
+  /**
+   * false: a command sent while disconnected fails at once instead of waiting in the offline queue
+   * (from where it would still run after reconnecting, although its caller was already told 503).
+   */
+  offlineQueue?: boolean;
 }
 
 export const COMMAND_TIMEOUT_MS = 2_000;
@@ -74,7 +79,8 @@ export function connectRedis(url: string, options: ConnectOptions = {}): RedisCl
     common.commandTimeout = options.commandTimeoutMs ?? COMMAND_TIMEOUT_MS;
   }
   const enableAutoPipelining = options.autoPipelining ?? false;
-  if (!isClusterUrl(url)) return new Redis(url, { ...common, enableAutoPipelining });
+  const enableOfflineQueue = options.offlineQueue ?? true;
+  if (!isClusterUrl(url)) return new Redis(url, { ...common, enableAutoPipelining, enableOfflineQueue });
   const { nodes, username, password, tls } = parseClusterUrl(url);
   if (username !== undefined) common.username = username;
   if (password !== undefined) common.password = password;
@@ -82,6 +88,7 @@ export function connectRedis(url: string, options: ConnectOptions = {}): RedisCl
   return new Cluster(nodes, {
     redisOptions: common,
     enableAutoPipelining,
+    enableOfflineQueue,
     slotsRefreshTimeout: CONNECT_TIMEOUT_MS,
     clusterRetryStrategy: (times) => Math.min(100 * times, 2_000),
   });

@@ -52,7 +52,7 @@ export class MlClient {
     return payload;
   }
 
-  /** Resolves when the ML service's readiness endpoint (its model is loaded) answers 2xx. */
+  /** Resolves when the ML service is ready (its /readyz answers 2xx: model loaded, Redis reachable). */
   async ready(requestId: string): Promise<void> {
     const { status } = await this.#call("GET", "/readyz", requestId);
     if (status < 200 || status >= 300) {

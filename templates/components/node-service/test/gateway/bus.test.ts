@@ -67,7 +67,8 @@ describe("Redis URLs", () => {
   });
 
   it("the gateway accepts a cluster REDIS_URL and documents its bus defaults", () => {
-    const config = loadConfig({ REDIS_URL: "redis+cluster://127.0.0.1:7000,127.0.0.1:7001", ML_API_KEY: "k" });
+    const env = { API_KEYS: "client-key", ML_API_KEY: "ml-key" };
+    const config = loadConfig({ ...env, REDIS_URL: "redis+cluster://127.0.0.1:7000,127.0.0.1:7001" });
     expect(config).toMatchObject({
       BUS_PARTITIONS: 1,
       JOBS_MAX_BACKLOG: 50_000,
@@ -75,9 +76,7 @@ describe("Redis URLs", () => {
       EVENTS_RETENTION_MS: 600_000,
       WATCH_RECHECK_MS: 10_000,
     });
-    expect(() => loadConfig({ REDIS_URL: "redis://h:1", ML_API_KEY: "k", BUS_PARTITIONS: "0" })).toThrow(
-      /BUS_PARTITIONS/,
-    );
-    expect(() => loadConfig({ REDIS_URL: "redis://h:1" })).toThrow(/ML_API_KEY/);
+    expect(() => loadConfig({ ...env, REDIS_URL: "redis://h:1", BUS_PARTITIONS: "0" })).toThrow(/BUS_PARTITIONS/);
+    expect(() => loadConfig({ API_KEYS: "client-key", REDIS_URL: "redis://h:1" })).toThrow(/ML_API_KEY/);
   });
 });
