@@ -3,7 +3,7 @@ import { PassThrough, type Readable } from "node:stream";
 import type { FastifyRequest } from "fastify";
 import { Type } from "typebox";
 import { API_KEY_HEADER } from "../auth.js";
-import { ErrorResponse, HttpError } from "../errors.js";
+import { ErrorResponse, HttpError, RETRY_AFTER_SECONDS, unavailable } from "../errors.js";
 import { COMMAND_TIMEOUT_MS, withDeadline } from "../redis.js";
 import type { App } from "../types.js";
 import { type JobEventMessage, type JobEventsFollower, watchJob } from "./events.js";
@@ -28,7 +28,6 @@ export interface GatewayDeps {
 }
 
 const SSE_HEARTBEAT_MS = 15_000;
-const RETRY_AFTER_SECONDS = 5;
 /** Longest a job route waits for Redis before answering 503 (covers a cluster with no node up). */
 export const BUS_DEADLINE_MS = 2 * COMMAND_TIMEOUT_MS;
 
@@ -40,15 +39,9 @@ export function formatSse({ streamId, event }: JobEventMessage): string {
 
 const jobNotFound = (id: string): HttpError => new HttpError(404, "not_found", `Job ${id} not found`);
 
-/** The answer to a job route when Redis fails or does not answer: 503 with Retry-After, never the error text. */
-function busUnavailable(): HttpError {
-  return new HttpError(503, "service_unavailable", "The job queue is unavailable, retry later", {
-    "retry-after": String(RETRY_AFTER_SECONDS),
-  });
-}
-
 /**
- * Runs a job-bus operation with a deadline; Redis errors become 503, HTTP errors pass through.
+ * Runs a job-bus operation with a deadline; Redis errors become 503 with Retry-After (never the
+ * error text), HTTP errors pass through.
  * `discard` undoes the result of an operation that completes after its deadline passed.
  */
 async function onBus<T>(request: FastifyRequest, operation: () => Promise<T>, discard?: (late: T) => void): Promise<T> {
@@ -57,7 +50,7 @@ async function onBus<T>(request: FastifyRequest, operation: () => Promise<T>, di
   } catch (err) {
     if (err instanceof HttpError) throw err;
     request.log.error({ err }, "job bus unavailable");
-    throw busUnavailable();
+    throw unavailable("The job queue is unavailable, retry later");
   }
 }
 
@@ -143,7 +136,7 @@ export function registerGatewayRoutes(app: App, { ml, store, follower, streams, 
           if (err instanceof BacklogFullError) {
             request.log.warn({ backlog: err.backlog }, "job backlog full, shedding load");
             throw new HttpError(503, "backlog_full", "Too many queued jobs, retry later", {
-              "retry-after": String(RETRY_AFTER_SECONDS),
+              "retry-after": RETRY_AFTER_SECONDS,
             });
           }
           if (err instanceof IdempotencyConflictError) {
