@@ -188,7 +188,17 @@ export function registerGatewayRoutes(app: App, { ml, store, follower, streams, 
         response: {
           200: Type.Unsafe<Readable>({
             description: "An event stream that ends after the done or failed event",
-            content: { "text/event-stream": { schema: Type.String() } },
+            // One schema per event, as SSE clients (and schemathesis) read them.
+            content: {
+              "text/event-stream": {
+                schema: Type.Object({
+                  event: Type.String(),
+                  data: Type.String({ description: "a job event (contracts/job-event.schema.json) as JSON" }),
+                  id: Type.Optional(Type.String()),
+                  retry: Type.Optional(Type.Integer()),
+                }),
+              },
+            },
           }),
           ...COMMON_ERRORS,
           404: described("No such job"),
