@@ -2,6 +2,7 @@
 // GET /healthz with autocannon, prints a JSON summary and stops the server.
 // Knobs: BENCH_CONNECTIONS (default 50, max 200), BENCH_DURATION (seconds, default 10, max 60).
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { createServer } from "node:net";
 import autocannon from "autocannon";
 
@@ -19,7 +20,15 @@ const port = await new Promise((resolve, reject) => {
 });
 
 const server = spawn(process.execPath, ["dist/server.js"], {
-  env: { ...process.env, HOST: "127.0.0.1", PORT: String(port), LOG_LEVEL: "warn", NODE_ENV: "production" },
+  env: {
+    ...process.env,
+    HOST: "127.0.0.1",
+    PORT: String(port),
+    LOG_LEVEL: "warn",
+    NODE_ENV: "production",
+    // The service refuses to start without keys; /healthz itself needs none.
+    API_KEYS: process.env.API_KEYS || randomBytes(16).toString("hex"),
+  },
   stdio: ["ignore", "inherit", "inherit"],
 });
 const url = `http://127.0.0.1:${port}/healthz`;

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from "fastify";
-import { csv } from "./config.js";
+import { csv, SHA256_ENTRY } from "./config.js";
 import { HttpError } from "./errors.js";
 
 export const API_KEY_HEADER = "x-api-key";
@@ -22,24 +22,19 @@ function sha256(value: string): Buffer {
   return createHash("sha256").update(value, "utf8").digest();
 }
 
-/** Keys are held only as sha256 digests; `sha256:<hex>` entries are taken as digests already. */
+/**
+ * Keys are held only as sha256 digests; `sha256:<hex>` entries (any case) are taken as digests already.
+ * loadConfig has refused an empty list and malformed digests, so every entry here is usable.
+ */
 export function parseApiKeys(value: string): Buffer[] {
   return csv(value).map((entry) => {
-    if (entry.toLowerCase().startsWith("sha256:")) {
-      const hex = entry.slice("sha256:".length);
-      if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new Error("API_KEYS has a sha256: entry that is not 64 hex digits");
-      return Buffer.from(hex, "hex");
-    }
-    return sha256(entry);
+    const digest = SHA256_ENTRY.exec(entry)?.[1];
+    return digest === undefined ? sha256(entry) : Buffer.from(digest, "hex");
   });
 }
 
 export class ApiKeyVerifier {
   constructor(private readonly digests: readonly Buffer[]) {}
-
-  get size(): number {
-    return this.digests.length;
-  }
 
   /** Returns the key id when `key` is valid. Compares every digest in constant time. */
   verify(key: string | undefined): string | null {

@@ -1,9 +1,13 @@
 import { Type } from "typebox";
 import type { Config } from "./config.js";
-import { ErrorResponse } from "./errors.js";
+import { ErrorResponse, HttpError, RETRY_AFTER_SECONDS } from "./errors.js";
 import type { App } from "./types.js";
 
-/** A dependency probe for /readyz: resolve when the dependency answers, throw otherwise. */
+/**
+ * A dependency probe for /readyz: resolve when the dependency answers, throw otherwise. /readyz is
+ * public, so it shows the message of an HttpError (written for clients) and "unavailable" for any
+ * other error, whose text goes to the log only.
+ */
 export interface ReadinessCheck {
   name: string;
   check: () => Promise<void>;
@@ -31,16 +35,21 @@ const ReadyResponse = Type.Object(
   { additionalProperties: false },
 );
 
-async function withTimeout(check: ReadinessCheck): Promise<string> {
+/** "ok", or what a client may read about the failure; details are logged. */
+async function run(check: ReadinessCheck, log: App["log"]): Promise<string> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS);
+    timer = setTimeout(
+      () => reject(new HttpError(503, "timeout", `timed out after ${CHECK_TIMEOUT_MS} ms`)),
+      CHECK_TIMEOUT_MS,
+    );
   });
   try {
     await Promise.race([check.check(), timeout]);
     return "ok";
   } catch (error) {
-    return error instanceof Error ? error.message : String(error);
+    log.warn({ err: error, check: check.name }, "readiness check failed");
+    return error instanceof HttpError ? error.message : "unavailable";
   } finally {
     clearTimeout(timer);
   }
@@ -70,12 +79,14 @@ export function registerHealth(app: App, probeLogLevel: Config["LOG_LEVEL"]): vo
     },
     async (request, reply) => {
       const results = await Promise.all(
-        app.readinessChecks.map(async (check) => [check.name, await withTimeout(check)] as const),
+        app.readinessChecks.map(async (check) => [check.name, await run(check, request.log)] as const),
       );
       const checks = Object.fromEntries(results);
-      const ready = results.every(([, result]) => result === "ok");
-      if (!ready) request.log.warn({ checks }, "not ready");
-      return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "unavailable", checks });
+      if (results.every(([, result]) => result === "ok")) return reply.send({ status: "ready" as const, checks });
+      return reply
+        .code(503)
+        .header("retry-after", RETRY_AFTER_SECONDS)
+        .send({ status: "unavailable" as const, checks });
     },
   );
 }

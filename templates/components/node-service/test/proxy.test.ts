@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { upstreamPath } from "../src/proxy/proxy.js";
 import { authed, type RunningApp, startApp } from "./support/app.js";
+import { getRaw, postChunked } from "./support/http.js";
 import { freePort } from "./support/redis.js";
 import { startTestUpstream, type TestUpstream } from "./support/upstream.js";
 
@@ -81,6 +83,53 @@ describe("proxy /api/*", () => {
     });
     expect(res.status).toBe(413);
     expect(upstream.hits.get("POST /echo/big")).toBeUndefined();
+  });
+
+  it("413 for a chunked body too (no Content-Length), before contacting the upstream", async () => {
+    const res = await postChunked(
+      `${gateway.url}/api/echo/chunked`,
+      authed({ "content-type": "application/octet-stream" }),
+      5_000_000,
+    );
+    expect(res.status).toBe(413);
+    expect(upstream.hits.get("POST /echo/chunked")).toBeUndefined();
+  });
+});
+
+describe("path traversal", () => {
+  it("resolves dot segments, raw or percent-encoded, and refuses any that climb above the root", () => {
+    expect(upstreamPath("/a/b?x=1")).toBe("/a/b?x=1");
+    expect(upstreamPath("/a/./b/../c?x=../y")).toBe("/a/c?x=../y");
+    expect(upstreamPath("/a/%2e%2E/b")).toBe("/b");
+    expect(upstreamPath("/a/b/..")).toBe("/a/");
+    expect(upstreamPath("/a%20b/%2F")).toBe("/a%20b/%2F");
+    for (const climbing of ["/..", "/../x", "/%2e%2e/x", "/%2E./x", "/a/../../x", "/a/%2e%2e/%2e%2e/x"]) {
+      expect(upstreamPath(climbing), climbing).toBeNull();
+    }
+    for (const hidden of ["/a/..%2f..%2fx", "/a/..%5Cx", "/a/..\\x", "/a/..;/x", "/a/%zz"]) {
+      expect(upstreamPath(hidden), hidden).toBeNull();
+    }
+  });
+
+  it("400 over HTTP for ../ and %2e%2e escapes, and nothing reaches the upstream", async () => {
+    const before = [...upstream.hits.values()].reduce((sum, count) => sum + count, 0);
+    for (const path of [
+      "/api/../admin",
+      "/api/%2e%2e/admin",
+      "/api/echo/%2E%2E/%2e%2e/admin",
+      "/api/echo/..%2f..%2fadmin",
+    ]) {
+      const res = await getRaw(gateway.url, path, authed({ "x-request-id": "traversal-1" }));
+      expect(res.status, path).toBe(400);
+      expect(JSON.parse(res.body)).toMatchObject({ error: { code: "bad_request", requestId: "traversal-1" } });
+    }
+    expect([...upstream.hits.values()].reduce((sum, count) => sum + count, 0)).toBe(before);
+  });
+
+  it("forwards a path whose dot segments stay inside, resolved", async () => {
+    const res = await getRaw(gateway.url, "/api/echo/skip/%2e%2e/./kept?q=1", authed());
+    expect(res.status).toBe(200);
+    expect((JSON.parse(res.body) as Echo).url).toBe("/echo/kept?q=1");
   });
 });
 

@@ -2,15 +2,16 @@ import cors from "@fastify/cors";
 import helmet from "@fastify/helmet";
 import rateLimit from "@fastify/rate-limit";
 import type { FastifyInstance } from "fastify";
-import type { Redis } from "ioredis";
 import { type Config, csv } from "../config.js";
 import { HttpError } from "../errors.js";
+import type { RedisClient } from "../redis.js";
+import { resilientStore } from "./rate-limit-store.js";
 
 /**
  * Security headers, CORS allowlist and rate limiting. Register before any route:
  * the rate limiter attaches itself to routes as they are declared.
  */
-export async function registerSecurity(app: FastifyInstance, config: Config, redis: Redis | null): Promise<void> {
+export async function registerSecurity(app: FastifyInstance, config: Config, redis: RedisClient | null): Promise<void> {
   await app.register(helmet, {
     // A JSON API serves no documents: the strictest content security policy fits.
     contentSecurityPolicy: {
@@ -33,10 +34,9 @@ export async function registerSecurity(app: FastifyInstance, config: Config, red
     global: true,
     max: config.RATE_LIMIT_MAX,
     timeWindow: config.RATE_LIMIT_WINDOW_MS,
-    // Shared counters across instances when Redis is configured, in-memory otherwise.
-    ...(redis === null ? {} : { redis, nameSpace: "rl:" }),
-    // A Redis outage must not take the API down: fail open and log.
-    skipOnError: true,
+    // Counters shared by every instance through Redis when it is configured (counted per instance
+    // while Redis is down), in this process otherwise.
+    ...(redis === null ? {} : { store: resilientStore(redis, app.log) }),
     // Authenticated callers get a budget per API key, everyone else per client IP.
     keyGenerator: (request) => (request.apiKeyId === null ? `ip:${request.ip}` : `key:${request.apiKeyId}`),
     errorResponseBuilder: (_request, context) =>

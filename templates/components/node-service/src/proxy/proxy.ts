@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
-import { REQUEST_ID_HEADER } from "../errors.js";
+import { HttpError, REQUEST_ID_HEADER } from "../errors.js";
 import type { Upstream } from "./upstream.js";
 
 // RFC 9110 §7.6.1 hop-by-hop headers, plus what must not cross the gateway.
@@ -40,6 +40,42 @@ function forwardedHeaders(request: FastifyRequest): Record<string, string | stri
 
 const METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
+const DOT_SEGMENT = new Set([".", ".."]);
+
+/**
+ * The path to request upstream for `rest` (the raw request target after the prefix, query included).
+ * Dot segments are resolved like a browser would, whether sent raw or percent-encoded (`%2e%2E`), so
+ * the upstream never sees one; null when the path would climb above the proxied root, hides a dot
+ * segment behind an encoded or unusual separator (`..%2f`, `..%5c`, `..;`), or is not valid
+ * percent-encoding. Other segments are forwarded exactly as sent.
+ */
+export function upstreamPath(rest: string): string | null {
+  const queryAt = rest.indexOf("?");
+  const path = queryAt === -1 ? rest : rest.slice(0, queryAt);
+  const query = queryAt === -1 ? "" : rest.slice(queryAt);
+  const segments = path.split("/").slice(1);
+  const kept: string[] = [];
+  for (const segment of segments) {
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(segment);
+    } catch {
+      return null;
+    }
+    if (decoded === "..") {
+      if (kept.length === 0) return null;
+      kept.pop();
+    } else if (decoded !== ".") {
+      if (decoded.split(/[/\\;]/).some((part) => DOT_SEGMENT.has(part))) return null;
+      kept.push(segment);
+    }
+  }
+  // "/a/b/.." is "/a/": a path ending in a dot segment names a directory.
+  const last = segments.at(-1);
+  if (last !== undefined && DOT_SEGMENT.has(decodeURIComponent(last))) kept.push("");
+  return `/${kept.join("/")}${query}`;
+}
+
 /**
  * Pass-through proxy: `<prefix>/anything?query` → `UPSTREAM_URL/anything?query`, any method, body
  * passed on as bytes (still capped by BODY_LIMIT_BYTES), response streamed back. The gateway's
@@ -58,7 +94,10 @@ export const registerProxy: FastifyPluginAsync<{ upstream: Upstream; prefix: str
     exposeHeadRoute: false,
     handler: async (request, reply) => {
       const rest = request.url.slice(prefix.length);
-      const path = rest.startsWith("/") ? rest : `/${rest}`;
+      const path = upstreamPath(rest.startsWith("/") ? rest : `/${rest}`);
+      if (path === null) {
+        throw new HttpError(400, "bad_request", "The path leaves the proxied API or hides a dot segment");
+      }
       const body = Buffer.isBuffer(request.body) ? request.body : null;
       const response = await upstream.request({
         method: request.method,

@@ -4,9 +4,10 @@ import type { FastifyRequest } from "fastify";
 import { Type } from "typebox";
 import { Compile } from "typebox/compile";
 import { type Config, csv } from "../config.js";
-import { ErrorResponse, HttpError } from "../errors.js";
+import { ErrorResponse, HttpError, unavailable } from "../errors.js";
 import type { App } from "../types.js";
 import type { RoomHub, RoomMember } from "./hub.js";
+import { limitMessages } from "./message-limit.js";
 
 const RoomName = Type.String({ pattern: "^[A-Za-z0-9_.:-]{1,64}$" });
 
@@ -61,7 +62,7 @@ export async function registerRealtime(
       name: "redis-subscriber",
       check: async () => {
         const status = hub.subscriberStatus();
-        if (status !== "ready") throw new Error(`subscriber connection is ${status}`);
+        if (status !== "ready") throw unavailable(`subscriber connection is ${status}`);
       },
     });
   }
@@ -104,6 +105,11 @@ export async function registerRealtime(
       };
       const reply = (payload: Record<string, unknown>) => member.send(frame(payload));
       const fail = (code: string, message: string) => reply({ type: "error", code, message });
+      const withinLimit = limitMessages(socket, {
+        max: config.WS_RATE_LIMIT_MAX,
+        windowMs: config.WS_RATE_LIMIT_WINDOW_MS,
+        fail,
+      });
       const log = request.log.child({ connectionId: member.id });
 
       alive.set(socket, true);
@@ -116,6 +122,7 @@ export async function registerRealtime(
       });
 
       socket.on("message", (raw, isBinary) => {
+        if (!withinLimit()) return undefined;
         if (isBinary) return fail("unsupported", "Binary frames are not supported; send JSON text");
         let parsed: unknown;
         try {

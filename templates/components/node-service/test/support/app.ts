@@ -20,7 +20,8 @@ export async function startApp(
   env: Record<string, string> = {},
   setup?: (app: App) => void | Promise<void>,
 ): Promise<RunningApp> {
-  const config = loadConfig({ LOG_LEVEL: "silent", API_KEYS: API_KEY, ...env });
+  // ML_API_KEY is read by the gateway role only (other roles ignore variables they do not define).
+  const config = loadConfig({ LOG_LEVEL: "silent", API_KEYS: API_KEY, ML_API_KEY: "test-ml-key", ...env });
   const app = await buildApp(config);
   if (setup !== undefined) await setup(app);
   await app.listen({ host: "127.0.0.1", port: 0 });

@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from "node:http";
 
 export interface StubServer {
   url: string;
@@ -27,4 +27,70 @@ export async function startStubServer(handler: Handler = okHandler): Promise<Stu
         server.close(() => resolve());
       }),
   };
+}
+
+/**
+ * POST `total` bytes to `url` as `Transfer-Encoding: chunked` (no Content-Length, so a limit must count
+ * the bytes as they arrive), starting with `prefix`. Resolves with the answer even when the server
+ * answers before reading everything and drops the connection.
+ */
+export function postChunked(
+  url: string,
+  headers: Record<string, string>,
+  total: number,
+  prefix = "",
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    let answered = false;
+    const req = request(url, { method: "POST", headers: { ...headers, "transfer-encoding": "chunked" } }, (res) => {
+      answered = true;
+      const parts: Buffer[] = [];
+      res.on("data", (part: Buffer) => parts.push(part));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString("utf8") }));
+      res.on("error", reject);
+    });
+    req.on("error", (error) => {
+      if (!answered) reject(error);
+    });
+    const chunk = Buffer.alloc(16_384, "a");
+    let sent = 0;
+    const write = (): void => {
+      if (sent === 0 && prefix.length > 0) {
+        req.write(prefix);
+        sent = Buffer.byteLength(prefix);
+      }
+      while (sent < total && !req.destroyed) {
+        const part = chunk.subarray(0, Math.min(chunk.length, total - sent));
+        sent += part.length;
+        if (!req.write(part)) {
+          req.once("drain", write);
+          return;
+        }
+      }
+      req.end();
+    };
+    write();
+  });
+}
+
+/**
+ * GET `path` exactly as written: fetch() and the URL class resolve `..` and `%2e%2e` before sending,
+ * a hostile client does not.
+ */
+export function getRaw(
+  baseUrl: string,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const { hostname, port } = new URL(baseUrl);
+    const req = request({ host: hostname, port, path, method: "GET", headers }, (res) => {
+      const parts: Buffer[] = [];
+      res.on("data", (part: Buffer) => parts.push(part));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString("utf8") }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end();
+  });
 }
