@@ -32,6 +32,10 @@ class ModelLoadError(RuntimeError):
     """The artifact is missing its checksum, fails it, or cannot be read."""
 
 
+class InjectedFaultError(RuntimeError):
+    """Raised by the demo model for a batch holding a MODEL_FAULT_ON row (a test hook)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Prediction:
     label: str
@@ -63,10 +67,17 @@ class Model(Protocol):
 class SklearnClassifier:
     """Any fitted scikit-learn classifier with `predict_proba` (the demo: iris)."""
 
-    def __init__(self, estimator: Pipeline, labels: Sequence[str], metadata: ModelMetadata):
+    def __init__(
+        self,
+        estimator: Pipeline,
+        labels: Sequence[str],
+        metadata: ModelMetadata,
+        fault_on: float | None = None,
+    ):
         self._estimator = estimator
         self._labels = tuple(labels)
         self._metadata = metadata
+        self._fault_on = fault_on
 
     @property
     def metadata(self) -> ModelMetadata:
@@ -75,6 +86,10 @@ class SklearnClassifier:
     def predict(self, rows: Sequence[Sequence[float]]) -> list[Prediction]:
         if not rows:
             return []
+        if self._fault_on is not None and any(row[0] == self._fault_on for row in rows):
+            # Test hook (MODEL_FAULT_ON): the whole batch call fails, like a real model would on
+            # one bad row; the worker must then fail that row alone.
+            raise InjectedFaultError(f"MODEL_FAULT_ON: a row has sepal_length {self._fault_on}")
         matrix = np.asarray(rows, dtype=np.float64)
         # Callers validate rows first (bounded, finite floats), so scikit-learn's own finiteness
         # scan is skipped: about a third of the cost of a single-row prediction.
@@ -127,7 +142,10 @@ def checksum_path(path: Path) -> Path:
 
 
 def _from_bundle(
-    bundle: dict[str, Any], digest: str, source: Literal["artifact", "trained-in-memory"]
+    bundle: dict[str, Any],
+    digest: str,
+    source: Literal["artifact", "trained-in-memory"],
+    fault_on: float | None,
 ) -> SklearnClassifier:
     metadata = ModelMetadata(
         name=str(bundle["name"]),
@@ -138,20 +156,21 @@ def _from_bundle(
         sha256=digest,
         accuracy=bundle.get("accuracy"),
     )
-    return SklearnClassifier(bundle["estimator"], bundle["labels"], metadata)
+    return SklearnClassifier(bundle["estimator"], bundle["labels"], metadata, fault_on)
 
 
-def load_model(path: Path) -> Model:
+def load_model(path: Path, *, fault_on: float | None = None) -> Model:
     """Load the artifact at `path` after checking its sha256; train in memory if it is absent.
 
     Joblib artifacts are pickles, which run code when loaded: only load files your own build
-    wrote, and never a path that comes from a request.
+    wrote, and never a path that comes from a request. `fault_on` (MODEL_FAULT_ON, tests only)
+    makes `predict` raise for any batch with a row whose first feature equals it.
     """
     if not path.exists():
         log.warning("no model artifact, training in memory", extra={"model_path": str(path)})
         bundle = train_iris()
         digest = hashlib.sha256(dump_bundle(bundle)).hexdigest()
-        return _from_bundle(bundle, digest, "trained-in-memory")
+        return _from_bundle(bundle, digest, "trained-in-memory", fault_on)
     sums = checksum_path(path)
     if not sums.exists():
         raise ModelLoadError(f"{sums} is missing: refusing to load an unverified artifact")
@@ -166,4 +185,4 @@ def load_model(path: Path) -> Model:
     except Exception as exc:
         raise ModelLoadError(f"{path}: cannot load the artifact: {exc}") from exc
     log.info("model loaded", extra={"model_path": str(path), "sha256": actual})
-    return _from_bundle(bundle, actual, "artifact")
+    return _from_bundle(bundle, actual, "artifact", fault_on)
