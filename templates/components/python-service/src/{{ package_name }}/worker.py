@@ -37,7 +37,7 @@ from pydantic import ValidationError
 from redis.asyncio import RedisCluster
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline
-from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import NoScriptError, ResponseError, WatchError
 from redis.typing import EncodableT, FieldT, StreamIdT
 
 from .bus import (
@@ -70,6 +70,78 @@ Entry = tuple[str, dict[str, str]]
 Pipe: TypeAlias = Pipeline | ClusterPipeline
 MODEL_ERROR = "model error"
 SWEEP_LIMIT = 100
+FAST_PREDICT_S = 0.005  # a model call quicker than this runs on the event loop (no thread hop)
+
+# The two transactions of every batch, as scripts: atomic like MULTI, but the check "is the job
+# still unfinished?" happens inside, so each costs one round trip and no WATCH retry. All keys are
+# in one partition, hence one cluster slot. A job is unfinished while it is in `deadlines`; only a
+# job missing there (finished, or queued without a deadline) needs its status read.
+_UNFINISHED = """
+local function unfinished(deadline, key)
+  if deadline then return true, false end
+  local status = redis.call('HGET', key, 'status')
+  if not status then return true, true end
+  return status ~= 'done' and status ~= 'failed', false
+end
+"""
+# KEYS: deadlines, events, job hash... ARGV: now, events MINID, TTL, (job id, event)...
+START_SCRIPT = (
+    _UNFINISHED
+    + """
+local n = #KEYS - 2
+local ids = {}
+for i = 1, n do ids[i] = ARGV[2 + 2 * i] end
+local deadlines = redis.call('ZMSCORE', KEYS[1], unpack(ids))
+local started = {}
+for i = 1, n do
+  local key = KEYS[2 + i]
+  local run, missing = unfinished(deadlines[i], key)
+  if run then
+    redis.call('HSET', key, 'status', 'running', 'started_at', ARGV[1])
+    if missing then redis.call('EXPIRE', key, ARGV[3]) end
+    redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[2], '*', 'id', ids[i], 'event', ARGV[3 + 2 * i])
+    started[i] = 1
+  else
+    started[i] = 0
+  end
+end
+return started
+"""
+)
+# KEYS: deadlines, events, stream, job hash... ARGV: group, now, events MINID, TTL, started_at,
+# number of entry ids m, m entry ids to acknowledge, then (job id, result, done event, running
+# event or "" if the job was marked running already) per job.
+COMMIT_SCRIPT = (
+    _UNFINISHED
+    + """
+local n = #KEYS - 3
+local m = tonumber(ARGV[6])
+local base = 6 + m
+local ids = {}
+for i = 1, n do ids[i] = ARGV[base + 4 * i - 3] end
+local deadlines = redis.call('ZMSCORE', KEYS[1], unpack(ids))
+local committed = 0
+for i = 1, n do
+  local key = KEYS[3 + i]
+  local run, missing = unfinished(deadlines[i], key)
+  if run then
+    local result, done, running = ARGV[base + 4 * i - 2], ARGV[base + 4 * i - 1], ARGV[base + 4 * i]
+    if running ~= '' then
+      redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*', 'id', ids[i], 'event', running)
+      redis.call('HSET', key, 'started_at', ARGV[5])
+    end
+    redis.call('HSET', key, 'status', 'done', 'result', result, 'finished_at', ARGV[2])
+    redis.call('HINCRBY', key, 'processed', 1)
+    if missing then redis.call('EXPIRE', key, ARGV[4]) end
+    redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*', 'id', ids[i], 'event', done)
+    committed = committed + 1
+  end
+end
+redis.call('XACK', KEYS[3], ARGV[1], unpack(ARGV, 7, base))
+redis.call('ZREM', KEYS[1], unpack(ids))
+return committed
+"""
+)
 
 
 class InvalidEntryError(Exception):
@@ -138,12 +210,17 @@ class Worker:
         self.parts = partitions(settings.bus_partitions)
         # One XREADGROUP covers every partition on one node; a cluster needs one per partition
         # (each is a different slot), and they run concurrently.
-        cluster = isinstance(redis, RedisCluster)
-        self.units = [[part] for part in self.parts] if cluster else [self.parts]
+        self.cluster = isinstance(redis, RedisCluster)
+        self.units = [[part] for part in self.parts] if self.cluster else [self.parts]
+        # Single node: the next batch is read in the same round trip as the commit of this one.
+        self._carried: list[tuple[Partition, list[Entry]]] = []
         self.stopping = asyncio.Event()
         self._reads: dict[int, asyncio.Task[Any]] = {}
         self._next_maintenance = 0.0
         self._last_beat = 0.0
+        self._fast_model = False  # measured: True once a model call took < FAST_PREDICT_S
+        self._start_script = redis.register_script(START_SCRIPT)
+        self._commit_script = redis.register_script(COMMIT_SCRIPT)
 
     def stop(self) -> None:
         """Finish the batch in hand, then return from `run`."""
@@ -169,7 +246,8 @@ class Worker:
                         time.monotonic() + self.settings.reclaim_interval_ms / 1000
                     )
                 for part, entries in await self._read():
-                    await self.handle(part, entries)
+                    full = len(entries) >= self.settings.batch_size
+                    await self.handle(part, entries, read_next=full and not self.cluster)
                 self.beat()
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
@@ -207,17 +285,12 @@ class Worker:
 
     async def _read(self) -> list[tuple[Partition, list[Entry]]]:
         """New entries from any partition; returns early (empty) when the worker stops."""
-        for index, unit in enumerate(self.units):
+        if self._carried:
+            carried, self._carried = self._carried, []
+            return carried
+        for index in range(len(self.units)):
             if index not in self._reads:
-                self._reads[index] = asyncio.ensure_future(
-                    self.redis.xreadgroup(
-                        GROUP,
-                        self.name,
-                        {part.stream: ">" for part in unit},
-                        count=self.settings.batch_size,
-                        block=self.settings.block_ms,
-                    )
-                )
+                self._issue_read(index)
         stop = asyncio.ensure_future(self.stopping.wait())
         try:
             await asyncio.wait([stop, *self._reads.values()], return_when=asyncio.FIRST_COMPLETED)
@@ -227,8 +300,23 @@ class Worker:
         for index, task in list(self._reads.items()):
             if task.done():
                 del self._reads[index]
-                batches.extend(self._by_partition(task.result()))
+                got = self._by_partition(task.result())
+                batches.extend(got)
+                if self.cluster and any(len(e) >= self.settings.batch_size for _, e in got):
+                    # Busy stream: read the next batch while this one is handled.
+                    self._issue_read(index)
         return batches
+
+    def _issue_read(self, index: int) -> None:
+        self._reads[index] = asyncio.ensure_future(
+            self.redis.xreadgroup(
+                GROUP,
+                self.name,
+                {part.stream: ">" for part in self.units[index]},
+                count=self.settings.batch_size,
+                block=self.settings.block_ms,
+            )
+        )
 
     def _by_partition(self, reply: Any) -> list[tuple[Partition, list[Entry]]]:
         streams = cast("list[tuple[str, list[Entry]]]", reply or [])
@@ -268,7 +356,10 @@ class Worker:
 
     # -- one batch --------------------------------------------------------------------------
 
-    async def handle(self, part: Partition, entries: Sequence[Entry]) -> None:
+    async def handle(
+        self, part: Partition, entries: Sequence[Entry], *, read_next: bool = False
+    ) -> None:
+        """Run one batch. `read_next`: read the next batch along with the commit (busy stream)."""
         jobs: dict[str, Job] = {}
         invalid: list[DeadLetter] = []
         lost: list[str] = []
@@ -295,7 +386,11 @@ class Worker:
             await self.dead_letter(part, invalid)
         if not jobs:
             return
-        todo = await self._start(part, list(jobs.values()))
+        started_at = now_ms()
+        # A fast model (a few ms) is marked `running` in the commit itself: the separate round
+        # trip would cost more than the prediction. A slow one is marked before it computes.
+        fresh = self._fast_model and not self.settings.worker_delay_ms
+        todo = list(jobs.values()) if fresh else await self._start(part, list(jobs.values()))
         if not todo:
             return
         outcomes = await self._predict(part, todo)
@@ -309,7 +404,7 @@ class Worker:
             for job, out in zip(todo, outcomes, strict=True)
             if isinstance(out, Exception)
         ]
-        await self._commit(part, done)
+        await self._commit(part, done, started_at if fresh else None, read_next=read_next)
         if failed:
             await self._failed(part, failed)
 
@@ -321,42 +416,44 @@ class Worker:
         return None
 
     async def _start(self, part: Partition, jobs: list[Job]) -> list[Job]:
-        """Acknowledge jobs already finished (idempotent redelivery); mark the rest running."""
-        started: list[Job] = []
-
-        def build(pipe: Pipe, states: States) -> None:
-            started.clear()
-            finished: list[str] = []
-            now = str(now_ms())
-            for job in jobs:
-                if job.job_id in states.finished:
-                    finished.extend(job.entry_ids)
-                    continue
-                started.append(job)
-                key = part.job(job.job_id)
-                pipe.hset(key, mapping={"status": "running", "started_at": now})
-                if job.job_id in states.missing:
-                    pipe.expire(key, JOB_TTL_S)
-                self._event(pipe, part, job.job_id, "running", "running")
-            if finished:
-                pipe.xack(part.stream, GROUP, *finished)
-
-        await self._guarded(part, [job.job_id for job in jobs], build)
-        skipped = len(jobs) - len(started)
-        if skipped:
-            log.info("acknowledged already finished jobs", extra={"count": skipped})
+        """Mark jobs running; acknowledge those already finished (idempotent redelivery)."""
+        now = now_ms()
+        args: list[EncodableT] = [now, now - self.settings.events_retention_ms, JOB_TTL_S]
+        for job in jobs:
+            args += [job.job_id, event_json(job.job_id, "running", "running")]
+        keys = [part.deadlines, part.events, *(part.job(job.job_id) for job in jobs)]
+        flags = cast("list[int]", await self._start_script(keys=keys, args=args))
+        started = [job for job, flag in zip(jobs, flags, strict=True) if flag]
+        finished = [
+            entry
+            for job, flag in zip(jobs, flags, strict=True)
+            if not flag
+            for entry in job.entry_ids
+        ]
+        if finished:
+            log.info("acknowledged already finished jobs", extra={"count": len(finished)})
+            await self.redis.xack(part.stream, GROUP, *finished)
         return started
 
     async def _predict(self, part: Partition, jobs: list[Job]) -> list[Prediction | Exception]:
-        """Run the model off the event loop; re-claim the entries while it computes."""
+        """Run the model: on the event loop while it is fast, else in a thread, re-claiming the
+        entries while it computes (heartbeat) so that nobody takes them over."""
         rows = [job.request.features for job in jobs]
-        call = asyncio.ensure_future(asyncio.to_thread(self._predict_rows, rows))
+        if self._fast_model and not self.settings.worker_delay_ms:
+            return self._timed_predict(rows)
+        call = asyncio.ensure_future(asyncio.to_thread(self._timed_predict, rows))
         interval = self.settings.min_idle_ms / 2000
         while True:
             done, _ = await asyncio.wait([call], timeout=interval)
             if done:
                 return call.result()
             await self._heartbeat(part, [entry for job in jobs for entry in job.entry_ids])
+
+    def _timed_predict(self, rows: list[list[float]]) -> list[Prediction | Exception]:
+        started = time.perf_counter()
+        outcomes = self._predict_rows(rows)
+        self._fast_model = time.perf_counter() - started < FAST_PREDICT_S
+        return outcomes
 
     def _predict_rows(self, rows: list[list[float]]) -> list[Prediction | Exception]:
         """One vectorised call; if it raises, one call per row, so only bad rows fail."""
@@ -392,32 +489,58 @@ class Worker:
             log.error("heartbeat failed", extra={"error": repr(exc)})
         log.info("long batch: entries re-claimed", extra={"count": len(entry_ids)})
 
-    async def _commit(self, part: Partition, done: list[tuple[Job, Prediction]]) -> None:
+    async def _commit(
+        self,
+        part: Partition,
+        done: list[tuple[Job, Prediction]],
+        started_at: int | None,
+        *,
+        read_next: bool = False,
+    ) -> None:
+        """Results, `done` events (with `running` first if `started_at`), XACK and removal from
+        `deadlines`: one atomic script; with `read_next`, the next XREADGROUP rides along."""
         if not done:
             return
         version = self.model.metadata.version
-
-        def build(pipe: Pipe, states: States) -> None:
-            now = str(now_ms())
-            for job, prediction in done:
-                if job.job_id in states.finished:
-                    continue
-                key = part.job(job.job_id)
-                result = PredictResponse(
-                    label=prediction.label,
-                    probabilities=prediction.probabilities,
-                    model_version=version,
-                ).model_dump_json()
-                pipe.hset(key, mapping={"status": "done", "result": result, "finished_at": now})
-                pipe.hincrby(key, "processed", 1)
-                if job.job_id in states.missing:
-                    pipe.expire(key, JOB_TTL_S)
-                self._event(pipe, part, job.job_id, "done", "done", result=result)
-            pipe.xack(part.stream, GROUP, *(entry for job, _ in done for entry in job.entry_ids))
-            pipe.zrem(part.deadlines, *(job.job_id for job, _ in done))
-
-        await self._guarded(part, [job.job_id for job, _ in done], build)
-        log.debug("batch committed", extra={"worker": self.name, "count": len(done)})
+        now = now_ms()
+        entry_ids = [entry for job, _ in done for entry in job.entry_ids]
+        minid = now - self.settings.events_retention_ms
+        args: list[EncodableT] = [GROUP, now, minid, JOB_TTL_S, started_at or now, len(entry_ids)]
+        args += entry_ids
+        for job, prediction in done:
+            result = PredictResponse(
+                label=prediction.label,
+                probabilities=prediction.probabilities,
+                model_version=version,
+            ).model_dump_json()
+            done_event = event_json(job.job_id, "done", "done", result=result)
+            running = "" if started_at is None else event_json(job.job_id, "running", "running")
+            args += [job.job_id, result, done_event, running]
+        keys = [
+            part.deadlines,
+            part.events,
+            part.stream,
+            *(part.job(job.job_id) for job, _ in done),
+        ]
+        if not read_next:
+            await self._commit_script(keys=keys, args=args)
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.evalsha(self._commit_script.sha, len(keys), *keys, *args)
+            pipe.xreadgroup(
+                GROUP,
+                self.name,
+                {unit_part.stream: ">" for unit_part in self.parts},
+                count=self.settings.batch_size,
+            )
+            committed, reply = await pipe.execute(raise_on_error=False)
+        if isinstance(committed, NoScriptError):  # a restarted or failed-over Redis
+            await self._commit_script(keys=keys, args=args)
+        elif isinstance(committed, Exception):
+            raise committed
+        if isinstance(reply, Exception):
+            raise reply
+        self._carried.extend(self._by_partition(reply))
 
     async def _failed(self, part: Partition, failed: list[tuple[Job, Exception]]) -> None:
         """Leave failed entries pending for a retry; dead-letter those out of deliveries."""
