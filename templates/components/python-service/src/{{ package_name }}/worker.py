@@ -4,9 +4,9 @@ Delivery is at least once, results are committed exactly once (protocol: contrac
 - entries of every partition are read in micro-batches by the consumer group and predicted in one
   vectorised call; if that call raises, the batch is retried row by row and only the rows that
   raise fail (they are redelivered, and dead-lettered after MAX_DELIVERIES);
-- the results, the `done` events, the XACK and the removal from `deadlines` go in ONE transaction
-  per partition, guarded by WATCH on the job hashes, so a job finished elsewhere is acknowledged,
-  not redone;
+- marking jobs running and committing them (results, `done` events, XACK, removal from
+  `deadlines`) are one atomic script each per partition; inside, a job no longer in `deadlines`
+  (finished elsewhere) is acknowledged, not written again;
 - a batch computing longer than MIN_IDLE_MS/2 re-claims its entries (heartbeat), so nobody else
   takes them over; entries idle longer than MIN_IDLE_MS (their worker died) are taken over;
 - every RECLAIM_INTERVAL_MS: reclaim, fail jobs past their deadline, trim each job stream below
