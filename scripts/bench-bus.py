@@ -8,7 +8,7 @@ same model with the same Python, scikit-learn and redis-py. Every result is chec
 scikit-learn's own prediction, and Redis counts the commands each runner sent (INFO commandstats).
 
     stackwise new bench --preset data-pipeline -o /tmp/b --yes --install
-    /tmp/b/bench/.venv/bin/python scripts/bench-bus.py /tmp/b/bench [--jobs 20000]
+    /tmp/b/bench/.venv/bin/python scripts/bench-bus.py /tmp/b/bench [--jobs 20000] [--rounds 3]
 
 PROJECT is a generated data-pipeline project (or a hybrid's ml-service/) after `make install`;
 run the script with that project's Python. Celery goes into a scratch virtualenv under /tmp
@@ -27,6 +27,7 @@ import platform
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,8 +39,19 @@ from typing import Any
 
 import redis
 
-ROWS = ([5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5], [6.0, 2.2, 5.0, 1.5])
-IGNORED = {"cmdstat_config", "cmdstat_info", "cmdstat_zcard", "cmdstat_dbsize", "cmdstat_ping"}
+ROWS = (
+    [5.1, 3.5, 1.4, 0.2],
+    [6.7, 3.0, 5.2, 2.3],
+    [5.9, 3.0, 4.2, 1.5],
+    [6.0, 2.2, 5.0, 1.5],
+)
+IGNORED = {
+    "cmdstat_config",
+    "cmdstat_info",
+    "cmdstat_zcard",
+    "cmdstat_dbsize",
+    "cmdstat_ping",
+}
 
 CELERY_APP = """
 import os
@@ -82,7 +94,15 @@ class RedisServer:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ],
             stdout=subprocess.DEVNULL,
         )
         self.client = redis.Redis(port=self.port, decode_responses=True)
@@ -187,7 +207,15 @@ def celery_venv(project: Path, venv: Path) -> Path:
     uv = shutil.which("uv") or sys.exit("uv is needed to create the Celery virtualenv")
     subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
     pins = subprocess.run(
-        [uv, "export", "--quiet", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project"],
+        [
+            uv,
+            "export",
+            "--quiet",
+            "--frozen",
+            "--no-dev",
+            "--no-hashes",
+            "--no-emit-project",
+        ],
         cwd=project,
         check=True,
         capture_output=True,
@@ -224,7 +252,8 @@ def bench_celery(project: Path, package: str, jobs: int, venv: Path, labels: lis
                 **os.environ,
                 "BROKER_URL": server.url(0),
                 "BACKEND_URL": server.url(1),
-                "PYTHONPATH": tmp,
+                # The project's own source first: the same model code as the generated worker.
+                "PYTHONPATH": os.pathsep.join([tmp, str(project / "src")]),
             }
             fill = CELERY_FILL.format(rows=[list(row) for row in ROWS], jobs=jobs)
             subprocess.run([str(python), "-c", fill], env=env, cwd=tmp, check=True)
@@ -290,7 +319,8 @@ def bench_celery(project: Path, package: str, jobs: int, venv: Path, labels: lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("project", type=Path, help="a generated project with its .venv")
-    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--jobs", type=int, default=20_000, help="jobs per runner and round")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (median)")
     parser.add_argument("--batch", type=int, default=64, help="the worker's default BATCH_SIZE")
     parser.add_argument("--celery-venv", type=Path, default=Path("/tmp/stackwise-bench-celery"))
     parser.add_argument("--skip-celery", action="store_true")
@@ -304,13 +334,30 @@ def main() -> None:
         f"redis-py {redis.__version__}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
+    # Rounds interleave the runners, so that a machine whose load changes during the run
+    # (shared CI runners, laptops) affects each of them alike; the median of each is reported.
+    runs: dict[str, list[Result]] = {}
+    for round_ in range(1, args.rounds + 1):
+        measured = [
+            bench_bus(project, package, args.jobs, args.batch, labels),
+            bench_bus(project, package, args.jobs, 1, labels),
+        ]
+        if not args.skip_celery:
+            measured.append(bench_celery(project, package, args.jobs, args.celery_venv, labels))
+        for result in measured:
+            runs.setdefault(result.runner, []).append(result)
+        line = ", ".join(f"{r.runner}: {r.jobs_per_s:.0f}/s" for r in measured)
+        print(f"round {round_}: {line} (load {os.getloadavg()[0]:.1f})", flush=True)
     results = [
-        bench_bus(project, package, args.jobs, args.batch, labels),
-        bench_bus(project, package, args.jobs, 1, labels),
+        Result(
+            runner,
+            statistics.median(r.jobs_per_s for r in rs),
+            statistics.median(r.commands_per_job for r in rs),
+        )
+        for runner, rs in runs.items()
     ]
-    if not args.skip_celery:
-        results.append(bench_celery(project, package, args.jobs, args.celery_venv, labels))
     celery = results[-1].jobs_per_s if not args.skip_celery else None
+    print(f"median of {args.rounds} round(s):")
     print(f"{'runner':<36}{'jobs/s':>10}{'redis cmds/job':>16}{'vs Celery':>11}")
     for result in results:
         ratio = f"{result.jobs_per_s / celery:.1f}x" if celery else "-"

@@ -208,6 +208,7 @@ class Worker:
         self.settings = settings
         self.name = name or settings.worker_name or f"{socket.gethostname()}-{os.getpid()}"
         self.parts = partitions(settings.bus_partitions)
+        self._by_stream = {part.stream: part for part in self.parts}
         # One XREADGROUP covers every partition on one node; a cluster needs one per partition
         # (each is a different slot), and they run concurrently.
         self.cluster = isinstance(redis, RedisCluster)
@@ -218,7 +219,8 @@ class Worker:
         self._reads: dict[int, asyncio.Task[Any]] = {}
         self._next_maintenance = 0.0
         self._last_beat = 0.0
-        self._fast_model = False  # measured: True once a model call took < FAST_PREDICT_S
+        self._fast_model = False  # measured: True while model calls average < FAST_PREDICT_S
+        self._predict_s: float | None = None
         self._start_script = redis.register_script(START_SCRIPT)
         self._commit_script = redis.register_script(COMMIT_SCRIPT)
 
@@ -320,8 +322,7 @@ class Worker:
 
     def _by_partition(self, reply: Any) -> list[tuple[Partition, list[Entry]]]:
         streams = cast("list[tuple[str, list[Entry]]]", reply or [])
-        by_stream = {part.stream: part for part in self.parts}
-        return [(by_stream[stream], entries) for stream, entries in streams if entries]
+        return [(self._by_stream[stream], entries) for stream, entries in streams if entries]
 
     async def _cancel_reads(self) -> None:
         reads = list(self._reads.values())
@@ -452,7 +453,11 @@ class Worker:
     def _timed_predict(self, rows: list[list[float]]) -> list[Prediction | Exception]:
         started = time.perf_counter()
         outcomes = self._predict_rows(rows)
-        self._fast_model = time.perf_counter() - started < FAST_PREDICT_S
+        took = time.perf_counter() - started
+        # A moving average, so that one call slowed down by a busy machine changes nothing.
+        average = took if self._predict_s is None else 0.9 * self._predict_s + 0.1 * took
+        self._predict_s = average
+        self._fast_model = average < FAST_PREDICT_S
         return outcomes
 
     def _predict_rows(self, rows: list[list[float]]) -> list[Prediction | Exception]:
