@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, Response, status
 
 from .bus import JOB_ID_PATTERN, UNAVAILABLE
-from .logs import request_id_var
+from .logs import describe, request_id_var
 from .producer import IdempotencyConflictError, Producer, QueueFullError
 from .routes import ERRORS
 from .schemas import JobAccepted, JobStatus, PredictRequest, Problem
@@ -49,10 +49,10 @@ ProducerDep = Annotated[Producer, Depends(get_producer)]
 
 def unavailable(exc: BaseException) -> HTTPException:
     """Redis down or timing out: 503 with Retry-After; the details go to the log only."""
-    log.error("job store unavailable", extra={"error": repr(exc)})
+    log.error("redis unavailable", extra={"error": describe(exc)})
     return HTTPException(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        detail="job store unavailable",
+        detail="service temporarily unavailable",
         headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
     )
 
