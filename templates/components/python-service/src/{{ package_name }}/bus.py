@@ -1,64 +1,192 @@
-"""Redis Streams job bus: names and helpers shared by the producer and the worker.
+"""Redis Streams job bus, protocol v1.1: names and helpers shared by the producer and the worker.
 
-Protocol (shared with the other side of the bus; see README "Job bus"):
-- jobs go on the stream `jobs:predict`, read by the consumer group `ml-workers`;
-- entries that cannot be processed end in `jobs:predict:dead`;
-- lifecycle events (`queued`, `running`, `done`, `failed`) go on `jobs:events`,
-  one entry per event with the fields `id` (job id) and `event` (JSON job event);
-- the job's state lives in the hash `job:{id}` (status, result, error, processed, ...).
+The full protocol is in contracts/README.md (hybrid) or the README's "Job bus" section. In short:
+- a job lives in partition `p = crc32(job_id) % BUS_PARTITIONS`; every key of a partition carries
+  the hash tag `{jobs:p}`, so each transaction touches one Redis Cluster slot;
+- `{jobs:p}:predict` is the job stream (consumer group `ml-workers`), `{jobs:p}:dead` the
+  dead letters, `{jobs:p}:events` the lifecycle events, `{jobs:p}:job:<id>` the job hash and
+  `{jobs:p}:deadlines` a sorted set of unfinished jobs by deadline;
+- a job is unfinished exactly while it is a member of `deadlines`: every transaction that ends a
+  job (done, dead letter, deadline) removes it there, atomically with the status it writes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import re
 import time
-from typing import Any
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeAlias
+from urllib.parse import unquote, urlsplit
 
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
+from redis.typing import EncodableT, FieldT
 
-STREAM = "jobs:predict"
 GROUP = "ml-workers"
-DEAD_STREAM = "jobs:predict:dead"
-EVENTS_STREAM = "jobs:events"
-STREAM_MAXLEN = 100_000
 DEAD_MAXLEN = 10_000
-EVENTS_MAXLEN = 10_000
 JOB_TTL_S = 86_400
 TERMINAL = frozenset({"done", "failed"})
 JOB_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 JOB_ID_RE = re.compile(JOB_ID_PATTERN)
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
+
+Client: TypeAlias = Redis | RedisCluster
+# What an unreachable, timing out or failing Redis raises (clients answer 503, never 500).
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    RedisError,
+    RedisClusterException,
+    OSError,
+    asyncio.TimeoutError,
+)
 
 
-def job_key(job_id: str) -> str:
-    return f"job:{job_id}"
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """The keys of one partition; `{jobs:N}` is a Redis Cluster hash tag."""
+
+    index: int
+    stream: str
+    dead: str
+    events: str
+    deadlines: str
+
+    @classmethod
+    def of(cls, index: int) -> Partition:
+        tag = f"{{jobs:{index}}}"
+        return cls(index, f"{tag}:predict", f"{tag}:dead", f"{tag}:events", f"{tag}:deadlines")
+
+    def job(self, job_id: str) -> str:
+        return f"{{jobs:{self.index}}}:job:{job_id}"
 
 
-def idempotency_key(key: str) -> str:
-    return f"idem:{key}"
+def partitions(count: int) -> list[Partition]:
+    return [Partition.of(index) for index in range(count)]
+
+
+def partition_index(job_id: str, count: int) -> int:
+    """`crc32(utf8(job_id)) % count`: the same choice as the gateway's."""
+    return zlib.crc32(job_id.encode()) % count
+
+
+def partition_of(job_id: str, count: int) -> Partition:
+    return Partition.of(partition_index(job_id, count))
+
+
+def idempotency_key(api_key: str, key: str) -> str:
+    """Scoped to the caller: two API keys choosing the same Idempotency-Key never share a job."""
+    scope = hashlib.sha256(api_key.encode()).hexdigest()[:16]
+    return f"idem:{scope}:{key}"
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def event_fields(
+def event_json(
     job_id: str, kind: str, status: str, *, result: str | None = None, error: str | None = None
-) -> dict[str, str]:
-    """Fields of one `jobs:events` entry; `result` is the JSON text of a predict response."""
-    event: dict[str, Any] = {"id": job_id, "type": kind, "status": status, "ts": now_ms()}
-    if result is not None:
-        event["result"] = json.loads(result)
+) -> str:
+    """A `job-event.schema.json` object; `result` is the JSON text of a predict response."""
+    event = {"id": job_id, "type": kind, "status": status, "ts": now_ms()}
+    head = json.dumps(event, separators=(",", ":"))[:-1]
     if error is not None:
-        event["error"] = error
-    return {"id": job_id, "event": json.dumps(event, separators=(",", ":"))}
+        head += ',"error":' + json.dumps(error)
+    if result is not None:
+        head += ',"result":' + result
+    return head + "}"
 
 
-async def ensure_group(redis: Redis) -> None:
-    """Create the consumer group at id 0 (not `$`), so jobs added before it exist are kept."""
-    try:
-        await redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+def event_fields(job_id: str, event: str) -> dict[FieldT, EncodableT]:
+    """Fields of one `{jobs:p}:events` entry."""
+    return {"id": job_id, "event": event}
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterUrl:
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None
+    password: str | None
+    ssl: bool
+
+
+def parse_cluster_url(url: str) -> ClusterUrl:
+    """`redis+cluster://[user:pass@]host:port[,host:port...]` (or `rediss+cluster://`)."""
+    scheme, _, rest = url.partition("://")
+    if scheme not in CLUSTER_SCHEMES:
+        raise ValueError(f"not a cluster URL: the scheme must be one of {CLUSTER_SCHEMES}")
+    netloc = rest.split("/", 1)[0]
+    userinfo, _, hosts = netloc.rpartition("@")
+    username, _, password = userinfo.partition(":") if userinfo else ("", "", "")
+    nodes = []
+    for seed in hosts.split(","):
+        parsed = urlsplit(f"//{seed.strip()}")
+        try:
+            port = parsed.port
+        except ValueError:
+            port = None
+        if not parsed.hostname or port is None:
+            raise ValueError(f"cluster seed {seed!r} must be host:port")
+        nodes.append((parsed.hostname, port))
+    return ClusterUrl(
+        tuple(nodes),
+        unquote(username) or None,
+        unquote(password) or None,
+        scheme == "rediss+cluster",
+    )
+
+
+def check_redis_url(url: str) -> str:
+    scheme = url.partition("://")[0]
+    if scheme not in SCHEMES:
+        raise ValueError(f"the scheme must be one of {', '.join(SCHEMES)}")
+    if scheme in CLUSTER_SCHEMES:
+        parse_cluster_url(url)
+    return url
+
+
+def connect(url: str, *, timeout_s: float = 5.0, max_connections: int = 100) -> Client:
+    """A single-node client, or a cluster client for `redis+cluster://` / `rediss+cluster://`.
+
+    `timeout_s` bounds every socket read, so a Redis that stops answering fails the request
+    (503) instead of hanging it; a blocking read needs a timeout longer than its BLOCK. A burst
+    of more than `max_connections` concurrent commands waits for a free connection (single node)
+    or fails with MaxConnectionsError, a 503 (cluster, per node).
+    """
+    if url.partition("://")[0] in CLUSTER_SCHEMES:
+        cluster = parse_cluster_url(url)
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in cluster.nodes],
+            username=cluster.username,
+            password=cluster.password,
+            ssl=cluster.ssl,
+            decode_responses=True,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=min(timeout_s, 5.0),
+            max_connections=max_connections,
+        )
+    pool = BlockingConnectionPool.from_url(
+        url,
+        decode_responses=True,
+        health_check_interval=30,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=min(timeout_s, 5.0),
+        max_connections=max_connections,
+        timeout=timeout_s,
+    )
+    return Redis.from_pool(pool)
+
+
+async def ensure_groups(redis: Client, parts: Sequence[Partition]) -> None:
+    """Create each partition's consumer group at id 0 (not `$`): jobs added before it are kept."""
+    for part in parts:
+        try:
+            await redis.xgroup_create(part.stream, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise

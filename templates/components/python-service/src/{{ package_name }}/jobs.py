@@ -2,55 +2,87 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import logging
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, Response, status
-from redis.asyncio import Redis
 
-from .bus import JOB_ID_PATTERN
-from .logs import request_id_var
-from .producer import QueueFullError, get_job, submit
+from .bus import JOB_ID_PATTERN, UNAVAILABLE
+from .logs import describe, request_id_var
+from .producer import IdempotencyConflictError, Producer, QueueFullError
 from .routes import ERRORS
 from .schemas import JobAccepted, JobStatus, PredictRequest, Problem
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERRORS)
+log = logging.getLogger(__name__)
+
+UNAVAILABLE_RETRY_AFTER_S = 2
+UNAVAILABLE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": Problem,
+        "description": "Job store unavailable or queue full: retry after Retry-After seconds",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    }
+}
+
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses={**ERRORS, **UNAVAILABLE_RESPONSE})
 
 
-def get_redis(request: Request) -> Redis:
-    redis: Redis = request.app.state.redis
-    return redis
+def get_producer(request: Request) -> Producer:
+    """One producer per app (it caches the backlog), built on the app's Redis client."""
+    state = request.app.state
+    producer: Producer | None = getattr(state, "producer", None)
+    if producer is None:
+        settings = state.settings
+        producer = Producer(
+            state.redis,
+            partitions=settings.bus_partitions,
+            max_backlog=settings.jobs_max_backlog,
+            deadline_ms=settings.job_deadline_ms,
+            events_retention_ms=settings.events_retention_ms,
+        )
+        state.producer = producer
+    return producer
 
 
-RedisDep = Annotated[Redis, Depends(get_redis)]
+ProducerDep = Annotated[Producer, Depends(get_producer)]
+
+
+def unavailable(exc: BaseException) -> HTTPException:
+    """Redis down or timing out: 503 with Retry-After; the details go to the log only."""
+    log.error("redis unavailable", extra={"error": describe(exc)})
+    return HTTPException(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        detail="service temporarily unavailable",
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
+    )
 
 
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobAccepted,
-    responses={503: {"model": Problem, "description": "Queue full: retry after Retry-After s"}},
 )
 async def create_job(
     body: PredictRequest,
     request: Request,
     response: Response,
-    redis: RedisDep,
+    producer: ProducerDep,
     idempotency_key: Annotated[
         str | None,
         Header(
             pattern=r"^[A-Za-z0-9._:-]{1,128}$",
-            description="Repeat a request safely: the same key returns the same job for 24 h",
+            description="Repeat a request safely: the same key and body return the same job for "
+            "24 h; the same key with another body is refused (422)",
         ),
     ] = None,
 ) -> JobAccepted:
     """Queue a prediction; the worker computes it. Poll GET /jobs/{id} for the result."""
     try:
-        submitted = await submit(
-            redis,
+        submitted = await producer.submit(
             body,
             request_id=request_id_var.get(),
+            api_key=request.headers.get("x-api-key", ""),
             idempotency=idempotency_key,
-            max_backlog=request.app.state.settings.max_backlog,
         )
     except QueueFullError as exc:
         raise HTTPException(
@@ -58,6 +90,17 @@ async def create_job(
             detail="job queue is full",
             headers={"Retry-After": str(exc.retry_after)},
         ) from exc
+    except IdempotencyConflictError as exc:
+        # Shaped like every other 422 (a validation error list), pointing at the header.
+        problem = {
+            "type": "idempotency_conflict",
+            "loc": ["header", "Idempotency-Key"],
+            "msg": "this Idempotency-Key was already used with a different request body",
+            "input": idempotency_key,
+        }
+        raise HTTPException(status_code=422, detail=[problem]) from exc
+    except UNAVAILABLE as exc:
+        raise unavailable(exc) from exc
     response.headers["Location"] = f"/jobs/{submitted.id}"
     return JobAccepted(id=submitted.id)
 
@@ -69,10 +112,13 @@ async def create_job(
     responses={404: {"model": Problem, "description": "Unknown or expired job"}},
 )
 async def read_job(
-    job_id: Annotated[str, Path(pattern=JOB_ID_PATTERN)], redis: RedisDep
+    job_id: Annotated[str, Path(pattern=JOB_ID_PATTERN)], producer: ProducerDep
 ) -> JobStatus:
     """Status of a job, with its result once done or its error once failed."""
-    job = await get_job(redis, job_id)
+    try:
+        job = await producer.get(job_id)
+    except UNAVAILABLE as exc:
+        raise unavailable(exc) from exc
     if job is None:
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="job not found")
     return job
