@@ -1,50 +1,78 @@
-// Delivery of job events back to clients. One XREAD BLOCK loop per gateway process follows
-// `jobs:events` on a dedicated connection and fans entries out in-process by job id.
+// Delivery of job events back to clients. Per gateway process, XREAD BLOCK loops on dedicated
+// connections follow every partition's `{jobs:p}:events` stream and fan entries out in-process by job
+// id. Events can be missed (trimmed by age, or written while Redis was unreachable): the follower
+// detects such gaps and re-reads the watched jobs' hashes, and every watcher re-reads its job when
+// nothing arrived for a while, so a client always ends with the job's final state.
 import { EventEmitter } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { FastifyBaseLogger } from "fastify";
-import type { Redis } from "ioredis";
 import { Compile } from "typebox/compile";
-import { EVENTS_STREAM, type JobStore } from "./jobs.js";
+import type { RedisClient } from "../redis.js";
+import type { PartitionKeys } from "./bus.js";
+import { type JobStore, publicError } from "./jobs.js";
 import { JobEvent } from "./schemas.js";
 
 const checkEvent = Compile(JobEvent);
 const BLOCK_MS = 5_000;
 const BATCH = 512;
+const RETRY_MS = 1_000;
 
 export interface JobEventMessage {
-  /** Entry id in `jobs:events`; absent for the snapshot read from the job hash. */
+  /** Entry id in `{jobs:p}:events`; absent for a snapshot read from the job hash. */
   streamId?: string;
   event: JobEvent;
 }
 export type JobEventListener = (message: JobEventMessage) => void;
 
+/** One blocking connection and the partitions it follows (all of them on a single node; one in a cluster). */
+export interface EventsReader {
+  client: RedisClient;
+  partitions: readonly PartitionKeys[];
+}
+
+/** Compares two stream ids ("ms-seq"). */
+export function compareStreamIds(a: string, b: string): number {
+  const [aMs = 0n, aSeq = 0n] = a.split("-").map(BigInt);
+  const [bMs = 0n, bSeq = 0n] = b.split("-").map(BigInt);
+  if (aMs !== bMs) return aMs < bMs ? -1 : 1;
+  return aSeq === bSeq ? 0 : aSeq < bSeq ? -1 : 1;
+}
+
 export class JobEventsFollower {
   readonly #emitter = new EventEmitter();
-  #lastId = "0-0";
+  /** Last entry id seen per partition; a partition missing here still has to resolve its start. */
+  readonly #lastIds = new Map<number, string>();
   #running = false;
-  #loop: Promise<void> | undefined;
+  #loops: Promise<void>[] = [];
 
   constructor(
-    private readonly redis: Redis,
+    private readonly readers: readonly EventsReader[],
+    private readonly store: JobStore,
     private readonly log: FastifyBaseLogger,
   ) {
     this.#emitter.setMaxListeners(0);
   }
 
-  /** Resolves the start id once (the newest entry), then follows from there: never `$` again. */
-  async start(): Promise<void> {
-    const newest = await this.redis.xrevrange(EVENTS_STREAM, "+", "-", "COUNT", 1);
-    this.#lastId = newest[0]?.[0] ?? "0-0";
-    this.#running = true;
-    this.#loop = this.#follow();
+  /** Every reader connection is ready (for /readyz). */
+  get ready(): boolean {
+    return this.readers.every(({ client }) => client.status === "ready");
   }
 
-  /** Ends the loop: disconnecting the dedicated connection aborts the blocking read. */
+  /**
+   * Fixes each partition's start (its newest entry), then follows from there: never `$` again.
+   * When Redis is unreachable now, the loops resolve their start once it answers.
+   */
+  async start(): Promise<void> {
+    this.#running = true;
+    await Promise.all(this.readers.map((reader) => this.#resolveStart(reader).catch(() => undefined)));
+    this.#loops = this.readers.map((reader) => this.#follow(reader));
+  }
+
+  /** Ends the loops: disconnecting the dedicated connections aborts the blocking reads. */
   async stop(): Promise<void> {
     this.#running = false;
-    this.redis.disconnect();
-    await this.#loop;
+    for (const { client } of this.readers) client.disconnect();
+    await Promise.all(this.#loops);
     this.#emitter.removeAllListeners();
   }
 
@@ -55,22 +83,76 @@ export class JobEventsFollower {
     };
   }
 
-  async #follow(): Promise<void> {
+  async #resolveStart({ client, partitions }: EventsReader): Promise<void> {
+    for (const keys of partitions) {
+      if (this.#lastIds.has(keys.partition)) continue;
+      const newest = await client.xrevrange(keys.events, "+", "-", "COUNT", 1);
+      this.#lastIds.set(keys.partition, newest[0]?.[0] ?? "0-0");
+    }
+  }
+
+  async #follow(reader: EventsReader): Promise<void> {
+    const { client, partitions } = reader;
+    let recovering = false;
     while (this.#running) {
       try {
-        const reply = await this.redis.xread("COUNT", BATCH, "BLOCK", BLOCK_MS, "STREAMS", EVENTS_STREAM, this.#lastId);
-        for (const [, entries] of reply ?? []) {
-          for (const [streamId, fields] of entries) {
-            this.#lastId = streamId;
-            this.#dispatch(streamId, fields);
-          }
+        await this.#resolveStart(reader);
+        if (recovering) {
+          // Events written while Redis could not be read may be gone: re-read every watched job.
+          await Promise.all(partitions.map((keys) => this.#resync(keys)));
+          recovering = false;
+        }
+        const ids = partitions.map((keys) => this.#lastIds.get(keys.partition) ?? "0-0");
+        const reply = await client.xread(
+          "COUNT",
+          BATCH,
+          "BLOCK",
+          BLOCK_MS,
+          "STREAMS",
+          ...partitions.map((keys) => keys.events),
+          ...ids,
+        );
+        for (const [stream, entries] of reply ?? []) {
+          const keys = partitions.find((candidate) => candidate.events === stream);
+          if (keys === undefined || entries.length === 0) continue;
+          const previous = this.#lastIds.get(keys.partition) ?? "0-0";
+          this.#lastIds.set(keys.partition, entries[entries.length - 1]?.[0] ?? previous);
+          for (const [streamId, fields] of entries) this.#dispatch(streamId, fields);
+          await this.#detectGap(client, keys, previous);
         }
       } catch (err) {
         if (!this.#running) return;
-        this.log.error({ err }, "jobs:events follower failed; retrying");
-        await sleep(1_000);
+        recovering = true;
+        this.log.warn({ err }, "job events follower cannot read Redis; retrying");
+        await sleep(RETRY_MS);
       }
     }
+  }
+
+  /**
+   * Entries after `previous` were trimmed before this process read them when the stream now starts
+   * after `previous`: the watched jobs of the partition are re-read from their hashes.
+   */
+  async #detectGap(client: RedisClient, keys: PartitionKeys, previous: string): Promise<void> {
+    const [first] = await client.xrange(keys.events, "-", "+", "COUNT", 1);
+    if (first !== undefined && compareStreamIds(first[0], previous) > 0) {
+      this.log.info({ stream: keys.events, lastSeen: previous, firstEntry: first[0] }, "job events gap; resyncing");
+      await this.#resync(keys);
+    }
+  }
+
+  /** Sends the current state of every job of the partition that a client is watching. */
+  async #resync(keys: PartitionKeys): Promise<void> {
+    const watched = this.#emitter
+      .eventNames()
+      .filter((name): name is string => typeof name === "string")
+      .filter((id) => this.store.layout.of(id).partition === keys.partition);
+    await Promise.all(
+      watched.map(async (id) => {
+        const event = await this.store.snapshot(id);
+        if (event !== null) this.#emitter.emit(id, { event });
+      }),
+    );
   }
 
   #dispatch(streamId: string, fields: string[]): void {
@@ -83,19 +165,28 @@ export class JobEventsFollower {
       event = undefined;
     }
     if (!checkEvent.Check(event)) {
-      this.log.warn({ streamId }, "ignoring a jobs:events entry that is not a valid job event");
+      this.log.warn({ streamId }, "ignoring a job events entry that is not a valid job event");
       return;
     }
-    if (this.#emitter.listenerCount(event.id) > 0) this.#emitter.emit(event.id, { streamId, event });
+    if (this.#emitter.listenerCount(event.id) === 0) return;
+    if (event.error !== undefined) event.error = publicError(event.error);
+    this.#emitter.emit(event.id, { streamId, event });
   }
 }
 
 const RANK = { queued: 0, running: 1, progress: 1, done: 2, failed: 2 } as const;
 
+export interface WatchOptions {
+  /** Re-read the job hash when no event arrived for this long. */
+  recheckMs: number;
+  log: FastifyBaseLogger;
+}
+
 /**
  * Follows one job for a client: listens first, then reads the job hash and sends its current
  * state, then live events, each status once, ending after `done` or `failed`. Registering the
- * listener before the read closes the "finished before subscribe" race.
+ * listener before the read closes the "finished before subscribe" race; re-reading the hash after
+ * `recheckMs` without an event closes the "event missed" one. A job that disappears ends the watch.
  * Resolves to a cancel function, or null when the job is unknown.
  */
 export async function watchJob(
@@ -104,12 +195,20 @@ export async function watchJob(
   id: string,
   send: JobEventListener,
   end: () => void,
+  { recheckMs, log }: WatchOptions,
 ): Promise<(() => void) | null> {
   let rank = -1;
   let finished = false;
   let ready = false;
+  let timer: NodeJS.Timeout | undefined;
   const early: JobEventMessage[] = [];
 
+  const finish = (): void => {
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    unsubscribe();
+  };
   const deliver = (message: JobEventMessage): void => {
     const { type } = message.event;
     const r = RANK[type];
@@ -118,32 +217,54 @@ export async function watchJob(
     rank = r;
     send(message);
     if (type === "done" || type === "failed") {
-      cancel();
+      finish();
       end();
     }
   };
-  const unsubscribe = follower.subscribe(id, (message) => {
-    if (ready) deliver(message);
-    else early.push(message);
-  });
-  const cancel = (): void => {
-    finished = true;
-    unsubscribe();
+  const recheck = async (): Promise<void> => {
+    try {
+      const snapshot = await store.snapshot(id);
+      if (finished) return;
+      if (snapshot === null) {
+        finish();
+        end();
+        return;
+      }
+      deliver({ event: snapshot });
+    } catch (err) {
+      log.warn({ err, jobId: id }, "cannot re-read a watched job; trying again later");
+    }
+    arm();
   };
+  function arm(): void {
+    clearTimeout(timer);
+    if (finished) return;
+    timer = setTimeout(() => void recheck(), recheckMs);
+    timer.unref();
+  }
+  const unsubscribe = follower.subscribe(id, (message) => {
+    if (!ready) {
+      early.push(message);
+      return;
+    }
+    deliver(message);
+    arm();
+  });
 
   let snapshot: JobEvent | null;
   try {
     snapshot = await store.snapshot(id);
   } catch (err) {
-    cancel();
+    finish();
     throw err;
   }
   if (!snapshot) {
-    cancel();
+    finish();
     return null;
   }
   ready = true;
   deliver({ event: snapshot });
   for (const message of early) deliver(message);
-  return cancel;
+  arm();
+  return finish;
 }

@@ -1,8 +1,10 @@
-// Producer side of the Redis Streams job bus (see the README's "Job bus" section):
-// job hash `job:{id}`, work stream `jobs:predict` (group `ml-workers`), events stream `jobs:events`.
-import { randomUUID } from "node:crypto";
-import type { Redis } from "ioredis";
+// Producer side of the Redis Streams job bus (contracts/README.md, "Bus protocol"): per partition p,
+// the job hash `{jobs:p}:job:<id>`, the job stream `{jobs:p}:predict` (group `ml-workers`), the events
+// stream `{jobs:p}:events` and the deadlines `{jobs:p}:deadlines`, all written in one MULTI.
+import { createHash, randomUUID } from "node:crypto";
 import { Compile } from "typebox/compile";
+import type { RedisClient } from "../redis.js";
+import { BusLayout, JOB_TTL_SECONDS, JOBS_GROUP, type PartitionKeys } from "./bus.js";
 import {
   JOB_STATUSES,
   type JobEvent,
@@ -12,54 +14,105 @@ import {
   PredictResponse,
 } from "./schemas.js";
 
-export const JOBS_STREAM = "jobs:predict";
-export const JOBS_GROUP = "ml-workers";
-export const EVENTS_STREAM = "jobs:events";
-export const JOBS_MAXLEN = 100_000;
-export const EVENTS_MAXLEN = 10_000;
-export const JOB_TTL_SECONDS = 86_400;
-
-export const jobKey = (id: string): string => `job:${id}`;
-const idemKey = (key: string): string => `idem:${key}`;
 const checkResult = Compile(PredictResponse);
+/** A measured backlog is reused for this long; past the limit it is always measured again. */
+const BACKLOG_CACHE_MS = 1_000;
+/** An idempotency key younger than this whose job does not exist yet belongs to a request in flight. */
+const IDEMPOTENCY_IN_FLIGHT_MS = 10_000;
+/** The error texts the workers store (contracts/README.md); anything else is shown as "job failed". */
+const PUBLIC_ERRORS = new Set(["invalid payload", "model error", "deadline exceeded", "job failed"]);
+/** Deletes an idempotency key only while it still holds the value this request wrote. */
+const RELEASE_IF_EQUAL = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
-/** Raised when the queue is too far behind to accept more work. */
+/** The queue of the job's partition is too far behind to accept more work (503). */
 export class BacklogFullError extends Error {
+  override name = "BacklogFullError";
   constructor(readonly backlog: number) {
-    super(`job backlog ${backlog} is over the limit`);
-    this.name = "BacklogFullError";
+    super(`job backlog ${backlog} is at the limit`);
   }
+}
+
+/** The Idempotency-Key was used before with another request body (422). */
+export class IdempotencyConflictError extends Error {
+  override name = "IdempotencyConflictError";
+}
+
+/** A request with the same Idempotency-Key is being enqueued right now (409). */
+export class IdempotencyInFlightError extends Error {
+  override name = "IdempotencyInFlightError";
+}
+
+export interface JobStoreOptions {
+  partitions: number;
+  /** Backpressure: lag + pending of a partition at which new jobs are refused. */
+  maxBacklog: number;
+  /** A job not finished this long after it was accepted ends failed ("deadline exceeded"). */
+  deadlineMs: number;
+  /** Events older than this are trimmed from the events streams. */
+  eventsRetentionMs: number;
 }
 
 export interface EnqueueOptions {
   requestId: string;
-  idempotencyKey?: string | undefined;
+  /** The client's Idempotency-Key, scoped to its API key (`scope`: a digest prefix of the key). */
+  idempotency?: { scope: string; key: string } | undefined;
+}
+
+/** First 16 hex digits of sha256(API key): the idempotency scope of a caller. */
+export function idempotencyScope(apiKey: string): string {
+  return createHash("sha256").update(apiKey, "utf8").digest("hex").slice(0, 16);
+}
+
+/** JSON with object keys sorted, so equal bodies hash equally whatever their key order. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (typeof value === "object" && value !== null) {
+    const entries = Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+const sha256Hex = (text: string): string => createHash("sha256").update(text, "utf8").digest("hex");
+
+interface MeasuredBacklog {
+  value: number;
+  at: number;
 }
 
 export class JobStore {
-  constructor(
-    private readonly redis: Redis,
-    private readonly maxBacklog: number,
-  ) {}
+  readonly layout: BusLayout;
+  readonly #backlogs = new Map<number, MeasuredBacklog>();
 
-  /** Creates the consumer group at id 0 (so jobs added before it existed are not skipped). */
-  async ensureGroup(): Promise<void> {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly options: JobStoreOptions,
+  ) {
+    this.layout = new BusLayout(options.partitions);
+  }
+
+  /** Creates every partition's consumer group at id 0 (jobs added before it existed are not skipped). */
+  async ensureGroups(): Promise<void> {
+    await Promise.all(this.layout.partitions.map((keys) => this.#ensureGroup(keys)));
+  }
+
+  async #ensureGroup(keys: PartitionKeys): Promise<void> {
     try {
-      await this.redis.xgroup("CREATE", JOBS_STREAM, JOBS_GROUP, "0", "MKSTREAM");
+      await this.redis.xgroup("CREATE", keys.jobs, JOBS_GROUP, "0", "MKSTREAM");
     } catch (err) {
       if (!(err instanceof Error && err.message.startsWith("BUSYGROUP"))) throw err;
     }
   }
 
-  /** Entries not yet delivered to the group (lag) plus entries delivered but not acknowledged. */
-  async backlog(): Promise<number> {
+  /** Entries of a partition not yet delivered to the group (lag) plus those delivered but not acknowledged. */
+  async backlog(keys: PartitionKeys): Promise<number> {
     let groups: unknown[][];
     try {
-      groups = (await this.redis.xinfo("GROUPS", JOBS_STREAM)) as unknown[][];
+      groups = (await this.redis.xinfo("GROUPS", keys.jobs)) as unknown[][];
     } catch (err) {
       // The stream was deleted (FLUSHDB, an operator): recreate it with its group, nothing is waiting.
       if (!(err instanceof Error && err.message.includes("no such key"))) throw err;
-      await this.ensureGroup();
+      await this.#ensureGroup(keys);
       return 0;
     }
     for (const fields of groups) {
@@ -68,44 +121,66 @@ export class JobStore {
       if (info.get("name") !== JOBS_GROUP) continue;
       const pending = Number(info.get("pending") ?? 0);
       const lag = info.get("lag");
-      // lag is nil when Redis cannot compute it (entries trimmed or deleted): the length bounds it.
-      const undelivered = lag === null || lag === undefined ? await this.redis.xlen(JOBS_STREAM) : Number(lag);
+      // lag is nil when Redis cannot compute it (entries deleted inside the range): the length bounds it.
+      const undelivered = lag === null || lag === undefined ? await this.redis.xlen(keys.jobs) : Number(lag);
       return pending + undelivered;
     }
     // The group was destroyed under us: recreate it at 0, so everything in the stream is waiting.
-    await this.ensureGroup();
-    return this.redis.xlen(JOBS_STREAM);
+    await this.#ensureGroup(keys);
+    return this.redis.xlen(keys.jobs);
   }
 
   /**
-   * Enqueues a prediction job. With an idempotency key, a repeated call returns the first job's id
-   * and enqueues nothing. Throws BacklogFullError when the workers are too far behind.
+   * The backlog measured at most BACKLOG_CACHE_MS ago plus what this process added since; when
+   * that estimate reaches the limit it is measured again, so a refusal is always based on Redis.
+   */
+  async #admit(keys: PartitionKeys): Promise<void> {
+    let measured = this.#backlogs.get(keys.partition);
+    const now = Date.now();
+    if (measured === undefined || now - measured.at > BACKLOG_CACHE_MS || measured.value >= this.options.maxBacklog) {
+      measured = { value: await this.backlog(keys), at: now };
+      this.#backlogs.set(keys.partition, measured);
+    }
+    if (measured.value >= this.options.maxBacklog) throw new BacklogFullError(measured.value);
+    measured.value += 1;
+  }
+
+  /**
+   * Enqueues a prediction job. With an idempotency key, a repeated call with the same body returns
+   * the first job's id and enqueues nothing; another body throws IdempotencyConflictError.
+   * Throws BacklogFullError when the job's partition is too far behind.
    */
   async enqueue(request: PredictRequest, options: EnqueueOptions): Promise<{ id: string; created: boolean }> {
-    const backlog = await this.backlog();
-    if (backlog > this.maxBacklog) throw new BacklogFullError(backlog);
-
     const id = randomUUID();
-    const key = options.idempotencyKey;
-    if (key !== undefined) {
-      const previous = await this.redis.set(idemKey(key), id, "EX", JOB_TTL_SECONDS, "NX", "GET");
-      if (previous !== null) return { id: previous, created: false };
+    const keys = this.layout.of(id);
+    const idem = options.idempotency;
+    const idemKey = idem === undefined ? undefined : `idem:${idem.scope}:${idem.key}`;
+    const idemValue = `${id} ${sha256Hex(canonicalJson(request))}`;
+    if (idemKey !== undefined) {
+      const earlier = await this.#claimIdempotencyKey(idemKey, idemValue);
+      if (earlier !== undefined) return { id: earlier, created: false };
     }
 
     const now = Date.now();
     const createdAt = String(now);
+    const deadline = now + this.options.deadlineMs;
     const requestId = options.requestId.slice(0, 128);
     const queued: JobEvent = { id, type: "queued", status: "queued", ts: now };
     try {
+      await this.#admit(keys);
+      // No MAXLEN on the job stream: the workers trim it below the oldest pending entry only.
       const replies = await this.redis
         .multi()
-        .hset(jobKey(id), { status: "queued", created_at: createdAt, request_id: requestId })
-        .expire(jobKey(id), JOB_TTL_SECONDS)
+        .hset(keys.job(id), {
+          status: "queued",
+          created_at: createdAt,
+          request_id: requestId,
+          deadline: String(deadline),
+        })
+        .expire(keys.job(id), JOB_TTL_SECONDS)
+        .zadd(keys.deadlines, deadline, id)
         .xadd(
-          JOBS_STREAM,
-          "MAXLEN",
-          "~",
-          JOBS_MAXLEN,
+          keys.jobs,
           "*",
           "v",
           "1",
@@ -120,33 +195,65 @@ export class JobStore {
           "request_id",
           requestId,
         )
-        .xadd(EVENTS_STREAM, "MAXLEN", "~", EVENTS_MAXLEN, "*", "id", id, "event", JSON.stringify(queued))
+        .xadd(
+          keys.events,
+          "MINID",
+          "~",
+          String(Math.max(0, now - this.options.eventsRetentionMs)),
+          "*",
+          "id",
+          id,
+          "event",
+          JSON.stringify(queued),
+        )
         .exec();
       const failed = replies?.find(([err]) => err !== null)?.[0];
       if (!replies || failed) throw failed ?? new Error("job transaction aborted");
     } catch (err) {
       // Do not leave the idempotency key pointing at a job that was never written.
-      if (key !== undefined) await this.#releaseIdempotencyKey(key, id);
+      if (idemKey !== undefined) await this.#release(idemKey, idemValue).catch(() => undefined);
       throw err;
     }
     return { id, created: true };
   }
 
+  /**
+   * Takes the idempotency key for this request (returns undefined), or returns the id of the job an
+   * earlier request with the same key and body created. A key left behind by a request whose job was
+   * never written (its clean-up failed too) is taken over once it is no longer in flight.
+   */
+  async #claimIdempotencyKey(key: string, value: string): Promise<string | undefined> {
+    const bodyHash = value.slice(value.indexOf(" ") + 1);
+    for (let attempt = 0; attempt < 2; attempt += 1) {
+      const previous = await this.redis.set(key, value, "EX", JOB_TTL_SECONDS, "NX", "GET");
+      if (previous === null) return undefined;
+      const [earlierId = "", earlierHash] = previous.split(" ");
+      if (earlierHash !== bodyHash) throw new IdempotencyConflictError("Idempotency-Key reused with another body");
+      if ((await this.redis.exists(this.layout.of(earlierId).job(earlierId))) === 1) return earlierId;
+      const age = JOB_TTL_SECONDS * 1000 - (await this.redis.pttl(key));
+      if (age < IDEMPOTENCY_IN_FLIGHT_MS) break;
+      await this.#release(key, previous);
+    }
+    throw new IdempotencyInFlightError("a request with this Idempotency-Key is in progress");
+  }
+
+  async #release(key: string, value: string): Promise<void> {
+    await this.redis.eval(RELEASE_IF_EQUAL, 1, key, value);
+  }
+
   /** The job as GET /v1/jobs/{id} shows it, or null when unknown or expired. */
   async get(id: string): Promise<JobStatus | null> {
-    const hash = await this.redis.hgetall(jobKey(id));
-    const status = parseStatus(hash.status);
-    if (!status) return null;
-    const job: JobStatus = { id, status };
-    const result = parseResult(hash.result);
-    if (result) job.result = result;
-    if (hash.error) job.error = hash.error;
+    const event = await this.snapshot(id);
+    if (event === null) return null;
+    const job: JobStatus = { id, status: event.status };
+    if (event.result) job.result = event.result;
+    if (event.error !== undefined) job.error = event.error;
     return job;
   }
 
-  /** The job's current state as a job event (what a late subscriber is sent first). */
+  /** The job's current state as a job event (what a late or resynchronised subscriber is sent). */
   async snapshot(id: string): Promise<JobEvent | null> {
-    const hash = await this.redis.hgetall(jobKey(id));
+    const hash = await this.redis.hgetall(this.layout.of(id).job(id));
     const status = parseStatus(hash.status);
     if (!status) return null;
     const stamp = status === "queued" ? hash.created_at : status === "running" ? hash.started_at : hash.finished_at;
@@ -159,17 +266,14 @@ export class JobStore {
     };
     const result = parseResult(hash.result);
     if (result) event.result = result;
-    if (hash.error) event.error = hash.error;
+    if (status === "failed") event.error = publicError(hash.error);
     return event;
   }
+}
 
-  async #releaseIdempotencyKey(key: string, id: string): Promise<void> {
-    try {
-      if ((await this.redis.get(idemKey(key))) === id) await this.redis.del(idemKey(key));
-    } catch {
-      // Redis is failing already; the key expires on its own.
-    }
-  }
+/** The error a client may see: one of the workers' short public messages, never exception text. */
+export function publicError(stored: string | undefined): string {
+  return stored !== undefined && PUBLIC_ERRORS.has(stored) ? stored : "job failed";
 }
 
 function parseStatus(value: string | undefined): JobStatusValue | undefined {

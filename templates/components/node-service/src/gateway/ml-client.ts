@@ -52,11 +52,11 @@ export class MlClient {
     return payload;
   }
 
-  /** Resolves when the ML service's liveness endpoint answers 2xx. */
-  async health(requestId: string): Promise<void> {
-    const { status } = await this.#call("GET", "/healthz", requestId);
+  /** Resolves when the ML service's readiness endpoint (its model is loaded) answers 2xx. */
+  async ready(requestId: string): Promise<void> {
+    const { status } = await this.#call("GET", "/readyz", requestId);
     if (status < 200 || status >= 300) {
-      throw new HttpError(502, "bad_gateway", `ML /healthz answered ${status}`);
+      throw new HttpError(502, "bad_gateway", `ML /readyz answered ${status}`);
     }
   }
 

@@ -1,9 +1,19 @@
 // The public API of the gateway: synchronous inference, async jobs, job status and job events.
-import { PassThrough } from "node:stream";
+import { PassThrough, type Readable } from "node:stream";
+import type { FastifyRequest } from "fastify";
+import { Type } from "typebox";
+import { API_KEY_HEADER } from "../auth.js";
 import { ErrorResponse, HttpError } from "../errors.js";
+import { COMMAND_TIMEOUT_MS } from "../redis.js";
 import type { App } from "../types.js";
 import { type JobEventMessage, type JobEventsFollower, watchJob } from "./events.js";
-import { BacklogFullError, type JobStore } from "./jobs.js";
+import {
+  BacklogFullError,
+  IdempotencyConflictError,
+  IdempotencyInFlightError,
+  idempotencyScope,
+  type JobStore,
+} from "./jobs.js";
 import type { MlClient } from "./ml-client.js";
 import { JobAccepted, JobParams, JobStatus, JobsHeaders, PredictRequest, PredictResponse } from "./schemas.js";
 
@@ -13,10 +23,14 @@ export interface GatewayDeps {
   follower: JobEventsFollower;
   /** Open SSE streams, ended when the server shuts down. */
   streams: Set<PassThrough>;
+  /** A watched job is re-read from Redis when no event arrived for this long. */
+  watchRecheckMs: number;
 }
 
 const SSE_HEARTBEAT_MS = 15_000;
-const RETRY_AFTER_SECONDS = 5;
+export const RETRY_AFTER_SECONDS = 5;
+/** Longest a job route waits for Redis before answering 503 (covers a cluster with no node up). */
+const BUS_DEADLINE_MS = 2 * COMMAND_TIMEOUT_MS;
 
 /** One Server-Sent Event: `event:` is the event type, `data:` the job event, `id:` the stream entry. */
 export function formatSse({ streamId, event }: JobEventMessage): string {
@@ -26,7 +40,61 @@ export function formatSse({ streamId, event }: JobEventMessage): string {
 
 const jobNotFound = (id: string): HttpError => new HttpError(404, "not_found", `Job ${id} not found`);
 
-export function registerGatewayRoutes(app: App, { ml, store, follower, streams }: GatewayDeps): void {
+/** The answer to a job route when Redis fails or does not answer: 503 with Retry-After, never the error text. */
+export function busUnavailable(): HttpError {
+  return new HttpError(503, "service_unavailable", "The job queue is unavailable, retry later", {
+    "retry-after": String(RETRY_AFTER_SECONDS),
+  });
+}
+
+/**
+ * Runs a job-bus operation with a deadline; Redis errors become 503, HTTP errors pass through.
+ * `discard` undoes the result of an operation that completes after its deadline passed.
+ */
+async function onBus<T>(request: FastifyRequest, operation: () => Promise<T>, discard?: (late: T) => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  let late = false;
+  const running = operation().then((value) => {
+    if (late) discard?.(value);
+    return value;
+  });
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      late = true;
+      reject(new Error(`no answer from Redis within ${BUS_DEADLINE_MS} ms`));
+    }, BUS_DEADLINE_MS);
+  });
+  try {
+    return await Promise.race([running, deadline]);
+  } catch (err) {
+    if (err instanceof HttpError) throw err;
+    request.log.error({ err }, "job bus unavailable");
+    throw busUnavailable();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const { $id: _errorId, ...errorSchema } = ErrorResponse as typeof ErrorResponse & { $id?: string };
+/** The shared error body, described for the OpenAPI document. */
+const described = (description: string) => ({ ...errorSchema, description });
+/** What every API-key route can answer besides its own statuses. */
+const COMMON_ERRORS = {
+  400: described("Invalid request (validation_error)"),
+  401: described("Missing or invalid API key"),
+  429: described("Rate limit exceeded; see Retry-After"),
+  500: described("Unexpected error (no details are disclosed)"),
+};
+const BODY_ERRORS = {
+  413: described("Request body larger than BODY_LIMIT_BYTES"),
+  415: described("Content-Type is not application/json"),
+};
+const busDown = described("Redis unreachable, backlog full, or shutting down; see Retry-After");
+
+export function registerGatewayRoutes(
+  app: App,
+  { ml, store, follower, streams, watchRecheckMs }: GatewayDeps,
+): void {
   app.post(
     "/v1/predict",
     {
@@ -34,11 +102,13 @@ export function registerGatewayRoutes(app: App, { ml, store, follower, streams }
         summary: "Synchronous inference, proxied to the ML service",
         body: PredictRequest,
         response: {
-          200: PredictResponse,
-          400: ErrorResponse,
-          422: ErrorResponse,
-          502: ErrorResponse,
-          504: ErrorResponse,
+          200: { ...PredictResponse, description: "The model's prediction" },
+          ...COMMON_ERRORS,
+          ...BODY_ERRORS,
+          422: described("The ML service rejected the features"),
+          502: described("The ML service failed or sent an invalid answer"),
+          503: described("Shutting down"),
+          504: described("The ML service did not answer within ML_TIMEOUT_MS"),
         },
       },
     },
@@ -50,27 +120,49 @@ export function registerGatewayRoutes(app: App, { ml, store, follower, streams }
     {
       schema: {
         summary: "Enqueue an asynchronous prediction job",
+        description:
+          "With an Idempotency-Key (scoped to your API key, kept 24 h) a repeated request with the same body " +
+          "returns the first job; the same key with another body answers 422.",
         body: PredictRequest,
         headers: JobsHeaders,
-        response: { 202: JobAccepted, 400: ErrorResponse, 503: ErrorResponse },
+        response: {
+          202: { ...JobAccepted, description: "Job accepted; follow it at the Location header" },
+          ...COMMON_ERRORS,
+          ...BODY_ERRORS,
+          409: described("A request with the same Idempotency-Key is still in progress; see Retry-After"),
+          422: described("Idempotency-Key already used with another request body"),
+          503: busDown,
+        },
       },
     },
     async (request, reply) => {
-      let job: { id: string; created: boolean };
-      try {
-        job = await store.enqueue(request.body, {
-          requestId: request.id,
-          idempotencyKey: request.headers["idempotency-key"],
-        });
-      } catch (err) {
-        if (err instanceof BacklogFullError) {
-          request.log.warn({ backlog: err.backlog }, "job backlog full, shedding load");
-          throw new HttpError(503, "backlog_full", "Too many queued jobs, retry later", {
-            "retry-after": String(RETRY_AFTER_SECONDS),
+      const key = request.headers["idempotency-key"];
+      const apiKey = request.headers[API_KEY_HEADER];
+      const job = await onBus(request, async () => {
+        try {
+          return await store.enqueue(request.body, {
+            requestId: request.id,
+            idempotency:
+              key === undefined || typeof apiKey !== "string" ? undefined : { scope: idempotencyScope(apiKey), key },
           });
+        } catch (err) {
+          if (err instanceof BacklogFullError) {
+            request.log.warn({ backlog: err.backlog }, "job backlog full, shedding load");
+            throw new HttpError(503, "backlog_full", "Too many queued jobs, retry later", {
+              "retry-after": String(RETRY_AFTER_SECONDS),
+            });
+          }
+          if (err instanceof IdempotencyConflictError) {
+            throw new HttpError(422, "idempotency_conflict", "Idempotency-Key was already used with another body");
+          }
+          if (err instanceof IdempotencyInFlightError) {
+            throw new HttpError(409, "idempotency_in_progress", "A request with this Idempotency-Key is in progress", {
+              "retry-after": "1",
+            });
+          }
+          throw err;
         }
-        throw err;
-      }
+      });
       if (!job.created) request.log.info({ jobId: job.id }, "idempotent replay of an earlier job");
       return reply.code(202).header("location", `/v1/jobs/${job.id}`).send({ id: job.id });
     },
@@ -82,11 +174,16 @@ export function registerGatewayRoutes(app: App, { ml, store, follower, streams }
       schema: {
         summary: "Job status and result",
         params: JobParams,
-        response: { 200: JobStatus, 400: ErrorResponse, 404: ErrorResponse },
+        response: {
+          200: { ...JobStatus, description: "The job's status, and its result or error once finished" },
+          ...COMMON_ERRORS,
+          404: described("No such job (unknown, or expired 24 h after it was created)"),
+          503: busDown,
+        },
       },
     },
     async (request) => {
-      const job = await store.get(request.params.id);
+      const job = await onBus(request, () => store.get(request.params.id));
       if (!job) throw jobNotFound(request.params.id);
       return job;
     },
@@ -97,7 +194,19 @@ export function registerGatewayRoutes(app: App, { ml, store, follower, streams }
     {
       schema: {
         summary: "Server-Sent Events: one event per status change, ending after done or failed",
+        description:
+          "Each event is `event: <type>` and `data: <job event JSON>` (contracts/job-event.schema.json); live " +
+          "events carry `id: <stream entry id>`. The first event is the job's current state.",
         params: JobParams,
+        response: {
+          200: Type.Unsafe<Readable>({
+            description: "An event stream that ends after the done or failed event",
+            content: { "text/event-stream": { schema: Type.String() } },
+          }),
+          ...COMMON_ERRORS,
+          404: described("No such job"),
+          503: busDown,
+        },
       },
     },
     async (request, reply) => {
@@ -107,12 +216,18 @@ export function registerGatewayRoutes(app: App, { ml, store, follower, streams }
       const write = (text: string): void => {
         if (!stream.writableEnded) stream.write(text);
       };
-      const cancel = await watchJob(
-        store,
-        follower,
-        id,
-        (message) => write(formatSse(message)),
-        () => stream.end(),
+      const cancel = await onBus(
+        request,
+        () =>
+          watchJob(
+            store,
+            follower,
+            id,
+            (message) => write(formatSse(message)),
+            () => stream.end(),
+            { recheckMs: watchRecheckMs, log: request.log },
+          ),
+        (late) => late?.(),
       );
       if (!cancel) throw jobNotFound(id);
 

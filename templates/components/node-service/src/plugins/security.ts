@@ -2,15 +2,15 @@ import cors from "@fastify/cors";
 import helmet from "@fastify/helmet";
 import rateLimit from "@fastify/rate-limit";
 import type { FastifyInstance } from "fastify";
-import type { Redis } from "ioredis";
 import { type Config, csv } from "../config.js";
 import { HttpError } from "../errors.js";
+import type { RedisClient } from "../redis.js";
 
 /**
  * Security headers, CORS allowlist and rate limiting. Register before any route:
  * the rate limiter attaches itself to routes as they are declared.
  */
-export async function registerSecurity(app: FastifyInstance, config: Config, redis: Redis | null): Promise<void> {
+export async function registerSecurity(app: FastifyInstance, config: Config, redis: RedisClient | null): Promise<void> {
   await app.register(helmet, {
     // A JSON API serves no documents: the strictest content security policy fits.
     contentSecurityPolicy: {

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyBaseLogger } from "fastify";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../redis.js";
 
 /** Something that can receive frames: a WebSocket connection. */
 export interface RoomMember {
@@ -42,7 +42,7 @@ export class RoomHub {
 
   constructor(
     private readonly log: FastifyBaseLogger,
-    private readonly redis: { publisher: Redis; subscriber: Redis } | null,
+    private readonly redis: { publisher: RedisClient; subscriber: RedisClient } | null,
   ) {
     if (redis !== null) {
       redis.subscriber.on("error", (error) => log.warn({ err: error }, "redis subscriber error"));

@@ -4,8 +4,9 @@ import { readdirSync, readFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Ajv, type AnySchema } from "ajv";
 import addFormats from "ajv-formats";
-import type { Redis } from "ioredis";
 import { expect } from "vitest";
+import { BusLayout, JOBS_GROUP, type PartitionKeys } from "../../src/gateway/bus.js";
+import type { RedisClient } from "../../src/redis.js";
 import { type StubServer, startStubServer } from "../support/http.js";
 
 /** In the hybrid layout the shared JSON Schemas live at <root>/contracts, next to gateway/. */
@@ -41,21 +42,30 @@ export type MlBehaviour = "ok" | "invalid-response" | "reject-422" | "error-500"
 
 export interface FakeMl extends StubServer {
   behaviour: MlBehaviour;
+  /** Whether GET /readyz answers 200 (GET /healthz always does). */
+  ready: boolean;
   /** Requests the fake received on POST /predict. */
   calls: { headers: IncomingMessage["headers"]; body: unknown }[];
+  /** Requests the fake received on GET /healthz and GET /readyz. */
+  probes: { path: string; headers: IncomingMessage["headers"] }[];
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
 }
 
-/** A stand-in for the ML service: /healthz, and POST /predict behaving as `fake.behaviour` says. */
+/** A stand-in for the ML service: /healthz, /readyz, and POST /predict behaving as `fake.behaviour` says. */
 export async function startFakeMl(): Promise<FakeMl> {
   const calls: FakeMl["calls"] = [];
-  // Tests set `behaviour` on the returned object, so the handler reads it from there.
+  const probes: FakeMl["probes"] = [];
+  // Tests set `behaviour` and `ready` on the returned object, so the handler reads them from there.
   let fake: FakeMl | undefined;
   const server = await startStubServer((req, res) => {
-    if (req.method === "GET" && req.url === "/healthz") return json(res, 200, { status: "ok" });
+    if (req.method === "GET" && (req.url === "/healthz" || req.url === "/readyz")) {
+      probes.push({ path: req.url, headers: req.headers });
+      if (req.url === "/readyz" && fake?.ready === false) return json(res, 503, { status: "loading" });
+      return json(res, 200, { status: "ok" });
+    }
     if (req.method !== "POST" || req.url !== "/predict") return json(res, 404, { detail: "Not Found" });
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
@@ -81,7 +91,7 @@ export async function startFakeMl(): Promise<FakeMl> {
       }
     });
   });
-  fake = Object.assign(server, { behaviour: "ok" as MlBehaviour, calls });
+  fake = Object.assign(server, { behaviour: "ok" as MlBehaviour, ready: true, calls, probes });
   return fake;
 }
 
@@ -156,35 +166,91 @@ export async function openSse(url: string, headers: Record<string, string>) {
   };
 }
 
+/** The bus layout the simulated worker uses (BUS_PARTITIONS of the gateway under test). */
+export const layout = (partitions = 1): BusLayout => new BusLayout(partitions);
+
 /** Writes what the Python worker writes when it picks a job up (status + event in one MULTI). */
-export async function workerStarts(redis: Redis, id: string): Promise<void> {
+export async function workerStarts(redis: RedisClient, id: string, partitions = 1): Promise<void> {
   const now = Date.now();
+  const keys = layout(partitions).of(id);
   await redis
     .multi()
-    .hset(`job:${id}`, { status: "running", started_at: String(now) })
-    .xadd("jobs:events", "MAXLEN", "~", 10_000, "*", "id", id, "event", JSON.stringify(jobEvent(id, "running", now)))
+    .hset(keys.job(id), { status: "running", started_at: String(now) })
+    .xadd(keys.events, "*", "id", id, "event", JSON.stringify(jobEvent(id, "running", now)))
     .exec();
 }
 
-/** Writes what the worker commits when a job ends: hash, processed counter and the terminal event. */
-export async function workerFinishes(redis: Redis, id: string, outcome: "done" | "failed"): Promise<void> {
+export type Outcome = "done" | "failed";
+
+/** The worker's commit of a finished job (BUS.md): hash, terminal event, XACK and ZREM in one MULTI. */
+export async function workerFinishes(
+  redis: RedisClient,
+  id: string,
+  outcome: Outcome,
+  { partitions = 1, entryId, error = "model error" }: { partitions?: number; entryId?: string; error?: string } = {},
+): Promise<void> {
   const now = Date.now();
+  const keys = layout(partitions).of(id);
   const fields =
     outcome === "done"
       ? { status: "done", result: JSON.stringify(PREDICTION), finished_at: String(now) }
-      : { status: "failed", error: "model exploded", finished_at: String(now) };
+      : { status: "failed", error, finished_at: String(now) };
   const event = {
     ...jobEvent(id, outcome, now),
-    ...(outcome === "done" ? { result: PREDICTION } : { error: "model exploded" }),
+    ...(outcome === "done" ? { result: PREDICTION } : { error }),
   };
-  await redis
+  const tx = redis
     .multi()
-    .hset(`job:${id}`, fields)
-    .hincrby(`job:${id}`, "processed", 1)
-    .xadd("jobs:events", "MAXLEN", "~", 10_000, "*", "id", id, "event", JSON.stringify(event))
-    .exec();
+    .hset(keys.job(id), fields)
+    .xadd(keys.events, "*", "id", id, "event", JSON.stringify(event))
+    .zrem(keys.deadlines, id);
+  if (entryId !== undefined) tx.xack(keys.jobs, JOBS_GROUP, entryId);
+  await tx.exec();
+}
+
+/** Reads up to `count` new entries of one partition as consumer `consumer` of the workers' group. */
+export async function workerReads(
+  redis: RedisClient,
+  keys: PartitionKeys,
+  count = 100,
+  consumer = "test-worker",
+): Promise<{ entryId: string; fields: Record<string, string> }[]> {
+  const reply = (await redis.xreadgroup("GROUP", JOBS_GROUP, consumer, "COUNT", count, "STREAMS", keys.jobs, ">")) as
+    | [string, [string, string[]][]][]
+    | null;
+  return (reply?.[0]?.[1] ?? []).map(([entryId, flat]) => ({ entryId, fields: fieldMap(flat) }));
+}
+
+/** A stream entry's flat [field, value, ...] list as an object. */
+export function fieldMap(flat: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i] as string] = flat[i + 1] as string;
+  return out;
 }
 
 function jobEvent(id: string, status: "running" | "done" | "failed", ts: number) {
   return { id, type: status, status, ts };
+}
+
+/** The validation keywords of a schema: no annotations, `required` sorted, `$ref`s to contracts inlined. */
+export function constraints(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(constraints);
+  if (typeof schema !== "object" || schema === null) return schema;
+  const { $ref } = schema as { $ref?: unknown };
+  if (typeof $ref === "string") return constraints(contract($ref.replace(/\.schema\.json$/, "")));
+  const skip = new Set(["$schema", "$id", "title", "description"]);
+  return Object.fromEntries(
+    Object.entries(schema)
+      .filter(([key]) => !skip.has(key))
+      .map(([key, value]) => [key, key === "required" ? [...(value as string[])].sort() : constraints(value)]),
+  );
+}
+
+/** Wait until `check` returns true (polling), or fail after `timeoutMs`. */
+export async function eventually(check: () => Promise<boolean>, timeoutMs = 5_000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what} not reached within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }

@@ -1,11 +1,21 @@
+import { createHash } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { authed, type RunningApp, startApp } from "../support/app.js";
+import { API_KEY, authed, type RunningApp, startApp } from "../support/app.js";
 import { type RedisServer, startRedis } from "../support/redis.js";
-import { expectContract, type FakeMl, IRIS, PREDICTION, startFakeMl, workerFinishes } from "./helpers.js";
+import { expectContract, type FakeMl, fieldMap, IRIS, PREDICTION, startFakeMl, workerFinishes } from "./helpers.js";
 
 const MAX_BACKLOG = 3;
+const OTHER_KEY = "second-client-key-42";
+const RETENTION_MS = 60_000;
 const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+// BUS_PARTITIONS=1: every key of the bus lives under the hash tag {jobs:0}.
+const JOBS = "{jobs:0}:predict";
+const EVENTS = "{jobs:0}:events";
+const DEADLINES = "{jobs:0}:deadlines";
+const jobKey = (id: string): string => `{jobs:0}:job:${id}`;
+const sha256 = (text: string): string => createHash("sha256").update(text).digest("hex");
+const idemKey = (apiKey: string, key: string): string => `idem:${sha256(apiKey).slice(0, 16)}:${key}`;
 
 let server: RedisServer;
 let redis: Redis;
@@ -19,7 +29,10 @@ beforeAll(async () => {
   gateway = await startApp({
     REDIS_URL: server.url,
     ML_URL: ml.url,
+    API_KEYS: `${API_KEY},${OTHER_KEY}`,
     JOBS_MAX_BACKLOG: String(MAX_BACKLOG),
+    JOB_DEADLINE_MS: "120000",
+    EVENTS_RETENTION_MS: String(RETENTION_MS),
     RATE_LIMIT_MAX: "10000",
   });
 });
@@ -33,8 +46,8 @@ afterAll(async () => {
 
 // Every test starts with an empty work queue (as a drained one would be).
 beforeEach(async () => {
-  await redis.del("jobs:predict");
-  await redis.xgroup("CREATE", "jobs:predict", "ml-workers", "0", "MKSTREAM");
+  await redis.del(JOBS, DEADLINES);
+  await redis.xgroup("CREATE", JOBS, "ml-workers", "0", "MKSTREAM");
 });
 
 const enqueue = (body: unknown, headers: Record<string, string> = {}) =>
@@ -44,31 +57,63 @@ const enqueue = (body: unknown, headers: Record<string, string> = {}) =>
     body: JSON.stringify(body),
   });
 
-const fields = (flat: string[]): Record<string, string> => {
-  const out: Record<string, string> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i] as string] = flat[i + 1] as string;
-  return out;
-};
+/** Records every command Redis executes while `action` runs (MONITOR on its own connection). */
+async function monitored(action: () => Promise<void>): Promise<string[][]> {
+  const monitor = await redis.monitor();
+  const commands: string[][] = [];
+  monitor.on("monitor", (_time: string, args: string[]) => commands.push(args));
+  try {
+    await action();
+    // MONITOR output trails the replies a little: wait for the EXEC of the transaction.
+    const deadline = Date.now() + 2_000;
+    while (!commands.some(([name]) => name?.toLowerCase() === "exec") && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  } finally {
+    monitor.disconnect();
+  }
+  return commands;
+}
 
 describe("POST /v1/jobs", () => {
-  it("writes the job hash, the work entry and the queued event, and answers 202", async () => {
+  it("writes hash, deadline, job entry and queued event in one MULTI, and answers 202", async () => {
     const before = Date.now();
-    const res = await enqueue(IRIS, { "x-request-id": "job-req-1" });
-    expect(res.status).toBe(202);
-    const body = (await res.json()) as { id: string };
+    let res: Response | undefined;
+    const commands = await monitored(async () => {
+      res = await enqueue(IRIS, { "x-request-id": "job-req-1" });
+    });
+    expect(res?.status).toBe(202);
+    const body = (await res?.json()) as { id: string };
     expectContract("job-accepted", body);
     expect(body.id).toMatch(JOB_ID);
-    expect(res.headers.get("location")).toBe(`/v1/jobs/${body.id}`);
+    expect(res?.headers.get("location")).toBe(`/v1/jobs/${body.id}`);
 
-    const hash = await redis.hgetall(`job:${body.id}`);
+    // The transaction: exactly these writes, in this order, between MULTI and EXEC.
+    const names = commands.map(([name]) => (name ?? "").toLowerCase());
+    const multi = names.indexOf("multi");
+    expect(multi).toBeGreaterThanOrEqual(0);
+    expect(names.slice(multi, multi + 7)).toEqual(["multi", "hset", "expire", "zadd", "xadd", "xadd", "exec"]);
+    const [jobsXadd, eventsXadd] = commands.slice(multi + 4, multi + 6);
+    // Producers never trim the job stream (an untrimmed entry can never be lost while pending).
+    expect(jobsXadd?.[1]).toBe(JOBS);
+    expect(jobsXadd?.map((arg) => arg.toUpperCase())).not.toContain("MAXLEN");
+    expect(jobsXadd?.map((arg) => arg.toUpperCase())).not.toContain("MINID");
+    // The events stream is trimmed by age: MINID ~ now - EVENTS_RETENTION_MS.
+    expect(eventsXadd?.slice(1, 4)).toEqual([EVENTS, "MINID", "~"]);
+    const minId = Number(eventsXadd?.[4]);
+    expect(minId).toBeGreaterThanOrEqual(before - RETENTION_MS);
+    expect(minId).toBeLessThanOrEqual(Date.now() - RETENTION_MS);
+
+    const hash = await redis.hgetall(jobKey(body.id));
     expect(hash).toMatchObject({ status: "queued", request_id: "job-req-1" });
     expect(Number(hash.created_at)).toBeGreaterThanOrEqual(before);
-    const ttl = await redis.ttl(`job:${body.id}`);
-    expect(ttl).toBeGreaterThan(86_000);
+    expect(Number(hash.deadline)).toBe(Number(hash.created_at) + 120_000);
+    expect(await redis.ttl(jobKey(body.id))).toBeGreaterThan(86_000);
+    expect(await redis.zscore(DEADLINES, body.id)).toBe(hash.deadline);
 
-    const entries = await redis.xrange("jobs:predict", "-", "+");
+    const entries = await redis.xrange(JOBS, "-", "+");
     expect(entries).toHaveLength(1);
-    const entry = fields(entries[0]?.[1] ?? []);
+    const entry = fieldMap(entries[0]?.[1] ?? []);
     expectContract("job-entry", entry);
     expect(entry).toMatchObject({ v: "1", job_id: body.id, type: "predict", request_id: "job-req-1" });
     expect(entry.created_at).toBe(hash.created_at);
@@ -76,26 +121,68 @@ describe("POST /v1/jobs", () => {
     expectContract("predict-request", payload);
     expect(payload).toEqual(IRIS);
 
-    const [last] = await redis.xrevrange("jobs:events", "+", "-", "COUNT", 1);
-    const eventEntry = fields(last?.[1] ?? []);
+    const [last] = await redis.xrevrange(EVENTS, "+", "-", "COUNT", 1);
+    const eventEntry = fieldMap(last?.[1] ?? []);
     expect(eventEntry.id).toBe(body.id);
     const event: unknown = JSON.parse(eventEntry.event ?? "");
     expectContract("job-event", event);
     expect(event).toMatchObject({ id: body.id, type: "queued", status: "queued" });
 
     // The group sees it as waiting work.
-    const [group] = (await redis.xinfo("GROUPS", "jobs:predict")) as unknown[][];
+    const [group] = (await redis.xinfo("GROUPS", JOBS)) as unknown[][];
     expect(group?.[group.indexOf("lag") + 1]).toBe(1);
+  });
+
+  it("trims events older than EVENTS_RETENTION_MS, keeps recent ones", async () => {
+    await redis.del(EVENTS);
+    const old = Date.now() - RETENTION_MS - 60_000;
+    // 100 entries fill one stream node; MINID ~ removes whole nodes that are entirely too old.
+    for (let i = 0; i < 150; i += 1) await redis.xadd(EVENTS, `${old}-${i}`, "id", "old", "event", "{}");
+    const recent = `${Date.now() - 1_000}-0`;
+    await redis.xadd(EVENTS, recent, "id", "recent", "event", "{}");
+    expect((await enqueue(IRIS)).status).toBe(202);
+    const [first] = await redis.xrange(EVENTS, "-", "+", "COUNT", 1);
+    expect(first?.[0]).toBe(`${old}-100`);
+    expect(await redis.xlen(EVENTS)).toBe(52);
+    expect(await redis.xrange(EVENTS, recent, recent)).toHaveLength(1);
   });
 
   it("400 on an invalid body, nothing enqueued", async () => {
     const res = await enqueue({ features: [1, 2] });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe("validation_error");
-    expect(await redis.xlen("jobs:predict")).toBe(0);
+    expect(await redis.xlen(JOBS)).toBe(0);
   });
 
-  it("the same Idempotency-Key returns the first job's id and enqueues once", async () => {
+  it("rejects an oversized Idempotency-Key", async () => {
+    const res = await enqueue(IRIS, { "idempotency-key": "k".repeat(129) });
+    expect(res.status).toBe(400);
+    expect(await redis.xlen(JOBS)).toBe(0);
+  });
+
+  it("503 with Retry-After once lag + pending reaches JOBS_MAX_BACKLOG", async () => {
+    for (let i = 0; i < MAX_BACKLOG; i += 1) expect((await enqueue(IRIS)).status).toBe(202);
+    const res = await enqueue(IRIS, { "x-request-id": "shed-1" });
+    expect(res.status).toBe(503);
+    expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect(await res.json()).toEqual({
+      error: { code: "backlog_full", message: expect.any(String), requestId: "shed-1" },
+    });
+    expect(await redis.xlen(JOBS)).toBe(MAX_BACKLOG);
+
+    // Delivered but unacknowledged entries count too; acknowledged ones do not.
+    const read = (await redis.xreadgroup("GROUP", "ml-workers", "w1", "COUNT", 2, "STREAMS", JOBS, ">")) as
+      | [string, [string, string[]][]][]
+      | null;
+    expect((await enqueue(IRIS)).status).toBe(503);
+    const ids = (read?.[0]?.[1] ?? []).map(([id]) => id);
+    await redis.xack(JOBS, "ml-workers", ...ids);
+    expect((await enqueue(IRIS)).status).toBe(202);
+  });
+});
+
+describe("Idempotency-Key", () => {
+  it("the same key and body return the first job's id and enqueue once", async () => {
     const first = await enqueue(IRIS, { "idempotency-key": "order-42" });
     const second = await enqueue(IRIS, { "idempotency-key": "order-42" });
     expect(first.status).toBe(202);
@@ -104,39 +191,76 @@ describe("POST /v1/jobs", () => {
     const b = (await second.json()) as { id: string };
     expect(b.id).toBe(a.id);
     expect(second.headers.get("location")).toBe(`/v1/jobs/${a.id}`);
-    expect(await redis.xlen("jobs:predict")).toBe(1);
-    expect(await redis.get("idem:order-42")).toBe(a.id);
-    expect(await redis.ttl("idem:order-42")).toBeGreaterThan(86_000);
+    expect(await redis.xlen(JOBS)).toBe(1);
+    // Scoped to the API key, bound to the body: "<job id> <sha256 of the canonical body>".
+    const key = idemKey(API_KEY, "order-42");
+    expect(await redis.get(key)).toBe(`${a.id} ${sha256(JSON.stringify(IRIS))}`);
+    expect(await redis.ttl(key)).toBeGreaterThan(86_000);
 
     const other = (await (await enqueue(IRIS, { "idempotency-key": "order-43" })).json()) as { id: string };
     expect(other.id).not.toBe(a.id);
-    expect(await redis.xlen("jobs:predict")).toBe(2);
+    expect(await redis.xlen(JOBS)).toBe(2);
   });
 
-  it("rejects an oversized Idempotency-Key", async () => {
-    const res = await enqueue(IRIS, { "idempotency-key": "k".repeat(129) });
-    expect(res.status).toBe(400);
-    expect(await redis.xlen("jobs:predict")).toBe(0);
-  });
-
-  it("503 with Retry-After once lag + pending exceeds JOBS_MAX_BACKLOG", async () => {
-    for (let i = 0; i <= MAX_BACKLOG; i += 1) expect((await enqueue(IRIS)).status).toBe(202);
-    const res = await enqueue(IRIS, { "x-request-id": "shed-1" });
-    expect(res.status).toBe(503);
-    expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+  it("422 for the same key with another body; nothing enqueued", async () => {
+    const first = (await (await enqueue(IRIS, { "idempotency-key": "order-44" })).json()) as { id: string };
+    const res = await enqueue({ features: [6.7, 3, 5.2, 2.3] }, { "idempotency-key": "order-44", "x-request-id": "i-1" });
+    expect(res.status).toBe(422);
     expect(await res.json()).toEqual({
-      error: { code: "backlog_full", message: expect.any(String), requestId: "shed-1" },
+      error: { code: "idempotency_conflict", message: expect.any(String), requestId: "i-1" },
     });
-    expect(await redis.xlen("jobs:predict")).toBe(MAX_BACKLOG + 1);
+    expect(await redis.xlen(JOBS)).toBe(1);
+    const again = (await (await enqueue(IRIS, { "idempotency-key": "order-44" })).json()) as { id: string };
+    expect(again.id).toBe(first.id);
+  });
 
-    // Delivered but unacknowledged entries count too; acknowledged ones do not.
-    const read = (await redis.xreadgroup("GROUP", "ml-workers", "w1", "COUNT", 2, "STREAMS", "jobs:predict", ">")) as
-      | [string, [string, string[]][]][]
-      | null;
-    expect((await enqueue(IRIS)).status).toBe(503);
-    const ids = (read?.[0]?.[1] ?? []).map(([id]) => id);
-    await redis.xack("jobs:predict", "ml-workers", ...ids);
-    expect((await enqueue(IRIS)).status).toBe(202);
+  it("two API keys choosing the same Idempotency-Key get two jobs", async () => {
+    const mine = (await (await enqueue(IRIS, { "idempotency-key": "order-45" })).json()) as { id: string };
+    const res = await fetch(`${gateway.url}/v1/jobs`, {
+      method: "POST",
+      headers: { "x-api-key": OTHER_KEY, "content-type": "application/json", "idempotency-key": "order-45" },
+      body: JSON.stringify(IRIS),
+    });
+    expect(res.status).toBe(202);
+    const theirs = (await res.json()) as { id: string };
+    expect(theirs.id).not.toBe(mine.id);
+    expect(await redis.xlen(JOBS)).toBe(2);
+    expect(await redis.get(idemKey(OTHER_KEY, "order-45"))).toMatch(new RegExp(`^${theirs.id} `));
+  });
+
+  it("a failed transaction leaves no key behind: the retry enqueues", async () => {
+    // Break the transaction: ZADD on a key of the wrong type fails inside EXEC.
+    await redis.set(DEADLINES, "not a sorted set");
+    const failed = await enqueue(IRIS, { "idempotency-key": "order-46", "x-request-id": "tx-1" });
+    expect(failed.status).toBe(503);
+    expect(Number(failed.headers.get("retry-after"))).toBeGreaterThan(0);
+    const body = (await failed.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe("service_unavailable");
+    expect(body.error.message).not.toMatch(/WRONGTYPE|ReplyError|Error:/);
+    expect(await redis.exists(idemKey(API_KEY, "order-46"))).toBe(0);
+
+    await redis.del(DEADLINES);
+    const retried = await enqueue(IRIS, { "idempotency-key": "order-46" });
+    expect(retried.status).toBe(202);
+    const { id } = (await retried.json()) as { id: string };
+    expect(await redis.hget(jobKey(id), "status")).toBe("queued");
+  });
+
+  it("a key left by a request whose job was never written is taken over once it is stale", async () => {
+    const ghost = "0b6e4f0e-8d3c-4d8e-9a53-2f1f7f3f9c10";
+    const value = `${ghost} ${sha256(JSON.stringify(IRIS))}`;
+    // Fresh (a request in flight): 409, try again shortly.
+    await redis.set(idemKey(API_KEY, "order-47"), value, "EX", 86_400);
+    const busy = await enqueue(IRIS, { "idempotency-key": "order-47" });
+    expect(busy.status).toBe(409);
+    expect(busy.headers.get("retry-after")).toBe("1");
+    // Older than the in-flight window: the request gets a job of its own.
+    await redis.set(idemKey(API_KEY, "order-47"), value, "EX", 86_000);
+    const res = await enqueue(IRIS, { "idempotency-key": "order-47" });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    expect(id).not.toBe(ghost);
+    expect(await redis.get(idemKey(API_KEY, "order-47"))).toMatch(new RegExp(`^${id} `));
   });
 });
 
@@ -153,14 +277,22 @@ describe("GET /v1/jobs/:id", () => {
     const done = await (await fetch(`${gateway.url}/v1/jobs/${id}`, { headers: authed() })).json();
     expectContract("job-status", done);
     expect(done).toEqual({ id, status: "done", result: PREDICTION });
+    expect(await redis.zscore(DEADLINES, id)).toBeNull();
   });
 
-  it("shows a failed job's error", async () => {
+  it("shows a failed job's public error", async () => {
     const { id } = (await (await enqueue(IRIS)).json()) as { id: string };
-    await workerFinishes(redis, id, "failed");
+    await workerFinishes(redis, id, "failed", { error: "deadline exceeded" });
     const failed = await (await fetch(`${gateway.url}/v1/jobs/${id}`, { headers: authed() })).json();
     expectContract("job-status", failed);
-    expect(failed).toEqual({ id, status: "failed", error: "model exploded" });
+    expect(failed).toEqual({ id, status: "failed", error: "deadline exceeded" });
+  });
+
+  it("never shows exception text, whatever the hash holds", async () => {
+    const { id } = (await (await enqueue(IRIS)).json()) as { id: string };
+    await workerFinishes(redis, id, "failed", { error: "ValueError: could not convert string to float: 'x'" });
+    const failed = await (await fetch(`${gateway.url}/v1/jobs/${id}`, { headers: authed() })).json();
+    expect(failed).toEqual({ id, status: "failed", error: "job failed" });
   });
 
   it("404 in the shared error shape for an unknown job", async () => {

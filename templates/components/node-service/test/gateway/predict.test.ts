@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { JobAccepted, JobEvent, JobStatus, PredictRequest, PredictResponse } from "../../src/gateway/schemas.js";
 import { API_KEY, authed, type RunningApp, startApp } from "../support/app.js";
 import { type RedisServer, startRedis } from "../support/redis.js";
-import { contract, expectContract, type FakeMl, IRIS, PREDICTION, startFakeMl } from "./helpers.js";
+import { constraints, contract, expectContract, type FakeMl, IRIS, PREDICTION, startFakeMl } from "./helpers.js";
 
 let redis: RedisServer;
 let ml: FakeMl;
@@ -28,7 +28,9 @@ afterAll(async () => {
 
 beforeEach(() => {
   ml.behaviour = "ok";
+  ml.ready = true;
   ml.calls.length = 0;
+  ml.probes.length = 0;
 });
 
 const predict = (body: unknown, headers: Record<string, string> = {}) =>
@@ -37,20 +39,6 @@ const predict = (body: unknown, headers: Record<string, string> = {}) =>
     headers: authed({ "content-type": "application/json", ...headers }),
     body: JSON.stringify(body),
   });
-
-/** The validation keywords of a schema: no annotations, `required` sorted, `$ref`s to contracts inlined. */
-function constraints(schema: unknown): unknown {
-  if (Array.isArray(schema)) return schema.map(constraints);
-  if (typeof schema !== "object" || schema === null) return schema;
-  const { $ref } = schema as { $ref?: unknown };
-  if (typeof $ref === "string") return constraints(contract($ref.replace(/\.schema\.json$/, "")));
-  const skip = new Set(["$schema", "$id", "title", "description"]);
-  return Object.fromEntries(
-    Object.entries(schema)
-      .filter(([key]) => !skip.has(key))
-      .map(([key, value]) => [key, key === "required" ? [...(value as string[])].sort() : constraints(value)]),
-  );
-}
 
 describe("contracts", () => {
   it.each([
@@ -154,10 +142,20 @@ describe("POST /v1/predict", () => {
     }
   });
 
-  it("/readyz checks the ML service and the job bus", async () => {
+  it("/readyz checks the ML service's /readyz (with the key) and the job bus", async () => {
     const res = await fetch(`${gateway.url}/readyz`);
     const body = (await res.json()) as { checks: Record<string, string> };
     expect(res.status).toBe(200);
     expect(body.checks).toMatchObject({ ml: "ok", "job-events": "ok" });
+    expect(ml.probes.map(({ path }) => path)).toEqual(["/readyz"]);
+    expect(ml.probes[0]?.headers["x-api-key"]).toBe("ml-secret");
+  });
+
+  it("/readyz is 503 while the ML service is live but not ready", async () => {
+    ml.ready = false;
+    const res = await fetch(`${gateway.url}/readyz`);
+    expect(res.status).toBe(503);
+    const body = (await res.json()) as { checks: Record<string, string> };
+    expect(body.checks.ml).toMatch(/readyz answered 503/);
   });
 });

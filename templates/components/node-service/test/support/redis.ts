@@ -1,10 +1,22 @@
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
 
 export interface RedisServer {
   url: string;
   port: number;
   stop: () => Promise<void>;
+  /** Freeze the process (SIGSTOP): connections stay open, nothing answers. */
+  pause: () => void;
+  /** Thaw a paused process (SIGCONT). */
+  resume: () => void;
+  /** Start a fresh (empty) redis-server on the same port after stop(). */
+  restart: () => Promise<void>;
 }
 
 /** Ask the OS for a free loopback port. */
@@ -33,11 +45,21 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-function redisServerBinary(): string {
-  const binary = process.env.REDIS_SERVER_BIN ?? "redis-server";
+function installed(binary: string): boolean {
   try {
     execFileSync(binary, ["--version"], { stdio: "ignore" });
+    return true;
   } catch {
+    return false;
+  }
+}
+
+const serverBinary = (): string => process.env.REDIS_SERVER_BIN ?? "redis-server";
+const cliBinary = (): string => process.env.REDIS_CLI_BIN ?? "redis-cli";
+
+function redisServerBinary(): string {
+  const binary = serverBinary();
+  if (!installed(binary)) {
     throw new Error(
       `${binary} not found: these tests need a real Redis. Install it (Debian/Ubuntu: apt-get install redis-server, ` +
         "macOS: brew install redis) or set REDIS_SERVER_BIN to its path.",
@@ -46,14 +68,12 @@ function redisServerBinary(): string {
   return binary;
 }
 
-/** Start a throw-away redis-server on a free loopback port (no persistence). */
-export async function startRedis(): Promise<RedisServer> {
-  const binary = redisServerBinary();
-  const port = await freePort();
-  const child: ChildProcess = spawn(
-    binary,
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
-    { stdio: "ignore" },
+/** Spawn redis-server on `port` (no persistence) and wait until it accepts connections. */
+async function spawnRedis(port: number, extra: string[] = [], cwd?: string): Promise<ChildProcess> {
+  const child = spawn(
+    redisServerBinary(),
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "yes", ...extra],
+    { stdio: "ignore", ...(cwd === undefined ? {} : { cwd }) },
   );
   const deadline = Date.now() + 10_000;
   while (!(await canConnect(port))) {
@@ -64,14 +84,86 @@ export async function startRedis(): Promise<RedisServer> {
     }
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
+  return child;
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once("exit", () => resolve());
+    // A paused process only acts on SIGTERM once it runs again.
+    child.kill("SIGCONT");
+    child.kill("SIGTERM");
+  });
+}
+
+/** Start a throw-away redis-server on a free loopback port (no persistence). */
+export async function startRedis(): Promise<RedisServer> {
+  const port = await freePort();
+  let child = await spawnRedis(port);
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once("exit", () => resolve());
-        child.kill("SIGTERM");
-      }),
+    stop: () => stopChild(child),
+    pause: () => child.kill("SIGSTOP"),
+    resume: () => child.kill("SIGCONT"),
+    restart: async () => {
+      child = await spawnRedis(port);
+    },
   };
+}
+
+export interface RedisCluster {
+  /** `redis+cluster://127.0.0.1:a,127.0.0.1:b,127.0.0.1:c` */
+  url: string;
+  stop: () => Promise<void>;
+}
+
+/** Why the Redis Cluster tests cannot run here, or null when redis-server and redis-cli are installed. */
+export function clusterUnavailable(): string | null {
+  for (const binary of [serverBinary(), cliBinary()]) {
+    if (!installed(binary)) return `${binary} is not installed`;
+  }
+  return null;
+}
+
+/**
+ * Start a Redis Cluster of three masters on free loopback ports (no replicas, no persistence):
+ * `redis-server --cluster-enabled yes` three times, then `redis-cli --cluster create`.
+ */
+export async function startRedisCluster(): Promise<RedisCluster> {
+  const dir = mkdtempSync(join(tmpdir(), "redis-cluster-"));
+  const children: ChildProcess[] = [];
+  const stop = async (): Promise<void> => {
+    await Promise.all(children.map(stopChild));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const ports = [await freePort(), await freePort(), await freePort()];
+    for (const port of ports) {
+      children.push(
+        await spawnRedis(
+          port,
+          ["--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--cluster-node-timeout", "5000"],
+          dir,
+        ),
+      );
+    }
+    const nodes = ports.map((port) => `127.0.0.1:${port}`);
+    await run(cliBinary(), ["--cluster", "create", ...nodes, "--cluster-replicas", "0", "--cluster-yes"]);
+    // Every node must agree that all slots are served before the tests start.
+    const deadline = Date.now() + 20_000;
+    for (const port of ports) {
+      for (;;) {
+        const { stdout } = await run(cliBinary(), ["-p", String(port), "cluster", "info"]);
+        if (stdout.includes("cluster_state:ok")) break;
+        if (Date.now() > deadline) throw new Error(`cluster node ${port} did not reach cluster_state:ok`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+    return { url: `redis+cluster://${nodes.join(",")}`, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
 }
