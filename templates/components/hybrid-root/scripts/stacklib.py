@@ -82,10 +82,6 @@ class StopSignals:
             signal.signal(sig, self._handler)
         self.armed = True
 
-    def disarm(self) -> None:
-        """From now on signals are recorded only (the caller is stopping already)."""
-        self.armed = False
-
     def _handler(self, signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if self.received is not None:
@@ -564,11 +560,11 @@ class Stack:
         return codes
 
     def close(self) -> None:
-        SIGNALS.disarm()  # stopping now: a further signal must not cut this short
-        for tier in sorted({svc.tier for svc in self.services.values()}, reverse=True):
-            self.stop_many([svc.name for svc in self.services.values() if svc.tier == tier])
-        if self.temporary:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        with SIGNALS.held():  # a signal must not cut the shutdown short; it is raised afterwards
+            for tier in sorted({svc.tier for svc in self.services.values()}, reverse=True):
+                self.stop_many([svc.name for svc in self.services.values() if svc.tier == tier])
+            if self.temporary:
+                shutil.rmtree(self.dir, ignore_errors=True)
 
     def supervise(self, until: Callable[[], bool] = lambda: False, interval: float = 0.2) -> None:
         """Restart every process that exits, with backoff, like compose and Kubernetes do."""
