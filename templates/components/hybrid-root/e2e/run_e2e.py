@@ -467,11 +467,11 @@ def step_make_run(workdir: Path, package: str) -> None:
             if http("GET", f"{run.url}/healthz", timeout=5).status != 200:
                 failures += 1
             back = run.workers(package) - workers
-            if back and "restart" in run.output():
+            if back and "restart in" in run.output():
                 break
             assert time.monotonic() < deadline, f"no worker restarted after 60s:\n{run.output()[-3000:]}"
             time.sleep(0.1)
-        restart = next(line for line in run.output().splitlines() if "restart" in line)
+        restart = next(line for line in run.output().splitlines() if "restart in" in line)
         print(f"    {restart.strip()}")
         assert failures == 0, f"the gateway failed {failures} of {polls} /healthz while the worker was down"
         job = http("POST", f"{run.url}/v1/jobs", {"features": SAMPLES["setosa"]}, auth)

@@ -50,11 +50,14 @@ def main() -> int:
             stack.redis_url = redis_url
         else:
             stack.start_redis()
-        stack.start_ml(ml_port or None)
+        # Started together, then awaited: the ML service, workers and gateway load in parallel.
+        stack.start_ml(ml_port or None, wait=False)
         names = [f"worker-{n}" for n in range(1, workers + 1)]
         for n, name in enumerate(names, 1):
             stack.start_worker(name, WORKER_NAME=f"{socket.gethostname()}-dev-{n}-{os.getpid()}")
-        stack.start_gateway(host, port)
+        stack.start_gateway(host, port, wait=False)
+        stack.wait_http("ml-service", f"{stack.ml_url}/readyz")
+        stack.wait_http("gateway", f"{stack.gateway_url}/readyz")
         stack.wait_workers(names)
         print(banner(stack, workers), flush=True)
         stack.supervise()
