@@ -86,3 +86,27 @@ export function connectRedis(url: string, options: ConnectOptions = {}): RedisCl
     clusterRetryStrategy: (times) => Math.min(100 * times, 2_000),
   });
 }
+
+/**
+ * Resolves or rejects like `operation`, or rejects after `ms` (a cluster with no node up queues
+ * commands instead of failing them). `discard` undoes the result of an operation that completes late.
+ */
+export async function withDeadline<T>(operation: Promise<T>, ms: number, discard?: (late: T) => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  let late = false;
+  const running = operation.then((value) => {
+    if (late) discard?.(value);
+    return value;
+  });
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      late = true;
+      reject(new Error(`no answer from Redis within ${ms} ms`));
+    }, ms);
+  });
+  try {
+    return await Promise.race([running, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

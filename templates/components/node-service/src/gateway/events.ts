@@ -7,7 +7,7 @@ import { EventEmitter } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { FastifyBaseLogger } from "fastify";
 import { Compile } from "typebox/compile";
-import type { RedisClient } from "../redis.js";
+import { type RedisClient, withDeadline } from "../redis.js";
 import type { PartitionKeys } from "./bus.js";
 import { type JobStore, publicError } from "./jobs.js";
 import { JobEvent } from "./schemas.js";
@@ -62,9 +62,10 @@ export class JobEventsFollower {
    * Fixes each partition's start (its newest entry), then follows from there: never `$` again.
    * When Redis is unreachable now, the loops resolve their start once it answers.
    */
-  async start(): Promise<void> {
+  async start(waitMs: number): Promise<void> {
     this.#running = true;
-    await Promise.all(this.readers.map((reader) => this.#resolveStart(reader).catch(() => undefined)));
+    const resolved = Promise.all(this.readers.map((reader) => this.#resolveStart(reader)));
+    await withDeadline(resolved, waitMs).catch(() => undefined);
     this.#loops = this.readers.map((reader) => this.#follow(reader));
   }
 

@@ -4,7 +4,7 @@ import type { FastifyRequest } from "fastify";
 import { Type } from "typebox";
 import { API_KEY_HEADER } from "../auth.js";
 import { ErrorResponse, HttpError } from "../errors.js";
-import { COMMAND_TIMEOUT_MS } from "../redis.js";
+import { COMMAND_TIMEOUT_MS, withDeadline } from "../redis.js";
 import type { App } from "../types.js";
 import { type JobEventMessage, type JobEventsFollower, watchJob } from "./events.js";
 import {
@@ -30,7 +30,7 @@ export interface GatewayDeps {
 const SSE_HEARTBEAT_MS = 15_000;
 export const RETRY_AFTER_SECONDS = 5;
 /** Longest a job route waits for Redis before answering 503 (covers a cluster with no node up). */
-const BUS_DEADLINE_MS = 2 * COMMAND_TIMEOUT_MS;
+export const BUS_DEADLINE_MS = 2 * COMMAND_TIMEOUT_MS;
 
 /** One Server-Sent Event: `event:` is the event type, `data:` the job event, `id:` the stream entry. */
 export function formatSse({ streamId, event }: JobEventMessage): string {
@@ -52,49 +52,39 @@ export function busUnavailable(): HttpError {
  * `discard` undoes the result of an operation that completes after its deadline passed.
  */
 async function onBus<T>(request: FastifyRequest, operation: () => Promise<T>, discard?: (late: T) => void): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  let late = false;
-  const running = operation().then((value) => {
-    if (late) discard?.(value);
-    return value;
-  });
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      late = true;
-      reject(new Error(`no answer from Redis within ${BUS_DEADLINE_MS} ms`));
-    }, BUS_DEADLINE_MS);
-  });
   try {
-    return await Promise.race([running, deadline]);
+    return await withDeadline(operation(), BUS_DEADLINE_MS, discard);
   } catch (err) {
     if (err instanceof HttpError) throw err;
     request.log.error({ err }, "job bus unavailable");
     throw busUnavailable();
-  } finally {
-    clearTimeout(timer);
   }
 }
 
 const { $id: _errorId, ...errorSchema } = ErrorResponse as typeof ErrorResponse & { $id?: string };
-/** The shared error body, described for the OpenAPI document. */
-const described = (description: string) => ({ ...errorSchema, description });
+const RETRY_AFTER = { "Retry-After": { type: "integer", minimum: 1, description: "Seconds to wait before retrying" } };
+/** The shared error body, described (with its response headers) for the OpenAPI document. */
+const described = (description: string, headers?: Record<string, unknown>) => ({
+  ...errorSchema,
+  description,
+  ...(headers === undefined ? {} : { headers }),
+});
 /** What every API-key route can answer besides its own statuses. */
 const COMMON_ERRORS = {
   400: described("Invalid request (validation_error)"),
-  401: described("Missing or invalid API key"),
-  429: described("Rate limit exceeded; see Retry-After"),
+  401: described("Missing or invalid API key", {
+    "WWW-Authenticate": { type: "string", description: 'ApiKey header="X-API-Key"' },
+  }),
+  429: described("Rate limit exceeded", RETRY_AFTER),
   500: described("Unexpected error (no details are disclosed)"),
 };
 const BODY_ERRORS = {
   413: described("Request body larger than BODY_LIMIT_BYTES"),
   415: described("Content-Type is not application/json"),
 };
-const busDown = described("Redis unreachable, backlog full, or shutting down; see Retry-After");
+const busDown = described("Redis unreachable, backlog full, or shutting down", RETRY_AFTER);
 
-export function registerGatewayRoutes(
-  app: App,
-  { ml, store, follower, streams, watchRecheckMs }: GatewayDeps,
-): void {
+export function registerGatewayRoutes(app: App, { ml, store, follower, streams, watchRecheckMs }: GatewayDeps): void {
   app.post(
     "/v1/predict",
     {
@@ -126,10 +116,14 @@ export function registerGatewayRoutes(
         body: PredictRequest,
         headers: JobsHeaders,
         response: {
-          202: { ...JobAccepted, description: "Job accepted; follow it at the Location header" },
+          202: {
+            ...JobAccepted,
+            description: "Job accepted",
+            headers: { Location: { type: "string", description: "/v1/jobs/{id} of the job" } },
+          },
           ...COMMON_ERRORS,
           ...BODY_ERRORS,
-          409: described("A request with the same Idempotency-Key is still in progress; see Retry-After"),
+          409: described("A request with the same Idempotency-Key is still in progress", RETRY_AFTER),
           422: described("Idempotency-Key already used with another request body"),
           503: busDown,
         },

@@ -4,10 +4,13 @@ import { readdirSync, readFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Ajv, type AnySchema } from "ajv";
 import addFormats from "ajv-formats";
+import { Redis } from "ioredis";
 import { expect } from "vitest";
 import { BusLayout, JOBS_GROUP, type PartitionKeys } from "../../src/gateway/bus.js";
 import type { RedisClient } from "../../src/redis.js";
+import { type RunningApp, startApp } from "../support/app.js";
 import { type StubServer, startStubServer } from "../support/http.js";
+import { type RedisServer, startRedis } from "../support/redis.js";
 
 /** In the hybrid layout the shared JSON Schemas live at <root>/contracts, next to gateway/. */
 export const CONTRACTS_DIR = new URL("../../../contracts/", import.meta.url);
@@ -253,4 +256,35 @@ export async function eventually(check: () => Promise<boolean>, timeoutMs = 5_00
     if (Date.now() > deadline) throw new Error(`${what} not reached within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+export interface GatewayUnderTest {
+  server: RedisServer;
+  /** A plain client of the same Redis: what the tests inspect, and the simulated worker's connection. */
+  redis: Redis;
+  ml: FakeMl;
+  gateway: RunningApp;
+  close: () => Promise<void>;
+}
+
+/** A throw-away redis-server, a fake ML service and the gateway between them (no rate limit in the way). */
+export async function startGateway(env: Record<string, string> = {}): Promise<GatewayUnderTest> {
+  const server = await startRedis();
+  const redis = new Redis(server.url, { maxRetriesPerRequest: null });
+  redis.on("error", () => undefined);
+  const ml = await startFakeMl();
+  const gateway = await startApp({ REDIS_URL: server.url, ML_URL: ml.url, RATE_LIMIT_MAX: "10000", ...env });
+  return {
+    server,
+    redis,
+    ml,
+    gateway,
+    close: async () => {
+      server.resume();
+      await gateway.close();
+      redis.disconnect();
+      await ml.close();
+      await server.stop();
+    },
+  };
 }

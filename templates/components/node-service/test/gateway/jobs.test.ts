@@ -1,9 +1,16 @@
 import { createHash } from "node:crypto";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { API_KEY, authed, type RunningApp, startApp } from "../support/app.js";
-import { type RedisServer, startRedis } from "../support/redis.js";
-import { expectContract, type FakeMl, fieldMap, IRIS, PREDICTION, startFakeMl, workerFinishes } from "./helpers.js";
+import { API_KEY, authed, type RunningApp } from "../support/app.js";
+import {
+  expectContract,
+  fieldMap,
+  type GatewayUnderTest,
+  IRIS,
+  PREDICTION,
+  startGateway,
+  workerFinishes,
+} from "./helpers.js";
 
 const MAX_BACKLOG = 3;
 const OTHER_KEY = "second-client-key-42";
@@ -17,32 +24,21 @@ const jobKey = (id: string): string => `{jobs:0}:job:${id}`;
 const sha256 = (text: string): string => createHash("sha256").update(text).digest("hex");
 const idemKey = (apiKey: string, key: string): string => `idem:${sha256(apiKey).slice(0, 16)}:${key}`;
 
-let server: RedisServer;
+let stack: GatewayUnderTest;
 let redis: Redis;
-let ml: FakeMl;
 let gateway: RunningApp;
 
 beforeAll(async () => {
-  server = await startRedis();
-  redis = new Redis(server.url);
-  ml = await startFakeMl();
-  gateway = await startApp({
-    REDIS_URL: server.url,
-    ML_URL: ml.url,
+  stack = await startGateway({
     API_KEYS: `${API_KEY},${OTHER_KEY}`,
     JOBS_MAX_BACKLOG: String(MAX_BACKLOG),
     JOB_DEADLINE_MS: "120000",
     EVENTS_RETENTION_MS: String(RETENTION_MS),
-    RATE_LIMIT_MAX: "10000",
   });
+  ({ redis, gateway } = stack);
 });
 
-afterAll(async () => {
-  await gateway?.close();
-  redis?.disconnect();
-  await ml?.close();
-  await server?.stop();
-});
+afterAll(() => stack?.close());
 
 // Every test starts with an empty work queue (as a drained one would be).
 beforeEach(async () => {
@@ -204,7 +200,10 @@ describe("Idempotency-Key", () => {
 
   it("422 for the same key with another body; nothing enqueued", async () => {
     const first = (await (await enqueue(IRIS, { "idempotency-key": "order-44" })).json()) as { id: string };
-    const res = await enqueue({ features: [6.7, 3, 5.2, 2.3] }, { "idempotency-key": "order-44", "x-request-id": "i-1" });
+    const res = await enqueue(
+      { features: [6.7, 3, 5.2, 2.3] },
+      { "idempotency-key": "order-44", "x-request-id": "i-1" },
+    );
     expect(res.status).toBe(422);
     expect(await res.json()).toEqual({
       error: { code: "idempotency_conflict", message: expect.any(String), requestId: "i-1" },

@@ -1,30 +1,29 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { JobAccepted, JobEvent, JobStatus, PredictRequest, PredictResponse } from "../../src/gateway/schemas.js";
 import { API_KEY, authed, type RunningApp, startApp } from "../support/app.js";
-import { type RedisServer, startRedis } from "../support/redis.js";
-import { constraints, contract, expectContract, type FakeMl, IRIS, PREDICTION, startFakeMl } from "./helpers.js";
+import type { RedisServer } from "../support/redis.js";
+import {
+  constraints,
+  contract,
+  expectContract,
+  type FakeMl,
+  type GatewayUnderTest,
+  IRIS,
+  PREDICTION,
+  startGateway,
+} from "./helpers.js";
 
+let stack: GatewayUnderTest;
 let redis: RedisServer;
 let ml: FakeMl;
 let gateway: RunningApp;
 
 beforeAll(async () => {
-  redis = await startRedis();
-  ml = await startFakeMl();
-  gateway = await startApp({
-    REDIS_URL: redis.url,
-    ML_URL: ml.url,
-    ML_API_KEY: "ml-secret",
-    ML_TIMEOUT_MS: "300",
-    RATE_LIMIT_MAX: "10000",
-  });
+  stack = await startGateway({ ML_API_KEY: "ml-secret", ML_TIMEOUT_MS: "300" });
+  ({ server: redis, ml, gateway } = stack);
 });
 
-afterAll(async () => {
-  await gateway?.close();
-  await ml?.close();
-  await redis?.stop();
-});
+afterAll(() => stack?.close());
 
 beforeEach(() => {
   ml.behaviour = "ok";

@@ -72,7 +72,19 @@ function redisServerBinary(): string {
 async function spawnRedis(port: number, extra: string[] = [], cwd?: string): Promise<ChildProcess> {
   const child = spawn(
     redisServerBinary(),
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "yes", ...extra],
+    [
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      "--protected-mode",
+      "yes",
+      ...extra,
+    ],
     { stdio: "ignore", ...(cwd === undefined ? {} : { cwd }) },
   );
   const deadline = Date.now() + 10_000;
