@@ -1,4 +1,4 @@
-"""`python -m <package>`: serve the API on HOST:PORT (used by the container image)."""
+"""`python -m <package>`: serve the API on HOST:PORT (`make run` and the container image)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import sys
 
 import uvicorn
 
-from .settings import SettingsError, load_settings
+from .settings import SettingsError, load_settings, require_api_keys
 
 
 def main() -> None:
     try:
-        settings = load_settings()
+        # Checked here too so a bad configuration is one clear line, not a traceback.
+        settings = require_api_keys(load_settings())
     except SettingsError as exc:
         sys.exit(str(exc))
     uvicorn.run(

@@ -19,6 +19,11 @@ _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 }
 
 
+def describe(exc: BaseException) -> str:
+    """`Type: message` of an exception for a log field (redis-py's repr() drops the message)."""
+    return f"{type(exc).__name__}: {exc}"
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

@@ -1,4 +1,6 @@
-"""Request id (x-request-id in and out), one JSON access-log line per request, body-size cap."""
+"""The outermost layer of every request: request id (x-request-id in and out), one JSON access-log
+line, the body-size cap (counted as the bytes arrive, so chunked bodies are capped too) and a
+generic 500 for anything unhandled (the details go to the log, with the request id)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ def incoming_request_id(value: str | None) -> str:
 
 
 class RequestContextMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware), so it sees every body chunk and every response start."""
+
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
@@ -38,21 +42,54 @@ class RequestContextMiddleware:
         request_id = incoming_request_id(headers.get("x-request-id"))
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status = 500
+        status = 0  # set when the response starts
+        answered = False  # this middleware sent the response; the app's is dropped
+        received = 0
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
+            if answered:
+                return
             if message["type"] == "http.response.start":
                 status = message["status"]
                 MutableHeaders(scope=message)["x-request-id"] = request_id
             await send(message)
 
+        async def answer(code: int, detail: str) -> None:
+            nonlocal answered
+            await self._reply(send_with_id, code, detail)
+            answered = True
+
+        async def counted_receive() -> Message:
+            # A declared Content-Length was checked up front; this catches chunked bodies and
+            # bodies longer than declared, without ever holding more than the cap.
+            nonlocal received
+            if answered:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    if status == 0:
+                        await answer(413, "request body too large")
+                    # The app sees a client that went away and stops reading.
+                    return {"type": "http.disconnect"}
+            return message
+
         try:
-            length = headers.get("content-length", "0")
-            if not length.isdigit() or int(length) > self.max_body_bytes:
-                await self._reject(send_with_id, 413, "request body too large")
+            length = headers.get("content-length")
+            if length is not None and not length.isdigit():
+                await answer(400, "invalid content-length")
+            elif length is not None and int(length) > self.max_body_bytes:
+                await answer(413, "request body too large")
             else:
-                await self.app(scope, receive, send_with_id)
+                await self.app(scope, counted_receive, send_with_id)
+        except Exception:
+            if not answered:  # after a 413 the app may fail on the disconnect it was shown
+                log.exception("unhandled error")
+                if status != 0:
+                    raise  # the response is under way: the server can only cut the connection
+                await answer(500, "internal error")
         finally:
             log.info(
                 "request",
@@ -61,12 +98,13 @@ class RequestContextMiddleware:
                     "path": scope["path"],
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "client": scope["client"][0] if scope.get("client") else None,
                 },
             )
             request_id_var.reset(token)
 
     @staticmethod
-    async def _reject(send: Send, status: int, detail: str) -> None:
+    async def _reply(send: Send, status: int, detail: str) -> None:
         body = json.dumps({"detail": detail}).encode()
         await send(
             {

@@ -7,9 +7,10 @@ import logging
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 
+from .logs import describe
 from .model import Model
 from .schemas import Health, ModelInfo, PredictRequest, PredictResponse, Problem, Readiness
 
@@ -19,7 +20,22 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "Malformed request"},
     401: {"model": Problem, "description": "Missing or invalid X-API-Key"},
     413: {"model": Problem, "description": "Request body too large"},
+    415: {"model": Problem, "description": "Request body is not application/json"},
 }
+# Seconds a client should wait before retrying when a dependency (Redis) is unavailable.
+RETRY_AFTER_S = 5
+
+
+async def require_json_body(request: Request) -> None:
+    """Operations that take a body take JSON: any other Content-Type (or none) is a 415."""
+    if getattr(request.scope.get("route"), "body_field", None) is None:
+        return
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise HTTPException(
+            status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            detail="request body must be application/json",
+        )
 
 
 def get_model(request: Request) -> Model:
@@ -42,7 +58,7 @@ async def healthz() -> Health:
     "/readyz",
     response_model=Readiness,
     summary="Readiness: the model is loaded and dependencies answer",
-    responses={503: {"model": Readiness, "description": "Not ready"}},
+    responses={503: {"model": Readiness, "description": "Not ready: retry after Retry-After s"}},
 )
 async def readyz(request: Request) -> Readiness | JSONResponse:
     loaded = getattr(request.app.state, "model", None) is not None
@@ -51,21 +67,23 @@ async def readyz(request: Request) -> Readiness | JSONResponse:
         try:
             await asyncio.wait_for(check(), timeout=2)
             checks[name] = "ok"
-        except Exception as exc:  # any failure means "not ready", with the reason
-            log.warning("readiness check failed", extra={"check": name, "error": repr(exc)})
-            checks[name] = f"error: {type(exc).__name__}"
+        except Exception as exc:  # any failure means "not ready"; the reason goes to the log only
+            log.warning("readiness check failed", extra={"check": name, "error": describe(exc)})
+            checks[name] = "unavailable"
     if all(value == "ok" for value in checks.values()):
         return Readiness(status="ready", checks=checks)
     body = Readiness(status="not ready", checks=checks)
-    return JSONResponse(body.model_dump(), status_code=503)
+    return JSONResponse(
+        body.model_dump(), status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)}
+    )
 
 
 @api.post("/predict", response_model=PredictResponse, tags=["model"])
 async def predict(body: PredictRequest, model: ModelDep) -> PredictResponse:
     """Classify one iris flower from its four measurements."""
     # The demo model answers in ~0.2 ms, less than a thread-pool hop costs, so it runs on the
-    # event loop. A model that takes milliseconds belongs in `await asyncio.to_thread(...)` or a
-    # process pool (or make this a plain `def`, which FastAPI runs in its thread pool).
+    # event loop. A model that takes milliseconds blocks every other request meanwhile: move it
+    # off the loop (README, "Heavier models": run_in_threadpool, a process pool or the worker).
     prediction = model.predict([body.features])[0]
     return PredictResponse(
         label=prediction.label,
