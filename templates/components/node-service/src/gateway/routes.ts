@@ -28,7 +28,7 @@ export interface GatewayDeps {
 }
 
 const SSE_HEARTBEAT_MS = 15_000;
-export const RETRY_AFTER_SECONDS = 5;
+const RETRY_AFTER_SECONDS = 5;
 /** Longest a job route waits for Redis before answering 503 (covers a cluster with no node up). */
 export const BUS_DEADLINE_MS = 2 * COMMAND_TIMEOUT_MS;
 
@@ -41,7 +41,7 @@ export function formatSse({ streamId, event }: JobEventMessage): string {
 const jobNotFound = (id: string): HttpError => new HttpError(404, "not_found", `Job ${id} not found`);
 
 /** The answer to a job route when Redis fails or does not answer: 503 with Retry-After, never the error text. */
-export function busUnavailable(): HttpError {
+function busUnavailable(): HttpError {
   return new HttpError(503, "service_unavailable", "The job queue is unavailable, retry later", {
     "retry-after": String(RETRY_AFTER_SECONDS),
   });

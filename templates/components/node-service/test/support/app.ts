@@ -3,8 +3,6 @@ import { type Config, loadConfig } from "../../src/config.js";
 import type { App } from "../../src/types.js";
 
 export const API_KEY = "test-key-0123456789";
-/** What the gateway sends to the ML service as X-API-Key in the tests. */
-export const ML_KEY = "test-ml-key-9876543210";
 
 export interface RunningApp {
   app: App;
@@ -23,7 +21,7 @@ export async function startApp(
   setup?: (app: App) => void | Promise<void>,
 ): Promise<RunningApp> {
   // ML_API_KEY is read by the gateway role only (other roles ignore variables they do not define).
-  const config = loadConfig({ LOG_LEVEL: "silent", API_KEYS: API_KEY, ML_API_KEY: ML_KEY, ...env });
+  const config = loadConfig({ LOG_LEVEL: "silent", API_KEYS: API_KEY, ML_API_KEY: "test-ml-key", ...env });
   const app = await buildApp(config);
   if (setup !== undefined) await setup(app);
   await app.listen({ host: "127.0.0.1", port: 0 });
