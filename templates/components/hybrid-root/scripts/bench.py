@@ -7,7 +7,8 @@ HTTP (autocannon, or wrk for GET when autocannon cannot run):
     time, measured here with sub-millisecond resolution (the gateway's added latency is the
     difference of the medians).
 Bus, through the gateway's POST /v1/jobs (BENCH_JOBS jobs, 8 client threads):
-  * drain: 1, then 2 workers paused while the jobs are enqueued, then released: jobs per second;
+  * drain: the jobs enqueued first, then 1 (and then 2) workers started: jobs per second from
+    the first job taken to the last result;
   * end to end: the jobs sent while 2 workers run: jobs per second from the first POST to the
     last result, and job latency (created_at -> finished_at) percentiles.
 
@@ -24,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -145,26 +145,24 @@ def percentile(values: list[float], q: float) -> float:
 def bus_round(stack: Stack, bus: Bus, workers: int, *, prefilled: bool) -> dict[str, float]:
     """JOBS jobs through the gateway's POST /v1/jobs and `workers` workers.
 
-    prefilled: the workers are paused (SIGSTOP) while the jobs are enqueued and resumed together,
-    so the figure is the rate at which they drain a full stream. Otherwise the jobs are sent
-    while the workers run: the end-to-end rate (gateway enqueue, bus, worker, commit).
+    prefilled: the jobs are enqueued first and the workers started afterwards; the rate counts
+    from the first job a worker took to the last result (the rate they drain a full stream at).
+    Otherwise the jobs are sent while the workers run: the end-to-end rate (gateway enqueue, bus,
+    worker, commit) from the first POST to the last result.
     """
     names = [f"bench-{workers}w-{'drain' if prefilled else 'e2e'}-{i}" for i in range(1, workers + 1)]
-    for name in names:
-        stack.start_worker(name)
-    stack.wait_workers(names)
-    if prefilled:
+    if not prefilled:
         for name in names:
-            stack.signal(name, signal.SIGSTOP)
+            stack.start_worker(name)
+        stack.wait_workers(names)
     t0 = time.time()
     ids, enqueue_s = submit_jobs(stack.gateway_url, stack.api_key.split(",")[0], [BODY] * JOBS)
     if prefilled:
-        t0 = time.time()
         for name in names:
-            stack.signal(name, signal.SIGCONT)
+            stack.start_worker(name)
     deadline = time.monotonic() + 180
     while True:
-        rows = bus.jobs(ids, "status", "created_at", "finished_at")
+        rows = bus.jobs(ids, "status", "created_at", "started_at", "finished_at")
         if all(row[0] in ("done", "failed") for row in rows):
             break
         stack.check_alive(*names)
@@ -173,11 +171,12 @@ def bus_round(stack: Stack, bus: Bus, workers: int, *, prefilled: bool) -> dict[
             break
         time.sleep(0.25)
     stack.stop_many(names)
-    done = [(int(c or 0), int(f or 0)) for status, c, f in rows if status == "done"]
+    done = [(int(c or 0), int(s or 0), int(f or 0)) for status, c, s, f in rows if status == "done"]
     if not done:
         return {"jobs_s": 0.0, "p50": 0.0, "p99": 0.0, "enqueue_s": enqueue_s, "done": 0}
-    latencies = [float(f - c) for c, f in done]
-    span = (max(f for _, f in done) - t0 * 1000) / 1000
+    latencies = [float(f - c) for c, _s, f in done]
+    first = min(s for _c, s, _f in done) if prefilled else t0 * 1000
+    span = (max(f for _c, _s, f in done) - first) / 1000
     return {
         "jobs_s": len(done) / span,
         "p50": statistics.median(latencies),
@@ -285,7 +284,7 @@ def main() -> int:
     for row in [header, tuple("-" * w for w in widths), *rows]:
         print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     print("\nbus latency = created_at -> finished_at of each job (drain: includes the time spent queued).")
-    print("drain: the workers are paused while the jobs are enqueued, the rate counts from their release.")
+    print("drain: the workers start after the jobs are enqueued; the rate counts from the first job taken.")
     return 0
 
 
