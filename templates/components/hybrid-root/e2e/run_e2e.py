@@ -443,8 +443,8 @@ class MakeRun:
 
     def kill(self) -> None:
         """Clean-up when a step failed half-way: nothing may survive the test."""
-        with_group = {pgid for pgid, _args in self.seen.values()} | {self.proc.pid}
-        for pgid in with_group:
+        groups = {pgid for pgid, _args in self.seen.values()} | {self.proc.pid}
+        for pgid in groups:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
         self.proc.wait(10)
@@ -464,8 +464,11 @@ def step_make_run(workdir: Path, package: str) -> None:
         deadline = time.monotonic() + 60
         while True:
             polls += 1
-            if http("GET", f"{run.url}/healthz", timeout=5).status != 200:
-                failures += 1
+            try:
+                serving = http("GET", f"{run.url}/healthz", timeout=5).status == 200
+            except OSError:
+                serving = False
+            failures += not serving
             back = run.workers(package) - workers
             if back and "restart in" in run.output():
                 break
