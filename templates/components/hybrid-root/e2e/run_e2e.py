@@ -1,54 +1,87 @@
-"""End-to-end test of the whole stack: real redis-server, ML service, two workers and the gateway.
+"""End-to-end test of the whole stack as real processes, with faults injected for real.
 
 Run with `make e2e` (builds the gateway, then runs this file with ml-service/.venv/bin/python).
-Every assertion reads the HTTP answers or the Redis state, never the logs. Each step prints what
-it shows; the last line is `N passed, M failed` and the exit status is non-zero on any failure.
+Three stacks, one after the other:
+
+1. redis-server, the ML service, two workers and the gateway (BUS_PARTITIONS=4): predict, jobs
+   over SSE, a worker killed while it holds jobs, a poison row among good jobs (MODEL_FAULT_ON),
+   idempotency, chunked oversize bodies, the schemathesis CLI against /openapi.json, Redis
+   paused and resumed, a worker stopped with SIGTERM;
+2. `make run` itself: a worker killed under it comes back while the gateway keeps serving, and
+   SIGTERM to make's process group leaves no process behind;
+3. a three-master Redis Cluster on loopback (REDIS_URL=redis+cluster://..., BUS_PARTITIONS=4):
+   the job flow and a killed worker's jobs reclaimed across the cluster's nodes.
+
+Every assertion reads HTTP answers, the Redis state or the process table, never a service's
+logs (only `make run`'s own "restart" line). Each step prints what it shows; the last line is
+`N passed, M failed` and the exit status is non-zero on any failure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-import redis  # the ML service's own dependency
-from stacklib import GATEWAY_DIR, Interrupted, Stack, WebSocket, http, raise_on_signals, sse_events
+from stacklib import (
+    GATEWAY_DIR,
+    LOAD_TEST_ENV,
+    ML_DIR,
+    ROOT,
+    SIGNALS,
+    Bus,
+    Interrupted,
+    Stack,
+    WebSocket,
+    free_port,
+    http,
+    http_chunked,
+    ml_package,
+    sse_events,
+)
 
-STREAM = "jobs:predict"
-GROUP = "ml-workers"
-DEAD = "jobs:predict:dead"
-
-POISON = 99.5  # WORKER_FAIL_ON: a job whose first feature equals this always raises
+PARTITIONS = 4
+POISON = 7.25  # MODEL_FAULT_ON: the model raises on a batch holding a row whose first feature is this
 MAX_DELIVERIES = 3
 WORKER_ENV = {
     "WORKER_DELAY_MS": "150",  # keeps jobs in hand long enough to kill a worker holding some
-    "WORKER_FAIL_ON": str(POISON),
+    "MODEL_FAULT_ON": str(POISON),
     "MIN_IDLE_MS": "1000",
     "MAX_DELIVERIES": str(MAX_DELIVERIES),
-    "BATCH_SIZE": "2",  # batch time (2 x 150 ms) stays well under MIN_IDLE_MS
+    "BATCH_SIZE": "2",  # the poison row shares its batch with a good one
 }
+BODY_LIMIT = 65_536  # default of both services (BODY_LIMIT_BYTES, MAX_BODY_BYTES)
+SCHEMATHESIS_EXAMPLES = 10
 
 SAMPLES = {
     "setosa": [5.1, 3.5, 1.4, 0.2],
     "versicolor": [5.9, 3.0, 4.2, 1.5],
     "virginica": [6.7, 3.0, 5.2, 2.3],
 }
+LABELS = list(SAMPLES)
+RAW_ERROR = re.compile(r"Traceback|Error:|Exception|MODEL_FAULT_ON|\.py\b")
 
 
 class E2E:
-    def __init__(self, stack: Stack, r: redis.Redis) -> None:
+    def __init__(self, stack: Stack) -> None:
         self.stack = stack
-        self.r = r
+        self.bus: Bus = stack.bus()
         self.gw = stack.gateway_url
-        self.auth = {"x-api-key": stack.api_key}
+        self.keys = stack.api_key.split(",")
+        self.auth = {"x-api-key": self.keys[0]}
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -83,13 +116,14 @@ class E2E:
                 time.sleep(0.1)
         return final
 
-    def pending(self, consumer: str | None = None) -> int:
-        if consumer is None:
-            return int(self.r.xpending(STREAM, GROUP)["pending"])
-        for c in self.r.xpending(STREAM, GROUP)["consumers"]:
-            if c["name"] == consumer:
-                return int(c["pending"])
-        return 0
+    def done_events(self, job_id: str) -> int:
+        return sum(1 for e in self.bus.events(job_id) if e.get("status") == "done")
+
+    def wait_held(self, worker: str, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while self.bus.pending(worker) == 0:
+            assert time.monotonic() < deadline, f"{worker} never held a job"
+            time.sleep(0.01)
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -104,10 +138,12 @@ class E2E:
         print(f"    gateway  -> {answer['label']} {answer['probabilities']} ({answer['model_version']})")
         direct = http("POST", f"{self.stack.ml_url}/predict", body, {"x-api-key": self.stack.ml_api_key})
         assert direct.status == 200 and direct.json() == answer, f"ML service answered {direct}"
-        print("    ML service answers the same directly")
+        print("    ML service answers the same directly (with ML_API_KEY)")
         denied = http("POST", f"{self.gw}/v1/predict", body)
         assert denied.status == 401, f"no API key: {denied}"
-        print("    without X-API-Key: 401")
+        ml_denied = http("POST", f"{self.stack.ml_url}/predict", body)
+        assert ml_denied.status == 401, f"ML service without a key: {ml_denied}"
+        print("    without X-API-Key: 401 from the gateway and from the ML service")
 
     def step_jobs(self) -> None:
         job_id = self.submit(SAMPLES["virginica"], **{"x-request-id": "e2e-job-1"})
@@ -125,69 +161,70 @@ class E2E:
         order = ["queued", "running", "done"]
         assert [order.index(s) for s in seen] == sorted(order.index(s) for s in seen), seen
         assert last["result"]["label"] == "virginica", last
-        assert self.r.hget(f"job:{job_id}", "request_id") == "e2e-job-1", "request id not carried into the job"
+        assert self.bus.job(job_id).get("request_id") == "e2e-job-1", "request id not carried into the job"
 
-        expected: dict[str, str] = {}
-        for i in range(9):
-            label = list(SAMPLES)[i % 3]
-            expected[self.submit(SAMPLES[label])] = label
+        expected = {self.submit(SAMPLES[LABELS[i % 3]]): LABELS[i % 3] for i in range(12)}
         final = self.wait_terminal(list(expected), timeout=30)
         for jid, label in expected.items():
             assert final[jid]["status"] == "done", final[jid]
             assert final[jid]["result"]["label"] == label, final[jid]
-        print(f"    {len(expected)} more jobs: every GET /v1/jobs/{{id}} is done with the expected label")
+        used = {self.bus.key(jid, "") for jid in expected}
+        print(f"    {len(expected)} more jobs over {len(used)} partitions: every GET /v1/jobs/{{id}} done, right label")
 
     def step_worker_crash(self) -> None:
         victim, survivor = "e2e-worker-1", "e2e-worker-2"
-        job_ids = [self.submit(SAMPLES[list(SAMPLES)[i % 3]]) for i in range(30)]
+        job_ids = [self.submit(SAMPLES[LABELS[i % 3]]) for i in range(30)]
         print(f"    submitted {len(job_ids)} jobs")
-        deadline = time.monotonic() + 15
-        while self.pending(victim) == 0:
-            assert time.monotonic() < deadline, f"{victim} never held a job"
-            time.sleep(0.01)
+        self.wait_held(victim)
         self.stack.signal(victim, signal.SIGKILL)
         self.stack.procs[victim].wait(5)
-        held = self.pending(victim)
+        held = self.bus.pending(victim)
         print(f"    SIGKILLed {victim} while it held {held} job(s) (XPENDING for that consumer)")
         assert held > 0, "the killed worker held no job"
 
         final = self.wait_terminal(job_ids, timeout=60)
         assert all(b["status"] == "done" for b in final.values()), final
-        processed = [self.r.hget(f"job:{jid}", "processed") for jid in job_ids]
-        assert processed == ["1"] * len(job_ids), f"processed counters: {processed}"
-        assert self.pending() == 0, f"XPENDING {self.pending()}"
-        assert self.pending(victim) == 0
-        assert self.r.xlen(DEAD) == 0, "a job went to the dead-letter stream"
-        print(f"    {survivor} reclaimed them: {len(job_ids)}/{len(job_ids)} done, processed == 1 for all, XPENDING 0")
+        done = [self.done_events(jid) for jid in job_ids]
+        assert done == [1] * len(job_ids), f"done events per job: {done}"
+        assert self.bus.pending() == 0, f"XPENDING {self.bus.pending()}"
+        assert self.bus.dead() == [], "a job went to the dead-letter stream"
+        print(f"    {survivor} reclaimed them: {len(job_ids)}/{len(job_ids)} done, one done event each, XPENDING 0")
+        self.stack.stop(victim)
+        self.stack.start_worker(victim, **WORKER_ENV)
 
     def step_poison(self) -> None:
-        job_id = self.submit([POISON, 3.0, 1.0, 0.2])
-        print(f"    poison job {job_id} (features[0] == WORKER_FAIL_ON)")
-        final = self.wait_terminal([job_id], timeout=10 + 3 * MAX_DELIVERIES)[job_id]
-        assert final["status"] == "failed", final
-        assert final.get("error"), final
-        entries = cast(list[tuple[str, dict[str, str]]], self.r.xrange(DEAD))
-        dead = [fields for _id, fields in entries if fields.get("job_id") == job_id]
-        assert len(dead) == 1, f"dead-letter entries for the job: {dead}"
-        entry = dead[0]
-        assert int(entry["deliveries"]) >= MAX_DELIVERIES, entry
-        assert entry.get("error") and entry.get("source_id"), entry
-        assert self.r.hget(f"job:{job_id}", "status") == "failed"
-        assert self.pending() == 0, f"XPENDING {self.pending()}"
-        print(f"    in {DEAD} after {entry['deliveries']} deliveries: error {entry['error']!r}; status failed")
+        good = [SAMPLES[LABELS[i % 3]] for i in range(12)]
+        ids = [self.submit(features) for features in good[:6]]
+        poison = self.submit([POISON, 3.0, 1.0, 0.2])
+        ids += [self.submit(features) for features in good[6:]]
+        print(f"    poison row {poison} (features[0] == MODEL_FAULT_ON) among {len(ids)} good jobs, batches of 2")
+        final = self.wait_terminal([*ids, poison], timeout=20 + 3 * MAX_DELIVERIES)
+        labels = {jid: final[jid].get("result", {}).get("label") for jid in ids}
+        wrong = {jid: final[jid] for i, jid in enumerate(ids) if labels[jid] != LABELS[i % 3]}
+        assert not wrong, f"good jobs failed or mislabelled with the poison row: {wrong}"
+        bad = final[poison]
+        assert bad["status"] == "failed", bad
+        assert bad.get("error") and not RAW_ERROR.search(bad["error"]), f"error shown to clients: {bad.get('error')!r}"
+        dead = self.bus.dead()
+        assert [d.get("job_id") for d in dead] == [poison], f"dead-letter entries: {dead}"
+        assert self.bus.pending() == 0, f"XPENDING {self.bus.pending()}"
+        print(f"    {len(ids)} good jobs done; only the poison job failed ({bad['error']!r}), the one dead letter")
 
     def step_idempotency(self) -> None:
         key = f"e2e-{uuid.uuid4()}"
         first = self.submit(SAMPLES["setosa"], **{"idempotency-key": key})
-        length = self.r.xlen(STREAM)
         second = self.submit(SAMPLES["setosa"], **{"idempotency-key": key})
         assert first == second, f"{first} != {second}"
-        assert self.r.xlen(STREAM) == length, "the repeat enqueued another entry"
-        other = self.submit(SAMPLES["setosa"], **{"idempotency-key": key + "-other"})
-        assert other != first
-        final = self.wait_terminal([first, other], timeout=20)
+        headers = {**self.auth, "idempotency-key": key}
+        changed = http("POST", f"{self.gw}/v1/jobs", {"features": SAMPLES["virginica"]}, headers)
+        assert changed.status == 422, f"same Idempotency-Key, another body: {changed}"
+        other_client = self.submit(SAMPLES["setosa"], **{"x-api-key": self.keys[1], "idempotency-key": key})
+        assert other_client != first, "two API keys share an Idempotency-Key"
+        final = self.wait_terminal([first, other_client], timeout=20)
         assert final[first]["status"] == "done", final
-        print(f"    Idempotency-Key repeated: same job id {first}, nothing enqueued twice; a new key gets a new job")
+        queued = [e for e in self.bus.events(first) if e.get("status") == "queued"]
+        assert len(queued) == 1, f"the repeat enqueued again: {len(queued)} queued events"
+        print(f"    same key and body: job {first}, enqueued once; another body: 422; another API key: own job")
 
     def step_websocket(self) -> None:
         job_id = self.submit(SAMPLES["versicolor"])
@@ -206,21 +243,109 @@ class E2E:
         assert seen[-1] == "done" and event["result"]["label"] == "versicolor", event
         print(f"    /v1/ws subscribe {job_id}: {' -> '.join(seen)} ({event['result']['label']})")
 
+    def step_chunked_oversize(self) -> None:
+        targets = [
+            ("gateway POST /v1/predict", f"{self.gw}/v1/predict", self.auth),
+            ("gateway POST /v1/jobs", f"{self.gw}/v1/jobs", self.auth),
+            ("ML service POST /predict", f"{self.stack.ml_url}/predict", {"x-api-key": self.stack.ml_api_key}),
+        ]
+        for title, url, headers in targets:
+            resp = http_chunked(url, headers, oversize_body(16 * BODY_LIMIT))
+            assert resp.status == 413, f"{title} with a chunked {16 * BODY_LIMIT // 1024} KiB body: {resp}"
+            print(f"    {title}: chunked {16 * BODY_LIMIT // 1024} KiB, no Content-Length -> 413")
+        assert http("GET", f"{self.stack.ml_url}/healthz").status == 200
+
+    def step_schemathesis(self) -> None:
+        argv = [
+            str(ML_DIR / ".venv" / "bin" / "schemathesis"),
+            "run",
+            f"{self.gw}/openapi.json",
+            "--checks",
+            "all",
+            "--phases",
+            "examples,coverage,fuzzing,stateful",
+            "--max-examples",
+            str(SCHEMATHESIS_EXAMPLES),
+            "--seed",
+            "20260101",
+            "--workers",
+            "1",
+            "--request-timeout",
+            "15",
+            "--header",
+            f"X-API-Key: {self.keys[0]}",
+        ]
+        env = {**os.environ, "NO_COLOR": "1"}
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=150, check=False, env=env)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, f"schemathesis exit {proc.returncode}:\n{out[-8000:]}"
+        summary = [line for line in out.splitlines() if re.search(r"\d+ (passed|failed|errored)|No issues", line)]
+        print(f"    schemathesis run /openapi.json, all checks, all phases: {'; '.join(summary[-2:]) or 'no failures'}")
+
+    def step_redis_paused(self) -> None:
+        before = self.submit(SAMPLES["setosa"])
+        self.wait_terminal([before], timeout=20)
+        self.stack.signal("redis", signal.SIGSTOP)
+        try:
+            for method, path, body in (
+                ("POST", "/v1/jobs", {"features": SAMPLES["setosa"]}),
+                ("GET", f"/v1/jobs/{before}", None),
+            ):
+                t0 = time.monotonic()
+                resp = http(method, f"{self.gw}{path}", body, self.auth, timeout=30)
+                took = time.monotonic() - t0
+                assert resp.status == 503, f"{method} {path} with Redis paused: {resp}"
+                assert resp.headers.get("retry-after", "").isdigit(), f"no Retry-After: {resp.headers}"
+                assert not RAW_ERROR.search(resp.body.decode(errors="replace")), f"raw error text: {resp}"
+                retry = resp.headers["retry-after"]
+                print(f"    Redis paused (SIGSTOP): {method} {path} -> 503, Retry-After {retry} (in {took:.1f}s)")
+            ready = http("GET", f"{self.gw}/readyz", timeout=30)
+            assert ready.status == 503, f"/readyz with Redis paused: {ready}"
+        finally:
+            self.stack.signal("redis", signal.SIGCONT)
+        deadline = time.monotonic() + 30
+        body = {"features": SAMPLES["virginica"]}
+        while (resp := http("POST", f"{self.gw}/v1/jobs", body, self.auth, 30)).status != 202:
+            assert time.monotonic() < deadline, f"no recovery 30s after Redis resumed: {resp}"
+            time.sleep(0.5)
+        final = self.wait_terminal([resp.json()["id"]], timeout=30)
+        assert next(iter(final.values()))["status"] == "done", final
+        assert self.get_job(before)["status"] == "done"
+        print("    resumed (SIGCONT): a new job is accepted and done; /readyz was 503 meanwhile")
+
     def step_graceful_stop(self) -> None:
         name = "e2e-worker-2"
         job_ids = [self.submit(SAMPLES["versicolor"]) for _ in range(6)]
-        deadline = time.monotonic() + 15
-        while self.pending(name) == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        self.wait_held(name)
         self.stack.signal(name, signal.SIGTERM)
         code = self.stack.procs[name].wait(15)
         assert code == 0, f"worker exited with {code}:\n{self.stack.tail(name)}"
-        assert self.pending(name) == 0, f"{name} left {self.pending(name)} pending after SIGTERM"
+        assert self.bus.pending(name) == 0, f"{name} left {self.bus.pending(name)} pending after SIGTERM"
         print(f"    SIGTERM: {name} committed the batch in hand and exited 0, nothing left pending")
-        self.stack.start_worker("e2e-worker-3", **WORKER_ENV)
         final = self.wait_terminal(job_ids, timeout=30)
         assert all(b["status"] == "done" for b in final.values()), final
-        print("    a new worker finished the rest")
+        print("    the other worker finished the rest")
+
+    def step_cluster_spread(self) -> None:
+        job_ids = [self.submit(SAMPLES[LABELS[i % 3]]) for i in range(24)]
+        self.wait_terminal(job_ids, timeout=30)
+        nodes = {
+            (node.host, node.port)
+            for job_id in job_ids
+            if (node := self.bus.r.get_node_from_key(self.bus.key(job_id, f"job:{job_id}"))) is not None
+        }
+        partitions = {self.bus.key(jid, "") for jid in job_ids}
+        assert all(self.bus.job(jid).get("status") == "done" for jid in job_ids)
+        assert len(partitions) == PARTITIONS, f"jobs used partitions {partitions}"
+        assert len(nodes) >= 2, f"every partition on one node: {nodes}"
+        print(f"    {len(job_ids)} jobs over {len(partitions)} partitions on {len(nodes)} cluster nodes, all done")
+
+
+def oversize_body(total: int) -> Iterator[bytes]:
+    yield b'{"features": [5.1, 3.5, 1.4, 0.2], "padding": "'
+    for _ in range(total // 16_384):
+        yield b"x" * 16_384
+    yield b'"}'
 
 
 def has_websocket() -> bool:
@@ -229,55 +354,274 @@ def has_websocket() -> bool:
     return "@fastify/websocket" in package.get("dependencies", {})
 
 
+# -- make run: supervision and shutdown ----------------------------------------------------------
+
+
+def process_table() -> dict[int, tuple[int, int, str]]:
+    """pid -> (parent pid, process group, command line), from ps (Linux and macOS)."""
+    out = subprocess.run(["ps", "-A", "-o", "pid=,ppid=,pgid=,stat=,args="], capture_output=True, text=True, check=True)
+    table = {}
+    for line in out.stdout.splitlines():
+        pid, ppid, pgid, stat, *args = line.split(None, 4)
+        if not stat.startswith("Z"):  # a zombie is gone already; only its exit status is left
+            table[int(pid)] = (int(ppid), int(pgid), " ".join(args))
+    return table
+
+
+def descendants(root: int) -> dict[int, tuple[int, str]]:
+    """Every live process below `root` (and root itself): pid -> (process group, command line)."""
+    table = process_table()
+    found, frontier = {}, [root]
+    while frontier:
+        pid = frontier.pop()
+        if pid in table:
+            found[pid] = (table[pid][1], table[pid][2])
+            frontier += [child for child, (ppid, _pgid, _args) in table.items() if ppid == pid]
+    return found
+
+
+class MakeRun:
+    """`make run` started as a user would, in its own process group, output in a file."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.log = workdir / "make-run.log"
+        self.port = free_port()
+        self.key = "e2e-make-run-" + os.urandom(8).hex()
+        inherited = ("REDIS_URL", "BUS_PARTITIONS", "MAKEFLAGS", "MAKELEVEL")
+        env = {k: v for k, v in os.environ.items() if k not in inherited}
+        env |= {
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "ML_PORT": str(free_port()),
+            "WORKERS": "2",
+            "API_KEYS": self.key,
+            "ML_API_KEY": "e2e-make-run-internal-" + os.urandom(8).hex(),
+            "LOG_LEVEL": "warn",
+        }
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                ["make", "--no-print-directory", "run"],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.seen: dict[int, tuple[int, str]] = {}
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def tree(self) -> dict[int, tuple[int, str]]:
+        tree = descendants(self.proc.pid)
+        self.seen |= tree
+        return tree
+
+    def workers(self, package: str) -> set[int]:
+        return {pid for pid, (_g, args) in self.tree().items() if f"-m {package}.worker" in args}
+
+    def wait_up(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while "Stack is up" not in self.output():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"make run exited with {self.proc.returncode}:\n{self.output()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"make run not up after {timeout}s:\n{self.output()[-3000:]}")
+            time.sleep(0.2)
+        self.tree()
+
+    def leftovers(self) -> dict[int, str]:
+        """Processes still alive that make run started: by pid, and by process group."""
+        groups = {pgid for pgid, _args in self.seen.values()}
+        return {
+            pid: args
+            for pid, (_ppid, pgid, args) in process_table().items()
+            if pid in self.seen or (pgid in groups and pgid != os.getpgid(0))
+        }
+
+    def kill(self) -> None:
+        """Clean-up when a step failed half-way: nothing may survive the test."""
+        groups = {pgid for pgid, _args in self.seen.values()} | {self.proc.pid}
+        for pgid in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+        self.proc.wait(10)
+
+
+def step_make_run(workdir: Path, package: str) -> None:
+    run = MakeRun(workdir)
+    try:
+        run.wait_up()
+        auth = {"x-api-key": run.key}
+        workers = run.workers(package)
+        assert len(workers) == 2, f"make run started workers {workers}: {run.seen}"
+        victim = min(workers)
+        print(f"    make run is up on {run.url} (pid {run.proc.pid}); SIGKILL worker pid {victim}")
+        os.kill(victim, signal.SIGKILL)
+        polls = failures = 0
+        deadline = time.monotonic() + 60
+        while True:
+            polls += 1
+            try:
+                serving = http("GET", f"{run.url}/healthz", timeout=5).status == 200
+            except OSError:
+                serving = False
+            failures += not serving
+            back = run.workers(package) - workers
+            if back and "restart in" in run.output():
+                break
+            assert time.monotonic() < deadline, f"no worker restarted after 60s:\n{run.output()[-3000:]}"
+            time.sleep(0.1)
+        restart = next(line for line in run.output().splitlines() if "restart in" in line)
+        print(f"    {restart.strip()}")
+        assert failures == 0, f"the gateway failed {failures} of {polls} /healthz while the worker was down"
+        job = http("POST", f"{run.url}/v1/jobs", {"features": SAMPLES["setosa"]}, auth)
+        assert job.status == 202, job
+        deadline = time.monotonic() + 30
+        while (status := http("GET", f"{run.url}/v1/jobs/{job.json()['id']}", headers=auth).json())["status"] != "done":
+            assert time.monotonic() < deadline and status["status"] != "failed", status
+            time.sleep(0.1)
+        print(f"    worker back (pid {min(back)}); /healthz answered {polls}/{polls} meanwhile; a new job is done")
+
+        tree = run.tree()
+        supervisor = next(pid for pid, (_g, args) in tree.items() if "dev_stack.py" in args)
+        os.killpg(run.proc.pid, signal.SIGTERM)  # what a terminal or a process manager does
+        time.sleep(0.2)
+        if run.proc.poll() is None:
+            os.kill(supervisor, signal.SIGTERM)  # and once more, as make forwards it too
+        run.proc.wait(60)
+        deadline = time.monotonic() + 5
+        while (left := run.leftovers()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not left, f"processes left after SIGTERM: {left}"
+        assert "stopped" in run.output()[-1000:], run.output()[-2000:]
+        print(f"    SIGTERM x2 to make's process group: all {len(run.seen)} processes gone (pids and groups checked)")
+    finally:
+        if run.proc.poll() is None or run.leftovers():
+            run.kill()
+
+
+# -- runner --------------------------------------------------------------------------------------
+
+
+Step = tuple[str, Callable[[], None]]
+
+
+class Runner:
+    def __init__(self) -> None:
+        self.passed = 0
+        self.failed = 0
+        self.n = 0
+
+    def run(self, steps: list[Step], stack: Stack | None = None) -> None:
+        for title, step in steps:
+            self.n += 1
+            print(f"[{self.n}] {title}", flush=True)
+            t0 = time.monotonic()
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - report every step, then fail
+                self.failed += 1
+                print(f"  FAIL ({time.monotonic() - t0:.1f}s): {exc!r}")
+                traceback.print_exc()
+                for name in stack.services if stack else ():
+                    if stack and (tail := stack.tail(name, 15)):
+                        print(f"  --- last lines of {name} ---\n{tail}")
+            else:
+                self.passed += 1
+                print(f"  PASS ({time.monotonic() - t0:.1f}s)", flush=True)
+
+    def phase(self, title: str, start: Callable[[Stack], None], stack: Stack, steps: Callable[[], list[Step]]) -> None:
+        print(f"== {title}", flush=True)
+        with stack:
+            try:
+                t0 = time.monotonic()
+                start(stack)
+                print(f"  stack up in {time.monotonic() - t0:.1f}s", flush=True)
+            except Exception as exc:  # noqa: BLE001 - start-up failed: the phase fails, the next runs
+                self.failed += 1
+                print(f"  could not start the stack: {exc}")
+                return
+            self.run(steps(), stack)
+
+
+def start_main(stack: Stack) -> None:
+    stack.api_key = f"e2e-client-a-{os.urandom(6).hex()},e2e-client-b-{os.urandom(6).hex()}"
+    stack.start_redis()
+    start_services(stack)
+
+
+def start_cluster(stack: Stack) -> None:
+    stack.start_redis_cluster(3)
+    print(f"  Redis Cluster: {stack.redis_url}")
+    start_services(stack)
+
+
+def start_services(stack: Stack) -> None:
+    """ML service, two workers and the gateway, started together and then awaited."""
+    stack.start_ml(wait=False)
+    stack.start_worker("e2e-worker-1", **WORKER_ENV)
+    stack.start_worker("e2e-worker-2", **WORKER_ENV)
+    stack.start_gateway(wait=False, env=LOAD_TEST_ENV)
+    stack.wait_http("ml-service", f"{stack.ml_url}/readyz")
+    stack.wait_http("gateway", f"{stack.gateway_url}/readyz")
+    stack.wait_workers(["e2e-worker-1", "e2e-worker-2"])
+
+
 def main() -> int:
-    raise_on_signals()
+    SIGNALS.install()
     started = time.monotonic()
-    passed = failed = 0
-    with Stack("e2e") as stack:
-        try:
-            print("starting redis-server, ml-service, 2 workers, gateway", flush=True)
-            stack.start_redis()
-            stack.start_ml()
-            stack.start_worker("e2e-worker-1", **WORKER_ENV)
-            stack.start_worker("e2e-worker-2", **WORKER_ENV)
-            stack.start_gateway()
-            r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
-            stack.wait_workers(r, ["e2e-worker-1", "e2e-worker-2"])
-            t = E2E(stack, r)
-            steps: list[tuple[str, Callable[[], None]]] = [
-                ("POST /v1/predict through the gateway", t.step_predict),
+    runner = Runner()
+    env = {"BUS_PARTITIONS": str(PARTITIONS)}
+    try:
+        main_stack = Stack("e2e", env=env)
+
+        def main_steps() -> list[Step]:
+            t = E2E(main_stack)
+            steps: list[Step] = [
+                ("POST /v1/predict through the gateway, ML_API_KEY to the ML service", t.step_predict),
                 ("jobs: SSE to done, GET every result", t.step_jobs),
                 ("SIGKILL a worker holding jobs: each still completes exactly once", t.step_worker_crash),
-                ("poison job lands in the dead-letter stream", t.step_poison),
-                ("Idempotency-Key returns the same job", t.step_idempotency),
+                ("a poison row among good jobs fails alone", t.step_poison),
+                ("Idempotency-Key: same job, bound to the body and the API key", t.step_idempotency),
             ]
             if has_websocket():
                 steps.append(("job events over the WebSocket /v1/ws", t.step_websocket))
-            steps.append(("SIGTERM stops a worker cleanly", t.step_graceful_stop))
-            for n, (title, step) in enumerate(steps, 1):
-                print(f"[{n}/{len(steps)}] {title}", flush=True)
-                t0 = time.monotonic()
-                try:
-                    step()
-                except Exception as exc:  # noqa: BLE001 - report every step, then fail
-                    failed += 1
-                    print(f"  FAIL ({time.monotonic() - t0:.1f}s): {exc!r}")
-                    traceback.print_exc()
-                    for name in stack.procs:
-                        if tail := stack.tail(name, 15):
-                            print(f"  --- last lines of {name} ---\n{tail}")
-                else:
-                    passed += 1
-                    print(f"  PASS ({time.monotonic() - t0:.1f}s)", flush=True)
-        except (KeyboardInterrupt, Interrupted) as exc:
-            print(f"interrupted ({exc!r}); stopping the stack")
-            failed += 1
-        except Exception as exc:  # noqa: BLE001 - start-up failed
-            print(f"could not start the stack: {exc}")
-            failed += 1
+            steps += [
+                ("chunked oversize bodies -> 413", t.step_chunked_oversize),
+                ("schemathesis CLI against the gateway's /openapi.json", t.step_schemathesis),
+                ("Redis paused: 503 + Retry-After; resumed: the stack recovers", t.step_redis_paused),
+                ("SIGTERM stops a worker cleanly", t.step_graceful_stop),
+            ]
+            return steps
+
+        runner.phase(f"stack 1: redis-server, BUS_PARTITIONS={PARTITIONS}", start_main, main_stack, main_steps)
+
+        print("== stack 2: make run", flush=True)
+        with tempfile.TemporaryDirectory(prefix="e2e-make-run-") as workdir:
+            title = "make run: a killed worker is restarted, SIGTERM leaves no process"
+            runner.run([(title, lambda: step_make_run(Path(workdir), ml_package()))])
+
+        cluster_stack = Stack("e2e-cluster", env=env)
+
+        def cluster_steps() -> list[Step]:
+            t = E2E(cluster_stack)
+            return [
+                ("cluster: jobs, SSE to done, GET every result", t.step_jobs),
+                ("cluster: jobs spread over partitions and nodes", t.step_cluster_spread),
+                ("cluster: SIGKILL a worker holding jobs: each completes exactly once", t.step_worker_crash),
+            ]
+
+        title = f"stack 3: Redis Cluster (3 masters), BUS_PARTITIONS={PARTITIONS}"
+        runner.phase(title, start_cluster, cluster_stack, cluster_steps)
+    except Interrupted as exc:
+        print(f"interrupted ({exc.args[0]}); every stack is stopped")
+        runner.failed += 1
     print(f"e2e took {time.monotonic() - started:.1f}s; every process it started is stopped")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    print(f"{runner.passed} passed, {runner.failed} failed")
+    return 1 if runner.failed else 0
 
 
 if __name__ == "__main__":

@@ -6,10 +6,16 @@ HTTP (autocannon, or wrk for GET when autocannon cannot run):
     BENCH_CONNECTIONS (autocannon), and latency on one keep-alive connection, one request at a
     time, measured here with sub-millisecond resolution (the gateway's added latency is the
     difference of the medians).
-Bus (redis-py): N jobs enqueued in one pipeline while 1, then 2 workers are running; jobs per
-second until all are done and end-to-end job latency (created_at -> finished_at) percentiles.
+Bus, through the gateway's POST /v1/jobs (BENCH_JOBS jobs, 8 client threads):
+  * drain: the jobs enqueued first, then 1 (and then 2) workers started: jobs per second from
+    the first job taken to the last result;
+  * end to end: the jobs sent while 2 workers run: jobs per second from the first POST to the
+    last result, and job latency (created_at -> finished_at) percentiles.
 
-Knobs: BENCH_SECONDS (5 per HTTP run), BENCH_CONNECTIONS (50), BENCH_JOBS (2000).
+Knobs: BENCH_SECONDS (5 per HTTP run), BENCH_CONNECTIONS (50), BENCH_JOBS (2000), BENCH_HTTP (1;
+0 skips the HTTP runs), BENCH_CLUSTER (0; 1 repeats the bus runs on a three-master Redis Cluster
+on loopback, REDIS_URL=redis+cluster://..., in the same run), BUS_PARTITIONS (1, or 4 with
+BENCH_CLUSTER; the same for both).
 Everything (servers, workers, load generator) shares this machine's cores: compare numbers from
 the same machine only.
 """
@@ -24,19 +30,19 @@ import subprocess
 import sys
 import time
 import urllib.parse
-import uuid
 from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import redis  # the ML service's own dependency
-from stacklib import GATEWAY_DIR, Interrupted, Stack, http, raise_on_signals
+from stacklib import GATEWAY_DIR, LOAD_TEST_ENV, SIGNALS, Bus, Interrupted, Stack, http, submit_jobs
 
 SECONDS = max(1, min(int(os.environ.get("BENCH_SECONDS", "5")), 30))
 CONNECTIONS = max(1, min(int(os.environ.get("BENCH_CONNECTIONS", "50")), 200))
 JOBS = max(10, min(int(os.environ.get("BENCH_JOBS", "2000")), 50_000))
+CLUSTER = os.environ.get("BENCH_CLUSTER", "0") not in ("", "0", "false", "no")
+HTTP = os.environ.get("BENCH_HTTP", "1") not in ("", "0", "false", "no")
 BODY = {"features": [5.1, 3.5, 1.4, 0.2]}
 
 
@@ -136,129 +142,137 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def bus_round(stack: Stack, r: redis.Redis, workers: int) -> dict[str, float]:
-    names = [f"bench-{workers}w-{i}" for i in range(1, workers + 1)]
-    for name in names:
-        stack.start_worker(name)
-    stack.wait_workers(r, names)
+def bus_round(stack: Stack, bus: Bus, workers: int, *, prefilled: bool) -> dict[str, float]:
+    """JOBS jobs through the gateway's POST /v1/jobs and `workers` workers.
 
-    ids = [str(uuid.uuid4()) for _ in range(JOBS)]
-    payload = json.dumps(BODY)
+    prefilled: the jobs are enqueued first and the workers started afterwards; the rate counts
+    from the first job a worker took to the last result (the rate they drain a full stream at).
+    Otherwise the jobs are sent while the workers run: the end-to-end rate (gateway enqueue, bus,
+    worker, commit) from the first POST to the last result.
+    """
+    names = [f"bench-{workers}w-{'drain' if prefilled else 'e2e'}-{i}" for i in range(1, workers + 1)]
+    if not prefilled:
+        for name in names:
+            stack.start_worker(name)
+        stack.wait_workers(names)
     t0 = time.time()
-    pipe = r.pipeline(transaction=False)
-    for i, job_id in enumerate(ids, 1):
-        now = str(int(time.time() * 1000))
-        pipe.hset(f"job:{job_id}", mapping={"status": "queued", "created_at": now, "request_id": "bench"})
-        pipe.expire(f"job:{job_id}", 3600)
-        pipe.xadd(
-            "jobs:predict",
-            {
-                "v": "1",
-                "job_id": job_id,
-                "type": "predict",
-                "payload": payload,
-                "created_at": now,
-                "request_id": "bench",
-            },
-            maxlen=100_000,
-            approximate=True,
-        )
-        if i % 500 == 0:
-            pipe.execute()
-    pipe.execute()
-    enqueued = time.time() - t0
-
-    deadline = time.monotonic() + 120
-    while True:  # drained: every entry read by the group and acknowledged
-        group = next(g for g in r.xinfo_groups("jobs:predict") if g["name"] == "ml-workers")
-        if group["lag"] == 0 and group["pending"] == 0:
+    ids, enqueue_s = submit_jobs(stack.gateway_url, stack.api_key.split(",")[0], [BODY] * JOBS)
+    if prefilled:
+        for name in names:
+            stack.start_worker(name)
+    deadline = time.monotonic() + 180
+    while True:
+        rows = bus.jobs(ids, "status", "created_at", "started_at", "finished_at")
+        if all(row[0] in ("done", "failed") for row in rows):
             break
         stack.check_alive(*names)
         if time.monotonic() > deadline:
-            print(f"  bus: not drained after 120 s (lag {group['lag']}, pending {group['pending']})")
+            print(f"  bus: {sum(row[0] == 'done' for row in rows)}/{JOBS} done after 180 s")
             break
-        time.sleep(0.02)
-
-    pipe = r.pipeline(transaction=False)
-    for job_id in ids:
-        pipe.hmget(f"job:{job_id}", "created_at", "finished_at", "status")
-    rows = [row for row in pipe.execute() if row[2] == "done"]
-    for name in names:
-        stack.stop(name)
-    latencies = [float(int(f) - int(c)) for c, f, _ in rows]
-    if not latencies:
-        return {"jobs_s": 0.0, "p50": 0.0, "p99": 0.0, "max": 0.0, "enqueue_s": enqueued, "done": 0}
-    span = (max(int(f) for _, f, _ in rows) - t0 * 1000) / 1000
+        time.sleep(0.25)
+    stack.stop_many(names)
+    done = [(int(c or 0), int(s or 0), int(f or 0)) for status, c, s, f in rows if status == "done"]
+    if not done:
+        return {"jobs_s": 0.0, "p50": 0.0, "p99": 0.0, "enqueue_s": enqueue_s, "done": 0}
+    latencies = [float(f - c) for c, _s, f in done]
+    first = min(s for _c, s, _f in done) if prefilled else t0 * 1000
+    span = (max(f for _c, _s, f in done) - first) / 1000
     return {
-        "jobs_s": len(rows) / span,
+        "jobs_s": len(done) / span,
         "p50": statistics.median(latencies),
         "p99": percentile(latencies, 0.99),
-        "max": max(latencies),
-        "enqueue_s": enqueued,
-        "done": len(rows),
+        "enqueue_s": enqueue_s,
+        "done": len(done),
     }
 
 
-def main() -> int:
-    raise_on_signals()
-    os.environ.setdefault("STACK_LOG_LEVEL", "error")
-    print(f"bench: loopback only; {SECONDS}s per HTTP run, {CONNECTIONS} connections, {JOBS} bus jobs")
-    print(f"       {os.cpu_count()} CPUs shared by servers, workers and load generator")
-    rows: list[tuple[str, str, str, str, str]] = []
+def bus_rows(stack: Stack, backend: str) -> list[tuple[str, str, str, str, str]]:
+    rows = []
+    bus = stack.bus()
+    where = f"{backend}, {stack.partitions} partition(s)"
     try:
-        with Stack("bench", quiet=True) as stack:
-            stack.start_redis()
-            stack.start_ml()
-            stack.start_gateway()
-            gw, ml = stack.gateway_url, stack.ml_url
-            assert http("POST", f"{gw}/v1/predict", BODY, {"x-api-key": stack.api_key}).status == 200
-            load = Http()
-            if not (load.autocannon or load.wrk):
-                print("  no autocannon (npm) or wrk: HTTP runs skipped")
-            gw_auth, ml_auth = {"x-api-key": stack.api_key}, {"x-api-key": stack.ml_api_key}
-            runs = [
-                ("gateway GET /healthz", f"{gw}/healthz", CONNECTIONS, {}, None),
-                ("gateway POST /v1/predict", f"{gw}/v1/predict", CONNECTIONS, gw_auth, BODY),
-                ("ml-service POST /predict", f"{ml}/predict", CONNECTIONS, ml_auth, BODY),
-                ("gateway POST /v1/predict", f"{gw}/v1/predict", 1, gw_auth, BODY),
-                ("ml-service POST /predict", f"{ml}/predict", 1, ml_auth, BODY),
-            ]
-            p50_c1: dict[str, float] = {}
-            for title, url, c, headers, body in runs:
-                print(f"  running {title} c={c} ...", flush=True)
-                stats = sequential(url, headers, body) if c == 1 else load.run(url, c, headers, body)
-                if stats is None:
-                    rows.append((title, f"c={c}", "-", "-", "skipped"))
-                    continue
-                if c == 1:
-                    p50_c1[title.split()[0]] = stats["p50"]
-                rows.append(
-                    (
-                        title,
-                        f"c={c}",
-                        f"{stats['rps']:,.0f} req/s",
-                        f"{stats['p50']:.2f} / {stats['p99']:.2f} ms",
-                        f"{stats['errors']:.0f} errors",
-                    )
+        for workers, prefilled in ((1, True), (2, True), (2, False)):
+            what = f"drain {JOBS} queued jobs" if prefilled else f"{JOBS} jobs end to end"
+            print(f"  running bus on {backend}: {what}, {workers} worker(s) ...", flush=True)
+            res = bus_round(stack, bus, workers, prefilled=prefilled)
+            rows.append(
+                (
+                    f"bus {what}, {workers} worker(s)",
+                    where,
+                    f"{res['jobs_s']:,.0f} jobs/s",
+                    f"{res['p50']:.0f} / {res['p99']:.0f} ms",
+                    f"{res['done']:.0f} done; POST /v1/jobs {JOBS / res['enqueue_s']:,.0f}/s",
                 )
-            if len(p50_c1) == 2:
-                added = p50_c1["gateway"] - p50_c1["ml-service"]
-                rows.append(("gateway added latency", "c=1", "-", f"{added:+.2f} ms", "difference of the p50s"))
+            )
+    finally:
+        bus.close()
+    return rows
 
-            r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
-            for workers in (1, 2):
-                print(f"  running bus with {workers} worker(s), {JOBS} jobs ...", flush=True)
-                res = bus_round(stack, r, workers)
-                rows.append(
-                    (
-                        f"bus {JOBS} jobs, {workers} worker(s)",
-                        "pipelined",
-                        f"{res['jobs_s']:,.0f} jobs/s",
-                        f"{res['p50']:.0f} / {res['p99']:.0f} ms",
-                        f"max {res['max']:.0f} ms, {res['done']:.0f} done",
-                    )
-                )
-    except (KeyboardInterrupt, Interrupted):
+
+def http_rows(stack: Stack) -> list[tuple[str, str, str, str, str]]:
+    rows = []
+    gw, ml = stack.gateway_url, stack.ml_url
+    load = Http()
+    if not (load.autocannon or load.wrk):
+        print("  no autocannon (npm) or wrk: HTTP runs skipped")
+    gw_auth, ml_auth = {"x-api-key": stack.api_key}, {"x-api-key": stack.ml_api_key}
+    runs = [
+        ("gateway GET /healthz", f"{gw}/healthz", CONNECTIONS, {}, None),
+        ("gateway POST /v1/predict", f"{gw}/v1/predict", CONNECTIONS, gw_auth, BODY),
+        ("ml-service POST /predict", f"{ml}/predict", CONNECTIONS, ml_auth, BODY),
+        ("gateway POST /v1/predict", f"{gw}/v1/predict", 1, gw_auth, BODY),
+        ("ml-service POST /predict", f"{ml}/predict", 1, ml_auth, BODY),
+    ]
+    p50_c1: dict[str, float] = {}
+    for title, url, c, headers, body in runs:
+        print(f"  running {title} c={c} ...", flush=True)
+        stats = sequential(url, headers, body) if c == 1 else load.run(url, c, headers, body)
+        if stats is None:
+            rows.append((title, f"c={c}", "-", "-", "skipped"))
+            continue
+        if c == 1:
+            p50_c1[title.split()[0]] = stats["p50"]
+        rows.append(
+            (
+                title,
+                f"c={c}",
+                f"{stats['rps']:,.0f} req/s",
+                f"{stats['p50']:.2f} / {stats['p99']:.2f} ms",
+                f"{stats['errors']:.0f} errors",
+            )
+        )
+    if len(p50_c1) == 2:
+        added = p50_c1["gateway"] - p50_c1["ml-service"]
+        rows.append(("gateway added latency", "c=1", "-", f"{added:+.2f} ms", "difference of the p50s"))
+    return rows
+
+
+def start(stack: Stack, cluster: bool) -> None:
+    if cluster:
+        stack.start_redis_cluster(3)
+    else:
+        stack.start_redis()
+    stack.start_ml()
+    stack.start_gateway(env=LOAD_TEST_ENV)
+    assert http("POST", f"{stack.gateway_url}/v1/predict", BODY, {"x-api-key": stack.api_key}).status == 200
+
+
+def main() -> int:
+    SIGNALS.install()
+    os.environ.setdefault("STACK_LOG_LEVEL", "error")
+    partitions = int(os.environ.get("BUS_PARTITIONS") or (4 if CLUSTER else 1))
+    print(f"bench: loopback only; {SECONDS}s per HTTP run, {CONNECTIONS} connections, {JOBS} bus jobs")
+    print(f"       {os.cpu_count()} CPUs shared by servers, workers and load generator; BUS_PARTITIONS={partitions}")
+    rows: list[tuple[str, str, str, str, str]] = []
+    backends = [("redis-server", False)] + ([("Redis Cluster, 3 masters", True)] if CLUSTER else [])
+    try:
+        for n, (backend, cluster) in enumerate(backends):
+            with Stack("bench", quiet=True, env={"BUS_PARTITIONS": str(partitions)}) as stack:
+                start(stack, cluster)
+                if n == 0 and HTTP:
+                    rows += http_rows(stack)
+                rows += bus_rows(stack, backend)
+    except Interrupted:
         print("bench interrupted; stack stopped")
         return 130
     except Exception as exc:  # noqa: BLE001 - a bench reports, it does not fail the build
@@ -269,7 +283,8 @@ def main() -> int:
     print()
     for row in [header, tuple("-" * w for w in widths), *rows]:
         print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    print("\nbus latency = created_at -> finished_at per job while all N wait in the stream.")
+    print("\nbus latency = created_at -> finished_at of each job (drain: includes the time spent queued).")
+    print("drain: the workers start after the jobs are enqueued; the rate counts from the first job taken.")
     return 0
 
 

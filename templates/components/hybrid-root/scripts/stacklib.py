@@ -1,10 +1,13 @@
-"""Start and stop the local stack (redis-server, ML service, workers, gateway) as real processes.
+"""Start, supervise and stop the local stack (redis-server, ML service, workers, gateway).
 
-Shared by the end-to-end test (e2e/run_e2e.py) and the benchmark (scripts/bench.py). Standard
-library only; run it with the ML service's interpreter (ml-service/.venv/bin/python) so the ML
-service and the workers start with the same environment. Every process runs in its own process
-group and is stopped (SIGTERM, then SIGKILL) by Stack.close(), also when the caller fails or is
-interrupted.
+Shared by `make run` (scripts/dev_stack.py), the end-to-end test (e2e/run_e2e.py) and the
+benchmark (scripts/bench.py). Run it with the ML service's interpreter (ml-service/.venv/bin/python):
+the ML service and the workers start with the same environment, and redis-py is at hand.
+
+Every process runs in its own process group. Stack.close() stops them in reverse order (gateway,
+workers, ML service, Redis): SIGTERM, then SIGKILL for whatever is left in the group. The first
+SIGINT/SIGTERM/SIGHUP raises Interrupted in the main thread; later ones are only recorded, so a
+shutdown in progress is never cut short (make and a terminal often send two or three at once).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -21,19 +25,87 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http.client import HTTPConnection
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+import redis  # the ML service's own dependency
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ResponseError
 
 ROOT = Path(__file__).resolve().parent.parent
 ML_DIR = ROOT / "ml-service"
 GATEWAY_DIR = ROOT / "gateway"
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455
+
+# Restart policy of Stack.supervise(), the one of Docker's `restart: unless-stopped`: wait
+# BACKOFF_FIRST_S, doubling up to BACKOFF_MAX_S; a process that ran BACKOFF_RESET_S starts over.
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 30.0
+BACKOFF_RESET_S = 10.0
+STOP_TIMEOUT_S = 15.0
+# Gateway settings for load tests (the e2e test and the bench send far more than 100 requests a minute).
+LOAD_TEST_ENV = {"RATE_LIMIT_MAX": "1000000"}
+
+# Stop order: the highest tier first, so nothing loses a dependency while it drains.
+TIER_REDIS, TIER_ML, TIER_WORKER, TIER_GATEWAY = range(4)
+
+
+class StackError(RuntimeError):
+    """A process could not start or did not become ready; the message says which and why."""
+
+
+class Interrupted(BaseException):
+    """Raised in the main thread by the first SIGINT/SIGTERM/SIGHUP so `finally` blocks run."""
+
+
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP: the first raises Interrupted, every later one is only recorded."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self.armed = False
+        self._held = 0
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._handler)
+        self.armed = True
+
+    def _handler(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.received is not None:
+            print(f"  [stack] {name} again: still stopping", file=sys.stderr, flush=True)
+            return
+        self.received = name
+        if self.armed and self._held == 0:
+            self.armed = False
+            raise Interrupted(name)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """No Interrupted inside the block (e.g. between fork and recording the child): raised after it."""
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+        if self._held == 0 and self.armed and self.received is not None:
+            self.armed = False
+            raise Interrupted(self.received)
+
+
+SIGNALS = StopSignals()
 
 
 def ml_package() -> str:
@@ -42,7 +114,7 @@ def ml_package() -> str:
         return name
     found = sorted(p.parent.name for p in (ML_DIR / "src").glob("*/__init__.py"))
     if len(found) != 1:
-        raise RuntimeError(f"set ML_PACKAGE: expected one package in {ML_DIR / 'src'}, found {found}")
+        raise StackError(f"set ML_PACKAGE: expected one package in {ML_DIR / 'src'}, found {found}")
     return found[0]
 
 
@@ -53,16 +125,106 @@ def free_port() -> int:
         return port
 
 
-class Interrupted(BaseException):
-    """Raised in the main thread on SIGTERM/SIGHUP so `finally` blocks run."""
+def port_is_free(host: str, port: int) -> bool:
+    """SO_REUSEADDR like the servers themselves, so TIME_WAIT leftovers do not count as taken."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
-def raise_on_signals() -> None:
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        raise Interrupted(signal.Signals(signum).name)
+# -- the bus (keys and partitions as in contracts/README.md) -----------------------------------
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, handler)
+GROUP = "ml-workers"
+
+
+def partition_of(job_id: str, partitions: int) -> int:
+    """The partition of a job: crc32 of its id modulo BUS_PARTITIONS."""
+    return zlib.crc32(job_id.encode()) % partitions
+
+
+def bus_key(partition: int, name: str) -> str:
+    """`{jobs:p}:predict`, `{jobs:p}:job:<id>`...: the hash tag keeps a partition in one cluster slot."""
+    return f"{{jobs:{partition}}}:{name}"
+
+
+def connect(url: str) -> Any:
+    """redis-py client for REDIS_URL: redis[s]://... (one node) or redis[s]+cluster://h:p[,h:p...]."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.scheme.endswith("+cluster"):
+        return redis.Redis.from_url(url, decode_responses=True)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    seeds = (h.rpartition(":") for h in hosts.split(","))
+    nodes = [ClusterNode(host, int(port)) for host, _, port in seeds]  # type: ignore[no-untyped-call]
+    return RedisCluster(
+        startup_nodes=nodes,
+        username=urllib.parse.unquote(user) or None,
+        password=urllib.parse.unquote(password) or None,
+        ssl=parts.scheme.startswith("rediss"),
+        decode_responses=True,
+    )
+
+
+class Bus:
+    """Read-only views of the bus state that the e2e test and the bench check."""
+
+    def __init__(self, url: str, partitions: int) -> None:
+        self.r = connect(url)
+        self.partitions = partitions
+
+    def key(self, job_id: str, name: str) -> str:
+        return bus_key(partition_of(job_id, self.partitions), name)
+
+    def job(self, job_id: str) -> dict[str, str]:
+        fields: dict[str, str] = self.r.hgetall(self.key(job_id, f"job:{job_id}"))
+        return fields
+
+    def jobs(self, job_ids: Sequence[str], *fields: str) -> list[list[str | None]]:
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(self.key(job_id, f"job:{job_id}"), list(fields))
+        rows: list[list[str | None]] = pipe.execute()
+        return rows
+
+    def pending(self, consumer: str | None = None) -> int:
+        """Entries delivered and not acknowledged, over every partition (of one consumer if named)."""
+        total = 0
+        for p in range(self.partitions):
+            try:
+                summary = self.r.xpending(bus_key(p, "predict"), GROUP)
+            except ResponseError:  # no stream or group yet
+                continue
+            if consumer is None:
+                total += int(summary["pending"])
+            else:
+                total += sum(int(c["pending"]) for c in summary["consumers"] or () if c["name"] == consumer)
+        return total
+
+    def consumers(self) -> set[str]:
+        """Consumers of the group (partition 0; a worker joins every partition on its first read)."""
+        try:
+            return {c["name"] for c in self.r.xinfo_consumers(bus_key(0, "predict"), GROUP)}
+        except ResponseError:
+            return set()
+
+    def dead(self) -> list[dict[str, str]]:
+        """Every dead-letter entry, over every partition."""
+        return [fields for p in range(self.partitions) for _id, fields in self.r.xrange(bus_key(p, "dead"))]
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's events in its partition's events stream, oldest first."""
+        entries = self.r.xrange(self.key(job_id, "events"))
+        return [json.loads(f["event"]) for _id, f in entries if f.get("id") == job_id]
+
+    def close(self) -> None:
+        self.r.close()
+
+
+# -- HTTP, SSE and WebSocket clients ----------------------------------------------------------
 
 
 class HttpResponse:
@@ -95,6 +257,56 @@ def http(
             return HttpResponse(resp.status, dict(resp.headers), resp.read())
     except urllib.error.HTTPError as err:
         return HttpResponse(err.code, dict(err.headers), err.read())
+
+
+def http_chunked(url: str, headers: Mapping[str, str], chunks: Iterator[bytes], timeout: float = 10.0) -> HttpResponse:
+    """POST with `Transfer-Encoding: chunked` (no Content-Length), as a streaming client sends it.
+
+    A server may answer (413) and close before the whole body is sent: sending stops there and
+    the answer is read.
+    """
+    parts = urllib.parse.urlsplit(url)
+    conn = HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout)
+    try:
+        conn.putrequest("POST", parts.path or "/")
+        for name, value in {"content-type": "application/json", **headers, "transfer-encoding": "chunked"}.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for chunk in chunks:
+                conn.send(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            conn.send(b"0\r\n\r\n")
+        resp = conn.getresponse()
+        return HttpResponse(resp.status, dict(resp.getheaders()), resp.read())
+    finally:
+        conn.close()
+
+
+def submit_jobs(url: str, api_key: str, bodies: Sequence[Any], threads: int = 8) -> tuple[list[str], float]:
+    """POST every body to /v1/jobs over `threads` keep-alive connections; (job ids, seconds taken)."""
+    parts = urllib.parse.urlsplit(url)
+    headers = {"x-api-key": api_key, "content-type": "application/json"}
+
+    def post(share: Sequence[Any]) -> list[str]:
+        conn = HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=30)
+        ids = []
+        try:
+            for body in share:
+                conn.request("POST", "/v1/jobs", body=json.dumps(body), headers=headers)
+                resp = conn.getresponse()
+                answer = resp.read()
+                if resp.status != 202:
+                    raise StackError(f"POST /v1/jobs answered {resp.status}: {answer[:200]!r}")
+                ids.append(json.loads(answer)["id"])
+        finally:
+            conn.close()
+        return ids
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        shares = pool.map(post, [bodies[i::threads] for i in range(threads)])
+        job_ids = [job_id for share in shares for job_id in share]
+    return job_ids, time.perf_counter() - started
 
 
 def sse_events(url: str, headers: Mapping[str, str], timeout: float) -> Iterator[dict[str, str]]:
@@ -203,20 +415,55 @@ class WebSocket:
         self.sock.close()
 
 
-class Stack:
-    """Processes of one local stack. Use as a context manager."""
+# -- processes ---------------------------------------------------------------------------------
 
-    def __init__(self, name: str = "stack", quiet: bool = False) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+
+@dataclass(eq=False)
+class Service:
+    """One supervised process: how to start it again, and its restart state."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    tier: int
+    proc: subprocess.Popen[bytes]
+    started: float
+    failures: int = 0
+    restart_at: float | None = None
+
+
+class Stack:
+    """Processes of one local stack. Use as a context manager.
+
+    console=False: each process writes to DIR/NAME.log (the e2e test and the bench read them);
+    console=True: every output line is printed with the process name in front (`make run`).
+    """
+
+    def __init__(
+        self,
+        name: str = "stack",
+        *,
+        quiet: bool = False,
+        console: bool = False,
+        run_dir: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.temporary = run_dir is None
+        self.dir = run_dir or Path(tempfile.mkdtemp(prefix=f"{name}-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.quiet = quiet
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.console = console
+        self.env = dict(env or {})  # given to every service, e.g. BUS_PARTITIONS
+        self.services: dict[str, Service] = {}
         self.python = sys.executable
         self.package = ml_package()
         self.redis_url = ""
         self.ml_url = ""
         self.gateway_url = ""
-        self.api_key = "e2e-client-" + os.urandom(8).hex()
-        self.ml_api_key = "e2e-internal-" + os.urandom(8).hex()
+        self.api_key = "stack-client-" + os.urandom(8).hex()
+        self.ml_api_key = "stack-internal-" + os.urandom(8).hex()
+        self._print_lock = threading.Lock()
 
     def __enter__(self) -> Stack:
         return self
@@ -226,57 +473,133 @@ class Stack:
 
     def log(self, msg: str) -> None:
         if not self.quiet:
-            print(f"  [stack] {msg}", flush=True)
+            with self._print_lock:
+                print(f"  [stack] {msg}", flush=True)
 
-    # -- processes -------------------------------------------------------------------------
+    @property
+    def partitions(self) -> int:
+        return int(self.env.get("BUS_PARTITIONS", os.environ.get("BUS_PARTITIONS", "1")))
 
-    def spawn(self, name: str, argv: list[str], env: Mapping[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-        logfile = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env={**os.environ, **env},
-            stdin=subprocess.DEVNULL,
-            stdout=logfile,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # own process group: signals reach the whole tree
-        )
-        logfile.close()
-        self.procs[name] = proc
+    def bus(self) -> Bus:
+        return Bus(self.redis_url, self.partitions)
+
+    # -- start, stop, restart ---------------------------------------------------------------
+
+    def spawn(
+        self, name: str, argv: list[str], env: Mapping[str, str], cwd: Path, tier: int
+    ) -> subprocess.Popen[bytes]:
+        if name in self.services:
+            raise StackError(f"{name} is running already")
+        with SIGNALS.held():  # never a child that close() does not know about
+            proc = self._popen(name, argv, {**self.env, **env}, cwd)
+            self.services[name] = Service(name, argv, {**self.env, **env}, cwd, tier, proc, time.monotonic())
         self.log(f"started {name} (pid {proc.pid})")
         return proc
 
+    def _popen(self, name: str, argv: list[str], env: Mapping[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+        if self.console:
+            out: Any = subprocess.PIPE
+        else:
+            out = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - the child holds it from here
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env={**os.environ, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: signals reach the whole tree
+            )
+        finally:
+            if not self.console:
+                out.close()
+        if self.console and proc.stdout is not None:
+            threading.Thread(target=self._pump, args=(name, proc.stdout), daemon=True).start()
+        return proc
+
+    def _pump(self, name: str, pipe: Any) -> None:
+        prefix = f"{name:<12}| ".encode()
+        for line in pipe:
+            with self._print_lock:
+                sys.stdout.buffer.write(prefix + line)
+                sys.stdout.buffer.flush()
+        pipe.close()
+
+    @property
+    def procs(self) -> dict[str, subprocess.Popen[bytes]]:
+        return {name: svc.proc for name, svc in self.services.items()}
+
     def signal(self, name: str, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.procs[name].pid, sig)
+            os.killpg(self.services[name].proc.pid, sig)
 
-    def stop(self, name: str, timeout: float = 10.0) -> int | None:
-        proc = self.procs.pop(name, None)
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout)
-            except ProcessLookupError:
-                pass
-            except subprocess.TimeoutExpired:
-                self.log(f"{name} ignored SIGTERM for {timeout}s; killing it")
-        # Also whatever the process left behind in its group.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        return proc.wait()
+    def stop(self, name: str, timeout: float = STOP_TIMEOUT_S) -> int | None:
+        codes = self.stop_many([name], timeout)
+        return codes.get(name)
+
+    def stop_many(self, names: Sequence[str], timeout: float = STOP_TIMEOUT_S) -> dict[str, int]:
+        """SIGTERM to every named process group at once, wait, then SIGKILL what is left."""
+        stopping = [svc for name in names if (svc := self.services.get(name)) is not None]
+        for svc in stopping:
+            if svc.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(svc.proc.pid, signal.SIGTERM)
+                    os.killpg(svc.proc.pid, signal.SIGCONT)  # a stopped (SIGSTOP) process handles it now
+        deadline = time.monotonic() + timeout
+        codes: dict[str, int] = {}
+        for svc in stopping:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                svc.proc.wait(max(0.0, deadline - time.monotonic()))
+            if svc.proc.poll() is None:
+                self.log(f"{svc.name} ignored SIGTERM for {timeout:g}s; killing it")
+            with contextlib.suppress(ProcessLookupError):  # also whatever it left in its group
+                os.killpg(svc.proc.pid, signal.SIGKILL)
+            codes[svc.name] = svc.proc.wait()
+            del self.services[svc.name]
+        return codes
 
     def close(self) -> None:
-        for name in reversed(list(self.procs)):
-            self.stop(name)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        with SIGNALS.held():  # a signal must not cut the shutdown short; it is raised afterwards
+            for tier in sorted({svc.tier for svc in self.services.values()}, reverse=True):
+                self.stop_many([svc.name for svc in self.services.values() if svc.tier == tier])
+            if self.temporary:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    def supervise(self, until: Callable[[], bool] = lambda: False, interval: float = 0.2) -> None:
+        """Restart every process that exits, with backoff, like compose and Kubernetes do."""
+        while not until():
+            self.restart_exited()
+            time.sleep(interval)
+
+    def restart_exited(self) -> None:
+        now = time.monotonic()
+        for svc in list(self.services.values()):
+            code = svc.proc.poll()
+            if code is None:
+                continue
+            if svc.restart_at is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(svc.proc.pid, signal.SIGKILL)  # its children, if any were left
+                if now - svc.started >= BACKOFF_RESET_S:
+                    svc.failures = 0
+                delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**svc.failures)
+                svc.failures += 1
+                svc.restart_at = now + delay
+                self.log(f"{svc.name} (pid {svc.proc.pid}) exited with status {code}; restart in {delay:g}s")
+            elif now >= svc.restart_at:
+                with SIGNALS.held():
+                    svc.proc = self._popen(svc.name, svc.argv, svc.env, svc.cwd)
+                    svc.started, svc.restart_at = time.monotonic(), None
+                self.log(f"restarted {svc.name} (pid {svc.proc.pid}, restart {svc.failures})")
+
+    # -- health ------------------------------------------------------------------------------
 
     def check_alive(self, *names: str) -> None:
-        for name in names or tuple(self.procs):
-            code = self.procs[name].poll()
+        for name in names or tuple(self.services):
+            code = self.services[name].proc.poll()
             if code is not None:
-                raise RuntimeError(f"{name} exited with {code}:\n{self.tail(name)}")
+                raise StackError(f"{name} exited with {code}" + (f":\n{self.tail(name)}" if not self.console else ""))
 
     def tail(self, name: str, lines: int = 30) -> str:
         path = self.dir / f"{name}.log"
@@ -284,104 +607,135 @@ class Stack:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
-    def wait_http(self, name: str, url: str, timeout: float = 60.0) -> None:
+    def wait_until(self, what: str, ready: Callable[[], bool], watch: Sequence[str], timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            self.check_alive(name)
-            try:
-                if http("GET", url, timeout=2).status == 200:
-                    return
-            except OSError:
-                pass
+            self.check_alive(*watch)
+            if ready():
+                return
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} not ready at {url} after {timeout}s:\n{self.tail(name)}")
+                tails = "".join(f"\n--- {n} ---\n{self.tail(n)}" for n in watch if not self.console)
+                raise StackError(f"{what} not ready after {timeout:g}s{tails}")
             time.sleep(0.1)
 
-    # -- the services ----------------------------------------------------------------------
+    def wait_http(self, name: str, url: str, timeout: float = 60.0) -> None:
+        def answers() -> bool:
+            try:
+                return http("GET", url, timeout=2).status == 200
+            except OSError:
+                return False
 
-    def start_redis(self) -> str:
+        self.wait_until(f"{name} at {url}", answers, [name], timeout)
+
+    def wait_workers(self, names: list[str], timeout: float = 60.0) -> None:
+        """Wait until every named worker has joined the consumer group (its first XREADGROUP)."""
+        consumers = {self.services[name].env["WORKER_NAME"] for name in names}
+        bus = self.bus()
+        try:
+            self.wait_until(f"workers {', '.join(names)}", lambda: bus.consumers() >= consumers, names, timeout)
+        finally:
+            bus.close()
+
+    # -- the services ------------------------------------------------------------------------
+
+    def _start_redis_node(self, name: str, port: int, *extra: str) -> None:
         if not shutil.which("redis-server"):
-            raise RuntimeError("redis-server is not installed (apt install redis-server / brew install redis)")
-        port = free_port()
-        self.spawn(
-            "redis",
-            [
-                "redis-server",
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.dir),
-                "--loglevel",
-                "warning",
-            ],
-            {},
-            self.dir,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            self.check_alive("redis")
+            raise StackError("redis-server is not installed (apt install redis-server / brew install redis)")
+        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        argv += ["--dir", str(self.dir), "--logfile", f"{name}.log", "--loglevel", "warning"]
+        self.spawn(name, [*argv, *extra], {}, self.dir, TIER_REDIS)
+
+        def accepts() -> bool:
             try:
                 socket.create_connection(("127.0.0.1", port), 0.5).close()
-                break
             except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
+                return False
+            return True
+
+        self.wait_until(f"redis-server on port {port}", accepts, [name], 10)
+
+    def start_redis(self) -> str:
+        port = free_port()
+        self._start_redis_node("redis", port)
         self.redis_url = f"redis://127.0.0.1:{port}/0"
+        return self.redis_url
+
+    def start_redis_cluster(self, masters: int = 3) -> str:
+        """A Redis Cluster of `masters` masters on loopback; REDIS_URL redis+cluster://..."""
+        ports = cluster_ports(masters)
+        for i, port in enumerate(ports, 1):
+            conf = f"nodes-{port}.conf"
+            self._start_redis_node(f"redis-{i}", port, "--cluster-enabled", "yes", "--cluster-config-file", conf)
+        nodes = [f"127.0.0.1:{port}" for port in ports]
+        create = subprocess.run(
+            ["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if create.returncode != 0:
+            raise StackError(f"redis-cli --cluster create failed:\n{create.stdout}{create.stderr}")
+        clients = [redis.Redis(port=port, decode_responses=True) for port in ports]
+        try:
+            self.wait_until(
+                "Redis Cluster",
+                lambda: all(c.cluster("info")["cluster_state"] == "ok" for c in clients),
+                [f"redis-{i}" for i in range(1, masters + 1)],
+                30,
+            )
+        finally:
+            for c in clients:
+                c.close()
+        self.redis_url = "redis+cluster://" + ",".join(nodes)
         return self.redis_url
 
     def common_env(self) -> dict[str, str]:
         return {"REDIS_URL": self.redis_url, "LOG_LEVEL": os.environ.get("STACK_LOG_LEVEL", "info")}
 
-    def start_ml(self) -> str:
-        port = free_port()
+    def start_ml(self, port: int | None = None, wait: bool = True) -> str:
+        port = port or free_port()
         env = {**self.common_env(), "HOST": "127.0.0.1", "PORT": str(port), "API_KEYS": self.ml_api_key}
-        self.spawn("ml-service", [self.python, "-m", self.package], env, ML_DIR)
+        self.spawn("ml-service", [self.python, "-m", self.package], env, ML_DIR, TIER_ML)
         self.ml_url = f"http://127.0.0.1:{port}"
-        self.wait_http("ml-service", f"{self.ml_url}/readyz")
+        if wait:
+            self.wait_http("ml-service", f"{self.ml_url}/readyz")
         return self.ml_url
 
     def start_worker(self, name: str, **env: str) -> subprocess.Popen[bytes]:
         full_env = {**self.common_env(), "WORKER_NAME": name, **env}
-        return self.spawn(name, [self.python, "-m", f"{self.package}.worker"], full_env, ML_DIR)
+        return self.spawn(name, [self.python, "-m", f"{self.package}.worker"], full_env, ML_DIR, TIER_WORKER)
 
-    def wait_workers(self, r: Any, names: list[str], timeout: float = 60.0) -> None:
-        """Wait until every named worker has joined the consumer group (its first XREADGROUP)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self.check_alive(*names)
-            try:
-                joined = {c["name"] for c in r.xinfo_consumers("jobs:predict", "ml-workers")}
-            except Exception:  # noqa: BLE001 - no stream or group yet
-                joined = set()
-            if joined.issuperset(names):
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"workers {names} did not start within {timeout}s")
-            time.sleep(0.1)
-
-    def start_gateway(self) -> str:
+    def start_gateway(
+        self, host: str = "127.0.0.1", port: int | None = None, wait: bool = True, env: Mapping[str, str] | None = None
+    ) -> str:
         server = GATEWAY_DIR / "dist" / "server.js"
         if not server.exists():
-            raise RuntimeError("gateway/dist/server.js is missing: run `make -C gateway build`")
-        port = free_port()
-        env = {
+            raise StackError("gateway/dist/server.js is missing: run `make -C gateway build`")
+        port = port or free_port()
+        full_env = {
             **self.common_env(),
             "NODE_ENV": "production",
-            "HOST": "127.0.0.1",
+            "HOST": host,
             "PORT": str(port),
             "ML_URL": self.ml_url,
             "ML_API_KEY": self.ml_api_key,
             "API_KEYS": self.api_key,
-            "RATE_LIMIT_MAX": "1000000",  # the e2e test and the bench send far more than 100/min
+            **(env or {}),
         }
-        self.spawn("gateway", ["node", str(server)], env, GATEWAY_DIR)
-        self.gateway_url = f"http://127.0.0.1:{port}"
-        self.wait_http("gateway", f"{self.gateway_url}/readyz")
+        self.spawn("gateway", ["node", "--enable-source-maps", str(server)], full_env, GATEWAY_DIR, TIER_GATEWAY)
+        self.gateway_url = f"http://{host}:{port}"
+        if wait:
+            self.wait_http("gateway", f"{self.gateway_url}/readyz")
         return self.gateway_url
+
+
+def cluster_ports(count: int) -> list[int]:
+    """Loopback ports that are free together with their cluster bus ports (port + 10000)."""
+    ports: list[int] = []
+    rng = random.Random()
+    while len(ports) < count:
+        port = rng.randrange(20_000, 50_000)
+        if port not in ports and port_is_free("127.0.0.1", port) and port_is_free("127.0.0.1", port + 10_000):
+            ports.append(port)
+    return ports
