@@ -220,7 +220,7 @@ mod tests {
         );
         assert!(
             grow.verdict.contains(
-                "keeps the python-service component and adds the contracts, hybrid-root and node-service components"
+                "keeps the k8s and python-service components and adds the contracts, hybrid-root and node-service components"
             ),
             "{}",
             grow.verdict
