@@ -5,6 +5,7 @@
 //! Nothing here touches a project on disk; that is [`crate::project`].
 
 pub mod answers;
+pub mod component;
 pub mod inline;
 pub mod lint;
 pub mod manifest;

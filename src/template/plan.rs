@@ -128,7 +128,7 @@ pub fn build(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Ma
         let mut excluded = Vec::new();
         for (i, cond) in comp.conditional.iter().enumerate() {
             let holds = inline::try_eval(&cond.when, &ctx).map_err(|e| {
-                let file = manifest::component_file(&mount.component);
+                let file = super::component::component_file(&mount.component);
                 let text = String::from_utf8_lossy(&tree.files[&file]);
                 let message = format!("conditional `when` (mounted at `{}`): {}", mount.at, e.message);
                 span::error_at(&file, &text, toml_path!["conditional", i, "when"], e.at, message)
