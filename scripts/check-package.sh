@@ -9,6 +9,9 @@ cd "$ROOT"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 cargo package --quiet --no-verify --allow-dirty
 pkg="target/package/stackwise-$version"
+# --no-verify writes only the .crate: unpack it, as `cargo install` would.
+rm -rf "$pkg"
+tar xzf "target/package/stackwise-$version.crate" -C target/package
 test -f "$pkg/Cargo.toml"
 # The packaged sources build on their own (their own Cargo.lock, no file of this checkout);
 # the shared target dir only spares recompiling the dependencies.
