@@ -4,24 +4,9 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::common::{stackwise, write};
+use crate::common::{git, stackwise, write};
 use serde_json::Value;
 use tempfile::TempDir;
-
-fn git(dir: &Path, args: &[&str]) -> Output {
-    let out = std::process::Command::new("git")
-        .args(["-c", "user.name=Dev", "-c", "user.email=dev@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

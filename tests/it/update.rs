@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
-use crate::common::{list_files, stackwise, write};
+use crate::common::{git, list_files, stackwise, write};
 use git2::Repository;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -118,21 +118,6 @@ fn template_v2(root: &Path, conflicting: bool) {
     if conflicting {
         write(root, "components/app/settings.txt", "timeout = 2\n");
     }
-}
-
-fn git(dir: &Path, args: &[&str]) -> std::process::Output {
-    let out = Process::new("git")
-        .args(["-c", "user.name=Tester", "-c", "user.email=t@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn read(dir: &Path, rel: &str) -> String {

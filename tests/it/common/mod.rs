@@ -71,6 +71,22 @@ pub fn assert_mentions(text: &str, needles: &[&str]) {
     }
 }
 
+/// Runs `git ARGS…` in `dir` with a fixed identity; fails the test when git does.
+pub fn git(dir: &Path, args: &[&str]) -> std::process::Output {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=Tester", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Every file below `dir`, relative and sorted (ignoring `.git`).
 pub fn list_files(dir: &Path) -> Vec<String> {
     let mut out: Vec<String> = walkdir::WalkDir::new(dir)
