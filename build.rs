@@ -1,5 +1,78 @@
-// Rebuild when the embedded templates or presets change (include_dir cannot tell cargo itself).
+//! What can be known of the embedded template when the binary is built is computed here once,
+//! not on every run: the digest `.stackwise.toml` records as its revision (`sha256:<hex>`, the
+//! same bytes in the same order as `record::tree_digest` over `TemplateTree::builtin()`; a unit
+//! test holds the two equal).
+//!
+//! Also reruns the build when the embedded templates or presets change (include_dir cannot tell
+//! cargo itself).
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+/// The directories `source::collect_embedded` skips (its `SKIP_DIRS`).
+const SKIP_DIRS: &[&str] = &[
+    ".pytest_cache",
+    ".git",
+    "node_modules",
+    ".venv",
+    "target",
+    "__pycache__",
+    ".mypy_cache",
+    ".ruff_cache",
+    "dist",
+];
+
 fn main() {
     println!("cargo:rerun-if-changed=templates");
     println!("cargo:rerun-if-changed=presets");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    collect(&root.join("templates"), "", &mut files);
+    files.sort();
+    let mut presets = Vec::new();
+    for entry in std::fs::read_dir(root.join("presets")).expect("presets/") {
+        let entry = entry.expect("presets/ entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type().expect("file type").is_file() && name.ends_with(".toml") {
+            // Read as `String::from_utf8_lossy` reads it at run time.
+            let bytes = std::fs::read(entry.path()).expect("preset");
+            presets.push((name, String::from_utf8_lossy(&bytes).into_owned()));
+        }
+    }
+    presets.sort();
+    let mut h = Sha256::new();
+    let mut feed = |path: &str, bytes: &[u8]| {
+        h.update(path.as_bytes());
+        h.update([0]);
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    for (path, bytes) in &files {
+        feed(path, bytes);
+    }
+    for (name, text) in &presets {
+        feed(&format!("presets/{name}"), text.as_bytes());
+    }
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let out = Path::new(&std::env::var_os("OUT_DIR").expect("OUT_DIR")).join("builtin_digest.txt");
+    std::fs::write(out, format!("sha256:{hex}")).expect("write the digest");
+}
+
+/// Every file under `dir` as (`/`-separated path relative to the template root, bytes), skipping
+/// the directories in [`SKIP_DIRS`] below the root.
+fn collect(dir: &Path, prefix: &str, out: &mut Vec<(String, Vec<u8>)>) {
+    for entry in std::fs::read_dir(dir).expect("templates/") {
+        let entry = entry.expect("templates/ entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+        let kind = entry.file_type().expect("file type");
+        if kind.is_dir() {
+            if !SKIP_DIRS.contains(&name.as_str()) {
+                collect(&entry.path(), &rel, out);
+            }
+        } else if kind.is_file() {
+            out.push((rel, std::fs::read(entry.path()).expect("template file")));
+        }
+    }
 }

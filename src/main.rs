@@ -4,6 +4,5 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
-    stackwise::template::source::defer_tls_roots();
     cli::main()
 }

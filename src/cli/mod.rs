@@ -154,6 +154,10 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Error> {
+    if uses_git(&cli.command) {
+        // Before the first git2 call, while the process has a single thread.
+        stackwise::template::source::defer_tls_roots();
+    }
     match cli.command {
         Command::New(args) => cmd_new(args),
         Command::Presets(args) => cmd_presets(args),
@@ -181,6 +185,23 @@ fn run(cli: Cli) -> Result<(), Error> {
             clap_complete::generate(shell, &mut Cli::command(), "stackwise", &mut std::io::stdout());
             Ok(())
         }
+    }
+}
+
+/// Whether a command may use libgit2 (a repository, a clone). Starting libgit2 starts OpenSSL and
+/// libssh2 with it, a good part of what `new --no-git` would otherwise cost: the commands that
+/// never touch git leave it alone.
+fn uses_git(command: &Command) -> bool {
+    match command {
+        Command::New(args) => {
+            let clone = matches!(
+                TemplateSource::parse(args.template.as_deref(), None),
+                TemplateSource::Git { .. }
+            );
+            clone || !(args.no_git || args.dry_run)
+        }
+        Command::Presets(_) | Command::Lint { .. } | Command::Completions { .. } => false,
+        Command::Recommend(_) | Command::Test(_) | Command::Update(_) => true,
     }
 }
 

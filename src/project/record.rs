@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::template::manifest::Manifest;
 use crate::template::render::RenderedFile;
-use crate::template::source::{TemplateSource, TemplateTree};
+use crate::template::source::{BUILTIN_DIGEST, TemplateSource, TemplateTree};
 use crate::template::value::toml_to_json;
 use crate::template::{Rendered, Template};
 
@@ -59,6 +59,8 @@ impl TemplateInfo {
         };
         let revision = match (source, &template.tree.revision) {
             (TemplateSource::Git { .. }, Some(commit)) => commit.clone(),
+            // The embedded bytes never change within a binary: hashed when it was built.
+            (TemplateSource::Builtin, _) => BUILTIN_DIGEST.to_string(),
             _ => tree_digest(&template.tree),
         };
         TemplateInfo {
@@ -294,6 +296,13 @@ mod tests {
         assert_eq!(back.skip, vec!["docs/**".to_string()]);
         assert_eq!(back.update, mine);
         assert_eq!(back.info.source(), source);
+    }
+
+    #[test]
+    fn the_digest_of_the_builtin_template_computed_by_build_rs_is_its_digest() {
+        assert_eq!(BUILTIN_DIGEST, tree_digest(&TemplateTree::builtin()));
+        let info = TemplateInfo::of(&Template::load(&TemplateSource::Builtin).unwrap(), &TemplateSource::Builtin);
+        assert_eq!(info.revision, BUILTIN_DIGEST);
     }
 
     #[test]

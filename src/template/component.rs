@@ -59,8 +59,18 @@ pub struct Conditional {
     pub paths: Vec<String>,
 }
 
-/// Reads `components/<name>/component.toml` (empty manifest when absent).
+/// Reads `components/<name>/component.toml` (empty manifest when absent) for a plan. The
+/// template's load checked it already (or, embedded, the tests did): it is parsed without the
+/// place of every key and value, unless it fails all the same and the checked read must say where.
 pub fn load_component(tree: &TemplateTree, name: &str) -> Result<ComponentManifest> {
+    match tree.files.get(&component_file(name)) {
+        None => return Ok(ComponentManifest::default()),
+        Some(bytes) => {
+            if let Ok(Ok(c)) = std::str::from_utf8(bytes).map(toml::from_str::<ComponentManifest>) {
+                return Ok(c);
+            }
+        }
+    }
     let mut problems = Vec::new();
     match read_component(tree, name, &mut problems) {
         Some(c) if problems.is_empty() => Ok(c),

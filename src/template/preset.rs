@@ -75,8 +75,23 @@ impl Catalogue {
             span::sort(&mut found);
             problems.extend(found);
         }
-        let mut presets: Vec<Preset> = read.into_iter().map(|(_, p)| p).collect();
-        // Stable, documented order: the default first, then by layout and id.
+        Self::sorted(read.into_iter().map(|(_, p)| p).collect())
+    }
+
+    /// Reads the presets of a tree whose checks have passed already (the embedded template), as
+    /// [`Manifest::read_checked`] reads its manifest: no places, no checks; should a file fail
+    /// all the same, the checked read reports where.
+    pub(crate) fn read_checked(tree: &TemplateTree, manifest: &Manifest) -> Result<Self> {
+        let read: std::result::Result<Vec<Preset>, _> =
+            tree.presets.iter().map(|(_, text)| toml::from_str::<Preset>(text)).collect();
+        match read {
+            Ok(presets) => Ok(Self::sorted(presets)),
+            Err(_) => Self::load(tree, manifest),
+        }
+    }
+
+    /// Stable, documented order: the default first, then by layout and id.
+    fn sorted(mut presets: Vec<Preset>) -> Self {
         presets.sort_by(|a, b| {
             b.default
                 .cmp(&a.default)

@@ -13,6 +13,10 @@ use crate::error::{Error, Problem, Result};
 static BUILTIN_TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 static BUILTIN_PRESETS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/presets");
 
+/// `sha256:<hex>` of the embedded template and presets ([`crate::project::record::tree_digest`]
+/// of [`TemplateTree::builtin`]), computed once by build.rs rather than on every run.
+pub const BUILTIN_DIGEST: &str = include_str!(concat!(env!("OUT_DIR"), "/builtin_digest.txt"));
+
 /// Directories never read from a local or cloned template (build output, caches, VCS data).
 const SKIP_DIRS: &[&str] = &[
     ".pytest_cache",
@@ -316,8 +320,9 @@ static TLS_ROOTS_DEFERRED: std::sync::atomic::AtomicBool = std::sync::atomic::At
 /// environment back as it was (child processes see the user's own); [`load_tls_roots`] gives the
 /// real certificate locations to libgit2 right before a clone.
 ///
-/// Call it first thing in `main`, while the process has a single thread (it sets environment
-/// variables for a moment).
+/// Call it before the first git2 call, while the process has a single thread (it sets environment
+/// variables for a moment). A command that never uses git does not call it at all: starting
+/// libgit2 starts OpenSSL and libssh2 too, costs a command like `new --no-git` has no use for.
 pub fn defer_tls_roots() {
     #[cfg(all(unix, not(target_os = "macos"), not(target_os = "ios")))]
     {
