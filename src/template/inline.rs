@@ -57,11 +57,26 @@ pub fn is_template(s: &str) -> bool {
     s.contains("{{") || s.contains("{%")
 }
 
+thread_local! {
+    /// One Tera for every one-off string of a thread: a new one registers every built-in filter,
+    /// test and function again, which cost more than the render of a short string.
+    static ONE_OFF: tera::Tera = {
+        let mut tera = tera::Tera::new();
+        tera.autoescape_on(Vec::<&str>::new());
+        tera
+    };
+}
+
 fn render_raw(template: &str, values: &Map<String, Value>, label: &str) -> std::result::Result<String, tera::Error> {
     if !is_template(template) {
         return Ok(template.to_string());
     }
-    compile(template, label)?.render(label, &tera_context(values))
+    let context = tera_context(values);
+    match ONE_OFF.with(|tera| tera.render_str(template, &context, false)) {
+        Ok(out) => Ok(out),
+        // Rendered again under its own name, so that the error names it (`label`).
+        Err(_) => compile(template, label)?.render(label, &context),
+    }
 }
 
 fn when_template(expr: &str) -> String {

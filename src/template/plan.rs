@@ -49,6 +49,8 @@ pub struct Plan {
 /// A path selector from a component manifest: a literal path (or directory prefix) or a glob.
 struct Selector {
     literal: String,
+    /// `literal/`: what the paths inside a selected directory start with.
+    dir: String,
     glob: Option<GlobMatcher>,
 }
 
@@ -59,16 +61,16 @@ impl Selector {
             path: format!("{COMPONENTS_DIR}/{component}/{COMPONENT_MANIFEST}"),
             reason,
         })?;
+        let literal = pattern.trim_end_matches('/').to_string();
         Ok(Selector {
-            literal: pattern.trim_end_matches('/').to_string(),
+            dir: format!("{literal}/"),
+            literal,
             glob,
         })
     }
 
     fn matches(&self, rel: &str) -> bool {
-        rel == self.literal
-            || rel.starts_with(&format!("{}/", self.literal))
-            || self.glob.as_ref().is_some_and(|g| g.is_match(rel))
+        rel == self.literal || rel.starts_with(&self.dir) || self.glob.as_ref().is_some_and(|g| g.is_match(rel))
     }
 }
 

@@ -28,30 +28,37 @@ pub struct RenderedFile {
 pub fn render_plan(tree: &TemplateTree, plan: &Plan) -> Result<Vec<RenderedFile>> {
     let mut tera = tera::Tera::new();
     tera.autoescape_on(Vec::<&str>::new());
-    let mut sources: BTreeSet<&str> = plan
+    let sources: BTreeSet<&str> = plan
         .files
         .iter()
         .filter(|f| f.action == Action::Render)
         .map(|f| f.source.as_str())
         .collect();
-    let partial_prefix = format!("{PARTIALS_DIR}/");
-    sources.extend(
-        tree.files
-            .keys()
-            .filter(|k| k.starts_with(&partial_prefix))
-            .map(String::as_str),
-    );
     let mut texts = Vec::with_capacity(sources.len());
-    for s in &sources {
-        let bytes = &tree.files[*s];
-        let text = std::str::from_utf8(bytes)
-            .ok()
-            .filter(|t| !t.contains('\0'))
-            .ok_or_else(|| Error::Template {
-                file: s.to_string(),
-                message: "this looks like a binary file and cannot be rendered; drop the .tera suffix or list it under `verbatim` in component.toml".into(),
-            })?;
-        texts.push((*s, text));
+    for s in sources {
+        texts.push((s, template_text(tree, s)?));
+    }
+    // Only the partials these templates name, and those the partials name in turn: an include
+    // (an import, an extends) names its template with a literal string, so a partial whose name
+    // appears nowhere cannot be used, and is neither read nor parsed.
+    let partial_prefix = format!("{PARTIALS_DIR}/");
+    let mut partials: Vec<&str> = tree
+        .files
+        .keys()
+        .filter(|k| k.starts_with(&partial_prefix))
+        .map(String::as_str)
+        .collect();
+    let mut scanned = 0;
+    while scanned < texts.len() {
+        let text = texts[scanned].1;
+        scanned += 1;
+        let (named, rest): (Vec<&str>, Vec<&str>) = partials.into_iter().partition(|p| text.contains(*p));
+        partials = rest;
+        for p in named {
+            if !texts.iter().any(|(s, _)| *s == p) {
+                texts.push((p, template_text(tree, p)?));
+            }
+        }
     }
     if let Err(e) = tera.add_raw_templates(texts) {
         return Err(template_error("template", &e));
@@ -79,6 +86,17 @@ pub fn render_plan(tree: &TemplateTree, plan: &Plan) -> Result<Vec<RenderedFile>
         });
     }
     Ok(out)
+}
+
+/// The text of the template `name`, which must be text to be rendered.
+fn template_text<'t>(tree: &'t TemplateTree, name: &str) -> Result<&'t str> {
+    std::str::from_utf8(&tree.files[name])
+        .ok()
+        .filter(|t| !t.contains('\0'))
+        .ok_or_else(|| Error::Template {
+            file: name.to_string(),
+            message: "this looks like a binary file and cannot be rendered; drop the .tera suffix or list it under `verbatim` in component.toml".into(),
+        })
 }
 
 /// What one render may cost. A template is untrusted input: nested loops or a fan-out of
