@@ -130,55 +130,83 @@ pub fn write_render_commit(
 /// render commit of `files`, written from memory; the index matches the files on disk (with
 /// their stat data), so `git status` is clean at once. Returns the commit id.
 ///
-/// The objects are built in memory and written as one pack file ([`write_pack`]) rather than a
-/// loose file each: a new project has a hundred objects, and a file per object (create, link,
-/// stamp, in a directory of its own) costs several times the whole render.
+/// The objects are built in an object database of their own, in memory, and written to the
+/// repository as one pack file ([`write_pack`]) rather than a loose file each: a new project
+/// has a hundred objects, and a file per object (create, link, stamp, in a directory of its own)
+/// costs several times the whole render. Building them in the repository's own database would
+/// ask its disk, for every new object, whether it holds it already (a stat, a scan of the pack
+/// directory and a touch, each time).
 pub fn init_with_render(dir: &Path, files: &[RenderedFile], message: &str) -> Result<String> {
     let mut opts = git2::RepositoryInitOptions::new();
     opts.initial_head("main");
     let repo = Repository::init_opts(dir, &opts)?;
-    let odb = repo.odb()?;
-    let mempack = odb.add_new_mempack_backend(1000)?;
-    let mut index = repo.index()?;
+    let scratch = Repository::from_odb(git2::Odb::new()?)?;
+    let objects = scratch.odb()?;
+    objects.add_new_mempack_backend(1)?;
+    // The repository's index file, not bound to the repository: an index that is would look
+    // each blob up on the repository's disk, where it is not yet.
+    let mut index = Index::open(&repo.path().join("index"))?;
+    let mut blobs = std::collections::HashMap::with_capacity(files.len());
     for f in files {
-        let id = repo.blob(&f.bytes)?;
+        let id = objects.write(git2::ObjectType::Blob, &f.bytes)?;
+        blobs.insert(id, f.bytes.as_slice());
         let meta = std::fs::symlink_metadata(dir.join(&f.path)).ok();
         index.add(&index_entry(&f.path, id, mode_of(f), meta.as_ref()))?;
     }
-    let tree = repo.find_tree(index.write_tree()?)?;
+    let tree = scratch.find_tree(index.write_tree_to(&scratch)?)?;
     let sig = signature(&repo)?;
-    let oid = repo.commit(None, &sig, &sig, message, &tree, &[])?;
+    let oid = scratch.commit(None, &sig, &sig, message, &tree, &[])?;
     // Every object: the commit, its tree, and each tree and blob below (deduplicated).
     let mut ids = std::collections::BTreeSet::from([oid, tree.id()]);
     tree.walk(git2::TreeWalkMode::PreOrder, |_, entry| {
         ids.insert(entry.id());
         git2::TreeWalkResult::Ok
     })?;
-    write_pack(&odb, &ids)?;
+    write_pack(repo.path(), &objects, &blobs, &ids)?;
     repo.reference("refs/heads/main", oid, false, "stackwise new: render commit")?;
-    mempack.reset()?;
     index.write()?;
     Ok(oid.to_string())
 }
 
-/// Writes the objects `ids` of `odb` (here: the in-memory ones of a new repository) as one pack,
-/// without deltas and with stored (uncompressed) zlib streams: nothing to search or compress, so
-/// writing it costs little more than its bytes. `git gc` compresses it whenever it repacks.
-fn write_pack(odb: &git2::Odb, ids: &std::collections::BTreeSet<Oid>) -> Result<()> {
+/// Writes the objects `ids` of `from` (here: the in-memory ones of a new repository; the
+/// contents of the blobs as given in `blobs`) into `git_dir` as one pack and its index, without
+/// deltas and with stored (uncompressed) zlib streams: nothing to search or compress, so writing
+/// it costs little more than its bytes. `git gc` compresses it whenever it repacks.
+///
+/// The index (`.idx`, version 2) is written here too, from what writing the pack knows already
+/// (each object's id, offset and CRC-32): libgit2's indexer would read the whole pack back and
+/// hash every object again, most of the cost of the repository.
+fn write_pack(
+    git_dir: &Path,
+    from: &git2::Odb,
+    blobs: &std::collections::HashMap<Oid, &[u8]>,
+    ids: &std::collections::BTreeSet<Oid>,
+) -> Result<()> {
     use sha1::Digest;
     let mut pack = Vec::new();
     pack.extend_from_slice(b"PACK");
     pack.extend_from_slice(&2u32.to_be_bytes());
     pack.extend_from_slice(&(ids.len() as u32).to_be_bytes());
+    // (id, CRC-32 of the entry as packed, offset of the entry), in the order of the ids.
+    let mut entries = Vec::with_capacity(ids.len());
     for id in ids {
-        let object = odb.read(*id)?;
-        let kind: usize = match object.kind() {
-            git2::ObjectType::Commit => 1,
-            git2::ObjectType::Tree => 2,
-            git2::ObjectType::Blob => 3,
-            _ => 4,
+        let offset = pack.len();
+        // A blob's bytes are at hand (reading it back would hash it again); the trees and the
+        // commit are read.
+        let read;
+        let (kind, data): (usize, &[u8]) = match blobs.get(id) {
+            Some(bytes) => (3, bytes),
+            None => {
+                read = from.read(*id)?;
+                let kind = match read.kind() {
+                    git2::ObjectType::Commit => 1,
+                    git2::ObjectType::Tree => 2,
+                    git2::ObjectType::Blob => 3,
+                    _ => 4,
+                };
+                (kind, read.data())
+            }
         };
-        let data = object.data();
         // Entry header: type and size, 4 bits of size in the first byte, then 7 bits a byte.
         let mut size = data.len() >> 4;
         let mut byte = (kind << 4 | (data.len() & 0x0f)) as u8;
@@ -189,12 +217,64 @@ fn write_pack(odb: &git2::Odb, ids: &std::collections::BTreeSet<Oid>) -> Result<
         }
         pack.push(byte);
         zlib_stored(&mut pack, data);
+        entries.push((*id, crc32fast::hash(&pack[offset..]), offset as u64));
     }
-    let trailer = sha1::Sha1::digest(&pack);
-    pack.extend_from_slice(&trailer);
-    let mut writer = odb.packwriter()?;
-    std::io::Write::write_all(&mut writer, &pack).map_err(|e| crate::error::Error::Git(e.to_string()))?;
-    writer.commit()?;
+    let checksum = sha1::Sha1::digest(&pack);
+    pack.extend_from_slice(&checksum);
+
+    // The index: a fan-out table of the first bytes of the ids, the sorted ids (a BTreeSet of
+    // ids is sorted as bytes), their CRCs, their offsets (31 bits, or an index into a table of
+    // 64-bit ones), the pack's checksum, and its own.
+    let mut idx = Vec::with_capacity(8 + 256 * 4 + entries.len() * 28 + 40);
+    idx.extend_from_slice(b"\xfftOc");
+    idx.extend_from_slice(&2u32.to_be_bytes());
+    let mut fanout = [0u32; 256];
+    for (id, _, _) in &entries {
+        fanout[usize::from(id.as_bytes()[0])] += 1;
+    }
+    let mut total = 0;
+    for count in fanout {
+        total += count;
+        idx.extend_from_slice(&total.to_be_bytes());
+    }
+    for (id, _, _) in &entries {
+        idx.extend_from_slice(id.as_bytes());
+    }
+    for (_, crc, _) in &entries {
+        idx.extend_from_slice(&crc.to_be_bytes());
+    }
+    let mut large = Vec::new();
+    for (_, _, offset) in &entries {
+        let small = match u32::try_from(*offset) {
+            Ok(o) if o < 0x8000_0000 => o,
+            _ => {
+                large.push(*offset);
+                0x8000_0000 | (large.len() as u32 - 1)
+            }
+        };
+        idx.extend_from_slice(&small.to_be_bytes());
+    }
+    for offset in large {
+        idx.extend_from_slice(&offset.to_be_bytes());
+    }
+    idx.extend_from_slice(&checksum);
+    let own = sha1::Sha1::digest(&idx);
+    idx.extend_from_slice(&own);
+
+    // The pack first: a pack is found by its index.
+    let name: String = checksum.iter().map(|b| format!("{b:02x}")).collect();
+    let dir = git_dir.join("objects").join("pack");
+    for (ext, bytes) in [("pack", &pack), ("idx", &idx)] {
+        let path = dir.join(format!("pack-{name}.{ext}"));
+        std::fs::write(&path, bytes).map_err(|e| crate::error::Error::io(&path, e))?;
+        // Read-only, as git leaves its packs.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444))
+                .map_err(|e| crate::error::Error::io(&path, e))?;
+        }
+    }
     Ok(())
 }
 
@@ -312,6 +392,27 @@ mod tests {
             0o100755
         );
         assert!(repo.statuses(None).unwrap().is_empty());
+        // The pack and the index written by hand are what git itself would accept.
+        if let Ok(out) = std::process::Command::new("git")
+            .args(["fsck", "--full", "--strict"])
+            .current_dir(dir.path())
+            .output()
+        {
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let packs = dir.path().join(".git/objects/pack");
+            for entry in std::fs::read_dir(&packs).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "idx") {
+                    let out = std::process::Command::new("git")
+                        .arg("verify-pack")
+                        .arg(&path)
+                        .current_dir(dir.path())
+                        .output()
+                        .unwrap();
+                    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                }
+            }
+        }
         assert_eq!(find_render_commit(&repo, head.id()).unwrap(), Some(head.id()));
         std::fs::write(dir.path().join("uv.lock"), "lock\n").unwrap();
         let second = commit_new_files(dir.path(), "lockfiles").unwrap().unwrap();

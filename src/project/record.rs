@@ -301,7 +301,10 @@ mod tests {
     #[test]
     fn the_digest_of_the_builtin_template_computed_by_build_rs_is_its_digest() {
         assert_eq!(BUILTIN_DIGEST, tree_digest(&TemplateTree::builtin()));
-        let info = TemplateInfo::of(&Template::load(&TemplateSource::Builtin).unwrap(), &TemplateSource::Builtin);
+        let info = TemplateInfo::of(
+            &Template::load(&TemplateSource::Builtin).unwrap(),
+            &TemplateSource::Builtin,
+        );
         assert_eq!(info.revision, BUILTIN_DIGEST);
     }
 

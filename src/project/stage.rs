@@ -79,11 +79,17 @@ impl Staging {
 
     /// Writes the rendered files into the staging directory.
     pub fn write(&self, files: &[RenderedFile]) -> Result<()> {
+        // Each directory made once: asking for an existing one again costs a failed mkdir and a
+        // stat, two system calls per file of a deep tree.
+        let mut made = std::collections::HashSet::new();
         for f in files {
             check_interrupt()?;
             let dest = self.root.join(&f.path);
-            if let Some(p) = dest.parent() {
+            if let Some(p) = dest.parent()
+                && !made.contains(p)
+            {
                 std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
+                made.insert(p.to_path_buf());
             }
             std::fs::write(&dest, &f.bytes).map_err(|e| Error::io(&dest, e))?;
             #[cfg(unix)]

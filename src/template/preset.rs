@@ -82,8 +82,11 @@ impl Catalogue {
     /// [`Manifest::read_checked`] reads its manifest: no places, no checks; should a file fail
     /// all the same, the checked read reports where.
     pub(crate) fn read_checked(tree: &TemplateTree, manifest: &Manifest) -> Result<Self> {
-        let read: std::result::Result<Vec<Preset>, _> =
-            tree.presets.iter().map(|(_, text)| toml::from_str::<Preset>(text)).collect();
+        let read: std::result::Result<Vec<Preset>, _> = tree
+            .presets
+            .iter()
+            .map(|(_, text)| toml::from_str::<Preset>(text))
+            .collect();
         match read {
             Ok(presets) => Ok(Self::sorted(presets)),
             Err(_) => Self::load(tree, manifest),
