@@ -4,35 +4,92 @@
 #
 #   scripts/bench-generate.sh [PRESET]      (default: ai-product, the largest tree)
 #
-# Needs hyperfine (apt-get install hyperfine). Prints both timings and their ratio.
-# A benchmark, not a test: it never fails on a slow machine.
+# Environment:
+#   TEMPLATE=DIR    render a local template directory (`--template DIR`) instead of the
+#                   embedded one; with PRESET naming one of its presets (or `-` for its default)
+#   BASELINE=BIN    another stackwise binary (say, the release build of the previous commit),
+#                   measured in the same hyperfine run, for a side-by-side figure
+#   RUNS=N          rounds per command (default 50, after 5 warm-up rounds)
+#   CALLGRIND=1     also count the instructions of one run of each stackwise command with
+#                   valgrind's callgrind: unlike wall-clock time, the count does not depend on
+#                   what else the machine runs (but valgrind hides SHA instructions, so hashing
+#                   counts several times its share)
+#
+# Needs hyperfine (apt-get install hyperfine). Prints every timing, min and median, CPU time
+# (user + system) and the ratios. A benchmark, not a test: it never fails on a slow machine.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PRESET=${1:-ai-product}
+RUNS=${RUNS:-50}
 command -v hyperfine >/dev/null || { echo "hyperfine is not installed: apt-get install hyperfine (or cargo install hyperfine)" >&2; exit 1; }
 (cd "$ROOT" && cargo build --release --quiet)
-BIN=$ROOT/target/release/stackwise
 W=$(mktemp -d "${TMPDIR:-/tmp}/stackwise-bench.XXXXXX")
 trap 'rm -rf "$W"' EXIT
+# The binary is copied: a rebuild while the benchmark runs changes nothing.
+cp "$ROOT/target/release/stackwise" "$W/stackwise"
+BIN=$W/stackwise
+ARGS=(bench --yes)
+if [[ $PRESET != - ]]; then ARGS+=(--preset "$PRESET"); fi
+if [[ -n ${TEMPLATE:-} ]]; then ARGS+=(--template "$(cd "$TEMPLATE" && pwd)"); fi
 
-"$BIN" new bench --preset "$PRESET" --yes --no-git -o "$W/ref" 2>/dev/null
+"$BIN" new "${ARGS[@]}" --no-git -o "$W/ref" >/dev/null 2>&1
 files=$(find "$W/ref/bench" -type f | wc -l)
 bytes=$(du -sb "$W/ref/bench" | cut -f1)
-echo "preset $PRESET: $files files, $bytes bytes"
+echo "template ${TEMPLATE:-builtin}, preset $PRESET: $files files, $bytes bytes; $RUNS rounds"
+echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "versions: $("$BIN" --version), $(hyperfine --version), $(cp --version | head -1)"
 
-hyperfine --warmup 5 --runs 50 --style basic --export-json "$W/result.json" \
-  --command-name "stackwise new" --prepare "rm -rf $W/gen" "$BIN new bench --preset $PRESET --yes --no-git -o $W/gen" \
-  --command-name "cp -r" --prepare "rm -rf $W/copy" "cp -r $W/ref/bench $W/copy" \
-  --command-name "stackwise new (git)" --prepare "rm -rf $W/git" "$BIN new bench --preset $PRESET --yes -o $W/git"
+cmds=(
+  --command-name "new --no-git" --prepare "rm -rf $W/gen" "$BIN new ${ARGS[*]} --no-git -o $W/gen"
+  --command-name "cp -r" --prepare "rm -rf $W/copy" "cp -r $W/ref/bench $W/copy"
+  --command-name "new (git)" --prepare "rm -rf $W/git" "$BIN new ${ARGS[*]} -o $W/git"
+)
+if [[ -n ${BASELINE:-} ]]; then
+  cp "$BASELINE" "$W/baseline"
+  cmds+=(
+    --command-name "baseline new --no-git" --prepare "rm -rf $W/bgen" "$W/baseline new ${ARGS[*]} --no-git -o $W/bgen"
+    --command-name "baseline new (git)" --prepare "rm -rf $W/bgit" "$W/baseline new ${ARGS[*]} -o $W/bgit"
+  )
+fi
+hyperfine -N --warmup 5 --runs "$RUNS" --style none --export-json "$W/result.json" "${cmds[@]}"
 
-python3 - "$W/result.json" <<'PY'
+if [[ ${CALLGRIND:-} == 1 ]] && command -v valgrind >/dev/null; then
+  count() { # instructions of one run of: stackwise-binary args...
+    rm -rf "$W/cg" && valgrind --tool=callgrind --callgrind-out-file="$W/cg.out" "$@" >/dev/null 2>&1
+    awk '/^summary:/ {print $2}' "$W/cg.out"
+  }
+  {
+    echo "callgrind new --no-git $(count "$BIN" new "${ARGS[@]}" --no-git -o "$W/cg")"
+    echo "callgrind new (git) $(count "$BIN" new "${ARGS[@]}" -o "$W/cg")"
+    if [[ -n ${BASELINE:-} ]]; then
+      echo "callgrind baseline new --no-git $(count "$W/baseline" new "${ARGS[@]}" --no-git -o "$W/cg")"
+      echo "callgrind baseline new (git) $(count "$W/baseline" new "${ARGS[@]}" -o "$W/cg")"
+    fi
+  } >"$W/callgrind.txt"
+fi
+touch "$W/callgrind.txt"
+
+python3 - "$W/result.json" "$W/callgrind.txt" <<'PY'
 import json, sys
 r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-new, cp, git = r["stackwise new"], r["cp -r"], r["stackwise new (git)"]
-print(f"stackwise new --no-git: mean {new['mean']*1000:.2f} ms (median {new['median']*1000:.2f} ms)")
-print(f"cp -r:                  mean {cp['mean']*1000:.2f} ms (median {cp['median']*1000:.2f} ms)")
-print(f"stackwise new (git):    mean {git['mean']*1000:.2f} ms (median {git['median']*1000:.2f} ms)")
-print(f"--no-git / cp -r (median): {new['median']/cp['median']:.2f}x")
-print(f"git / --no-git (median):   {git['median']/new['median']:.2f}x")
+cg = {}
+for line in open(sys.argv[2]):
+    name, n = line.rsplit(" ", 1)
+    cg[name.removeprefix("callgrind ")] = int(n)
+ms = lambda s: f"{s * 1000:8.2f}"
+print(f"{'command':24} {'min ms':>8} {'median':>8} {'mean':>8} {'cpu ms':>8} {'instructions':>14}")
+for name, x in r.items():
+    cpu = x["user"] + x["system"]
+    ins = f"{cg[name]:,}" if name in cg else ""
+    print(f"{name:24} {ms(x['min'])} {ms(x['median'])} {ms(x['mean'])} {ms(cpu)} {ins:>14}")
+def ratio(a, b, label):
+    if a in r and b in r:
+        x, y = r[a], r[b]
+        print(f"{label:34} median {x['median'] / y['median']:5.2f}x   min {x['min'] / y['min']:5.2f}x"
+              f"   cpu {(x['user'] + x['system']) / (y['user'] + y['system']):5.2f}x")
+ratio("new --no-git", "cp -r", "new --no-git / cp -r:")
+ratio("new (git)", "new --no-git", "new (git) / new --no-git:")
+ratio("baseline new --no-git", "cp -r", "baseline new --no-git / cp -r:")
+ratio("baseline new (git)", "baseline new --no-git", "baseline (git) / baseline --no-git:")
 PY

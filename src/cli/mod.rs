@@ -379,3 +379,31 @@ fn cmd_presets(args: PresetsArgs) -> Result<(), Error> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("stackwise").chain(args.iter().copied()))
+            .unwrap()
+            .command
+    }
+
+    /// libgit2 (and OpenSSL with it) starts only for a command that may use a repository.
+    #[test]
+    fn only_commands_that_use_git_start_libgit2() {
+        assert!(!uses_git(&command(&["new", "x", "--no-git"])));
+        assert!(!uses_git(&command(&["new", "x", "--dry-run"])));
+        assert!(!uses_git(&command(&["presets"])));
+        assert!(uses_git(&command(&["new", "x"])));
+        assert!(uses_git(&command(&[
+            "new",
+            "x",
+            "--no-git",
+            "--template",
+            "https://example.com/t.git"
+        ])));
+        assert!(uses_git(&command(&["update"])));
+    }
+}

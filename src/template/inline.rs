@@ -127,21 +127,37 @@ fn expr_error(e: &tera::Error, expr: &str) -> InlineError {
     err
 }
 
+/// A Tera that checks the syntax of one-off strings of one label: each check replaces the one
+/// template it holds, so it never sees another.
+fn checker() -> std::cell::RefCell<tera::Tera> {
+    let mut tera = tera::Tera::new();
+    tera.autoescape_on(Vec::<&str>::new());
+    std::cell::RefCell::new(tera)
+}
+
+thread_local! {
+    static CHECK_INLINE: std::cell::RefCell<tera::Tera> = checker();
+    static CHECK_WHEN: std::cell::RefCell<tera::Tera> = checker();
+}
+
+/// Compiles `template` as [`compile`] does (under the same label), in a Tera kept for it rather
+/// than a new one.
+fn check_syntax(template: &str, label: &'static str) -> std::result::Result<(), tera::Error> {
+    let key = if label == "when" { &CHECK_WHEN } else { &CHECK_INLINE };
+    key.with(|tera| tera.borrow_mut().add_raw_template(label, template))
+}
+
 /// Compiles a template string without rendering it: its syntax error, if any.
 pub fn check_template(template: &str) -> std::result::Result<(), InlineError> {
     if !is_template(template) {
         return Ok(());
     }
-    compile(template, "inline")
-        .map(|_| ())
-        .map_err(|e| InlineError::from_tera(&e, 0))
+    check_syntax(template, "inline").map_err(|e| InlineError::from_tera(&e, 0))
 }
 
 /// Compiles a `when` expression without evaluating it: its syntax error, if any.
 pub fn check_expr(expr: &str) -> std::result::Result<(), InlineError> {
-    compile(&when_template(expr), "when")
-        .map(|_| ())
-        .map_err(|e| expr_error(&e, expr))
+    check_syntax(&when_template(expr), "when").map_err(|e| expr_error(&e, expr))
 }
 
 /// Renders a one-off template string (a default, a flag) against `values`; the error is placed

@@ -246,3 +246,42 @@ fn render_within_budget(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::plan::PlannedFile;
+    use super::*;
+
+    /// Only the partials a rendered template names, directly or through another partial, are
+    /// parsed: one that nothing names may even be broken.
+    #[test]
+    fn only_the_partials_a_render_names_are_parsed() {
+        let mut files = std::collections::BTreeMap::new();
+        let mut add = |path: &str, text: &str| files.insert(path.to_string(), text.as_bytes().to_vec());
+        add("components/app/a.txt.tera", "a {% include \"partials/one.tera\" %}");
+        add("partials/one.tera", "one {% include \"partials/two.tera\" %}");
+        add("partials/two.tera", "two {{ project_name }}");
+        add("partials/broken.tera", "{% if %}");
+        let tree = TemplateTree {
+            files,
+            presets: Vec::new(),
+            source: "test".into(),
+            revision: None,
+        };
+        let mut context = serde_json::Map::new();
+        context.insert("project_name".into(), "demo".into());
+        let plan = Plan {
+            files: vec![PlannedFile {
+                path: "a.txt".into(),
+                source: "components/app/a.txt.tera".into(),
+                action: Action::Render,
+                mount: 0,
+                executable: false,
+                update_once: false,
+            }],
+            contexts: vec![context],
+        };
+        let out = render_plan(&tree, &plan).unwrap();
+        assert_eq!(String::from_utf8_lossy(&out[0].bytes), "a one two demo");
+    }
+}
