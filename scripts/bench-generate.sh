@@ -10,6 +10,10 @@
 #   BASELINE=BIN    another stackwise binary (say, the release build of the previous commit),
 #                   measured in the same hyperfine run, for a side-by-side figure
 #   RUNS=N          rounds per command (default 50, after 5 warm-up rounds)
+#   INTERLEAVED=1   also time the commands round-robin (one run of each per round, a fresh
+#                   directory each time) with Python's clock: a machine whose load drifts during
+#                   the benchmark slows every command alike, where hyperfine runs all the rounds
+#                   of one command before the next
 #   CALLGRIND=1     also count the instructions of one run of each stackwise command with
 #                   valgrind's callgrind: unlike wall-clock time, the count does not depend on
 #                   what else the machine runs (but valgrind hides SHA instructions, so hashing
@@ -53,6 +57,46 @@ if [[ -n ${BASELINE:-} ]]; then
   )
 fi
 hyperfine -N --warmup 5 --runs "$RUNS" --style none --export-json "$W/result.json" "${cmds[@]}"
+
+if [[ ${INTERLEAVED:-} == 1 ]]; then
+  python3 - "$W" "$RUNS" "$BIN" "${BASELINE:+$W/baseline}" "${ARGS[@]}" <<'PY'
+import resource, shutil, statistics, subprocess, sys, time
+w, runs, binary, baseline, args = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:]
+cmds = {
+    "new --no-git": lambda d: [binary, "new", *args, "--no-git", "-o", d],
+    "cp -r": lambda d: ["cp", "-r", f"{w}/ref/bench", d],
+    "new (git)": lambda d: [binary, "new", *args, "-o", d],
+}
+if baseline:
+    cmds["baseline new --no-git"] = lambda d: [baseline, "new", *args, "--no-git", "-o", d]
+    cmds["baseline new (git)"] = lambda d: [baseline, "new", *args, "-o", d]
+wall = {k: [] for k in cmds}
+cpu = {k: [] for k in cmds}
+for i in range(runs + 3):
+    for name, cmd in cmds.items():
+        d = f"{w}/il"
+        shutil.rmtree(d, ignore_errors=True)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        subprocess.run(cmd(d), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        elapsed = time.perf_counter() - t
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if i >= 3:  # three warm-up rounds
+            wall[name].append(elapsed)
+            cpu[name].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+print(f"interleaved, {runs} rounds:")
+print(f"{'command':24} {'min ms':>8} {'median':>8} {'cpu ms':>8}")
+for name in cmds:
+    print(f"{name:24} {min(wall[name]) * 1000:8.2f} {statistics.median(wall[name]) * 1000:8.2f} {statistics.median(cpu[name]) * 1000:8.2f}")
+def ratio(a, b, label):
+    if a in wall and b in wall:
+        print(f"{label:34} median {statistics.median(wall[a]) / statistics.median(wall[b]):5.2f}x   min {min(wall[a]) / min(wall[b]):5.2f}x")
+ratio("new --no-git", "cp -r", "new --no-git / cp -r:")
+ratio("new (git)", "new --no-git", "new (git) / new --no-git:")
+ratio("baseline new --no-git", "cp -r", "baseline new --no-git / cp -r:")
+ratio("baseline new (git)", "baseline new --no-git", "baseline (git) / baseline --no-git:")
+PY
+fi
 
 if [[ ${CALLGRIND:-} == 1 ]] && command -v valgrind >/dev/null; then
   count() { # instructions of one run of: stackwise-binary args...
