@@ -47,6 +47,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the built-in template (templates/ and presets/) into DIR as a git repository to make your own.
+    Fork {
+        /// The new directory (must not exist, or be empty).
+        dir: PathBuf,
+        /// Do not create a git repository.
+        #[arg(long)]
+        no_git: bool,
+        /// Print a JSON report on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Render every preset, install it, and run the template's [test] steps (for fork authors).
     Test(test::TestArgs),
     /// Print a shell completion script.
@@ -223,11 +234,39 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
+        Command::Fork { dir, no_git, json } => cmd_fork(&dir, !no_git, json),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "stackwise", &mut std::io::stdout());
             Ok(())
         }
     }
+}
+
+fn cmd_fork(dir: &std::path::Path, git: bool, json: bool) -> Result<(), Error> {
+    let o = stackwise::project::fork::fork(dir, git)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&o).unwrap_or_default());
+    }
+    let commit = o
+        .commit
+        .as_deref()
+        .map_or(String::new(), |c| format!(", git commit {}", &c[..12.min(c.len())]));
+    eprintln!(
+        "{} {}: the built-in template ({} presets, {} files){commit}",
+        style::ok("forked"),
+        o.dir.display(),
+        o.presets.len(),
+        o.files
+    );
+    let t = o.template.display();
+    eprintln!(
+        "
+next steps (README.md in the fork says more):
+  stackwise lint {t}
+  stackwise new my-app --template {t}
+  stackwise test {t} --preset ml-api --yes"
+    );
+    Ok(())
 }
 
 fn interactive(yes: bool) -> bool {
