@@ -484,6 +484,11 @@ fn a_fork_is_the_built_in_template_as_this_repository_holds_it() {
             );
         }
     }
+    let ci = std::fs::read_to_string(dir.join(".github/workflows/template.yml")).unwrap();
+    assert_mentions(
+        &ci,
+        &["stackwise lint templates", "stackwise test templates --preset", "--yes"],
+    );
     // One commit, nothing left out of it.
     let status = crate::common::git(&dir, &["status", "--porcelain"]);
     assert!(status.stdout.is_empty(), "{}", String::from_utf8_lossy(&status.stdout));
