@@ -27,7 +27,7 @@ readme_has 'cargo install --locked --path .             # from a clone of this r
 CARGO_INSTALL_ROOT=$work/root CARGO_TARGET_DIR=$work/target cargo install --quiet --locked --path .
 export PATH=$work/root/bin:$PATH
 built=$(since "$t0")
-echo "== stackwise built and installed from source: ${built} s"
+echo "first-day: stackwise built and installed from source: ${built} s"
 
 t1=$(now)
 cd "$work"
@@ -55,5 +55,5 @@ if [ "$code" != 202 ]; then
   exit 1
 fi
 project=$(since "$t1")
-echo "== first 202 from the generated API: ${project} s after \`stackwise new\` (the prebuilt path)"
-echo "== clone to first 202 building from source: $(since "$t0") s"
+echo "first-day: first 202 from the generated API: ${project} s after \`stackwise new\` (the prebuilt path)"
+echo "first-day: clone to first 202 building from source: $(since "$t0") s"
