@@ -17,8 +17,13 @@ pub enum Error {
     #[error("invalid project name {name:?}: {reason}")]
     InvalidName { name: String, reason: String, hint: String },
 
-    #[error("unknown preset `{id}`; available presets: {available}")]
-    UnknownPreset { id: String, available: String },
+    /// `did_you_mean`: ` (did you mean `x`?)` or empty ([`crate::suggest::did_you_mean`]).
+    #[error("unknown preset `{id}`{did_you_mean}; available presets: {available}")]
+    UnknownPreset {
+        id: String,
+        did_you_mean: String,
+        available: String,
+    },
 
     #[error("unknown layout `{name}`; this template defines: {available}")]
     UnknownLayout { name: String, available: String },
@@ -30,12 +35,18 @@ pub enum Error {
         layout: String,
     },
 
-    #[error("unknown variable `{key}`{source_hint}; this template's variables are: {available}")]
+    #[error("unknown variable `{key}`{source_hint}{did_you_mean}; this template's variables are: {available}")]
     UnknownVariable {
         key: String,
         source_hint: String,
+        did_you_mean: String,
         available: String,
     },
+
+    /// `--set` for a variable whose `when` is false: it would change nothing, so it is refused
+    /// rather than recorded.
+    #[error("`{key}` does not apply here: its condition `{when}` is false{context}")]
+    InapplicableVariable { key: String, when: String, context: String },
 
     #[error("invalid value for `{key}`: {reason}")]
     InvalidValue { key: String, reason: String },
@@ -88,6 +99,10 @@ pub enum Error {
     #[error("interrupted; nothing was written")]
     Interrupted,
 
+    /// Ctrl-C after something was written: what became of it (exit 130 as well).
+    #[error("interrupted; {0}")]
+    InterruptedLeaving(String),
+
     #[error("{0}")]
     Prompt(String),
 
@@ -120,6 +135,7 @@ impl Error {
             | Error::UnknownLayout { .. }
             | Error::LayoutConflict { .. }
             | Error::UnknownVariable { .. }
+            | Error::InapplicableVariable { .. }
             | Error::InvalidValue { .. }
             | Error::MalformedSet { .. }
             | Error::AnswersFile { .. }
@@ -141,6 +157,9 @@ impl Error {
             Error::LayoutConflict { layout, .. } => {
                 Some(format!("drop --layout, or pick a preset of the {layout} layout"))
             }
+            Error::InapplicableVariable { key, .. } => {
+                Some(format!("drop --set {key}=…; `stackwise presets show ID` lists which options each preset's layout uses"))
+            }
             Error::MalformedSet { .. } => Some("write it as KEY=VALUE, e.g. --set worker=true".into()),
             Error::TargetNotEmpty { .. } => Some(
                 "choose another name or -o DIR, or pass --force to write into it (files the template does not own are never touched)".into(),
@@ -151,6 +170,11 @@ impl Error {
             | Error::UpdateRefused { hint, .. } => hint.clone(),
             _ => None,
         }
+    }
+
+    /// Ctrl-C stopped it (the binary exits with 130).
+    pub fn is_interrupt(&self) -> bool {
+        matches!(self, Error::Interrupted | Error::InterruptedLeaving(_))
     }
 
     /// A workload the user described wrongly, without a hint.

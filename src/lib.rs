@@ -11,6 +11,7 @@ pub mod error;
 pub mod interrupt;
 pub mod project;
 pub mod recommend;
+pub mod suggest;
 pub mod template;
 pub mod testing;
 

@@ -7,9 +7,10 @@ pub mod style;
 mod test;
 mod update;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use stackwise::project::new::{self as generate, NewRequest};
@@ -42,6 +43,17 @@ enum Command {
     Lint {
         /// The template directory (the one holding stackwise.toml).
         dir: PathBuf,
+        /// Print a JSON report on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the built-in template (templates/ and presets/) into DIR as a git repository to make your own.
+    Fork {
+        /// The new directory (must not exist, or be empty).
+        dir: PathBuf,
+        /// Do not create a git repository.
+        #[arg(long)]
+        no_git: bool,
         /// Print a JSON report on stdout.
         #[arg(long)]
         json: bool,
@@ -125,7 +137,51 @@ enum PresetsAction {
     },
 }
 
+/// Ctrl-C (and SIGTERM) anywhere: exit 130 saying "interrupted". Once a command polls the flag
+/// ([`stackwise::interrupt::POLLED`]: `new` from staging on, `test`, the questions of
+/// `recommend`) it gets the chance to clean up first; a second Ctrl-C does not wait for it.
+fn handle_interrupts() {
+    use stackwise::interrupt::{INTERRUPTED, POLLED};
+    let _ = ctrlc::set_handler(|| {
+        if POLLED.load(Ordering::SeqCst) && !INTERRUPTED.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let _ = writeln!(std::io::stderr(), "{} interrupted", style::error("error:"));
+        std::process::exit(130);
+    });
+}
+
+/// The exit status of a process whose output pipe closed (`stackwise … | head -1`): 128 + SIGPIPE,
+/// as the shell reports a command killed by it.
+const CLOSED_PIPE: u8 = 141;
+
+/// Whether a panic is `println!`/`eprintln!` failing on a closed pipe: not a bug, the reader left.
+fn is_closed_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
+    let text = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or_default();
+    text.starts_with("failed printing to") && text.contains("Broken pipe")
+}
+
 pub fn main() -> ExitCode {
+    // A closed pipe ends the command quietly: no panic message, no exit 101. Unwinding (rather
+    // than exiting in the hook) still runs the destructors that clean up staging directories.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !is_closed_pipe(info.payload()) {
+            default_hook(info);
+        }
+    }));
+    match std::panic::catch_unwind(main_inner) {
+        Ok(code) => code,
+        Err(payload) if is_closed_pipe(payload.as_ref()) => ExitCode::from(CLOSED_PIPE),
+        Err(payload) => std::panic::resume_unwind(payload),
+    }
+}
+
+fn main_inner() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -134,6 +190,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    handle_interrupts();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -141,7 +198,7 @@ pub fn main() -> ExitCode {
             if let Some(hint) = e.hint() {
                 eprintln!("  hint: {hint}");
             }
-            if matches!(e, Error::Interrupted) {
+            if e.is_interrupt() {
                 // The conventional exit status of a process stopped by SIGINT.
                 return ExitCode::from(130);
             }
@@ -181,6 +238,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
+        Command::Fork { dir, no_git, json } => cmd_fork(&dir, !no_git, json),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "stackwise", &mut std::io::stdout());
             Ok(())
@@ -201,8 +259,35 @@ fn uses_git(command: &Command) -> bool {
             clone || !(args.no_git || args.dry_run)
         }
         Command::Presets(_) | Command::Lint { .. } | Command::Completions { .. } => false,
-        Command::Recommend(_) | Command::Test(_) | Command::Update(_) => true,
+        Command::Recommend(_) | Command::Test(_) | Command::Update(_) | Command::Fork { .. } => true,
     }
+}
+
+fn cmd_fork(dir: &std::path::Path, git: bool, json: bool) -> Result<(), Error> {
+    let o = stackwise::project::fork::fork(dir, git)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&o).unwrap_or_default());
+    }
+    let commit = o
+        .commit
+        .as_deref()
+        .map_or(String::new(), |c| format!(", git commit {}", &c[..12.min(c.len())]));
+    eprintln!(
+        "{} {}: the built-in template ({} presets, {} files){commit}",
+        style::ok("forked"),
+        o.dir.display(),
+        o.presets.len(),
+        o.files
+    );
+    let t = o.template.display();
+    eprintln!(
+        "
+next steps (README.md in the fork says more):
+  stackwise lint {t}
+  stackwise new my-app --template {t}
+  stackwise test {t} --preset ml-api --yes"
+    );
+    Ok(())
 }
 
 fn interactive(yes: bool) -> bool {
@@ -251,9 +336,6 @@ fn ask_install(interactive: bool, foreign_template: bool) -> Result<bool, Error>
 /// taken when a recommendation on a terminal offers to generate its preset.
 fn generate_project(req: &NewRequest, interactive: bool, json: bool) -> Result<(), Error> {
     let mut prompter = prompt::Terminal::new(interactive);
-    let _ = ctrlc::set_handler(|| {
-        stackwise::project::stage::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
-    });
     let mut progress = progress::Bars::new();
     let outcome = generate::new_project(req, &mut prompter, &mut progress)?;
     if json {
@@ -283,13 +365,17 @@ fn report_new(o: &generate::Outcome) {
             o.target.display(),
             o.layout
         );
+        let width = o.files.iter().map(|f| f.path.chars().count()).max().unwrap_or(0);
         for f in &o.files {
-            let mark = if o.overwritten.contains(f) {
+            let mark = if o.overwritten.contains(&f.path) {
                 "  (overwrites)"
             } else {
                 ""
             };
-            eprintln!("  {f}{mark}");
+            match &f.source {
+                Some(source) => eprintln!("  {:width$} ← {source}{mark}", f.path),
+                None => eprintln!("  {:width$}   (written by stackwise){mark}", f.path),
+            }
         }
         eprintln!("nothing was written");
         return;

@@ -111,9 +111,7 @@ pub fn run(args: RecommendArgs) -> Result<()> {
     let mut workload = args.workload;
     let ask = !args.json && workload.is_unknown() && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if ask {
-        let _ = ctrlc::set_handler(|| {
-            stackwise::project::stage::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
-        });
+        stackwise::interrupt::start_polling();
         workload = ask_workload().inspect_err(|_| restore_terminal())?;
     }
     let template = args.template.as_deref();

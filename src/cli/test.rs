@@ -57,6 +57,7 @@ impl TestProgress for Lines {
             Status::Skipped => "skipped".to_string(),
             Status::Fail => style::error("FAIL"),
             Status::Timeout => style::error("TIMEOUT"),
+            Status::Interrupted => style::warn("interrupted"),
         };
         eprintln!("    {:<28} {word} ({:.1}s)  [{}]", step.name, step.seconds, case.preset);
     }
@@ -85,9 +86,7 @@ pub fn run(args: TestArgs) -> Result<()> {
             return Err(Error::NeedsConsent("not running anything: consent declined".into()));
         }
     }
-    let _ = ctrlc::set_handler(|| {
-        stackwise::interrupt::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
-    });
+    stackwise::interrupt::start_polling();
     let req = TestRequest {
         template,
         presets: args.presets,

@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -127,7 +127,7 @@ pub fn run(project: &Path, steps: &[Step], log: &Path, progress: &mut dyn Progre
         progress.finish(&result);
         let failed = !result.ok;
         results.push(result);
-        if failed {
+        if failed || crate::interrupt::check().is_err() {
             break;
         }
     }
@@ -154,15 +154,29 @@ fn run_one(project: &Path, step: &Step, log: &Path, log_file: Option<&mut std::f
         }
         None => (Stdio::null(), Stdio::null()),
     };
-    let status = Command::new(program)
+    let mut child = Command::new(program)
         .args(&prefix)
         .args(&step.args)
         .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
-        .status()
+        .spawn()
         .map_err(|e| format!("cannot start `{}`: {e}", step.program))?;
+    // Polled rather than waited for, so Ctrl-C stops the step even when the signal reached
+    // stackwise alone (a terminal sends it to the whole foreground group; `kill` does not).
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if crate::interrupt::check().is_err() => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("`{}` was interrupted", step.display()));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(format!("cannot wait for `{}`: {e}", step.program)),
+        }
+    };
     if status.success() {
         Ok(())
     } else {

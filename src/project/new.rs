@@ -43,7 +43,7 @@ pub struct Outcome {
     pub preset: Option<String>,
     pub template: String,
     pub answers: Map<String, Value>,
-    pub files: Vec<String>,
+    pub files: Vec<FileEntry>,
     /// Files of a non-empty target that were replaced (`--force`).
     pub overwritten: Vec<String>,
     /// The initial commit: the render commit (template output and `.stackwise.toml` only).
@@ -57,6 +57,16 @@ pub struct Outcome {
     pub install: Vec<super::install::StepResult>,
     /// Where the install steps' output went.
     pub install_log: Option<PathBuf>,
+}
+
+/// One file of the project and where it comes from.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FileEntry {
+    pub path: String,
+    /// The template file it is rendered or copied from, relative to the template root
+    /// (`components/node-service/src/app.ts.tera`); `None` for `.stackwise.toml`, which
+    /// stackwise writes itself.
+    pub source: Option<String>,
 }
 
 /// `stackwise new`.
@@ -98,7 +108,14 @@ pub fn new_project(
     let mut rendered = render_project(&template, name, preset, layout, sets, file.answers, prompter)?;
     let info = record::TemplateInfo::of(&template, &req.template);
     record::add_to(&mut rendered, &template, &info, None);
-    let files: Vec<String> = rendered.files.iter().map(|f| f.path.clone()).collect();
+    let files = rendered
+        .files
+        .iter()
+        .map(|f| FileEntry {
+            path: f.path.clone(),
+            source: rendered.sources.get(&f.path).cloned(),
+        })
+        .collect();
     let mut outcome = Outcome {
         name: rendered.name.clone(),
         target: target.clone(),
@@ -127,6 +144,8 @@ pub fn new_project(
         return Ok(outcome);
     }
 
+    // From here a Ctrl-C must not stop the process at once: staging (and install) clean up.
+    crate::interrupt::start_polling();
     let staging = Staging::new(&target)?;
     if let Err(e) = staging.write(&rendered.files) {
         staging.abandon();
@@ -172,7 +191,16 @@ pub fn new_project(
         std::process::id()
     ));
     let results = super::install::run(&target, &steps, &log, progress);
-    outcome.install_log = Some(log);
+    if crate::interrupt::check().is_err() {
+        let _ = std::fs::remove_file(&log);
+        return Err(interrupted_install(&target, fresh));
+    }
+    // The log is kept only when a step failed: it is where the failure is explained.
+    if results.iter().all(|r| r.ok) {
+        let _ = std::fs::remove_file(&log);
+    } else {
+        outcome.install_log = Some(log);
+    }
     outcome.install = results;
     if want_git {
         outcome.lockfiles_commit = super::git::commit_new_files(
@@ -181,4 +209,20 @@ pub fn new_project(
         )?;
     }
     Ok(outcome)
+}
+
+/// Ctrl-C during `--install`: the project had moved into place for its install steps. A new
+/// directory goes again, as if nothing had been written (all or nothing); one that existed before
+/// (`--force`) stays, without its lockfiles.
+fn interrupted_install(target: &std::path::Path, fresh: bool) -> Error {
+    if fresh && std::fs::remove_dir_all(target).is_ok() {
+        return Error::InterruptedLeaving(format!(
+            "the install steps were stopped and {} was removed; nothing was written",
+            target.display()
+        ));
+    }
+    Error::InterruptedLeaving(format!(
+        "the install steps were stopped; the project is at {} without its lockfiles (run `make install` there)",
+        target.display()
+    ))
 }

@@ -278,6 +278,7 @@ mod tests {
         let mut answers = Map::new();
         answers.insert("worker".into(), Value::Bool(true));
         let rendered = Rendered {
+            sources: Default::default(),
             name: ProjectName::parse("Shop AI").unwrap(),
             layout: "python".into(),
             preset: Some("data-pipeline".into()),

@@ -270,6 +270,78 @@ mod tests {
         );
     }
 
+    /// Every workload of a grid over all inputs (each choice, unknown included; counts around
+    /// every threshold the presets use), checked against the invariants of the framework.
+    #[test]
+    fn invariants_hold_for_every_workload_of_the_grid() {
+        let loaded = builtin();
+        let can_push = |id: &str| {
+            loaded
+                .catalogue
+                .get(id)
+                .is_ok_and(|p| p.options.get("websocket").and_then(toml::Value::as_bool) == Some(true))
+        };
+        let words = |ws: &[&'static str]| -> Vec<Option<Answer>> {
+            std::iter::once(None)
+                .chain(ws.iter().map(|w| Some(Answer::Word(w))))
+                .collect()
+        };
+        let counts = |cs: &[u64]| -> Vec<Option<Answer>> {
+            std::iter::once(None)
+                .chain(cs.iter().map(|c| Some(Answer::Count(*c))))
+                .collect()
+        };
+        let switch = [None, Some(Answer::Yes)];
+        let mut checked = 0;
+        for ai in words(&["none", "feature", "core"]) {
+            for data in words(&["none", "some", "heavy"]) {
+                for realtime in words(&["none", "some", "core"]) {
+                    for team in words(&["python", "node", "mixed"]) {
+                        for rps in counts(&[200, 2_000, 15_000, 40_000]) {
+                            for connections in counts(&[50_000]) {
+                                for (p99, serverless) in
+                                    [(None, None), (Some(Answer::Millis(5.0)), None), (None, switch[1])]
+                                {
+                                    let mut w = Workload::default();
+                                    let inputs = [
+                                        ("ai", ai),
+                                        ("data", data),
+                                        ("realtime", realtime),
+                                        ("team", team),
+                                        ("peak_rps", rps),
+                                        ("connections", connections),
+                                        ("p99_ms", p99),
+                                        ("serverless", serverless),
+                                    ];
+                                    for (name, a) in inputs {
+                                        if let Some(a) = a {
+                                            w.set(name, a).unwrap();
+                                        }
+                                    }
+                                    if w.validate().is_err() {
+                                        continue;
+                                    }
+                                    let r = recommend(&loaded.catalogue, &loaded.manifest, &w, None).unwrap();
+                                    checked += 1;
+                                    // Real-time needs are never answered with a preset that cannot push.
+                                    if matches!(realtime, Some(Answer::Word("some" | "core"))) {
+                                        assert!(can_push(&r.preset), "{:?} → {}", w.to_flags(), r.preset);
+                                    }
+                                    // AI at the core always has Python.
+                                    if ai == Some(Answer::Word("core")) {
+                                        assert_ne!(r.layout, "node", "{:?} → {}", w.to_flags(), r.preset);
+                                    }
+                                    assert_eq!(r.score, r.reasons.iter().map(|x| x.weight).sum::<i32>());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 5_000, "{checked}");
+    }
+
     #[test]
     fn the_runner_up_is_lined_up_rule_by_rule() {
         let loaded = builtin();

@@ -98,6 +98,7 @@ pub fn check_keys(manifest: &Manifest, inputs: &Map<String, Value>, source_hint:
             return Err(Error::UnknownVariable {
                 key: key.clone(),
                 source_hint: source_hint.to_string(),
+                did_you_mean: crate::suggest::did_you_mean(key, manifest.variables.iter().map(|v| v.name.as_str())),
                 available: manifest.variable_names(),
             });
         }
@@ -105,13 +106,28 @@ pub fn check_keys(manifest: &Manifest, inputs: &Map<String, Value>, source_hint:
     Ok(())
 }
 
+/// The answers, and the context the templates render with.
+#[derive(Debug, Clone, Default)]
+pub struct Resolution {
+    /// What is recorded in `.stackwise.toml`: every variable whose `when` holds.
+    pub answers: Map<String, Value>,
+    /// `base` plus every variable: the answers, and the default of each variable whose `when`
+    /// is false (so a template may still name it; an answer given for it is never used).
+    pub context: Map<String, Value>,
+}
+
 /// Resolves every variable of the manifest, in order. `base` holds the built-in values.
+///
+/// A variable whose `when` is false does not apply: `--set` for it is refused
+/// ([`Error::InapplicableVariable`]); a value for it from an answers file or a preset (a
+/// project that grew into another layout, a shared answers file) is ignored. It takes its
+/// default in the context and is not recorded.
 pub fn resolve(
     manifest: &Manifest,
     base: &Map<String, Value>,
     inputs: &Inputs,
     prompter: &mut dyn Prompter,
-) -> Result<Map<String, Value>> {
+) -> Result<Resolution> {
     check_keys(manifest, &inputs.file, " (in the answers file)")?;
     check_keys(manifest, &inputs.sets, " (in --set)")?;
     let mut ctx = base.clone();
@@ -129,10 +145,32 @@ pub fn resolve(
                 format!("variable `{}`: {}", var.name, e.message),
             )
         };
-        let given = inputs.sets.get(&var.name).or_else(|| inputs.file.get(&var.name));
+        let applies = match &var.when {
+            Some(expr) => inline::try_eval(expr, &ctx).map_err(|e| {
+                let message = format!("`when`: {}", e.message);
+                at("when", InlineError { message, ..e })
+            })?,
+            None => true,
+        };
+        if !applies && inputs.sets.contains_key(&var.name) {
+            let context = ctx
+                .get("layout")
+                .and_then(Value::as_str)
+                .map(|l| format!(" for the {l} layout"))
+                .unwrap_or_default();
+            return Err(Error::InapplicableVariable {
+                key: var.name.clone(),
+                when: var.when.clone().unwrap_or_default(),
+                context,
+            });
+        }
+        let given = inputs
+            .sets
+            .get(&var.name)
+            .or_else(|| inputs.file.get(&var.name))
+            .or_else(|| inputs.preset_options.get(&var.name))
+            .filter(|_| applies);
         let value = if let Some(v) = given {
-            coerce(var, v).map_err(invalid)?
-        } else if let Some(v) = inputs.preset_options.get(&var.name) {
             coerce(var, v).map_err(invalid)?
         } else {
             let default = match &var.default {
@@ -147,14 +185,7 @@ pub fn resolve(
                 let message = format!("the default renders to {default}, which is invalid: {why}");
                 at("default", InlineError { at: 0, message })
             })?;
-            let asked = match &var.when {
-                Some(expr) => inline::try_eval(expr, &ctx).map_err(|e| {
-                    let message = format!("`when`: {}", e.message);
-                    at("when", InlineError { message, ..e })
-                })?,
-                None => true,
-            };
-            if asked && prompter.is_interactive() {
+            if applies && prompter.is_interactive() {
                 // The terminal prompter validates as the user types; an answer that still fails
                 // (a scripted prompter, a race) is asked again a bounded number of times, then
                 // reported like a bad `--set`.
@@ -172,9 +203,11 @@ pub fn resolve(
             }
         };
         ctx.insert(var.name.clone(), value.clone());
-        answers.insert(var.name.clone(), value);
+        if applies {
+            answers.insert(var.name.clone(), value);
+        }
     }
-    Ok(answers)
+    Ok(Resolution { answers, context: ctx })
 }
 
 #[cfg(test)]

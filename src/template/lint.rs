@@ -28,6 +28,23 @@ pub fn lint(dir: &Path) -> Result<LintReport> {
     let source = TemplateSource::Local(dir.to_path_buf());
     let tree = TemplateTree::from_dir(dir, source.describe(), None, true)?;
     let loaded = Template::from_tree(tree)?;
+    if loaded.catalogue.presets.is_empty() {
+        // A fork that copied `templates/` alone lost its presets (they are a sibling tree here):
+        // `new --preset` would find none, and "ok: 0 presets" would hide it.
+        let own = dir.join("presets");
+        let sibling = dir.parent().map(|p| p.join("presets"));
+        let looked = std::iter::once(own)
+            .chain(sibling)
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" and ");
+        return Err(Error::Lint {
+            count: 1,
+            report: format!(
+                "- no preset found: looked in {looked} for presets/*.toml; copy the presets beside the template (`stackwise fork DIR` writes both) or write one (docs/TEMPLATES.md, \"Presets\")"
+            ),
+        });
+    }
     let bools: Vec<&str> = loaded
         .manifest
         .variables
@@ -73,8 +90,10 @@ pub fn lint(dir: &Path) -> Result<LintReport> {
                 name.clone(),
                 preset.clone(),
                 layout.clone(),
-                sets,
+                // As an answers file: a combination that sets a variable its layout does not use
+                // is ignored there, where `--set` would refuse it.
                 Map::new(),
+                sets,
                 &mut NoPrompt,
             ) {
                 Ok(r) => files_checked += r.files.len(),

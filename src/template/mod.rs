@@ -94,6 +94,9 @@ pub struct Rendered {
     pub preset: Option<String>,
     pub answers: Map<String, Value>,
     pub files: Vec<RenderedFile>,
+    /// Each rendered file's source in the template tree (`components/…/app.ts.tera`), by output
+    /// path: what `new --dry-run` shows a fork author.
+    pub sources: std::collections::BTreeMap<String, String>,
 }
 
 /// Picks the preset and layout from the flags, the answers file and (on a terminal) the user.
@@ -189,17 +192,17 @@ pub fn render_project(
         }
     }
     let base = inline::base(&name, &layout, preset.as_deref());
-    let answers = answers::resolve(&template.manifest, &base, &inputs, prompter)?;
-    let mut values = base;
-    values.extend(answers.clone());
-    let plan = plan::build(&template.tree, &template.manifest, &layout, &values)?;
+    let answers::Resolution { answers, context } = answers::resolve(&template.manifest, &base, &inputs, prompter)?;
+    let plan = plan::build(&template.tree, &template.manifest, &layout, &context)?;
     let files = render::render_plan(&template.tree, &plan)?;
+    let sources = plan.files.into_iter().map(|f| (f.path, f.source)).collect();
     Ok(Rendered {
         name,
         layout,
         preset,
         answers,
         files,
+        sources,
     })
 }
 

@@ -110,6 +110,7 @@ impl Catalogue {
             .find(|p| p.id == id)
             .ok_or_else(|| Error::UnknownPreset {
                 id: id.to_string(),
+                did_you_mean: crate::suggest::did_you_mean(id, self.presets.iter().map(|p| p.id.as_str())),
                 available: self.ids(),
             })
     }

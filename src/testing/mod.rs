@@ -214,6 +214,9 @@ pub fn run(req: &TestRequest, progress: Arc<Mutex<dyn TestProgress>>) -> Result<
                         .ok()
                         .and_then(|mut q| if q.is_empty() { None } else { Some(q.remove(0)) });
                     let Some((i, case)) = next else { break };
+                    if crate::interrupt::check().is_err() {
+                        break;
+                    }
                     let report = run_case(i, &case, template_src, declared, root, sandbox, timeout, &progress);
                     if let Ok(mut r) = results.lock() {
                         r.push((i, report));
@@ -222,6 +225,20 @@ pub fn run(req: &TestRequest, progress: Arc<Mutex<dyn TestProgress>>) -> Result<
             });
         }
     });
+    if crate::interrupt::check().is_err() {
+        // Nothing of a stopped run is worth keeping; a --work-dir is the caller's to remove.
+        let what = match tmp {
+            Some(t) => {
+                let path = t.path().display().to_string();
+                match t.close() {
+                    Ok(()) => format!("removed the test directory {path}"),
+                    Err(e) => format!("could not remove the test directory {path} ({e}); delete it by hand"),
+                }
+            }
+            None => format!("the rendered projects are in {}", root.display()),
+        };
+        return Err(Error::InterruptedLeaving(what));
+    }
     let mut results = Arc::try_unwrap(results)
         .ok()
         .and_then(|m| m.into_inner().ok())
@@ -245,7 +262,6 @@ pub fn run(req: &TestRequest, progress: Arc<Mutex<dyn TestProgress>>) -> Result<
         // The kept cases stay on disk for inspection; their paths are in the report.
         let _ = t.keep();
     }
-    crate::interrupt::check()?;
     Ok(TestReport {
         template: template.tree.source.clone(),
         sandbox,
@@ -347,6 +363,7 @@ fn run_case(
                 let status = if all_ok { Status::Pass } else { Status::Fail };
                 (status, started.elapsed().as_secs_f64(), log)
             }
+            Err(e) if e.is_interrupt() => (Status::Interrupted, started.elapsed().as_secs_f64(), e.to_string()),
             Err(e) => (Status::Fail, started.elapsed().as_secs_f64(), e.to_string()),
         }
     });
@@ -369,6 +386,9 @@ fn run_case(
                 log: String::new(),
             });
             continue;
+        }
+        if crate::interrupt::check().is_err() {
+            break;
         }
         let log_path = dir.join(format!("step-{n:02}.log"));
         go = step(&mut report.steps, command, &mut || {

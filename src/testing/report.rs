@@ -11,6 +11,7 @@ fn word(s: Status) -> &'static str {
         Status::Fail => "FAIL",
         Status::Timeout => "TIMEOUT",
         Status::Skipped => "skipped",
+        Status::Interrupted => "interrupted",
     }
 }
 
@@ -99,7 +100,7 @@ pub fn junit(report: &TestReport) -> String {
             match s.status {
                 Status::Pass => out.push_str("/>\n"),
                 Status::Skipped => out.push_str("><skipped/></testcase>\n"),
-                Status::Fail | Status::Timeout => {
+                Status::Fail | Status::Timeout | Status::Interrupted => {
                     let _ = write!(
                         out,
                         ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",

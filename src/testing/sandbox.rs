@@ -14,6 +14,9 @@ pub enum Status {
     Fail,
     Timeout,
     Skipped,
+    /// Stopped by Ctrl-C: never in a report (the run ends with [`crate::Error::InterruptedLeaving`]),
+    /// only in the progress line of the step it stopped.
+    Interrupted,
 }
 
 /// What a step printed and how it ended.
@@ -137,10 +140,12 @@ pub fn run_step(
             };
         }
     };
+    let mut interrupted = false;
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
             Ok(None) if started.elapsed() > timeout || crate::interrupt::check().is_err() => {
+                interrupted = crate::interrupt::check().is_err();
                 kill_group(child.id());
                 let _ = child.wait();
                 break None;
@@ -161,6 +166,10 @@ pub fn run_step(
     let status = match status {
         Some(s) if s.success() => Status::Pass,
         Some(_) => Status::Fail,
+        None if interrupted => {
+            log.push_str("\n[stackwise test] stopped: interrupted (Ctrl-C)\n");
+            Status::Interrupted
+        }
         None => {
             log.push_str(&format!(
                 "\n[stackwise test] killed after {} s (timeout)\n",

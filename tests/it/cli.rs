@@ -277,7 +277,13 @@ fn json_output_is_one_document_on_stdout() {
     assert_eq!(doc["layout"], "single");
     assert_eq!(doc["preset"], "basic");
     assert_eq!(doc["answers"]["flavour"], "chocolate");
-    assert!(doc["files"].as_array().unwrap().iter().any(|f| f == "README.md"));
+    assert!(
+        doc["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"] == "README.md")
+    );
     // Human output went to stderr only.
     assert!(
         String::from_utf8_lossy(&assert.get_output().stdout)

@@ -7,6 +7,7 @@
 mod cli;
 mod common;
 mod evolve;
+mod firstday;
 mod hostile;
 mod recommend;
 mod snapshots;

@@ -1,0 +1,565 @@
+//! The first day (SPEC §7.4): what a newcomer or a fork author meets first — Ctrl-C, closed
+//! pipes, mistyped names, answers that do not apply, install logs, where each file comes from.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::common::{Fixture, assert_mentions, fixture_template, stackwise, stderr_of, write};
+
+/// `dir` holding fake `uv`, `npm` … scripts, first on PATH.
+fn fake_tools(tools: &[(&str, &str)]) -> (TempDir, String) {
+    let bin = TempDir::new().unwrap();
+    for (name, body) in tools {
+        let p = bin.path().join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+    (bin, path)
+}
+
+/// The fixture template with a `pyproject.toml` at the root, so `--install` runs `uv sync`.
+fn python_fixture() -> Fixture {
+    Fixture::new().with(
+        "components/app/pyproject.toml",
+        "[project]\nname = \"x\"\nversion = \"0\"\n",
+    )
+}
+
+fn files_named(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Waits for `child` to end (at most 30 s) and returns its exit code and stderr.
+fn finish(mut child: Child) -> (Option<i32>, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("stackwise still running 30 s after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Waits until `marker` exists (the slow step started), then sends SIGINT to `child`.
+fn interrupt_when(child: &Child, marker: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the slow step never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_during_install_exits_130_says_interrupted_and_leaves_nothing() {
+    let f = python_fixture();
+    let tmp = TempDir::new().unwrap();
+    let marker = tmp.path().join("uv-started");
+    let (_bin, path) = fake_tools(&[("uv", &format!("touch {}\nsleep 30", marker.display()))]);
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackwise"))
+        .args(["new", "app", "--yes", "--install", "-o"])
+        .arg(f.out.path())
+        .arg("--template")
+        .arg(f.tpl.path())
+        .env("NO_COLOR", "1")
+        .env("PATH", &path)
+        .env("TMPDIR", tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    interrupt_when(&child, &marker);
+    let sent = Instant::now();
+    let (code, stderr) = finish(child);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(sent.elapsed() < Duration::from_secs(10), "took {:?}", sent.elapsed());
+    assert_mentions(&stderr, &["interrupted", "removed"]);
+    assert!(!stderr.contains("install step failed"), "{stderr}");
+    // All or nothing: the new directory went again, and so did the install log.
+    crate::common::assert_empty(f.out.path());
+    assert!(files_named(tmp.path(), "stackwise-install-").is_empty());
+}
+
+#[cfg(unix)]
+#[test]
+fn install_logs_are_kept_only_when_a_step_fails() {
+    for (body, ok) in [("exit 0", true), ("echo resolver says no; exit 3", false)] {
+        let f = python_fixture();
+        let tmp = TempDir::new().unwrap();
+        let (_bin, path) = fake_tools(&[("uv", body)]);
+        let a = f
+            .new_cmd("app")
+            .arg("--install")
+            .env("PATH", &path)
+            .env("TMPDIR", tmp.path())
+            .assert();
+        let logs = files_named(tmp.path(), "stackwise-install-");
+        if ok {
+            a.success();
+            assert!(logs.is_empty(), "{logs:?}");
+        } else {
+            let stderr = stderr_of(&a.code(1));
+            assert_eq!(logs.len(), 1, "{stderr}");
+            assert_mentions(&stderr, &[&logs[0].display().to_string()]);
+            assert!(std::fs::read_to_string(&logs[0]).unwrap().contains("resolver says no"));
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_during_stackwise_test_exits_130_and_removes_its_temporary_directory() {
+    let tpl = TempDir::new().unwrap();
+    fixture_template(tpl.path());
+    let tmp = TempDir::new().unwrap();
+    let marker = tmp.path().join("step-started");
+    let manifest = std::fs::read_to_string(tpl.path().join("stackwise.toml")).unwrap();
+    write(
+        tpl.path(),
+        "stackwise.toml",
+        format!(
+            "{manifest}\n[test.steps]\nsingle = [\"touch {} && sleep 30\"]\nnested = [\"true\"]\n",
+            marker.display()
+        ),
+    );
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackwise"))
+        .args(["test", "--yes"])
+        .arg(tpl.path())
+        .env("NO_COLOR", "1")
+        .env("TMPDIR", tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    interrupt_when(&child, &marker);
+    let (code, stderr) = finish(child);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert_mentions(&stderr, &["interrupted", "removed the test directory"]);
+    assert!(!stderr.contains("TIMEOUT"), "{stderr}");
+    assert!(!stderr.contains("nothing was written"), "{stderr}");
+    assert!(files_named(tmp.path(), "stackwise-test-").is_empty());
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_in_a_command_that_does_not_poll_still_says_interrupted_and_exits_130() {
+    // Before anything is written `new` does not poll: a FIFO as the answers file blocks its read.
+    let dir = TempDir::new().unwrap();
+    let fifo = dir.path().join("answers.toml");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let f = Fixture::new();
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackwise"))
+        .args(["new", "app", "--yes", "--no-git", "--answers"])
+        .arg(&fifo)
+        .arg("-o")
+        .arg(f.out.path())
+        .arg("--template")
+        .arg(f.tpl.path())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let marker = dir.path().join("now");
+    std::fs::write(&marker, "").unwrap();
+    interrupt_when(&child, &marker);
+    let (code, stderr) = finish(child);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert_mentions(&stderr, &["interrupted"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_quietly_never_with_a_panic() {
+    let f = Fixture::new();
+    for args in [
+        vec!["new", "app", "--dry-run"],
+        vec!["new", "app", "--dry-run", "--json"],
+        vec!["presets"],
+    ] {
+        // The reader leaves at once; stackwise must notice on its next write and end quietly.
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackwise"))
+            .args(&args)
+            .args(["--yes", "--no-git", "-o"].iter().filter(|_| args[0] == "new"))
+            .args(if args[0] == "new" {
+                vec![f.out.path().as_os_str()]
+            } else {
+                vec![]
+            })
+            .arg("--template")
+            .arg(f.tpl.path())
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        // stderr is closed too in `2>&1 | head -1`.
+        drop(child.stderr.take());
+        let status = child.wait().unwrap();
+        assert_ne!(status.code(), Some(101), "{args:?} panicked");
+        assert!(matches!(status.code(), Some(0 | 141)), "{args:?}: {status:?}");
+    }
+    // And the shell form of the issue, when a shell is there.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' new app --yes --no-git --dry-run -o '{}' --template '{}' 2>&1 | head -1; echo \"exit=${{PIPESTATUS:-}}\"",
+            assert_cmd::cargo::cargo_bin("stackwise").display(),
+            f.out.path().display(),
+            f.tpl.path().display()
+        ))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("dry run:"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+}
+
+#[test]
+fn unknown_presets_and_set_keys_get_a_did_you_mean_and_options_get_clap_s() {
+    let f = Fixture::new();
+    f.rejects(
+        "app",
+        &["--preset", "baisc"],
+        2,
+        &["unknown preset `baisc`", "did you mean `basic`?"],
+    );
+    f.rejects(
+        "app",
+        &["--set", "flavor=vanilla"],
+        2,
+        &["unknown variable `flavor`", "did you mean `flavour`?"],
+    );
+    f.rejects(
+        "app",
+        &["--presett", "basic"],
+        2,
+        &["a similar argument exists: '--preset'"],
+    );
+    // Nothing close: no guess.
+    let stderr = f.rejects("app", &["--preset", "kubernetes"], 2, &["unknown preset `kubernetes`"]);
+    assert!(!stderr.contains("did you mean"), "{stderr}");
+}
+
+/// The fixture with a variable that applies to the `nested` layout only.
+fn fixture_with_a_conditional_variable() -> Fixture {
+    let f = Fixture::new();
+    let manifest = std::fs::read_to_string(f.tpl.path().join("stackwise.toml")).unwrap();
+    let manifest = manifest.replacen(
+        "[layouts.single]",
+        "[[variables]]\nname = \"replicas\"\ntype = \"integer\"\ndefault = 1\nwhen = 'layout == \"nested\"'\n\n[layouts.single]",
+        1,
+    );
+    f.with("stackwise.toml", manifest)
+        .with("components/app/replicas.txt.tera", "{{ replicas }}\n")
+}
+
+#[test]
+fn a_set_for_a_variable_whose_when_is_false_is_refused_and_never_recorded() {
+    let f = fixture_with_a_conditional_variable();
+    f.rejects(
+        "app",
+        &["--preset", "basic", "--set", "replicas=3"],
+        2,
+        &[
+            "`replicas` does not apply here",
+            "layout == \"nested\"",
+            "single layout",
+        ],
+    );
+    // Where it applies it is taken and recorded.
+    f.new_cmd("deep")
+        .args(["--preset", "deep", "--set", "replicas=3"])
+        .assert()
+        .success();
+    let record = std::fs::read_to_string(f.out.path().join("deep/.stackwise.toml")).unwrap();
+    assert!(record.contains("replicas = 3"), "{record}");
+    assert_eq!(
+        std::fs::read_to_string(f.out.path().join("deep/svc/replicas.txt")).unwrap(),
+        "3\n"
+    );
+    // From an answers file (a project that grew into another layout) it is ignored: the
+    // template sees the default, the record does not list it.
+    let answers = f.out.path().join("answers.toml");
+    std::fs::write(&answers, "replicas = 5\n").unwrap();
+    f.new_cmd("flat")
+        .args(["--preset", "basic", "--answers"])
+        .arg(&answers)
+        .assert()
+        .success();
+    let record = std::fs::read_to_string(f.out.path().join("flat/.stackwise.toml")).unwrap();
+    assert!(!record.contains("replicas"), "{record}");
+    assert_eq!(
+        std::fs::read_to_string(f.out.path().join("flat/replicas.txt")).unwrap(),
+        "1\n"
+    );
+}
+
+#[test]
+fn dry_run_and_json_name_each_file_s_source() {
+    let f = Fixture::new();
+    let a = f.new_cmd("app").args(["--dry-run", "--json"]).assert().success();
+    let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    let files = doc["files"].as_array().unwrap();
+    let source_of = |p: &str| files.iter().find(|f| f["path"] == p).map(|f| f["source"].clone());
+    assert_eq!(source_of("README.md"), Some("components/app/README.md.tera".into()));
+    assert_eq!(
+        source_of("docs/guide.md"),
+        Some("components/app/{{ folder }}/guide.md".into())
+    );
+    assert_eq!(
+        source_of("src/app/__init__.py"),
+        Some("components/app/src/{{ package_name }}/__init__.py.tera".into())
+    );
+    // The record is stackwise's own.
+    assert_eq!(source_of(".stackwise.toml"), Some(serde_json::Value::Null));
+    for f in files {
+        assert!(f["path"].is_string(), "{f}");
+    }
+    let stderr = stderr_of(&a);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("README.md") && l.contains("← components/app/README.md.tera")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_built_in_template_s_dry_run_shows_a_gateway_file_s_component() {
+    let out = TempDir::new().unwrap();
+    let a = stackwise()
+        .args(["new", "shop", "--preset", "ai-product", "--dry-run", "--json", "-o"])
+        .arg(out.path())
+        .assert()
+        .success();
+    let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    let app = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "gateway/src/app.ts")
+        .cloned()
+        .unwrap();
+    assert_eq!(app["source"], "components/node-service/src/app.ts.tera");
+}
+
+#[test]
+fn lint_refuses_a_template_without_presets_naming_where_it_looked() {
+    // A fork that copied the template directory alone: its presets were a sibling tree.
+    let root = TempDir::new().unwrap();
+    let tpl = root.path().join("templates");
+    fixture_template(&tpl);
+    std::fs::remove_dir_all(tpl.join("presets")).unwrap();
+    let a = stackwise().arg("lint").arg(&tpl).assert().code(1);
+    let stderr = stderr_of(&a);
+    assert_mentions(
+        &stderr,
+        &[
+            "no preset found",
+            &tpl.join("presets").display().to_string(),
+            &root.path().join("presets").display().to_string(),
+        ],
+    );
+    // The sibling `presets/` (this repository's layout) is found.
+    fixture_template(root.path());
+    stackwise().arg("lint").arg(&tpl).assert().success();
+}
+
+/// The first ```sh block under `heading` in docs/TEMPLATES.md.
+fn recipe(heading: &str) -> String {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/TEMPLATES.md")).unwrap();
+    let section = doc.split(heading).nth(1).expect("the section");
+    let block = section.split("```sh\n").nth(1).expect("a sh block");
+    block.split("\n```").next().unwrap().to_string()
+}
+
+#[cfg(unix)]
+#[test]
+fn the_fork_recipe_of_docs_templates_runs_as_written() {
+    let script = recipe("## Fork the built-in template");
+    // `stackwise test` installs packages and runs each project's own checks (minutes, network):
+    // .ci/run runs it for every preset of the built-in template, which the fork is until edited.
+    let lines: Vec<&str> = script.lines().filter(|l| !l.starts_with("stackwise test ")).collect();
+    assert_eq!(
+        lines.len() + 1,
+        script.lines().count(),
+        "one `stackwise test` step skipped"
+    );
+    let work = TempDir::new().unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("stackwise");
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &lines.join("\n")])
+        .current_dir(work.path())
+        .env("PATH", path)
+        .env("NO_COLOR", "1")
+        .env("GIT_AUTHOR_NAME", "Fork Author")
+        .env("GIT_AUTHOR_EMAIL", "author@acme.example")
+        .env("GIT_COMMITTER_NAME", "Fork Author")
+        .env("GIT_COMMITTER_EMAIL", "author@acme.example")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the recipe failed:\n{stderr}");
+    let fork = work.path().join("acme-template");
+    let shop = work.path().join("shop");
+    // The fork: one git repository, templates/ and presets/ side by side, its README and CI.
+    for f in [
+        "templates/stackwise.toml",
+        "presets/ml-api.toml",
+        "README.md",
+        ".github/workflows/template.yml",
+    ] {
+        assert!(fork.join(f).is_file(), "{f}");
+    }
+    let log = crate::common::git(&fork, &["log", "--format=%s"]);
+    let subjects = String::from_utf8_lossy(&log.stdout);
+    assert_eq!(subjects.lines().count(), 3, "{subjects}");
+    // The project took the fork's default, then its 1.1.0 release.
+    let record = std::fs::read_to_string(shop.join(".stackwise.toml")).unwrap();
+    assert_mentions(
+        &record,
+        &["template_version = \"1.1.0\"", "Shop: an Acme python service"],
+    );
+    let readme = std::fs::read_to_string(shop.join("README.md")).unwrap();
+    assert!(readme.contains("Runbook: https://wiki.acme.example/shop"), "{readme}");
+    assert_mentions(&stderr, &["forked", "updated  README.md"]);
+}
+
+#[test]
+fn a_fork_is_the_built_in_template_as_this_repository_holds_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let work = TempDir::new().unwrap();
+    let dir = work.path().join("fork");
+    let a = stackwise().arg("fork").arg(&dir).arg("--json").assert().success();
+    let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(doc["presets"].as_array().unwrap().len(), 6, "{doc}");
+    for top in ["templates", "presets"] {
+        let ours = crate::common::list_files(&root.join(top));
+        let theirs = crate::common::list_files(&dir.join(top));
+        assert_eq!(ours, theirs, "{top}/");
+        for f in &ours {
+            assert_eq!(
+                std::fs::read(root.join(top).join(f)).unwrap(),
+                std::fs::read(dir.join(top).join(f)).unwrap(),
+                "{top}/{f}"
+            );
+        }
+    }
+    let ci = std::fs::read_to_string(dir.join(".github/workflows/template.yml")).unwrap();
+    assert_mentions(
+        &ci,
+        &["stackwise lint templates", "stackwise test templates --preset", "--yes"],
+    );
+    // One commit, nothing left out of it.
+    let status = crate::common::git(&dir, &["status", "--porcelain"]);
+    assert!(status.stdout.is_empty(), "{}", String::from_utf8_lossy(&status.stdout));
+    // A second fork into it is refused; the first is untouched.
+    let again = stackwise().arg("fork").arg(&dir).assert().code(2);
+    assert_mentions(&stderr_of(&again), &["not empty"]);
+    // The fork's template works as --template directly, presets found beside it.
+    let out = TempDir::new().unwrap();
+    stackwise()
+        .args(["new", "x", "--preset", "realtime", "--yes", "--no-git", "--template"])
+        .arg(dir.join("templates"))
+        .arg("-o")
+        .arg(out.path())
+        .assert()
+        .success();
+}
+
+fn repo_file(rel: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// The release workflow is cargo-dist's (`dist generate` wrote it; `dist plan` and actionlint
+/// checked it when it changed): every platform the README promises, checksums, both installers,
+/// and `cargo binstall` metadata that names dist's archives.
+#[test]
+fn the_prebuilt_path_the_readme_promises_is_configured() {
+    let dist = repo_file("dist-workspace.toml");
+    let workflow = repo_file(".github/workflows/release.yml");
+    let cargo: toml::Table = toml::from_str(&repo_file("Cargo.toml")).unwrap();
+    for target in [
+        "x86_64-unknown-linux-gnu",
+        "aarch64-unknown-linux-gnu",
+        "x86_64-apple-darwin",
+        "aarch64-apple-darwin",
+        "x86_64-pc-windows-msvc",
+    ] {
+        assert!(
+            dist.contains(&format!("\"{target}\"")),
+            "{target} in dist-workspace.toml"
+        );
+    }
+    assert!(dist.contains(r#"installers = ["shell", "powershell"]"#), "{dist}");
+    let version = dist
+        .lines()
+        .find_map(|l| l.strip_prefix("cargo-dist-version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap();
+    assert!(
+        workflow.contains(&format!("cargo-dist/releases/download/v{version}/")),
+        "release.yml was generated by another dist version than {version}: run `dist generate`"
+    );
+    let binstall = &cargo["package"]["metadata"]["binstall"];
+    assert_eq!(
+        binstall["pkg-url"].as_str(),
+        Some("{ repo }/releases/download/v{ version }/{ name }-{ target }{ archive-suffix }")
+    );
+    // The README's URLs are this repository's.
+    let repo = cargo["package"]["repository"].as_str().unwrap();
+    let readme = repo_file("README.md");
+    assert_mentions(
+        &readme,
+        &[
+            &format!("cargo install --locked --git {repo} stackwise"),
+            "cargo install --locked --path .",
+            &format!("{repo}/releases/latest/download/stackwise-installer.sh | sh"),
+            &format!("{repo}/releases/latest/download/stackwise-installer.ps1 | iex"),
+            "cargo binstall stackwise",
+        ],
+    );
+    assert!(
+        !readme.contains("cargo install --path"),
+        "every cargo install is --locked"
+    );
+}
