@@ -55,13 +55,26 @@ pub fn check_relative_path(p: &str) -> Result<(), String> {
 
 /// The glob of a path selector of a component manifest (`ignore`, `verbatim`, a conditional's
 /// `paths`), or `None` when it is a literal path (a file, or a directory and its contents).
+///
+/// Each glob is compiled (into a regex) once per thread: the checks of a template's components
+/// compile every one, and the plan then needs those of the components it mounts again (`lint`,
+/// those of every render).
 pub fn selector_glob(pattern: &str) -> Result<Option<globset::GlobMatcher>, String> {
     if !pattern.contains(['*', '?', '[']) {
         return Ok(None);
     }
-    globset::Glob::new(pattern)
-        .map(|g| Some(g.compile_matcher()))
-        .map_err(|e| format!("invalid glob {pattern:?}: {}", e.kind()))
+    thread_local! {
+        static COMPILED: std::cell::RefCell<std::collections::HashMap<String, globset::GlobMatcher>> =
+            std::cell::RefCell::default();
+    }
+    if let Some(m) = COMPILED.with(|c| c.borrow().get(pattern).cloned()) {
+        return Ok(Some(m));
+    }
+    let matcher = globset::Glob::new(pattern)
+        .map(|g| g.compile_matcher())
+        .map_err(|e| format!("invalid glob {pattern:?}: {}", e.kind()))?;
+    COMPILED.with(|c| c.borrow_mut().insert(pattern.to_string(), matcher.clone()));
+    Ok(Some(matcher))
 }
 
 /// `C:` and similar: absolute on Windows, and never a sensible file name.
