@@ -88,6 +88,10 @@ pub fn run(args: UpdateArgs) -> Result<(), Error> {
         commit: !args.no_commit,
         restore: args.restore,
     };
+    // Ctrl-C / SIGTERM stop the update at a safe point; the writer undoes what it wrote.
+    let _ = ctrlc::set_handler(|| {
+        stackwise::interrupt::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
     let mut prompter = prompt::Terminal::new(super::interactive(args.yes));
     let mut bars = progress::Bars::new();
     let outcome = update::update(&req, &mut prompter, &mut bars)?;
@@ -96,7 +100,8 @@ pub fn run(args: UpdateArgs) -> Result<(), Error> {
     }
     report(&outcome, &req);
     let behind = req.check && outcome.status != UpdateStatus::UpToDate;
-    if outcome.status == UpdateStatus::Conflicts && !req.dry_run && !req.check || behind {
+    // `--dry-run` exits with the code the update would (SPEC §7.4): 3 when it leaves conflicts.
+    if outcome.status == UpdateStatus::Conflicts && !req.check || behind {
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
         std::process::exit(3);
@@ -113,22 +118,12 @@ pub fn run(args: UpdateArgs) -> Result<(), Error> {
     Ok(())
 }
 
-fn side(s: &update::Side) -> String {
-    let rev = s.revision.strip_prefix("sha256:").unwrap_or(&s.revision);
-    let rev: String = rev.chars().take(12).collect();
-    match &s.version {
-        Some(v) => format!("{v} ({rev})"),
-        None => rev,
-    }
-}
-
 fn report(o: &UpdateOutcome, req: &UpdateRequest) {
     eprintln!(
-        "{} {}: {} -> {}",
+        "{} {}: {}",
         style::bold("stackwise update"),
         o.to.template,
-        side(&o.from),
-        side(&o.to)
+        o.headline()
     );
     for note in &o.notes {
         eprintln!("  {} {note}", style::warn("note:"));

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use git2::build::{CheckoutBuilder, TreeUpdateBuilder};
+use git2::build::TreeUpdateBuilder;
 use git2::{Oid, Repository};
 
 use super::merge::tree_files;
@@ -186,35 +186,6 @@ pub fn relocate(repo: &Repository, tree: Oid, moves: &Moves) -> Result<Oid> {
         }
     }
     Ok(b.create_updated(repo, &t)?)
-}
-
-/// The move-only commit on the current branch: HEAD's tree relocated, the work tree and index
-/// brought along (the caller has checked that both are clean). Returns the commit id.
-pub fn commit_moves(repo: &Repository, moves: &Moves, message: &str) -> Result<Oid> {
-    let head = repo.head()?.peel_to_commit()?;
-    let moved = relocate(repo, head.tree_id(), moves)?;
-    let tree = repo.find_tree(moved)?;
-    let mut co = CheckoutBuilder::new();
-    co.safe();
-    repo.checkout_tree(tree.as_object(), Some(&mut co))?;
-    let mut index = repo.index()?;
-    index.read_tree(&tree)?;
-    index.write()?;
-    let sig = crate::project::git::signature(repo)?;
-    let id = repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[&head])?;
-    // Directories left empty by the move go too (git does not track directories).
-    if let Some(workdir) = repo.workdir() {
-        for old in moves.renames.keys() {
-            let mut dir = std::path::Path::new(old).parent();
-            while let Some(d) = dir {
-                if d.as_os_str().is_empty() || std::fs::remove_dir(workdir.join(d)).is_err() {
-                    break;
-                }
-                dir = d.parent();
-            }
-        }
-    }
-    Ok(id)
 }
 
 #[cfg(test)]

@@ -1,20 +1,19 @@
 //! The merge engine: a new render merged into HEAD against an explicit base tree.
 //!
 //! git does the merge (libgit2's `merge_trees`, rename detection on); stackwise only prepares the
-//! trees for its policies, decides the conflicts its policies settle, reports every path, and then
-//! leaves the repository exactly as `git merge` would: the merged index (conflicts as stages 1/2/3),
-//! diff3 markers in the work tree, `MERGE_HEAD`, `MERGE_MSG`, `ORIG_HEAD` — so `git status`,
-//! `git mergetool`, `git commit` and `git merge --abort` work as usual. The base is a parameter:
-//! normally the previous render commit, or a re-rendered or relocated one.
+//! trees for its policies, decides the conflicts its policies settle and reports every path. It
+//! writes nothing but git objects: [`super::apply`] leaves the repository exactly as `git merge`
+//! would (the merged index, diff3 markers, `MERGE_HEAD`, `MERGE_MSG`, `ORIG_HEAD`). The base is a
+//! parameter: normally the previous render commit, or a re-rendered or relocated one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use git2::build::{CheckoutBuilder, TreeUpdateBuilder};
+use git2::build::TreeUpdateBuilder;
 use git2::{Delta, DiffFindOptions, Index, IndexEntry, Oid, Repository, Tree, TreeWalkMode, TreeWalkResult};
 
 use super::report::{FileReport, FileStatus};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::project::record::RECORD_FILE;
 
 /// What the merge of a render into HEAD needs besides the three trees.
@@ -206,61 +205,4 @@ pub fn merge_in_memory(repo: &Repository, ours: Oid, spec: &MergeSpec) -> Result
 pub fn add_to_index(index: &mut Index, path: &str, id: Oid, mode: i32) -> Result<()> {
     index.add(&crate::project::git::index_entry(path, id, mode as u32, None))?;
     Ok(())
-}
-
-/// Paths the merge would write that exist in the work tree without being tracked.
-pub fn untracked_in_the_way(repo: &Repository, ours: Oid, merged: &Index) -> Result<Vec<String>> {
-    let ours_files = tree_files(&repo.find_tree(ours)?)?;
-    let workdir = repo
-        .workdir()
-        .ok_or_else(|| Error::Git("the repository has no work tree".into()))?;
-    let mut out = BTreeSet::new();
-    for e in merged.iter() {
-        let p = path_of(&e);
-        if !ours_files.contains_key(&p) && std::fs::symlink_metadata(workdir.join(&p)).is_ok() {
-            out.insert(p);
-        }
-    }
-    Ok(out.into_iter().collect())
-}
-
-/// Leaves the repository mid-merge exactly as `git merge` does: the merged index and work tree
-/// (diff3 markers where conflicts remain), `MERGE_HEAD` = the render commit, `MERGE_MSG`,
-/// `MERGE_MODE` and `ORIG_HEAD`.
-pub fn write_merge_state(repo: &Repository, merged: &mut Merged, spec: &MergeSpec, message: &str) -> Result<()> {
-    let head = repo.head()?.peel_to_commit()?.id();
-    let git_dir = repo.path();
-    let write = |name: &str, text: String| -> Result<()> {
-        let p = git_dir.join(name);
-        std::fs::write(&p, text).map_err(|e| Error::io(p, e))
-    };
-    write("ORIG_HEAD", format!("{head}\n"))?;
-    write("MERGE_HEAD", format!("{}\n", spec.theirs))?;
-    write("MERGE_MODE", "no-ff".into())?;
-    write("MERGE_MSG", message.to_string())?;
-    let mut checkout = CheckoutBuilder::new();
-    checkout
-        .safe()
-        .allow_conflicts(true)
-        .conflict_style_diff3(true)
-        .ancestor_label(&spec.ancestor_label)
-        .our_label("your project")
-        .their_label(&spec.their_label);
-    if let Err(e) = repo.checkout_index(Some(&mut merged.index), Some(&mut checkout)) {
-        let _ = repo.cleanup_state();
-        return Err(e.into());
-    }
-    Ok(())
-}
-
-/// Commits the merge in progress (no conflicts left) with two parents: HEAD and `MERGE_HEAD`.
-pub fn commit_merge(repo: &Repository, theirs: Oid, message: &str) -> Result<Oid> {
-    let mut index = repo.index()?;
-    let tree = repo.find_tree(index.write_tree()?)?;
-    let head = repo.head()?.peel_to_commit()?;
-    let theirs = repo.find_commit(theirs)?;
-    let sig = crate::project::git::signature(repo)?;
-    let id = repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[&head, &theirs])?;
-    repo.cleanup_state()?;
-    Ok(id)
 }

@@ -1,13 +1,13 @@
 //! The project's repository as `update` finds it: the refusals (each says what to do, and nothing
 //! is changed), the record at HEAD, the pending render, `--abort` and `--restore`.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use git2::{Oid, Repository, RepositoryState, StatusOptions};
 
+use super::journal::Journal;
 use crate::error::{Error, Result};
-use crate::project::git::{PENDING_REF, signature};
+use crate::project::git::{PENDING_REF, clear_pending};
 use crate::project::record::{ProjectRecord, RECORD_FILE};
 
 fn refuse(msg: impl Into<String>) -> Error {
@@ -50,7 +50,7 @@ pub fn open(dir: &Path) -> Result<Repository> {
 /// Refuses a repository mid-merge, mid-rebase (or any operation in progress).
 pub fn check_state(repo: &Repository) -> Result<()> {
     let what = match repo.state() {
-        RepositoryState::Clean => return Ok(()),
+        RepositoryState::Clean => return check_journal(repo),
         RepositoryState::Merge if is_pending_merge(repo) => {
             return Err(refuse(
                 "an update is in progress: resolve the conflicts and `git commit`, or abort it with `stackwise update --abort`",
@@ -69,6 +69,18 @@ pub fn check_state(repo: &Repository) -> Result<()> {
         _ => "a git operation (bisect, am) is in progress: finish or abort it first",
     };
     Err(refuse(what))
+}
+
+/// Refuses a project where an update was interrupted (killed, or stopped by a failure that
+/// could not be undone): `update --abort` puts it back first.
+fn check_journal(repo: &Repository) -> Result<()> {
+    match Journal::read(repo)? {
+        Some(j) if !j.settled(repo) => Err(Error::refused_with(
+            "an earlier `stackwise update` was interrupted before it finished; the project may hold part of it",
+            "run `stackwise update --abort` to put the project back exactly as it was, then update again",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses uncommitted changes in the work tree or the index (untracked files are fine).
@@ -130,26 +142,13 @@ fn is_pending_merge(repo: &Repository) -> bool {
     pending.is_some() && merge_head(repo) == pending
 }
 
-pub fn set_pending(repo: &Repository, render: Oid) -> Result<()> {
-    repo.reference(PENDING_REF, render, true, "stackwise update: render to merge")?;
-    Ok(())
-}
-
-/// Removes `refs/stackwise/pending` (left by an earlier update); true when there was one.
-pub fn clear_pending(repo: &Repository) -> Result<bool> {
-    match repo.find_reference(PENDING_REF) {
-        Ok(mut r) => {
-            r.delete()?;
-            Ok(true)
-        }
-        Err(_) => Ok(false),
-    }
-}
-
 /// `stackwise update --abort`: undoes the merge an update left (as `git merge --abort`) and
 /// removes the pending render. Returns what was done.
 pub fn abort(dir: &Path) -> Result<String> {
     let repo = open(dir)?;
+    if let Some(j) = Journal::read(&repo)? {
+        return abort_journal(&repo, &j);
+    }
     match repo.state() {
         RepositoryState::Merge if is_pending_merge(&repo) => {
             let head = repo.head()?.peel_to_commit()?;
@@ -173,11 +172,22 @@ pub fn abort(dir: &Path) -> Result<String> {
     }
 }
 
-fn workdir(repo: &Repository) -> Result<std::path::PathBuf> {
-    Ok(repo
-        .workdir()
-        .ok_or_else(|| Error::Git("the repository has no work tree".into()))?
-        .to_path_buf())
+/// `--abort` of an update that left its journal: mid-merge, or interrupted at any point.
+fn abort_journal(repo: &Repository, j: &Journal) -> Result<String> {
+    if j.settled(repo) {
+        Journal::remove(repo)?;
+        clear_pending(repo)?;
+        return Err(refuse(
+            "there is no update to abort: the last one was committed or aborted",
+        ));
+    }
+    if repo.state() == RepositoryState::Merge && !is_pending_merge(repo) {
+        return Err(refuse(
+            "the merge in progress was not started by `stackwise update`; use `git merge --abort`",
+        ));
+    }
+    j.roll_back(repo)?;
+    Ok(format!("aborted the update; the project is back at {}", short(j.head)))
 }
 
 /// The render's entry for `--restore PATH`: a file of the render that the project lacks.
@@ -191,63 +201,6 @@ pub fn restorable<'t>(ours: &git2::Tree, render: &'t git2::Tree, p: &str) -> Res
         )));
     }
     Ok(entry)
-}
-
-/// Writes the render's version of each path into the work tree and the index. Each path must be
-/// a file of the render that the project does not have.
-pub fn restore(repo: &Repository, render_tree: Oid, paths: &BTreeSet<String>) -> Result<()> {
-    let tree = repo.find_tree(render_tree)?;
-    let head = repo.head()?.peel_to_tree()?;
-    let workdir = workdir(repo)?;
-    let mut index = repo.index()?;
-    for p in paths {
-        let entry = restorable(&head, &tree, p)?;
-        let dest = workdir.join(p);
-        if std::fs::symlink_metadata(&dest).is_ok() {
-            return Err(refuse(format!(
-                "--restore {p}: an untracked file is in the way; move it away first"
-            )));
-        }
-        let blob = repo.find_blob(entry.id())?;
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        }
-        std::fs::write(&dest, blob.content()).map_err(|e| Error::io(&dest, e))?;
-        #[cfg(unix)]
-        if entry.filemode() == 0o100755 {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).map_err(|e| Error::io(&dest, e))?;
-        }
-        index.add_path(Path::new(p))?;
-    }
-    index.write()?;
-    Ok(())
-}
-
-/// Commits the index on top of HEAD (one parent).
-pub fn commit_index(repo: &Repository, message: &str) -> Result<Oid> {
-    let mut index = repo.index()?;
-    let tree = repo.find_tree(index.write_tree()?)?;
-    let head = repo.head()?.peel_to_commit()?;
-    let sig = signature(repo)?;
-    Ok(repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[&head])?)
-}
-
-/// Commits the given paths (those that exist) on top of HEAD when they change anything.
-pub fn commit_paths(repo: &Repository, paths: &[String], message: &str) -> Result<Option<Oid>> {
-    let workdir = workdir(repo)?;
-    let mut index = repo.index()?;
-    for p in paths {
-        if workdir.join(p).is_file() {
-            index.add_path(Path::new(p))?;
-        }
-    }
-    index.write()?;
-    let head = repo.head()?.peel_to_commit()?;
-    if index.write_tree()? == head.tree_id() {
-        return Ok(None);
-    }
-    commit_index(repo, message).map(Some)
 }
 
 pub fn short(id: Oid) -> String {
