@@ -12,3 +12,4 @@ mod recommend;
 mod snapshots;
 mod testcmd;
 mod update;
+mod update_trust;

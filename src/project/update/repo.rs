@@ -200,6 +200,18 @@ pub fn restorable<'t>(ours: &git2::Tree, render: &'t git2::Tree, p: &str) -> Res
             "--restore {p}: your project has this file; --restore only brings back files you deleted"
         )));
     }
+    // Nothing is written through a committed symlink (or below a file).
+    let parents = p.match_indices('/').map(|(i, _)| &p[..i]);
+    for d in parents {
+        if ours
+            .get_path(Path::new(d))
+            .is_ok_and(|e| e.kind() != Some(git2::ObjectType::Tree))
+        {
+            return Err(refuse(format!(
+                "--restore {p}: `{d}` is a file or symlink in your project; nothing is written through it"
+            )));
+        }
+    }
     Ok(entry)
 }
 
