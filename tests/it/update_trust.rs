@@ -495,3 +495,73 @@ fn pre_release_migrations_order_by_semver() {
         .success();
     assert_eq!(std::fs::read_to_string(dir.join("a.txt")).unwrap(), "mine\n");
 }
+
+#[test]
+fn a_project_in_a_subdirectory_of_a_larger_repository_updates_there() {
+    let tmp = TempDir::new().unwrap();
+    let (t1, t2) = (tmp.path().join("v1"), tmp.path().join("v2"));
+    template(&t1, "1.0.0", &[("README.md", "hi\n"), ("settings.txt", "a = 1\n")], "");
+    template(
+        &t2,
+        "2.0.0",
+        &[
+            ("README.md", "hi v2\n"),
+            ("settings.txt", "a = 2\n"),
+            ("lib/new.txt", "new\n"),
+        ],
+        "",
+    );
+    let mono = tmp.path().join("mono");
+    std::fs::create_dir(&mono).unwrap();
+    git(&mono, &["init", "-q", "-b", "main"]);
+    write(&mono, "README.md", "the monorepo\n");
+    write(&mono, "services/web/index.js", "// another service\n");
+    stackwise()
+        .args(["new", "api", "--yes", "--no-git", "-o"])
+        .arg(mono.join("services"))
+        .arg("--template")
+        .arg(&t1)
+        .assert()
+        .success();
+    git(&mono, &["add", "-A"]);
+    git(&mono, &["commit", "-q", "-m", "monorepo"]);
+    let api = mono.join("services/api");
+    let update = || {
+        let mut c = stackwise();
+        c.arg("update").arg(&api).arg("--template").arg(&t2).arg("--yes");
+        c
+    };
+    // A conflict first, aborted exactly.
+    write(&api, "settings.txt", "a = 3\n");
+    git(&mono, &["commit", "-q", "-am", "mine"]);
+    let before = state(&mono);
+    update().assert().code(3);
+    assert!(mono.join("services/api/lib/new.txt").exists());
+    stackwise().arg("update").arg(&api).arg("--abort").assert().success();
+    assert_eq!(state(&mono), before);
+    // Then a clean update, inside the project's directory only.
+    write(&api, "settings.txt", "a = 1\n");
+    git(&mono, &["commit", "-q", "-am", "back"]);
+    let out = update().arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let tree = String::from_utf8_lossy(&git(&mono, &["ls-tree", "-r", "--name-only", "HEAD"]).stdout).into_owned();
+    for p in [
+        "README.md",
+        "services/web/index.js",
+        "services/api/lib/new.txt",
+        "services/api/README.md",
+    ] {
+        assert!(tree.lines().any(|l| l == p), "{p} not in {tree}");
+    }
+    assert!(!tree.lines().any(|l| l == "lib/new.txt"), "{tree}");
+    assert_eq!(
+        std::fs::read_to_string(mono.join("README.md")).unwrap(),
+        "the monorepo\n"
+    );
+    assert_eq!(std::fs::read_to_string(api.join("settings.txt")).unwrap(), "a = 2\n");
+    assert!(clean(&mono));
+    // And the next update from the same version is a no-op.
+    let out = update().arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json(&out)["status"], "up-to-date");
+}

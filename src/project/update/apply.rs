@@ -28,6 +28,7 @@ pub fn apply(repo: &Repository, plan: Plan, req: &UpdateRequest, progress: &mut 
     let Plan {
         mut outcome,
         head,
+        prefix,
         work,
     } = plan;
     interrupt::check()?;
@@ -41,17 +42,19 @@ pub fn apply(repo: &Repository, plan: Plan, req: &UpdateRequest, progress: &mut 
         } => {
             let journal = Journal::new(repo, head, head, new_files);
             guarded(repo, &journal, || {
-                restore(repo, tree, &message, req.commit, &mut outcome)
+                restore(repo, tree, &message, req.commit, &prefix, &mut outcome)
             })?;
             Journal::remove(repo)?;
         }
         Work::Merge(mut m) => {
             git::clear_pending(repo)?;
             let journal = Journal::new(repo, head, m.render, std::mem::take(&mut m.new_files));
-            guarded(repo, &journal, || write_merge(repo, &mut m, req.commit, &mut outcome))?;
+            guarded(repo, &journal, || {
+                write_merge(repo, &mut m, req.commit, &prefix, &mut outcome)
+            })?;
             if outcome.commit.is_some() {
                 Journal::remove(repo)?;
-                install_after(repo, &m, req, progress, &mut outcome)?;
+                install_after(repo, &m, req, progress, &prefix, &mut outcome)?;
             }
         }
     }
@@ -110,17 +113,30 @@ fn failed(why: String) -> Error {
     ))
 }
 
-fn restore(repo: &Repository, tree: Oid, message: &str, commit: bool, outcome: &mut UpdateOutcome) -> Result<()> {
+fn restore(
+    repo: &Repository,
+    tree: Oid,
+    message: &str,
+    commit: bool,
+    prefix: &str,
+    outcome: &mut UpdateOutcome,
+) -> Result<()> {
     checkout_tree(repo, tree)?;
     if commit {
         outcome.commit = Some(git::commit_on_head(repo, tree, &[], message)?.to_string());
-        verify_committed(repo, tree, outcome)
+        verify_committed(repo, tree, prefix, outcome)
     } else {
         verify_index(repo, tree)
     }
 }
 
-fn write_merge(repo: &Repository, m: &mut MergeWork, commit: bool, outcome: &mut UpdateOutcome) -> Result<()> {
+fn write_merge(
+    repo: &Repository,
+    m: &mut MergeWork,
+    commit: bool,
+    prefix: &str,
+    outcome: &mut UpdateOutcome,
+) -> Result<()> {
     if let Some((tree, message)) = &m.moves {
         let before = repo.head()?.peel_to_tree()?.id();
         checkout_tree(repo, *tree)?;
@@ -144,7 +160,7 @@ fn write_merge(repo: &Repository, m: &mut MergeWork, commit: bool, outcome: &mut
     git::clear_pending(repo)?;
     remove_emptied_dirs(repo, before, tree)?;
     outcome.commit = Some(id.to_string());
-    verify_committed(repo, tree, outcome)
+    verify_committed(repo, tree, prefix, outcome)
 }
 
 /// `MERGE_HEAD`, `MERGE_MSG`, `MERGE_MODE`, `ORIG_HEAD` — as `git merge` leaves them — and the
@@ -243,7 +259,7 @@ fn remove_emptied_dirs(repo: &Repository, before: Oid, after: Oid) -> Result<()>
 
 /// After a commit: HEAD's tree is the computed one, the index and work tree equal it, and
 /// every path reported as written is in it.
-fn verify_committed(repo: &Repository, tree: Oid, outcome: &UpdateOutcome) -> Result<()> {
+fn verify_committed(repo: &Repository, tree: Oid, prefix: &str, outcome: &UpdateOutcome) -> Result<()> {
     if repo.head()?.peel_to_tree()?.id() != tree {
         return Err(failed("HEAD is not the computed merge".into()));
     }
@@ -264,7 +280,7 @@ fn verify_committed(repo: &Repository, tree: Oid, outcome: &UpdateOutcome) -> Re
     match outcome
         .files
         .iter()
-        .find(|f| written.contains(&f.status) && !committed.contains_key(&f.path))
+        .find(|f| written.contains(&f.status) && !committed.contains_key(&repo::under(prefix, &f.path)))
     {
         Some(f) => Err(failed(format!(
             "{} was reported {} but is not in the commit",
@@ -319,6 +335,7 @@ fn install_after(
     m: &MergeWork,
     req: &UpdateRequest,
     progress: &mut dyn Progress,
+    prefix: &str,
     outcome: &mut UpdateOutcome,
 ) -> Result<()> {
     if !req.install || m.steps.is_empty() {
@@ -334,11 +351,12 @@ fn install_after(
         .steps
         .iter()
         .map(|s| {
-            if s.dir == "." {
+            let rel = if s.dir == "." {
                 s.lockfile.clone()
             } else {
                 format!("{}/{}", s.dir, s.lockfile)
-            }
+            };
+            repo::under(prefix, &rel)
         })
         .collect();
     if let Some(c) = commit_paths(repo, &lockfiles, "stackwise: lockfiles after update\n")? {

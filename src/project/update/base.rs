@@ -67,7 +67,7 @@ fn rerender_base(repo: &Repository, rec: &ProjectRecord) -> Result<std::result::
 pub fn find_base(repo: &Repository, head: Oid, rec: &ProjectRecord) -> Result<(Oid, Option<String>)> {
     let found = git::find_render_commit(repo, head)?;
     if let Some(r) = found
-        && repo::record_at(repo, r).is_some_and(|at| at.info.revision == rec.info.revision)
+        && repo::record_at(repo, r).is_some_and(|at| at.info.revision == rec.info.revision && at.name == rec.name)
     {
         return Ok((r, None));
     }

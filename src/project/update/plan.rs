@@ -5,6 +5,7 @@
 //! `--dry-run` and `--check` are this computation, printed; [`super::apply`] writes it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use git2::{Index, Oid, Repository};
 use serde_json::Map;
@@ -29,6 +30,9 @@ pub struct Plan {
     pub outcome: UpdateOutcome,
     /// HEAD when the plan was made.
     pub head: Oid,
+    /// The project's directory in its repository (`""` at the root; a monorepo's
+    /// `services/api`). The report's paths are relative to it, the work's to the repository.
+    pub prefix: String,
     pub work: Work,
 }
 
@@ -221,19 +225,21 @@ fn relocate(
 
 /// Computes the update `req` asks for; writes no file, index or ref.
 pub fn compute(req: &UpdateRequest, prompter: &mut dyn Prompter) -> Result<(Repository, Plan)> {
-    let repo = repo::open(&req.dir)?;
+    let (repo, prefix) = repo::open(&req.dir)?;
     repo::check_state(&repo)?;
     repo::check_clean(&repo)?;
-    let rec = repo::head_record(&repo)?;
+    let rec = repo::head_record(&repo, &prefix)?;
     let inputs = read_inputs(req, &rec)?;
     let template = load_template(&inputs.source)?;
     let info = TemplateInfo::of(&template, &inputs.source);
     let mut notes = Vec::new();
     let rendered = render_new(&template, &info, req, &rec, inputs.sets.clone(), prompter, &mut notes)?;
-    let (head, head_tree) = {
+    let (head, full_tree) = {
         let c = repo.head()?.peel_to_commit()?;
         (c.id(), c.tree_id())
     };
+    let head_tree = repo::subtree(&repo, full_tree, &prefix)?;
+    let root = repo.workdir().unwrap_or(repo.path()).join(&prefix);
     let (base, base_note) = find_base(&repo, head, &rec)?;
     notes.extend(base_note);
     let render_msg = git::render_message(&info, &rendered.layout, rendered.preset.as_deref());
@@ -243,12 +249,13 @@ pub fn compute(req: &UpdateRequest, prompter: &mut dyn Prompter) -> Result<(Repo
     let mut outcome = UpdateOutcome::new(&rec, &info, &rendered, notes, req);
     let render_tree = repo.find_commit(render)?.tree_id();
     let work = if same_render(&repo, reloc.base, render_tree)? {
-        restore_only(&repo, head_tree, render_tree, &inputs.restore, &mut outcome)?
+        restore_only(&repo, (head_tree, &root), render_tree, &inputs.restore, &mut outcome)?
     } else {
         let side = repo::record_at(&repo, base).map_or_else(|| rec.info.clone(), |r| r.info);
         let ctx = MergeContext {
             repo: &repo,
             head: head_tree,
+            root: &root,
             render,
             rendered: &rendered,
             inputs: &inputs,
@@ -256,12 +263,23 @@ pub fn compute(req: &UpdateRequest, prompter: &mut dyn Prompter) -> Result<(Repo
         };
         Work::Merge(Box::new(plan_merge(&ctx, reloc, &mut outcome)?))
     };
-    Ok((repo, Plan { outcome, head, work }))
+    let work = lift(&repo, full_tree, &prefix, work)?;
+    Ok((
+        repo,
+        Plan {
+            outcome,
+            head,
+            prefix,
+            work,
+        },
+    ))
 }
 
 struct MergeContext<'a> {
     repo: &'a Repository,
     head: Oid,
+    /// The project's directory in the work tree.
+    root: &'a Path,
     render: Oid,
     rendered: &'a Rendered,
     inputs: &'a Inputs,
@@ -272,7 +290,7 @@ struct MergeContext<'a> {
 /// `--restore` alone (the template did not change): the current render's version of the files.
 fn restore_only(
     repo: &Repository,
-    head: Oid,
+    (head, root): (Oid, &Path),
     render: Oid,
     restore: &BTreeSet<String>,
     outcome: &mut UpdateOutcome,
@@ -285,7 +303,7 @@ fn restore_only(
     let mut files = Vec::new();
     add_restored(repo, &mut index, head, render, restore, &mut files)?;
     let tree = index.write_tree_to(repo)?;
-    check_writable(repo, &index, head)?;
+    check_writable(repo, &index, head, root)?;
     outcome.status = UpdateStatus::Clean;
     outcome.files = files;
     let list: Vec<&str> = restore.iter().map(String::as_str).collect();
@@ -359,7 +377,7 @@ fn plan_merge(ctx: &MergeContext, reloc: Relocation, outcome: &mut UpdateOutcome
         }
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    let new_files = check_writable(repo, &index, ctx.head)?;
+    let new_files = check_writable(repo, &index, ctx.head, ctx.root)?;
     let conflicts = files.iter().any(|f| f.status == FileStatus::Conflict);
     outcome.status = if conflicts {
         UpdateStatus::Conflicts
@@ -383,6 +401,37 @@ fn plan_merge(ctx: &MergeContext, reloc: Relocation, outcome: &mut UpdateOutcome
         their_label: spec.their_label,
         steps,
         new_files,
+    })
+}
+
+/// The work in repository terms: for a project in a subdirectory of a larger repository, the
+/// project's trees, index and new paths moved under its directory (the rest of the repository
+/// as HEAD has it).
+fn lift(repo: &Repository, full: Oid, prefix: &str, work: Work) -> Result<Work> {
+    if prefix.is_empty() {
+        return Ok(work);
+    }
+    let paths = |set: BTreeSet<String>| set.iter().map(|p| repo::under(prefix, p)).collect();
+    Ok(match work {
+        Work::Nothing => Work::Nothing,
+        Work::Restore {
+            tree,
+            message,
+            new_files,
+        } => Work::Restore {
+            tree: repo::lift_tree(repo, full, prefix, tree)?,
+            message,
+            new_files: paths(new_files),
+        },
+        Work::Merge(mut m) => {
+            m.index = repo::lift_index(repo, full, prefix, &m.index)?;
+            m.tree = m.tree.map(|t| repo::lift_tree(repo, full, prefix, t)).transpose()?;
+            if let Some((t, _)) = &mut m.moves {
+                *t = repo::lift_tree(repo, full, prefix, *t)?;
+            }
+            m.new_files = paths(std::mem::take(&mut m.new_files));
+            Work::Merge(m)
+        }
     })
 }
 
@@ -410,7 +459,7 @@ fn parents(path: &str) -> impl Iterator<Item = &str> {
 /// and a directory on the other (a kept file where the template now has a directory, or the
 /// reverse; a committed symlink where a directory would be written through it), and an
 /// untracked or ignored file, directory or symlink at a new path or at one of its parents.
-fn check_writable(repo: &Repository, index: &Index, head: Oid) -> Result<BTreeSet<String>> {
+fn check_writable(repo: &Repository, index: &Index, head: Oid, root: &Path) -> Result<BTreeSet<String>> {
     let merged: BTreeSet<String> = index
         .iter()
         .map(|e| String::from_utf8_lossy(&e.path).into_owned())
@@ -428,9 +477,7 @@ fn check_writable(repo: &Repository, index: &Index, head: Oid) -> Result<BTreeSe
         }
     }
     let tracked = tree_paths(repo, head)?;
-    let workdir = repo
-        .workdir()
-        .ok_or_else(|| Error::Git("the repository has no work tree".into()))?;
+    let workdir = root;
     let mut in_the_way = BTreeSet::new();
     let mut new_files = BTreeSet::new();
     for p in merged.iter().filter(|p| !tracked.contains_key(*p)) {
