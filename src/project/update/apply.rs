@@ -91,11 +91,11 @@ fn guarded(repo: &Repository, journal: &Journal, write: impl FnOnce() -> Result<
     Ok(())
 }
 
-/// Untracked (not ignored) paths, directories not recursed into.
+/// Untracked (not ignored) files.
 fn untracked(repo: &Repository) -> Result<BTreeSet<String>> {
     let mut opts = StatusOptions::new();
     opts.include_untracked(true)
-        .recurse_untracked_dirs(false)
+        .recurse_untracked_dirs(true)
         .include_ignored(false)
         .exclude_submodules(true);
     let st = repo.statuses(Some(&mut opts))?;

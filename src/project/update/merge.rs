@@ -13,7 +13,7 @@ use git2::build::TreeUpdateBuilder;
 use git2::{Delta, DiffFindOptions, Index, IndexEntry, Oid, Repository, Tree, TreeWalkMode, TreeWalkResult};
 
 use super::report::{FileReport, FileStatus};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::project::record::RECORD_FILE;
 
 /// What the merge of a render into HEAD needs besides the three trees.
@@ -167,6 +167,7 @@ pub fn merge_in_memory(repo: &Repository, ours: Oid, spec: &MergeSpec) -> Result
     let mut diff = repo.diff_tree_to_tree(Some(&base_tree), Some(&theirs_tree), None)?;
     diff.find_similar(Some(DiffFindOptions::new().renames(true)))?;
     let ours_at = |p: &str| ours_files.get(p).map(|(id, _)| *id);
+    let moved_by_user = user_renames(repo, &base_tree, &ours_tree)?;
     let base_at = |p: &str| base_files.get(p).map(|(id, _)| *id);
     for delta in diff.deltas() {
         let path = |f: git2::DiffFile| f.path().map(|p| p.to_string_lossy().replace('\\', "/"));
@@ -192,17 +193,90 @@ pub fn merge_in_memory(repo: &Repository, ours: Oid, spec: &MergeSpec) -> Result
             Delta::Deleted if ours_at(&old_path).is_none() => continue,
             Delta::Deleted => FileStatus::Removed,
             _ if ours_at(&new_path).is_some() && ours_at(&new_path) == base_at(&new_path) => FileStatus::Updated,
-            // Edited by the user too (or moved by the user: git carried the change along).
+            // Edited by the user too.
             _ => FileStatus::Merged,
         };
-        files.push(FileReport::new(new_path, status));
+        // Moved by the user: git carried the change along, to where the file is now.
+        let path = match moved_by_user.get(&new_path) {
+            Some(to) if ours_at(&new_path).is_none() => to.clone(),
+            _ => new_path,
+        };
+        files.push(FileReport::new(path, status));
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Merged { index, files })
+    check_file_dirs(&index)?;
+    Ok(Merged {
+        index: without_rename_records(&index)?,
+        files,
+    })
 }
 
-/// Adds a blob at stage 0 of an index.
+/// The parent directories of a path, outermost first.
+pub fn parents(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(i, _)| &path[..i])
+}
+
+/// Refuses an index where a path is a file and a directory at once (at any stage): a file the
+/// user kept where the template now has a directory, or the reverse, or a committed symlink
+/// where a directory would be written through it. Returns the index's paths.
+pub fn check_file_dirs(index: &Index) -> Result<BTreeSet<String>> {
+    let merged: BTreeSet<String> = index.iter().map(|e| path_of(&e)).collect();
+    for p in &merged {
+        if let Some(file) = parents(p).find(|d| merged.contains(*d)) {
+            return Err(file_dir_clash(file, p));
+        }
+    }
+    Ok(merged)
+}
+
+fn file_dir_clash(file: &str, below: &str) -> Error {
+    Error::refused_with(
+        format!(
+            "`{file}` would be a file and a directory at once: the merge has both `{file}` and `{below}` (a file you kept where the template now has a directory, or the reverse; or a symlink)"
+        ),
+        format!("rename one of them and commit (e.g. git mv {file} {file}.mine && git commit), then update again"),
+    )
+}
+
+/// A copy of the merged index with its entries only. libgit2 keeps a record (the index's NAME
+/// extension) of each rename conflict, naming its stages; once a policy settled such a conflict
+/// the record points at entries that are gone, and writing or checking out the index fails.
+fn without_rename_records(index: &Index) -> Result<Index> {
+    let mut out = Index::new()?;
+    for e in index.iter() {
+        out.add(&e)?;
+    }
+    Ok(out)
+}
+
+/// The files the user renamed since the base: old path → new path.
+fn user_renames(repo: &Repository, base: &Tree, ours: &Tree) -> Result<BTreeMap<String, String>> {
+    let mut diff = repo.diff_tree_to_tree(Some(base), Some(ours), None)?;
+    diff.find_similar(Some(DiffFindOptions::new().renames(true)))?;
+    let path = |f: git2::DiffFile| f.path().map(|p| p.to_string_lossy().replace('\\', "/"));
+    Ok(diff
+        .deltas()
+        .filter(|d| d.status() == Delta::Renamed)
+        .filter_map(|d| Some((path(d.old_file())?, path(d.new_file())?)))
+        .collect())
+}
+
+/// Adds a blob at stage 0 of an index — refused when a file or directory of the index is in
+/// its way (an index would silently drop it).
 pub fn add_to_index(index: &mut Index, path: &str, id: Oid, mode: i32) -> Result<()> {
+    let below = format!("{path}/");
+    let clash = index
+        .iter()
+        .map(|e| path_of(&e))
+        .find(|p| p.starts_with(&below) || parents(path).any(|d| d == p));
+    if let Some(other) = clash {
+        let mut paths = BTreeSet::from([path.to_string(), other]);
+        let (a, b) = (
+            paths.pop_first().unwrap_or_default(),
+            paths.pop_first().unwrap_or_default(),
+        );
+        return Err(file_dir_clash(&a, &b));
+    }
     index.add(&crate::project::git::index_entry(path, id, mode as u32, None))?;
     Ok(())
 }

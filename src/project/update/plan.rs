@@ -450,39 +450,20 @@ pub fn tree_paths(repo: &Repository, tree: Oid) -> Result<BTreeMap<String, i32>>
     Ok(out)
 }
 
-fn parents(path: &str) -> impl Iterator<Item = &str> {
-    path.match_indices('/').map(move |(i, _)| &path[..i])
-}
-
 /// Checks that the merged index can be written as it is, and returns the paths it creates.
 /// Refused (exit 2, naming the path), never silently dropped: a path that is a file on one side
 /// and a directory on the other (a kept file where the template now has a directory, or the
 /// reverse; a committed symlink where a directory would be written through it), and an
 /// untracked or ignored file, directory or symlink at a new path or at one of its parents.
 fn check_writable(repo: &Repository, index: &Index, head: Oid, root: &Path) -> Result<BTreeSet<String>> {
-    let merged: BTreeSet<String> = index
-        .iter()
-        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
-        .collect();
-    for p in &merged {
-        if let Some(file) = parents(p).find(|d| merged.contains(*d)) {
-            return Err(Error::refused_with(
-                format!(
-                    "`{file}` would be a file and a directory at once: the merge has both `{file}` and `{p}` (a file you kept where the template now has a directory, or the reverse; or a symlink)"
-                ),
-                format!(
-                    "rename one of them and commit (e.g. git mv {file} {file}.mine && git commit), then update again"
-                ),
-            ));
-        }
-    }
+    let merged = merge::check_file_dirs(index)?;
     let tracked = tree_paths(repo, head)?;
     let workdir = root;
     let mut in_the_way = BTreeSet::new();
     let mut new_files = BTreeSet::new();
     for p in merged.iter().filter(|p| !tracked.contains_key(*p)) {
         new_files.insert(p.clone());
-        let blocked = parents(p)
+        let blocked = merge::parents(p)
             .filter(|d| !tracked.contains_key(*d))
             .find(|d| std::fs::symlink_metadata(workdir.join(d)).is_ok_and(|m| !m.is_dir()));
         if let Some(d) = blocked {
