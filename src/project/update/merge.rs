@@ -88,21 +88,42 @@ fn path_of(e: &IndexEntry) -> String {
     String::from_utf8_lossy(&e.path).into_owned()
 }
 
+/// The three trees of a merge, the skip and record policies applied, and the files of the
+/// original base and of ours.
+struct Sides<'r> {
+    base: Tree<'r>,
+    ours: Tree<'r>,
+    theirs: Tree<'r>,
+    base_files: BTreeMap<String, (Oid, i32)>,
+    ours_files: BTreeMap<String, (Oid, i32)>,
+}
+
 /// Merges `spec.theirs` into `ours` (a tree, normally HEAD's) against `spec.base`, in memory.
 /// Nothing is written but git objects.
 pub fn merge_in_memory(repo: &Repository, ours: Oid, spec: &MergeSpec) -> Result<Merged> {
-    let base_tree = repo.find_tree(spec.base)?;
-    let ours_tree = repo.find_tree(ours)?;
-    let theirs_tree = repo.find_commit(spec.theirs)?.tree()?;
-    let (base_files, ours_files, theirs_files) = (
-        tree_files(&base_tree)?,
-        tree_files(&ours_tree)?,
-        tree_files(&theirs_tree)?,
-    );
     let mut files = Vec::new();
+    let sides = prepare(repo, ours, spec, &mut files)?;
+    let mut opts = git2::MergeOptions::new();
+    opts.find_renames(true).diff3_style(true);
+    let mut index = repo.merge_trees(&sides.base, &sides.ours, &sides.theirs, Some(&opts))?;
+    let reported = settle_conflicts(&mut index, spec, &mut files)?;
+    report_changes(repo, &sides, &reported, &mut files)?;
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    check_file_dirs(&index)?;
+    Ok(Merged {
+        index: without_rename_records(&index)?,
+        files,
+    })
+}
 
-    // Policies settled before the merge: a skipped path, and the record, look unchanged on the
-    // base side, so git keeps the user's skipped file and takes the template's record cleanly.
+/// Policies settled before the merge: a skipped path, and the record, look unchanged on the
+/// base side, so git keeps the user's skipped file and takes the template's record cleanly.
+fn prepare<'r>(repo: &'r Repository, ours: Oid, spec: &MergeSpec, files: &mut Vec<FileReport>) -> Result<Sides<'r>> {
+    let base_tree = repo.find_tree(spec.base)?;
+    let ours = repo.find_tree(ours)?;
+    let theirs_tree = repo.find_commit(spec.theirs)?.tree()?;
+    let (base_files, ours_files, theirs_files) =
+        (tree_files(&base_tree)?, tree_files(&ours)?, tree_files(&theirs_tree)?);
     let skipped: BTreeSet<&String> = base_files
         .keys()
         .chain(theirs_files.keys())
@@ -116,21 +137,28 @@ pub fn merge_in_memory(repo: &Repository, ours: Oid, spec: &MergeSpec) -> Result
     let record = RECORD_FILE.to_string();
     let mut base_set = skipped.clone();
     base_set.insert(&record);
-    let base_id = with_ours(repo, &base_tree, &base_set, &ours_files)?;
-    let theirs_id = with_ours(repo, &theirs_tree, &skipped, &ours_files)?;
-    let (base_tree, theirs_tree) = (repo.find_tree(base_id)?, repo.find_tree(theirs_id)?);
+    let base = repo.find_tree(with_ours(repo, &base_tree, &base_set, &ours_files)?)?;
+    let theirs = repo.find_tree(with_ours(repo, &theirs_tree, &skipped, &ours_files)?)?;
+    Ok(Sides {
+        base,
+        ours,
+        theirs,
+        base_files,
+        ours_files,
+    })
+}
 
-    let mut opts = git2::MergeOptions::new();
-    opts.find_renames(true).diff3_style(true);
-    let mut index = repo.merge_trees(&base_tree, &ours_tree, &theirs_tree, Some(&opts))?;
-
-    // Conflicts the policies settle; the rest stay for the user.
+/// Conflicts the policies settle (the record, `--restore`, kept-deleted, kept-yours); the rest
+/// stay for the user. Returns every path reported.
+fn settle_conflicts(index: &mut Index, spec: &MergeSpec, files: &mut Vec<FileReport>) -> Result<BTreeSet<String>> {
     let conflicts: Vec<git2::IndexConflict> = index.conflicts()?.collect::<std::result::Result<_, _>>()?;
     let mut reported: BTreeSet<String> = BTreeSet::new();
     for c in conflicts {
-        let any = c.their.as_ref().or(c.our.as_ref()).or(c.ancestor.as_ref());
-        let Some(any) = any else { continue };
+        let Some(any) = c.their.as_ref().or(c.our.as_ref()).or(c.ancestor.as_ref()) else {
+            continue;
+        };
         let path = path_of(any);
+        reported.insert(path.clone());
         let keep = |e: &IndexEntry| Some((path_of(e), e.id, e.mode));
         let (status, keep) = match (&c.ancestor, &c.our, &c.their) {
             (_, _, Some(t)) if path_of(t) == RECORD_FILE => (FileStatus::Updated, keep(t)),
@@ -139,7 +167,6 @@ pub fn merge_in_memory(repo: &Repository, ours: Oid, spec: &MergeSpec) -> Result
             (Some(_), Some(o), None) => (FileStatus::KeptYours, keep(o)),
             _ => {
                 let from = c.ancestor.as_ref().map(path_of).filter(|a| *a != path);
-                reported.insert(path.clone());
                 files.push(FileReport {
                     path,
                     status: FileStatus::Conflict,
@@ -157,18 +184,25 @@ pub fn merge_in_memory(repo: &Repository, ours: Oid, spec: &MergeSpec) -> Result
             index.conflict_remove(Path::new(&p))?;
         }
         if let Some((p, id, mode)) = keep {
-            add_to_index(&mut index, &p, id, mode as i32)?;
+            add_to_index(index, &p, id, mode as i32)?;
         }
-        reported.insert(path.clone());
         files.push(FileReport::new(path, status));
     }
+    Ok(reported)
+}
 
-    // Every other path the template changed, by what happened to it.
-    let mut diff = repo.diff_tree_to_tree(Some(&base_tree), Some(&theirs_tree), None)?;
+/// Every other path the template changed, by what happened to it.
+fn report_changes(
+    repo: &Repository,
+    sides: &Sides,
+    reported: &BTreeSet<String>,
+    files: &mut Vec<FileReport>,
+) -> Result<()> {
+    let mut diff = repo.diff_tree_to_tree(Some(&sides.base), Some(&sides.theirs), None)?;
     diff.find_similar(Some(DiffFindOptions::new().renames(true)))?;
-    let ours_at = |p: &str| ours_files.get(p).map(|(id, _)| *id);
-    let moved_by_user = user_renames(repo, &base_tree, &ours_tree)?;
-    let base_at = |p: &str| base_files.get(p).map(|(id, _)| *id);
+    let moved_by_user = user_renames(repo, &sides.base, &sides.ours)?;
+    let ours_at = |p: &str| sides.ours_files.get(p).map(|(id, _)| *id);
+    let base_at = |p: &str| sides.base_files.get(p).map(|(id, _)| *id);
     for delta in diff.deltas() {
         let path = |f: git2::DiffFile| f.path().map(|p| p.to_string_lossy().replace('\\', "/"));
         let (Some(new_path), Some(old_path)) = (path(delta.new_file()), path(delta.old_file())) else {
@@ -203,12 +237,7 @@ pub fn merge_in_memory(repo: &Repository, ours: Oid, spec: &MergeSpec) -> Result
         };
         files.push(FileReport::new(path, status));
     }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    check_file_dirs(&index)?;
-    Ok(Merged {
-        index: without_rename_records(&index)?,
-        files,
-    })
+    Ok(())
 }
 
 /// The parent directories of a path, outermost first.
