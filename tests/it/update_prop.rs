@@ -7,13 +7,14 @@
 //! - exit 1 or 2: nothing changed.
 //!
 //! A seeded generator (no crate needed): a failure prints its seed; `STACKWISE_PROP_CASES=N`
-//! runs more cases, `STACKWISE_PROP_SEED=S` replays one.
+//! runs more cases, `STACKWISE_PROP_SEED=S` replays one, `STACKWISE_PROP_SHOW=1` prints why
+//! each update that did not exit 0 stopped.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::common::{git, stackwise, write};
-use crate::update_trust::{state, template};
+use crate::update_trust::{generate, state, template};
 use tempfile::TempDir;
 
 /// xorshift64*: small, seeded, good enough to pick test cases.
@@ -186,14 +187,7 @@ fn case(seed: u64, seen: &mut BTreeMap<i32, usize>) {
     files.insert("b.txt".into(), body("b"));
     let t1 = tmp.path().join("t1");
     template(&t1, "1.0.0", &as_slice(&files), "");
-    stackwise()
-        .args(["new", "demo", "--yes", "-o"])
-        .arg(tmp.path())
-        .arg("--template")
-        .arg(&t1)
-        .assert()
-        .success();
-    let dir = tmp.path().join("demo");
+    let dir = generate(tmp.path(), "demo", &t1, &[]);
     for round in 2..=3 {
         for n in 0..1 + rng.below(3) {
             user_step(&mut rng, &dir, round * 10 + n);

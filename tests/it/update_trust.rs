@@ -36,6 +36,20 @@ pub fn template(root: &Path, version: &str, files: &[(&str, &str)], manifest_tai
     );
 }
 
+/// `stackwise new NAME --yes ARGS… -o OUT --template TPL`, expected to succeed; the project.
+pub fn generate(out: &Path, name: &str, tpl: &Path, args: &[&str]) -> PathBuf {
+    stackwise()
+        .args(["new", name, "--yes"])
+        .args(args)
+        .arg("-o")
+        .arg(out)
+        .arg("--template")
+        .arg(tpl)
+        .assert()
+        .success();
+    out.join(name)
+}
+
 pub struct Project {
     pub tmp: TempDir,
     pub dir: PathBuf,
@@ -48,14 +62,7 @@ pub fn project(v1: &[(&str, &str)], v2: &[(&str, &str)]) -> Project {
     let (t1, t2) = (tmp.path().join("v1"), tmp.path().join("v2"));
     template(&t1, "1.0.0", v1, "");
     template(&t2, "2.0.0", v2, "");
-    stackwise()
-        .args(["new", "demo", "--yes", "-o"])
-        .arg(tmp.path())
-        .arg("--template")
-        .arg(&t1)
-        .assert()
-        .success();
-    let dir = tmp.path().join("demo");
+    let dir = generate(tmp.path(), "demo", &t1, &[]);
     Project { tmp, dir, v2: t2 }
 }
 
@@ -477,14 +484,7 @@ fn pre_release_migrations_order_by_semver() {
     template(&t1, "2.0.0-rc.2", &[("a.txt.tera", "{{ old_name }}\n")], var);
     let migration = "\n[[variables]]\nname = \"new_name\"\ntype = \"string\"\ndefault = \"x\"\n\n[[migrations]]\nversion = \"2.0.0-rc.10\"\nrename = { from = \"old_name\", to = \"new_name\" }\n";
     template(&t2, "2.0.0-rc.10", &[("a.txt.tera", "{{ new_name }}\n")], migration);
-    stackwise()
-        .args(["new", "demo", "--yes", "--set", "old_name=mine", "-o"])
-        .arg(tmp.path())
-        .arg("--template")
-        .arg(&t1)
-        .assert()
-        .success();
-    let dir = tmp.path().join("demo");
+    let dir = generate(tmp.path(), "demo", &t1, &["--set", "old_name=mine"]);
     stackwise()
         .arg("update")
         .arg(&dir)
@@ -516,13 +516,7 @@ fn a_project_in_a_subdirectory_of_a_larger_repository_updates_there() {
     git(&mono, &["init", "-q", "-b", "main"]);
     write(&mono, "README.md", "the monorepo\n");
     write(&mono, "services/web/index.js", "// another service\n");
-    stackwise()
-        .args(["new", "api", "--yes", "--no-git", "-o"])
-        .arg(mono.join("services"))
-        .arg("--template")
-        .arg(&t1)
-        .assert()
-        .success();
+    generate(&mono.join("services"), "api", &t1, &["--no-git"]);
     git(&mono, &["add", "-A"]);
     git(&mono, &["commit", "-q", "-m", "monorepo"]);
     let api = mono.join("services/api");
