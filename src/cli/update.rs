@@ -135,6 +135,23 @@ fn report(o: &UpdateOutcome, req: &UpdateRequest) {
         );
         return;
     }
+    report_files(o);
+    if !o.relock.is_empty() {
+        eprintln!("dependencies changed; re-lock with:");
+        for c in &o.relock {
+            eprintln!("  {c}");
+        }
+    }
+    if o.dry_run {
+        let verdict = if req.check { "behind its template" } else { "dry run" };
+        eprintln!("{} nothing was changed", style::bold(&format!("{verdict}:")));
+        return;
+    }
+    report_result(o);
+}
+
+/// One line per path, and how to bring back the files the user deleted.
+fn report_files(o: &UpdateOutcome) {
     let width = o.files.iter().map(|f| f.status.as_str().len()).max().unwrap_or(0);
     for f in &o.files {
         let word = format!("{:width$}", f.status.as_str());
@@ -157,17 +174,10 @@ fn report(o: &UpdateOutcome, req: &UpdateRequest) {
     if !kept.is_empty() {
         eprintln!("  you deleted {}; bring it back with --restore PATH", kept.join(", "));
     }
-    if !o.relock.is_empty() {
-        eprintln!("dependencies changed; re-lock with:");
-        for c in &o.relock {
-            eprintln!("  {c}");
-        }
-    }
-    if o.dry_run {
-        let verdict = if req.check { "behind its template" } else { "dry run" };
-        eprintln!("{} nothing was changed", style::bold(&format!("{verdict}:")));
-        return;
-    }
+}
+
+/// The last line: committed, left for `git commit`, or conflicts and what to do.
+fn report_result(o: &UpdateOutcome) {
     match (o.status, &o.commit) {
         (UpdateStatus::Conflicts, _) => {
             let n = o

@@ -14,6 +14,7 @@ use git2::build::TreeUpdateBuilder;
 use git2::{Oid, Repository};
 
 use super::merge::tree_files;
+use super::report::{FileReport, FileStatus};
 use crate::error::{Error, Result};
 use crate::project::record::RECORD_FILE;
 use crate::template::manifest::{Layout, Manifest};
@@ -106,6 +107,18 @@ pub struct Moves {
 impl Moves {
     pub fn target(&self, path: &str) -> String {
         self.renames.get(path).cloned().unwrap_or_else(|| path.to_string())
+    }
+
+    /// Each move, as the report says it: `renamed` (from the old path).
+    pub fn reports(&self) -> Vec<FileReport> {
+        self.renames
+            .iter()
+            .map(|(from, to)| FileReport {
+                path: to.clone(),
+                status: FileStatus::Renamed,
+                from: Some(from.clone()),
+            })
+            .collect()
     }
 }
 

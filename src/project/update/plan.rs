@@ -194,20 +194,6 @@ fn relocate(
     if moves.renames.is_empty() {
         return Ok(none);
     }
-    let moved = moves
-        .renames
-        .iter()
-        .map(|(from, to)| FileReport {
-            path: to.clone(),
-            status: FileStatus::Renamed,
-            from: Some(from.clone()),
-        })
-        .collect();
-    let message = format!(
-        "stackwise: move the service for the {} layout\n\nA move-only commit before the update to {}: every file keeps its content, so\n`git log --follow` and blame keep their history.\n",
-        rendered.layout,
-        rendered.preset.as_deref().unwrap_or(&rendered.layout)
-    );
     notes.push(format!(
         "first a move-only commit of {} files (e.g. {} → {})",
         moves.renames.len(),
@@ -218,9 +204,17 @@ fn relocate(
     Ok(Relocation {
         base: evolve::relocate(repo, base, &moves)?,
         ours,
-        moved,
-        commit: Some((ours, message)),
+        moved: moves.reports(),
+        commit: Some((ours, move_message(rendered))),
     })
+}
+
+fn move_message(rendered: &Rendered) -> String {
+    format!(
+        "stackwise: move the service for the {} layout\n\nA move-only commit before the update to {}: every file keeps its content, so\n`git log --follow` and blame keep their history.\n",
+        rendered.layout,
+        rendered.preset.as_deref().unwrap_or(&rendered.layout)
+    )
 }
 
 /// Computes the update `req` asks for; writes no file, index or ref.
@@ -336,7 +330,9 @@ fn add_restored(
     Ok(())
 }
 
-fn plan_merge(ctx: &MergeContext, reloc: Relocation, outcome: &mut UpdateOutcome) -> Result<MergeWork> {
+/// The merged index and its report: git's merge with the policies, `--restore`d files, and
+/// the moves of a growing layout.
+fn merged(ctx: &MergeContext, reloc: &Relocation) -> Result<(Merged, [String; 2])> {
     let repo = ctx.repo;
     let once: BTreeSet<&str> = ctx
         .rendered
@@ -357,26 +353,26 @@ fn plan_merge(ctx: &MergeContext, reloc: Relocation, outcome: &mut UpdateOutcome
     };
     let Merged { mut index, mut files } = merge::merge_in_memory(repo, reloc.ours, &spec)?;
     let render_tree = repo.find_commit(ctx.render)?.tree_id();
-    add_restored(
-        repo,
-        &mut index,
-        reloc.ours,
-        render_tree,
-        &ctx.inputs.restore,
-        &mut files,
-    )?;
+    let restore = &ctx.inputs.restore;
+    add_restored(repo, &mut index, reloc.ours, render_tree, restore, &mut files)?;
     // A moved file is reported as renamed when the merge keeps it where it moved and says
     // nothing else about it.
-    let merged: BTreeSet<Vec<u8>> = index.iter().map(|e| e.path).collect();
-    for m in reloc.moved {
+    let kept: BTreeSet<Vec<u8>> = index.iter().map(|e| e.path).collect();
+    for m in &reloc.moved {
         let mentioned = files
             .iter()
             .any(|f| f.path == m.path || f.from.as_deref() == Some(&m.path));
-        if !mentioned && merged.contains(m.path.as_bytes()) {
-            files.push(m);
+        if !mentioned && kept.contains(m.path.as_bytes()) {
+            files.push(m.clone());
         }
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((Merged { index, files }, [spec.ancestor_label, spec.their_label]))
+}
+
+fn plan_merge(ctx: &MergeContext, reloc: Relocation, outcome: &mut UpdateOutcome) -> Result<MergeWork> {
+    let repo = ctx.repo;
+    let (Merged { mut index, files }, [ancestor_label, their_label]) = merged(ctx, &reloc)?;
     let new_files = check_writable(repo, &index, ctx.head, ctx.root)?;
     let conflicts = files.iter().any(|f| f.status == FileStatus::Conflict);
     outcome.status = if conflicts {
@@ -397,8 +393,8 @@ fn plan_merge(ctx: &MergeContext, reloc: Relocation, outcome: &mut UpdateOutcome
         },
         index,
         message: outcome.merge_message(),
-        ancestor_label: spec.ancestor_label,
-        their_label: spec.their_label,
+        ancestor_label,
+        their_label,
         steps,
         new_files,
     })
