@@ -96,7 +96,8 @@ pub fn run(args: UpdateArgs) -> Result<(), Error> {
     }
     report(&outcome, &req);
     let behind = req.check && outcome.status != UpdateStatus::UpToDate;
-    if outcome.status == UpdateStatus::Conflicts && !req.dry_run && !req.check || behind {
+    // `--dry-run` exits with the code the update would (SPEC §7.4): 3 when it leaves conflicts.
+    if outcome.status == UpdateStatus::Conflicts && !req.check || behind {
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
         std::process::exit(3);
@@ -113,22 +114,12 @@ pub fn run(args: UpdateArgs) -> Result<(), Error> {
     Ok(())
 }
 
-fn side(s: &update::Side) -> String {
-    let rev = s.revision.strip_prefix("sha256:").unwrap_or(&s.revision);
-    let rev: String = rev.chars().take(12).collect();
-    match &s.version {
-        Some(v) => format!("{v} ({rev})"),
-        None => rev,
-    }
-}
-
 fn report(o: &UpdateOutcome, req: &UpdateRequest) {
     eprintln!(
-        "{} {}: {} -> {}",
+        "{} {}: {}",
         style::bold("stackwise update"),
         o.to.template,
-        side(&o.from),
-        side(&o.to)
+        o.headline()
     );
     for note in &o.notes {
         eprintln!("  {} {note}", style::warn("note:"));
@@ -140,6 +131,23 @@ fn report(o: &UpdateOutcome, req: &UpdateRequest) {
         );
         return;
     }
+    report_files(o);
+    if !o.relock.is_empty() {
+        eprintln!("dependencies changed; re-lock with:");
+        for c in &o.relock {
+            eprintln!("  {c}");
+        }
+    }
+    if o.dry_run {
+        let verdict = if req.check { "behind its template" } else { "dry run" };
+        eprintln!("{} nothing was changed", style::bold(&format!("{verdict}:")));
+        return;
+    }
+    report_result(o);
+}
+
+/// One line per path, and how to bring back the files the user deleted.
+fn report_files(o: &UpdateOutcome) {
     let width = o.files.iter().map(|f| f.status.as_str().len()).max().unwrap_or(0);
     for f in &o.files {
         let word = format!("{:width$}", f.status.as_str());
@@ -162,17 +170,10 @@ fn report(o: &UpdateOutcome, req: &UpdateRequest) {
     if !kept.is_empty() {
         eprintln!("  you deleted {}; bring it back with --restore PATH", kept.join(", "));
     }
-    if !o.relock.is_empty() {
-        eprintln!("dependencies changed; re-lock with:");
-        for c in &o.relock {
-            eprintln!("  {c}");
-        }
-    }
-    if o.dry_run {
-        let verdict = if req.check { "behind its template" } else { "dry run" };
-        eprintln!("{} nothing was changed", style::bold(&format!("{verdict}:")));
-        return;
-    }
+}
+
+/// The last line: committed, left for `git commit`, or conflicts and what to do.
+fn report_result(o: &UpdateOutcome) {
     match (o.status, &o.commit) {
         (UpdateStatus::Conflicts, _) => {
             let n = o

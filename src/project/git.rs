@@ -1,5 +1,8 @@
 //! The project's repository (git2, no `git` binary needed): render commits, the initial commit of
-//! `new`, and the plumbing `update` needs.
+//! `new`, and the plumbing `update` needs. **Every commit and ref stackwise writes is written
+//! here** (`new`'s render and lockfile commits; `update`'s render commit, move-only commit, merge
+//! commit, restore and lockfile commits; `refs/stackwise/pending`), so what a commit holds is
+//! always a tree the caller computed, never whatever the index happens to contain.
 //!
 //! A **render commit** holds the pure output of the template plus `.stackwise.toml`, and a
 //! `Stackwise-Render:` trailer; its parent is the previous render commit. Trees are written from
@@ -311,15 +314,51 @@ pub fn commit_new_files(dir: &Path, message: &str) -> Result<Option<String>> {
     let mut index = repo.index()?;
     index.add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)?;
     let tree_id = index.write_tree()?;
-    let head = repo.head()?.peel_to_commit()?;
-    if head.tree_id() == tree_id {
+    if repo.head()?.peel_to_commit()?.tree_id() == tree_id {
         return Ok(None);
     }
     index.write()?;
-    let tree = repo.find_tree(tree_id)?;
-    let sig = signature(&repo)?;
-    let oid = repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[&head])?;
-    Ok(Some(oid.to_string()))
+    Ok(Some(commit_on_head(&repo, tree_id, &[], message)?.to_string()))
+}
+
+/// Commits `tree` on top of HEAD (HEAD first, then `others` as further parents) and moves the
+/// current branch to it. The tree is the caller's computed result, not the index read back.
+pub fn commit_on_head(repo: &Repository, tree: Oid, others: &[Oid], message: &str) -> Result<Oid> {
+    let tree = repo.find_tree(tree)?;
+    let head = repo.head()?.peel_to_commit()?;
+    let mut parents = vec![head];
+    for id in others {
+        parents.push(repo.find_commit(*id)?);
+    }
+    let refs: Vec<&git2::Commit> = parents.iter().collect();
+    let sig = signature(repo)?;
+    Ok(repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &refs)?)
+}
+
+/// Keeps the render commit of an update alive (`refs/stackwise/pending`) until it is merged.
+pub fn set_pending(repo: &Repository, render: Oid) -> Result<()> {
+    repo.reference(PENDING_REF, render, true, "stackwise update: render to merge")?;
+    Ok(())
+}
+
+/// Removes `refs/stackwise/pending`; true when there was one.
+pub fn clear_pending(repo: &Repository) -> Result<bool> {
+    match repo.find_reference(PENDING_REF) {
+        Ok(mut r) => {
+            r.delete()?;
+            Ok(true)
+        }
+        Err(_) => Ok(false),
+    }
+}
+
+/// Moves the current branch (and the index and work tree, forcibly) back to `to`.
+pub fn reset_hard(repo: &Repository, to: Oid) -> Result<()> {
+    let obj = repo.find_object(to, None)?;
+    let mut co = git2::build::CheckoutBuilder::new();
+    co.force();
+    repo.reset(&obj, git2::ResetType::Hard, Some(&mut co))?;
+    Ok(())
 }
 
 /// The newest commit reachable from `from` that is a render commit.

@@ -134,12 +134,10 @@ fn json_to_toml(v: &Value) -> Option<toml::Value> {
     })
 }
 
-/// Adds `.stackwise.toml` to a render, unless the template writes that file itself. `update`
-/// is the user's `[update]` table to carry over (None: a fresh one).
+/// Adds `.stackwise.toml` to a render (a template may not write it: the plan refuses that).
+/// `update` is the user's `[update]` table to carry over (None: a fresh one).
 pub fn add_to(rendered: &mut Rendered, template: &Template, info: &TemplateInfo, update: Option<&toml::Table>) {
-    if rendered.files.iter().any(|f| f.path == RECORD_FILE) {
-        return;
-    }
+    rendered.files.retain(|f| f.path != RECORD_FILE);
     let text = to_toml(&template.manifest, info, rendered, update);
     rendered.files.push(RenderedFile {
         path: RECORD_FILE.into(),

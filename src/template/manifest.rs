@@ -538,27 +538,23 @@ pub fn is_version(v: &str) -> bool {
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Orders two versions: numbers first (`1.10` > `1.9`, `1.0` == `1.0.0`), then a pre-release
-/// before its release (`2.0.0-rc.1` < `2.0.0`). Build metadata (`+...`) is ignored.
+/// Orders two versions by SemVer 2.0 (the `semver` crate): `1.10.0` > `1.9.9`, a pre-release
+/// before its release, pre-release fields compared numerically (`2.0.0-rc.10` > `2.0.0-rc.2`),
+/// build metadata (`+...`) ignored. A short version (`1.0`) is padded with zeros first.
 pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
-    fn split(v: &str) -> (Vec<u64>, Option<&str>) {
-        let v = v.split('+').next().unwrap_or("");
-        let (core, pre) = match v.split_once('-') {
-            Some((c, p)) => (c, Some(p)),
-            None => (v, None),
+    fn parse(v: &str) -> semver::Version {
+        let v = v.trim().trim_start_matches('v');
+        let (core, rest) = match v.find(['-', '+']) {
+            Some(i) => v.split_at(i),
+            None => (v, ""),
         };
-        (core.split('.').map(|p| p.parse().unwrap_or(0)).collect(), pre)
+        let mut parts: Vec<&str> = core.split('.').collect();
+        parts.resize(parts.len().max(3), "0");
+        let padded = format!("{}{rest}", parts.join("."));
+        semver::Version::parse(&padded).unwrap_or(semver::Version::new(0, 0, 0))
     }
-    let ((mut ca, pa), (mut cb, pb)) = (split(a), split(b));
-    let len = ca.len().max(cb.len());
-    ca.resize(len, 0);
-    cb.resize(len, 0);
-    ca.cmp(&cb).then_with(|| match (pa, pb) {
-        (None, None) => std::cmp::Ordering::Equal,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (Some(x), Some(y)) => x.cmp(y),
-    })
+    let (a, b) = (parse(a), parse(b));
+    a.cmp_precedence(&b)
 }
 
 pub(crate) fn is_identifier(s: &str) -> bool {

@@ -13,3 +13,5 @@ mod recommend;
 mod snapshots;
 mod testcmd;
 mod update;
+mod update_prop;
+mod update_trust;

@@ -467,7 +467,8 @@ fn dry_run_and_check_change_no_file_index_or_ref() {
     let f = fixture(true);
     let before = snapshot(&f.project);
     let out = update(&f).args(["--dry-run", "--json"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // The code the update would exit with (SPEC §7.4): 3, it would leave conflicts.
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     let doc = json_of(&out);
     assert_eq!(doc["status"], "conflicts");
     assert_eq!(status_of(&doc, "settings.txt"), Some("conflict"));

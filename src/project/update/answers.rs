@@ -243,5 +243,7 @@ drop = "legacy"
         assert_eq!(compare_versions("1.0", "1.0.0"), Equal);
         assert_eq!(compare_versions("2.0.0-rc.1", "2.0.0"), Less);
         assert_eq!(compare_versions("2.0.0+build.5", "2.0.0"), Equal);
+        assert_eq!(compare_versions("2.0.0-rc.10", "2.0.0-rc.2"), Greater);
+        assert_eq!(compare_versions("2.0.0-alpha.beta", "2.0.0-alpha.1"), Greater);
     }
 }

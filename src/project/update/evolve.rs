@@ -10,10 +10,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use git2::build::{CheckoutBuilder, TreeUpdateBuilder};
+use git2::build::TreeUpdateBuilder;
 use git2::{Oid, Repository};
 
 use super::merge::tree_files;
+use super::report::{FileReport, FileStatus};
 use crate::error::{Error, Result};
 use crate::project::record::RECORD_FILE;
 use crate::template::manifest::{Layout, Manifest};
@@ -107,6 +108,18 @@ impl Moves {
     pub fn target(&self, path: &str) -> String {
         self.renames.get(path).cloned().unwrap_or_else(|| path.to_string())
     }
+
+    /// Each move, as the report says it: `renamed` (from the old path).
+    pub fn reports(&self) -> Vec<FileReport> {
+        self.renames
+            .iter()
+            .map(|(from, to)| FileReport {
+                path: to.clone(),
+                status: FileStatus::Renamed,
+                from: Some(from.clone()),
+            })
+            .collect()
+    }
 }
 
 /// Plans the moves from the old layout to the new one, for the files of the base render
@@ -186,35 +199,6 @@ pub fn relocate(repo: &Repository, tree: Oid, moves: &Moves) -> Result<Oid> {
         }
     }
     Ok(b.create_updated(repo, &t)?)
-}
-
-/// The move-only commit on the current branch: HEAD's tree relocated, the work tree and index
-/// brought along (the caller has checked that both are clean). Returns the commit id.
-pub fn commit_moves(repo: &Repository, moves: &Moves, message: &str) -> Result<Oid> {
-    let head = repo.head()?.peel_to_commit()?;
-    let moved = relocate(repo, head.tree_id(), moves)?;
-    let tree = repo.find_tree(moved)?;
-    let mut co = CheckoutBuilder::new();
-    co.safe();
-    repo.checkout_tree(tree.as_object(), Some(&mut co))?;
-    let mut index = repo.index()?;
-    index.read_tree(&tree)?;
-    index.write()?;
-    let sig = crate::project::git::signature(repo)?;
-    let id = repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[&head])?;
-    // Directories left empty by the move go too (git does not track directories).
-    if let Some(workdir) = repo.workdir() {
-        for old in moves.renames.keys() {
-            let mut dir = std::path::Path::new(old).parent();
-            while let Some(d) = dir {
-                if d.as_os_str().is_empty() || std::fs::remove_dir(workdir.join(d)).is_err() {
-                    break;
-                }
-                dir = d.parent();
-            }
-        }
-    }
-    Ok(id)
 }
 
 #[cfg(test)]

@@ -1,16 +1,15 @@
 //! The merge engine: a new render merged into HEAD against an explicit base tree.
 //!
 //! git does the merge (libgit2's `merge_trees`, rename detection on); stackwise only prepares the
-//! trees for its policies, decides the conflicts its policies settle, reports every path, and then
-//! leaves the repository exactly as `git merge` would: the merged index (conflicts as stages 1/2/3),
-//! diff3 markers in the work tree, `MERGE_HEAD`, `MERGE_MSG`, `ORIG_HEAD` — so `git status`,
-//! `git mergetool`, `git commit` and `git merge --abort` work as usual. The base is a parameter:
-//! normally the previous render commit, or a re-rendered or relocated one.
+//! trees for its policies, decides the conflicts its policies settle and reports every path. It
+//! writes nothing but git objects: [`super::apply`] leaves the repository exactly as `git merge`
+//! would (the merged index, diff3 markers, `MERGE_HEAD`, `MERGE_MSG`, `ORIG_HEAD`). The base is a
+//! parameter: normally the previous render commit, or a re-rendered or relocated one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use git2::build::{CheckoutBuilder, TreeUpdateBuilder};
+use git2::build::TreeUpdateBuilder;
 use git2::{Delta, DiffFindOptions, Index, IndexEntry, Oid, Repository, Tree, TreeWalkMode, TreeWalkResult};
 
 use super::report::{FileReport, FileStatus};
@@ -89,21 +88,42 @@ fn path_of(e: &IndexEntry) -> String {
     String::from_utf8_lossy(&e.path).into_owned()
 }
 
+/// The three trees of a merge, the skip and record policies applied, and the files of the
+/// original base and of ours.
+struct Sides<'r> {
+    base: Tree<'r>,
+    ours: Tree<'r>,
+    theirs: Tree<'r>,
+    base_files: BTreeMap<String, (Oid, i32)>,
+    ours_files: BTreeMap<String, (Oid, i32)>,
+}
+
 /// Merges `spec.theirs` into `ours` (a tree, normally HEAD's) against `spec.base`, in memory.
 /// Nothing is written but git objects.
 pub fn merge_in_memory(repo: &Repository, ours: Oid, spec: &MergeSpec) -> Result<Merged> {
-    let base_tree = repo.find_tree(spec.base)?;
-    let ours_tree = repo.find_tree(ours)?;
-    let theirs_tree = repo.find_commit(spec.theirs)?.tree()?;
-    let (base_files, ours_files, theirs_files) = (
-        tree_files(&base_tree)?,
-        tree_files(&ours_tree)?,
-        tree_files(&theirs_tree)?,
-    );
     let mut files = Vec::new();
+    let sides = prepare(repo, ours, spec, &mut files)?;
+    let mut opts = git2::MergeOptions::new();
+    opts.find_renames(true).diff3_style(true);
+    let mut index = repo.merge_trees(&sides.base, &sides.ours, &sides.theirs, Some(&opts))?;
+    let reported = settle_conflicts(&mut index, spec, &mut files)?;
+    report_changes(repo, &sides, &reported, &mut files)?;
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    check_file_dirs(&index)?;
+    Ok(Merged {
+        index: without_rename_records(&index)?,
+        files,
+    })
+}
 
-    // Policies settled before the merge: a skipped path, and the record, look unchanged on the
-    // base side, so git keeps the user's skipped file and takes the template's record cleanly.
+/// Policies settled before the merge: a skipped path, and the record, look unchanged on the
+/// base side, so git keeps the user's skipped file and takes the template's record cleanly.
+fn prepare<'r>(repo: &'r Repository, ours: Oid, spec: &MergeSpec, files: &mut Vec<FileReport>) -> Result<Sides<'r>> {
+    let base_tree = repo.find_tree(spec.base)?;
+    let ours = repo.find_tree(ours)?;
+    let theirs_tree = repo.find_commit(spec.theirs)?.tree()?;
+    let (base_files, ours_files, theirs_files) =
+        (tree_files(&base_tree)?, tree_files(&ours)?, tree_files(&theirs_tree)?);
     let skipped: BTreeSet<&String> = base_files
         .keys()
         .chain(theirs_files.keys())
@@ -117,21 +137,28 @@ pub fn merge_in_memory(repo: &Repository, ours: Oid, spec: &MergeSpec) -> Result
     let record = RECORD_FILE.to_string();
     let mut base_set = skipped.clone();
     base_set.insert(&record);
-    let base_id = with_ours(repo, &base_tree, &base_set, &ours_files)?;
-    let theirs_id = with_ours(repo, &theirs_tree, &skipped, &ours_files)?;
-    let (base_tree, theirs_tree) = (repo.find_tree(base_id)?, repo.find_tree(theirs_id)?);
+    let base = repo.find_tree(with_ours(repo, &base_tree, &base_set, &ours_files)?)?;
+    let theirs = repo.find_tree(with_ours(repo, &theirs_tree, &skipped, &ours_files)?)?;
+    Ok(Sides {
+        base,
+        ours,
+        theirs,
+        base_files,
+        ours_files,
+    })
+}
 
-    let mut opts = git2::MergeOptions::new();
-    opts.find_renames(true).diff3_style(true);
-    let mut index = repo.merge_trees(&base_tree, &ours_tree, &theirs_tree, Some(&opts))?;
-
-    // Conflicts the policies settle; the rest stay for the user.
+/// Conflicts the policies settle (the record, `--restore`, kept-deleted, kept-yours); the rest
+/// stay for the user. Returns every path reported.
+fn settle_conflicts(index: &mut Index, spec: &MergeSpec, files: &mut Vec<FileReport>) -> Result<BTreeSet<String>> {
     let conflicts: Vec<git2::IndexConflict> = index.conflicts()?.collect::<std::result::Result<_, _>>()?;
     let mut reported: BTreeSet<String> = BTreeSet::new();
     for c in conflicts {
-        let any = c.their.as_ref().or(c.our.as_ref()).or(c.ancestor.as_ref());
-        let Some(any) = any else { continue };
+        let Some(any) = c.their.as_ref().or(c.our.as_ref()).or(c.ancestor.as_ref()) else {
+            continue;
+        };
         let path = path_of(any);
+        reported.insert(path.clone());
         let keep = |e: &IndexEntry| Some((path_of(e), e.id, e.mode));
         let (status, keep) = match (&c.ancestor, &c.our, &c.their) {
             (_, _, Some(t)) if path_of(t) == RECORD_FILE => (FileStatus::Updated, keep(t)),
@@ -140,7 +167,6 @@ pub fn merge_in_memory(repo: &Repository, ours: Oid, spec: &MergeSpec) -> Result
             (Some(_), Some(o), None) => (FileStatus::KeptYours, keep(o)),
             _ => {
                 let from = c.ancestor.as_ref().map(path_of).filter(|a| *a != path);
-                reported.insert(path.clone());
                 files.push(FileReport {
                     path,
                     status: FileStatus::Conflict,
@@ -158,17 +184,25 @@ pub fn merge_in_memory(repo: &Repository, ours: Oid, spec: &MergeSpec) -> Result
             index.conflict_remove(Path::new(&p))?;
         }
         if let Some((p, id, mode)) = keep {
-            add_to_index(&mut index, &p, id, mode as i32)?;
+            add_to_index(index, &p, id, mode as i32)?;
         }
-        reported.insert(path.clone());
         files.push(FileReport::new(path, status));
     }
+    Ok(reported)
+}
 
-    // Every other path the template changed, by what happened to it.
-    let mut diff = repo.diff_tree_to_tree(Some(&base_tree), Some(&theirs_tree), None)?;
+/// Every other path the template changed, by what happened to it.
+fn report_changes(
+    repo: &Repository,
+    sides: &Sides,
+    reported: &BTreeSet<String>,
+    files: &mut Vec<FileReport>,
+) -> Result<()> {
+    let mut diff = repo.diff_tree_to_tree(Some(&sides.base), Some(&sides.theirs), None)?;
     diff.find_similar(Some(DiffFindOptions::new().renames(true)))?;
-    let ours_at = |p: &str| ours_files.get(p).map(|(id, _)| *id);
-    let base_at = |p: &str| base_files.get(p).map(|(id, _)| *id);
+    let moved_by_user = user_renames(repo, &sides.base, &sides.ours)?;
+    let ours_at = |p: &str| sides.ours_files.get(p).map(|(id, _)| *id);
+    let base_at = |p: &str| sides.base_files.get(p).map(|(id, _)| *id);
     for delta in diff.deltas() {
         let path = |f: git2::DiffFile| f.path().map(|p| p.to_string_lossy().replace('\\', "/"));
         let (Some(new_path), Some(old_path)) = (path(delta.new_file()), path(delta.old_file())) else {
@@ -193,74 +227,85 @@ pub fn merge_in_memory(repo: &Repository, ours: Oid, spec: &MergeSpec) -> Result
             Delta::Deleted if ours_at(&old_path).is_none() => continue,
             Delta::Deleted => FileStatus::Removed,
             _ if ours_at(&new_path).is_some() && ours_at(&new_path) == base_at(&new_path) => FileStatus::Updated,
-            // Edited by the user too (or moved by the user: git carried the change along).
+            // Edited by the user too.
             _ => FileStatus::Merged,
         };
-        files.push(FileReport::new(new_path, status));
+        // Moved by the user: git carried the change along, to where the file is now.
+        let path = match moved_by_user.get(&new_path) {
+            Some(to) if ours_at(&new_path).is_none() => to.clone(),
+            _ => new_path,
+        };
+        files.push(FileReport::new(path, status));
     }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Merged { index, files })
-}
-
-/// Adds a blob at stage 0 of an index.
-pub fn add_to_index(index: &mut Index, path: &str, id: Oid, mode: i32) -> Result<()> {
-    index.add(&crate::project::git::index_entry(path, id, mode as u32, None))?;
     Ok(())
 }
 
-/// Paths the merge would write that exist in the work tree without being tracked.
-pub fn untracked_in_the_way(repo: &Repository, ours: Oid, merged: &Index) -> Result<Vec<String>> {
-    let ours_files = tree_files(&repo.find_tree(ours)?)?;
-    let workdir = repo
-        .workdir()
-        .ok_or_else(|| Error::Git("the repository has no work tree".into()))?;
-    let mut out = BTreeSet::new();
-    for e in merged.iter() {
-        let p = path_of(&e);
-        if !ours_files.contains_key(&p) && std::fs::symlink_metadata(workdir.join(&p)).is_ok() {
-            out.insert(p);
+/// The parent directories of a path, outermost first.
+pub fn parents(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(i, _)| &path[..i])
+}
+
+/// Refuses an index where a path is a file and a directory at once (at any stage): a file the
+/// user kept where the template now has a directory, or the reverse, or a committed symlink
+/// where a directory would be written through it. Returns the index's paths.
+pub fn check_file_dirs(index: &Index) -> Result<BTreeSet<String>> {
+    let merged: BTreeSet<String> = index.iter().map(|e| path_of(&e)).collect();
+    for p in &merged {
+        if let Some(file) = parents(p).find(|d| merged.contains(*d)) {
+            return Err(file_dir_clash(file, p));
         }
     }
-    Ok(out.into_iter().collect())
+    Ok(merged)
 }
 
-/// Leaves the repository mid-merge exactly as `git merge` does: the merged index and work tree
-/// (diff3 markers where conflicts remain), `MERGE_HEAD` = the render commit, `MERGE_MSG`,
-/// `MERGE_MODE` and `ORIG_HEAD`.
-pub fn write_merge_state(repo: &Repository, merged: &mut Merged, spec: &MergeSpec, message: &str) -> Result<()> {
-    let head = repo.head()?.peel_to_commit()?.id();
-    let git_dir = repo.path();
-    let write = |name: &str, text: String| -> Result<()> {
-        let p = git_dir.join(name);
-        std::fs::write(&p, text).map_err(|e| Error::io(p, e))
-    };
-    write("ORIG_HEAD", format!("{head}\n"))?;
-    write("MERGE_HEAD", format!("{}\n", spec.theirs))?;
-    write("MERGE_MODE", "no-ff".into())?;
-    write("MERGE_MSG", message.to_string())?;
-    let mut checkout = CheckoutBuilder::new();
-    checkout
-        .safe()
-        .allow_conflicts(true)
-        .conflict_style_diff3(true)
-        .ancestor_label(&spec.ancestor_label)
-        .our_label("your project")
-        .their_label(&spec.their_label);
-    if let Err(e) = repo.checkout_index(Some(&mut merged.index), Some(&mut checkout)) {
-        let _ = repo.cleanup_state();
-        return Err(e.into());
+fn file_dir_clash(file: &str, below: &str) -> Error {
+    Error::refused_with(
+        format!(
+            "`{file}` would be a file and a directory at once: the merge has both `{file}` and `{below}` (a file you kept where the template now has a directory, or the reverse; or a symlink)"
+        ),
+        format!("rename one of them and commit (e.g. git mv {file} {file}.mine && git commit), then update again"),
+    )
+}
+
+/// A copy of the merged index with its entries only. libgit2 keeps a record (the index's NAME
+/// extension) of each rename conflict, naming its stages; once a policy settled such a conflict
+/// the record points at entries that are gone, and writing or checking out the index fails.
+fn without_rename_records(index: &Index) -> Result<Index> {
+    let mut out = Index::new()?;
+    for e in index.iter() {
+        out.add(&e)?;
     }
-    Ok(())
+    Ok(out)
 }
 
-/// Commits the merge in progress (no conflicts left) with two parents: HEAD and `MERGE_HEAD`.
-pub fn commit_merge(repo: &Repository, theirs: Oid, message: &str) -> Result<Oid> {
-    let mut index = repo.index()?;
-    let tree = repo.find_tree(index.write_tree()?)?;
-    let head = repo.head()?.peel_to_commit()?;
-    let theirs = repo.find_commit(theirs)?;
-    let sig = crate::project::git::signature(repo)?;
-    let id = repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[&head, &theirs])?;
-    repo.cleanup_state()?;
-    Ok(id)
+/// The files the user renamed since the base: old path → new path.
+fn user_renames(repo: &Repository, base: &Tree, ours: &Tree) -> Result<BTreeMap<String, String>> {
+    let mut diff = repo.diff_tree_to_tree(Some(base), Some(ours), None)?;
+    diff.find_similar(Some(DiffFindOptions::new().renames(true)))?;
+    let path = |f: git2::DiffFile| f.path().map(|p| p.to_string_lossy().replace('\\', "/"));
+    Ok(diff
+        .deltas()
+        .filter(|d| d.status() == Delta::Renamed)
+        .filter_map(|d| Some((path(d.old_file())?, path(d.new_file())?)))
+        .collect())
+}
+
+/// Adds a blob at stage 0 of an index — refused when a file or directory of the index is in
+/// its way (an index would silently drop it).
+pub fn add_to_index(index: &mut Index, path: &str, id: Oid, mode: i32) -> Result<()> {
+    let below = format!("{path}/");
+    let clash = index
+        .iter()
+        .map(|e| path_of(&e))
+        .find(|p| p.starts_with(&below) || parents(path).any(|d| d == p));
+    if let Some(other) = clash {
+        let mut paths = BTreeSet::from([path.to_string(), other]);
+        let (a, b) = (
+            paths.pop_first().unwrap_or_default(),
+            paths.pop_first().unwrap_or_default(),
+        );
+        return Err(file_dir_clash(&a, &b));
+    }
+    index.add(&crate::project::git::index_entry(path, id, mode as u32, None))?;
+    Ok(())
 }

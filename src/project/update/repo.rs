@@ -1,56 +1,65 @@
 //! The project's repository as `update` finds it: the refusals (each says what to do, and nothing
 //! is changed), the record at HEAD, the pending render, `--abort` and `--restore`.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use git2::{Oid, Repository, RepositoryState, StatusOptions};
 
+use super::journal::Journal;
 use crate::error::{Error, Result};
-use crate::project::git::{PENDING_REF, signature};
+use crate::project::git::{PENDING_REF, clear_pending};
 use crate::project::record::{ProjectRecord, RECORD_FILE};
 
 fn refuse(msg: impl Into<String>) -> Error {
     Error::refused(msg)
 }
 
-/// Opens the project's repository; refuses anything but the root of a repository with commits.
-pub fn open(dir: &Path) -> Result<Repository> {
+/// Opens the repository that holds the project: its own, or a larger one it sits in (a
+/// monorepo). Returns the repository and the project's directory inside it (`""` at the root,
+/// `services/api` in a monorepo).
+pub fn open(dir: &Path) -> Result<(Repository, String)> {
     if !dir.is_dir() {
         return Err(refuse(format!("{} is not a directory", dir.display())));
     }
-    let repo = match Repository::open(dir) {
-        Ok(r) => r,
-        Err(_) => {
-            let hint = match Repository::discover(dir) {
-                Ok(outer) => format!(
-                    "it is inside the repository at {}; `stackwise update` works on a project at the root of its own repository",
-                    outer.workdir().unwrap_or(outer.path()).display()
-                ),
-                Err(_) => "it was generated with --no-git, or git was removed; put it under git first: git init && git add -A && git commit -m \"project\"".into(),
-            };
-            return Err(refuse(format!("{} is not a git repository: {hint}", dir.display())));
-        }
-    };
-    if repo.is_bare() {
+    let repo = Repository::discover(dir).map_err(|_| {
+        refuse(format!(
+            "{} is not a git repository: it was generated with --no-git, or git was removed; put it under git first: git init && git add -A && git commit -m \"project\"",
+            dir.display()
+        ))
+    })?;
+    let Some(workdir) = repo.workdir() else {
         return Err(refuse(format!(
             "{} is a bare repository; run update in a work tree",
             dir.display()
         )));
-    }
+    };
     if repo.head().ok().and_then(|h| h.target()).is_none() {
         return Err(refuse(format!(
             "the repository at {} has no commit yet; commit the project first",
             dir.display()
         )));
     }
-    Ok(repo)
+    let canon = |p: &Path| p.canonicalize().map_err(|e| Error::io(p, e));
+    let prefix = canon(dir)?
+        .strip_prefix(canon(workdir)?)
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .unwrap_or_default();
+    Ok((repo, prefix))
+}
+
+/// `prefix/rel`, or `rel` at the root.
+pub fn under(prefix: &str, rel: &str) -> String {
+    if prefix.is_empty() {
+        rel.to_string()
+    } else {
+        format!("{prefix}/{rel}")
+    }
 }
 
 /// Refuses a repository mid-merge, mid-rebase (or any operation in progress).
 pub fn check_state(repo: &Repository) -> Result<()> {
     let what = match repo.state() {
-        RepositoryState::Clean => return Ok(()),
+        RepositoryState::Clean => return check_journal(repo),
         RepositoryState::Merge if is_pending_merge(repo) => {
             return Err(refuse(
                 "an update is in progress: resolve the conflicts and `git commit`, or abort it with `stackwise update --abort`",
@@ -69,6 +78,18 @@ pub fn check_state(repo: &Repository) -> Result<()> {
         _ => "a git operation (bisect, am) is in progress: finish or abort it first",
     };
     Err(refuse(what))
+}
+
+/// Refuses a project where an update was interrupted (killed, or stopped by a failure that
+/// could not be undone): `update --abort` puts it back first.
+fn check_journal(repo: &Repository) -> Result<()> {
+    match Journal::read(repo)? {
+        Some(j) if !j.settled(repo) => Err(Error::refused_with(
+            "an earlier `stackwise update` was interrupted before it finished; the project may hold part of it",
+            "run `stackwise update --abort` to put the project back exactly as it was, then update again",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses uncommitted changes in the work tree or the index (untracked files are fine).
@@ -99,9 +120,9 @@ pub fn check_clean(repo: &Repository) -> Result<()> {
 }
 
 /// The record at HEAD.
-pub fn head_record(repo: &Repository) -> Result<ProjectRecord> {
+pub fn head_record(repo: &Repository, prefix: &str) -> Result<ProjectRecord> {
     let tree = repo.head()?.peel_to_tree()?;
-    let entry = tree.get_path(Path::new(RECORD_FILE)).map_err(|_| {
+    let entry = tree.get_path(Path::new(&under(prefix, RECORD_FILE))).map_err(|_| {
         refuse(format!(
             "no {RECORD_FILE} in the last commit: this project was not generated by stackwise (or the record was deleted: bring it back from history with `git log -- {RECORD_FILE}`)"
         ))
@@ -109,6 +130,39 @@ pub fn head_record(repo: &Repository) -> Result<ProjectRecord> {
     let blob = repo.find_blob(entry.id())?;
     let text = std::str::from_utf8(blob.content()).map_err(|_| refuse(format!("{RECORD_FILE} is not UTF-8 text")))?;
     ProjectRecord::parse(text)
+}
+
+/// The tree of the project's directory inside `tree` (itself at the root).
+pub fn subtree(repo: &Repository, tree: Oid, prefix: &str) -> Result<Oid> {
+    if prefix.is_empty() {
+        return Ok(tree);
+    }
+    let entry = repo.find_tree(tree)?.get_path(Path::new(prefix))?;
+    Ok(entry.id())
+}
+
+/// The repository's index for a project index: `full`'s entries outside the project, and the
+/// project's entries (conflict stages included) moved under `prefix`.
+pub fn lift_index(repo: &Repository, full: Oid, prefix: &str, project: &git2::Index) -> Result<git2::Index> {
+    let mut out = git2::Index::new()?;
+    out.read_tree(&repo.find_tree(full)?)?;
+    out.remove_dir(Path::new(prefix), 0)?;
+    for mut e in project.iter() {
+        e.path = under(prefix, &String::from_utf8_lossy(&e.path)).into_bytes();
+        e.flags = (e.flags & 0x3000) | (e.path.len().min(0xfff) as u16);
+        out.add(&e)?;
+    }
+    Ok(out)
+}
+
+/// [`lift_index`] for a tree.
+pub fn lift_tree(repo: &Repository, full: Oid, prefix: &str, project: Oid) -> Result<Oid> {
+    if prefix.is_empty() {
+        return Ok(project);
+    }
+    let mut index = git2::Index::new()?;
+    index.read_tree(&repo.find_tree(project)?)?;
+    Ok(lift_index(repo, full, prefix, &index)?.write_tree_to(repo)?)
 }
 
 /// The record inside a commit's tree, if any.
@@ -130,26 +184,13 @@ fn is_pending_merge(repo: &Repository) -> bool {
     pending.is_some() && merge_head(repo) == pending
 }
 
-pub fn set_pending(repo: &Repository, render: Oid) -> Result<()> {
-    repo.reference(PENDING_REF, render, true, "stackwise update: render to merge")?;
-    Ok(())
-}
-
-/// Removes `refs/stackwise/pending` (left by an earlier update); true when there was one.
-pub fn clear_pending(repo: &Repository) -> Result<bool> {
-    match repo.find_reference(PENDING_REF) {
-        Ok(mut r) => {
-            r.delete()?;
-            Ok(true)
-        }
-        Err(_) => Ok(false),
-    }
-}
-
 /// `stackwise update --abort`: undoes the merge an update left (as `git merge --abort`) and
 /// removes the pending render. Returns what was done.
 pub fn abort(dir: &Path) -> Result<String> {
-    let repo = open(dir)?;
+    let (repo, _) = open(dir)?;
+    if let Some(j) = Journal::read(&repo)? {
+        return abort_journal(&repo, &j);
+    }
     match repo.state() {
         RepositoryState::Merge if is_pending_merge(&repo) => {
             let head = repo.head()?.peel_to_commit()?;
@@ -173,11 +214,22 @@ pub fn abort(dir: &Path) -> Result<String> {
     }
 }
 
-fn workdir(repo: &Repository) -> Result<std::path::PathBuf> {
-    Ok(repo
-        .workdir()
-        .ok_or_else(|| Error::Git("the repository has no work tree".into()))?
-        .to_path_buf())
+/// `--abort` of an update that left its journal: mid-merge, or interrupted at any point.
+fn abort_journal(repo: &Repository, j: &Journal) -> Result<String> {
+    if j.settled(repo) {
+        Journal::remove(repo)?;
+        clear_pending(repo)?;
+        return Err(refuse(
+            "there is no update to abort: the last one was committed or aborted",
+        ));
+    }
+    if repo.state() == RepositoryState::Merge && !is_pending_merge(repo) {
+        return Err(refuse(
+            "the merge in progress was not started by `stackwise update`; use `git merge --abort`",
+        ));
+    }
+    j.roll_back(repo)?;
+    Ok(format!("aborted the update; the project is back at {}", short(j.head)))
 }
 
 /// The render's entry for `--restore PATH`: a file of the render that the project lacks.
@@ -190,64 +242,19 @@ pub fn restorable<'t>(ours: &git2::Tree, render: &'t git2::Tree, p: &str) -> Res
             "--restore {p}: your project has this file; --restore only brings back files you deleted"
         )));
     }
-    Ok(entry)
-}
-
-/// Writes the render's version of each path into the work tree and the index. Each path must be
-/// a file of the render that the project does not have.
-pub fn restore(repo: &Repository, render_tree: Oid, paths: &BTreeSet<String>) -> Result<()> {
-    let tree = repo.find_tree(render_tree)?;
-    let head = repo.head()?.peel_to_tree()?;
-    let workdir = workdir(repo)?;
-    let mut index = repo.index()?;
-    for p in paths {
-        let entry = restorable(&head, &tree, p)?;
-        let dest = workdir.join(p);
-        if std::fs::symlink_metadata(&dest).is_ok() {
+    // Nothing is written through a committed symlink (or below a file).
+    let parents = p.match_indices('/').map(|(i, _)| &p[..i]);
+    for d in parents {
+        if ours
+            .get_path(Path::new(d))
+            .is_ok_and(|e| e.kind() != Some(git2::ObjectType::Tree))
+        {
             return Err(refuse(format!(
-                "--restore {p}: an untracked file is in the way; move it away first"
+                "--restore {p}: `{d}` is a file or symlink in your project; nothing is written through it"
             )));
         }
-        let blob = repo.find_blob(entry.id())?;
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        }
-        std::fs::write(&dest, blob.content()).map_err(|e| Error::io(&dest, e))?;
-        #[cfg(unix)]
-        if entry.filemode() == 0o100755 {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).map_err(|e| Error::io(&dest, e))?;
-        }
-        index.add_path(Path::new(p))?;
     }
-    index.write()?;
-    Ok(())
-}
-
-/// Commits the index on top of HEAD (one parent).
-pub fn commit_index(repo: &Repository, message: &str) -> Result<Oid> {
-    let mut index = repo.index()?;
-    let tree = repo.find_tree(index.write_tree()?)?;
-    let head = repo.head()?.peel_to_commit()?;
-    let sig = signature(repo)?;
-    Ok(repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[&head])?)
-}
-
-/// Commits the given paths (those that exist) on top of HEAD when they change anything.
-pub fn commit_paths(repo: &Repository, paths: &[String], message: &str) -> Result<Option<Oid>> {
-    let workdir = workdir(repo)?;
-    let mut index = repo.index()?;
-    for p in paths {
-        if workdir.join(p).is_file() {
-            index.add_path(Path::new(p))?;
-        }
-    }
-    index.write()?;
-    let head = repo.head()?.peel_to_commit()?;
-    if index.write_tree()? == head.tree_id() {
-        return Ok(None);
-    }
-    commit_index(repo, message).map(Some)
+    Ok(entry)
 }
 
 pub fn short(id: Oid) -> String {

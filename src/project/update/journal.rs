@@ -1,0 +1,180 @@
+//! The journal of an update being written: what the project was before (HEAD, `ORIG_HEAD`), the
+//! render being merged, and every path and directory the update creates that did not exist. It
+//! is written (atomically) before the work tree is touched and removed when the update is done,
+//! so after any interruption — Ctrl-C, SIGTERM, SIGKILL in the middle of a checkout —
+//! `update --abort` can put back exactly what was there and remove exactly what the update
+//! wrote, never a file of the user's own.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use git2::{Oid, Repository};
+
+use crate::error::{Error, Result};
+
+/// The journal's file, inside the git directory.
+const FILE: &str = "stackwise-update";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Journal {
+    /// HEAD before the update (before the move-only commit, if any).
+    pub head: Oid,
+    /// The render commit being merged.
+    pub render: Oid,
+    /// `ORIG_HEAD` before the update (the merge rewrites it).
+    pub orig_head: Option<String>,
+    /// Files the update creates (none of them existed).
+    pub new_files: BTreeSet<String>,
+    /// Directories the update creates (none of them existed), to remove when empty.
+    pub new_dirs: BTreeSet<String>,
+}
+
+fn path(repo: &Repository) -> PathBuf {
+    repo.path().join(FILE)
+}
+
+fn io(p: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::io(p, e)
+}
+
+impl Journal {
+    /// The journal of an update from `head` merging `render` that creates `new_files`.
+    pub fn new(repo: &Repository, head: Oid, render: Oid, new_files: BTreeSet<String>) -> Journal {
+        let workdir = repo.workdir().unwrap_or(repo.path());
+        let mut new_dirs = BTreeSet::new();
+        for f in &new_files {
+            let mut dir = Path::new(f).parent();
+            while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
+                if std::fs::symlink_metadata(workdir.join(d)).is_err() {
+                    new_dirs.insert(d.to_string_lossy().into_owned());
+                }
+                dir = d.parent();
+            }
+        }
+        let orig_head = std::fs::read_to_string(repo.path().join("ORIG_HEAD")).ok();
+        Journal {
+            head,
+            render,
+            orig_head,
+            new_files,
+            new_dirs,
+        }
+    }
+
+    /// Writes the journal: a temporary file renamed into place, so it is whole or absent.
+    pub fn write(&self, repo: &Repository) -> Result<()> {
+        let mut text = format!("head {}\nrender {}\n", self.head, self.render);
+        if let Some(o) = &self.orig_head {
+            text.push_str(&format!("orig_head {}\n", o.trim()));
+        }
+        for f in &self.new_files {
+            text.push_str(&format!("file {f}\n"));
+        }
+        for d in &self.new_dirs {
+            text.push_str(&format!("dir {d}\n"));
+        }
+        let (p, tmp) = (path(repo), repo.path().join(format!("{FILE}.tmp")));
+        std::fs::write(&tmp, text).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &p).map_err(io(&p))
+    }
+
+    /// The journal of an update that did not finish, if any.
+    pub fn read(repo: &Repository) -> Result<Option<Journal>> {
+        let p = path(repo);
+        let text = match std::fs::read_to_string(&p) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&p, e)),
+        };
+        let bad = || Error::Git(format!("{} is damaged; remove it and run `git status`", p.display()));
+        let mut j = Journal {
+            head: Oid::zero(),
+            render: Oid::zero(),
+            orig_head: None,
+            new_files: BTreeSet::new(),
+            new_dirs: BTreeSet::new(),
+        };
+        for line in text.lines() {
+            let (key, value) = line.split_once(' ').ok_or_else(bad)?;
+            match key {
+                "head" => j.head = Oid::from_str(value).map_err(|_| bad())?,
+                "render" => j.render = Oid::from_str(value).map_err(|_| bad())?,
+                "orig_head" => j.orig_head = Some(format!("{value}\n")),
+                "file" => drop(j.new_files.insert(value.to_string())),
+                "dir" => drop(j.new_dirs.insert(value.to_string())),
+                _ => return Err(bad()),
+            }
+        }
+        if j.head.is_zero() {
+            return Err(bad());
+        }
+        Ok(Some(j))
+    }
+
+    /// Whether the update this journal describes was finished by the user (`git commit` of the
+    /// merge it left): HEAD descends from the render.
+    pub fn finished(&self, repo: &Repository) -> bool {
+        let Ok(head) = repo.head().and_then(|h| h.peel_to_commit()) else {
+            return false;
+        };
+        head.parent_ids().any(|p| p == self.render) || repo.graph_descendant_of(head.id(), self.render).unwrap_or(false)
+    }
+
+    /// Whether the update was undone without stackwise (`git merge --abort`, or killed before it
+    /// touched anything): HEAD where it was, nothing in progress, a clean index and work tree,
+    /// and none of the update's new files there.
+    pub fn abandoned(&self, repo: &Repository) -> bool {
+        let head = repo.head().ok().and_then(|h| h.target());
+        let workdir = repo.workdir().unwrap_or(repo.path());
+        let mut opts = git2::StatusOptions::new();
+        opts.include_untracked(false).exclude_submodules(true);
+        head == Some(self.head)
+            && repo.state() == git2::RepositoryState::Clean
+            && repo.statuses(Some(&mut opts)).is_ok_and(|s| s.is_empty())
+            && !self
+                .new_files
+                .iter()
+                .any(|f| std::fs::symlink_metadata(workdir.join(f)).is_ok())
+    }
+
+    /// The update is over one way or the other (committed, or abandoned): nothing to undo.
+    pub fn settled(&self, repo: &Repository) -> bool {
+        self.finished(repo) || self.abandoned(repo)
+    }
+
+    /// Puts the project back as it was before the update: branch, index and work tree at the
+    /// old HEAD, the update's new files and directories gone, `ORIG_HEAD` and the merge state
+    /// as before, the journal removed.
+    pub fn roll_back(&self, repo: &Repository) -> Result<()> {
+        crate::project::git::reset_hard(repo, self.head)?;
+        let workdir = repo.workdir().unwrap_or(repo.path()).to_path_buf();
+        let tracked = repo.find_commit(self.head)?.tree()?;
+        for f in &self.new_files {
+            let p = workdir.join(f);
+            let is_file = std::fs::symlink_metadata(&p).is_ok_and(|m| !m.is_dir());
+            if is_file && tracked.get_path(Path::new(f)).is_err() {
+                std::fs::remove_file(&p).map_err(io(&p))?;
+            }
+        }
+        // Deepest first, and only when empty: a user's file put there since stays.
+        for d in self.new_dirs.iter().rev() {
+            let _ = std::fs::remove_dir(workdir.join(d));
+        }
+        repo.cleanup_state()?;
+        let orig = repo.path().join("ORIG_HEAD");
+        match &self.orig_head {
+            Some(text) => std::fs::write(&orig, text).map_err(io(&orig))?,
+            None => drop(std::fs::remove_file(&orig)),
+        }
+        crate::project::git::clear_pending(repo)?;
+        Journal::remove(repo)
+    }
+
+    pub fn remove(repo: &Repository) -> Result<()> {
+        let p = path(repo);
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&p, e)),
+            _ => Ok(()),
+        }
+    }
+}

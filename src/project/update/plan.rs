@@ -1,0 +1,571 @@
+//! Computed first: everything an update will do, worked out in memory before anything is
+//! written (SPEC §7.1) — answers, the render commit object, the base, the relocation of a
+//! growing layout, the merged index, the report and the re-lock commands. Git objects may be
+//! written (unreferenced until the writer applies the plan); no file, index or ref is.
+//! `--dry-run` and `--check` are this computation, printed; [`super::apply`] writes it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use git2::{Index, Oid, Repository};
+use serde_json::Map;
+
+use super::base::{find_base, same_render};
+use super::merge::{self, MergeSpec, Merged};
+use super::report::{FileReport, FileStatus};
+use super::{Change, Side, UpdateOutcome, UpdateRequest, UpdateStatus, answers, evolve, repo, skip};
+use crate::error::{Error, Result};
+use crate::project::git;
+use crate::project::install::{self, Step};
+use crate::project::record::{self, ProjectRecord, TemplateInfo};
+use crate::template::names::ProjectName;
+use crate::template::paths::check_relative_path;
+use crate::template::prompter::Prompter;
+use crate::template::source::TemplateSource;
+use crate::template::{Rendered, Template, answers as template_answers, parse_sets, render_project};
+
+/// An update, computed.
+pub struct Plan {
+    /// The report: what the update does (or, for `--dry-run`, would do).
+    pub outcome: UpdateOutcome,
+    /// HEAD when the plan was made.
+    pub head: Oid,
+    /// The project's directory in its repository (`""` at the root; a monorepo's
+    /// `services/api`). The report's paths are relative to it, the work's to the repository.
+    pub prefix: String,
+    pub work: Work,
+}
+
+/// What the writer has to write.
+pub enum Work {
+    /// Up to date: nothing.
+    Nothing,
+    /// `--restore` alone: HEAD's tree with the restored files.
+    Restore {
+        tree: Oid,
+        message: String,
+        new_files: BTreeSet<String>,
+    },
+    Merge(Box<MergeWork>),
+}
+
+/// A merge to write.
+pub struct MergeWork {
+    /// The new render commit (`MERGE_HEAD`, kept alive by `refs/stackwise/pending`).
+    pub render: Oid,
+    /// The move-only commit of a growing layout: its tree and message.
+    pub moves: Option<(Oid, String)>,
+    /// The merged index that was reported (conflicts as stages 1/2/3).
+    pub index: Index,
+    /// Its tree, when there is no conflict: exactly what the merge commit holds.
+    pub tree: Option<Oid>,
+    pub message: String,
+    pub ancestor_label: String,
+    pub their_label: String,
+    pub steps: Vec<Step>,
+    /// Paths the update creates in the work tree (none exists yet).
+    pub new_files: BTreeSet<String>,
+}
+
+/// The user's input, checked before any template is fetched.
+struct Inputs {
+    sets: Map<String, serde_json::Value>,
+    restore: BTreeSet<String>,
+    skip: skip::Patterns,
+    source: TemplateSource,
+}
+
+fn refuse(msg: impl Into<String>) -> Error {
+    Error::refused(msg)
+}
+
+fn read_inputs(req: &UpdateRequest, rec: &ProjectRecord) -> Result<Inputs> {
+    let mut sets = match &req.answers_file {
+        Some(p) => template_answers::load_file(p)?.answers,
+        None => Map::new(),
+    };
+    sets.extend(parse_sets(&req.sets)?);
+    let restore: BTreeSet<String> = req
+        .restore
+        .iter()
+        .map(|p| p.trim_end_matches('/').to_string())
+        .collect();
+    for p in &restore {
+        check_relative_path(p).map_err(|why| refuse(format!("--restore {p}: {why}")))?;
+    }
+    let skip = skip::Patterns::parse(&rec.skip)?;
+    let mut source = req.template.clone().unwrap_or_else(|| rec.info.source());
+    if let Some(rev) = &req.to {
+        match &mut source {
+            TemplateSource::Git { reference, .. } => *reference = Some(rev.clone()),
+            _ => {
+                return Err(refuse(format!(
+                    "--to {rev} needs a git template source; {} is not one (use --template DIR for another local copy)",
+                    source.describe()
+                )));
+            }
+        }
+    }
+    Ok(Inputs {
+        sets,
+        restore,
+        skip,
+        source,
+    })
+}
+
+/// Loads a template for an update; a source that cannot be read is a refusal.
+fn load_template(source: &TemplateSource) -> Result<Template> {
+    Template::load(source).map_err(|e| match e {
+        Error::Source { .. } | Error::Io { .. } | Error::InvalidValue { .. } => Error::refused_with(
+            format!("the template source {} cannot be read: {e}", source.describe()),
+            "check the path or URL, or pass --template SRC to use another copy",
+        ),
+        other => other,
+    })
+}
+
+/// The new render: preset and layout, carried-over answers, `.stackwise.toml`.
+fn render_new(
+    template: &Template,
+    info: &TemplateInfo,
+    req: &UpdateRequest,
+    rec: &ProjectRecord,
+    sets: Map<String, serde_json::Value>,
+    prompter: &mut dyn Prompter,
+    notes: &mut Vec<String>,
+) -> Result<Rendered> {
+    let (preset, layout) = super::choose_preset(template, req, rec, notes)?;
+    let name = ProjectName::parse(&rec.name)?;
+    let change = answers::PresetChange {
+        name: &name,
+        old_layout: &rec.layout,
+        old_preset: rec.preset.as_deref(),
+        new_preset: preset.as_deref(),
+    };
+    let (carried, answer_notes) = answers::carry_over(template, &rec.answers, rec.info.version.as_deref(), &change)?;
+    notes.extend(answer_notes);
+    let mut rendered = render_project(template, name, preset, layout, sets, carried, prompter)?;
+    record::add_to(&mut rendered, template, info, Some(&rec.update));
+    Ok(rendered)
+}
+
+/// The trees of a growing layout (SPEC §6.2): HEAD and the base relocated the same way, and
+/// the move-only commit's tree and message.
+struct Relocation {
+    base: Oid,
+    ours: Oid,
+    moved: Vec<FileReport>,
+    commit: Option<(Oid, String)>,
+}
+
+fn relocate(
+    repo: &Repository,
+    template: &Template,
+    rec: &ProjectRecord,
+    rendered: &Rendered,
+    (base, ours): (Oid, Oid),
+    notes: &mut Vec<String>,
+) -> Result<Relocation> {
+    let none = Relocation {
+        base,
+        ours,
+        moved: Vec::new(),
+        commit: None,
+    };
+    if rendered.layout == rec.layout {
+        return Ok(none);
+    }
+    let layouts = &template.manifest.layouts;
+    let keys =
+        |t: Oid| -> Result<BTreeSet<String>> { Ok(merge::tree_files(&repo.find_tree(t)?)?.into_keys().collect()) };
+    let moves = evolve::plan(
+        &layouts[&rec.layout],
+        &layouts[&rendered.layout],
+        &keys(base)?,
+        &keys(ours)?,
+    );
+    if !moves.stays.is_empty() {
+        notes.push(format!(
+            "your files outside the service stay where they are: {}",
+            moves.stays.join(", ")
+        ));
+    }
+    if moves.renames.is_empty() {
+        return Ok(none);
+    }
+    notes.push(format!(
+        "first a move-only commit of {} files (e.g. {} → {})",
+        moves.renames.len(),
+        moves.renames.keys().next().map_or("", String::as_str),
+        moves.renames.values().next().map_or("", String::as_str)
+    ));
+    let ours = evolve::relocate(repo, ours, &moves)?;
+    Ok(Relocation {
+        base: evolve::relocate(repo, base, &moves)?,
+        ours,
+        moved: moves.reports(),
+        commit: Some((ours, move_message(rendered))),
+    })
+}
+
+fn move_message(rendered: &Rendered) -> String {
+    format!(
+        "stackwise: move the service for the {} layout\n\nA move-only commit before the update to {}: every file keeps its content, so\n`git log --follow` and blame keep their history.\n",
+        rendered.layout,
+        rendered.preset.as_deref().unwrap_or(&rendered.layout)
+    )
+}
+
+/// Computes the update `req` asks for; writes no file, index or ref.
+pub fn compute(req: &UpdateRequest, prompter: &mut dyn Prompter) -> Result<(Repository, Plan)> {
+    let (repo, prefix) = repo::open(&req.dir)?;
+    repo::check_state(&repo)?;
+    repo::check_clean(&repo)?;
+    let rec = repo::head_record(&repo, &prefix)?;
+    let inputs = read_inputs(req, &rec)?;
+    let template = load_template(&inputs.source)?;
+    let info = TemplateInfo::of(&template, &inputs.source);
+    let mut notes = Vec::new();
+    let rendered = render_new(&template, &info, req, &rec, inputs.sets.clone(), prompter, &mut notes)?;
+    let (head, full_tree) = {
+        let c = repo.head()?.peel_to_commit()?;
+        (c.id(), c.tree_id())
+    };
+    let head_tree = repo::subtree(&repo, full_tree, &prefix)?;
+    let root = repo.workdir().unwrap_or(repo.path()).join(&prefix);
+    let (base, base_note) = find_base(&repo, head, &rec)?;
+    notes.extend(base_note);
+    let render_msg = git::render_message(&info, &rendered.layout, rendered.preset.as_deref());
+    let render = git::write_render_commit(&repo, &rendered.files, &render_msg, Some(base))?;
+    let base_tree = repo.find_commit(base)?.tree_id();
+    let reloc = relocate(&repo, &template, &rec, &rendered, (base_tree, head_tree), &mut notes)?;
+    let mut outcome = UpdateOutcome::new(&rec, &info, &rendered, notes, req);
+    let render_tree = repo.find_commit(render)?.tree_id();
+    let work = if same_render(&repo, reloc.base, render_tree)? {
+        restore_only(&repo, (head_tree, &root), render_tree, &inputs.restore, &mut outcome)?
+    } else {
+        let side = repo::record_at(&repo, base).map_or_else(|| rec.info.clone(), |r| r.info);
+        let ctx = MergeContext {
+            repo: &repo,
+            head: head_tree,
+            root: &root,
+            render,
+            rendered: &rendered,
+            inputs: &inputs,
+            labels: (describe(&side), describe(&info)),
+        };
+        Work::Merge(Box::new(plan_merge(&ctx, reloc, &mut outcome)?))
+    };
+    let work = lift(&repo, full_tree, &prefix, work)?;
+    Ok((
+        repo,
+        Plan {
+            outcome,
+            head,
+            prefix,
+            work,
+        },
+    ))
+}
+
+struct MergeContext<'a> {
+    repo: &'a Repository,
+    head: Oid,
+    /// The project's directory in the work tree.
+    root: &'a Path,
+    render: Oid,
+    rendered: &'a Rendered,
+    inputs: &'a Inputs,
+    /// How the base and the new render are named in conflict markers.
+    labels: (String, String),
+}
+
+/// `--restore` alone (the template did not change): the current render's version of the files.
+fn restore_only(
+    repo: &Repository,
+    (head, root): (Oid, &Path),
+    render: Oid,
+    restore: &BTreeSet<String>,
+    outcome: &mut UpdateOutcome,
+) -> Result<Work> {
+    if restore.is_empty() {
+        return Ok(Work::Nothing);
+    }
+    let mut index = Index::new()?;
+    index.read_tree(&repo.find_tree(head)?)?;
+    let mut files = Vec::new();
+    add_restored(repo, &mut index, head, render, restore, &mut files)?;
+    let tree = index.write_tree_to(repo)?;
+    check_writable(repo, &index, head, root)?;
+    outcome.status = UpdateStatus::Clean;
+    outcome.files = files;
+    let list: Vec<&str> = restore.iter().map(String::as_str).collect();
+    Ok(Work::Restore {
+        tree,
+        message: format!("stackwise: restore {} from the template\n", list.join(", ")),
+        new_files: restore.clone(),
+    })
+}
+
+/// The render's version of each `--restore` path that no merge conflict brought up.
+fn add_restored(
+    repo: &Repository,
+    index: &mut Index,
+    ours: Oid,
+    render: Oid,
+    restore: &BTreeSet<String>,
+    files: &mut Vec<FileReport>,
+) -> Result<()> {
+    let (ours, render) = (repo.find_tree(ours)?, repo.find_tree(render)?);
+    for p in restore {
+        if files.iter().any(|f| &f.path == p) {
+            continue;
+        }
+        let entry = repo::restorable(&ours, &render, p)?;
+        merge::add_to_index(index, p, entry.id(), entry.filemode())?;
+        files.push(FileReport::new(p.as_str(), FileStatus::Added));
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(())
+}
+
+/// The merged index and its report: git's merge with the policies, `--restore`d files, and
+/// the moves of a growing layout.
+fn merged(ctx: &MergeContext, reloc: &Relocation) -> Result<(Merged, [String; 2])> {
+    let repo = ctx.repo;
+    let once: BTreeSet<&str> = ctx
+        .rendered
+        .files
+        .iter()
+        .filter(|f| f.update_once)
+        .map(|f| f.path.as_str())
+        .collect();
+    let skip = |p: &str| once.contains(p) || ctx.inputs.skip.is_match(p);
+    let (ancestor, theirs) = &ctx.labels;
+    let spec = MergeSpec {
+        base: reloc.base,
+        theirs: ctx.render,
+        skip: &skip,
+        restore: &ctx.inputs.restore,
+        their_label: format!("template {theirs}"),
+        ancestor_label: format!("last render {ancestor}"),
+    };
+    let Merged { mut index, mut files } = merge::merge_in_memory(repo, reloc.ours, &spec)?;
+    let render_tree = repo.find_commit(ctx.render)?.tree_id();
+    let restore = &ctx.inputs.restore;
+    add_restored(repo, &mut index, reloc.ours, render_tree, restore, &mut files)?;
+    // A moved file is reported as renamed when the merge keeps it where it moved and says
+    // nothing else about it.
+    let kept: BTreeSet<Vec<u8>> = index.iter().map(|e| e.path).collect();
+    for m in &reloc.moved {
+        let mentioned = files
+            .iter()
+            .any(|f| f.path == m.path || f.from.as_deref() == Some(&m.path));
+        if !mentioned && kept.contains(m.path.as_bytes()) {
+            files.push(m.clone());
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((Merged { index, files }, [spec.ancestor_label, spec.their_label]))
+}
+
+fn plan_merge(ctx: &MergeContext, reloc: Relocation, outcome: &mut UpdateOutcome) -> Result<MergeWork> {
+    let repo = ctx.repo;
+    let (Merged { mut index, files }, [ancestor_label, their_label]) = merged(ctx, &reloc)?;
+    let new_files = check_writable(repo, &index, ctx.head, ctx.root)?;
+    let conflicts = files.iter().any(|f| f.status == FileStatus::Conflict);
+    outcome.status = if conflicts {
+        UpdateStatus::Conflicts
+    } else {
+        UpdateStatus::Clean
+    };
+    outcome.files = files;
+    let steps = install::steps_for(&changed_dependency_manifests(repo, reloc.ours, &index)?);
+    outcome.relock = steps.iter().map(relock_command).collect();
+    Ok(MergeWork {
+        render: ctx.render,
+        moves: reloc.commit,
+        tree: if conflicts {
+            None
+        } else {
+            Some(index.write_tree_to(repo)?)
+        },
+        index,
+        message: outcome.merge_message(),
+        ancestor_label,
+        their_label,
+        steps,
+        new_files,
+    })
+}
+
+/// The work in repository terms: for a project in a subdirectory of a larger repository, the
+/// project's trees, index and new paths moved under its directory (the rest of the repository
+/// as HEAD has it).
+fn lift(repo: &Repository, full: Oid, prefix: &str, work: Work) -> Result<Work> {
+    if prefix.is_empty() {
+        return Ok(work);
+    }
+    let paths = |set: BTreeSet<String>| set.iter().map(|p| repo::under(prefix, p)).collect();
+    Ok(match work {
+        Work::Nothing => Work::Nothing,
+        Work::Restore {
+            tree,
+            message,
+            new_files,
+        } => Work::Restore {
+            tree: repo::lift_tree(repo, full, prefix, tree)?,
+            message,
+            new_files: paths(new_files),
+        },
+        Work::Merge(mut m) => {
+            m.index = repo::lift_index(repo, full, prefix, &m.index)?;
+            m.tree = m.tree.map(|t| repo::lift_tree(repo, full, prefix, t)).transpose()?;
+            if let Some((t, _)) = &mut m.moves {
+                *t = repo::lift_tree(repo, full, prefix, *t)?;
+            }
+            m.new_files = paths(std::mem::take(&mut m.new_files));
+            Work::Merge(m)
+        }
+    })
+}
+
+/// Every entry of a tree that is not a tree (files, symlinks, submodule gitlinks), by path.
+pub fn tree_paths(repo: &Repository, tree: Oid) -> Result<BTreeMap<String, i32>> {
+    let mut out = BTreeMap::new();
+    repo.find_tree(tree)?
+        .walk(git2::TreeWalkMode::PreOrder, |root, entry| {
+            if entry.kind() != Some(git2::ObjectType::Tree)
+                && let Some(name) = entry.name()
+            {
+                out.insert(format!("{root}{name}"), entry.filemode());
+            }
+            git2::TreeWalkResult::Ok
+        })?;
+    Ok(out)
+}
+
+/// Checks that the merged index can be written as it is, and returns the paths it creates.
+/// Refused (exit 2, naming the path), never silently dropped: a path that is a file on one side
+/// and a directory on the other (a kept file where the template now has a directory, or the
+/// reverse; a committed symlink where a directory would be written through it), and an
+/// untracked or ignored file, directory or symlink at a new path or at one of its parents.
+fn check_writable(repo: &Repository, index: &Index, head: Oid, root: &Path) -> Result<BTreeSet<String>> {
+    let merged = merge::check_file_dirs(index)?;
+    let tracked = tree_paths(repo, head)?;
+    let workdir = root;
+    let mut in_the_way = BTreeSet::new();
+    let mut new_files = BTreeSet::new();
+    for p in merged.iter().filter(|p| !tracked.contains_key(*p)) {
+        new_files.insert(p.clone());
+        let blocked = merge::parents(p)
+            .filter(|d| !tracked.contains_key(*d))
+            .find(|d| std::fs::symlink_metadata(workdir.join(d)).is_ok_and(|m| !m.is_dir()));
+        if let Some(d) = blocked {
+            in_the_way.insert(d.to_string());
+        } else if std::fs::symlink_metadata(workdir.join(p)).is_ok() {
+            in_the_way.insert(p.clone());
+        }
+    }
+    if !in_the_way.is_empty() {
+        let list: Vec<&str> = in_the_way.iter().map(String::as_str).collect();
+        return Err(refuse(format!(
+            "untracked files are where the template's new files go ({}): move them away or commit them first (ignored files and symlinks count too)",
+            list.join(", ")
+        )));
+    }
+    Ok(new_files)
+}
+
+/// `pyproject.toml` / `package.json` that the merge changes.
+fn changed_dependency_manifests(repo: &Repository, ours: Oid, merged: &Index) -> Result<Vec<String>> {
+    let ours = merge::tree_files(&repo.find_tree(ours)?)?;
+    Ok(merged
+        .iter()
+        .filter(|e| e.flags & 0x3000 == 0)
+        .map(|e| (String::from_utf8_lossy(&e.path).into_owned(), e.id))
+        .filter(|(p, _)| p.ends_with("pyproject.toml") || p.ends_with("package.json"))
+        .filter(|(p, id)| ours.get(p).map(|(o, _)| o) != Some(id))
+        .map(|(p, _)| p)
+        .collect())
+}
+
+fn relock_command(step: &Step) -> String {
+    let cmd = match step.program.as_str() {
+        "uv" => "uv lock",
+        _ => "npm install --package-lock-only --ignore-scripts",
+    };
+    if step.dir == "." {
+        cmd.to_string()
+    } else {
+        format!("(cd {} && {cmd})", step.dir)
+    }
+}
+
+fn short_revision(r: &str) -> String {
+    let r = r.strip_prefix("sha256:").unwrap_or(r);
+    r.chars().take(12).collect()
+}
+
+/// A side of an update in a few words: `1.2.0 (abcdef012345)`.
+pub fn describe(info: &TemplateInfo) -> String {
+    match &info.version {
+        Some(v) => format!("{v} ({})", short_revision(&info.revision)),
+        None => short_revision(&info.revision),
+    }
+}
+
+impl UpdateOutcome {
+    fn new(
+        rec: &ProjectRecord,
+        info: &TemplateInfo,
+        rendered: &Rendered,
+        notes: Vec<String>,
+        req: &UpdateRequest,
+    ) -> Self {
+        let changed = |a: &str, b: &str| (a != b).then(|| Change::new(a, b));
+        let old_preset = rec.preset.as_deref().unwrap_or("none");
+        UpdateOutcome {
+            status: UpdateStatus::UpToDate,
+            from: Side::from(&TemplateInfo::clone(&rec.info)),
+            to: Side::from(info),
+            preset: changed(old_preset, rendered.preset.as_deref().unwrap_or("none")),
+            layout: changed(&rec.layout, &rendered.layout),
+            files: Vec::new(),
+            commit: None,
+            notes,
+            relock: Vec::new(),
+            install: Vec::new(),
+            dry_run: req.dry_run || req.check,
+            merge_in_progress: false,
+        }
+    }
+
+    /// `1.0.0 (abc) -> 2.0.0 (def)`, with the preset or layout change when there is one.
+    pub fn headline(&self) -> String {
+        let side = |s: &Side| match &s.version {
+            Some(v) => format!("{v} ({})", short_revision(&s.revision)),
+            None => short_revision(&s.revision),
+        };
+        let mut out = format!("{} -> {}", side(&self.from), side(&self.to));
+        if let Some(p) = &self.preset {
+            out.push_str(&format!(", preset {} -> {}", p.from, p.to));
+        }
+        if let Some(l) = &self.layout {
+            out.push_str(&format!(", layout {} -> {}", l.from, l.to));
+        }
+        out
+    }
+
+    fn merge_message(&self) -> String {
+        format!(
+            "stackwise update: {} {}\n\nMerges the template's new render into the project.\n\n{}: {} -> {}\n",
+            self.to.template,
+            self.headline(),
+            git::UPDATE_TRAILER,
+            self.from.revision,
+            self.to.revision
+        )
+    }
+}

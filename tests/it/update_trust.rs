@@ -1,0 +1,561 @@
+//! `update` you can trust (SPEC §7.1): what it reports is what it did, on projects as they are
+//! in the wild. Each test drives the binary on real git repositories and a small fixture
+//! template written in two versions; each guards a defect that once failed silently.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{git, stackwise, write};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// A version of the fixture template: `files` are the component's files (path, text).
+pub fn template(root: &Path, version: &str, files: &[(&str, &str)], manifest_tail: &str) {
+    let _ = std::fs::remove_dir_all(root);
+    write(
+        root,
+        "stackwise.toml",
+        format!(
+            "[template]\nname = \"tr\"\nversion = \"{version}\"\n\n[[variables]]\nname = \"greeting\"\ntype = \"string\"\ndefault = \"hello\"\n\n[layouts.single]\nmounts = [{{ component = \"app\", at = \".\" }}]\n{manifest_tail}"
+        ),
+    );
+    write(root, "components/app/component.toml", "# the only component\n");
+    for (p, text) in files {
+        write(root, &format!("components/app/{p}"), text);
+    }
+    write(
+        root,
+        "presets/basic.toml",
+        "id = \"basic\"\ntitle = \"Basic\"\nlayout = \"single\"\nsummary = \"s\"\nrationale = \"r\"\ndefault = true\n",
+    );
+    write(
+        root,
+        "presets/blue.toml",
+        "id = \"blue\"\ntitle = \"Blue\"\nlayout = \"single\"\nsummary = \"s\"\nrationale = \"r\"\n[options]\ngreeting = \"hi\"\n",
+    );
+}
+
+/// `stackwise new NAME --yes ARGS… -o OUT --template TPL`, expected to succeed; the project.
+pub fn generate(out: &Path, name: &str, tpl: &Path, args: &[&str]) -> PathBuf {
+    stackwise()
+        .args(["new", name, "--yes"])
+        .args(args)
+        .arg("-o")
+        .arg(out)
+        .arg("--template")
+        .arg(tpl)
+        .assert()
+        .success();
+    out.join(name)
+}
+
+pub struct Project {
+    pub tmp: TempDir,
+    pub dir: PathBuf,
+    pub v2: PathBuf,
+}
+
+/// A project generated (with git) from a template holding `v1`; `v2` written beside it.
+pub fn project(v1: &[(&str, &str)], v2: &[(&str, &str)]) -> Project {
+    let tmp = TempDir::new().unwrap();
+    let (t1, t2) = (tmp.path().join("v1"), tmp.path().join("v2"));
+    template(&t1, "1.0.0", v1, "");
+    template(&t2, "2.0.0", v2, "");
+    let dir = generate(tmp.path(), "demo", &t1, &[]);
+    Project { tmp, dir, v2: t2 }
+}
+
+impl Project {
+    pub fn update(&self) -> assert_cmd::Command {
+        let mut c = stackwise();
+        c.arg("update")
+            .arg(&self.dir)
+            .arg("--template")
+            .arg(&self.v2)
+            .arg("--yes");
+        c
+    }
+
+    pub fn commit(&self, message: &str) {
+        git(&self.dir, &["add", "-A"]);
+        git(&self.dir, &["commit", "-q", "-m", message]);
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        write(&self.dir, rel, text);
+    }
+}
+
+/// Everything an update may change: every path of the work tree (kind, mode, content or link
+/// target, directories included), the index stage by stage, every ref, and git's merge state.
+pub fn state(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.file_name() != ".git")
+        .filter_map(Result::ok)
+    {
+        let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+        let meta = std::fs::symlink_metadata(e.path()).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let what = if meta.file_type().is_symlink() {
+            format!("link -> {}", std::fs::read_link(e.path()).unwrap().display())
+        } else if meta.is_dir() {
+            "dir".into()
+        } else {
+            let bytes = std::fs::read(e.path()).unwrap();
+            format!("{:o} {}", meta.permissions().mode(), String::from_utf8_lossy(&bytes))
+        };
+        out.push(format!("{rel}: {what}"));
+    }
+    let text = |args: &[&str]| String::from_utf8_lossy(&git(dir, args).stdout).into_owned();
+    out.push(text(&["ls-files", "--stage"]));
+    out.push(text(&["for-each-ref"]));
+    out.push(text(&["symbolic-ref", "HEAD"]));
+    let git_dir = dir.join(".git");
+    for f in ["ORIG_HEAD", "MERGE_HEAD", "MERGE_MSG", "MERGE_MODE", "stackwise-update"] {
+        out.push(format!("{f}: {:?}", std::fs::read_to_string(git_dir.join(f)).ok()));
+    }
+    out
+}
+
+pub fn clean(dir: &Path) -> bool {
+    git(dir, &["status", "--porcelain"]).stdout.is_empty()
+}
+
+fn json(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `update` (and `--dry-run` first), expecting both to refuse with exit 2 naming `path`
+/// and to change nothing.
+fn refused(p: &Project, extra: &[&str], path: &str) {
+    refused_with(p, extra, path, 2)
+}
+
+fn refused_with(p: &Project, extra: &[&str], path: &str, code: i32) {
+    let before = state(&p.dir);
+    for dry in [true, false] {
+        let mut c = p.update();
+        c.args(extra);
+        if dry {
+            c.arg("--dry-run");
+        }
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "dry={dry}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(path),
+            "dry={dry}: {path} not named in {}",
+            stderr(&out)
+        );
+        assert_eq!(state(&p.dir), before, "dry={dry}: a refusal changed the project");
+    }
+}
+
+#[test]
+fn a_kept_file_where_the_template_now_has_a_directory_is_refused_not_dropped() {
+    let p = project(
+        &[("config", "a = 1\n"), ("README.md", "hi\n")],
+        &[("config/app.toml", "a = 2\n"), ("README.md", "hi\n")],
+    );
+    p.write("config", "a = 1\nmine = true\n");
+    p.commit("my config");
+    refused(&p, &[], "config");
+    assert_eq!(
+        std::fs::read_to_string(p.dir.join("config")).unwrap(),
+        "a = 1\nmine = true\n"
+    );
+}
+
+#[test]
+fn a_users_directory_where_the_template_now_has_a_file_is_refused() {
+    let p = project(&[("README.md", "hi\n")], &[("README.md", "hi\n"), ("extra", "new\n")]);
+    p.write("extra/notes.md", "mine\n");
+    p.commit("my notes");
+    refused(&p, &[], "extra");
+}
+
+#[test]
+fn untracked_ignored_or_symlinked_parents_of_new_template_files_are_refused() {
+    let v2 = [("README.md", "hi\n"), ("docs/guide.md", "guide\n")];
+    // An untracked file at the parent path.
+    let p = project(&[("README.md", "hi\n")], &v2);
+    p.write("docs", "my scratch file\n");
+    refused(&p, &[], "docs");
+    // An ignored one.
+    std::fs::write(p.dir.join(".git/info/exclude"), "docs\n").unwrap();
+    refused(&p, &[], "docs");
+    // A symlink to a directory outside the project: nothing is written through it.
+    std::fs::remove_file(p.dir.join("docs")).unwrap();
+    let outside = p.tmp.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, p.dir.join("docs")).unwrap();
+    refused(&p, &[], "docs");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+}
+
+#[test]
+fn nothing_is_written_through_a_committed_symlink_restore_included() {
+    let p = project(
+        &[("README.md", "hi\n"), ("sub/file.txt", "one\n")],
+        &[
+            ("README.md", "hi\n"),
+            ("sub/file.txt", "one\n"),
+            ("docs/guide.md", "g\n"),
+        ],
+    );
+    let outside = p.tmp.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::remove_dir_all(p.dir.join("sub")).unwrap();
+    std::os::unix::fs::symlink(&outside, p.dir.join("sub")).unwrap();
+    std::os::unix::fs::symlink(&outside, p.dir.join("docs")).unwrap();
+    p.commit("my links");
+    refused(&p, &[], "docs");
+    // `--restore` alone (the same template version) through the committed link `sub`.
+    let mut c = stackwise();
+    let v1 = p.tmp.path().join("v1");
+    c.arg("update")
+        .arg(&p.dir)
+        .arg("--template")
+        .arg(&v1)
+        .args(["--restore", "sub/file.txt"]);
+    let before = state(&p.dir);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(state(&p.dir), before);
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+}
+
+#[test]
+fn after_a_clean_update_the_tree_is_head_and_every_reported_path_is_committed() {
+    let p = project(
+        &[("README.md", "hi\n"), ("a.txt", "a\n")],
+        &[("README.md", "hi v2\n"), ("a.txt", "a\n"), ("b/c/new.txt", "new\n")],
+    );
+    p.write("mine.txt", "untracked and mine\n");
+    let out = p.update().arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc = json(&out);
+    let head = git(&p.dir, &["ls-tree", "-r", "--name-only", "HEAD"]).stdout;
+    let head = String::from_utf8_lossy(&head);
+    for f in doc["files"].as_array().unwrap() {
+        assert!(head.lines().any(|l| l == f["path"]), "{f} not in HEAD");
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&git(&p.dir, &["status", "--porcelain"]).stdout),
+        "?? mine.txt\n"
+    );
+}
+
+/// Waits for `marker` (the test hook's signal that the checkout is half-way).
+fn wait_for(marker: &Path, child: &mut std::process::Child) {
+    let until = Instant::now() + Duration::from_secs(120);
+    while !marker.exists() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("update ended before the pause: {status}");
+        }
+        assert!(Instant::now() < until, "the update never reached the checkout");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A template version with many new files, so a checkout has a half-way point.
+fn many_files() -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = (0..30)
+        .map(|i| (format!("pkg/m{i}.py"), format!("X = {i}\n")))
+        .collect();
+    v.push(("README.md".into(), "hi v2\n".into()));
+    v.push(("run.sh".into(), "#!/bin/sh\necho v2\n".into()));
+    v
+}
+
+fn interrupted_project() -> Project {
+    let v2 = many_files();
+    let v2: Vec<(&str, &str)> = v2.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let p = project(&[("README.md", "hi\n"), ("run.sh", "#!/bin/sh\necho v1\n")], &v2);
+    p.write("notes/mine.txt", "untracked and mine\n");
+    p
+}
+
+fn spawn_paused(p: &Project) -> (std::process::Child, PathBuf) {
+    let marker = p.tmp.path().join("paused");
+    let bin = assert_cmd::cargo::cargo_bin("stackwise");
+    let mut child = Process::new(bin)
+        .arg("update")
+        .arg(&p.dir)
+        .arg("--template")
+        .arg(&p.v2)
+        .arg("--yes")
+        .env("STACKWISE_TEST_PAUSE", &marker)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&marker, &mut child);
+    (child, marker)
+}
+
+#[test]
+fn sigkill_mid_checkout_then_abort_restores_everything_and_a_new_update_runs_fresh() {
+    let p = interrupted_project();
+    let before = state(&p.dir);
+    let (mut child, _) = spawn_paused(&p);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_ne!(state(&p.dir), before, "the kill came mid-checkout");
+    let out = p.update().output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("update --abort"), "{}", stderr(&out));
+    stackwise().arg("update").arg(&p.dir).arg("--abort").assert().success();
+    assert_eq!(state(&p.dir), before);
+    let out = p.update().output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(clean(&p.dir) || git(&p.dir, &["status", "--porcelain"]).stdout == b"?? notes/\n");
+    assert!(p.dir.join("pkg/m29.py").exists());
+}
+
+#[test]
+fn ctrl_c_mid_checkout_stops_with_130_and_changes_nothing() {
+    for signal in ["-INT", "-TERM"] {
+        let p = interrupted_project();
+        let before = state(&p.dir);
+        let (child, _) = spawn_paused(&p);
+        let pid = child.id().to_string();
+        assert!(Process::new("kill").args([signal, &pid]).status().unwrap().success());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130), "{signal}: {}", stderr(&out));
+        assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+        assert_eq!(state(&p.dir), before, "{signal}");
+    }
+}
+
+#[test]
+fn abort_after_conflicts_restores_files_modes_index_and_refs_and_removes_new_files() {
+    let p = project(
+        &[("settings.txt", "timeout = 1\n"), ("run.sh", "#!/bin/sh\necho 1\n")],
+        &[
+            ("settings.txt", "timeout = 2\n"),
+            ("run.sh", "#!/bin/sh\necho 2\n"),
+            ("deep/new/file.txt", "new\n"),
+        ],
+    );
+    p.write("settings.txt", "timeout = 3\n");
+    p.commit("mine");
+    let before = state(&p.dir);
+    p.update().assert().code(3);
+    assert!(p.dir.join("deep/new/file.txt").exists());
+    stackwise().arg("update").arg(&p.dir).arg("--abort").assert().success();
+    assert_eq!(state(&p.dir), before);
+    assert!(!p.dir.join("deep").exists());
+}
+
+#[test]
+fn a_template_cannot_write_the_projects_record() {
+    let p = project(
+        &[("README.md", "hi\n")],
+        &[("README.md", "hi\n"), (".stackwise.toml", "[update]\nskip = []\n")],
+    );
+    // Exit 1 like a template that writes `.git`: the template is broken, not the user's input.
+    refused_with(&p, &[], ".stackwise.toml", 1);
+    let out = stackwise()
+        .args(["new", "other", "--yes", "--no-git", "-o"])
+        .arg(p.tmp.path())
+        .arg("--template")
+        .arg(&p.v2)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains(".stackwise.toml"));
+    assert!(!p.tmp.path().join("other").exists());
+    let out = stackwise().arg("lint").arg(&p.v2).output().unwrap();
+    assert_ne!(out.status.code(), Some(0), "lint must refuse it");
+    let all = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+    assert!(all.contains(".stackwise.toml"), "{all}");
+}
+
+#[test]
+fn skip_patterns_anchor_like_gitignore_or_are_refused() {
+    let p = project(
+        &[("Makefile", "test:\n"), ("sub/Makefile", "x:\n")],
+        &[("Makefile", "test:\n\tv2\n"), ("sub/Makefile", "x:\n\tv2\n")],
+    );
+    let record = std::fs::read_to_string(p.dir.join(".stackwise.toml")).unwrap();
+    p.write(
+        ".stackwise.toml",
+        &record.replace("skip = []", "skip = [\"/Makefile\"]"),
+    );
+    p.commit("skip the root Makefile");
+    let out = p.update().arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(p.dir.join("Makefile")).unwrap(), "test:\n");
+    assert_eq!(
+        std::fs::read_to_string(p.dir.join("sub/Makefile")).unwrap(),
+        "x:\n\tv2\n"
+    );
+    let doc = json(&out);
+    let skipped = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["path"] == "Makefile" && f["status"] == "skipped");
+    assert!(skipped, "{doc}");
+    let record = std::fs::read_to_string(p.dir.join(".stackwise.toml")).unwrap();
+    p.write(
+        ".stackwise.toml",
+        &record.replace("skip = [\"/Makefile\"]", "skip = [\"../Makefile\"]"),
+    );
+    p.commit("a pattern that can never match");
+    refused(&p, &[], "../Makefile");
+}
+
+#[test]
+fn a_project_with_a_submodule_updates() {
+    let p = project(
+        &[("README.md", "hi\n")],
+        &[("README.md", "hi v2\n"), ("new.txt", "n\n")],
+    );
+    let lib = p.tmp.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    git(&lib, &["init", "-q"]);
+    write(&lib, "lib.txt", "lib\n");
+    git(&lib, &["add", "-A"]);
+    git(&lib, &["commit", "-q", "-m", "lib"]);
+    let url = lib.display().to_string();
+    git(
+        &p.dir,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            &url,
+            "vendor/lib",
+        ],
+    );
+    p.commit("a submodule");
+    let out = p.update().arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let tree = String::from_utf8_lossy(&git(&p.dir, &["ls-tree", "-r", "HEAD"]).stdout).into_owned();
+    assert!(tree.contains("160000 commit"), "the gitlink stays: {tree}");
+    assert!(p.dir.join("vendor/lib/lib.txt").exists());
+    assert!(
+        clean(&p.dir),
+        "{}",
+        String::from_utf8_lossy(&git(&p.dir, &["status"]).stdout)
+    );
+}
+
+#[test]
+fn a_preset_change_is_named_in_the_report_json_and_merge_message() {
+    let p = project(
+        &[("README.md", "{{ greeting }}\n")],
+        &[("README.md", "{{ greeting }}\n")],
+    );
+    let v1 = p.tmp.path().join("v1");
+    let out = stackwise()
+        .arg("update")
+        .arg(&p.dir)
+        .arg("--template")
+        .arg(&v1)
+        .args(["--preset", "blue", "--json", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc = json(&out);
+    assert_eq!(doc["preset"], serde_json::json!({"from": "basic", "to": "blue"}));
+    assert!(stderr(&out).contains("preset basic -> blue"), "{}", stderr(&out));
+    let msg = String::from_utf8_lossy(&git(&p.dir, &["log", "-1", "--format=%B"]).stdout).into_owned();
+    assert!(msg.contains("preset basic -> blue"), "{msg}");
+}
+
+#[test]
+fn pre_release_migrations_order_by_semver() {
+    let tmp = TempDir::new().unwrap();
+    let (t1, t2) = (tmp.path().join("v1"), tmp.path().join("v2"));
+    let var = "\n[[variables]]\nname = \"old_name\"\ntype = \"string\"\ndefault = \"x\"\n";
+    template(&t1, "2.0.0-rc.2", &[("a.txt.tera", "{{ old_name }}\n")], var);
+    let migration = "\n[[variables]]\nname = \"new_name\"\ntype = \"string\"\ndefault = \"x\"\n\n[[migrations]]\nversion = \"2.0.0-rc.10\"\nrename = { from = \"old_name\", to = \"new_name\" }\n";
+    template(&t2, "2.0.0-rc.10", &[("a.txt.tera", "{{ new_name }}\n")], migration);
+    let dir = generate(tmp.path(), "demo", &t1, &["--set", "old_name=mine"]);
+    stackwise()
+        .arg("update")
+        .arg(&dir)
+        .arg("--template")
+        .arg(&t2)
+        .arg("--yes")
+        .assert()
+        .success();
+    assert_eq!(std::fs::read_to_string(dir.join("a.txt")).unwrap(), "mine\n");
+}
+
+#[test]
+fn a_project_in_a_subdirectory_of_a_larger_repository_updates_there() {
+    let tmp = TempDir::new().unwrap();
+    let (t1, t2) = (tmp.path().join("v1"), tmp.path().join("v2"));
+    template(&t1, "1.0.0", &[("README.md", "hi\n"), ("settings.txt", "a = 1\n")], "");
+    template(
+        &t2,
+        "2.0.0",
+        &[
+            ("README.md", "hi v2\n"),
+            ("settings.txt", "a = 2\n"),
+            ("lib/new.txt", "new\n"),
+        ],
+        "",
+    );
+    let mono = tmp.path().join("mono");
+    std::fs::create_dir(&mono).unwrap();
+    git(&mono, &["init", "-q", "-b", "main"]);
+    write(&mono, "README.md", "the monorepo\n");
+    write(&mono, "services/web/index.js", "// another service\n");
+    generate(&mono.join("services"), "api", &t1, &["--no-git"]);
+    git(&mono, &["add", "-A"]);
+    git(&mono, &["commit", "-q", "-m", "monorepo"]);
+    let api = mono.join("services/api");
+    let update = || {
+        let mut c = stackwise();
+        c.arg("update").arg(&api).arg("--template").arg(&t2).arg("--yes");
+        c
+    };
+    // A conflict first, aborted exactly.
+    write(&api, "settings.txt", "a = 3\n");
+    git(&mono, &["commit", "-q", "-am", "mine"]);
+    let before = state(&mono);
+    update().assert().code(3);
+    assert!(mono.join("services/api/lib/new.txt").exists());
+    stackwise().arg("update").arg(&api).arg("--abort").assert().success();
+    assert_eq!(state(&mono), before);
+    // Then a clean update, inside the project's directory only.
+    write(&api, "settings.txt", "a = 1\n");
+    git(&mono, &["commit", "-q", "-am", "back"]);
+    let out = update().arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let tree = String::from_utf8_lossy(&git(&mono, &["ls-tree", "-r", "--name-only", "HEAD"]).stdout).into_owned();
+    for p in [
+        "README.md",
+        "services/web/index.js",
+        "services/api/lib/new.txt",
+        "services/api/README.md",
+    ] {
+        assert!(tree.lines().any(|l| l == p), "{p} not in {tree}");
+    }
+    assert!(!tree.lines().any(|l| l == "lib/new.txt"), "{tree}");
+    assert_eq!(
+        std::fs::read_to_string(mono.join("README.md")).unwrap(),
+        "the monorepo\n"
+    );
+    assert_eq!(std::fs::read_to_string(api.join("settings.txt")).unwrap(), "a = 2\n");
+    assert!(clean(&mono));
+    // And the next update from the same version is a no-op.
+    let out = update().arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json(&out)["status"], "up-to-date");
+}
