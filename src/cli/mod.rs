@@ -190,19 +190,20 @@ fn interactive(yes: bool) -> bool {
 
 fn cmd_new(args: NewArgs) -> Result<(), Error> {
     let interactive = interactive(args.yes);
+    let template = new_template(&args)?;
     let install = if args.install {
         true
     } else if args.no_install || args.dry_run {
         false
     } else {
-        ask_install(interactive, args.template.is_some())?
+        ask_install(interactive, template != TemplateSource::Builtin)?
     };
     let req = NewRequest {
         name: args.name,
         preset: args.preset,
         layout: args.layout,
         output_dir: args.output,
-        template: TemplateSource::parse_checked(args.template.as_deref(), args.subdir.as_deref())?,
+        template,
         sets: args.sets,
         answers_file: args.answers,
         force: args.force,
@@ -211,6 +212,32 @@ fn cmd_new(args: NewArgs) -> Result<(), Error> {
         install,
     };
     generate_project(&req, interactive, args.json)
+}
+
+/// The template of `new`: `--template` (and `--subdir`), else the one recorded in an answers
+/// file that is a project's `.stackwise.toml` (a project made from a fork re-renders from the
+/// fork, never silently from the built-in template), else the built-in one.
+fn new_template(args: &NewArgs) -> Result<TemplateSource, Error> {
+    if args.template.is_some() || args.subdir.is_some() {
+        return TemplateSource::parse_checked(args.template.as_deref(), args.subdir.as_deref());
+    }
+    let Some(file) = &args.answers else {
+        return Ok(TemplateSource::Builtin);
+    };
+    match stackwise::template::answers::load_file(file)?.template {
+        Some(recorded) => {
+            if recorded != TemplateSource::Builtin {
+                eprintln!(
+                    "{} the template recorded in {}: {} (--template chooses another)",
+                    style::bold("using"),
+                    file.display(),
+                    recorded.describe()
+                );
+            }
+            Ok(recorded)
+        }
+        None => Ok(TemplateSource::Builtin),
+    }
 }
 
 /// Whether to run the project's install steps when neither --install nor --no-install was

@@ -9,6 +9,7 @@ mod common;
 mod evolve;
 mod hostile;
 mod recommend;
+mod rerender;
 mod snapshots;
 mod testcmd;
 mod update;
