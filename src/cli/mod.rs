@@ -1,5 +1,7 @@
 //! Command-line front end. Human output goes to stderr; `--json` documents go to stdout.
 
+mod adopt;
+mod diff;
 mod progress;
 mod prompt;
 mod recommend;
@@ -38,6 +40,10 @@ enum Command {
     Recommend(recommend::RecommendArgs),
     /// Merge the template's changes into a generated project (a git merge; conflicts as usual).
     Update(update::UpdateArgs),
+    /// Show what the project changed since its last render, or (--incoming) what an update would bring.
+    Diff(diff::DiffArgs),
+    /// Bring an existing repository under a template (records answers and a base render; your files stay as they are).
+    Adopt(adopt::AdoptArgs),
     /// Validate a template directory (for fork authors).
     Lint {
         /// The template directory (the one holding stackwise.toml).
@@ -160,6 +166,8 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Recommend(args) => recommend::run(args),
         Command::Test(args) => test::run(args),
         Command::Update(args) => update::run(args),
+        Command::Diff(args) => diff::run(args),
+        Command::Adopt(args) => adopt::run(args),
         Command::Lint { dir, json } => {
             let report = stackwise::template::lint::lint(&dir)?;
             if json {

@@ -95,8 +95,7 @@ fn shell_quote(s: &str) -> Option<String> {
         return None;
     }
     let plain = !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-./:@#+=,%".contains(c));
     Some(if plain {
         s.to_string()
@@ -205,9 +204,7 @@ pub fn to_toml(manifest: &Manifest, info: &TemplateInfo, rendered: &Rendered, up
     let update_text = toml::to_string(&update_table).unwrap_or_default();
     let rerender = match info.template_args() {
         Some(args) => format!("stackwise new \"{name}\"{args} --answers .stackwise.toml --force -o .."),
-        None => format!(
-            "stackwise new \"{name}\" --answers .stackwise.toml --force -o .. (from the template below)"
-        ),
+        None => format!("stackwise new \"{name}\" --answers .stackwise.toml --force -o .. (from the template below)"),
     };
     format!(
         "# Written by stackwise; `stackwise update` rewrites it (your [update] table is kept). It holds no secret.\n\

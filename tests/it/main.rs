@@ -4,6 +4,7 @@
 //! `common` holds the fixture template and [`common::Fixture`], the small builder for "run
 //! stackwise on this fixture and expect …".
 
+mod adopt;
 mod cli;
 mod common;
 mod evolve;

@@ -55,9 +55,15 @@ fn the_hint_and_new_answers_re_render_from_the_recorded_fork() {
         .unwrap();
     assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
     let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
-    assert!(readme.contains("x7"), "re-rendered from the fork with the answers: {readme}");
+    assert!(
+        readme.contains("x7"),
+        "re-rendered from the fork with the answers: {readme}"
+    );
     assert_eq!(list_files(&project), files_before);
-    assert_eq!(std::fs::read_to_string(project.join(".stackwise.toml")).unwrap(), record);
+    assert_eq!(
+        std::fs::read_to_string(project.join(".stackwise.toml")).unwrap(),
+        record
+    );
 
     // `new --answers .stackwise.toml` without --template takes the recorded fork, and says so.
     let other = tempfile::TempDir::new().unwrap();
@@ -91,7 +97,16 @@ fn the_hint_and_new_answers_re_render_from_the_recorded_fork() {
 fn a_built_in_project_s_hint_names_no_template() {
     let out = tempfile::TempDir::new().unwrap();
     stackwise()
-        .args(["new", "plain", "--yes", "--no-git", "--no-install", "--preset", "ml-api", "-o"])
+        .args([
+            "new",
+            "plain",
+            "--yes",
+            "--no-git",
+            "--no-install",
+            "--preset",
+            "ml-api",
+            "-o",
+        ])
         .arg(out.path())
         .assert()
         .success();

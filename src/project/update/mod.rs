@@ -173,7 +173,7 @@ fn rerender_base(repo: &Repository, rec: &ProjectRecord) -> Result<std::result::
 /// The base of the merge: the newest render commit reachable from HEAD, unless the project's
 /// record is at another revision (a squash-merged update), where the recorded revision is
 /// rendered again. Returns the base commit and a note when it is not the plain case.
-fn find_base(repo: &Repository, head: Oid, rec: &ProjectRecord) -> Result<(Oid, Option<String>)> {
+pub fn find_base(repo: &Repository, head: Oid, rec: &ProjectRecord) -> Result<(Oid, Option<String>)> {
     let found = git::find_render_commit(repo, head)?;
     if let Some(r) = found
         && repo::record_at(repo, r).is_some_and(|at| at.info.revision == rec.info.revision)
