@@ -7,6 +7,7 @@
 mod adopt;
 mod cli;
 mod common;
+mod diff;
 mod evolve;
 mod hostile;
 mod recommend;
