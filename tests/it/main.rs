@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod diff;
 mod evolve;
+mod fleet;
 mod hostile;
 mod recommend;
 mod rerender;
