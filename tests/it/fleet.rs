@@ -1,5 +1,5 @@
-//! The fleet workflow's script (`.github/template-update.sh` of every generated project, from the
-//! built-in template's `template-sync` component) against a local template directory, a local
+//! The fleet workflow's script (`.github/template-update.sh` of every generated project, written
+//! once in the built-in template's `partials/`) against a local template directory, a local
 //! project and a bare repository as its remote, with `gh` replaced by a stub that records its
 //! arguments: up to date → nothing; behind → a branch and a pull request; conflicts → a draft
 //! with the markers committed; someone's commits on the branch → left alone.
@@ -11,25 +11,27 @@ use crate::adopt::template;
 use crate::common::{git, stackwise, write};
 use tempfile::TempDir;
 
-const COMPONENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/templates/components/template-sync");
+const PARTIALS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/templates/partials");
 const BRANCH: &str = "stackwise/template-update";
 
-/// The fixture template (version `v`) with the built-in `template-sync` component mounted too.
+/// The fixture template (version `v`) with the built-in template's fleet files: its two partials,
+/// included by the component at the project root as the built-in components include them.
 fn fleet_template(root: &Path, v: u32) {
     template(root, v);
-    let manifest = root.join("stackwise.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap().replace(
-        "mounts = [{ component = \"app\", at = \".\" }]",
-        "mounts = [{ component = \"template-sync\", at = \".\" }, { component = \"app\", at = \".\" }]",
-    );
-    std::fs::write(&manifest, text).unwrap();
-    for entry in walkdir::WalkDir::new(COMPONENT) {
-        let entry = entry.unwrap();
-        if entry.file_type().is_file() {
-            let rel = entry.path().strip_prefix(COMPONENT).unwrap().to_string_lossy().into_owned();
-            write(root, &format!("components/template-sync/{rel}"), std::fs::read(entry.path()).unwrap());
-        }
+    for name in ["template-update.sh.tera", "template-update.yml.tera"] {
+        let text = std::fs::read(Path::new(PARTIALS).join(name)).unwrap();
+        write(root, &format!("partials/{name}"), text);
     }
+    write(
+        root,
+        "components/app/.github/template-update.sh.tera",
+        "{% include \"partials/template-update.sh.tera\" %}",
+    );
+    write(
+        root,
+        "components/app/.github/workflows/template-update.yml.tera",
+        "{% set fleet_python = true %}{% include \"partials/template-update.yml.tera\" %}",
+    );
 }
 
 struct World {
