@@ -169,18 +169,30 @@ fn the_fleet_script_proposes_each_template_update_as_a_pull_request() {
     w.run();
     let calls = w.calls();
     assert_eq!(calls.len(), 2, "{calls:?}");
-    assert!(calls[0].starts_with(&format!("pr list --head {BRANCH} --base main --state open")), "{calls:?}");
     assert!(
-        calls[1].starts_with(&format!("pr create --base main --head {BRANCH} --title stackwise update: ")),
+        calls[0].starts_with(&format!("pr list --head {BRANCH} --base main --state open")),
+        "{calls:?}"
+    );
+    assert!(
+        calls[1].starts_with(&format!(
+            "pr create --base main --head {BRANCH} --title stackwise update: "
+        )),
         "{calls:?}"
     );
     assert!(!calls[1].contains("--draft"), "{calls:?}");
     let tip = w.remote_tip().expect("the branch was pushed");
     let parents = w.remote_git(&["log", "-1", "--format=%P", &tip]);
     assert_eq!(parents.split_whitespace().count(), 2);
-    assert!(w.remote_git(&["log", "-1", "--format=%B", &tip]).contains("Stackwise-Update: "));
+    assert!(
+        w.remote_git(&["log", "-1", "--format=%B", &tip])
+            .contains("Stackwise-Update: ")
+    );
     assert!(w.remote_git(&["show", &format!("{tip}:Makefile")]).contains("lint:"));
-    assert_eq!(w.remote_git(&["rev-parse", "main"]).trim(), main_before, "main is untouched");
+    assert_eq!(
+        w.remote_git(&["rev-parse", "main"]).trim(),
+        main_before,
+        "main is untouched"
+    );
     // The local clone is back on its branch, clean.
     assert_eq!(w.local(&["symbolic-ref", "--short", "HEAD"]).trim(), "main");
     assert_eq!(w.local(&["rev-parse", "HEAD"]).trim(), main_before);
@@ -189,7 +201,10 @@ fn the_fleet_script_proposes_each_template_update_as_a_pull_request() {
     // Run again with the pull request open: the same update is already proposed.
     write(w.stub.path(), "calls.open", "7\n");
     let out = w.run();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("already proposes"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("already proposes"),
+        "{out:?}"
+    );
     assert_eq!(w.remote_tip().as_deref(), Some(tip.as_str()));
 
     // Your change and the template's overlap: the draft carries the conflict markers.
@@ -200,20 +215,39 @@ fn the_fleet_script_proposes_each_template_update_as_a_pull_request() {
     std::fs::write(&tpl_makefile, "test:\n\techo test v3\n\nlint:\n\techo lint\n").unwrap();
     w.run();
     let calls = w.calls();
-    assert!(calls.iter().any(|c| c.starts_with("pr edit 7 --title stackwise update: ")), "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("pr edit 7 --title stackwise update: ")),
+        "{calls:?}"
+    );
     assert!(calls.iter().any(|c| c == "pr ready 7 --undo"), "{calls:?}");
     let tip = w.remote_tip().unwrap();
     let makefile = w.remote_git(&["show", &format!("{tip}:Makefile")]);
-    assert!(makefile.contains("<<<<<<< your project") && makefile.contains(">>>>>>> template"), "{makefile}");
-    assert_eq!(w.remote_git(&["log", "-1", "--format=%P", &tip]).split_whitespace().count(), 2);
+    assert!(
+        makefile.contains("<<<<<<< your project") && makefile.contains(">>>>>>> template"),
+        "{makefile}"
+    );
+    assert_eq!(
+        w.remote_git(&["log", "-1", "--format=%P", &tip])
+            .split_whitespace()
+            .count(),
+        2
+    );
     let body = std::fs::read_to_string(w.log().with_extension("body")).unwrap();
-    assert!(body.contains("**Conflicts**") && body.contains("- `Makefile`"), "{body}");
+    assert!(
+        body.contains("**Conflicts**") && body.contains("- `Makefile`"),
+        "{body}"
+    );
     assert_eq!(w.local(&["status", "--porcelain"]), "");
     assert_eq!(w.local(&["symbolic-ref", "--short", "HEAD"]).trim(), "main");
 
     // Someone resolved the conflicts on the branch: the next run leaves their work alone.
     let clone = TempDir::new().unwrap();
-    git(clone.path(), &["clone", "-q", "-b", BRANCH, w.remote.to_str().unwrap(), "c"]);
+    git(
+        clone.path(),
+        &["clone", "-q", "-b", BRANCH, w.remote.to_str().unwrap(), "c"],
+    );
     let c = clone.path().join("c");
     write(&c, "Makefile", "test:\n\techo resolved\n\nlint:\n\techo lint\n");
     git(&c, &["commit", "-q", "-am", "resolve the conflicts"]);
@@ -221,7 +255,14 @@ fn the_fleet_script_proposes_each_template_update_as_a_pull_request() {
     let theirs = w.remote_tip().unwrap();
     write(w.tpl.path(), "components/app/CHANGES.md", "new in v4\n");
     let out = w.run();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("leaving it alone"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("leaving it alone"),
+        "{out:?}"
+    );
     assert_eq!(w.remote_tip(), Some(theirs));
-    assert!(!w.calls().iter().any(|c| c.starts_with("pr create") || c.starts_with("pr edit")));
+    assert!(
+        !w.calls()
+            .iter()
+            .any(|c| c.starts_with("pr create") || c.starts_with("pr edit"))
+    );
 }
