@@ -326,6 +326,29 @@ mod tests {
     }
 
     #[test]
+    fn the_template_arguments_name_the_source_as_one_shell_word_each() {
+        let info = |template: &str, subdir: Option<&str>| TemplateInfo {
+            template: template.into(),
+            subdir: subdir.map(str::to_string),
+            version: None,
+            revision: "sha256:00".into(),
+        };
+        assert_eq!(info("builtin", None).template_args().unwrap(), "");
+        assert_eq!(
+            info("https://git.example.com/acme/tpl.git#v2", Some("templates"))
+                .template_args()
+                .unwrap(),
+            " --template https://git.example.com/acme/tpl.git#v2 --subdir templates"
+        );
+        assert_eq!(
+            info("/srv/it's $HOME", None).template_args().unwrap(),
+            " --template '/srv/it'\\''s $HOME'"
+        );
+        // A line break would end the comment and break the TOML: no command then.
+        assert_eq!(info("/srv/a\nb", None).template_args(), None);
+    }
+
+    #[test]
     fn the_digest_follows_every_byte_and_path() {
         let mut tree = TemplateTree::builtin();
         let a = tree_digest(&tree);
