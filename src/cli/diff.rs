@@ -65,7 +65,7 @@ fn short(s: &str) -> String {
 fn report(o: &DiffOutcome) {
     let base = format!(
         "the last render ({})",
-        short(o.base.revision.as_deref().unwrap_or(&o.base.commit))
+        short(o.base.revision.as_deref().unwrap_or_default())
     );
     let header = if o.kind == "incoming" {
         format!(
@@ -74,7 +74,7 @@ fn report(o: &DiffOutcome) {
             short(o.against.revision.as_deref().unwrap_or_default())
         )
     } else {
-        let what = if o.against.commit == "work tree" {
+        let what = if o.against.what == "work tree" {
             "work tree"
         } else {
             "commits up to HEAD"

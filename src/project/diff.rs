@@ -54,7 +54,7 @@ pub struct DiffOutcome {
     pub kind: &'static str,
     /// The last render: the base `update` would merge against.
     pub base: Side,
-    /// `work tree`, `HEAD`, or the next render's template and revision.
+    /// The work tree, HEAD, or the next render.
     pub against: Side,
     pub files: Vec<DiffFile>,
     pub notes: Vec<String>,
@@ -66,8 +66,11 @@ pub struct DiffOutcome {
 /// One side of a diff.
 #[derive(Debug, Clone, Serialize)]
 pub struct Side {
-    /// A commit id (the render commit), or `work tree`.
-    pub commit: String,
+    /// `last render`, `work tree`, `HEAD` or `next render`.
+    pub what: &'static str,
+    /// The commit (the last render, HEAD) or, for the next render made in memory, its tree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,9 +80,10 @@ pub struct Side {
 }
 
 impl Side {
-    fn of(commit: String, info: &TemplateInfo) -> Self {
+    fn of(what: &'static str, id: Oid, info: &TemplateInfo) -> Self {
         Side {
-            commit,
+            what,
+            id: Some(id.to_string()),
             template: Some(info.template.clone()),
             revision: Some(info.revision.clone()),
             version: info.version.clone(),
@@ -103,10 +107,10 @@ pub fn diff(req: &DiffRequest) -> Result<DiffOutcome> {
         notes.extend(render_notes);
         let new_tree = repo.find_tree(tree)?;
         let d = repo.diff_tree_to_tree(Some(&base_tree), Some(&new_tree), Some(&mut options()))?;
-        ("incoming", Side::of(tree.to_string(), &info), d)
+        ("incoming", Side::of("next render", tree, &info), d)
     } else if req.head {
         let d = repo.diff_tree_to_tree(Some(&base_tree), Some(&head.tree()?), Some(&mut options()))?;
-        ("yours", Side::of(head.id().to_string(), &rec.info), d)
+        ("yours", Side::of("HEAD", head.id(), &rec.info), d)
     } else {
         let mut opts = options();
         opts.include_untracked(true)
@@ -114,7 +118,8 @@ pub fn diff(req: &DiffRequest) -> Result<DiffOutcome> {
             .show_untracked_content(true);
         let d = repo.diff_tree_to_workdir_with_index(Some(&base_tree), Some(&mut opts))?;
         let side = Side {
-            commit: "work tree".into(),
+            what: "work tree",
+            id: None,
             template: None,
             revision: None,
             version: None,
@@ -154,7 +159,7 @@ pub fn diff(req: &DiffRequest) -> Result<DiffOutcome> {
     })?;
     Ok(DiffOutcome {
         kind,
-        base: Side::of(base.to_string(), &base_info),
+        base: Side::of("last render", base, &base_info),
         against,
         files,
         notes,

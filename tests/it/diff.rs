@@ -109,6 +109,8 @@ fn diff_shows_your_work_and_what_an_update_would_bring_and_changes_nothing() {
     );
     let doc: Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
     assert_eq!(doc["kind"], "incoming");
+    assert_eq!(doc["against"]["what"], "next render");
+    assert_eq!(doc["base"]["what"], "last render");
     assert_eq!(doc["against"]["version"], "2.0.0");
     assert_eq!(doc["base"]["version"], "1.0.0");
     // --incoming from the recorded source, which has not moved: nothing but the record's tool line.
