@@ -248,6 +248,17 @@ fn adopt_refuses_what_it_cannot_adopt_and_changes_nothing() {
         std::fs::read_to_string(stray.join(".stackwise.toml")).unwrap(),
         "mine\n"
     );
+    // … nor a symlink there: nothing is written through it.
+    #[cfg(unix)]
+    {
+        let linked = root.path().join("linked");
+        hand_made(&linked);
+        let outside = root.path().join("outside.toml");
+        std::fs::write(&outside, "outside\n").unwrap();
+        std::os::unix::fs::symlink(&outside, linked.join(".stackwise.toml")).unwrap();
+        adopt(&linked, tpl.path()).assert().code(2);
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "outside\n");
+    }
     let named = root.path().join("named");
     hand_made(&named);
     adopt(&named, tpl.path()).args(["--name", "9 lives!"]).assert().code(2);
