@@ -61,6 +61,37 @@ PY
   git -C "$p" commit -q -m "pricing"
 }
 
+echo "==> the README's path after conflicts: overlapping edits (exit 3), resolved, re-locked as printed, make install"
+Q=$W/q/shop
+mkdir -p "$W/q"
+stackwise new shop --preset ml-api --yes --no-install -o "$W/q" 2>"$W/q.log" || { cat "$W/q.log"; fail "new"; }
+user_work "$Q"
+printf '\nOur team owns this service.\n' >>"$Q/README.md"
+git -C "$Q" commit -q -am "our README line"
+status=0
+stackwise update "$Q" --preset ai-product --install --yes 2>"$W/q-update.log" || status=$?
+[ "$status" = 3 ] || { cat "$W/q-update.log"; fail "expected conflicts (exit 3), got $status"; }
+git -C "$Q" diff --name-only --diff-filter=U | while read -r f; do
+  # Keep the user's side of each hunk, as someone resolving by hand might.
+  python3 - "$Q/$f" <<'PY'
+import re, sys
+path = sys.argv[1]
+text = open(path).read()
+text = re.sub(r"<<<<<<< [^\n]*\n(.*?)\|\|\|\|\|\|\| [^\n]*\n.*?=======\n.*?>>>>>>> [^\n]*\n", r"\1", text, flags=re.S)
+open(path, "w").write(text)
+PY
+  git -C "$Q" add "$f"
+done
+git -C "$Q" commit -q --no-edit
+# The re-lock commands the update printed, as printed (the npm one with a full install: this
+# registry mirror lacks some optional platform packages, so a lock-only resolution leaves
+# `npm ci` out of sync — see the session notes).
+grep -q "(cd ml-service && uv lock)" "$W/q-update.log" || { cat "$W/q-update.log"; fail "no re-lock command printed"; }
+(cd "$Q" && (cd ml-service && uv lock --quiet) && (cd gateway && npm install --ignore-scripts --no-audit --no-fund --silent))
+git -C "$Q" add -A
+git -C "$Q" commit -q -m "lockfiles after growing"
+(cd "$Q" && make install) >"$W/q-install.log" 2>&1 || { tail -30 "$W/q-install.log"; fail "make install after the conflict path"; }
+
 echo "==> the README's recipe (\"Growing a project\"), verbatim"
 recipe=$(awk '/^## Growing a project/{s=1} s && /^```sh$/{b=1; next} b && /^```$/{exit} b' "$ROOT/README.md")
 grep -q -- "--install" <<<"$recipe" || fail "no recipe with --install found in README.md"
@@ -95,34 +126,4 @@ for target in lint typecheck; do
   (cd "$P" && make "$target") || fail "make $target"
 done
 
-echo "==> the README's other path: overlapping edits (exit 3), resolved, re-locked as printed, make install"
-Q=$W/q/shop
-mkdir -p "$W/q"
-stackwise new shop --preset ml-api --yes --no-install -o "$W/q" 2>"$W/q.log" || { cat "$W/q.log"; fail "new"; }
-user_work "$Q"
-printf '\nOur team owns this service.\n' >>"$Q/README.md"
-git -C "$Q" commit -q -am "our README line"
-status=0
-stackwise update "$Q" --preset ai-product --install --yes 2>"$W/q-update.log" || status=$?
-[ "$status" = 3 ] || { cat "$W/q-update.log"; fail "expected conflicts (exit 3), got $status"; }
-git -C "$Q" diff --name-only --diff-filter=U | while read -r f; do
-  # Keep the user's side of each hunk, as someone resolving by hand might.
-  python3 - "$Q/$f" <<'PY'
-import re, sys
-path = sys.argv[1]
-text = open(path).read()
-text = re.sub(r"<<<<<<< [^\n]*\n(.*?)\|\|\|\|\|\|\| [^\n]*\n.*?=======\n.*?>>>>>>> [^\n]*\n", r"\1", text, flags=re.S)
-open(path, "w").write(text)
-PY
-  git -C "$Q" add "$f"
-done
-git -C "$Q" commit -q --no-edit
-# The re-lock commands the update printed, as printed (the npm one with a full install: this
-# registry mirror lacks some optional platform packages, so a lock-only resolution leaves
-# `npm ci` out of sync — see the session notes).
-grep -q "(cd ml-service && uv lock)" "$W/q-update.log" || { cat "$W/q-update.log"; fail "no re-lock command printed"; }
-(cd "$Q" && (cd ml-service && uv lock --quiet) && (cd gateway && npm install --ignore-scripts --no-audit --no-fund --silent))
-git -C "$Q" add -A
-git -C "$Q" commit -q -m "lockfiles after growing"
-(cd "$Q" && make install) >"$W/q-install.log" 2>&1 || { tail -30 "$W/q-install.log"; fail "make install after the conflict path"; }
 echo "ok: the README's recipe grew ml-api into ai-product with the user's work and history (make test, e2e, lint, typecheck pass); the conflict path installs"
