@@ -1,0 +1,183 @@
+//! `stackwise diff`: your work since the last render, and what an update would bring — a git diff
+//! either way, exit 0, nothing changed. Contract: SPEC §7.1.
+
+use std::path::Path;
+
+use crate::adopt::template;
+use crate::common::{git, stackwise, stderr_of, write};
+use serde_json::Value;
+use tempfile::TempDir;
+
+fn paths(out: &[u8]) -> Vec<(String, String)> {
+    let doc: Value = serde_json::from_slice(out).unwrap();
+    doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap().into(), f["status"].as_str().unwrap().into()))
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+}
+
+/// Everything git knows of a repository's state: refs, HEAD, index and work tree status.
+fn state(dir: &Path) -> String {
+    let run = |args: &[&str]| String::from_utf8(git(dir, args).stdout).unwrap();
+    format!(
+        "{}{}{}{}",
+        run(&["for-each-ref"]),
+        run(&["rev-parse", "HEAD"]),
+        run(&["status", "--porcelain", "--untracked-files=all"]),
+        run(&["ls-files", "--stage"])
+    )
+}
+
+#[test]
+fn diff_shows_your_work_and_what_an_update_would_bring_and_changes_nothing() {
+    let (v1, v2) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    template(v1.path(), 1);
+    template(v2.path(), 2);
+    let out = TempDir::new().unwrap();
+    stackwise()
+        .args(["new", "shop", "--yes", "--preset", "basic", "-o"])
+        .arg(out.path())
+        .arg("--template")
+        .arg(v1.path())
+        .assert()
+        .success();
+    let p = out.path().join("shop");
+    // Committed work, then uncommitted work: an edit, a deletion, an untracked file.
+    write(&p, "README.md", "# Shop\n\nhello\n\nOur own line.\n");
+    write(&p, "notes.txt", "our notes\n");
+    git(&p, &["add", "-A"]);
+    git(&p, &["commit", "-q", "-m", "our work"]);
+    write(&p, "Makefile", "test:\n\techo our test\n");
+    std::fs::remove_file(p.join("ci.yml")).unwrap();
+    write(&p, "scratch/idea.txt", "an idea\n");
+    let before = state(&p);
+
+    // The work tree against the last render: committed and uncommitted work, untracked files too.
+    let a = stackwise().arg("diff").arg(&p).arg("--json").assert().success();
+    assert_eq!(
+        paths(&a.get_output().stdout),
+        pairs(&[
+            ("Makefile", "modified"),
+            ("README.md", "modified"),
+            ("ci.yml", "deleted"),
+            ("notes.txt", "added"),
+            ("scratch/idea.txt", "added"),
+        ])
+    );
+    // Committed work only.
+    let a = stackwise()
+        .arg("diff")
+        .arg(&p)
+        .args(["--head", "--json"])
+        .assert()
+        .success();
+    assert_eq!(
+        paths(&a.get_output().stdout),
+        pairs(&[("README.md", "modified"), ("notes.txt", "added")])
+    );
+    // The patch is git's: it names the files and holds the user's line.
+    let a = stackwise().arg("diff").arg(&p).assert().success();
+    let patch = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    assert!(patch.contains("diff --git a/README.md b/README.md"), "{patch}");
+    assert!(patch.contains("\n+Our own line.\n"), "{patch}");
+    assert!(stderr_of(&a).contains("modified  README.md"), "{}", stderr_of(&a));
+
+    // What an update to v2 would bring: the template's changes only, none of the user's.
+    let a = stackwise()
+        .arg("diff")
+        .arg(&p)
+        .arg("--template")
+        .arg(v2.path())
+        .arg("--json")
+        .assert()
+        .success();
+    assert_eq!(
+        paths(&a.get_output().stdout),
+        pairs(&[
+            (".stackwise.toml", "modified"),
+            ("Makefile", "modified"),
+            ("SECURITY.md", "added"),
+            ("ci.yml", "modified"),
+            ("docs/guide.md", "modified"),
+        ])
+    );
+    let doc: Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(doc["kind"], "incoming");
+    assert_eq!(doc["against"]["what"], "next render");
+    assert_eq!(doc["base"]["what"], "last render");
+    assert_eq!(doc["against"]["version"], "2.0.0");
+    assert_eq!(doc["base"]["version"], "1.0.0");
+    // --incoming from the recorded source, which has not moved: nothing but the record's tool line.
+    let a = stackwise()
+        .arg("diff")
+        .arg(&p)
+        .args(["--incoming", "--json"])
+        .assert()
+        .success();
+    assert!(
+        paths(&a.get_output().stdout)
+            .iter()
+            .all(|(f, _)| f == ".stackwise.toml"),
+        "{:?}",
+        paths(&a.get_output().stdout)
+    );
+    assert_eq!(state(&p), before, "diff changed the repository");
+
+    // A reader that stops early is no error.
+    let bin = assert_cmd::cargo::cargo_bin("stackwise");
+    let piped = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' diff '{}' | head -c 1 >/dev/null",
+            bin.display(),
+            p.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&piped.stderr).contains("panicked"),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+}
+
+#[test]
+fn diff_refuses_what_is_not_a_project() {
+    let dir = TempDir::new().unwrap();
+    let a = stackwise().arg("diff").arg(dir.path()).assert().code(2);
+    assert!(stderr_of(&a).contains("cannot diff"), "{}", stderr_of(&a));
+    git(dir.path(), &["init", "-q"]);
+    write(dir.path(), "a.txt", "a\n");
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-q", "-m", "a"]);
+    let a = stackwise().arg("diff").arg(dir.path()).assert().code(2);
+    assert!(stderr_of(&a).contains("no .stackwise.toml"), "{}", stderr_of(&a));
+    // --to needs a git template source.
+    let tpl = TempDir::new().unwrap();
+    template(tpl.path(), 1);
+    let out = TempDir::new().unwrap();
+    stackwise()
+        .args(["new", "shop", "--yes", "--preset", "basic", "-o"])
+        .arg(out.path())
+        .arg("--template")
+        .arg(tpl.path())
+        .assert()
+        .success();
+    let a = stackwise()
+        .arg("diff")
+        .arg(out.path().join("shop"))
+        .args(["--to", "v2"])
+        .assert()
+        .code(2);
+    assert!(
+        stderr_of(&a).contains("needs a git template source"),
+        "{}",
+        stderr_of(&a)
+    );
+}
