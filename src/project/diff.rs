@@ -2,9 +2,11 @@
 //! an update would bring (the template's next render against the last one). A git diff either
 //! way; nothing is written but unreferenced git objects. Contract: SPEC §7.1.
 //!
-//! The base is the one `update` merges against ([`update::find_base`]); the next render is made
-//! the way `update` makes it (recorded answers, migrations, defaults for new variables) in
-//! [`next_render`] — the one place this module leans on `update`'s internals.
+//! The base is the one `update` merges against ([`find_base`]); the next render is the one
+//! `update`'s plan makes ([`plan::next_render`]), so the two cannot drift apart. A project in a
+//! subdirectory of a larger repository (a monorepo) is diffed in its directory alone: the paths
+//! listed are relative to it, the patch's are the repository's (as `git diff` prints them, and
+//! as `git apply` takes them anywhere in the repository).
 
 use std::path::PathBuf;
 
@@ -13,13 +15,12 @@ use serde::Serialize;
 use serde_json::Map;
 
 use super::git;
-use super::record::{self, ProjectRecord, TemplateInfo};
-use super::update::{self, answers, repo};
+use super::record::{ProjectRecord, TemplateInfo};
+use super::update::base::find_base;
+use super::update::{UpdateRequest, plan, repo};
 use crate::error::{Error, Result};
-use crate::template::names::ProjectName;
 use crate::template::prompter::NoPrompt;
 use crate::template::source::TemplateSource;
-use crate::template::{Template, render_project};
 
 /// What `stackwise diff` was asked to show.
 #[derive(Debug, Clone, Default)]
@@ -97,22 +98,24 @@ pub fn diff(req: &DiffRequest) -> Result<DiffOutcome> {
     let (repo, prefix) = repo::open(&req.dir).map_err(refused)?;
     let rec = repo::head_record(&repo, &prefix).map_err(refused)?;
     let head = repo.head()?.peel_to_commit()?;
-    let (base, base_note) = update::base::find_base(&repo, head.id(), &rec).map_err(refused)?;
+    let (base, base_note) = find_base(&repo, head.id(), &rec).map_err(refused)?;
     let base_info = repo::record_at(&repo, base).map_or_else(|| rec.info.clone(), |r| r.info);
-    let base_tree = repo.find_commit(base)?.tree()?;
+    // The project's trees (a render holds the project alone) sit where the project is in the
+    // repository, among HEAD's other files; the diff is limited to the project's directory.
+    let lift = |project: Oid| repo::lift_tree(&repo, head.tree_id(), &prefix, project);
+    let base_tree = repo.find_tree(lift(repo.find_commit(base)?.tree_id())?)?;
     let mut notes: Vec<String> = base_note.into_iter().collect();
     let incoming = req.incoming || req.template.is_some() || req.to.is_some();
+    let mut opts = options(&prefix);
     let (kind, against, mut diff) = if incoming {
-        let (tree, info, render_notes) = next_render(&repo, &rec, req).map_err(refused)?;
-        notes.extend(render_notes);
-        let new_tree = repo.find_tree(tree)?;
-        let d = repo.diff_tree_to_tree(Some(&base_tree), Some(&new_tree), Some(&mut options()))?;
+        let (tree, info) = next_render(&repo, &rec, req, &mut notes).map_err(refused)?;
+        let new_tree = repo.find_tree(lift(tree)?)?;
+        let d = repo.diff_tree_to_tree(Some(&base_tree), Some(&new_tree), Some(&mut opts))?;
         ("incoming", Side::of("next render", tree, &info), d)
     } else if req.head {
-        let d = repo.diff_tree_to_tree(Some(&base_tree), Some(&head.tree()?), Some(&mut options()))?;
+        let d = repo.diff_tree_to_tree(Some(&base_tree), Some(&head.tree()?), Some(&mut opts))?;
         ("yours", Side::of("HEAD", head.id(), &rec.info), d)
     } else {
-        let mut opts = options();
         opts.include_untracked(true)
             .recurse_untracked_dirs(true)
             .show_untracked_content(true);
@@ -132,7 +135,7 @@ pub fn diff(req: &DiffRequest) -> Result<DiffOutcome> {
     let files = diff
         .deltas()
         .filter_map(|d| {
-            let path = |f: git2::DiffFile| f.path().map(|p| p.to_string_lossy().replace('\\', "/"));
+            let path = |f: git2::DiffFile| f.path().map(|p| relative(&prefix, &p.to_string_lossy()));
             let (status, from) = match d.status() {
                 Delta::Added | Delta::Untracked => ("added", None),
                 Delta::Deleted => ("deleted", None),
@@ -167,49 +170,42 @@ pub fn diff(req: &DiffRequest) -> Result<DiffOutcome> {
     })
 }
 
-fn options() -> DiffOptions {
+/// Git's diff options: type changes, no submodules, and only the project's directory.
+fn options(prefix: &str) -> DiffOptions {
     let mut o = DiffOptions::new();
     o.include_typechange(true).ignore_submodules(true);
+    if !prefix.is_empty() {
+        o.pathspec(format!("{prefix}/")).disable_pathspec_match(true);
+    }
     o
 }
 
-/// The template's next render, as `update` would make it (recorded preset and layout, recorded
-/// answers through the template's migrations, defaults for new variables), written as a tree:
-/// its id, the template it came from, and notes on the answers.
-fn next_render(repo: &Repository, rec: &ProjectRecord, req: &DiffRequest) -> Result<(Oid, TemplateInfo, Vec<String>)> {
-    let mut source = req.template.clone().unwrap_or_else(|| rec.info.source());
-    if let Some(rev) = &req.to {
-        match &mut source {
-            TemplateSource::Git { reference, .. } => *reference = Some(rev.clone()),
-            _ => {
-                return Err(Error::refused(format!(
-                    "--to {rev} needs a git template source; {} is not one",
-                    source.describe()
-                )));
-            }
-        }
+/// A repository path relative to the project's directory.
+fn relative(prefix: &str, path: &str) -> String {
+    let path = path.replace('\\', "/");
+    match path.strip_prefix(prefix).and_then(|p| p.strip_prefix('/')) {
+        Some(rel) if !prefix.is_empty() => rel.to_string(),
+        _ => path,
     }
-    let template = Template::load(&source)
-        .map_err(|e| Error::refused(format!("the template source {} cannot be read: {e}", source.describe())))?;
-    let info = TemplateInfo::of(&template, &source);
-    let preset = rec.preset.clone().filter(|p| template.catalogue.get(p).is_ok());
-    let name = ProjectName::parse(&rec.name)?;
-    let change = answers::PresetChange {
-        name: &name,
-        old_layout: &rec.layout,
-        old_preset: rec.preset.as_deref(),
-        new_preset: preset.as_deref(),
+}
+
+/// The template's next render, exactly as `update` makes it ([`plan::next_render`]: the same
+/// source, preset and layout, recorded answers through the migrations, defaults for new
+/// variables), written as a tree: its id and the template it came from.
+fn next_render(
+    repo: &Repository,
+    rec: &ProjectRecord,
+    req: &DiffRequest,
+    notes: &mut Vec<String>,
+) -> Result<(Oid, TemplateInfo)> {
+    let update = UpdateRequest {
+        dir: req.dir.clone(),
+        template: req.template.clone(),
+        to: req.to.clone(),
+        dry_run: true,
+        ..UpdateRequest::default()
     };
-    let (carried, notes) = answers::carry_over(&template, &rec.answers, rec.info.version.as_deref(), &change)?;
-    let mut rendered = render_project(
-        &template,
-        name,
-        preset,
-        rec.layout.clone(),
-        Map::new(),
-        carried,
-        &mut NoPrompt,
-    )?;
-    record::add_to(&mut rendered, &template, &info, Some(&rec.update));
-    Ok((git::write_tree(repo, &rendered.files)?, info, notes))
+    let source = plan::template_source(&update, rec)?;
+    let next = plan::next_render(&source, &update, rec, Map::new(), &mut NoPrompt, notes)?;
+    Ok((git::write_tree(repo, &next.rendered.files)?, next.info))
 }

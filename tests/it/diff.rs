@@ -181,3 +181,86 @@ fn diff_refuses_what_is_not_a_project() {
         stderr_of(&a)
     );
 }
+
+#[test]
+fn diff_in_a_subdirectory_of_a_larger_repository_shows_that_project_alone() {
+    let (v1, v2) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    template(v1.path(), 1);
+    template(v2.path(), 2);
+    let mono = TempDir::new().unwrap();
+    let m = mono.path();
+    git(m, &["init", "-q", "-b", "main"]);
+    write(m, "README.md", "the monorepo\n");
+    write(m, "services/web/README.md", "another service\n");
+    stackwise()
+        .args(["new", "shop", "--yes", "--preset", "basic", "--no-git", "-o"])
+        .arg(m.join("services"))
+        .arg("--template")
+        .arg(v1.path())
+        .assert()
+        .success();
+    git(m, &["add", "-A"]);
+    git(m, &["commit", "-q", "-m", "monorepo"]);
+    let p = m.join("services/shop");
+    // Work in the project, and beside it: only the project's shows, at paths relative to it.
+    write(&p, "README.md", "# Shop\n\nhello\n\nOur own line.\n");
+    write(&p, "notes.txt", "our notes\n");
+    write(m, "README.md", "the monorepo, edited\n");
+    write(m, "services/web/README.md", "edited too\n");
+    write(m, "stray.txt", "untracked, outside\n");
+    let before = state(m);
+    let a = stackwise().arg("diff").arg(&p).arg("--json").assert().success();
+    assert_eq!(
+        paths(&a.get_output().stdout),
+        pairs(&[("README.md", "modified"), ("notes.txt", "added")])
+    );
+    // The patch is git's, at the repository's paths: `git apply -R` takes back exactly the
+    // project's work, from the repository's root.
+    let a = stackwise().arg("diff").arg(&p).assert().success();
+    let patch = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+    assert!(
+        patch.contains("diff --git a/services/shop/README.md b/services/shop/README.md"),
+        "{patch}"
+    );
+    assert!(
+        !patch.contains("monorepo, edited") && !patch.contains("edited too"),
+        "{patch}"
+    );
+    write(m, "yours.patch", &patch);
+    git(m, &["apply", "--check", "-R", "yours.patch"]);
+    std::fs::remove_file(m.join("yours.patch")).unwrap();
+    assert_eq!(state(m), before, "diff changed the repository");
+    // Committed work only, from inside the project's directory.
+    git(m, &["add", "services/shop"]);
+    git(m, &["commit", "-q", "-m", "our work"]);
+    let before = state(m);
+    let a = stackwise()
+        .current_dir(&p)
+        .args(["diff", "--head", "--json"])
+        .assert()
+        .success();
+    assert_eq!(
+        paths(&a.get_output().stdout),
+        pairs(&[("README.md", "modified"), ("notes.txt", "added")])
+    );
+    // What an update would bring: the template's changes, inside the project.
+    let a = stackwise()
+        .arg("diff")
+        .arg(&p)
+        .arg("--template")
+        .arg(v2.path())
+        .arg("--json")
+        .assert()
+        .success();
+    assert_eq!(
+        paths(&a.get_output().stdout),
+        pairs(&[
+            (".stackwise.toml", "modified"),
+            ("Makefile", "modified"),
+            ("SECURITY.md", "added"),
+            ("ci.yml", "modified"),
+            ("docs/guide.md", "modified"),
+        ])
+    );
+    assert_eq!(state(m), before, "diff changed the repository");
+}
