@@ -272,3 +272,59 @@ fn adopt_refuses_what_it_cannot_adopt_and_changes_nothing() {
     assert_eq!(head(&dry), h);
     assert_eq!(status(&dry), "");
 }
+
+#[test]
+fn a_project_in_a_subdirectory_of_a_larger_repository_is_adopted_there() {
+    let tpl = TempDir::new().unwrap();
+    template(tpl.path(), 1);
+    let root = TempDir::new().unwrap();
+    let mono = root.path().join("mono");
+    hand_made(&mono.join("services/shop"));
+    std::fs::remove_dir_all(mono.join("services/shop/.git")).unwrap();
+    git(&mono, &["init", "-q", "-b", "main"]);
+    write(&mono, "README.md", "the monorepo\n");
+    write(&mono, "services/web/Makefile", "web:\n\techo web\n");
+    git(&mono, &["add", "-A"]);
+    git(&mono, &["commit", "-q", "-m", "monorepo"]);
+    let p = mono.join("services/shop");
+    let before = snapshot(&mono);
+    let user_head = head(&mono);
+
+    let a = adopt(&p, tpl.path()).arg("--json").assert().success();
+    let doc: Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(doc["name"], "shop");
+    assert_eq!(doc["same"], serde_json::json!(["Makefile", "ci.yml"]));
+    assert_eq!(doc["missing"], serde_json::json!(["docs/guide.md"]));
+    // The record lands in the project's directory, and nothing else of the repository changes.
+    let mut after = snapshot(&mono);
+    after.retain(|(f, _)| f != "services/shop/.stackwise.toml");
+    assert_eq!(after, before);
+    assert!(!mono.join(".stackwise.toml").exists());
+    assert_eq!(status(&mono), "");
+    let changed = String::from_utf8(git(&mono, &["diff", "--name-only", "HEAD^1", "HEAD"]).stdout).unwrap();
+    assert_eq!(changed.trim(), "services/shop/.stackwise.toml");
+    let parents = String::from_utf8(git(&mono, &["log", "-1", "--format=%P"]).stdout).unwrap();
+    assert_eq!(parents.split_whitespace().next(), Some(user_head.as_str()));
+    // A second adopt is refused.
+    adopt(&p, tpl.path()).assert().code(2);
+
+    // The template moves on: the update, in the project's directory, brings its change alone.
+    stackwise().arg("update").arg(&p).arg("--check").assert().success();
+    template(tpl.path(), 2);
+    let u = stackwise()
+        .arg("update")
+        .arg(&p)
+        .args(["--yes", "--json"])
+        .assert()
+        .success();
+    let doc: Value = serde_json::from_slice(&u.get_output().stdout).unwrap();
+    assert_eq!(doc["status"], "clean", "{doc:#}");
+    let read = |f: &str| std::fs::read_to_string(mono.join(f)).unwrap();
+    assert!(read("services/shop/Makefile").contains("lint:"));
+    assert_eq!(read("services/shop/README.md"), "# Our shop\n\nWritten by us.\n");
+    assert_eq!(read("services/web/Makefile"), "web:\n\techo web\n");
+    assert_eq!(read("README.md"), "the monorepo\n");
+    assert!(mono.join("services/shop/SECURITY.md").is_file());
+    assert!(!mono.join("SECURITY.md").exists());
+    assert_eq!(status(&mono), "");
+}
