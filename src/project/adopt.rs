@@ -214,29 +214,22 @@ fn adoption_message(info: &TemplateInfo, layout: &str) -> String {
     )
 }
 
-/// Writes `.stackwise.toml` into the project's directory and the index, then commits HEAD's
-/// tree plus the record with parents HEAD and the render commit, through [`git::commit_on_head`]
-/// (the branch moves with the commit, the index after it). An interruption before the commit
-/// leaves the branch where it was, and at worst an untracked record, which the next `adopt`
-/// names.
+/// Commits HEAD's tree plus the record (a tree computed in memory, never the index read back)
+/// with parents HEAD and the render commit, through [`git::commit_on_head`], which moves the
+/// branch with the commit; then writes `.stackwise.toml` into the project's directory and the
+/// index. An interruption before the commit changes nothing; after it, `git status` names the
+/// record and `git checkout -- PATH` brings it.
 fn commit_adoption(repo: &Repository, prefix: &str, render: Oid, record: &[u8], message: &str) -> Result<Oid> {
     let path = repo::under(prefix, RECORD_FILE);
+    let head = repo.head()?.peel_to_commit()?;
+    let mut tree = git2::Index::new()?;
+    tree.read_tree(&head.tree()?)?;
+    tree.add(&git::index_entry(&path, repo.blob(record)?, 0o100644, None))?;
+    let id = git::commit_on_head(repo, tree.write_tree_to(repo)?, &[render], message)?;
     let dest = repo.workdir().unwrap_or(repo.path()).join(&path);
     std::fs::write(&dest, record).map_err(|e| Error::io(&dest, e))?;
     let mut index = repo.index()?;
-    let committed = index
-        .add_path(Path::new(&path))
-        .map_err(Error::from)
-        .and_then(|()| Ok(index.write_tree()?))
-        .and_then(|tree| git::commit_on_head(repo, tree, &[render], message));
-    match committed {
-        Ok(id) => {
-            index.write()?;
-            Ok(id)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&dest);
-            Err(e)
-        }
-    }
+    index.add_path(Path::new(&path))?;
+    index.write()?;
+    Ok(id)
 }
