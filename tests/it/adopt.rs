@@ -95,6 +95,37 @@ fn adopt(dir: &Path, tpl: &Path) -> assert_cmd::Command {
     c
 }
 
+/// `stackwise update DIR` of an adopted project to the fixture's version 2: a clean merge of
+/// the template's change alone (the file the project lacks stays missing).
+fn update_to_v2(dir: &Path) {
+    let u = stackwise()
+        .arg("update")
+        .arg(dir)
+        .args(["--yes", "--json"])
+        .assert()
+        .success();
+    let doc: Value = serde_json::from_slice(&u.get_output().stdout).unwrap();
+    let files: Vec<(String, String)> = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap().into(), f["status"].as_str().unwrap().into()))
+        .collect();
+    let expect = [
+        (".stackwise.toml", "updated"),
+        ("Makefile", "updated"),
+        ("SECURITY.md", "added"),
+        ("ci.yml", "updated"),
+        ("docs/guide.md", "kept-deleted"),
+    ];
+    assert_eq!(
+        files,
+        expect.map(|(a, b)| (a.to_string(), b.to_string())).to_vec(),
+        "{doc:#}"
+    );
+    assert_eq!(doc["status"], "clean");
+}
+
 #[test]
 fn an_adopted_repository_keeps_its_files_and_update_merges_only_the_template_s_later_change() {
     let tpl = TempDir::new().unwrap();
@@ -146,32 +177,7 @@ fn an_adopted_repository_keeps_its_files_and_update_merges_only_the_template_s_l
     // The template moves on; the update brings exactly its change.
     template(tpl.path(), 2);
     stackwise().arg("update").arg(&p).arg("--check").assert().code(3);
-    let u = stackwise()
-        .arg("update")
-        .arg(&p)
-        .args(["--yes", "--json"])
-        .assert()
-        .success();
-    let doc: Value = serde_json::from_slice(&u.get_output().stdout).unwrap();
-    let files: Vec<(String, String)> = doc["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| (f["path"].as_str().unwrap().into(), f["status"].as_str().unwrap().into()))
-        .collect();
-    let expect = [
-        (".stackwise.toml", "updated"),
-        ("Makefile", "updated"),
-        ("SECURITY.md", "added"),
-        ("ci.yml", "updated"),
-        ("docs/guide.md", "kept-deleted"),
-    ];
-    assert_eq!(
-        files,
-        expect.map(|(a, b)| (a.to_string(), b.to_string())).to_vec(),
-        "{doc:#}"
-    );
-    assert_eq!(doc["status"], "clean");
+    update_to_v2(&p);
     let read = |f: &str| std::fs::read_to_string(p.join(f)).unwrap();
     assert_eq!(read("README.md"), "# Our shop\n\nWritten by us.\n");
     assert_eq!(read("src/shop/main.py"), "print('ours')\n");
@@ -311,14 +317,7 @@ fn a_project_in_a_subdirectory_of_a_larger_repository_is_adopted_there() {
     // The template moves on: the update, in the project's directory, brings its change alone.
     stackwise().arg("update").arg(&p).arg("--check").assert().success();
     template(tpl.path(), 2);
-    let u = stackwise()
-        .arg("update")
-        .arg(&p)
-        .args(["--yes", "--json"])
-        .assert()
-        .success();
-    let doc: Value = serde_json::from_slice(&u.get_output().stdout).unwrap();
-    assert_eq!(doc["status"], "clean", "{doc:#}");
+    update_to_v2(&p);
     let read = |f: &str| std::fs::read_to_string(mono.join(f)).unwrap();
     assert!(read("services/shop/Makefile").contains("lint:"));
     assert_eq!(read("services/shop/README.md"), "# Our shop\n\nWritten by us.\n");

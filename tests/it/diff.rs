@@ -22,6 +22,28 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
 }
 
+/// What the fixture template changes from version 1 to 2.
+const V1_TO_V2: [(&str, &str); 5] = [
+    (".stackwise.toml", "modified"),
+    ("Makefile", "modified"),
+    ("SECURITY.md", "added"),
+    ("ci.yml", "modified"),
+    ("docs/guide.md", "modified"),
+];
+
+/// `stackwise diff DIR --template TPL --json`: the document.
+fn incoming(dir: &Path, tpl: &Path) -> Vec<u8> {
+    let a = stackwise()
+        .arg("diff")
+        .arg(dir)
+        .arg("--template")
+        .arg(tpl)
+        .arg("--json")
+        .assert()
+        .success();
+    a.get_output().stdout.clone()
+}
+
 /// Everything git knows of a repository's state: refs, HEAD, index and work tree status.
 fn state(dir: &Path) -> String {
     let run = |args: &[&str]| String::from_utf8(git(dir, args).stdout).unwrap();
@@ -89,25 +111,9 @@ fn diff_shows_your_work_and_what_an_update_would_bring_and_changes_nothing() {
     assert!(stderr_of(&a).contains("modified  README.md"), "{}", stderr_of(&a));
 
     // What an update to v2 would bring: the template's changes only, none of the user's.
-    let a = stackwise()
-        .arg("diff")
-        .arg(&p)
-        .arg("--template")
-        .arg(v2.path())
-        .arg("--json")
-        .assert()
-        .success();
-    assert_eq!(
-        paths(&a.get_output().stdout),
-        pairs(&[
-            (".stackwise.toml", "modified"),
-            ("Makefile", "modified"),
-            ("SECURITY.md", "added"),
-            ("ci.yml", "modified"),
-            ("docs/guide.md", "modified"),
-        ])
-    );
-    let doc: Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    let out = incoming(&p, v2.path());
+    assert_eq!(paths(&out), pairs(&V1_TO_V2));
+    let doc: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(doc["kind"], "incoming");
     assert_eq!(doc["against"]["what"], "next render");
     assert_eq!(doc["base"]["what"], "last render");
@@ -244,23 +250,6 @@ fn diff_in_a_subdirectory_of_a_larger_repository_shows_that_project_alone() {
         pairs(&[("README.md", "modified"), ("notes.txt", "added")])
     );
     // What an update would bring: the template's changes, inside the project.
-    let a = stackwise()
-        .arg("diff")
-        .arg(&p)
-        .arg("--template")
-        .arg(v2.path())
-        .arg("--json")
-        .assert()
-        .success();
-    assert_eq!(
-        paths(&a.get_output().stdout),
-        pairs(&[
-            (".stackwise.toml", "modified"),
-            ("Makefile", "modified"),
-            ("SECURITY.md", "added"),
-            ("ci.yml", "modified"),
-            ("docs/guide.md", "modified"),
-        ])
-    );
+    assert_eq!(paths(&incoming(&p, v2.path())), pairs(&V1_TO_V2));
     assert_eq!(state(m), before, "diff changed the repository");
 }
