@@ -122,6 +122,14 @@ pub enum Error {
     #[error("cannot update: {reason}")]
     UpdateRefused { reason: String, hint: Option<String> },
 
+    /// `stackwise diff` or `adopt` will not start (nothing was changed): why, and what to do.
+    #[error("cannot {action}: {reason}")]
+    Refused {
+        action: &'static str,
+        reason: String,
+        hint: Option<String>,
+    },
+
     #[error("template lint found {count} problem(s):\n{report}")]
     Lint { count: usize, report: String },
 }
@@ -143,6 +151,7 @@ impl Error {
             | Error::TargetNotDir { .. }
             | Error::NeedsConsent(_)
             | Error::UpdateRefused { .. }
+            | Error::Refused { .. }
             | Error::Workload { .. } => ErrorKind::Usage,
             _ => ErrorKind::Runtime,
         }
@@ -167,7 +176,8 @@ impl Error {
             Error::Source { hint, .. }
             | Error::Workload { hint, .. }
             | Error::Install { hint, .. }
-            | Error::UpdateRefused { hint, .. } => hint.clone(),
+            | Error::UpdateRefused { hint, .. }
+            | Error::Refused { hint, .. } => hint.clone(),
             _ => None,
         }
     }
@@ -182,6 +192,14 @@ impl Error {
         Error::Workload {
             reason: reason.into(),
             hint: None,
+        }
+    }
+
+    /// An update's refusal (from the checks `diff` and `adopt` share with it) as one of `action`.
+    pub fn refused_as(self, action: &'static str) -> Self {
+        match self {
+            Error::UpdateRefused { reason, hint } => Error::Refused { action, reason, hint },
+            other => other,
         }
     }
 

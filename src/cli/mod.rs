@@ -1,5 +1,7 @@
 //! Command-line front end. Human output goes to stderr; `--json` documents go to stdout.
 
+mod adopt;
+mod diff;
 mod progress;
 mod prompt;
 mod recommend;
@@ -39,6 +41,10 @@ enum Command {
     Recommend(recommend::RecommendArgs),
     /// Merge the template's changes into a generated project (a git merge; conflicts as usual).
     Update(update::UpdateArgs),
+    /// Show what the project changed since its last render, or (--incoming) what an update would bring.
+    Diff(diff::DiffArgs),
+    /// Bring an existing repository under a template (records answers and a base render; your files stay as they are).
+    Adopt(adopt::AdoptArgs),
     /// Validate a template directory (for fork authors).
     Lint {
         /// The template directory (the one holding stackwise.toml).
@@ -221,6 +227,8 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Recommend(args) => recommend::run(args),
         Command::Test(args) => test::run(args),
         Command::Update(args) => update::run(args),
+        Command::Diff(args) => diff::run(args),
+        Command::Adopt(args) => adopt::run(args),
         Command::Lint { dir, json } => {
             let report = stackwise::template::lint::lint(&dir)?;
             if json {
@@ -259,7 +267,12 @@ fn uses_git(command: &Command) -> bool {
             clone || !(args.no_git || args.dry_run)
         }
         Command::Presets(_) | Command::Lint { .. } | Command::Completions { .. } => false,
-        Command::Recommend(_) | Command::Test(_) | Command::Update(_) | Command::Fork { .. } => true,
+        Command::Recommend(_)
+        | Command::Test(_)
+        | Command::Update(_)
+        | Command::Diff(_)
+        | Command::Adopt(_)
+        | Command::Fork { .. } => true,
     }
 }
 
@@ -296,19 +309,20 @@ fn interactive(yes: bool) -> bool {
 
 fn cmd_new(args: NewArgs) -> Result<(), Error> {
     let interactive = interactive(args.yes);
+    let template = new_template(&args)?;
     let install = if args.install {
         true
     } else if args.no_install || args.dry_run {
         false
     } else {
-        ask_install(interactive, args.template.is_some())?
+        ask_install(interactive, template != TemplateSource::Builtin)?
     };
     let req = NewRequest {
         name: args.name,
         preset: args.preset,
         layout: args.layout,
         output_dir: args.output,
-        template: TemplateSource::parse_checked(args.template.as_deref(), args.subdir.as_deref())?,
+        template,
         sets: args.sets,
         answers_file: args.answers,
         force: args.force,
@@ -317,6 +331,32 @@ fn cmd_new(args: NewArgs) -> Result<(), Error> {
         install,
     };
     generate_project(&req, interactive, args.json)
+}
+
+/// The template of `new`: `--template` (and `--subdir`), else the one recorded in an answers
+/// file that is a project's `.stackwise.toml` (a project made from a fork re-renders from the
+/// fork, never silently from the built-in template), else the built-in one.
+fn new_template(args: &NewArgs) -> Result<TemplateSource, Error> {
+    if args.template.is_some() || args.subdir.is_some() {
+        return TemplateSource::parse_checked(args.template.as_deref(), args.subdir.as_deref());
+    }
+    let Some(file) = &args.answers else {
+        return Ok(TemplateSource::Builtin);
+    };
+    match stackwise::template::answers::load_file(file)?.template {
+        Some(recorded) => {
+            if recorded != TemplateSource::Builtin {
+                eprintln!(
+                    "{} the template recorded in {}: {} (--template chooses another)",
+                    style::bold("using"),
+                    file.display(),
+                    recorded.describe()
+                );
+            }
+            Ok(recorded)
+        }
+        None => Ok(TemplateSource::Builtin),
+    }
 }
 
 /// Whether to run the project's install steps when neither --install nor --no-install was

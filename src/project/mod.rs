@@ -3,6 +3,8 @@
 //! staging → (install) → git → move into place, and the record (`.stackwise.toml`) that lets a
 //! project be re-rendered later.
 
+pub mod adopt;
+pub mod diff;
 pub mod fork;
 pub mod git;
 pub mod install;

@@ -73,12 +73,37 @@ impl TemplateInfo {
 
     /// The source to load this template from again.
     pub fn source(&self) -> TemplateSource {
-        if self.template == "builtin" {
-            TemplateSource::Builtin
-        } else {
-            TemplateSource::parse(Some(&self.template), self.subdir.as_deref())
-        }
+        TemplateSource::recorded(&self.template, self.subdir.as_deref())
     }
+
+    /// The `--template SRC [--subdir PATH]` arguments that name this source again (none for the
+    /// built-in template), quoted for a POSIX shell; None when the source cannot be written on one
+    /// line of a comment (a control character in it).
+    pub fn template_args(&self) -> Option<String> {
+        if self.template == "builtin" {
+            return Some(String::new());
+        }
+        let mut out = format!(" --template {}", shell_quote(&self.template)?);
+        if let Some(sub) = &self.subdir {
+            out.push_str(&format!(" --subdir {}", shell_quote(sub)?));
+        }
+        Some(out)
+    }
+}
+
+/// `s` as one word for a POSIX shell: bare when it is plain, else in single quotes.
+fn shell_quote(s: &str) -> Option<String> {
+    if s.chars().any(char::is_control) {
+        return None;
+    }
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:@#+=,%".contains(c));
+    Some(if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    })
 }
 
 /// `sha256:<hex>` over every file of the template and its presets (path, length, bytes).
@@ -177,9 +202,13 @@ pub fn to_toml(manifest: &Manifest, info: &TemplateInfo, rendered: &Rendered, up
         .entry("skip")
         .or_insert_with(|| toml::Value::Array(Vec::new()));
     let update_text = toml::to_string(&update_table).unwrap_or_default();
+    let rerender = match info.template_args() {
+        Some(args) => format!("stackwise new \"{name}\"{args} --answers .stackwise.toml --force -o .."),
+        None => format!("stackwise new \"{name}\" --answers .stackwise.toml --force -o .. (from the template below)"),
+    };
     format!(
         "# Written by stackwise; `stackwise update` rewrites it (your [update] table is kept). It holds no secret.\n\
-         # Re-render with: stackwise new \"{name}\" --answers .stackwise.toml --force -o ..\n\
+         # Re-render with: {rerender}\n\
          {body}\n\
          [update]\n\
          # Paths (globs) that `stackwise update` never writes, e.g. skip = [\"docs/**\", \"src/app/model.py\"]\n\
@@ -305,6 +334,29 @@ mod tests {
             &TemplateSource::Builtin,
         );
         assert_eq!(info.revision, BUILTIN_DIGEST);
+    }
+
+    #[test]
+    fn the_template_arguments_name_the_source_as_one_shell_word_each() {
+        let info = |template: &str, subdir: Option<&str>| TemplateInfo {
+            template: template.into(),
+            subdir: subdir.map(str::to_string),
+            version: None,
+            revision: "sha256:00".into(),
+        };
+        assert_eq!(info("builtin", None).template_args().unwrap(), "");
+        assert_eq!(
+            info("https://git.example.com/acme/tpl.git#v2", Some("templates"))
+                .template_args()
+                .unwrap(),
+            " --template https://git.example.com/acme/tpl.git#v2 --subdir templates"
+        );
+        assert_eq!(
+            info("/srv/it's $HOME", None).template_args().unwrap(),
+            " --template '/srv/it'\\''s $HOME'"
+        );
+        // A line break would end the comment and break the TOML: no command then.
+        assert_eq!(info("/srv/a\nb", None).template_args(), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use super::inline::{self, InlineError};
 use super::manifest::{Manifest, VarType, Variable};
 use super::prompter::Prompter;
+use super::source::TemplateSource;
 use super::span::toml_path;
 use super::value::{coerce, toml_to_json};
 use crate::error::{Error, Result};
@@ -38,6 +39,9 @@ pub struct AnswersFile {
     /// `preset` and `layout` beside an `[answers]` table (a generated project's `.stackwise.toml`).
     pub preset: Option<String>,
     pub layout: Option<String>,
+    /// The template source recorded beside the answers (`template`, `template_subdir` of a
+    /// `.stackwise.toml`): a re-render uses it unless `--template` says otherwise.
+    pub template: Option<TemplateSource>,
 }
 
 /// An answers file, in TOML or JSON. A file with an `[answers]` table (such as a generated
@@ -61,10 +65,12 @@ pub fn load_file(path: &Path) -> Result<AnswersFile> {
     match top.remove("answers") {
         Some(Value::Object(answers)) => {
             let text = |k: &str| top.get(k).and_then(Value::as_str).map(str::to_string);
+            let template = text("template").map(|t| TemplateSource::recorded(&t, text("template_subdir").as_deref()));
             Ok(AnswersFile {
                 answers,
                 preset: text("preset"),
                 layout: text("layout"),
+                template,
             })
         }
         Some(other) => Err(fail(format!("`answers` must be a table of KEY = VALUE, found {other}"))),

@@ -86,6 +86,16 @@ impl TemplateSource {
         Ok(parsed)
     }
 
+    /// The source a `.stackwise.toml` names (`template`, `template_subdir`): `builtin`, a
+    /// directory or a git URL (`URL#REF`).
+    pub fn recorded(template: &str, subdir: Option<&str>) -> Self {
+        if template == "builtin" {
+            TemplateSource::Builtin
+        } else {
+            TemplateSource::parse(Some(template), subdir)
+        }
+    }
+
     /// A short description for messages and `.stackwise.toml`.
     pub fn describe(&self) -> String {
         match self {

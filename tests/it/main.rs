@@ -4,12 +4,16 @@
 //! `common` holds the fixture template and [`common::Fixture`], the small builder for "run
 //! stackwise on this fixture and expect …".
 
+mod adopt;
 mod cli;
 mod common;
+mod diff;
 mod evolve;
 mod firstday;
+mod fleet;
 mod hostile;
 mod recommend;
+mod rerender;
 mod snapshots;
 mod testcmd;
 mod update;

@@ -94,6 +94,16 @@ fn read_inputs(req: &UpdateRequest, rec: &ProjectRecord) -> Result<Inputs> {
         check_relative_path(p).map_err(|why| refuse(format!("--restore {p}: {why}")))?;
     }
     let skip = skip::Patterns::parse(&rec.skip)?;
+    Ok(Inputs {
+        sets,
+        restore,
+        skip,
+        source: template_source(req, rec)?,
+    })
+}
+
+/// The source of the next render: `--template`, else the recorded one; at `--to REV` for git.
+pub fn template_source(req: &UpdateRequest, rec: &ProjectRecord) -> Result<TemplateSource> {
     let mut source = req.template.clone().unwrap_or_else(|| rec.info.source());
     if let Some(rev) = &req.to {
         match &mut source {
@@ -106,12 +116,7 @@ fn read_inputs(req: &UpdateRequest, rec: &ProjectRecord) -> Result<Inputs> {
             }
         }
     }
-    Ok(Inputs {
-        sets,
-        restore,
-        skip,
-        source,
-    })
+    Ok(source)
 }
 
 /// Loads a template for an update; a source that cannot be read is a refusal.
@@ -122,6 +127,35 @@ fn load_template(source: &TemplateSource) -> Result<Template> {
             "check the path or URL, or pass --template SRC to use another copy",
         ),
         other => other,
+    })
+}
+
+/// The template's next render, made in memory as an update makes it. `stackwise diff --incoming`
+/// shows this very render.
+pub struct NextRender {
+    pub template: Template,
+    pub info: TemplateInfo,
+    pub rendered: Rendered,
+}
+
+/// Loads `source` and renders it for the project of `rec`: preset and layout (flags, then the
+/// record), the recorded answers through the template's migrations, `sets`, defaults or prompts
+/// for new variables, and `.stackwise.toml`. Notes on the answers go to `notes`.
+pub fn next_render(
+    source: &TemplateSource,
+    req: &UpdateRequest,
+    rec: &ProjectRecord,
+    sets: Map<String, serde_json::Value>,
+    prompter: &mut dyn Prompter,
+    notes: &mut Vec<String>,
+) -> Result<NextRender> {
+    let template = load_template(source)?;
+    let info = TemplateInfo::of(&template, source);
+    let rendered = render_new(&template, &info, req, rec, sets, prompter, notes)?;
+    Ok(NextRender {
+        template,
+        info,
+        rendered,
     })
 }
 
@@ -224,10 +258,12 @@ pub fn compute(req: &UpdateRequest, prompter: &mut dyn Prompter) -> Result<(Repo
     repo::check_clean(&repo)?;
     let rec = repo::head_record(&repo, &prefix)?;
     let inputs = read_inputs(req, &rec)?;
-    let template = load_template(&inputs.source)?;
-    let info = TemplateInfo::of(&template, &inputs.source);
     let mut notes = Vec::new();
-    let rendered = render_new(&template, &info, req, &rec, inputs.sets.clone(), prompter, &mut notes)?;
+    let NextRender {
+        template,
+        info,
+        rendered,
+    } = next_render(&inputs.source, req, &rec, inputs.sets.clone(), prompter, &mut notes)?;
     let (head, full_tree) = {
         let c = repo.head()?.peel_to_commit()?;
         (c.id(), c.tree_id())

@@ -1,0 +1,329 @@
+//! `stackwise adopt`: a repository stackwise did not create comes under a template; its files stay
+//! as they are, and the next `update` merges only what the template changes later. Contract: SPEC
+//! §7.1.
+
+use std::path::Path;
+
+use crate::common::{git, list_files, stackwise, stderr_of, write};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// A small template as a real directory: version 1, or version 2 (a Makefile target, a CI step, a
+/// new SECURITY.md, a changed guide the adopted project lacks; the README and the code as in 1).
+pub fn template(root: &Path, version: u32) {
+    write(
+        root,
+        "stackwise.toml",
+        format!(
+            r#"
+[template]
+name = "fx"
+version = "{version}.0.0"
+
+[[variables]]
+name = "greeting"
+type = "string"
+default = "hello"
+
+[layouts.single]
+description = "one app"
+mounts = [{{ component = "app", at = "." }}]
+"#
+        ),
+    );
+    write(
+        root,
+        "presets/basic.toml",
+        "id = \"basic\"\ntitle = \"Basic\"\nlayout = \"single\"\nsummary = \"one app\"\nrationale = \"a fixture\"\n",
+    );
+    let app = |rel: &str, text: &str| write(root, &format!("components/app/{rel}"), text);
+    app("README.md.tera", "# {{ project_title }}\n\n{{ greeting }}\n");
+    app("src/{{ package_name }}/main.py", "print(1)\n");
+    if version == 1 {
+        app("Makefile", "test:\n\techo test\n");
+        app("ci.yml", "steps:\n  - test\n");
+        app("docs/guide.md", "guide v1\n");
+    } else {
+        app("Makefile", "test:\n\techo test\n\nlint:\n\techo lint\n");
+        app("ci.yml", "steps:\n  - test\n  - lint\n");
+        app("docs/guide.md", "guide v2\n");
+        app("SECURITY.md", "Report to security@example.com\n");
+    }
+}
+
+/// A repository made by hand: a README and code of its own, a Makefile and CI file equal to the
+/// template's, a notes file the template does not know, and no docs/.
+fn hand_made(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    git(dir, &["init", "-q", "-b", "main"]);
+    write(dir, "README.md", "# Our shop\n\nWritten by us.\n");
+    write(dir, "Makefile", "test:\n\techo test\n");
+    write(dir, "ci.yml", "steps:\n  - test\n");
+    write(dir, "src/shop/main.py", "print('ours')\n");
+    write(dir, "notes.txt", "our notes\n");
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "our project"]);
+}
+
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    list_files(dir)
+        .into_iter()
+        .map(|f| {
+            let bytes = std::fs::read(dir.join(&f)).unwrap();
+            (f, bytes)
+        })
+        .collect()
+}
+
+fn head(dir: &Path) -> String {
+    String::from_utf8(git(dir, &["rev-parse", "HEAD"]).stdout)
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn status(dir: &Path) -> String {
+    String::from_utf8(git(dir, &["status", "--porcelain", "--untracked-files=all"]).stdout).unwrap()
+}
+
+fn adopt(dir: &Path, tpl: &Path) -> assert_cmd::Command {
+    let mut c = stackwise();
+    c.arg("adopt")
+        .arg(dir)
+        .args(["--preset", "basic", "--yes", "--template"])
+        .arg(tpl);
+    c
+}
+
+/// `stackwise update DIR` of an adopted project to the fixture's version 2: a clean merge of
+/// the template's change alone (the file the project lacks stays missing).
+fn update_to_v2(dir: &Path) {
+    let u = stackwise()
+        .arg("update")
+        .arg(dir)
+        .args(["--yes", "--json"])
+        .assert()
+        .success();
+    let doc: Value = serde_json::from_slice(&u.get_output().stdout).unwrap();
+    let files: Vec<(String, String)> = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap().into(), f["status"].as_str().unwrap().into()))
+        .collect();
+    let expect = [
+        (".stackwise.toml", "updated"),
+        ("Makefile", "updated"),
+        ("SECURITY.md", "added"),
+        ("ci.yml", "updated"),
+        ("docs/guide.md", "kept-deleted"),
+    ];
+    assert_eq!(
+        files,
+        expect.map(|(a, b)| (a.to_string(), b.to_string())).to_vec(),
+        "{doc:#}"
+    );
+    assert_eq!(doc["status"], "clean");
+}
+
+#[test]
+fn an_adopted_repository_keeps_its_files_and_update_merges_only_the_template_s_later_change() {
+    let tpl = TempDir::new().unwrap();
+    template(tpl.path(), 1);
+    let root = TempDir::new().unwrap();
+    let p = root.path().join("shop");
+    hand_made(&p);
+    let before = snapshot(&p);
+    let user_head = head(&p);
+
+    let a = adopt(&p, tpl.path()).arg("--json").assert().success();
+    let doc: Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    let names = |k: &str| -> Vec<String> {
+        doc[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names("same"), ["Makefile", "ci.yml"]);
+    assert_eq!(names("differ"), ["README.md", "src/shop/main.py"]);
+    assert_eq!(names("missing"), ["docs/guide.md"]);
+
+    // Only .stackwise.toml was added; every other file is byte for byte what it was.
+    let mut after = snapshot(&p);
+    after.retain(|(f, _)| f != ".stackwise.toml");
+    assert_eq!(after, before);
+    assert!(p.join(".stackwise.toml").is_file());
+    assert_eq!(status(&p), "", "the adoption is committed, nothing left over");
+    // One commit of its own: parents = the user's commit and the render commit.
+    let parents = String::from_utf8(git(&p, &["log", "-1", "--format=%P"]).stdout).unwrap();
+    let parents: Vec<&str> = parents.split_whitespace().collect();
+    assert_eq!(parents.len(), 2);
+    assert_eq!(parents[0], user_head);
+    let render = String::from_utf8(git(&p, &["log", "-1", "--format=%B", parents[1]]).stdout).unwrap();
+    assert!(render.contains("Stackwise-Render: "), "{render}");
+    let msg = String::from_utf8(git(&p, &["log", "-1", "--format=%B"]).stdout).unwrap();
+    assert!(
+        msg.contains("Stackwise-Adopt: ") && !msg.contains("Stackwise-Render"),
+        "{msg}"
+    );
+    let changed = String::from_utf8(git(&p, &["diff", "--name-only", "HEAD^1", "HEAD"]).stdout).unwrap();
+    assert_eq!(changed.trim(), ".stackwise.toml");
+
+    // Right after adopting, the project is up to date with its template.
+    stackwise().arg("update").arg(&p).arg("--check").assert().success();
+
+    // The template moves on; the update brings exactly its change.
+    template(tpl.path(), 2);
+    stackwise().arg("update").arg(&p).arg("--check").assert().code(3);
+    update_to_v2(&p);
+    let read = |f: &str| std::fs::read_to_string(p.join(f)).unwrap();
+    assert_eq!(read("README.md"), "# Our shop\n\nWritten by us.\n");
+    assert_eq!(read("src/shop/main.py"), "print('ours')\n");
+    assert_eq!(read("notes.txt"), "our notes\n");
+    assert!(read("Makefile").contains("lint:"));
+    assert!(!p.join("docs").exists());
+    assert_eq!(status(&p), "");
+}
+
+#[test]
+fn adopt_refuses_what_it_cannot_adopt_and_changes_nothing() {
+    let tpl = TempDir::new().unwrap();
+    template(tpl.path(), 1);
+    let root = TempDir::new().unwrap();
+
+    // Not a git repository.
+    let plain = root.path().join("plain");
+    write(&plain, "README.md", "x\n");
+    let a = adopt(&plain, tpl.path()).assert().code(2);
+    assert!(
+        stderr_of(&a).contains("cannot adopt") && stderr_of(&a).contains("not a git repository"),
+        "{}",
+        stderr_of(&a)
+    );
+    assert_eq!(list_files(&plain), ["README.md"]);
+
+    // Uncommitted changes.
+    let dirty = root.path().join("dirty");
+    hand_made(&dirty);
+    write(&dirty, "README.md", "edited, not committed\n");
+    let h = head(&dirty);
+    let a = adopt(&dirty, tpl.path()).assert().code(2);
+    assert!(stderr_of(&a).contains("uncommitted changes"), "{}", stderr_of(&a));
+    assert_eq!(head(&dirty), h);
+    assert!(!dirty.join(".stackwise.toml").exists());
+
+    // Already adopted: the second adopt is refused.
+    let twice = root.path().join("twice");
+    hand_made(&twice);
+    adopt(&twice, tpl.path()).assert().success();
+    let h = head(&twice);
+    let a = adopt(&twice, tpl.path()).assert().code(2);
+    assert!(
+        stderr_of(&a).contains("already follows a template"),
+        "{}",
+        stderr_of(&a)
+    );
+    assert_eq!(head(&twice), h);
+
+    // A generated project whose record was deleted: its history holds a render commit.
+    let out = TempDir::new().unwrap();
+    stackwise()
+        .args(["new", "gen", "--yes", "--preset", "basic", "-o"])
+        .arg(out.path())
+        .arg("--template")
+        .arg(tpl.path())
+        .assert()
+        .success();
+    let gen_dir = out.path().join("gen");
+    git(&gen_dir, &["rm", "-q", ".stackwise.toml"]);
+    git(&gen_dir, &["commit", "-q", "-m", "no record"]);
+    let h = head(&gen_dir);
+    let a = adopt(&gen_dir, tpl.path()).assert().code(2);
+    assert!(stderr_of(&a).contains("render commit"), "{}", stderr_of(&a));
+    assert_eq!(head(&gen_dir), h);
+
+    // An untracked record in the way, and a name that is not a valid project name.
+    let stray = root.path().join("stray");
+    hand_made(&stray);
+    write(&stray, ".stackwise.toml", "mine\n");
+    let a = adopt(&stray, tpl.path()).assert().code(2);
+    assert!(stderr_of(&a).contains("not committed"), "{}", stderr_of(&a));
+    assert_eq!(
+        std::fs::read_to_string(stray.join(".stackwise.toml")).unwrap(),
+        "mine\n"
+    );
+    // … nor a symlink there: nothing is written through it.
+    #[cfg(unix)]
+    {
+        let linked = root.path().join("linked");
+        hand_made(&linked);
+        let outside = root.path().join("outside.toml");
+        std::fs::write(&outside, "outside\n").unwrap();
+        std::os::unix::fs::symlink(&outside, linked.join(".stackwise.toml")).unwrap();
+        adopt(&linked, tpl.path()).assert().code(2);
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "outside\n");
+    }
+    let named = root.path().join("named");
+    hand_made(&named);
+    adopt(&named, tpl.path()).args(["--name", "9 lives!"]).assert().code(2);
+    assert_eq!(status(&named), "");
+
+    // --dry-run reports and writes nothing.
+    let dry = root.path().join("dry");
+    hand_made(&dry);
+    let h = head(&dry);
+    adopt(&dry, tpl.path()).arg("--dry-run").assert().success();
+    assert_eq!(head(&dry), h);
+    assert_eq!(status(&dry), "");
+}
+
+#[test]
+fn a_project_in_a_subdirectory_of_a_larger_repository_is_adopted_there() {
+    let tpl = TempDir::new().unwrap();
+    template(tpl.path(), 1);
+    let root = TempDir::new().unwrap();
+    let mono = root.path().join("mono");
+    hand_made(&mono.join("services/shop"));
+    std::fs::remove_dir_all(mono.join("services/shop/.git")).unwrap();
+    git(&mono, &["init", "-q", "-b", "main"]);
+    write(&mono, "README.md", "the monorepo\n");
+    write(&mono, "services/web/Makefile", "web:\n\techo web\n");
+    git(&mono, &["add", "-A"]);
+    git(&mono, &["commit", "-q", "-m", "monorepo"]);
+    let p = mono.join("services/shop");
+    let before = snapshot(&mono);
+    let user_head = head(&mono);
+
+    let a = adopt(&p, tpl.path()).arg("--json").assert().success();
+    let doc: Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(doc["name"], "shop");
+    assert_eq!(doc["same"], serde_json::json!(["Makefile", "ci.yml"]));
+    assert_eq!(doc["missing"], serde_json::json!(["docs/guide.md"]));
+    // The record lands in the project's directory, and nothing else of the repository changes.
+    let mut after = snapshot(&mono);
+    after.retain(|(f, _)| f != "services/shop/.stackwise.toml");
+    assert_eq!(after, before);
+    assert!(!mono.join(".stackwise.toml").exists());
+    assert_eq!(status(&mono), "");
+    let changed = String::from_utf8(git(&mono, &["diff", "--name-only", "HEAD^1", "HEAD"]).stdout).unwrap();
+    assert_eq!(changed.trim(), "services/shop/.stackwise.toml");
+    let parents = String::from_utf8(git(&mono, &["log", "-1", "--format=%P"]).stdout).unwrap();
+    assert_eq!(parents.split_whitespace().next(), Some(user_head.as_str()));
+    // A second adopt is refused.
+    adopt(&p, tpl.path()).assert().code(2);
+
+    // The template moves on: the update, in the project's directory, brings its change alone.
+    stackwise().arg("update").arg(&p).arg("--check").assert().success();
+    template(tpl.path(), 2);
+    update_to_v2(&p);
+    let read = |f: &str| std::fs::read_to_string(mono.join(f)).unwrap();
+    assert!(read("services/shop/Makefile").contains("lint:"));
+    assert_eq!(read("services/shop/README.md"), "# Our shop\n\nWritten by us.\n");
+    assert_eq!(read("services/web/Makefile"), "web:\n\techo web\n");
+    assert_eq!(read("README.md"), "the monorepo\n");
+    assert!(mono.join("services/shop/SECURITY.md").is_file());
+    assert!(!mono.join("SECURITY.md").exists());
+    assert_eq!(status(&mono), "");
+}
