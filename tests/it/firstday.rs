@@ -563,3 +563,20 @@ fn the_prebuilt_path_the_readme_promises_is_configured() {
         "every cargo install is --locked"
     );
 }
+
+/// `stackwise update` on a directory that is neither a stackwise project nor a repository says
+/// so, rather than presuming a project generated with `--no-git`; a project without git keeps
+/// that hint.
+#[test]
+fn update_on_a_directory_that_is_not_a_stackwise_project_says_so() {
+    let dir = TempDir::new().unwrap();
+    write(dir.path(), "notes.txt", "mine\n");
+    let a = stackwise().arg("update").arg(dir.path()).assert().code(2);
+    let err = stderr_of(&a);
+    assert_mentions(&err, &["is not a stackwise project", ".stackwise.toml"]);
+    assert!(!err.contains("--no-git"), "{err}");
+
+    write(dir.path(), ".stackwise.toml", "[template]\n");
+    let a = stackwise().arg("update").arg(dir.path()).assert().code(2);
+    assert_mentions(&stderr_of(&a), &["not a git repository", "--no-git"]);
+}

@@ -22,10 +22,17 @@ pub fn open(dir: &Path) -> Result<(Repository, String)> {
         return Err(refuse(format!("{} is not a directory", dir.display())));
     }
     let repo = Repository::discover(dir).map_err(|_| {
-        refuse(format!(
-            "{} is not a git repository: it was generated with --no-git, or git was removed; put it under git first: git init && git add -A && git commit -m \"project\"",
-            dir.display()
-        ))
+        refuse(if dir.join(RECORD_FILE).exists() {
+            format!(
+                "{} is not a git repository: it was generated with --no-git, or git was removed; put it under git first: git init && git add -A && git commit -m \"project\"",
+                dir.display()
+            )
+        } else {
+            format!(
+                "{} is not a stackwise project: it has no {RECORD_FILE} and is not a git repository",
+                dir.display()
+            )
+        })
     })?;
     let Some(workdir) = repo.workdir() else {
         return Err(refuse(format!(
