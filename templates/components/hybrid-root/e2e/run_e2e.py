@@ -226,6 +226,33 @@ class E2E:
         assert len(queued) == 1, f"the repeat enqueued again: {len(queued)} queued events"
         print(f"    same key and body: job {first}, enqueued once; another body: 422; another API key: own job")
 
+    def step_ownership(self) -> None:
+        mine = self.submit(SAMPLES["setosa"])
+        other = {"x-api-key": self.keys[1], "x-request-id": "e2e-tenant-b"}
+        never = str(uuid.uuid4())
+        for suffix in ("", "/events"):
+            theirs = http("GET", f"{self.gw}/v1/jobs/{mine}{suffix}", headers=other)
+            unknown = http("GET", f"{self.gw}/v1/jobs/{never}{suffix}", headers=other)
+            assert theirs.status == 404, f"another key read GET /v1/jobs/{{id}}{suffix}: {theirs}"
+            shown, absent = theirs.json(), unknown.json()
+            assert json.dumps(shown).replace(mine, "<id>") == json.dumps(absent).replace(never, "<id>"), (shown, absent)
+        assert http("GET", f"{self.gw}/v1/jobs/{mine}", headers=self.auth).status == 200
+        print(f"    job {mine} of key A: key B gets 404 on GET and on its events, the same body as an unknown id")
+        if has_websocket():
+            ws = WebSocket(self.gw.replace("http://", "ws://", 1) + "/v1/ws", {"x-api-key": self.keys[1]})
+            try:
+                ws.send(json.dumps({"type": "subscribe", "id": mine}))
+                theirs_ws = json.loads(ws.recv())
+                ws.send(json.dumps({"type": "subscribe", "id": never}))
+                unknown_ws = json.loads(ws.recv())
+            finally:
+                ws.close()
+            assert theirs_ws.get("code") == "not_found", theirs_ws
+            assert json.dumps(theirs_ws).replace(mine, "<id>") == json.dumps(unknown_ws).replace(never, "<id>")
+            print("    key B subscribing to it on /v1/ws: not_found, as for an unknown id")
+        owner = self.bus.job(mine).get("owner", "")
+        assert re.fullmatch(r"[0-9a-f]{16}", owner) and self.keys[0] not in owner, f"job owner field: {owner!r}"
+
     def step_websocket(self) -> None:
         job_id = self.submit(SAMPLES["versicolor"])
         ws_url = self.gw.replace("http://", "ws://", 1) + "/v1/ws"
@@ -386,7 +413,7 @@ class MakeRun:
     def __init__(self, workdir: Path) -> None:
         self.log = workdir / "make-run.log"
         self.port = free_port()
-        self.key = "e2e-make-run-" + os.urandom(8).hex()
+        self.key = "e2e-make-run-" + os.urandom(16).hex()
         inherited = ("REDIS_URL", "BUS_PARTITIONS", "MAKEFLAGS", "MAKELEVEL")
         env = {k: v for k, v in os.environ.items() if k not in inherited}
         env |= {
@@ -548,7 +575,7 @@ class Runner:
 
 
 def start_main(stack: Stack) -> None:
-    stack.api_key = f"e2e-client-a-{os.urandom(6).hex()},e2e-client-b-{os.urandom(6).hex()}"
+    stack.api_key = f"e2e-client-a-{os.urandom(16).hex()},e2e-client-b-{os.urandom(16).hex()}"
     stack.start_redis()
     start_services(stack)
 
@@ -587,6 +614,7 @@ def main() -> int:
                 ("a poison row among good jobs fails alone", t.step_poison),
                 ("Idempotency-Key: same job, bound to the body and the API key", t.step_idempotency),
             ]
+            steps.append(("jobs belong to their API key: another key gets 404 as for an unknown id", t.step_ownership))
             if has_websocket():
                 steps.append(("job events over the WebSocket /v1/ws", t.step_websocket))
             steps += [

@@ -13,7 +13,7 @@ import {
 } from "./helpers.js";
 
 const MAX_BACKLOG = 3;
-const OTHER_KEY = "second-client-key-42";
+const OTHER_KEY = "second-client-key-42-0123456789abcdefghijklmnopqrstuv";
 const RETENTION_MS = 60_000;
 /** uuid-shaped, version 8: the gateway's tagged job ids (src/gateway/job-id.ts). */
 const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
