@@ -2,6 +2,7 @@
 // the job hash `{jobs:p}:job:<id>`, the job stream `{jobs:p}:predict` (group `ml-workers`), the events
 // stream `{jobs:p}:events` and the deadlines `{jobs:p}:deadlines`, all written in one MULTI.
 import { createHash } from "node:crypto";
+import { Cluster } from "ioredis";
 import { Compile } from "typebox/compile";
 import type { RedisClient } from "../redis.js";
 import { BusLayout, JOB_TTL_SECONDS, JOBS_GROUP, type PartitionKeys } from "./bus.js";
@@ -35,6 +36,14 @@ export class BacklogFullError extends Error {
   }
 }
 
+/** The job was written on its master but fewer replicas than JOBS_WAIT_REPLICAS confirmed it in time (503). */
+export class NotReplicatedError extends Error {
+  override name = "NotReplicatedError";
+  constructor(readonly acknowledged: number) {
+    super(`only ${acknowledged} replica(s) acknowledged the job in time`);
+  }
+}
+
 /** The Idempotency-Key was used before with another request body (422). */
 export class IdempotencyConflictError extends Error {
   override name = "IdempotencyConflictError";
@@ -53,6 +62,10 @@ export interface JobStoreOptions {
   deadlineMs: number;
   /** Events older than this are trimmed from the events streams. */
   eventsRetentionMs: number;
+  /** Replicas that must have the job before it is acknowledged (WAIT); 0 = no wait. */
+  waitReplicas?: number;
+  /** Longest the WAIT may block. */
+  waitTimeoutMs?: number;
 }
 
 export interface EnqueueOptions {
@@ -96,6 +109,8 @@ interface MeasuredBacklog {
 export class JobStore {
   readonly layout: BusLayout;
   readonly #backlogs = new Map<number, MeasuredBacklog>();
+  /** Cluster only: the hash slot of each partition's tag, asked once (CLUSTER KEYSLOT). */
+  readonly #slots = new Map<number, number>();
 
   constructor(
     private readonly redis: RedisClient,
@@ -225,12 +240,41 @@ export class JobStore {
         .exec();
       const failed = replies?.find(([err]) => err !== null)?.[0];
       if (!replies || failed) throw failed ?? new Error("job transaction aborted");
+      await this.#replicated(keys);
     } catch (err) {
+      // Written but not confirmed by a replica: the job exists and may run, so the idempotency
+      // key stays (a retry with it returns this job) and the caller is told 503.
+      if (err instanceof NotReplicatedError) throw err;
       // Do not leave the idempotency key pointing at a job that was never written.
       if (idemKey !== undefined) await this.#release(idemKey, idemValue).catch(() => undefined);
       throw err;
     }
     return { id, created: true };
+  }
+
+  /**
+   * With JOBS_WAIT_REPLICAS > 0: WAIT on the connection that ran the transaction (a single node's,
+   * or in a cluster the connection to the master of the partition's slot), so a master that dies
+   * after the 202 cannot take the job with it. Throws NotReplicatedError when too few confirm.
+   */
+  async #replicated(keys: PartitionKeys): Promise<void> {
+    const wanted = this.options.waitReplicas ?? 0;
+    if (wanted === 0) return;
+    const timeout = this.options.waitTimeoutMs ?? 500;
+    let node = this.redis;
+    if (this.redis instanceof Cluster) {
+      let slot = this.#slots.get(keys.partition);
+      if (slot === undefined) {
+        slot = Number(await this.redis.cluster("KEYSLOT", keys.jobs));
+        this.#slots.set(keys.partition, slot);
+      }
+      const address = this.redis.slots[slot]?.[0];
+      const master = this.redis.nodes("master").find(({ options }) => `${options.host}:${options.port}` === address);
+      if (master === undefined) throw new NotReplicatedError(0);
+      node = master;
+    }
+    const acknowledged = Number(await node.wait(wanted, timeout));
+    if (acknowledged < wanted) throw new NotReplicatedError(acknowledged);
   }
 
   /**

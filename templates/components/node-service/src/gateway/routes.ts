@@ -12,6 +12,7 @@ import {
   IdempotencyInFlightError,
   type JobStore,
   jobStatus,
+  NotReplicatedError,
 } from "./jobs.js";
 import type { MlClient } from "./ml-client.js";
 import { JobAccepted, JobParams, JobStatus, JobsHeaders, PredictRequest, PredictResponse } from "./schemas.js";
@@ -82,7 +83,10 @@ const BODY_ERRORS = {
   413: described("Request body larger than BODY_LIMIT_BYTES"),
   415: described("Content-Type is not application/json"),
 };
-const busDown = described("Redis unreachable, backlog full, or shutting down", RETRY_AFTER);
+const busDown = described(
+  "Redis unreachable, backlog full, not confirmed by a replica in time, or shutting down",
+  RETRY_AFTER,
+);
 
 export function registerGatewayRoutes(app: App, { ml, store, follower, streams, watchRecheckMs }: GatewayDeps): void {
   app.post(
@@ -142,6 +146,12 @@ export function registerGatewayRoutes(app: App, { ml, store, follower, streams, 
           if (err instanceof BacklogFullError) {
             request.log.warn({ backlog: err.backlog }, "job backlog full, shedding load");
             throw new HttpError(503, "backlog_full", "Too many queued jobs, retry later", {
+              "retry-after": RETRY_AFTER_SECONDS,
+            });
+          }
+          if (err instanceof NotReplicatedError) {
+            request.log.warn({ acknowledged: err.acknowledged }, "job not confirmed by a replica in time");
+            throw new HttpError(503, "not_replicated", "The job could not be confirmed durable in time, retry later", {
               "retry-after": RETRY_AFTER_SECONDS,
             });
           }
