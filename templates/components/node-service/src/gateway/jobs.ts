@@ -25,6 +25,8 @@ const IDEMPOTENCY_IN_FLIGHT_MS = 10_000;
 const PUBLIC_ERRORS = new Set(["invalid payload", "model error", "deadline exceeded", "job failed", "job lost"]);
 /** The error of the final event a watcher gets when its job vanished from Redis before finishing. */
 export const JOB_LOST = "job lost";
+/** How often the offset between this host's clock and Redis' (TIME) is measured again. */
+const CLOCK_REFRESH_MS = 30_000;
 /** Deletes an idempotency key only while it still holds the value this request wrote. */
 const RELEASE_IF_EQUAL = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
@@ -101,6 +103,33 @@ function canonicalJson(value: unknown): string {
 
 const sha256Hex = (text: string): string => createHash("sha256").update(text, "utf8").digest("hex");
 
+/**
+ * Milliseconds since the epoch by Redis' clock (TIME): what the gateway stamps on jobs (created_at,
+ * deadline, the queued event) and the events trimming horizon, so they compare with the workers'
+ * times, which come from Redis too, whatever each host's clock says. The offset to this host's
+ * clock is measured (half the round trip corrected) at most every CLOCK_REFRESH_MS, not per job.
+ */
+export class RedisClock {
+  #offset = 0;
+  #measuredAt = Number.NEGATIVE_INFINITY;
+
+  constructor(private readonly redis: RedisClient) {}
+
+  async now(): Promise<number> {
+    if (performance.now() - this.#measuredAt > CLOCK_REFRESH_MS) await this.#measure();
+    return Date.now() + this.#offset;
+  }
+
+  async #measure(): Promise<void> {
+    const before = Date.now();
+    const [seconds, micros] = await this.redis.time();
+    const after = Date.now();
+    const redisMs = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+    this.#offset = redisMs - Math.round((before + after) / 2);
+    this.#measuredAt = performance.now();
+  }
+}
+
 interface MeasuredBacklog {
   value: number;
   at: number;
@@ -108,6 +137,7 @@ interface MeasuredBacklog {
 
 export class JobStore {
   readonly layout: BusLayout;
+  readonly clock: RedisClock;
   readonly #backlogs = new Map<number, MeasuredBacklog>();
   /** Cluster only: the hash slot of each partition's tag, asked once (CLUSTER KEYSLOT). */
   readonly #slots = new Map<number, number>();
@@ -117,6 +147,7 @@ export class JobStore {
     private readonly options: JobStoreOptions,
   ) {
     this.layout = new BusLayout(options.partitions);
+    this.clock = new RedisClock(redis);
   }
 
   /** Creates every partition's consumer group at id 0 (jobs added before it existed are not skipped). */
@@ -181,6 +212,8 @@ export class JobStore {
   async enqueue(request: PredictRequest, options: EnqueueOptions): Promise<{ id: string; created: boolean }> {
     const id = issueJobId(options.ownerKey);
     const keys = this.layout.of(id);
+    // Before the idempotency key is taken: a Redis that cannot answer TIME leaves nothing behind.
+    const now = await this.clock.now();
     const idemKey =
       options.idempotencyKey === undefined
         ? undefined
@@ -191,7 +224,6 @@ export class JobStore {
       if (earlier !== undefined) return { id: earlier, created: false };
     }
 
-    const now = Date.now();
     const createdAt = String(now);
     const deadline = now + this.options.deadlineMs;
     const requestId = options.requestId.slice(0, 128);
