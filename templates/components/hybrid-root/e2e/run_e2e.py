@@ -92,20 +92,22 @@ class E2E:
         assert isinstance(job_id, str) and job_id, resp
         return job_id
 
-    def get_job(self, job_id: str) -> dict[str, Any]:
-        resp = http("GET", f"{self.gw}/v1/jobs/{job_id}", headers=self.auth)
+    def get_job(self, job_id: str, auth: dict[str, str] | None = None) -> dict[str, Any]:
+        resp = http("GET", f"{self.gw}/v1/jobs/{job_id}", headers=auth or self.auth)
         assert resp.status == 200, f"GET /v1/jobs/{job_id}: {resp}"
         body: dict[str, Any] = resp.json()
         return body
 
-    def wait_terminal(self, job_ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
-        """Poll GET /v1/jobs/{id} until every job is done or failed."""
+    def wait_terminal(
+        self, job_ids: list[str], timeout: float, auth: dict[str, str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Poll GET /v1/jobs/{id} as `auth` (default: the first key) until every job is done or failed."""
         deadline = time.monotonic() + timeout
         left = set(job_ids)
         final: dict[str, dict[str, Any]] = {}
         while left:
             for job_id in sorted(left):
-                body = self.get_job(job_id)
+                body = self.get_job(job_id, auth)
                 if body["status"] in ("done", "failed"):
                     final[job_id] = body
                     left.discard(job_id)
@@ -220,8 +222,10 @@ class E2E:
         assert changed.status == 422, f"same Idempotency-Key, another body: {changed}"
         other_client = self.submit(SAMPLES["setosa"], **{"x-api-key": self.keys[1], "idempotency-key": key})
         assert other_client != first, "two API keys share an Idempotency-Key"
-        final = self.wait_terminal([first, other_client], timeout=20)
+        final = self.wait_terminal([first], timeout=20)
         assert final[first]["status"] == "done", final
+        theirs = self.wait_terminal([other_client], timeout=20, auth={"x-api-key": self.keys[1]})
+        assert theirs[other_client]["status"] == "done", theirs
         queued = [e for e in self.bus.events(first) if e.get("status") == "queued"]
         assert len(queued) == 1, f"the repeat enqueued again: {len(queued)} queued events"
         print(f"    same key and body: job {first}, enqueued once; another body: 422; another API key: own job")
