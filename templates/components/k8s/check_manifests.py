@@ -509,23 +509,13 @@ def check_network_policies(m: Manifests) -> Iterator[str]:
         if spec.get("podSelector") and not selected:
             yield f"{ref_of(policy)}: podSelector matches no pod template"
         for rule in spec.get("ingress") or []:
-            for peer in rule.get("from") or []:
-                selector = peer.get("podSelector")
-                if "namespaceSelector" in peer or selector is None:
-                    continue
-                if not m.pods_selected(selector, namespace):
-                    yield f"{ref_of(policy)}: from.podSelector {selector} matches no pod"
+            yield from check_peers(m, policy, rule.get("from") or [], "from")
             for port in rule.get("ports") or []:
                 for pod in selected:
                     if port.get("port") is not None and port["port"] not in pod.port_names():
                         yield f"{ref_of(policy)}: port {port['port']!r} is not a port of {pod.ref}"
         for rule in spec.get("egress") or []:
-            for peer in rule.get("to") or []:
-                selector = peer.get("podSelector")
-                if "namespaceSelector" in peer or selector is None:
-                    continue
-                if not m.pods_selected(selector, namespace):
-                    yield f"{ref_of(policy)}: to.podSelector {selector} matches no pod"
+            yield from check_peers(m, policy, rule.get("to") or [], "to")
     yield from check_egress(m)
     for service in m.of_kind("Service"):
         namespace = namespace_of(service)
@@ -544,6 +534,16 @@ def check_network_policies(m: Manifests) -> Iterator[str]:
             )
             if not reachable:
                 yield f"{ref_of(service)}: no NetworkPolicy admits traffic to {pod.ref}"
+
+
+def check_peers(m: Manifests, policy: Doc, peers: list[Doc], side: str) -> Iterator[str]:
+    """Every podSelector peer of this namespace (`from` or `to`) selects some pod."""
+    for peer in peers:
+        selector = peer.get("podSelector")
+        if "namespaceSelector" in peer or selector is None:
+            continue
+        if not m.pods_selected(selector, namespace_of(policy)):
+            yield f"{ref_of(policy)}: {side}.podSelector {selector} matches no pod"
 
 
 # -- egress -----------------------------------------------------------------------------------
