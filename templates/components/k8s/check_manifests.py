@@ -13,16 +13,21 @@ objects fit together and the rules of this project:
   they name the stream and consumer group the code uses, cover every bus partition with a
   backlog (lagCount + activationLagCount) and an in-flight (pendingEntriesCount) trigger, and
   authenticate from the Secret the pods read;
-- NetworkPolicies: ingress is denied by default, every allow rule selects existing pods and
-  ports, every pod behind a Service is reachable through a policy;
-- hardening: non-root, seccomp RuntimeDefault, no privilege escalation, read-only root
-  filesystem, all capabilities dropped, memory requests and limits, CPU requests, no service
-  account token; graceful shutdown longer than the preStop pause plus the drain time;
+- NetworkPolicies: ingress and egress are denied by default, every allow rule selects existing
+  pods and ports, every pod behind a Service is reachable through a policy; every pod may reach
+  DNS, the pods reading REDIS_URL may reach Redis (port REDIS_PORT), a pod configured with an
+  in-cluster URL (http://<service>:<port>) may reach that Service's pods, and nothing else;
+- hardening: non-root with a UID >= MIN_UID, seccomp RuntimeDefault, no privilege escalation,
+  read-only root filesystem, all capabilities dropped, memory requests and limits, CPU requests,
+  no service account token; graceful shutdown longer than the preStop pause plus the drain time;
+- images: a fixed tag, and in a `--pinned` overlay (prod) a digest (`@sha256:...`); with
+  `--release`, not the all-zero placeholder digest the committed prod overlay carries;
 - secrets: never a literal value, never a Secret in the committed YAML, generators read only
   git-ignored files whose committed examples hold placeholders.
 
 Usage:
   check_manifests.py check RENDERED.yaml... [--code DIR]... [--sources DEPLOY_K8S_DIR]
+                     [--pinned RENDERED.yaml]... [--release]
   check_manifests.py core RENDERED.yaml     # the objects kubernetes-validate knows (no CRDs)
 """
 
@@ -107,6 +112,15 @@ GROUP = "ml-workers"
 # Environment variables and ConfigMap keys that hold secrets: they must come from a Secret.
 SECRET_NAME = re.compile(r"(^|_)(KEYS?|SECRET|PASSWORD|TOKEN|CREDENTIALS?)$|^REDIS_URL$")
 PLACEHOLDER = "replace-with-"
+# Every container runs as an unprivileged UID at least this high (no clash with a node's users).
+MIN_UID = 10_000
+# The port the services reach Redis on (base/networkpolicies.yaml, allow-redis-egress).
+REDIS_PORT = 6379
+DNS_PORT = 53
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+PLACEHOLDER_DIGEST = "@sha256:" + "0" * 64
+# http://<service>[:<port>][/...]: a URL that names a Service of the namespace.
+SERVICE_URL = re.compile(r"^https?://([a-z0-9]([-a-z0-9]*[a-z0-9])?)(?::(\d+))?(?:/|$)")
 
 
 @dataclass
@@ -124,6 +138,15 @@ class Pod:
     @property
     def ref(self) -> str:
         return f"{self.kind}/{self.name}"
+
+    def container_port(self, port: str | int) -> str | int:
+        """A named port as its number (when a container declares it), a number as itself."""
+        for container in self.containers:
+            for declared in container.get("ports") or []:
+                if declared.get("name") == port:
+                    number: int = declared["containerPort"]
+                    return number
+        return port
 
     def port_names(self) -> set[str | int]:
         found: set[str | int] = set()
@@ -467,31 +490,33 @@ def check_network_policies(m: Manifests) -> Iterator[str]:
     policies = m.of_kind("NetworkPolicy")
     for namespace in sorted({pod.namespace for pod in m.pods}):
         local = [p for p in policies if namespace_of(p) == namespace]
-        denies = [
-            p
-            for p in local
-            if not p["spec"].get("podSelector")
-            and "Ingress" in (p["spec"].get("policyTypes") or [])
-            and not p["spec"].get("ingress")
-        ]
-        if not denies:
-            yield f"namespace {namespace}: no default-deny ingress NetworkPolicy (podSelector {{}})"
+        for direction, rules in (("Ingress", "ingress"), ("Egress", "egress")):
+            denies = [
+                p
+                for p in local
+                if not p["spec"].get("podSelector")
+                and direction in (p["spec"].get("policyTypes") or [])
+                and not p["spec"].get(rules)
+            ]
+            if not denies:
+                yield (
+                    f"namespace {namespace}: no default-deny {rules} NetworkPolicy "
+                    "(podSelector {})"
+                )
     for policy in policies:
         spec, namespace = policy["spec"], namespace_of(policy)
         selected = m.pods_selected(spec.get("podSelector"), namespace)
         if spec.get("podSelector") and not selected:
             yield f"{ref_of(policy)}: podSelector matches no pod template"
         for rule in spec.get("ingress") or []:
-            for peer in rule.get("from") or []:
-                selector = peer.get("podSelector")
-                if "namespaceSelector" in peer or selector is None:
-                    continue
-                if not m.pods_selected(selector, namespace):
-                    yield f"{ref_of(policy)}: from.podSelector {selector} matches no pod"
+            yield from check_peers(m, policy, rule.get("from") or [], "from")
             for port in rule.get("ports") or []:
                 for pod in selected:
                     if port.get("port") is not None and port["port"] not in pod.port_names():
                         yield f"{ref_of(policy)}: port {port['port']!r} is not a port of {pod.ref}"
+        for rule in spec.get("egress") or []:
+            yield from check_peers(m, policy, rule.get("to") or [], "to")
+    yield from check_egress(m)
     for service in m.of_kind("Service"):
         namespace = namespace_of(service)
         for pod in m.pods_selected({"matchLabels": service["spec"].get("selector")}, namespace):
@@ -511,6 +536,127 @@ def check_network_policies(m: Manifests) -> Iterator[str]:
                 yield f"{ref_of(service)}: no NetworkPolicy admits traffic to {pod.ref}"
 
 
+def check_peers(m: Manifests, policy: Doc, peers: list[Doc], side: str) -> Iterator[str]:
+    """Every podSelector peer of this namespace (`from` or `to`) selects some pod."""
+    for peer in peers:
+        selector = peer.get("podSelector")
+        if "namespaceSelector" in peer or selector is None:
+            continue
+        if not m.pods_selected(selector, namespace_of(policy)):
+            yield f"{ref_of(policy)}: {side}.podSelector {selector} matches no pod"
+
+
+# -- egress -----------------------------------------------------------------------------------
+
+ANY_PEER = "any"  # check the port only: the destination is outside these manifests (DNS)
+
+
+def ports_allow(
+    ports: list[Doc] | None, port: int | str, protocol: str, dest: Pod | str | None
+) -> bool:
+    if not ports:
+        return True
+    for allowed in ports:
+        if allowed.get("protocol", "TCP") != protocol:
+            continue
+        if "port" not in allowed or allowed["port"] == port:
+            return True
+        if isinstance(dest, Pod) and dest.container_port(allowed["port"]) == dest.container_port(
+            port
+        ):
+            return True
+    return False
+
+
+def peer_allows(peer: Doc, namespace: str, dest: Pod | str | None) -> bool:
+    """Whether one `to` peer admits `dest`: a pod, ANY_PEER, or None (outside the cluster)."""
+    if dest == ANY_PEER:
+        return True
+    if not isinstance(dest, Pod):
+        return "ipBlock" in peer
+    if "ipBlock" in peer:
+        return False
+    namespaces = peer.get("namespaceSelector")
+    if namespaces is None:
+        in_namespace = dest.namespace == namespace
+    else:
+        in_namespace = selects(namespaces, {"kubernetes.io/metadata.name": dest.namespace})
+    return in_namespace and selects(peer.get("podSelector"), dest.labels)
+
+
+def egress_allowed(
+    m: Manifests, pod: Pod, port: int | str, dest: Pod | str | None, protocol: str = "TCP"
+) -> bool:
+    """Whether some egress rule lets `pod` open `port` to `dest` (see peer_allows)."""
+    for policy in m.of_kind("NetworkPolicy"):
+        spec = policy["spec"]
+        if namespace_of(policy) != pod.namespace:
+            continue
+        if "Egress" not in (spec.get("policyTypes") or []):
+            continue
+        if not selects(spec.get("podSelector"), pod.labels):
+            continue
+        for rule in spec.get("egress") or []:
+            if not ports_allow(rule.get("ports"), port, protocol, dest):
+                continue
+            peers = rule.get("to")
+            if not peers or any(peer_allows(p, namespace_of(policy), dest) for p in peers):
+                return True
+    return False
+
+
+def reads_secret_env(pod: Pod, variable: str) -> bool:
+    return any(
+        env.get("name") == variable and (env.get("valueFrom") or {}).get("secretKeyRef")
+        for container in pod.containers
+        for env in container.get("env") or []
+    )
+
+
+def service_urls(m: Manifests, pod: Pod) -> Iterator[tuple[str, str, int | None]]:
+    """(variable, service name, port) of every http://<service>:<port> the pod is given."""
+    values: list[tuple[str, str]] = []
+    for container in pod.containers:
+        values += [
+            (str(env["name"]), str(env["value"]))
+            for env in container.get("env") or []
+            if "value" in env
+        ]
+        for source in container.get("envFrom") or []:
+            ref = source.get("configMapRef")
+            config = ref and m.find("ConfigMap", ref["name"], pod.namespace)
+            if config:
+                values += [(str(k), str(v)) for k, v in (config.get("data") or {}).items()]
+    for variable, value in values:
+        match = SERVICE_URL.match(value)
+        if match and m.find("Service", match.group(1), pod.namespace) is not None:
+            yield variable, match.group(1), int(match.group(3)) if match.group(3) else None
+
+
+def check_egress(m: Manifests) -> Iterator[str]:
+    for pod in m.pods:
+        if not egress_allowed(m, pod, DNS_PORT, ANY_PEER, protocol="UDP"):
+            yield f"{pod.ref}: no egress to DNS (UDP {DNS_PORT}): service names cannot resolve"
+        redis = [p for p in m.pods if p.name == "redis" and p.namespace == pod.namespace]
+        if reads_secret_env(pod, "REDIS_URL"):
+            dests: list[Pod | None] = list(redis) or [None]
+            if not all(egress_allowed(m, pod, REDIS_PORT, dest) for dest in dests):
+                yield f"{pod.ref}: reads REDIS_URL but no egress to Redis (TCP {REDIS_PORT})"
+        for variable, name, port in service_urls(m, pod):
+            service = m.find("Service", name, pod.namespace) or {}
+            spec = service.get("spec") or {}
+            for service_port in spec.get("ports") or []:
+                if port is not None and service_port.get("port") != port:
+                    continue
+                target = service_port.get("targetPort", service_port.get("port"))
+                for dest in m.pods_selected({"matchLabels": spec.get("selector")}, pod.namespace):
+                    if not egress_allowed(m, pod, target, dest):
+                        yield (
+                            f"{pod.ref}: {variable} names Service/{name} but no egress rule "
+                            f"admits {dest.ref} port {target!r}"
+                        )
+
+
 def check_hardening(m: Manifests) -> Iterator[str]:
     for pod in m.pods:
         context = pod.spec.get("securityContext") or {}
@@ -522,6 +668,9 @@ def check_hardening(m: Manifests) -> Iterator[str]:
         for container in pod.containers:
             where = f"{pod.ref} container {container.get('name')}"
             security = container.get("securityContext") or {}
+            uid = security.get("runAsUser", context.get("runAsUser"))
+            if not isinstance(uid, int) or uid < MIN_UID:
+                yield f"{where}: runAsUser {uid} is not a UID >= {MIN_UID}"
             seccomp = (security.get("seccompProfile") or {}).get("type", pod_seccomp)
             if seccomp != "RuntimeDefault":
                 yield f"{where}: seccompProfile is not RuntimeDefault"
@@ -541,8 +690,22 @@ def check_hardening(m: Manifests) -> Iterator[str]:
             if "memory" not in limits:
                 yield f"{where}: no memory limit"
             image = str(container.get("image", ""))
+            if DIGEST.search(image):
+                continue
             if ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest"):
                 yield f"{where}: image {image!r} has no fixed tag"
+
+
+def check_pinned(m: Manifests, *, release: bool) -> Iterator[str]:
+    """Every image by digest (a tag can be moved to other content); `release`: a real digest."""
+    for pod in m.pods:
+        for container in pod.containers:
+            where = f"{pod.ref} container {container.get('name')}"
+            image = str(container.get("image", ""))
+            if not DIGEST.search(image):
+                yield f"{where}: image {image!r} is not pinned by digest (@sha256:...)"
+            elif release and image.endswith(PLACEHOLDER_DIGEST):
+                yield f"{where}: image {image!r} has the placeholder digest: run make k8s-pin"
 
 
 def check_shutdown(m: Manifests) -> Iterator[str]:
@@ -602,10 +765,14 @@ RULES = (
 )
 
 
-def check(docs: list[Doc]) -> list[str]:
-    """Every finding on the rendered objects of one overlay (empty: all rules hold)."""
+def check(docs: list[Doc], *, pinned: bool = False, release: bool = False) -> list[str]:
+    """Every finding on the rendered objects of one overlay (empty: all rules hold); `pinned`:
+    images by digest (the prod overlay), `release`: no placeholder digest either."""
     manifests = Manifests(docs)
-    return [finding for rule in RULES for finding in rule(manifests)]
+    findings = [finding for rule in RULES for finding in rule(manifests)]
+    if pinned:
+        findings += check_pinned(manifests, release=release)
+    return findings
 
 
 # -- rules on the code and the committed sources ------------------------------------------------
@@ -690,6 +857,16 @@ def main(argv: list[str] | None = None) -> int:
         "--code", action="append", type=Path, default=[], help="source directory of the bus code"
     )
     run.add_argument("--sources", type=Path, help="deploy/k8s: check the committed files too")
+    run.add_argument(
+        "--pinned",
+        action="append",
+        type=Path,
+        default=[],
+        help="a rendered overlay whose images must be pinned by digest (prod)",
+    )
+    run.add_argument(
+        "--release", action="store_true", help="refuse the placeholder digest too (after k8s-pin)"
+    )
     split = sub.add_parser("core", help="print the objects of built-in API groups")
     split.add_argument("rendered", type=Path)
     args = parser.parse_args(argv)
@@ -698,8 +875,10 @@ def main(argv: list[str] | None = None) -> int:
         yaml.safe_dump_all(core(load([args.rendered])), sys.stdout, sort_keys=False)
         return 0
     findings = []
+    pinned = {path.resolve() for path in args.pinned}
     for path in args.rendered:
-        findings += [f"{path.name}: {finding}" for finding in check(load([path]))]
+        found = check(load([path]), pinned=path.resolve() in pinned, release=args.release)
+        findings += [f"{path.name}: {finding}" for finding in found]
     findings += check_code(load(args.rendered), args.code)
     if args.sources:
         findings += check_sources(args.sources)

@@ -92,20 +92,22 @@ class E2E:
         assert isinstance(job_id, str) and job_id, resp
         return job_id
 
-    def get_job(self, job_id: str) -> dict[str, Any]:
-        resp = http("GET", f"{self.gw}/v1/jobs/{job_id}", headers=self.auth)
+    def get_job(self, job_id: str, auth: dict[str, str] | None = None) -> dict[str, Any]:
+        resp = http("GET", f"{self.gw}/v1/jobs/{job_id}", headers=auth or self.auth)
         assert resp.status == 200, f"GET /v1/jobs/{job_id}: {resp}"
         body: dict[str, Any] = resp.json()
         return body
 
-    def wait_terminal(self, job_ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
-        """Poll GET /v1/jobs/{id} until every job is done or failed."""
+    def wait_terminal(
+        self, job_ids: list[str], timeout: float, auth: dict[str, str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Poll GET /v1/jobs/{id} as `auth` (default: the first key) until every job is done or failed."""
         deadline = time.monotonic() + timeout
         left = set(job_ids)
         final: dict[str, dict[str, Any]] = {}
         while left:
             for job_id in sorted(left):
-                body = self.get_job(job_id)
+                body = self.get_job(job_id, auth)
                 if body["status"] in ("done", "failed"):
                     final[job_id] = body
                     left.discard(job_id)
@@ -220,11 +222,40 @@ class E2E:
         assert changed.status == 422, f"same Idempotency-Key, another body: {changed}"
         other_client = self.submit(SAMPLES["setosa"], **{"x-api-key": self.keys[1], "idempotency-key": key})
         assert other_client != first, "two API keys share an Idempotency-Key"
-        final = self.wait_terminal([first, other_client], timeout=20)
+        final = self.wait_terminal([first], timeout=20)
         assert final[first]["status"] == "done", final
+        theirs = self.wait_terminal([other_client], timeout=20, auth={"x-api-key": self.keys[1]})
+        assert theirs[other_client]["status"] == "done", theirs
         queued = [e for e in self.bus.events(first) if e.get("status") == "queued"]
         assert len(queued) == 1, f"the repeat enqueued again: {len(queued)} queued events"
         print(f"    same key and body: job {first}, enqueued once; another body: 422; another API key: own job")
+
+    def step_ownership(self) -> None:
+        mine = self.submit(SAMPLES["setosa"])
+        other = {"x-api-key": self.keys[1], "x-request-id": "e2e-tenant-b"}
+        never = str(uuid.uuid4())
+        for suffix in ("", "/events"):
+            theirs = http("GET", f"{self.gw}/v1/jobs/{mine}{suffix}", headers=other)
+            unknown = http("GET", f"{self.gw}/v1/jobs/{never}{suffix}", headers=other)
+            assert theirs.status == 404, f"another key read GET /v1/jobs/{{id}}{suffix}: {theirs}"
+            shown, absent = theirs.json(), unknown.json()
+            assert json.dumps(shown).replace(mine, "<id>") == json.dumps(absent).replace(never, "<id>"), (shown, absent)
+        assert http("GET", f"{self.gw}/v1/jobs/{mine}", headers=self.auth).status == 200
+        print(f"    job {mine} of key A: key B gets 404 on GET and on its events, the same body as an unknown id")
+        if has_websocket():
+            ws = WebSocket(self.gw.replace("http://", "ws://", 1) + "/v1/ws", {"x-api-key": self.keys[1]})
+            try:
+                ws.send(json.dumps({"type": "subscribe", "id": mine}))
+                theirs_ws = json.loads(ws.recv())
+                ws.send(json.dumps({"type": "subscribe", "id": never}))
+                unknown_ws = json.loads(ws.recv())
+            finally:
+                ws.close()
+            assert theirs_ws.get("code") == "not_found", theirs_ws
+            assert json.dumps(theirs_ws).replace(mine, "<id>") == json.dumps(unknown_ws).replace(never, "<id>")
+            print("    key B subscribing to it on /v1/ws: not_found, as for an unknown id")
+        owner = self.bus.job(mine).get("owner", "")
+        assert re.fullmatch(r"[0-9a-f]{16}", owner) and self.keys[0] not in owner, f"job owner field: {owner!r}"
 
     def step_websocket(self) -> None:
         job_id = self.submit(SAMPLES["versicolor"])
@@ -299,8 +330,11 @@ class E2E:
                 assert not RAW_ERROR.search(resp.body.decode(errors="replace")), f"raw error text: {resp}"
                 retry = resp.headers["retry-after"]
                 print(f"    Redis paused (SIGSTOP): {method} {path} -> 503, Retry-After {retry} (in {took:.1f}s)")
+            # Readiness is the gateway's own: it stays in its Service; ?verbose names Redis.
             ready = http("GET", f"{self.gw}/readyz", timeout=30)
-            assert ready.status == 503, f"/readyz with Redis paused: {ready}"
+            assert ready.status == 200, f"/readyz with Redis paused: {ready}"
+            verbose = http("GET", f"{self.gw}/readyz?verbose", timeout=30)
+            assert verbose.json()["checks"]["redis"] != "ok", f"/readyz?verbose with Redis paused: {verbose}"
         finally:
             self.stack.signal("redis", signal.SIGCONT)
         deadline = time.monotonic() + 30
@@ -311,7 +345,7 @@ class E2E:
         final = self.wait_terminal([resp.json()["id"]], timeout=30)
         assert next(iter(final.values()))["status"] == "done", final
         assert self.get_job(before)["status"] == "done"
-        print("    resumed (SIGCONT): a new job is accepted and done; /readyz was 503 meanwhile")
+        print("    resumed (SIGCONT): a new job is accepted and done; /readyz stayed 200, ?verbose named Redis")
 
     def step_graceful_stop(self) -> None:
         name = "e2e-worker-2"
@@ -386,7 +420,7 @@ class MakeRun:
     def __init__(self, workdir: Path) -> None:
         self.log = workdir / "make-run.log"
         self.port = free_port()
-        self.key = "e2e-make-run-" + os.urandom(8).hex()
+        self.key = "e2e-make-run-" + os.urandom(16).hex()
         inherited = ("REDIS_URL", "BUS_PARTITIONS", "MAKEFLAGS", "MAKELEVEL")
         env = {k: v for k, v in os.environ.items() if k not in inherited}
         env |= {
@@ -548,7 +582,7 @@ class Runner:
 
 
 def start_main(stack: Stack) -> None:
-    stack.api_key = f"e2e-client-a-{os.urandom(6).hex()},e2e-client-b-{os.urandom(6).hex()}"
+    stack.api_key = f"e2e-client-a-{os.urandom(16).hex()},e2e-client-b-{os.urandom(16).hex()}"
     stack.start_redis()
     start_services(stack)
 
@@ -587,6 +621,7 @@ def main() -> int:
                 ("a poison row among good jobs fails alone", t.step_poison),
                 ("Idempotency-Key: same job, bound to the body and the API key", t.step_idempotency),
             ]
+            steps.append(("jobs belong to their API key: another key gets 404 as for an unknown id", t.step_ownership))
             if has_websocket():
                 steps.append(("job events over the WebSocket /v1/ws", t.step_websocket))
             steps += [

@@ -461,8 +461,8 @@ class Stack:
         self.redis_url = ""
         self.ml_url = ""
         self.gateway_url = ""
-        self.api_key = "stack-client-" + os.urandom(8).hex()
-        self.ml_api_key = "stack-internal-" + os.urandom(8).hex()
+        self.api_key = "stack-client-" + os.urandom(16).hex()
+        self.ml_api_key = "stack-internal-" + os.urandom(16).hex()
         self._print_lock = threading.Lock()
 
     def __enter__(self) -> Stack:

@@ -3,6 +3,7 @@
 // a fresh random value. An existing .env is never touched. Run by `make install` and `make run`.
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
 
 if (!existsSync(".env")) {
   const replaced = [];
@@ -11,5 +12,7 @@ if (!existsSync(".env")) {
     return `${name}=${randomBytes(24).toString("hex")}`;
   });
   writeFileSync(".env", text, { mode: 0o600 });
-  console.log(`Created .env with fresh random ${replaced.join(", ")} (keep it private: it is not in git).`);
+  console.log(
+    `Created ${resolve(".env")} with fresh random ${replaced.join(", ")} (48 hex characters each; keep it private: git ignores it).`,
+  );
 }

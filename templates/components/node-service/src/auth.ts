@@ -15,6 +15,8 @@ declare module "fastify" {
   interface FastifyRequest {
     /** Short, non-secret id of the caller's API key (sha256 prefix), or null when anonymous/invalid. */
     apiKeyId: string | null;
+    /** sha256 of the caller's valid API key (never logged): what job ownership is derived from. */
+    apiKeyDigest: Buffer | null;
   }
 }
 
@@ -36,17 +38,20 @@ export function parseApiKeys(value: string): Buffer[] {
 export class ApiKeyVerifier {
   constructor(private readonly digests: readonly Buffer[]) {}
 
-  /** Returns the key id when `key` is valid. Compares every digest in constant time. */
-  verify(key: string | undefined): string | null {
+  /** Returns the key's sha256 digest when `key` is valid. Compares every digest in constant time. */
+  verify(key: string | undefined): Buffer | null {
     if (key === undefined || key.length === 0 || key.length > 512) return null;
     const digest = sha256(key);
     let match = false;
     for (const candidate of this.digests) {
       match = timingSafeEqual(candidate, digest) || match;
     }
-    return match ? digest.toString("hex").slice(0, 12) : null;
+    return match ? digest : null;
   }
 }
+
+/** The key id shown in logs and used by rate limits and WS_ROOMS: the first 12 hex digits of sha256(key). */
+export const keyId = (digest: Buffer): string => digest.toString("hex").slice(0, 12);
 
 function presentedKey(request: FastifyRequest): string | undefined {
   const header = request.headers[API_KEY_HEADER];
@@ -69,9 +74,12 @@ function presentedKey(request: FastifyRequest): string | undefined {
  */
 export function installAuth(app: FastifyInstance, verifier: ApiKeyVerifier): void {
   app.decorateRequest("apiKeyId", null);
+  app.decorateRequest("apiKeyDigest", null);
 
   app.addHook("onRequest", async (request) => {
-    request.apiKeyId = verifier.verify(presentedKey(request));
+    const digest = verifier.verify(presentedKey(request));
+    request.apiKeyDigest = digest;
+    request.apiKeyId = digest === null ? null : keyId(digest);
   });
 
   const requireKey: onRequestHookHandler = async (request: FastifyRequest, _reply: FastifyReply) => {

@@ -134,15 +134,17 @@ describe("path traversal", () => {
 });
 
 describe("upstream down", () => {
-  it("502 when the connection is refused, after bounded retries; /readyz says so", async () => {
+  it("503 + Retry-After when the connection is refused, after bounded retries; /readyz?verbose says so, the process stays ready", async () => {
     const port = await freePort();
     const down = await startApp({ UPSTREAM_URL: `http://127.0.0.1:${port}`, UPSTREAM_RETRIES: "2" });
     try {
       const res = await fetch(`${down.url}/api/anything`, { headers: authed() });
-      expect(res.status).toBe(502);
+      expect(res.status).toBe(503);
+      expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe("upstream_unreachable");
-      const ready = await fetch(`${down.url}/readyz`);
-      expect(ready.status).toBe(503);
+      expect((await fetch(`${down.url}/readyz`)).status).toBe(200);
+      const ready = await fetch(`${down.url}/readyz?verbose`);
+      expect(ready.status).toBe(200);
       const body = (await ready.json()) as { checks: Record<string, string> };
       expect(body.checks.upstream).toMatch(/refused/);
     } finally {

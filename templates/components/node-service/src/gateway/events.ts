@@ -9,7 +9,7 @@ import type { FastifyBaseLogger } from "fastify";
 import { Compile } from "typebox/compile";
 import { type RedisClient, withDeadline } from "../redis.js";
 import type { PartitionKeys } from "./bus.js";
-import { type JobStore, publicError } from "./jobs.js";
+import { type JobStore, lostEvent, publicError } from "./jobs.js";
 import { JobEvent } from "./schemas.js";
 
 const checkEvent = Compile(JobEvent);
@@ -44,6 +44,8 @@ export class JobEventsFollower {
   readonly #lastIds = new Map<number, string>();
   #running = false;
   #loops: Promise<void>[] = [];
+  /** Readers whose connection was (re)established since their loop last looked: Redis may have restarted empty. */
+  readonly #reconnected = new Set<EventsReader>();
 
   constructor(
     private readonly readers: readonly EventsReader[],
@@ -51,6 +53,9 @@ export class JobEventsFollower {
     private readonly log: FastifyBaseLogger,
   ) {
     this.#emitter.setMaxListeners(0);
+    // A blocked XREAD may be retried on the new connection without an error reaching the loop:
+    // every reconnection therefore re-reads the watched jobs (a job Redis lost ends "job lost").
+    for (const reader of readers) reader.client.on("ready", () => this.#reconnected.add(reader));
   }
 
   /** Every reader connection is ready (for /readyz). */
@@ -98,6 +103,7 @@ export class JobEventsFollower {
     while (this.#running) {
       try {
         await this.#resolveStart(reader);
+        if (this.#reconnected.delete(reader)) recovering = true;
         if (recovering) {
           // Events written while Redis could not be read may be gone: re-read every watched job.
           await Promise.all(partitions.map((keys) => this.#resync(keys)));
@@ -142,7 +148,7 @@ export class JobEventsFollower {
     }
   }
 
-  /** Sends the current state of every job of the partition that a client is watching. */
+  /** Sends the current state of every job of the partition that a client is watching ("job lost" when gone). */
   async #resync(keys: PartitionKeys): Promise<void> {
     const watched = this.#emitter
       .eventNames()
@@ -151,7 +157,7 @@ export class JobEventsFollower {
     await Promise.all(
       watched.map(async (id) => {
         const event = await this.store.snapshot(id);
-        if (event !== null) this.#emitter.emit(id, { event });
+        this.#emitter.emit(id, { event: event ?? lostEvent(id) });
       }),
     );
   }
@@ -184,20 +190,22 @@ export interface WatchOptions {
 }
 
 /**
- * Follows one job for a client: listens first, then reads the job hash and sends its current
+ * Follows one job for its owner: listens first, then reads the job hash and sends its current
  * state, then live events, each status once, ending after `done` or `failed`. Registering the
  * listener before the read closes the "finished before subscribe" race; re-reading the hash after
- * `recheckMs` without an event closes the "event missed" one. A job that disappears ends the watch.
- * Resolves to a cancel function, or null when the job is unknown.
+ * `recheckMs` without an event closes the "event missed" one. A job that disappears before a
+ * terminal state ends the watch with a `failed` event, error "job lost".
+ * Resolves to a cancel function, or what JobStore.lookup said when the caller cannot watch the job.
  */
 export async function watchJob(
   store: JobStore,
   follower: JobEventsFollower,
   id: string,
+  ownerKey: Buffer,
   send: JobEventListener,
   end: () => void,
   { recheckMs, log }: WatchOptions,
-): Promise<(() => void) | null> {
+): Promise<(() => void) | "gone" | "unknown"> {
   let rank = -1;
   let finished = false;
   let ready = false;
@@ -226,12 +234,7 @@ export async function watchJob(
     try {
       const snapshot = await store.snapshot(id);
       if (finished) return;
-      if (snapshot === null) {
-        finish();
-        end();
-        return;
-      }
-      deliver({ event: snapshot });
+      deliver({ event: snapshot ?? lostEvent(id) });
     } catch (err) {
       log.warn({ err, jobId: id }, "cannot re-read a watched job; trying again later");
     }
@@ -252,19 +255,19 @@ export async function watchJob(
     arm();
   });
 
-  let snapshot: JobEvent | null;
+  let lookup: Awaited<ReturnType<JobStore["lookup"]>>;
   try {
-    snapshot = await store.snapshot(id);
+    lookup = await store.lookup(id, ownerKey);
   } catch (err) {
     finish();
     throw err;
   }
-  if (!snapshot) {
+  if (typeof lookup === "string") {
     finish();
-    return null;
+    return lookup;
   }
   ready = true;
-  deliver({ event: snapshot });
+  deliver({ event: lookup.found });
   for (const message of early) deliver(message);
   arm();
   return finish;

@@ -1,10 +1,12 @@
 // Producer side of the Redis Streams job bus (contracts/README.md, "Bus protocol"): per partition p,
 // the job hash `{jobs:p}:job:<id>`, the job stream `{jobs:p}:predict` (group `ml-workers`), the events
 // stream `{jobs:p}:events` and the deadlines `{jobs:p}:deadlines`, all written in one MULTI.
-import { createHash, randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
+import { Cluster } from "ioredis";
 import { Compile } from "typebox/compile";
 import type { RedisClient } from "../redis.js";
 import { BusLayout, JOB_TTL_SECONDS, JOBS_GROUP, type PartitionKeys } from "./bus.js";
+import { issuedTo, issueJobId, ownerId } from "./job-id.js";
 import {
   JOB_STATUSES,
   type JobEvent,
@@ -20,7 +22,11 @@ const BACKLOG_CACHE_MS = 1_000;
 /** An idempotency key younger than this whose job does not exist yet belongs to a request in flight. */
 const IDEMPOTENCY_IN_FLIGHT_MS = 10_000;
 /** The error texts the workers store (contracts/README.md); anything else is shown as "job failed". */
-const PUBLIC_ERRORS = new Set(["invalid payload", "model error", "deadline exceeded", "job failed"]);
+const PUBLIC_ERRORS = new Set(["invalid payload", "model error", "deadline exceeded", "job failed", "job lost"]);
+/** The error of the final event a watcher gets when its job vanished from Redis before finishing. */
+export const JOB_LOST = "job lost";
+/** How often the offset between this host's clock and Redis' (TIME) is measured again. */
+const CLOCK_REFRESH_MS = 30_000;
 /** Deletes an idempotency key only while it still holds the value this request wrote. */
 const RELEASE_IF_EQUAL = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
@@ -29,6 +35,14 @@ export class BacklogFullError extends Error {
   override name = "BacklogFullError";
   constructor(readonly backlog: number) {
     super(`job backlog ${backlog} is at the limit`);
+  }
+}
+
+/** The job was written on its master but fewer replicas than JOBS_WAIT_REPLICAS confirmed it in time (503). */
+export class NotReplicatedError extends Error {
+  override name = "NotReplicatedError";
+  constructor(readonly acknowledged: number) {
+    super(`only ${acknowledged} replica(s) acknowledged the job in time`);
   }
 }
 
@@ -50,17 +64,31 @@ export interface JobStoreOptions {
   deadlineMs: number;
   /** Events older than this are trimmed from the events streams. */
   eventsRetentionMs: number;
+  /** Replicas that must have the job before it is acknowledged (WAIT); 0 = no wait. */
+  waitReplicas?: number;
+  /** Longest the WAIT may block. */
+  waitTimeoutMs?: number;
 }
 
 export interface EnqueueOptions {
   requestId: string;
-  /** The client's Idempotency-Key, scoped to its API key (`scope`: a digest prefix of the key). */
-  idempotency?: { scope: string; key: string } | undefined;
+  /** sha256 of the caller's API key: the job's id is tagged with it and its hash records its owner. */
+  ownerKey: Buffer;
+  /** The client's Idempotency-Key, scoped to its API key. */
+  idempotencyKey?: string | undefined;
 }
 
 /** First 16 hex digits of sha256(API key): the idempotency scope of a caller. */
-export function idempotencyScope(apiKey: string): string {
-  return createHash("sha256").update(apiKey, "utf8").digest("hex").slice(0, 16);
+export function idempotencyScope(ownerKey: Buffer): string {
+  return ownerKey.toString("hex").slice(0, 16);
+}
+
+/** What a caller may learn about a job id: its state, "gone" (issued to it, no longer in Redis), or "unknown". */
+export type JobLookup = { found: JobEvent } | "gone" | "unknown";
+
+/** The final event sent to a watcher whose job vanished before a terminal state. */
+export function lostEvent(id: string): JobEvent {
+  return { id, type: "failed", status: "failed", error: JOB_LOST, ts: Date.now() };
 }
 
 /** JSON with object keys sorted, so equal bodies hash equally whatever their key order. */
@@ -75,6 +103,33 @@ function canonicalJson(value: unknown): string {
 
 const sha256Hex = (text: string): string => createHash("sha256").update(text, "utf8").digest("hex");
 
+/**
+ * Milliseconds since the epoch by Redis' clock (TIME): what the gateway stamps on jobs (created_at,
+ * deadline, the queued event) and the events trimming horizon, so they compare with the workers'
+ * times, which come from Redis too, whatever each host's clock says. The offset to this host's
+ * clock is measured (half the round trip corrected) at most every CLOCK_REFRESH_MS, not per job.
+ */
+export class RedisClock {
+  #offset = 0;
+  #measuredAt = Number.NEGATIVE_INFINITY;
+
+  constructor(private readonly redis: RedisClient) {}
+
+  async now(): Promise<number> {
+    if (performance.now() - this.#measuredAt > CLOCK_REFRESH_MS) await this.#measure();
+    return Date.now() + this.#offset;
+  }
+
+  async #measure(): Promise<void> {
+    const before = Date.now();
+    const [seconds, micros] = await this.redis.time();
+    const after = Date.now();
+    const redisMs = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+    this.#offset = redisMs - Math.round((before + after) / 2);
+    this.#measuredAt = performance.now();
+  }
+}
+
 interface MeasuredBacklog {
   value: number;
   at: number;
@@ -82,13 +137,17 @@ interface MeasuredBacklog {
 
 export class JobStore {
   readonly layout: BusLayout;
+  readonly clock: RedisClock;
   readonly #backlogs = new Map<number, MeasuredBacklog>();
+  /** Cluster only: the hash slot of each partition's tag, asked once (CLUSTER KEYSLOT). */
+  readonly #slots = new Map<number, number>();
 
   constructor(
     private readonly redis: RedisClient,
     private readonly options: JobStoreOptions,
   ) {
     this.layout = new BusLayout(options.partitions);
+    this.clock = new RedisClock(redis);
   }
 
   /** Creates every partition's consumer group at id 0 (jobs added before it existed are not skipped). */
@@ -151,17 +210,20 @@ export class JobStore {
    * Throws BacklogFullError when the job's partition is too far behind.
    */
   async enqueue(request: PredictRequest, options: EnqueueOptions): Promise<{ id: string; created: boolean }> {
-    const id = randomUUID();
+    const id = issueJobId(options.ownerKey);
     const keys = this.layout.of(id);
-    const idem = options.idempotency;
-    const idemKey = idem === undefined ? undefined : `idem:${idem.scope}:${idem.key}`;
+    // Before the idempotency key is taken: a Redis that cannot answer TIME leaves nothing behind.
+    const now = await this.clock.now();
+    const idemKey =
+      options.idempotencyKey === undefined
+        ? undefined
+        : `idem:${idempotencyScope(options.ownerKey)}:${options.idempotencyKey}`;
     const idemValue = `${id} ${sha256Hex(canonicalJson(request))}`;
     if (idemKey !== undefined) {
       const earlier = await this.#claimIdempotencyKey(idemKey, idemValue);
       if (earlier !== undefined) return { id: earlier, created: false };
     }
 
-    const now = Date.now();
     const createdAt = String(now);
     const deadline = now + this.options.deadlineMs;
     const requestId = options.requestId.slice(0, 128);
@@ -176,6 +238,7 @@ export class JobStore {
           created_at: createdAt,
           request_id: requestId,
           deadline: String(deadline),
+          owner: ownerId(options.ownerKey),
         })
         .expire(keys.job(id), JOB_TTL_SECONDS)
         .zadd(keys.deadlines, deadline, id)
@@ -209,12 +272,41 @@ export class JobStore {
         .exec();
       const failed = replies?.find(([err]) => err !== null)?.[0];
       if (!replies || failed) throw failed ?? new Error("job transaction aborted");
+      await this.#replicated(keys);
     } catch (err) {
+      // Written but not confirmed by a replica: the job exists and may run, so the idempotency
+      // key stays (a retry with it returns this job) and the caller is told 503.
+      if (err instanceof NotReplicatedError) throw err;
       // Do not leave the idempotency key pointing at a job that was never written.
       if (idemKey !== undefined) await this.#release(idemKey, idemValue).catch(() => undefined);
       throw err;
     }
     return { id, created: true };
+  }
+
+  /**
+   * With JOBS_WAIT_REPLICAS > 0: WAIT on the connection that ran the transaction (a single node's,
+   * or in a cluster the connection to the master of the partition's slot), so a master that dies
+   * after the 202 cannot take the job with it. Throws NotReplicatedError when too few confirm.
+   */
+  async #replicated(keys: PartitionKeys): Promise<void> {
+    const wanted = this.options.waitReplicas ?? 0;
+    if (wanted === 0) return;
+    const timeout = this.options.waitTimeoutMs ?? 500;
+    let node = this.redis;
+    if (this.redis instanceof Cluster) {
+      let slot = this.#slots.get(keys.partition);
+      if (slot === undefined) {
+        slot = Number(await this.redis.cluster("KEYSLOT", keys.jobs));
+        this.#slots.set(keys.partition, slot);
+      }
+      const address = this.redis.slots[slot]?.[0];
+      const master = this.redis.nodes("master").find(({ options }) => `${options.host}:${options.port}` === address);
+      if (master === undefined) throw new NotReplicatedError(0);
+      node = master;
+    }
+    const acknowledged = Number(await node.wait(wanted, timeout));
+    if (acknowledged < wanted) throw new NotReplicatedError(acknowledged);
   }
 
   /**
@@ -241,34 +333,49 @@ export class JobStore {
     await this.redis.eval(RELEASE_IF_EQUAL, 1, key, value);
   }
 
-  /** The job as GET /v1/jobs/{id} shows it, or null when unknown or expired. */
-  async get(id: string): Promise<JobStatus | null> {
-    const event = await this.snapshot(id);
-    if (event === null) return null;
-    const job: JobStatus = { id, status: event.status };
-    if (event.result) job.result = event.result;
-    if (event.error !== undefined) job.error = event.error;
-    return job;
+  /**
+   * The job as its owner may see it. An id not issued to this caller is "unknown" without asking
+   * Redis, so another key's job and an id that never existed answer alike (404); an id issued to
+   * this caller that Redis no longer has is "gone" (410).
+   */
+  async lookup(id: string, ownerKey: Buffer): Promise<JobLookup> {
+    if (!issuedTo(id, ownerKey)) return "unknown";
+    const hash = await this.redis.hgetall(this.layout.of(id).job(id));
+    const event = toEvent(id, hash);
+    if (event === null) return "gone";
+    // The tag already binds the id to the key; the recorded owner is checked as well.
+    return hash.owner === ownerId(ownerKey) ? { found: event } : "unknown";
   }
 
-  /** The job's current state as a job event (what a late or resynchronised subscriber is sent). */
+  /** The job's current state as a job event (what a resynchronised subscriber is sent), or null when gone. */
   async snapshot(id: string): Promise<JobEvent | null> {
-    const hash = await this.redis.hgetall(this.layout.of(id).job(id));
-    const status = parseStatus(hash.status);
-    if (!status) return null;
-    const stamp = status === "queued" ? hash.created_at : status === "running" ? hash.started_at : hash.finished_at;
-    const ts = Number(stamp);
-    const event: JobEvent = {
-      id,
-      type: status,
-      status,
-      ts: Number.isSafeInteger(ts) && ts >= 0 ? ts : Date.now(),
-    };
-    const result = parseResult(hash.result);
-    if (result) event.result = result;
-    if (status === "failed") event.error = publicError(hash.error);
-    return event;
+    return toEvent(id, await this.redis.hgetall(this.layout.of(id).job(id)));
   }
+}
+
+/** GET /v1/jobs/{id}'s body for a job in the state `event`. */
+export function jobStatus(event: JobEvent): JobStatus {
+  const job: JobStatus = { id: event.id, status: event.status };
+  if (event.result) job.result = event.result;
+  if (event.error !== undefined) job.error = event.error;
+  return job;
+}
+
+function toEvent(id: string, hash: Record<string, string>): JobEvent | null {
+  const status = parseStatus(hash.status);
+  if (!status) return null;
+  const stamp = status === "queued" ? hash.created_at : status === "running" ? hash.started_at : hash.finished_at;
+  const ts = Number(stamp);
+  const event: JobEvent = {
+    id,
+    type: status,
+    status,
+    ts: Number.isSafeInteger(ts) && ts >= 0 ? ts : Date.now(),
+  };
+  const result = parseResult(hash.result);
+  if (result) event.result = result;
+  if (status === "failed") event.error = publicError(hash.error);
+  return event;
 }
 
 /** The error a client may see: one of the workers' short public messages, never exception text. */

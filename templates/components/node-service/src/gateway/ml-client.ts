@@ -1,13 +1,15 @@
 // HTTP client for the internal ML service: one keep-alive undici Pool, bounded timeouts,
 // and a fixed mapping of upstream failures to gateway statuses (4xx validation → same, 5xx → 502,
-// timeout → 504).
+// timeout → 504, unreachable → 503 + Retry-After).
 import { Compile } from "typebox/compile";
 import { Pool } from "undici";
-import { HttpError } from "../errors.js";
+import { HttpError, unavailable } from "../errors.js";
 import { type PredictRequest, PredictResponse } from "./schemas.js";
 
 const checkPredictResponse = Compile(PredictResponse);
 const TIMEOUT_CODES = new Set(["UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT"]);
+/** Nothing listens (or the name does not resolve): an outage, answered 503 + Retry-After. */
+const UNREACHABLE_CODES = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"]);
 
 export interface MlClientOptions {
   url: string;
@@ -97,7 +99,10 @@ export class MlClient {
       if ((typeof code === "string" && TIMEOUT_CODES.has(code)) || (err as Error).name === "TimeoutError") {
         throw new HttpError(504, "gateway_timeout", "The ML service did not answer in time");
       }
-      throw new HttpError(502, "bad_gateway", "The ML service is unreachable");
+      if (typeof code === "string" && UNREACHABLE_CODES.has(code)) {
+        throw unavailable("The ML service is unreachable, retry later");
+      }
+      throw new HttpError(502, "bad_gateway", "The ML service failed to answer");
     }
   }
 }

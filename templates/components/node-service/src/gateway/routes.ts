@@ -2,7 +2,6 @@
 import { PassThrough, type Readable } from "node:stream";
 import type { FastifyRequest } from "fastify";
 import { Type } from "typebox";
-import { API_KEY_HEADER } from "../auth.js";
 import { ErrorResponse, HttpError, RETRY_AFTER_SECONDS, unavailable } from "../errors.js";
 import { COMMAND_TIMEOUT_MS, withDeadline } from "../redis.js";
 import type { App } from "../types.js";
@@ -11,8 +10,9 @@ import {
   BacklogFullError,
   IdempotencyConflictError,
   IdempotencyInFlightError,
-  idempotencyScope,
   type JobStore,
+  jobStatus,
+  NotReplicatedError,
 } from "./jobs.js";
 import type { MlClient } from "./ml-client.js";
 import { JobAccepted, JobParams, JobStatus, JobsHeaders, PredictRequest, PredictResponse } from "./schemas.js";
@@ -38,6 +38,14 @@ export function formatSse({ streamId, event }: JobEventMessage): string {
 }
 
 const jobNotFound = (id: string): HttpError => new HttpError(404, "not_found", `Job ${id} not found`);
+const jobGone = (id: string): HttpError =>
+  new HttpError(410, "job_lost", `Job ${id} was accepted but the job store no longer has it; submit it again`);
+
+/** The caller's key digest; auth has already answered 401 on routes that need a key. */
+function ownerKey(request: FastifyRequest): Buffer {
+  if (request.apiKeyDigest === null) throw new HttpError(401, "unauthorized", "Missing or invalid API key");
+  return request.apiKeyDigest;
+}
 
 /**
  * Runs a job-bus operation with a deadline; Redis errors become 503 with Retry-After (never the
@@ -75,7 +83,10 @@ const BODY_ERRORS = {
   413: described("Request body larger than BODY_LIMIT_BYTES"),
   415: described("Content-Type is not application/json"),
 };
-const busDown = described("Redis unreachable, backlog full, or shutting down", RETRY_AFTER);
+const busDown = described(
+  "Redis unreachable, backlog full, not confirmed by a replica in time, or shutting down",
+  RETRY_AFTER,
+);
 
 export function registerGatewayRoutes(app: App, { ml, store, follower, streams, watchRecheckMs }: GatewayDeps): void {
   app.post(
@@ -90,7 +101,7 @@ export function registerGatewayRoutes(app: App, { ml, store, follower, streams, 
           ...BODY_ERRORS,
           422: described("The ML service rejected the features"),
           502: described("The ML service failed or sent an invalid answer"),
-          503: described("Shutting down"),
+          503: described("The ML service is unreachable, or shutting down", RETRY_AFTER),
           504: described("The ML service did not answer within ML_TIMEOUT_MS"),
         },
       },
@@ -123,19 +134,24 @@ export function registerGatewayRoutes(app: App, { ml, store, follower, streams, 
       },
     },
     async (request, reply) => {
-      const key = request.headers["idempotency-key"];
-      const apiKey = request.headers[API_KEY_HEADER];
+      const owner = ownerKey(request);
       const job = await onBus(request, async () => {
         try {
           return await store.enqueue(request.body, {
             requestId: request.id,
-            idempotency:
-              key === undefined || typeof apiKey !== "string" ? undefined : { scope: idempotencyScope(apiKey), key },
+            ownerKey: owner,
+            idempotencyKey: request.headers["idempotency-key"],
           });
         } catch (err) {
           if (err instanceof BacklogFullError) {
             request.log.warn({ backlog: err.backlog }, "job backlog full, shedding load");
             throw new HttpError(503, "backlog_full", "Too many queued jobs, retry later", {
+              "retry-after": RETRY_AFTER_SECONDS,
+            });
+          }
+          if (err instanceof NotReplicatedError) {
+            request.log.warn({ acknowledged: err.acknowledged }, "job not confirmed by a replica in time");
+            throw new HttpError(503, "not_replicated", "The job could not be confirmed durable in time, retry later", {
               "retry-after": RETRY_AFTER_SECONDS,
             });
           }
@@ -164,15 +180,20 @@ export function registerGatewayRoutes(app: App, { ml, store, follower, streams, 
         response: {
           200: { ...JobStatus, description: "The job's status, and its result or error once finished" },
           ...COMMON_ERRORS,
-          404: described("No such job (unknown, or expired 24 h after it was created)"),
+          404: described("No such job for this API key (unknown, another key's, or expired 24 h after it was created)"),
+          410: described(
+            "The job was accepted for this API key but the job store lost it (e.g. Redis restarted empty)",
+          ),
           503: busDown,
         },
       },
     },
     async (request) => {
-      const job = await onBus(request, () => store.get(request.params.id));
-      if (!job) throw jobNotFound(request.params.id);
-      return job;
+      const { id } = request.params;
+      const lookup = await onBus(request, () => store.lookup(id, ownerKey(request)));
+      if (lookup === "unknown") throw jobNotFound(id);
+      if (lookup === "gone") throw jobGone(id);
+      return jobStatus(lookup.found);
     },
   );
 
@@ -183,7 +204,9 @@ export function registerGatewayRoutes(app: App, { ml, store, follower, streams, 
         summary: "Server-Sent Events: one event per status change, ending after done or failed",
         description:
           "Each event is `event: <type>` and `data: <job event JSON>` (contracts/job-event.schema.json); live " +
-          "events carry `id: <stream entry id>`. The first event is the job's current state.",
+          "events carry `id: <stream entry id>`. The first event is the job's current state, so a client that " +
+          "reconnects gets what it missed as that state. A job lost by the job store ends with a `failed` event " +
+          'whose error is "job lost".',
         params: JobParams,
         response: {
           200: Type.Unsafe<Readable>({
@@ -201,13 +224,15 @@ export function registerGatewayRoutes(app: App, { ml, store, follower, streams, 
             },
           }),
           ...COMMON_ERRORS,
-          404: described("No such job"),
+          404: described("No such job for this API key"),
+          410: described("The job was accepted for this API key but the job store lost it"),
           503: busDown,
         },
       },
     },
     async (request, reply) => {
       const { id } = request.params;
+      const owner = ownerKey(request);
       const stream = new PassThrough();
       // Nothing is written once the stream has ended (job finished, or the server is shutting down).
       const write = (text: string): void => {
@@ -220,13 +245,15 @@ export function registerGatewayRoutes(app: App, { ml, store, follower, streams, 
             store,
             follower,
             id,
+            owner,
             (message) => write(formatSse(message)),
             () => stream.end(),
             { recheckMs: watchRecheckMs, log: request.log },
           ),
-        (late) => late?.(),
+        (late) => (typeof late === "function" ? late() : undefined),
       );
-      if (!cancel) throw jobNotFound(id);
+      if (cancel === "unknown") throw jobNotFound(id);
+      if (cancel === "gone") throw jobGone(id);
 
       streams.add(stream);
       const heartbeat = setInterval(() => write(": keep-alive\n\n"), SSE_HEARTBEAT_MS);

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from "node:http";
 import { type Dispatcher, Pool } from "undici";
-import { HttpError } from "../errors.js";
+import { HttpError, RETRY_AFTER_SECONDS } from "../errors.js";
 
 export interface UpstreamOptions {
   /** Time allowed to connect, and then for response headers and for each body chunk. */
@@ -38,7 +38,7 @@ function errorCode(error: unknown): string | undefined {
   return cause === undefined ? undefined : errorCode(cause);
 }
 
-/** Map a client error to the gateway's answer: timeouts are 504, everything else 502. */
+/** Map a client error to the gateway's answer: timeouts are 504, a refused connection 503 + Retry-After (an outage), everything else 502. */
 export function upstreamFailure(error: unknown): HttpError {
   if (error instanceof HttpError) return error;
   const code = errorCode(error);
@@ -46,7 +46,9 @@ export function upstreamFailure(error: unknown): HttpError {
     return new HttpError(504, "upstream_timeout", "The upstream service did not answer in time");
   }
   if (code === "ECONNREFUSED") {
-    return new HttpError(502, "upstream_unreachable", "The upstream service refused the connection");
+    return new HttpError(503, "upstream_unreachable", "The upstream service refused the connection, retry later", {
+      "retry-after": RETRY_AFTER_SECONDS,
+    });
   }
   return new HttpError(502, "upstream_error", "The upstream service failed to answer");
 }

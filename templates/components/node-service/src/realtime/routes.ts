@@ -22,6 +22,23 @@ const ClientMessageCheck = Compile(ClientMessage);
 /** Rooms with this prefix are read-only for WebSocket clients: only the server publishes there. */
 export const SERVER_ROOM_PREFIX = "sys:";
 
+/** Whether the key with id `keyId` may join (and publish to) `room`, per WS_ROOMS (see config.ts). */
+export type RoomPolicy = (keyId: string | null, room: string) => boolean;
+
+export function roomPolicy(spec: string): RoomPolicy {
+  const rules = csv(spec).map((rule) => {
+    const split = rule.indexOf("=");
+    return { who: rule.slice(0, split).trim(), pattern: rule.slice(split + 1).trim() };
+  });
+  return (keyId, room) =>
+    keyId !== null &&
+    rules.some(({ who, pattern }) => {
+      if (who !== "*" && who !== keyId) return false;
+      const expected = pattern.replaceAll("{key}", keyId);
+      return expected.endsWith("*") ? room.startsWith(expected.slice(0, -1)) : room === expected;
+    });
+}
+
 /** Close connections whose unsent backlog grows beyond this (slow consumers). */
 const MAX_BUFFERED_BYTES = 1_048_576;
 
@@ -41,6 +58,7 @@ export async function registerRealtime(
   options: RealtimeOptions,
 ): Promise<void> {
   const origins = new Set(csv(config.CORS_ORIGINS));
+  const mayUse = roomPolicy(config.WS_ROOMS);
   const alive = new Map<WebSocket, boolean>();
 
   // Heartbeat: ping every WS_HEARTBEAT_MS; a client that has not answered the previous ping is dropped.
@@ -141,6 +159,9 @@ export async function registerRealtime(
         void (async () => {
           switch (message.type) {
             case "join":
+              if (!mayUse(request.apiKeyId, message.room)) {
+                return fail("forbidden", `This API key may not join ${message.room} (WS_ROOMS)`);
+              }
               if (!joined.has(message.room) && joined.size >= config.WS_MAX_ROOMS) {
                 return fail("too_many_rooms", `A connection may join at most ${config.WS_MAX_ROOMS} rooms`);
               }
@@ -188,6 +209,9 @@ export async function registerRealtime(
       },
     },
     async (request, reply) => {
+      if (!mayUse(request.apiKeyId, request.params.room)) {
+        throw new HttpError(403, "forbidden", `This API key may not publish to ${request.params.room} (WS_ROOMS)`);
+      }
       const id = await hub.publish(request.params.room, request.body.data, `key:${request.apiKeyId ?? "unknown"}`);
       return reply.code(202).send({ id, room: request.params.room });
     },

@@ -67,7 +67,7 @@ describe("Redis URLs", () => {
   });
 
   it("the gateway accepts a cluster REDIS_URL and documents its bus defaults", () => {
-    const env = { API_KEYS: "client-key", ML_API_KEY: "ml-key" };
+    const env = { API_KEYS: "client-key-0123456789abcdefghijklmnopqrstuv", ML_API_KEY: "ml-key" };
     const config = loadConfig({ ...env, REDIS_URL: "redis+cluster://127.0.0.1:7000,127.0.0.1:7001" });
     expect(config).toMatchObject({
       BUS_PARTITIONS: 1,
@@ -77,6 +77,8 @@ describe("Redis URLs", () => {
       WATCH_RECHECK_MS: 10_000,
     });
     expect(() => loadConfig({ ...env, REDIS_URL: "redis://h:1", BUS_PARTITIONS: "0" })).toThrow(/BUS_PARTITIONS/);
-    expect(() => loadConfig({ API_KEYS: "client-key", REDIS_URL: "redis://h:1" })).toThrow(/ML_API_KEY/);
+    expect(() =>
+      loadConfig({ API_KEYS: "client-key-0123456789abcdefghijklmnopqrstuv", REDIS_URL: "redis://h:1" }),
+    ).toThrow(/ML_API_KEY/);
   });
 });

@@ -159,7 +159,7 @@ describe.skipIf(skipReason !== null)(
     }, 30_000);
 
     it("/readyz is ready with one events connection per partition", async () => {
-      const res = await fetch(`${gateway.url}/readyz`);
+      const res = await fetch(`${gateway.url}/readyz?verbose`);
       expect(res.status).toBe(200);
       expect(((await res.json()) as { checks: Record<string, string> }).checks["job-events"]).toBe("ok");
     });

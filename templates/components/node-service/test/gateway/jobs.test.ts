@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { API_KEY, authed, type RunningApp } from "../support/app.js";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { API_KEY, authed, type RunningApp, startApp } from "../support/app.js";
 import {
   expectContract,
   fieldMap,
@@ -13,9 +13,10 @@ import {
 } from "./helpers.js";
 
 const MAX_BACKLOG = 3;
-const OTHER_KEY = "second-client-key-42";
+const OTHER_KEY = "second-client-key-42-0123456789abcdefghijklmnopqrstuv";
 const RETENTION_MS = 60_000;
-const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+/** uuid-shaped, version 8: the gateway's tagged job ids (src/gateway/job-id.ts). */
+const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 // BUS_PARTITIONS=1: every key of the bus lives under the hash tag {jobs:0}.
 const JOBS = "{jobs:0}:predict";
 const EVENTS = "{jobs:0}:events";
@@ -174,6 +175,42 @@ describe("POST /v1/jobs", () => {
     const ids = (read?.[0]?.[1] ?? []).map(([id]) => id);
     await redis.xack(JOBS, "ml-workers", ...ids);
     expect((await enqueue(IRIS)).status).toBe(202);
+  });
+});
+
+describe("time comes from Redis", () => {
+  it("created_at, deadline and the queued event are Redis TIME, whatever the gateway's clock says", async () => {
+    // A gateway whose clock runs 70 s ahead (a fresh one: the clock offset is measured on first use).
+    const skewed = await startApp({
+      REDIS_URL: stack.server.url,
+      ML_URL: stack.ml.url,
+      API_KEYS: API_KEY,
+      JOB_DEADLINE_MS: "120000",
+    });
+    const realNow = Date.now.bind(Date);
+    const spy = vi.spyOn(Date, "now").mockImplementation(() => realNow() + 70_000);
+    try {
+      const res = await fetch(`${skewed.url}/v1/jobs`, {
+        method: "POST",
+        headers: authed({ "content-type": "application/json" }),
+        body: JSON.stringify(IRIS),
+      });
+      expect(res.status).toBe(202);
+      const { id } = (await res.json()) as { id: string };
+      const [seconds, micros] = await redis.time();
+      const redisNow = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+      const job = await redis.hgetall(jobKey(id));
+      expect(Math.abs(Number(job.created_at) - redisNow)).toBeLessThan(5_000);
+      expect(Number(job.deadline) - Number(job.created_at)).toBe(120_000);
+      expect(Number(await redis.zscore(DEADLINES, id))).toBe(Number(job.deadline));
+      const [, fields] = (await redis.xrevrange(EVENTS, "+", "-", "COUNT", 1))[0] ?? [];
+      const queued = JSON.parse(fieldMap(fields ?? []).event ?? "{}") as { id: string; ts: number };
+      expect(queued.id).toBe(id);
+      expect(queued.ts).toBe(Number(job.created_at));
+    } finally {
+      spy.mockRestore();
+      await skewed.close();
+    }
   });
 });
 

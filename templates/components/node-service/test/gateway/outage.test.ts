@@ -1,28 +1,24 @@
 // A Redis that stops answering (paused with SIGSTOP) or goes away (stopped, then restarted empty):
-// job routes answer 503 with Retry-After and no exception text, never 500, and recover with Redis.
-import type { Redis } from "ioredis";
+// job routes answer 503 with Retry-After and no exception text, never 500, and recover with Redis;
+// the gateway itself stays ready; a job Redis lost ends "job lost" for its watchers and 410 on GET.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { authed, type RunningApp, startApp } from "../support/app.js";
 import { type RedisServer, startRedis } from "../support/redis.js";
-import {
-  eventually,
-  type GatewayUnderTest,
-  IRIS,
-  openSse,
-  PREDICTION,
-  startGateway,
-  workerFinishes,
-} from "./helpers.js";
+import { eventually, type GatewayUnderTest, IRIS, openSse, startGateway } from "./helpers.js";
 
 let stack: GatewayUnderTest;
 let server: RedisServer;
-let redis: Redis;
 let gateway: RunningApp;
 
 beforeAll(async () => {
   stack = await startGateway({ WATCH_RECHECK_MS: "60000" });
-  ({ server, redis, gateway } = stack);
+  ({ server, gateway } = stack);
 });
+
+const verbose = async (base = gateway.url) => {
+  const res = await fetch(`${base}/readyz?verbose`);
+  return { status: res.status, body: (await res.json()) as { status: string; checks: Record<string, string> } };
+};
 
 afterAll(() => stack?.close());
 
@@ -60,8 +56,11 @@ describe("Redis outage", () => {
         await fetch(`${gateway.url}/v1/jobs/${id}/events`, { headers: authed({ "x-request-id": "paused-3" }) }),
         "paused-3",
       );
-      const ready = await fetch(`${gateway.url}/readyz`);
-      expect(ready.status).toBe(503);
+      // The process is still ready (routes that need no Redis keep serving); ?verbose names Redis.
+      expect((await fetch(`${gateway.url}/readyz`)).status).toBe(200);
+      const ready = await verbose();
+      expect(ready.status).toBe(200);
+      expect(ready.body.checks.redis).toBe("unavailable");
     } finally {
       server.resume();
     }
@@ -69,10 +68,10 @@ describe("Redis outage", () => {
     await eventually(async () => (await enqueue()).status === 202, 10_000, "POST /v1/jobs accepted again");
     const status = await fetch(`${gateway.url}/v1/jobs/${id}`, { headers: authed() });
     expect(status.status).toBe(200);
-    await eventually(async () => (await fetch(`${gateway.url}/readyz`)).status === 200, 10_000, "ready again");
+    await eventually(async () => (await verbose()).body.checks.redis === "ok", 10_000, "Redis ok again");
   }, 40_000);
 
-  it("a stopped Redis: 503 while it is gone; a client waiting on SSE still gets the final state", async () => {
+  it("Redis restarted empty: a watched job ends failed/'job lost', GET answers 410, unknown ids still 404", async () => {
     const created = await enqueue();
     const { id } = (await created.json()) as { id: string };
     const sse = await openSse(`${gateway.url}/v1/jobs/${id}/events`, authed());
@@ -81,15 +80,44 @@ describe("Redis outage", () => {
     await server.stop();
     await expectUnavailable(await enqueue("stopped-1"), "stopped-1");
 
-    // Redis comes back (empty: no persistence here). The follower reconnects and reads on from its
-    // last id, so the worker's commit reaches the waiting client (re-reads are a minute away).
+    // Redis comes back empty (no persistence here): the follower reconnects, re-reads every watched
+    // job, finds it gone and tells the client so (re-reads are a minute away: this is the follower).
     await server.restart();
-    await eventually(async () => (await enqueue()).status === 202, 10_000, "POST /v1/jobs accepted again");
-    await workerFinishes(redis, id, "done");
-    const done = await sse.next(5_000);
-    expect(done?.data).toMatchObject({ id, type: "done", result: PREDICTION });
+    const lost = await sse.next(15_000);
+    expect(lost?.event).toBe("failed");
+    expect(lost?.data).toMatchObject({ id, type: "failed", status: "failed", error: "job lost" });
     expect(await sse.next()).toBeNull();
+
+    await eventually(async () => (await enqueue()).status === 202, 10_000, "POST /v1/jobs accepted again");
+    const gone = await fetch(`${gateway.url}/v1/jobs/${id}`, { headers: authed({ "x-request-id": "gone-1" }) });
+    expect(gone.status).toBe(410);
+    expect(await gone.json()).toEqual({
+      error: { code: "job_lost", message: expect.any(String), requestId: "gone-1" },
+    });
+    // Its events too, and a new watcher of an id the gateway never issued still gets 404.
+    expect((await fetch(`${gateway.url}/v1/jobs/${id}/events`, { headers: authed() })).status).toBe(410);
+    const never = "0b6e4f0e-8d3c-4d8e-9a53-2f1f7f3f9c10";
+    expect((await fetch(`${gateway.url}/v1/jobs/${never}`, { headers: authed() })).status).toBe(404);
   }, 40_000);
+
+  it("a job whose hash vanishes while watched (no Redis error) ends 'job lost' at the next re-read", async () => {
+    const quick = await startApp({ REDIS_URL: server.url, ML_URL: stack.ml.url, WATCH_RECHECK_MS: "200" });
+    try {
+      const res = await fetch(`${quick.url}/v1/jobs`, {
+        method: "POST",
+        headers: authed({ "content-type": "application/json" }),
+        body: JSON.stringify(IRIS),
+      });
+      const { id } = (await res.json()) as { id: string };
+      const sse = await openSse(`${quick.url}/v1/jobs/${id}/events`, authed());
+      expect((await sse.next())?.data).toMatchObject({ id, type: "queued" });
+      await stack.redis.flushall();
+      expect((await sse.next(3_000))?.data).toMatchObject({ id, type: "failed", error: "job lost" });
+      expect(await sse.next()).toBeNull();
+    } finally {
+      await quick.close();
+    }
+  });
   it("starts while Redis is down, then serves jobs once it is up", async () => {
     const later = await startRedis();
     await later.stop();
@@ -97,7 +125,8 @@ describe("Redis outage", () => {
     const early = await startApp({ REDIS_URL: later.url, ML_URL: stack.ml.url });
     try {
       expect(Date.now() - started).toBeLessThan(10_000);
-      expect((await fetch(`${early.url}/readyz`)).status).toBe(503);
+      expect((await fetch(`${early.url}/readyz`)).status).toBe(200);
+      expect((await verbose(early.url)).body.checks.redis).toBe("unavailable");
       const res = await fetch(`${early.url}/v1/jobs`, {
         method: "POST",
         headers: authed({ "content-type": "application/json", "x-request-id": "early-1" }),
@@ -117,7 +146,7 @@ describe("Redis outage", () => {
         10_000,
         "POST /v1/jobs accepted",
       );
-      await eventually(async () => (await fetch(`${early.url}/readyz`)).status === 200, 10_000, "ready");
+      await eventually(async () => (await verbose(early.url)).body.checks.redis === "ok", 10_000, "Redis ok");
     } finally {
       await early.close();
       await later.stop();

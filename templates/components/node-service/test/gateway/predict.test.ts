@@ -121,7 +121,7 @@ describe("POST /v1/predict", () => {
     expect(Date.now() - started).toBeLessThan(1_900);
   });
 
-  it("502 when the ML service is down, and /readyz says so", async () => {
+  it("503 + Retry-After when the ML service is down; the gateway stays ready, /readyz?verbose names it", async () => {
     const other = await startApp({ REDIS_URL: redis.url, ML_URL: "http://127.0.0.1:9", API_KEYS: API_KEY });
     try {
       expect((await predict(IRIS)).status).toBe(200);
@@ -130,9 +130,12 @@ describe("POST /v1/predict", () => {
         headers: authed({ "content-type": "application/json" }),
         body: JSON.stringify(IRIS),
       });
-      expect(res.status).toBe(502);
-      const ready = await fetch(`${other.url}/readyz`);
-      expect(ready.status).toBe(503);
+      expect(res.status).toBe(503);
+      expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("service_unavailable");
+      expect(await (await fetch(`${other.url}/readyz`)).json()).toEqual({ status: "ready" });
+      const ready = await fetch(`${other.url}/readyz?verbose`);
+      expect(ready.status).toBe(200);
       const body = (await ready.json()) as { checks: Record<string, string> };
       expect(body.checks.ml).not.toBe("ok");
       expect(body.checks["job-events"]).toBe("ok");
@@ -141,8 +144,10 @@ describe("POST /v1/predict", () => {
     }
   });
 
-  it("/readyz checks the ML service's /readyz (with the key) and the job bus", async () => {
-    const res = await fetch(`${gateway.url}/readyz`);
+  it("/readyz?verbose checks the ML service's /readyz (with the key) and the job bus", async () => {
+    expect(await (await fetch(`${gateway.url}/readyz`)).json()).toEqual({ status: "ready" });
+    expect(ml.probes).toEqual([]);
+    const res = await fetch(`${gateway.url}/readyz?verbose`);
     const body = (await res.json()) as { checks: Record<string, string> };
     expect(res.status).toBe(200);
     expect(body.checks).toMatchObject({ ml: "ok", "job-events": "ok" });
@@ -150,10 +155,10 @@ describe("POST /v1/predict", () => {
     expect(ml.probes[0]?.headers["x-api-key"]).toBe("ml-secret");
   });
 
-  it("/readyz is 503 while the ML service is live but not ready", async () => {
+  it("/readyz stays 200 while the ML service is live but not ready; ?verbose says so", async () => {
     ml.ready = false;
-    const res = await fetch(`${gateway.url}/readyz`);
-    expect(res.status).toBe(503);
+    const res = await fetch(`${gateway.url}/readyz?verbose`);
+    expect(res.status).toBe(200);
     const body = (await res.json()) as { checks: Record<string, string> };
     expect(body.checks.ml).toMatch(/readyz answered 503/);
   });

@@ -2,7 +2,7 @@ import { buildApp } from "../../src/app.js";
 import { type Config, loadConfig } from "../../src/config.js";
 import type { App } from "../../src/types.js";
 
-export const API_KEY = "test-key-0123456789";
+export const API_KEY = "test-key-0123456789-abcdefghijklmnop";
 
 export interface RunningApp {
   app: App;

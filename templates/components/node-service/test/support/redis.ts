@@ -128,7 +128,18 @@ export async function startRedis(): Promise<RedisServer> {
 export interface RedisCluster {
   /** `redis+cluster://127.0.0.1:a,127.0.0.1:b,127.0.0.1:c` */
   url: string;
+  /** Every node's port (masters first, as created). */
+  ports: number[];
+  /** Send `signal` to the redis-server on `port` (SIGKILL a master, SIGSTOP/SIGCONT a replica). */
+  signal: (port: number, signal: NodeJS.Signals) => void;
   stop: () => Promise<void>;
+}
+
+export interface ClusterOptions {
+  /** Replicas per master (`--cluster-replicas`); 0 by default. */
+  replicas?: number;
+  /** `cluster-node-timeout`: how long a silent master takes to be failed over. */
+  nodeTimeoutMs?: number;
 }
 
 /** Why the Redis Cluster tests cannot run here, or null when redis-server and redis-cli are installed. */
@@ -140,10 +151,13 @@ export function clusterUnavailable(): string | null {
 }
 
 /**
- * Start a Redis Cluster of three masters on free loopback ports (no replicas, no persistence):
- * `redis-server --cluster-enabled yes` three times, then `redis-cli --cluster create`.
+ * Start a Redis Cluster of three masters on free loopback ports (no persistence), each with
+ * `replicas` replicas: `redis-server --cluster-enabled yes` per node, then `redis-cli --cluster create`.
  */
-export async function startRedisCluster(): Promise<RedisCluster> {
+export async function startRedisCluster({
+  replicas = 0,
+  nodeTimeoutMs = 5000,
+}: ClusterOptions = {}): Promise<RedisCluster> {
   const dir = mkdtempSync(join(tmpdir(), "redis-cluster-"));
   const children: ChildProcess[] = [];
   const stop = async (): Promise<void> => {
@@ -151,18 +165,29 @@ export async function startRedisCluster(): Promise<RedisCluster> {
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    const ports = [await freePort(), await freePort(), await freePort()];
+    const ports: number[] = [];
+    for (let i = 0; i < 3 * (1 + replicas); i += 1) ports.push(await freePort());
     for (const port of ports) {
       children.push(
         await spawnRedis(
           port,
-          ["--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--cluster-node-timeout", "5000"],
+          [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            `nodes-${port}.conf`,
+            "--cluster-node-timeout",
+            String(nodeTimeoutMs),
+            // A replica fails over however long it was cut off (the tests pause replicas on purpose).
+            "--cluster-replica-validity-factor",
+            "0",
+          ],
           dir,
         ),
       );
     }
     const nodes = ports.map((port) => `127.0.0.1:${port}`);
-    await run(cliBinary(), ["--cluster", "create", ...nodes, "--cluster-replicas", "0", "--cluster-yes"]);
+    await run(cliBinary(), ["--cluster", "create", ...nodes, "--cluster-replicas", String(replicas), "--cluster-yes"]);
     // Every node must agree that all slots are served before the tests start.
     const deadline = Date.now() + 20_000;
     for (const port of ports) {
@@ -173,7 +198,10 @@ export async function startRedisCluster(): Promise<RedisCluster> {
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     }
-    return { url: `redis+cluster://${nodes.join(",")}`, stop };
+    const signal = (port: number, name: NodeJS.Signals): void => {
+      children[ports.indexOf(port)]?.kill(name);
+    };
+    return { url: `redis+cluster://${nodes.join(",")}`, ports, signal, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -32,6 +32,7 @@ GROUP = "ml-workers"
 DEAD_MAXLEN = 10_000
 JOB_TTL_S = 86_400
 TERMINAL = frozenset({"done", "failed"})
+CLOCK_SYNC_S = 30.0  # how often a process re-reads Redis's clock (TIME)
 JOB_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 JOB_ID_RE = re.compile(JOB_ID_PATTERN)
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
@@ -85,8 +86,48 @@ def idempotency_key(api_key: str, key: str) -> str:
     return f"idem:{scope}:{key}"
 
 
+class RedisClock:
+    """Milliseconds since the epoch by Redis's clock (`TIME`), not this host's.
+
+    The gateway, the workers and the producers run on different hosts: a deadline written by one
+    and checked by another, or a trimming horizon compared with stream ids (which Redis stamps),
+    must use one clock. `sync` measures the offset of the local clock from Redis's (half the
+    round trip corrects for latency); `now_ms` adds it to the local clock, so reading the time
+    costs no round trip. Callers re-sync regularly (`refresh`), which also follows a local clock
+    that jumps.
+    """
+
+    def __init__(self) -> None:
+        self.offset_ms = 0
+        self._synced_at: float | None = None  # time.monotonic() of the last sync
+
+    async def sync(self, redis: Client) -> None:
+        before = time.time_ns()
+        reply = await redis.time()
+        after = time.time_ns()
+        if isinstance(reply, dict):  # a cluster client may answer per node: any one will do
+            reply = next(iter(reply.values()))
+        seconds, micros = reply
+        local_ms = (before + after) // 2_000_000
+        self.offset_ms = int(seconds) * 1_000 + int(micros) // 1_000 - local_ms
+        self._synced_at = time.monotonic()
+
+    async def refresh(self, redis: Client, max_age_s: float = CLOCK_SYNC_S) -> None:
+        """Sync unless the last sync is more recent than `max_age_s`."""
+        if self._synced_at is None or time.monotonic() - self._synced_at >= max_age_s:
+            await self.sync(redis)
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000 + self.offset_ms
+
+
+# One clock per process (every service of this process talks to one Redis).
+CLOCK = RedisClock()
+
+
 def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    """Now by Redis's clock (see RedisClock): deadlines, horizons and timestamps use this."""
+    return CLOCK.now_ms()
 
 
 def event_json(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,11 +74,13 @@ class SklearnClassifier:
         labels: Sequence[str],
         metadata: ModelMetadata,
         fault_on: float | None = None,
+        hang_on: float | None = None,
     ):
         self._estimator = estimator
         self._labels = tuple(labels)
         self._metadata = metadata
         self._fault_on = fault_on
+        self._hang_on = hang_on
         self._linear = linear_softmax(estimator)
 
     @property
@@ -91,6 +94,11 @@ class SklearnClassifier:
             # Test hook (MODEL_FAULT_ON): the whole batch call fails, like a real model would on
             # one bad row; the worker must then fail that row alone.
             raise InjectedFaultError(f"MODEL_FAULT_ON: a row has sepal_length {self._fault_on}")
+        if self._hang_on is not None and any(row[0] == self._hang_on for row in rows):
+            # Test hook (MODEL_HANG_ON): the call never returns, like a native call that hangs;
+            # the worker must give the batch up after COMPUTE_TIMEOUT_MS.
+            while True:
+                time.sleep(3_600)
         matrix = np.asarray(rows, dtype=np.float64)
         if self._linear is not None:
             probabilities = self._linear(matrix)
@@ -181,6 +189,7 @@ def _from_bundle(
     digest: str,
     source: Literal["artifact", "trained-in-memory"],
     fault_on: float | None,
+    hang_on: float | None,
 ) -> SklearnClassifier:
     metadata = ModelMetadata(
         name=str(bundle["name"]),
@@ -191,21 +200,22 @@ def _from_bundle(
         sha256=digest,
         accuracy=bundle.get("accuracy"),
     )
-    return SklearnClassifier(bundle["estimator"], bundle["labels"], metadata, fault_on)
+    return SklearnClassifier(bundle["estimator"], bundle["labels"], metadata, fault_on, hang_on)
 
 
-def load_model(path: Path, *, fault_on: float | None = None) -> Model:
+def load_model(path: Path, *, fault_on: float | None = None, hang_on: float | None = None) -> Model:
     """Load the artifact at `path` after checking its sha256; train in memory if it is absent.
 
     Joblib artifacts are pickles, which run code when loaded: only load files your own build
     wrote, and never a path that comes from a request. `fault_on` (MODEL_FAULT_ON, tests only)
-    makes `predict` raise for any batch with a row whose first feature equals it.
+    makes `predict` raise for any batch with a row whose first feature equals it; `hang_on`
+    (MODEL_HANG_ON, tests only) makes it never return for such a batch.
     """
     if not path.exists():
         log.warning("no model artifact, training in memory", extra={"model_path": str(path)})
         bundle = train_iris()
         digest = hashlib.sha256(dump_bundle(bundle)).hexdigest()
-        return _from_bundle(bundle, digest, "trained-in-memory", fault_on)
+        return _from_bundle(bundle, digest, "trained-in-memory", fault_on, hang_on)
     sums = checksum_path(path)
     if not sums.exists():
         raise ModelLoadError(f"{sums} is missing: refusing to load an unverified artifact")
@@ -220,4 +230,4 @@ def load_model(path: Path, *, fault_on: float | None = None) -> Model:
     except Exception as exc:
         raise ModelLoadError(f"{path}: cannot load the artifact: {exc}") from exc
     log.info("model loaded", extra={"model_path": str(path), "sha256": actual})
-    return _from_bundle(bundle, actual, "artifact", fault_on)
+    return _from_bundle(bundle, actual, "artifact", fault_on, hang_on)

@@ -13,6 +13,7 @@ from redis.exceptions import ResponseError
 from redis.typing import EncodableT, FieldT
 
 from .bus import (
+    CLOCK,
     GROUP,
     JOB_TTL_S,
     UNAVAILABLE,
@@ -128,6 +129,7 @@ class Producer:
                 if first_digest != digest:
                     raise IdempotencyConflictError
                 return Submitted(id=first_id, created=False)
+        await CLOCK.refresh(self.redis)  # deadlines are checked by workers on other hosts
         created = now_ms()
         entry: dict[FieldT, EncodableT] = {
             "v": "1",

@@ -9,13 +9,21 @@ Delivery is at least once, results are committed exactly once (protocol: contrac
   (finished elsewhere) is acknowledged, not written again;
 - a batch computing longer than MIN_IDLE_MS/2 re-claims its entries (heartbeat), so nobody else
   takes them over; entries idle longer than MIN_IDLE_MS (their worker died) are taken over;
+- a batch computing longer than COMPUTE_TIMEOUT_MS (a hung model call) is abandoned by a watchdog
+  thread: the health file is marked, the entries are released for redelivery at once (the next
+  claim counts a delivery, so a job that hangs every time is dead-lettered after MAX_DELIVERIES),
+  and the process exits with status 3 (a hung call cannot be cancelled) for its supervisor
+  (`make run`, Kubernetes) to restart it; trimming then moves past those entries again;
+- time is Redis's (`TIME`, see bus.RedisClock): deadlines and horizons written on another host
+  are compared with the same clock;
 - every RECLAIM_INTERVAL_MS: reclaim, fail jobs past their deadline, trim each job stream below
   the oldest entry still pending or undelivered, remove consumers idle and empty for
   CONSUMER_IDLE_MAX_MS;
 - SIGTERM/SIGINT: stop reading at once, finish and commit the batch in hand, exit 0.
 
 `python -m <package>.worker --check` exits 0 while a worker on this machine is alive (it touches
-WORKER_HEALTH_FILE at least every few seconds): the container healthcheck.
+WORKER_HEALTH_FILE at least every few seconds) and not over COMPUTE_TIMEOUT_MS: the container
+healthcheck.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +50,7 @@ from redis.exceptions import NoScriptError, ResponseError, WatchError
 from redis.typing import EncodableT, FieldT, StreamIdT
 
 from .bus import (
+    CLOCK,
     DEAD_MAXLEN,
     GROUP,
     JOB_ID_RE,
@@ -71,6 +81,9 @@ Pipe: TypeAlias = Pipeline | ClusterPipeline
 MODEL_ERROR = "model error"
 SWEEP_LIMIT = 100
 FAST_PREDICT_S = 0.005  # a model call quicker than this runs on the event loop (no thread hop)
+EXIT_COMPUTE_TIMEOUT = 3  # exit status of a worker that gave up a hung batch
+OVER_TIME = "over-time"  # first word of the health file once a batch is past COMPUTE_TIMEOUT_MS
+RELEASE_WAIT_S = 2.0  # how long the watchdog waits for the release before it exits anyway
 
 # The two transactions of every batch, as scripts: atomic like MULTI, but the check "is the job
 # still unfinished?" happens inside, so each costs one round trip and no WATCH retry. All keys are
@@ -177,6 +190,14 @@ class DeadLetter:
 
 
 @dataclass(frozen=True, slots=True)
+class Computing:
+    """The batch whose model call is running: what the watchdog gives up when it overruns."""
+
+    deadline: float  # time.monotonic()
+    held: dict[Partition, list[str]]  # entry ids this worker holds, by partition
+
+
+@dataclass(frozen=True, slots=True)
 class States:
     """What a guarded transaction knows about its jobs, read after WATCH."""
 
@@ -221,6 +242,8 @@ class Worker:
         self._last_beat = 0.0
         self._fast_model = False  # measured: True while model calls average < FAST_PREDICT_S
         self._predict_s: float | None = None
+        self._computing: Computing | None = None  # read by the watchdog thread
+        self._abandoned = False  # a batch overran: no more heartbeats, the process is exiting
         self._start_script = redis.register_script(START_SCRIPT)
         self._commit_script = redis.register_script(COMMIT_SCRIPT)
 
@@ -239,6 +262,7 @@ class Worker:
         while not self.stopping.is_set():
             try:
                 if not ready:
+                    await CLOCK.sync(self.redis)
                     await ensure_groups(self.redis, self.parts)
                     await self.drain_own_pending()  # after a restart under the same name
                     ready = True
@@ -273,15 +297,76 @@ class Worker:
             await asyncio.wait_for(self.stopping.wait(), timeout=1)
 
     def beat(self) -> None:
-        """Touch the health file (at most once a second) for `--check`."""
+        """Touch the health file (at most once a second) for `--check`; empty means healthy."""
         now = time.monotonic()
-        if now - self._last_beat < 1:
+        if now - self._last_beat < 1 or self._abandoned:
             return
         self._last_beat = now
         try:
-            self.settings.worker_health_file.touch()
+            self.settings.worker_health_file.write_bytes(b"")
         except OSError as exc:
             log.warning("cannot touch the health file", extra={"error": repr(exc)})
+
+    # -- hung model calls ---------------------------------------------------------------------
+
+    def start_watchdog(
+        self, loop: asyncio.AbstractEventLoop, on_timeout: Callable[[], None]
+    ) -> threading.Thread:
+        """A daemon thread that gives up a batch past COMPUTE_TIMEOUT_MS, then calls `on_timeout`
+        (which must end the process: the hung call itself cannot be cancelled)."""
+        tick = min(1.0, self.settings.compute_timeout_ms / 4_000)
+
+        def watch() -> None:
+            while True:
+                time.sleep(tick)
+                computing = self._computing
+                if computing is not None and time.monotonic() >= computing.deadline:
+                    self.abandon(computing, loop)
+                    on_timeout()
+                    return
+
+        thread = threading.Thread(target=watch, name="compute-watchdog", daemon=True)
+        thread.start()
+        return thread
+
+    def abandon(self, computing: Computing, loop: asyncio.AbstractEventLoop) -> None:
+        """Mark the health file, then release the batch's entries for redelivery (from the event
+        loop, free unless the hung call blocks it; then they are reclaimed after MIN_IDLE_MS)."""
+        self._abandoned = True
+        count = sum(len(ids) for ids in computing.held.values())
+        log.error(
+            "compute timeout: batch abandoned, exiting",
+            extra={"compute_timeout_ms": self.settings.compute_timeout_ms, "entries": count},
+        )
+        try:
+            self.settings.worker_health_file.write_text(
+                f"{OVER_TIME}: a batch exceeded COMPUTE_TIMEOUT_MS\n"
+            )
+        except OSError as exc:
+            log.warning("cannot mark the health file", extra={"error": repr(exc)})
+        release = asyncio.run_coroutine_threadsafe(self._release(computing.held), loop)
+        try:
+            release.result(timeout=RELEASE_WAIT_S)
+        except Exception as exc:
+            release.cancel()
+            log.error(
+                "could not release the abandoned entries: reclaimed after MIN_IDLE_MS",
+                extra={"error": repr(exc)},
+            )
+
+    async def _release(self, held: dict[Partition, list[str]]) -> None:
+        """Make the entries claimable now: XCLAIM to ourselves with IDLE = MIN_IDLE_MS (JUSTID,
+        no delivery counted here; the worker that claims them next counts one)."""
+        for part, ids in held.items():
+            await self.redis.xclaim(
+                part.stream,
+                GROUP,
+                self.name,
+                0,
+                cast("list[StreamIdT]", ids),
+                idle=self.settings.min_idle_ms,
+                justid=True,
+            )
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -353,7 +438,9 @@ class Worker:
                 if not entries:
                     break
                 cursor = entries[0][-1][0]
-                await self.handle(part, entries[0])
+                # Reading our own history counts a delivery, like a claim: a job that made this
+                # worker hang (and restart under the same name) ends dead-lettered too.
+                await self.handle(part, await self._dead_letter_exhausted(part, entries[0]))
 
     # -- one batch --------------------------------------------------------------------------
 
@@ -440,15 +527,25 @@ class Worker:
         """Run the model: on the event loop while it is fast, else in a thread, re-claiming the
         entries while it computes (heartbeat) so that nobody takes them over."""
         rows = [job.request.features for job in jobs]
-        if self._fast_model and not self.settings.worker_delay_ms:
-            return self._timed_predict(rows)
-        call = asyncio.ensure_future(asyncio.to_thread(self._timed_predict, rows))
-        interval = self.settings.min_idle_ms / 2000
-        while True:
-            done, _ = await asyncio.wait([call], timeout=interval)
-            if done:
-                return call.result()
-            await self._heartbeat(part, [entry for job in jobs for entry in job.entry_ids])
+        entry_ids = [entry for job in jobs for entry in job.entry_ids]
+        held: dict[Partition, list[str]] = {part: entry_ids}
+        for other, entries in self._held_reads():
+            held.setdefault(other, []).extend(entry_id for entry_id, _ in entries)
+        timeout_s = self.settings.compute_timeout_ms / 1000
+        self._computing = Computing(time.monotonic() + timeout_s, held)
+        try:
+            if self._fast_model and not self.settings.worker_delay_ms:
+                return self._timed_predict(rows)
+            call = asyncio.ensure_future(asyncio.to_thread(self._timed_predict, rows))
+            interval = self.settings.min_idle_ms / 2000
+            while True:
+                done, _ = await asyncio.wait([call], timeout=interval)
+                if done:
+                    return call.result()
+                if not self._abandoned:  # once given up, the batch keeps no claim on its entries
+                    await self._heartbeat(part, entry_ids)
+        finally:
+            self._computing = None
 
     def _timed_predict(self, rows: list[list[float]]) -> list[Prediction | Exception]:
         started = time.perf_counter()
@@ -489,6 +586,8 @@ class Worker:
             held.setdefault(other, []).extend(entry_id for entry_id, _ in entries)
         try:
             for stream_part, ids in held.items():
+                if self._abandoned:
+                    return
                 await self.redis.xclaim(stream_part.stream, GROUP, self.name, 0, ids, justid=True)
         except UNAVAILABLE as exc:
             log.error("heartbeat failed", extra={"error": repr(exc)})
@@ -639,6 +738,7 @@ class Worker:
     # -- maintenance --------------------------------------------------------------------------
 
     async def maintain(self) -> None:
+        await CLOCK.sync(self.redis)  # deadlines were written by other hosts' producers
         for part in self.parts:
             if self.stopping.is_set():
                 return
@@ -824,8 +924,12 @@ def check_health(settings: Settings) -> int:
     path = settings.worker_health_file
     try:
         age = time.time() - path.stat().st_mtime
+        state = path.read_text(errors="replace").strip()
     except FileNotFoundError:
         sys.stderr.write(f"unhealthy: {path} does not exist (no worker started here)\n")
+        return 1
+    if state.startswith(OVER_TIME):
+        sys.stderr.write(f"unhealthy: {state}\n")
         return 1
     if age > health_max_age_s(settings):
         sys.stderr.write(f"unhealthy: {path} was last touched {age:.0f}s ago\n")
@@ -836,17 +940,28 @@ def check_health(settings: Settings) -> int:
 async def serve(settings: Settings) -> None:
     from .model import load_model  # heavy: only the worker itself needs it
 
-    model = load_model(settings.model_path, fault_on=settings.model_fault_on)
+    model = load_model(
+        settings.model_path, fault_on=settings.model_fault_on, hang_on=settings.model_hang_on
+    )
     # Socket reads must outlast a blocking XREADGROUP (BLOCK_MS) before they time out.
     redis = connect(settings.redis_url, timeout_s=settings.block_ms / 1000 + 10)
     worker = Worker(redis, model, settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
+    worker.start_watchdog(loop, exit_now)
     try:
         await worker.run()
     finally:
         await redis.aclose()
+
+
+def exit_now() -> None:
+    """Exit at once with EXIT_COMPUTE_TIMEOUT: a normal exit would wait for the hung thread."""
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    os._exit(EXIT_COMPUTE_TIMEOUT)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
