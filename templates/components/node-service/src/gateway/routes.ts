@@ -4,6 +4,7 @@ import type { FastifyRequest } from "fastify";
 import { Type } from "typebox";
 import { API_KEY_HEADER } from "../auth.js";
 import { ErrorResponse, HttpError, RETRY_AFTER_SECONDS, unavailable } from "../errors.js";
+import { traceparentOf } from "../observability/tracing.js";
 import { COMMAND_TIMEOUT_MS, withDeadline } from "../redis.js";
 import type { App } from "../types.js";
 import { type JobEventMessage, type JobEventsFollower, watchJob } from "./events.js";
@@ -129,6 +130,7 @@ export function registerGatewayRoutes(app: App, { ml, store, follower, streams, 
         try {
           return await store.enqueue(request.body, {
             requestId: request.id,
+            traceparent: traceparentOf(request),
             idempotency:
               key === undefined || typeof apiKey !== "string" ? undefined : { scope: idempotencyScope(apiKey), key },
           });
@@ -150,7 +152,8 @@ export function registerGatewayRoutes(app: App, { ml, store, follower, streams, 
           throw err;
         }
       });
-      if (!job.created) request.log.info({ jobId: job.id }, "idempotent replay of an earlier job");
+      if (job.created) app.metrics.jobsAccepted.inc();
+      else request.log.info({ jobId: job.id }, "idempotent replay of an earlier job");
       return reply.code(202).header("location", `/v1/jobs/${job.id}`).send({ id: job.id });
     },
   );
