@@ -17,7 +17,9 @@ def main() -> None:
     except SettingsError as exc:
         sys.exit(str(exc))
     port = settings.metrics_port
-    serve_metrics(settings.host, API_METRICS_PORT if port is None else port)
+    url = serve_metrics(settings.host, API_METRICS_PORT if port is None else port)
+    if url is not None:  # before uvicorn configures logging
+        sys.stderr.write(f"metrics: {url}\n")
     uvicorn.run(
         f"{__package__}.app:create_app",
         factory=True,

@@ -76,12 +76,14 @@ def observe_group(partition: int, lag: object, pending: object) -> None:
         STREAM_PENDING.labels(label).set(int(pending))
 
 
-def serve_metrics(host: str, port: int) -> None:
-    """Expose /metrics on host:port in a background thread (port 0: not at all)."""
+def serve_metrics(host: str, port: int) -> str | None:
+    """Expose /metrics on host:port in a background thread (port 0: not at all); its URL."""
     if port == 0:
-        return
+        return None
     start_http_server(port, addr=host)
-    log.info("metrics at http://%s:%d/metrics", host, port, extra={"metrics_port": port})
+    url = f"http://{host}:{port}/metrics"
+    log.info("metrics listening", extra={"metrics": url})
+    return url
 
 
 class MetricsMiddleware:
