@@ -13,6 +13,7 @@ The last line is `N passed, M failed`; the exit status is non-zero on any failur
 
 from __future__ import annotations
 
+import gzip
 import json
 import secrets
 import shutil
@@ -24,6 +25,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-from stacklib import SIGNALS, Stack, free_port  # noqa: E402
+from stacklib import SIGNALS, Stack, free_port
 
 TRACE_ID = secrets.token_hex(16)
 TRACEPARENT = f"00-{TRACE_ID}-{secrets.token_hex(8)}-01"
@@ -55,7 +57,7 @@ class ReceiverHandler(BaseHTTPRequestHandler):
     server: Receiver
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        body = self.read_body()
         if self.path != "/v1/traces":
             self.send_response(404)
             self.end_headers()
@@ -69,7 +71,20 @@ class ReceiverHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b"{}" if json_body else b"")
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def read_body(self) -> bytes:
+        """The request body, chunked or not, gzip-decoded (exporters may send either)."""
+        if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+            chunks = []
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            self.rfile.readline()
+            body = b"".join(chunks)
+        else:
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        return gzip.decompress(body) if self.headers.get("content-encoding") == "gzip" else body
+
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
 
@@ -104,7 +119,7 @@ def parse_protobuf(body: bytes) -> list[tuple[str, str, str]]:
 def http_json(url: str, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={"content-type": "application/json", **(headers or {})})
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback URLs we built
+    with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
 
@@ -148,7 +163,7 @@ def step_prometheus(stack: Stack, workdir: Path) -> None:
     if prometheus is None:
         print("  prometheus not installed (apt install prometheus): reading /metrics directly")
         for name, url in stack.metrics.items():
-            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=5) as response:
                 text = response.read().decode()
             assert "# TYPE" in text, f"{name}: {url} is not Prometheus text"
         return
@@ -207,7 +222,7 @@ def main() -> int:
         stack.wait_http("ml-service", f"{stack.ml_url}/readyz")
         stack.wait_http("gateway", f"{stack.gateway_url}/readyz")
         stack.wait_workers(["obs-worker-1"])
-        steps = [
+        steps: list[tuple[str, Callable[[], None]]] = [
             ("one trace id from traceparent: gateway -> bus -> worker", lambda: step_trace(stack, receiver)),
             ("Prometheus scrapes every process; its API reports the bus", lambda: step_prometheus(stack, Path(tmp))),
         ]
