@@ -80,8 +80,14 @@ def serve_metrics(host: str, port: int) -> str | None:
     """Expose /metrics on host:port in a background thread (port 0: not at all); its URL."""
     if port == 0:
         return None
-    start_http_server(port, addr=host)
-    url = f"http://{host}:{port}/metrics"
+    try:
+        server, _ = start_http_server(port, addr=host)
+    except OSError as exc:
+        # Taken by another process of this machine (several `make worker`): any free port will
+        # do locally; in Kubernetes every pod has the port to itself.
+        server, _ = start_http_server(0, addr=host)
+        log.warning("metrics port taken, using another", extra={"wanted": port, "error": str(exc)})
+    url = f"http://{host}:{server.server_port}/metrics"
     log.info("metrics listening", extra={"metrics": url})
     return url
 
