@@ -73,6 +73,22 @@ describe("metrics", () => {
     expect(check.status, `${check.stdout}${check.stderr}`).toBe(0);
   });
 
+  it("falls back to a free port when METRICS_PORT is taken", async () => {
+    const taken = new URL(metricsUrl).port;
+    const other = await buildApp(loadConfig({ API_KEYS: API_KEY, ML_API_KEY: "test-ml-key", REDIS_URL: redis.url }), {
+      logger: false,
+    });
+    try {
+      const server = await serveMetrics(other, "127.0.0.1", Number(taken));
+      const address = server?.address();
+      if (address === null || address === undefined || typeof address === "string") throw new Error("no address");
+      expect(address.port).not.toBe(Number(taken));
+      expect(await (await fetch(`http://127.0.0.1:${address.port}/metrics`)).text()).toContain("# TYPE");
+    } finally {
+      await other.close();
+    }
+  });
+
   it("is not served on the API port", async () => {
     expect((await fetch(`${base}/metrics`)).status).toBe(404);
   });

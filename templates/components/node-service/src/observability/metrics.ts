@@ -112,15 +112,30 @@ export async function serveMetrics(app: App, host: string, port: number): Promis
         res.writeHead(500).end();
       });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, resolve);
-  });
+  const listen = (wanted: number) =>
+    new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(wanted, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+  try {
+    await listen(port);
+  } catch (err) {
+    // Taken by another process of this machine (a second local instance): any free port will do
+    // locally; in Kubernetes every pod has the port to itself.
+    if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+    app.log.warn({ wanted: port }, "metrics port taken, using another");
+    await listen(0);
+  }
+  const address = server.address();
+  const url = `http://${host}:${address !== null && typeof address !== "string" ? address.port : port}/metrics`;
   app.addHook("onClose", async () => {
     const closed = new Promise((resolve) => server.close(resolve));
     server.closeAllConnections(); // a scraper's keep-alive connection must not hold the shutdown
     await closed;
   });
-  app.log.info({ metrics: `http://${host}:${port}/metrics` }, "metrics listening");
+  app.log.info({ metrics: url }, "metrics listening");
   return server;
 }
