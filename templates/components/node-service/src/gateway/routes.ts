@@ -96,7 +96,7 @@ export function registerGatewayRoutes(app: App, { ml, store, follower, streams, 
         },
       },
     },
-    async (request) => ml.predict(request.body, request.id),
+    async (request) => ml.predict(request.body, request.id, traceparentOf(request)),
   );
 
   app.post(

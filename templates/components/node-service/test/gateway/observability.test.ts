@@ -37,6 +37,17 @@ it("carries the POST's trace into the job entry", async () => {
   expect(entry.traceparent).toBe(`00-${TRACE_ID}-${post?.spanContext().spanId}-01`);
 });
 
+it("carries the trace of POST /v1/predict to the ML service", async () => {
+  const response = await fetch(`${stack.gateway.url}/v1/predict`, {
+    method: "POST",
+    headers: authed({ "content-type": "application/json", traceparent: TRACEPARENT }),
+    body: JSON.stringify(IRIS),
+  });
+  expect(response.status).toBe(200);
+  const [post] = spans.getFinishedSpans().filter((span) => span.name === "POST /v1/predict");
+  expect(stack.ml.calls.at(-1)?.headers.traceparent).toBe(`00-${TRACE_ID}-${post?.spanContext().spanId}-01`);
+});
+
 it("counts accepted jobs and reads lag and pending at scrape time", async () => {
   const text = await stack.gateway.app.metrics.registry.metrics();
   expect(text).toMatch(/^bus_jobs_accepted_total 1$/m);
