@@ -235,8 +235,8 @@ class EachRuleCatchesItsMistake(unittest.TestCase):
     def test_policy_on_an_undeclared_port(self) -> None:
         name = cm.name_of(http_deployment(self.docs))
         policy = find(self.docs, "NetworkPolicy", f"allow-ingress-controller-to-{name}")
-        policy["spec"]["ingress"][0]["ports"][0]["port"] = "metrics"
-        self.assert_finding("port 'metrics' is not a port of")
+        policy["spec"]["ingress"][0]["ports"][0]["port"] = "debug"
+        self.assert_finding("port 'debug' is not a port of")
 
     def test_writable_root_filesystem(self) -> None:
         container(http_deployment(self.docs))["securityContext"]["readOnlyRootFilesystem"] = False
