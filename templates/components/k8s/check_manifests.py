@@ -340,7 +340,8 @@ def check_probes(m: Manifests) -> Iterator[str]:
                 yield f"{where}: no livenessProbe"
             readiness = container.get("readinessProbe") or {}
             if not serves_http(container):
-                if container.get("ports") and not readiness:
+                served = [p for p in container.get("ports") or [] if p.get("name") != "metrics"]
+                if served and not readiness:
                     yield f"{where}: no readinessProbe"
                 continue
             if (liveness or {}).get("httpGet", {}).get("path") != "/healthz":

@@ -76,12 +76,14 @@ def main() -> int:
 def banner(stack: Stack, workers: int) -> str:
     key = stack.api_key.split(",")[0]
     gw = stack.gateway_url
+    metrics = "\n              ".join(f"{url}  ({name})" for name, url in stack.metrics.items())
     return f"""
   Stack is up ({workers} workers, supervised: a process that exits is restarted).  Ctrl-C stops it.
 
   gateway     {gw}        (X-API-Key: {key})
   ml-service  {stack.ml_url}        (internal; X-API-Key: {stack.ml_api_key})
   redis       {stack.redis_url}
+  metrics     {metrics}
 
   curl -s -H 'X-API-Key: {key}' -H 'content-type: application/json' \\
        -d '{{"features": [5.1, 3.5, 1.4, 0.2]}}' {gw}/v1/predict

@@ -461,6 +461,7 @@ class Stack:
         self.redis_url = ""
         self.ml_url = ""
         self.gateway_url = ""
+        self.metrics: dict[str, str] = {}  # process name -> its /metrics URL
         self.api_key = "stack-client-" + os.urandom(16).hex()
         self.ml_api_key = "stack-internal-" + os.urandom(16).hex()
         self._print_lock = threading.Lock()
@@ -690,12 +691,19 @@ class Stack:
         self.redis_url = "redis+cluster://" + ",".join(nodes)
         return self.redis_url
 
+    def metrics_env(self, name: str) -> dict[str, str]:
+        """A free METRICS_PORT for one process (every one serves /metrics on its own port)."""
+        port = free_port()
+        self.metrics[name] = f"http://127.0.0.1:{port}/metrics"
+        return {"METRICS_PORT": str(port)}
+
     def common_env(self) -> dict[str, str]:
         return {"REDIS_URL": self.redis_url, "LOG_LEVEL": os.environ.get("STACK_LOG_LEVEL", "info")}
 
     def start_ml(self, port: int | None = None, wait: bool = True) -> str:
         port = port or free_port()
         env = {**self.common_env(), "HOST": "127.0.0.1", "PORT": str(port), "API_KEYS": self.ml_api_key}
+        env.update(self.metrics_env("ml-service"))
         self.spawn("ml-service", [self.python, "-m", self.package], env, ML_DIR, TIER_ML)
         self.ml_url = f"http://127.0.0.1:{port}"
         if wait:
@@ -703,7 +711,7 @@ class Stack:
         return self.ml_url
 
     def start_worker(self, name: str, **env: str) -> subprocess.Popen[bytes]:
-        full_env = {**self.common_env(), "WORKER_NAME": name, **env}
+        full_env = {**self.common_env(), "WORKER_NAME": name, **self.metrics_env(name), **env}
         return self.spawn(name, [self.python, "-m", f"{self.package}.worker"], full_env, ML_DIR, TIER_WORKER)
 
     def start_gateway(
@@ -721,6 +729,7 @@ class Stack:
             "ML_URL": self.ml_url,
             "ML_API_KEY": self.ml_api_key,
             "API_KEYS": self.api_key,
+            **self.metrics_env("gateway"),
             **(env or {}),
         }
         self.spawn("gateway", ["node", "--enable-source-maps", str(server)], full_env, GATEWAY_DIR, TIER_GATEWAY)

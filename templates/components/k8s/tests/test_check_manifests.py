@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import check_manifests as cm
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent  # deploy/k8s
 BUILD = Path(os.environ.get("K8S_BUILD", ROOT / ".build"))
@@ -94,6 +95,37 @@ class RenderedOverlays(unittest.TestCase):
 
     def test_committed_sources_hold_no_secret(self) -> None:
         self.assertEqual(cm.check_sources(ROOT), [])
+
+    def test_monitoring_opens_every_metrics_port_to_the_scraper_only(self) -> None:
+        """The base denies all ingress: the metrics port every pod serves (METRICS_PORT) is
+        reachable from the monitoring namespace through monitoring/'s policy, and only with it."""
+        docs = rendered("prod")
+        kustomization = yaml.safe_load((ROOT / "monitoring" / "kustomization.yaml").read_text())
+        policy = yaml.safe_load((ROOT / "monitoring" / "networkpolicy.yaml").read_text())
+        policy["metadata"]["namespace"] = kustomization["namespace"]
+        scraped = cm.Manifests([*docs, policy])
+        self.assertEqual(cm.check([*docs, policy], pinned=True), [])
+
+        def admitted(m: cm.Manifests, pod: cm.Pod) -> bool:
+            return any(
+                cm.selects(p["spec"].get("podSelector"), pod.labels)
+                and any(
+                    "metrics" in {port.get("port") for port in rule.get("ports") or []}
+                    for rule in p["spec"].get("ingress") or []
+                )
+                for p in m.of_kind("NetworkPolicy")
+                if cm.namespace_of(p) == pod.namespace
+            )
+
+        self.assertTrue(scraped.pods)
+        for pod in scraped.pods:
+            with self.subTest(pod=pod.ref):
+                (served,) = [c for c in pod.containers if c["name"] == pod.name]
+                ports = {p.get("name"): p["containerPort"] for p in served.get("ports") or []}
+                env = {e["name"]: e.get("value") for e in served.get("env") or []}
+                self.assertEqual(str(ports.get("metrics")), env.get("METRICS_PORT"))
+                self.assertTrue(admitted(scraped, pod), "monitoring/ does not admit the scraper")
+                self.assertFalse(admitted(cm.Manifests(docs), pod), "metrics open without it")
 
     def test_core_leaves_out_the_keda_objects(self) -> None:
         kinds = {doc["kind"] for doc in cm.core(rendered("prod"))}
@@ -235,8 +267,8 @@ class EachRuleCatchesItsMistake(unittest.TestCase):
     def test_policy_on_an_undeclared_port(self) -> None:
         name = cm.name_of(http_deployment(self.docs))
         policy = find(self.docs, "NetworkPolicy", f"allow-ingress-controller-to-{name}")
-        policy["spec"]["ingress"][0]["ports"][0]["port"] = "metrics"
-        self.assert_finding("port 'metrics' is not a port of")
+        policy["spec"]["ingress"][0]["ports"][0]["port"] = "debug"
+        self.assert_finding("port 'debug' is not a port of")
 
     def test_writable_root_filesystem(self) -> None:
         container(http_deployment(self.docs))["securityContext"]["readOnlyRootFilesystem"] = False

@@ -1,6 +1,8 @@
 import closeWithGrace from "close-with-grace";
 import { buildApp } from "./app.js";
 import { ConfigError, loadConfig } from "./config.js";
+import { serveMetrics } from "./observability/metrics.js";
+import { shutdownTracing } from "./observability/tracing.js";
 
 async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>;
@@ -15,6 +17,7 @@ async function main(): Promise<void> {
   }
 
   const app = await buildApp(config);
+  app.addHook("onClose", shutdownTracing);
 
   // SIGTERM/SIGINT: stop accepting connections, let in-flight requests finish (new ones get 503),
   // close WebSockets and Redis, then exit. A second signal or the timeout forces the exit.
@@ -24,6 +27,7 @@ async function main(): Promise<void> {
     await app.close();
   });
 
+  await serveMetrics(app, config.HOST, config.METRICS_PORT);
   await app.listen({ host: config.HOST, port: config.PORT });
 }
 

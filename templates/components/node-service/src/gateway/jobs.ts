@@ -74,6 +74,8 @@ export interface EnqueueOptions {
   requestId: string;
   /** sha256 of the caller's API key: the job's id is tagged with it and its hash records its owner. */
   ownerKey: Buffer;
+  /** W3C trace context of the request, carried by the entry so the worker continues the trace. */
+  traceparent?: string | undefined;
   /** The client's Idempotency-Key, scoped to its API key. */
   idempotencyKey?: string | undefined;
 }
@@ -189,6 +191,23 @@ export class JobStore {
     return this.redis.xlen(keys.jobs);
   }
 
+  /** Lag and pending entries of the group on every partition (the metrics' gauges). */
+  async groups(): Promise<{ partition: number; lag: number; pending: number }[]> {
+    const read = async (keys: PartitionKeys) => {
+      const groups = (await this.redis.xinfo("GROUPS", keys.jobs).catch(() => [])) as unknown[][];
+      for (const fields of groups) {
+        const info = new Map<string, unknown>();
+        for (let i = 0; i + 1 < fields.length; i += 2) info.set(String(fields[i]), fields[i + 1]);
+        if (info.get("name") !== JOBS_GROUP) continue;
+        return [
+          { partition: keys.partition, lag: Number(info.get("lag") ?? 0), pending: Number(info.get("pending") ?? 0) },
+        ];
+      }
+      return [];
+    };
+    return (await Promise.all(this.layout.partitions.map(read))).flat();
+  }
+
   /**
    * The backlog measured at most BACKLOG_CACHE_MS ago plus what this process added since; when
    * that estimate reaches the limit it is measured again, so a refusal is always based on Redis.
@@ -257,6 +276,7 @@ export class JobStore {
           createdAt,
           "request_id",
           requestId,
+          ...(options.traceparent === undefined ? [] : ["traceparent", options.traceparent]),
         )
         .xadd(
           keys.events,

@@ -39,8 +39,9 @@ export class MlClient {
     });
   }
 
-  async predict(body: PredictRequest, requestId: string): Promise<PredictResponse> {
-    const { status, payload } = await this.#call("POST", "/predict", requestId, body);
+  /** `traceparent`: the request's trace, continued by the ML service's span. */
+  async predict(body: PredictRequest, requestId: string, traceparent?: string): Promise<PredictResponse> {
+    const { status, payload } = await this.#call("POST", "/predict", requestId, body, traceparent);
     if (status === 400 || status === 422) {
       const { code, message } = upstreamError(payload);
       throw new HttpError(status, code, message);
@@ -71,8 +72,10 @@ export class MlClient {
     path: string,
     requestId: string,
     body?: unknown,
+    traceparent?: string,
   ): Promise<{ status: number; payload: unknown }> {
     const headers: Record<string, string> = { accept: "application/json", "x-request-id": requestId };
+    if (traceparent !== undefined) headers.traceparent = traceparent;
     if (body !== undefined) headers["content-type"] = "application/json";
     if (this.#apiKey) headers["x-api-key"] = this.#apiKey;
     try {

@@ -3,6 +3,7 @@ import { PassThrough, type Readable } from "node:stream";
 import type { FastifyRequest } from "fastify";
 import { Type } from "typebox";
 import { ErrorResponse, HttpError, RETRY_AFTER_SECONDS, unavailable } from "../errors.js";
+import { traceparentOf } from "../observability/tracing.js";
 import { COMMAND_TIMEOUT_MS, withDeadline } from "../redis.js";
 import type { App } from "../types.js";
 import { type JobEventMessage, type JobEventsFollower, watchJob } from "./events.js";
@@ -106,7 +107,7 @@ export function registerGatewayRoutes(app: App, { ml, store, follower, streams, 
         },
       },
     },
-    async (request) => ml.predict(request.body, request.id),
+    async (request) => ml.predict(request.body, request.id, traceparentOf(request)),
   );
 
   app.post(
@@ -140,6 +141,7 @@ export function registerGatewayRoutes(app: App, { ml, store, follower, streams, 
           return await store.enqueue(request.body, {
             requestId: request.id,
             ownerKey: owner,
+            traceparent: traceparentOf(request),
             idempotencyKey: request.headers["idempotency-key"],
           });
         } catch (err) {
@@ -166,7 +168,8 @@ export function registerGatewayRoutes(app: App, { ml, store, follower, streams, 
           throw err;
         }
       });
-      if (!job.created) request.log.info({ jobId: job.id }, "idempotent replay of an earlier job");
+      if (job.created) app.metrics.jobsAccepted.inc();
+      else request.log.info({ jobId: job.id }, "idempotent replay of an earlier job");
       return reply.code(202).header("location", `/v1/jobs/${job.id}`).send({ id: job.id });
     },
   );

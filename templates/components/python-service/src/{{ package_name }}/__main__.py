@@ -6,6 +6,7 @@ import sys
 
 import uvicorn
 
+from .metrics import API_METRICS_PORT, serve_metrics
 from .settings import SettingsError, load_settings, require_api_keys
 
 
@@ -15,6 +16,10 @@ def main() -> None:
         settings = require_api_keys(load_settings())
     except SettingsError as exc:
         sys.exit(str(exc))
+    port = settings.metrics_port
+    url = serve_metrics(settings.host, API_METRICS_PORT if port is None else port)
+    if url is not None:  # before uvicorn configures logging
+        sys.stderr.write(f"metrics: {url}\n")
     uvicorn.run(
         f"{__package__}.app:create_app",
         factory=True,

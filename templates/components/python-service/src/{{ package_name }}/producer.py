@@ -12,6 +12,7 @@ from typing import cast
 from redis.exceptions import ResponseError
 from redis.typing import EncodableT, FieldT
 
+from . import metrics, tracing
 from .bus import (
     CLOCK,
     GROUP,
@@ -140,6 +141,8 @@ class Producer:
         }
         if request_id:
             entry["request_id"] = request_id[:128]
+        if traceparent := tracing.current_traceparent():
+            entry["traceparent"] = traceparent
         deadline = created + self.deadline_ms
         key = part.job(job_id)
         try:
@@ -168,6 +171,7 @@ class Producer:
                 await self._forget(idem)
             raise
         self._backlog[part.index] = (waiting + 1, self._backlog[part.index][1])
+        metrics.JOBS_ACCEPTED.inc()
         return Submitted(id=job_id, created=True)
 
     async def _forget(self, idem: str) -> None:

@@ -49,6 +49,7 @@ from redis.asyncio.cluster import ClusterPipeline
 from redis.exceptions import NoScriptError, ResponseError, WatchError
 from redis.typing import EncodableT, FieldT, StreamIdT
 
+from . import metrics, tracing
 from .bus import (
     CLOCK,
     DEAD_MAXLEN,
@@ -495,6 +496,11 @@ class Worker:
         await self._commit(part, done, started_at if fresh else None, read_next=read_next)
         if failed:
             await self._failed(part, failed)
+        if tracing.exporting():
+            outcome = [e if isinstance(e, Exception) else None for e in outcomes]
+            ended = now_ms()
+            spans = [(j.job_id, j.fields, e) for j, e in zip(todo, outcome, strict=True)]
+            tracing.record_job_spans(spans, started_at, ended)
 
     def _own_job_id(self, part: Partition, fields: dict[str, str]) -> str | None:
         """The entry's job id if it is a uuid that belongs to this partition."""
@@ -626,8 +632,11 @@ class Worker:
             part.stream,
             *(part.job(job.job_id) for job, _ in done),
         ]
+        created = [job.fields.get("created_at", "") for job, _ in done]
         if not read_next:
-            await self._commit_script(keys=keys, args=args)
+            committed = await self._commit_script(keys=keys, args=args)
+            metrics.JOBS_COMPLETED.inc(int(committed))
+            metrics.observe_latency(created, now)
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.evalsha(self._commit_script.sha, len(keys), *keys, *args)
@@ -639,9 +648,11 @@ class Worker:
             )
             committed, reply = await pipe.execute(raise_on_error=False)
         if isinstance(committed, NoScriptError):  # a restarted or failed-over Redis
-            await self._commit_script(keys=keys, args=args)
+            committed = await self._commit_script(keys=keys, args=args)
         elif isinstance(committed, Exception):
             raise committed
+        metrics.JOBS_COMPLETED.inc(int(committed))
+        metrics.observe_latency(created, now)
         if isinstance(reply, Exception):
             raise reply
         self._carried.extend(self._by_partition(reply))
@@ -657,12 +668,15 @@ class Worker:
             deliveries = int(reply[0]["times_delivered"]) if reply else 1
             detail = f"{type(exc).__name__}: {exc}"
             token = request_id_var.set(job.request_id)
-            log.error(
-                "prediction failed",
-                extra={"job_id": job.job_id, "deliveries": deliveries, "error": detail},
-            )
+            with tracing.job_context(job.fields):
+                log.error(
+                    "prediction failed",
+                    extra={"job_id": job.job_id, "deliveries": deliveries, "error": detail},
+                )
             request_id_var.reset(token)
-            if deliveries >= self.settings.max_deliveries:
+            if deliveries < self.settings.max_deliveries:
+                metrics.JOBS_RETRIED.inc()
+            else:
                 exhausted.append(
                     DeadLetter(
                         job.entry_id, job.fields, job.job_id, MODEL_ERROR, detail, deliveries
@@ -695,7 +709,10 @@ class Worker:
                 pipe.zrem(part.deadlines, *job_ids)
 
         await self._guarded(part, job_ids, build)
+        metrics.JOBS_DEAD_LETTERED.inc(len(letters))
         for letter in letters:
+            if letter.job_id is not None:
+                metrics.JOBS_FAILED.labels(metrics.failure_reason(letter.error)).inc()
             log.error(
                 "entry dead-lettered",
                 extra={
@@ -787,6 +804,7 @@ class Worker:
                 runnable.append((entry_id, fields))
         if exhausted:
             await self.dead_letter(part, exhausted)
+        metrics.JOBS_RETRIED.inc(len(runnable))
         return runnable
 
     async def sweep_deadlines(self, part: Partition) -> None:
@@ -817,6 +835,7 @@ class Worker:
 
         await self._guarded(part, job_ids, build, exact=True)
         if expired:
+            metrics.JOBS_FAILED.labels("deadline_exceeded").inc(len(expired))
             log.error("jobs failed: deadline exceeded", extra={"job_ids": expired})
 
     async def trim(self, part: Partition) -> None:
@@ -827,6 +846,8 @@ class Worker:
         """
         safe: str | None = None
         for group in await self.redis.xinfo_groups(part.stream):
+            if group["name"] == GROUP:
+                metrics.observe_group(part.index, group.get("lag"), group["pending"])
             point = entry_id_after(str(group["last-delivered-id"]))
             if int(group["pending"]):
                 summary = await self.redis.xpending(part.stream, group["name"])
@@ -943,6 +964,9 @@ async def serve(settings: Settings) -> None:
     model = load_model(
         settings.model_path, fault_on=settings.model_fault_on, hang_on=settings.model_hang_on
     )
+    tracing.configure_tracing(f"{__package__}-worker")
+    port = settings.metrics_port
+    metrics.serve_metrics(settings.host, metrics.WORKER_METRICS_PORT if port is None else port)
     # Socket reads must outlast a blocking XREADGROUP (BLOCK_MS) before they time out.
     redis = connect(settings.redis_url, timeout_s=settings.block_ms / 1000 + 10)
     worker = Worker(redis, model, settings)

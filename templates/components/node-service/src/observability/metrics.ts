@@ -1,0 +1,141 @@
+// Prometheus metrics (prom-client): RED metrics per route template and the producer side of the
+// job bus. Served by `serveMetrics` on a port of its own (METRICS_PORT, default 9464; 0 = off),
+// never on the API port: Prometheus scrapes it without an API key, and the network policy opens
+// only that port to the scraper. Counters start at zero with the process; rate() handles resets.
+import { createServer, type Server } from "node:http";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { App } from "../types.js";
+
+/** What a Gauge reads at scrape time: lag and pending entries of every partition. */
+export type GroupReader = () => Promise<{ partition: number; lag: number; pending: number }[]>;
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requestDuration = new Histogram({
+    name: "http_server_request_duration_seconds",
+    help: "HTTP requests by method, route template and status code: count (rate, errors) and duration.",
+    labelNames: ["method", "route", "status_code"] as const,
+    registers: [this.registry],
+  });
+  readonly jobsAccepted = new Counter({
+    name: "bus_jobs_accepted_total",
+    help: "Jobs written to the bus by this producer.",
+    registers: [this.registry],
+  });
+  #groups: GroupReader | undefined;
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+    // Gauges named like counters: `promtool check metrics` rejects them (nodejs_active_resources
+    // still counts the same handles and requests, by type).
+    for (const name of [
+      "nodejs_active_handles_total",
+      "nodejs_active_requests_total",
+      "nodejs_active_resources_total",
+    ]) {
+      this.registry.removeSingleMetric(name);
+    }
+    const reader = (): GroupReader | undefined => this.#groups;
+    // Read from Redis when Prometheus scrapes (XINFO GROUPS per partition), so they are fresh.
+    new Gauge({
+      name: "bus_stream_lag",
+      help: "Entries of a job stream not yet delivered to the group.",
+      labelNames: ["partition"] as const,
+      registers: [this.registry],
+      async collect() {
+        const read = reader();
+        if (read === undefined) return;
+        this.reset();
+        for (const group of await read().catch(() => [])) {
+          this.set({ partition: String(group.partition) }, group.lag);
+        }
+      },
+    });
+    new Gauge({
+      name: "bus_stream_pending",
+      help: "Entries delivered to a worker and not acknowledged yet.",
+      labelNames: ["partition"] as const,
+      registers: [this.registry],
+      async collect() {
+        const read = reader();
+        if (read === undefined) return;
+        this.reset();
+        for (const group of await read().catch(() => [])) {
+          this.set({ partition: String(group.partition) }, group.pending);
+        }
+      },
+    });
+  }
+
+  /** The bus side: lag and pending gauges read through `read` at scrape time. */
+  watchGroups(read: GroupReader): void {
+    this.#groups = read;
+  }
+}
+
+declare module "fastify" {
+  interface FastifyInstance {
+    metrics: Metrics;
+  }
+}
+
+/** Decorates `app.metrics` and observes every response by its route template (404s: "unmatched"). */
+export function registerMetrics(app: App): Metrics {
+  const metrics = new Metrics();
+  app.decorate("metrics", metrics);
+  app.addHook("onResponse", async (request, reply) => {
+    metrics.requestDuration.observe(
+      {
+        method: request.method,
+        route: request.routeOptions.url ?? "unmatched",
+        status_code: String(reply.statusCode),
+      },
+      reply.elapsedTime / 1000,
+    );
+  });
+  return metrics;
+}
+
+/** GET /metrics on host:port (0: nothing); the server is closed with the app. */
+export async function serveMetrics(app: App, host: string, port: number): Promise<Server | undefined> {
+  if (port === 0) return undefined;
+  const server = createServer((req, res) => {
+    if (req.method !== "GET" || req.url?.split("?")[0] !== "/metrics") {
+      res.writeHead(404).end();
+      return;
+    }
+    app.metrics.registry
+      .metrics()
+      .then((body) => res.writeHead(200, { "content-type": app.metrics.registry.contentType }).end(body))
+      .catch((err: unknown) => {
+        app.log.error({ err }, "metrics collection failed");
+        res.writeHead(500).end();
+      });
+  });
+  const listen = (wanted: number) =>
+    new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(wanted, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+  try {
+    await listen(port);
+  } catch (err) {
+    // Taken by another process of this machine (a second local instance): any free port will do
+    // locally; in Kubernetes every pod has the port to itself.
+    if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+    app.log.warn({ wanted: port }, "metrics port taken, using another");
+    await listen(0);
+  }
+  const address = server.address();
+  const url = `http://${host}:${address !== null && typeof address !== "string" ? address.port : port}/metrics`;
+  app.addHook("onClose", async () => {
+    const closed = new Promise((resolve) => server.close(resolve));
+    server.closeAllConnections(); // a scraper's keep-alive connection must not hold the shutdown
+    await closed;
+  });
+  app.log.info({ metrics: url }, "metrics listening");
+  return server;
+}
