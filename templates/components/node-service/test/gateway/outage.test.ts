@@ -151,5 +151,5 @@ describe("Redis outage", () => {
       await early.close();
       await later.stop();
     }
-  }, 40_000);
+  }, 90_000); // two Redis starts and two 10 s waits: slow on a loaded machine
 });
