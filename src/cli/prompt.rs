@@ -24,7 +24,7 @@ impl Terminal {
 pub(super) fn prompt_err(e: dialoguer::Error) -> Error {
     match e {
         dialoguer::Error::IO(io) if io.kind() == std::io::ErrorKind::Interrupted => Error::Interrupted,
-        other => Error::Prompt(format!("cannot read the answer: {other}")),
+        other => Error::Prompt(other),
     }
 }
 

@@ -108,8 +108,10 @@ pub fn run(args: TestArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     }
     if let Some(path) = &args.junit {
-        std::fs::write(path, testing::report::junit(&report))
-            .map_err(|e| Error::TestFailed(format!("cannot write {}: {e}", path.display())))?;
+        std::fs::write(path, testing::report::junit(&report)).map_err(|source| Error::WriteReport {
+            path: path.clone(),
+            source,
+        })?;
     }
     eprintln!("\n{}", testing::report::table(&report));
     for r in report.results.iter().filter(|r| r.dir.is_some()) {
