@@ -148,6 +148,10 @@ pub enum Error {
         hint: Option<String>,
     },
 
+    /// A `--json` document could not be serialised: an error, never an empty document.
+    #[error("cannot write the JSON document: {0}")]
+    Json(#[source] serde_json::Error),
+
     #[error("template lint found {count} problem(s):\n{report}")]
     Lint { count: usize, report: String },
 }

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use stackwise::Error;
 use stackwise::project::diff::{self, DiffOutcome, DiffRequest};
-use stackwise::template::source::TemplateSource;
 
+use super::status::ExitStatus;
 use super::style;
+use super::{print_json, template_flag};
 
 #[derive(clap::Args, Debug)]
 pub struct DiffArgs {
@@ -35,27 +36,24 @@ pub struct DiffArgs {
     json: bool,
 }
 
-pub fn run(args: DiffArgs) -> Result<(), Error> {
+pub fn run(args: DiffArgs) -> Result<ExitStatus, Error> {
     let req = DiffRequest {
         dir: args.dir.unwrap_or_else(|| PathBuf::from(".")),
         head: args.head,
         incoming: args.incoming,
-        template: args
-            .template
-            .as_deref()
-            .map(|t| TemplateSource::parse(Some(t), args.subdir.as_deref())),
+        template: template_flag(args.template.as_deref(), args.subdir.as_deref())?,
         to: args.to,
     };
     let outcome = diff::diff(&req)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcome).unwrap_or_default());
+        print_json(&outcome)?;
     } else {
         // A pager or `head` that stops reading is no error (nor a panic).
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(outcome.patch.as_bytes()).and_then(|()| out.flush());
     }
     report(&outcome);
-    Ok(())
+    Ok(ExitStatus::Success)
 }
 
 fn short(s: &str) -> String {

@@ -5,7 +5,6 @@
 //! walking `stackwise::recommend::INPUTS`, and the questions walk the same table, so a new input
 //! needs no edit here.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -19,7 +18,9 @@ use stackwise::template::source::TemplateSource;
 use stackwise::{Error, Result};
 
 use super::prompt::{confirm, prompt_err};
+use super::status::ExitStatus;
 use super::style::{self, Paint};
+use super::{Settings, print_json, template_flag};
 
 #[derive(Debug, Default)]
 pub struct RecommendArgs {
@@ -104,12 +105,12 @@ impl clap::FromArgMatches for RecommendArgs {
     }
 }
 
-pub fn run(args: RecommendArgs) -> Result<()> {
+pub fn run(args: RecommendArgs, settings: &Settings) -> Result<ExitStatus> {
     let recorded = args.project.as_deref().map(Recorded::read).transpose()?;
-    let source = TemplateSource::parse(args.template.as_deref(), None);
+    let source = template_flag(args.template.as_deref(), None)?.unwrap_or(TemplateSource::Builtin);
     let loaded = stackwise::template::Template::load(&source)?;
     let mut workload = args.workload;
-    let ask = !args.json && workload.is_unknown() && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let ask = !args.json && workload.is_unknown() && settings.interactive(false);
     if ask {
         stackwise::interrupt::start_polling();
         workload = ask_workload().inspect_err(|_| restore_terminal())?;
@@ -128,17 +129,17 @@ pub fn run(args: RecommendArgs) -> Result<()> {
     };
     if args.json {
         let doc = json_document(&rec, &workload, fit.as_ref());
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-        return Ok(());
+        print_json(&doc)?;
+        return Ok(ExitStatus::Success);
     }
     print!(
         "{}",
         recommendation_text(&rec, &workload, fit.as_ref(), Paint::stdout())
     );
     if ask && fit.is_none() {
-        offer_generation(&rec, template).inspect_err(|_| restore_terminal())?;
+        return offer_generation(&rec, template).inspect_err(|_| restore_terminal());
     }
-    Ok(())
+    Ok(ExitStatus::Success)
 }
 
 /// The `--json` document. `preset`, `layout`, `reasons`, `runner_up` (an id or null) and `command`
@@ -376,7 +377,7 @@ pub(crate) fn ask_workload() -> Result<Workload> {
 
 /// After an interactive recommendation: offer to generate the project, through the very code path
 /// of `stackwise new NAME --preset ID` (the same request, generated and reported the same way).
-fn offer_generation(rec: &Recommendation, template: Option<&str>) -> Result<()> {
+fn offer_generation(rec: &Recommendation, template: Option<&str>) -> Result<ExitStatus> {
     let theme = ColorfulTheme::default();
     eprintln!();
     let go = Confirm::with_theme(&theme)
@@ -386,7 +387,7 @@ fn offer_generation(rec: &Recommendation, template: Option<&str>) -> Result<()> 
         .map_err(prompt_err)?;
     if !go {
         eprintln!("Not generating. Run the command above when you are ready.");
-        return Ok(());
+        return Ok(ExitStatus::Success);
     }
     let name: String = TextInput::with_theme(&theme)
         .with_prompt("Project name")
@@ -409,13 +410,13 @@ fn offer_generation(rec: &Recommendation, template: Option<&str>) -> Result<()> 
         preset: Some(rec.preset.clone()),
         layout: None,
         output_dir: PathBuf::from("."),
-        template: TemplateSource::parse_checked(template, None)?,
+        template: template_flag(template, None)?.unwrap_or(TemplateSource::Builtin),
         sets: Vec::new(),
         answers_file: None,
         force: false,
         dry_run: false,
         git: true,
-        install: super::ask_install(true, template.is_some())?,
+        install: super::new::ask_install(true, template.is_some())?,
     };
-    super::generate_project(&req, true, false)
+    super::new::generate_project(&req, true, false)
 }

@@ -1,7 +1,6 @@
 //! `stackwise test [TEMPLATE_DIR]`: arguments, consent, progress and the report. The work is
 //! `stackwise::testing`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,6 +10,8 @@ use stackwise::testing::sandbox::Status;
 use stackwise::testing::{self, Case, StepReport, TestProgress, TestRequest};
 use stackwise::{Error, Result};
 
+use super::status::ExitStatus;
+use super::{Settings, print_json};
 use super::{prompt, style};
 
 #[derive(clap::Args, Debug)]
@@ -63,14 +64,13 @@ impl TestProgress for Lines {
     }
 }
 
-pub fn run(args: TestArgs) -> Result<()> {
+pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
     let template = match &args.dir {
         Some(d) => TemplateSource::Local(d.clone()),
         None => TemplateSource::Builtin,
     };
-    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if !args.yes {
-        if !interactive {
+        if !settings.interactive(false) {
             return Err(Error::NeedsConsent(
                 "stackwise test runs the commands of the template's [test] table and the generated projects' own code; pass --yes to allow it (no terminal to ask on)".into(),
             ));
@@ -105,7 +105,7 @@ pub fn run(args: TestArgs) -> Result<()> {
     let progress: Arc<Mutex<dyn TestProgress>> = Arc::new(Mutex::new(Lines));
     let report = testing::run(&req, progress)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        print_json(&report)?;
     }
     if let Some(path) = &args.junit {
         std::fs::write(path, testing::report::junit(&report)).map_err(|source| Error::WriteReport {
@@ -142,5 +142,5 @@ pub fn run(args: TestArgs) -> Result<()> {
                 .map_or("(not kept)".to_string(), |d| d.join("project").display().to_string()),
         )));
     }
-    Ok(())
+    Ok(ExitStatus::Success)
 }

@@ -1,0 +1,47 @@
+//! `stackwise fork DIR`: the built-in template written out as a repository to make one's own.
+
+use std::path::PathBuf;
+
+use stackwise::Error;
+
+use super::status::ExitStatus;
+use super::{print_json, style};
+
+#[derive(clap::Args, Debug)]
+pub struct ForkArgs {
+    /// The new directory (must not exist, or be empty).
+    dir: PathBuf,
+    /// Do not create a git repository.
+    #[arg(long)]
+    no_git: bool,
+    /// Print a JSON report on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: ForkArgs) -> Result<ExitStatus, Error> {
+    let o = stackwise::project::fork::fork(&args.dir, !args.no_git)?;
+    if args.json {
+        print_json(&o)?;
+    }
+    let commit = o
+        .commit
+        .as_deref()
+        .map_or(String::new(), |c| format!(", git commit {}", &c[..12.min(c.len())]));
+    eprintln!(
+        "{} {}: the built-in template ({} presets, {} files){commit}",
+        style::ok("forked"),
+        o.dir.display(),
+        o.presets.len(),
+        o.files
+    );
+    let t = o.template.display();
+    eprintln!(
+        "
+next steps (README.md in the fork says more):
+  stackwise lint {t}
+  stackwise new my-app --template {t}
+  stackwise test {t} --preset ml-api --yes"
+    );
+    Ok(ExitStatus::Success)
+}
