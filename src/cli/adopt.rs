@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use stackwise::Error;
 use stackwise::project::adopt::{self, AdoptOutcome, AdoptRequest};
+use stackwise::project::git::short_revision;
 use stackwise::template::source::TemplateSource;
 
 use super::status::ExitStatus;
@@ -114,8 +115,8 @@ fn report(o: &AdoptOutcome, req: &AdoptRequest) {
     if let Some(c) = &o.commit {
         eprintln!(
             "  committed .stackwise.toml in {} (second parent: the render {}, the base of the next update)",
-            &c[..12.min(c.len())],
-            o.render_commit.as_deref().map_or("", |r| &r[..12.min(r.len())])
+            short_revision(c),
+            o.render_commit.as_deref().map_or(String::new(), short_revision)
         );
     }
     eprintln!(

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use stackwise::Error;
 use stackwise::project::diff::{self, DiffOutcome, DiffRequest};
+use stackwise::project::git::short_revision;
 
 use super::status::ExitStatus;
 use super::style;
@@ -56,20 +57,16 @@ pub fn run(args: DiffArgs) -> Result<ExitStatus, Error> {
     Ok(ExitStatus::Success)
 }
 
-fn short(s: &str) -> String {
-    s.strip_prefix("sha256:").unwrap_or(s).chars().take(12).collect()
-}
-
 fn report(o: &DiffOutcome) {
     let base = format!(
         "the last render ({})",
-        short(o.base.revision.as_deref().unwrap_or_default())
+        short_revision(o.base.revision.as_deref().unwrap_or_default())
     );
     let header = if o.kind == "incoming" {
         format!(
             "what an update from {} ({}) would bring, against {base}",
             o.against.template.as_deref().unwrap_or("the template"),
-            short(o.against.revision.as_deref().unwrap_or_default())
+            short_revision(o.against.revision.as_deref().unwrap_or_default())
         )
     } else {
         let what = if o.against.what == "work tree" {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use stackwise::Error;
+use stackwise::project::git::short_revision;
 
 use super::status::ExitStatus;
 use super::{print_json, style};
@@ -27,7 +28,7 @@ pub fn run(args: ForkArgs) -> Result<ExitStatus, Error> {
     let commit = o
         .commit
         .as_deref()
-        .map_or(String::new(), |c| format!(", git commit {}", &c[..12.min(c.len())]));
+        .map_or(String::new(), |c| format!(", git commit {}", short_revision(c)));
     eprintln!(
         "{} {}: the built-in template ({} presets, {} files){commit}",
         style::ok("forked"),

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use stackwise::Error;
+use stackwise::project::git::short_revision;
 use stackwise::project::new::{self as generate, NewRequest};
 use stackwise::template::source::TemplateSource;
 
@@ -193,10 +194,7 @@ fn report_new(o: &generate::Outcome) {
         eprintln!("  {} {f}", style::warn("overwrote"));
     }
     match (&o.git_commit, &o.git_skipped) {
-        (Some(c), _) => eprintln!(
-            "  git repository on branch main, initial commit {}",
-            &c[..12.min(c.len())]
-        ),
+        (Some(c), _) => eprintln!("  git repository on branch main, initial commit {}", short_revision(c)),
         (None, Some(why)) => eprintln!("  no git repository: {why}"),
         _ => {}
     }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use stackwise::Error;
+use stackwise::project::git::short_revision;
 use stackwise::project::update::{self, UpdateOutcome, UpdateRequest, UpdateStatus};
 
 use super::status::ExitStatus;
@@ -181,7 +182,7 @@ fn report_result(o: &UpdateOutcome) {
                 style::error("conflicts:")
             );
         }
-        (_, Some(c)) => eprintln!("{} committed {}", style::ok("updated:"), &c[..12.min(c.len())]),
+        (_, Some(c)) => eprintln!("{} committed {}", style::ok("updated:"), short_revision(c)),
         (_, None) if o.merge_in_progress => {
             eprintln!(
                 "{} merged, not committed (--no-commit): review, then git commit",
