@@ -8,8 +8,8 @@ use stackwise::project::adopt::{self, AdoptOutcome, AdoptRequest};
 use stackwise::project::git::short_revision;
 use stackwise::template::source::TemplateSource;
 
+use super::settings::{Settings, print_json, template_flag};
 use super::status::ExitStatus;
-use super::{Settings, print_json, template_flag};
 use super::{prompt, style};
 
 #[derive(clap::Args, Debug)]

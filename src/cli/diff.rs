@@ -8,9 +8,9 @@ use stackwise::Error;
 use stackwise::project::diff::{self, DiffOutcome, DiffRequest};
 use stackwise::project::git::short_revision;
 
+use super::settings::{print_json, template_flag};
 use super::status::ExitStatus;
 use super::style;
-use super::{print_json, template_flag};
 
 #[derive(clap::Args, Debug)]
 pub struct DiffArgs {

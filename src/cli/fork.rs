@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use stackwise::Error;
 use stackwise::project::git::short_revision;
 
+use super::settings::print_json;
 use super::status::ExitStatus;
-use super::{print_json, style};
+use super::style;
 
 #[derive(clap::Args, Debug)]
 pub struct ForkArgs {

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use stackwise::Error;
 
+use super::settings::print_json;
 use super::status::ExitStatus;
-use super::{print_json, style};
+use super::style;
 
 #[derive(clap::Args, Debug)]
 pub struct LintArgs {

@@ -6,6 +6,7 @@
 //! process's exit code.
 
 mod adopt;
+mod ask;
 mod diff;
 mod fork;
 mod lint;
@@ -14,19 +15,21 @@ mod presets;
 mod progress;
 mod prompt;
 mod recommend;
+mod settings;
 mod status;
 pub mod style;
 mod test;
 mod update;
+mod workload;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use stackwise::Error;
-use stackwise::template::source::TemplateSource;
 
+use settings::Settings;
 use status::ExitStatus;
 
 #[derive(Parser, Debug)]
@@ -136,42 +139,6 @@ fn main_inner() -> ExitCode {
     }
 }
 
-/// What every command needs from the process, found out once: whether there is a terminal to
-/// ask on (stdin and stderr both a terminal).
-pub(crate) struct Settings {
-    terminal: bool,
-}
-
-impl Settings {
-    fn detect() -> Self {
-        Settings {
-            terminal: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
-        }
-    }
-
-    /// Whether to ask questions: on a terminal, unless `--yes`.
-    pub(crate) fn interactive(&self, yes: bool) -> bool {
-        !yes && self.terminal
-    }
-}
-
-/// The template source of `--template SRC [--subdir PATH]`, checked (a subdirectory must stay
-/// inside a local template); `None` without either flag. The one way every command reads them.
-pub(crate) fn template_flag(template: Option<&str>, subdir: Option<&str>) -> Result<Option<TemplateSource>, Error> {
-    if template.is_none() && subdir.is_none() {
-        return Ok(None);
-    }
-    TemplateSource::parse_checked(template, subdir).map(Some)
-}
-
-/// A `--json` document on stdout; a value that cannot be serialised is an error, never an empty
-/// document.
-pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
-    let text = serde_json::to_string_pretty(value).map_err(Error::Json)?;
-    println!("{text}");
-    Ok(())
-}
-
 fn run(cli: Cli, settings: &Settings) -> Result<ExitStatus, Error> {
     if uses_git(&cli.command) {
         // Before the first git2 call, while the process has a single thread.
@@ -212,6 +179,7 @@ fn uses_git(command: &Command) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::settings::print_json;
     use super::*;
 
     fn command(args: &[&str]) -> Command {

@@ -7,8 +7,9 @@ use stackwise::project::git::short_revision;
 use stackwise::project::new::{self as generate, NewRequest};
 use stackwise::template::source::TemplateSource;
 
+use super::settings::{Settings, print_json};
 use super::status::ExitStatus;
-use super::{Settings, print_json, progress, prompt, style};
+use super::{ask, progress, prompt, style};
 
 #[derive(clap::Args, Debug)]
 pub struct NewArgs {
@@ -99,7 +100,7 @@ pub fn run(args: NewArgs, settings: &Settings) -> Result<ExitStatus, Error> {
 /// file that is a project's `.stackwise.toml` (a project made from a fork re-renders from the
 /// fork, never silently from the built-in template), else the built-in one.
 fn new_template(args: &NewArgs) -> Result<TemplateSource, Error> {
-    if let Some(source) = super::template_flag(args.template.as_deref(), args.subdir.as_deref())? {
+    if let Some(source) = super::settings::template_flag(args.template.as_deref(), args.subdir.as_deref())? {
         return Ok(source);
     }
     let Some(file) = &args.answers else {
@@ -128,7 +129,7 @@ pub(super) fn ask_install(interactive: bool, foreign_template: bool) -> Result<b
     if !interactive || foreign_template {
         return Ok(false);
     }
-    prompt::confirm(
+    ask::confirm(
         "Install dependencies now (uv sync / npm install) so the lockfiles go into the initial commit?",
         true,
     )

@@ -4,8 +4,9 @@ use clap::Subcommand;
 use stackwise::Error;
 use stackwise::template::source::TemplateSource;
 
+use super::settings::print_json;
 use super::status::ExitStatus;
-use super::{print_json, style};
+use super::style;
 
 #[derive(clap::Args, Debug)]
 pub struct PresetsArgs {
@@ -30,7 +31,7 @@ enum PresetsAction {
 }
 
 pub fn run(args: PresetsArgs) -> Result<ExitStatus, Error> {
-    let source = super::template_flag(args.template.as_deref(), None)?.unwrap_or(TemplateSource::Builtin);
+    let source = super::settings::template_flag(args.template.as_deref(), None)?.unwrap_or(TemplateSource::Builtin);
     let loaded = stackwise::template::Template::load(&source)?;
     match args.action {
         None => {

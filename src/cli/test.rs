@@ -10,9 +10,9 @@ use stackwise::testing::sandbox::Status;
 use stackwise::testing::{self, Case, StepReport, TestProgress, TestRequest};
 use stackwise::{Error, Result};
 
+use super::settings::{Settings, print_json};
 use super::status::ExitStatus;
-use super::{Settings, print_json};
-use super::{prompt, style};
+use super::{ask, style};
 
 #[derive(clap::Args, Debug)]
 pub struct TestArgs {
@@ -79,7 +79,7 @@ pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
             .dir
             .as_ref()
             .map_or("the built-in template".to_string(), |d| d.display().to_string());
-        if !prompt::confirm(
+        if !ask::confirm(
             &format!("Run the install steps and the [test] commands of {what}? They execute code from the template."),
             false,
         )? {

@@ -7,8 +7,8 @@ use stackwise::Error;
 use stackwise::project::git::short_revision;
 use stackwise::project::update::{self, UpdateOutcome, UpdateRequest, UpdateStatus};
 
+use super::settings::{Settings, print_json, template_flag};
 use super::status::ExitStatus;
-use super::{Settings, print_json, template_flag};
 use super::{progress, prompt, style};
 
 #[derive(clap::Args, Debug)]
