@@ -8,9 +8,9 @@ use serde_json::{Map, Value};
 
 use super::manifest::VarType;
 use super::names::ProjectName;
+use super::pipeline::{Template, render_project};
 use super::prompter::NoPrompt;
 use super::source::{TemplateSource, TemplateTree};
-use super::{Template, render_project};
 use crate::error::{Error, Result};
 
 /// The most boolean variables combined exhaustively (2^N renders per preset).

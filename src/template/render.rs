@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use super::PARTIALS_DIR;
+use super::files::PARTIALS_DIR;
 use super::inline::{self, template_error};
 use super::plan::{Action, Plan};
 use super::source::TemplateTree;
