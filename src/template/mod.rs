@@ -11,6 +11,7 @@ pub mod files;
 pub mod inline;
 pub mod lint;
 pub mod manifest;
+pub mod matrix;
 pub mod names;
 pub mod paths;
 pub mod pipeline;

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::project::install::{Progress, Step, StepResult};
 use crate::project::new::{NewRequest, new_project};
-use crate::template::manifest::VarType;
+use crate::template::matrix::bool_matrix;
 use crate::template::prompter::NoPrompt;
 use crate::template::source::TemplateSource;
 use crate::template::{MANIFEST_FILE, Template};
@@ -127,25 +127,7 @@ pub fn cases(template: &Template, req: &TestRequest) -> Result<Vec<Case>> {
             });
             continue;
         }
-        let bools: Vec<&str> = template
-            .manifest
-            .variables
-            .iter()
-            .filter(|v| v.kind == VarType::Bool)
-            .filter(|v| {
-                v.when.as_deref().is_none_or(|w| {
-                    let mut ctx = Map::new();
-                    ctx.insert("layout".into(), Value::String(p.layout.clone()));
-                    crate::template::inline::try_eval(w, &ctx).unwrap_or(true)
-                })
-            })
-            .map(|v| v.name.as_str())
-            .collect();
-        for mask in 0..(1usize << bools.len().min(8)) {
-            let mut options = Map::new();
-            for (i, name) in bools.iter().enumerate() {
-                options.insert((*name).to_string(), Value::Bool(mask & (1 << i) != 0));
-            }
+        for options in bool_matrix(&template.manifest, &p.layout) {
             out.push(Case {
                 preset: p.id.clone(),
                 layout: p.layout.clone(),
