@@ -56,8 +56,14 @@ pub enum Error {
     #[error("malformed --set `{arg}`: expected KEY=VALUE, e.g. --set worker=true")]
     MalformedSet { arg: String },
 
+    /// `reason` says what is wrong; `source`, when reading or parsing failed, is that error.
     #[error("cannot read answers file {path}: {reason}")]
-    AnswersFile { path: PathBuf, reason: String },
+    AnswersFile {
+        path: PathBuf,
+        reason: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 
     #[error("target directory {path} exists and is not empty")]
     TargetNotEmpty { path: PathBuf },
@@ -328,5 +334,15 @@ mod tests {
         let tpl = crate::template::inline::render_str("{{ x", &Default::default(), "a path").unwrap_err();
         assert!(tpl.to_string().starts_with("template error in a path:\n"), "{tpl}");
         assert!(tpl.source().is_some_and(|s| s.is::<tera::Error>()));
+
+        let missing =
+            crate::template::answers::load_file(std::path::Path::new("/nonexistent/answers.toml")).unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .starts_with("cannot read answers file /nonexistent/answers.toml: "),
+            "{missing}"
+        );
+        assert!(missing.source().is_some_and(|s| s.is::<std::io::Error>()));
     }
 }
