@@ -1,8 +1,7 @@
 //! Command-line front end. Human output goes to stderr; `--json` documents go to stdout.
-
 //!
 //! One file per command (`new.rs`, `update.rs`…): each takes its parsed arguments and the
-//! [`Settings`] settled once here, and returns an [`ExitStatus`]; only [`main`] turns it into the
+//! [`Settings`] settled once before it runs (`settings.rs`), and returns an [`ExitStatus`]; only [`main`] turns it into the
 //! process's exit code.
 
 mod adopt;

@@ -111,7 +111,7 @@ pub fn run(args: RecommendArgs, settings: &Settings) -> Result<ExitStatus> {
     let source = template_flag(args.template.as_deref(), None)?.unwrap_or(TemplateSource::Builtin);
     let loaded = stackwise::template::Template::load(&source)?;
     let mut workload = args.workload;
-    let ask = !args.json && workload.is_unknown() && settings.interactive(false);
+    let ask = !args.json && workload.is_unknown() && settings.terminal();
     if ask {
         stackwise::interrupt::start_polling();
         workload = ask_workload().inspect_err(|_| restore_terminal())?;

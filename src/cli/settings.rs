@@ -20,6 +20,11 @@ impl Settings {
         }
     }
 
+    /// Whether there is a terminal to ask on.
+    pub(crate) fn terminal(&self) -> bool {
+        self.terminal
+    }
+
     /// Whether to ask questions: on a terminal, unless `--yes`.
     pub(crate) fn interactive(&self, yes: bool) -> bool {
         !yes && self.terminal

@@ -70,7 +70,7 @@ pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
         None => TemplateSource::Builtin,
     };
     if !args.yes {
-        if !settings.interactive(false) {
+        if !settings.terminal() {
             return Err(Error::NeedsConsent(
                 "stackwise test runs the commands of the template's [test] table and the generated projects' own code; pass --yes to allow it (no terminal to ask on)".into(),
             ));
