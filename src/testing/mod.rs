@@ -306,48 +306,7 @@ fn run_case(
     // Render + stackwise's own install steps (with network).
     let project = dir.join("project");
     let ok = step(&mut report.steps, "render + install", &mut || {
-        let started = std::time::Instant::now();
-        let req = NewRequest {
-            name: "project".into(),
-            preset: Some(case.preset.clone()),
-            layout: None,
-            output_dir: dir.clone(),
-            template: template.clone(),
-            sets: case.options.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            answers_file: None,
-            force: false,
-            dry_run: false,
-            git: true,
-            install: true,
-        };
-        match new_project(&req, &mut NoPrompt, &mut Quiet) {
-            Ok(o) => {
-                let mut log = format!("rendered {} files into {}\n", o.files.len(), project.display());
-                let mut all_ok = true;
-                for r in &o.install {
-                    log.push_str(&format!(
-                        "{}: {}\n",
-                        r.step.display(),
-                        if r.ok { "ok" } else { "FAILED" }
-                    ));
-                    if let Some(e) = &r.error {
-                        log.push_str(e);
-                        log.push('\n');
-                        all_ok = false;
-                    }
-                }
-                if let Some(p) = &o.install_log
-                    && let Ok(text) = std::fs::read_to_string(p)
-                {
-                    log.push_str(&text);
-                    let _ = std::fs::remove_file(p);
-                }
-                let status = if all_ok { Status::Pass } else { Status::Fail };
-                (status, started.elapsed().as_secs_f64(), log)
-            }
-            Err(e) if e.is_interrupt() => (Status::Interrupted, started.elapsed().as_secs_f64(), e.to_string()),
-            Err(e) => (Status::Fail, started.elapsed().as_secs_f64(), e.to_string()),
-        }
+        render_and_install(case, template, &dir, &project)
     });
     let env = sandbox::clean_env(&home);
     let setup = declared.setup.get(&case.layout).cloned().unwrap_or_default();
@@ -379,4 +338,51 @@ fn run_case(
         });
     }
     report
+}
+
+/// The first step of a case: the project rendered with stackwise's own install steps (with
+/// network), as `stackwise new --install` makes it; the log holds each install step's result.
+fn render_and_install(case: &Case, template: &TemplateSource, dir: &Path, project: &Path) -> (Status, f64, String) {
+    let started = std::time::Instant::now();
+    let req = NewRequest {
+        name: "project".into(),
+        preset: Some(case.preset.clone()),
+        layout: None,
+        output_dir: dir.to_path_buf(),
+        template: template.clone(),
+        sets: case.options.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        answers_file: None,
+        force: false,
+        dry_run: false,
+        git: true,
+        install: true,
+    };
+    match new_project(&req, &mut NoPrompt, &mut Quiet) {
+        Ok(o) => {
+            let mut log = format!("rendered {} files into {}\n", o.files.len(), project.display());
+            let mut all_ok = true;
+            for r in &o.install {
+                log.push_str(&format!(
+                    "{}: {}\n",
+                    r.step.display(),
+                    if r.ok { "ok" } else { "FAILED" }
+                ));
+                if let Some(e) = &r.error {
+                    log.push_str(e);
+                    log.push('\n');
+                    all_ok = false;
+                }
+            }
+            if let Some(p) = &o.install_log
+                && let Ok(text) = std::fs::read_to_string(p)
+            {
+                log.push_str(&text);
+                let _ = std::fs::remove_file(p);
+            }
+            let status = if all_ok { Status::Pass } else { Status::Fail };
+            (status, started.elapsed().as_secs_f64(), log)
+        }
+        Err(e) if e.is_interrupt() => (Status::Interrupted, started.elapsed().as_secs_f64(), e.to_string()),
+        Err(e) => (Status::Fail, started.elapsed().as_secs_f64(), e.to_string()),
+    }
 }
