@@ -12,7 +12,9 @@ pub enum ErrorKind {
     Runtime,
 }
 
+/// Every way a command can fail. New variants may come: match with a `_` arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     #[error("invalid project name {name:?}: {reason}")]
     InvalidName { name: String, reason: String, hint: String },
@@ -54,8 +56,14 @@ pub enum Error {
     #[error("malformed --set `{arg}`: expected KEY=VALUE, e.g. --set worker=true")]
     MalformedSet { arg: String },
 
+    /// `reason` says what is wrong; `source`, when reading or parsing failed, is that error.
     #[error("cannot read answers file {path}: {reason}")]
-    AnswersFile { path: PathBuf, reason: String },
+    AnswersFile {
+        path: PathBuf,
+        reason: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 
     #[error("target directory {path} exists and is not empty")]
     TargetNotEmpty { path: PathBuf },
@@ -70,8 +78,10 @@ pub enum Error {
     #[error("{}", Problem::list(.0))]
     InvalidTemplate(Vec<Problem>),
 
-    #[error("template error in {file}:\n{message}")]
-    Template { file: String, message: String },
+    /// A template that does not compile or render (a phase error of its own, as just's
+    /// `CompileError`), keeping what Tera said as its source.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
 
     #[error("unsafe template path {path:?}: {reason}")]
     UnsafePath { path: String, reason: String },
@@ -83,8 +93,13 @@ pub enum Error {
         hint: Option<String>,
     },
 
+    /// libgit2 failed; its error is the source.
+    #[error("git error: {}", .0.message())]
+    Git(#[from] git2::Error),
+
+    /// A repository is not in the state an operation needs (no cause below it).
     #[error("git error: {0}")]
-    Git(String),
+    Repository(String),
 
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -103,8 +118,9 @@ pub enum Error {
     #[error("interrupted; {0}")]
     InterruptedLeaving(String),
 
-    #[error("{0}")]
-    Prompt(String),
+    /// The terminal could not be read; dialoguer's error is the source.
+    #[error("cannot read the answer: {0}")]
+    Prompt(#[source] dialoguer::Error),
 
     #[error("invalid workload: {reason}")]
     Workload { reason: String, hint: Option<String> },
@@ -118,6 +134,14 @@ pub enum Error {
     #[error("{0}")]
     TestFailed(String),
 
+    /// A report file (`stackwise test --junit`) could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    WriteReport {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// `stackwise update` will not start (nothing was changed): why, and what to do.
     #[error("cannot update: {reason}")]
     UpdateRefused { reason: String, hint: Option<String> },
@@ -129,6 +153,10 @@ pub enum Error {
         reason: String,
         hint: Option<String>,
     },
+
+    /// A `--json` document could not be serialised: an error, never an empty document.
+    #[error("cannot write the JSON document: {0}")]
+    Json(#[source] serde_json::Error),
 
     #[error("template lint found {count} problem(s):\n{report}")]
     Lint { count: usize, report: String },
@@ -277,8 +305,44 @@ impl std::fmt::Display for Problem {
     }
 }
 
-impl From<git2::Error> for Error {
-    fn from(e: git2::Error) -> Self {
-        Error::Git(e.message().to_string())
+/// A template that Tera refused, at its file: the phase error of compiling and rendering,
+/// turned into an [`Error`] with `?`.
+#[derive(Debug, thiserror::Error)]
+#[error("template error in {file}:\n{message}")]
+pub struct TemplateError {
+    /// The template file (or what a one-off string came from: `when`, a default, a path).
+    pub file: String,
+    /// What is wrong, with Tera's chain of causes, one `caused by:` line each.
+    pub message: String,
+    /// Tera's own error, when Tera found the problem.
+    #[source]
+    pub source: Option<tera::Error>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// A git or template failure keeps the library's own error beneath the message.
+    #[test]
+    fn errors_keep_their_cause() {
+        let git: Error = git2::Error::from_str("boom").into();
+        assert_eq!(git.to_string(), "git error: boom");
+        assert!(git.source().is_some_and(|s| s.is::<git2::Error>()));
+
+        let tpl = crate::template::inline::render_str("{{ x", &Default::default(), "a path").unwrap_err();
+        assert!(tpl.to_string().starts_with("template error in a path:\n"), "{tpl}");
+        assert!(tpl.source().is_some_and(|s| s.is::<tera::Error>()));
+
+        let missing =
+            crate::template::answers::load_file(std::path::Path::new("/nonexistent/answers.toml")).unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .starts_with("cannot read answers file /nonexistent/answers.toml: "),
+            "{missing}"
+        );
+        assert!(missing.source().is_some_and(|s| s.is::<std::io::Error>()));
     }
 }

@@ -15,4 +15,4 @@ pub mod suggest;
 pub mod template;
 pub mod testing;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Result, TemplateError};

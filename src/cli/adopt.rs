@@ -5,8 +5,11 @@ use std::path::PathBuf;
 
 use stackwise::Error;
 use stackwise::project::adopt::{self, AdoptOutcome, AdoptRequest};
+use stackwise::project::git::short_revision;
 use stackwise::template::source::TemplateSource;
 
+use super::settings::{Settings, print_json, template_flag};
+use super::status::ExitStatus;
 use super::{prompt, style};
 
 #[derive(clap::Args, Debug)]
@@ -45,10 +48,10 @@ pub struct AdoptArgs {
     yes: bool,
 }
 
-pub fn run(args: AdoptArgs) -> Result<(), Error> {
+pub fn run(args: AdoptArgs, settings: &Settings) -> Result<ExitStatus, Error> {
     let req = AdoptRequest {
         dir: args.dir,
-        template: TemplateSource::parse_checked(args.template.as_deref(), args.subdir.as_deref())?,
+        template: template_flag(args.template.as_deref(), args.subdir.as_deref())?.unwrap_or(TemplateSource::Builtin),
         preset: args.preset,
         layout: args.layout,
         name: args.name,
@@ -56,13 +59,13 @@ pub fn run(args: AdoptArgs) -> Result<(), Error> {
         answers_file: args.answers,
         dry_run: args.dry_run,
     };
-    let mut prompter = prompt::Terminal::new(super::interactive(args.yes));
+    let mut prompter = prompt::Terminal::new(settings.interactive(args.yes));
     let outcome = adopt::adopt(&req, &mut prompter)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcome).unwrap_or_default());
+        print_json(&outcome)?;
     }
     report(&outcome, &req);
-    Ok(())
+    Ok(ExitStatus::Success)
 }
 
 fn list(word: &str, paths: &[String], why: &str) {
@@ -112,8 +115,8 @@ fn report(o: &AdoptOutcome, req: &AdoptRequest) {
     if let Some(c) = &o.commit {
         eprintln!(
             "  committed .stackwise.toml in {} (second parent: the render {}, the base of the next update)",
-            &c[..12.min(c.len())],
-            o.render_commit.as_deref().map_or("", |r| &r[..12.min(r.len())])
+            short_revision(c),
+            o.render_commit.as_deref().map_or(String::new(), short_revision)
         );
     }
     eprintln!(

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 
 use stackwise::Error;
 use stackwise::project::diff::{self, DiffOutcome, DiffRequest};
-use stackwise::template::source::TemplateSource;
+use stackwise::project::git::short_revision;
 
+use super::settings::{print_json, template_flag};
+use super::status::ExitStatus;
 use super::style;
 
 #[derive(clap::Args, Debug)]
@@ -35,43 +37,36 @@ pub struct DiffArgs {
     json: bool,
 }
 
-pub fn run(args: DiffArgs) -> Result<(), Error> {
+pub fn run(args: DiffArgs) -> Result<ExitStatus, Error> {
     let req = DiffRequest {
         dir: args.dir.unwrap_or_else(|| PathBuf::from(".")),
         head: args.head,
         incoming: args.incoming,
-        template: args
-            .template
-            .as_deref()
-            .map(|t| TemplateSource::parse(Some(t), args.subdir.as_deref())),
+        template: template_flag(args.template.as_deref(), args.subdir.as_deref())?,
         to: args.to,
     };
     let outcome = diff::diff(&req)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcome).unwrap_or_default());
+        print_json(&outcome)?;
     } else {
         // A pager or `head` that stops reading is no error (nor a panic).
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(outcome.patch.as_bytes()).and_then(|()| out.flush());
     }
     report(&outcome);
-    Ok(())
-}
-
-fn short(s: &str) -> String {
-    s.strip_prefix("sha256:").unwrap_or(s).chars().take(12).collect()
+    Ok(ExitStatus::Success)
 }
 
 fn report(o: &DiffOutcome) {
     let base = format!(
         "the last render ({})",
-        short(o.base.revision.as_deref().unwrap_or_default())
+        short_revision(o.base.revision.as_deref().unwrap_or_default())
     );
     let header = if o.kind == "incoming" {
         format!(
             "what an update from {} ({}) would bring, against {base}",
             o.against.template.as_deref().unwrap_or("the template"),
-            short(o.against.revision.as_deref().unwrap_or_default())
+            short_revision(o.against.revision.as_deref().unwrap_or_default())
         )
     } else {
         let what = if o.against.what == "work tree" {

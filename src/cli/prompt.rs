@@ -3,9 +3,11 @@
 use dialoguer::theme::ColorfulTheme;
 use dialoguer::{Confirm, Input, MultiSelect, Select};
 use serde_json::Value;
+use stackwise::Result;
 use stackwise::template::manifest::{Manifest, VarType, Variable};
 use stackwise::template::preset::Catalogue;
-use stackwise::{Error, Result};
+
+use super::ask::prompt_err;
 
 pub struct Terminal {
     interactive: bool,
@@ -18,13 +20,6 @@ impl Terminal {
             interactive,
             theme: ColorfulTheme::default(),
         }
-    }
-}
-
-pub(super) fn prompt_err(e: dialoguer::Error) -> Error {
-    match e {
-        dialoguer::Error::IO(io) if io.kind() == std::io::ErrorKind::Interrupted => Error::Interrupted,
-        other => Error::Prompt(format!("cannot read the answer: {other}")),
     }
 }
 
@@ -113,21 +108,12 @@ impl stackwise::template::prompter::Prompter for Terminal {
         if let Some(p) = catalogue.presets.get(i) {
             return Ok(Some(p.id.clone()));
         }
-        let workload = super::recommend::ask_workload()?;
+        let workload = super::workload::ask_workload()?;
         let rec = stackwise::recommend::recommend(catalogue, manifest, &workload, None)?;
         eprint!(
             "{}",
-            super::recommend::recommendation_text(&rec, &workload, None, super::style::Paint::stderr())
+            super::workload::recommendation_text(&rec, &workload, None, super::style::Paint::stderr())
         );
         Ok(Some(rec.preset))
     }
-}
-
-/// A yes/no question outside the variable flow.
-pub fn confirm(question: &str, default: bool) -> Result<bool> {
-    Confirm::with_theme(&ColorfulTheme::default())
-        .with_prompt(question)
-        .default(default)
-        .interact()
-        .map_err(prompt_err)
 }

@@ -5,21 +5,23 @@
 //! walking `stackwise::recommend::INPUTS`, and the questions walk the same table, so a new input
 //! needs no edit here.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Arg, ArgAction, ArgMatches};
 use dialoguer::theme::ColorfulTheme;
-use dialoguer::{Confirm, Input as TextInput, Select};
+use dialoguer::{Confirm, Input as TextInput};
 use serde_json::json;
+use stackwise::Result;
 use stackwise::project::new::NewRequest;
 use stackwise::recommend::{self, Answer, INPUTS, Input, Kind, ProjectFit, Recommendation, Recorded, Workload};
 use stackwise::template::source::TemplateSource;
-use stackwise::{Error, Result};
 
-use super::prompt::{confirm, prompt_err};
+use super::ask::prompt_err;
+use super::settings::{Settings, print_json, template_flag};
+use super::status::ExitStatus;
 use super::style::{self, Paint};
+use super::workload::{ask_workload, recommendation_text, restore_terminal};
 
 #[derive(Debug, Default)]
 pub struct RecommendArgs {
@@ -104,12 +106,12 @@ impl clap::FromArgMatches for RecommendArgs {
     }
 }
 
-pub fn run(args: RecommendArgs) -> Result<()> {
+pub fn run(args: RecommendArgs, settings: &Settings) -> Result<ExitStatus> {
     let recorded = args.project.as_deref().map(Recorded::read).transpose()?;
-    let source = TemplateSource::parse(args.template.as_deref(), None);
+    let source = template_flag(args.template.as_deref(), None)?.unwrap_or(TemplateSource::Builtin);
     let loaded = stackwise::template::Template::load(&source)?;
     let mut workload = args.workload;
-    let ask = !args.json && workload.is_unknown() && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let ask = !args.json && workload.is_unknown() && settings.terminal();
     if ask {
         stackwise::interrupt::start_polling();
         workload = ask_workload().inspect_err(|_| restore_terminal())?;
@@ -128,17 +130,17 @@ pub fn run(args: RecommendArgs) -> Result<()> {
     };
     if args.json {
         let doc = json_document(&rec, &workload, fit.as_ref());
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-        return Ok(());
+        print_json(&doc)?;
+        return Ok(ExitStatus::Success);
     }
     print!(
         "{}",
         recommendation_text(&rec, &workload, fit.as_ref(), Paint::stdout())
     );
     if ask && fit.is_none() {
-        offer_generation(&rec, template).inspect_err(|_| restore_terminal())?;
+        return offer_generation(&rec, template).inspect_err(|_| restore_terminal());
     }
-    Ok(())
+    Ok(ExitStatus::Success)
 }
 
 /// The `--json` document. `preset`, `layout`, `reasons`, `runner_up` (an id or null) and `command`
@@ -174,209 +176,9 @@ pub fn json_document(rec: &Recommendation, workload: &Workload, fit: Option<&Pro
     doc
 }
 
-const WIDTH: usize = 100;
-
-/// Word-wraps `text` to `WIDTH` columns, every line after the first indented by `indent`.
-fn wrap(text: &str, first: &str, indent: usize) -> String {
-    let mut out = String::from(first);
-    let mut col = first.chars().count();
-    let pad = " ".repeat(indent);
-    let mut at_start = true;
-    for word in text.split_whitespace() {
-        let len = word.chars().count();
-        if !at_start && col + 1 + len > WIDTH {
-            out.push('\n');
-            out.push_str(&pad);
-            col = indent;
-            at_start = true;
-        }
-        if !at_start {
-            out.push(' ');
-            col += 1;
-        }
-        out.push_str(word);
-        col += len;
-        at_start = false;
-    }
-    out.push('\n');
-    out
-}
-
-/// The recommendation as a team lead reads it, painted with `paint` (the stream it goes to).
-pub fn recommendation_text(
-    rec: &Recommendation,
-    workload: &Workload,
-    fit: Option<&ProjectFit>,
-    paint: Paint,
-) -> String {
-    let mut o = String::new();
-    o.push_str(&format!(
-        "{} {} ({})\n",
-        paint.bold("Recommended preset:"),
-        paint.ok(&rec.preset),
-        rec.title
-    ));
-    o.push_str(&wrap(
-        &format!("{} — {}", rec.layout, rec.layout_description),
-        "Layout:   ",
-        10,
-    ));
-    let flags = workload.to_flags();
-    o.push_str(&wrap(
-        &if flags.is_empty() {
-            "nothing given (every signal unknown)".to_string()
-        } else {
-            flags.join(" ")
-        },
-        "Workload: ",
-        10,
-    ));
-    if let Some(f) = &rec.fallback {
-        o.push('\n');
-        o.push_str(&wrap(f, "", 0));
-    }
-    if !rec.reasons.is_empty() {
-        o.push_str(&format!("\n{} (score {})\n", paint.bold("Why"), rec.score));
-        for r in &rec.reasons {
-            o.push_str(&format!("  {:>3}  {}\n", recommend::signed(r.weight), r.rule));
-            o.push_str(&wrap(&r.text, "       ", 7));
-        }
-    }
-    if let Some(r) = &rec.runner_up {
-        o.push_str(&format!(
-            "\n{} {} ({} layout, score {})\n",
-            paint.bold("Runner-up:"),
-            r.preset,
-            r.layout,
-            r.score
-        ));
-        if rec.fallback.is_some() || r.behind == 0 || r.differences.is_empty() {
-            o.push_str(&wrap(&format!("{}.", r.reason), "  ", 2));
-        } else {
-            o.push_str(&format!(
-                "  {} point{} behind; the rules that separate them:\n",
-                r.behind,
-                if r.behind == 1 { "" } else { "s" }
-            ));
-            let width = r.differences.iter().map(|d| d.rule.len()).max().unwrap_or(0);
-            for d in &r.differences {
-                o.push_str(&format!(
-                    "    {:<width$}  {:>3} for {}, {:>3} for {}\n",
-                    d.rule,
-                    recommend::signed(d.winner),
-                    rec.preset,
-                    recommend::signed(d.runner_up),
-                    r.preset,
-                ));
-            }
-        }
-    }
-    if let Some(t) = &rec.tie_break {
-        o.push('\n');
-        o.push_str(&wrap(
-            &format!("{t} (Tie rule: {}.)", recommend::TIE_RULE),
-            &format!("{} ", paint.bold("Tie:")),
-            2,
-        ));
-    }
-    if !rec.excluded.is_empty() {
-        o.push_str(&format!("\n{}\n", paint.bold("Ruled out")));
-        let mut groups: Vec<(&str, &str, Vec<&str>)> = Vec::new();
-        for x in &rec.excluded {
-            match groups.iter_mut().find(|g| g.0 == x.rule && g.1 == x.text) {
-                Some(g) => g.2.push(&x.preset),
-                None => groups.push((&x.rule, &x.text, vec![&x.preset])),
-            }
-        }
-        for (rule, text, presets) in groups {
-            o.push_str(&wrap(
-                &format!("{text} ({rule})"),
-                &format!("  {}: ", presets.join(", ")),
-                4,
-            ));
-        }
-    }
-    match fit {
-        None => o.push_str(&format!("\n{}\n  {}\n", paint.bold("Generate it:"), rec.command)),
-        Some(fit) => {
-            o.push_str(&format!("\n{} {}\n", paint.bold("Your project:"), fit.project));
-            o.push_str(&wrap(&fit.verdict, "  ", 2));
-            if let Some(note) = &fit.note {
-                o.push_str(&wrap(note, "  note: ", 8));
-            }
-            if let Some(cmd) = &fit.update_command {
-                o.push_str(&format!("\n{}\n  {cmd}\n", paint.bold("Update it:")));
-            }
-        }
-    }
-    o
-}
-
-// ----- the questions -----
-
-/// Shows the cursor again after an interrupted prompt (dialoguer hides it while a list is open).
-fn restore_terminal() {
-    let _ = dialoguer::console::Term::stderr().show_cursor();
-}
-
-/// Asks the question of one input. The default answer ("not sure", empty, or no) leaves it unknown.
-fn ask(theme: &ColorfulTheme, input: &Input) -> Result<Option<Answer>> {
-    match &input.kind {
-        Kind::Choice { choices, .. } => {
-            let items: Vec<&str> = std::iter::once("not sure")
-                .chain(choices.iter().map(|c| c.answer))
-                .collect();
-            let i = Select::with_theme(theme)
-                .with_prompt(input.question)
-                .items(&items)
-                .default(0)
-                .interact()
-                .map_err(prompt_err)?;
-            Ok(i.checked_sub(1).map(|i| Answer::Word(choices[i].word)))
-        }
-        Kind::Count | Kind::Millis => {
-            let answer: String = TextInput::with_theme(theme)
-                .with_prompt(input.question)
-                .allow_empty(true)
-                .validate_with(|s: &String| -> std::result::Result<(), String> {
-                    if s.trim().is_empty() {
-                        Ok(())
-                    } else {
-                        input.parse(s).map(|_| ())
-                    }
-                })
-                .interact_text()
-                .map_err(prompt_err)?;
-            let answer = answer.trim();
-            if answer.is_empty() {
-                return Ok(None);
-            }
-            input.parse(answer).map(Some).map_err(Error::workload)
-        }
-        Kind::Switch => Ok(confirm(input.question, false)?.then_some(Answer::Yes)),
-    }
-}
-
-/// Asks the workload questions one by one (on a terminal), one per input. Every question can be
-/// skipped: the default answer leaves that signal unknown.
-pub(crate) fn ask_workload() -> Result<Workload> {
-    let theme = ColorfulTheme::default();
-    eprintln!(
-        "{}",
-        style::bold("Describe the workload (arrow keys and Enter; the default \"not sure\" leaves a signal unknown).")
-    );
-    let mut workload = Workload::default();
-    for input in INPUTS {
-        if let Some(answer) = ask(&theme, input)? {
-            workload.set(input.name, answer)?;
-        }
-    }
-    Ok(workload)
-}
-
 /// After an interactive recommendation: offer to generate the project, through the very code path
 /// of `stackwise new NAME --preset ID` (the same request, generated and reported the same way).
-fn offer_generation(rec: &Recommendation, template: Option<&str>) -> Result<()> {
+fn offer_generation(rec: &Recommendation, template: Option<&str>) -> Result<ExitStatus> {
     let theme = ColorfulTheme::default();
     eprintln!();
     let go = Confirm::with_theme(&theme)
@@ -386,7 +188,7 @@ fn offer_generation(rec: &Recommendation, template: Option<&str>) -> Result<()> 
         .map_err(prompt_err)?;
     if !go {
         eprintln!("Not generating. Run the command above when you are ready.");
-        return Ok(());
+        return Ok(ExitStatus::Success);
     }
     let name: String = TextInput::with_theme(&theme)
         .with_prompt("Project name")
@@ -409,13 +211,13 @@ fn offer_generation(rec: &Recommendation, template: Option<&str>) -> Result<()> 
         preset: Some(rec.preset.clone()),
         layout: None,
         output_dir: PathBuf::from("."),
-        template: TemplateSource::parse_checked(template, None)?,
+        template: template_flag(template, None)?.unwrap_or(TemplateSource::Builtin),
         sets: Vec::new(),
         answers_file: None,
         force: false,
         dry_run: false,
         git: true,
-        install: super::ask_install(true, template.is_some())?,
+        install: super::new::ask_install(true, template.is_some())?,
     };
-    super::generate_project(&req, true, false)
+    super::new::generate_project(&req, true, false)
 }

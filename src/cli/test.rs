@@ -1,7 +1,6 @@
 //! `stackwise test [TEMPLATE_DIR]`: arguments, consent, progress and the report. The work is
 //! `stackwise::testing`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,7 +10,9 @@ use stackwise::testing::sandbox::Status;
 use stackwise::testing::{self, Case, StepReport, TestProgress, TestRequest};
 use stackwise::{Error, Result};
 
-use super::{prompt, style};
+use super::settings::{Settings, print_json};
+use super::status::ExitStatus;
+use super::{ask, style};
 
 #[derive(clap::Args, Debug)]
 pub struct TestArgs {
@@ -63,14 +64,13 @@ impl TestProgress for Lines {
     }
 }
 
-pub fn run(args: TestArgs) -> Result<()> {
+pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
     let template = match &args.dir {
         Some(d) => TemplateSource::Local(d.clone()),
         None => TemplateSource::Builtin,
     };
-    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if !args.yes {
-        if !interactive {
+        if !settings.terminal() {
             return Err(Error::NeedsConsent(
                 "stackwise test runs the commands of the template's [test] table and the generated projects' own code; pass --yes to allow it (no terminal to ask on)".into(),
             ));
@@ -79,7 +79,7 @@ pub fn run(args: TestArgs) -> Result<()> {
             .dir
             .as_ref()
             .map_or("the built-in template".to_string(), |d| d.display().to_string());
-        if !prompt::confirm(
+        if !ask::confirm(
             &format!("Run the install steps and the [test] commands of {what}? They execute code from the template."),
             false,
         )? {
@@ -105,11 +105,13 @@ pub fn run(args: TestArgs) -> Result<()> {
     let progress: Arc<Mutex<dyn TestProgress>> = Arc::new(Mutex::new(Lines));
     let report = testing::run(&req, progress)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        print_json(&report)?;
     }
     if let Some(path) = &args.junit {
-        std::fs::write(path, testing::report::junit(&report))
-            .map_err(|e| Error::TestFailed(format!("cannot write {}: {e}", path.display())))?;
+        std::fs::write(path, testing::report::junit(&report)).map_err(|source| Error::WriteReport {
+            path: path.clone(),
+            source,
+        })?;
     }
     eprintln!("\n{}", testing::report::table(&report));
     for r in report.results.iter().filter(|r| r.dir.is_some()) {
@@ -140,5 +142,5 @@ pub fn run(args: TestArgs) -> Result<()> {
                 .map_or("(not kept)".to_string(), |d| d.join("project").display().to_string()),
         )));
     }
-    Ok(())
+    Ok(ExitStatus::Success)
 }

@@ -1,13 +1,14 @@
 //! `stackwise update`: arguments, the report, and exit codes (0 clean, 3 conflicts left or — with
 //! `--check` — behind the template, 1 runtime error, 2 usage error or refusal).
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use stackwise::Error;
+use stackwise::project::git::short_revision;
 use stackwise::project::update::{self, UpdateOutcome, UpdateRequest, UpdateStatus};
-use stackwise::template::source::TemplateSource;
 
+use super::settings::{Settings, print_json, template_flag};
+use super::status::ExitStatus;
 use super::{progress, prompt, style};
 
 #[derive(clap::Args, Debug)]
@@ -61,7 +62,7 @@ pub struct UpdateArgs {
     abort: bool,
 }
 
-pub fn run(args: UpdateArgs) -> Result<(), Error> {
+pub fn run(args: UpdateArgs, settings: &Settings) -> Result<ExitStatus, Error> {
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
     if args.abort {
         let what = update::abort(&dir)?;
@@ -69,15 +70,12 @@ pub fn run(args: UpdateArgs) -> Result<(), Error> {
             println!("{}", serde_json::json!({ "status": "aborted", "message": what }));
         }
         eprintln!("{} {what}", style::ok("ok"));
-        return Ok(());
+        return Ok(ExitStatus::Success);
     }
     let req = UpdateRequest {
         dir: dir.clone(),
         to: args.to,
-        template: args
-            .template
-            .as_deref()
-            .map(|t| TemplateSource::parse(Some(t), args.subdir.as_deref())),
+        template: template_flag(args.template.as_deref(), args.subdir.as_deref())?,
         preset: args.preset,
         layout: args.layout,
         sets: args.sets,
@@ -88,19 +86,17 @@ pub fn run(args: UpdateArgs) -> Result<(), Error> {
         commit: !args.no_commit,
         restore: args.restore,
     };
-    let mut prompter = prompt::Terminal::new(super::interactive(args.yes));
+    let mut prompter = prompt::Terminal::new(settings.interactive(args.yes));
     let mut bars = progress::Bars::new();
     let outcome = update::update(&req, &mut prompter, &mut bars)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcome).unwrap_or_default());
+        print_json(&outcome)?;
     }
     report(&outcome, &req);
     let behind = req.check && outcome.status != UpdateStatus::UpToDate;
     // `--dry-run` exits with the code the update would (SPEC §7.4): 3 when it leaves conflicts.
     if outcome.status == UpdateStatus::Conflicts && !req.check || behind {
-        let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().flush();
-        std::process::exit(3);
+        return Ok(ExitStatus::Conflicts);
     }
     if let Some(failed) = outcome.install.iter().find(|r| !r.ok) {
         return Err(Error::Install {
@@ -111,7 +107,7 @@ pub fn run(args: UpdateArgs) -> Result<(), Error> {
             hint: Some(format!("retry with: cd {} && make install", dir.display())),
         });
     }
-    Ok(())
+    Ok(ExitStatus::Success)
 }
 
 fn report(o: &UpdateOutcome, req: &UpdateRequest) {
@@ -186,7 +182,7 @@ fn report_result(o: &UpdateOutcome) {
                 style::error("conflicts:")
             );
         }
-        (_, Some(c)) => eprintln!("{} committed {}", style::ok("updated:"), &c[..12.min(c.len())]),
+        (_, Some(c)) => eprintln!("{} committed {}", style::ok("updated:"), short_revision(c)),
         (_, None) if o.merge_in_progress => {
             eprintln!(
                 "{} merged, not committed (--no-commit): review, then git commit",

@@ -135,7 +135,7 @@ pub fn adopt(req: &AdoptRequest, prompter: &mut dyn Prompter) -> Result<AdoptOut
     // The project's directory: the repository's root, or a subdirectory of it (a monorepo).
     let project = repo
         .workdir()
-        .ok_or_else(|| Error::Git("the repository has no work tree".into()))?
+        .ok_or_else(|| Error::Repository("the repository has no work tree".into()))?
         .join(&prefix);
     let name = project_name(req, &std::fs::canonicalize(&project).unwrap_or(project.clone()))?;
     check_not_adopted(&repo, &prefix, &project, &name)?;

@@ -16,6 +16,12 @@ use super::record::TemplateInfo;
 use crate::error::Result;
 use crate::template::render::RenderedFile;
 
+/// A revision as stackwise shows it: a commit id (or a `sha256:` digest of a local template) cut
+/// to 12 characters. The one short form every message and report uses.
+pub fn short_revision(rev: &str) -> String {
+    rev.strip_prefix("sha256:").unwrap_or(rev).chars().take(12).collect()
+}
+
 /// The trailer that marks a render commit.
 pub const RENDER_TRAILER: &str = "Stackwise-Render";
 /// The trailer of the merge commit `update` makes.

@@ -1,7 +1,7 @@
 //! `stackwise new`: the pipeline from a template source to a project on disk.
 //! source → manifest/presets → answers → plan → render → staging → (install) → git → move into place.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -13,7 +13,7 @@ use crate::template::answers;
 use crate::template::names::ProjectName;
 use crate::template::prompter::Prompter;
 use crate::template::source::TemplateSource;
-use crate::template::{Template, choose_preset_and_layout, parse_sets, render_project};
+use crate::template::{Rendered, Template, choose_preset_and_layout, parse_sets, render_project};
 
 /// Everything `stackwise new` was asked to do.
 #[derive(Debug, Clone)]
@@ -75,39 +75,13 @@ pub fn new_project(
     prompter: &mut dyn Prompter,
     progress: &mut dyn super::install::Progress,
 ) -> Result<Outcome> {
-    // Cheap checks of the user's input first, before any template is fetched or question asked.
-    let name = ProjectName::parse(&req.name)?;
-    let sets = parse_sets(&req.sets)?;
-    let file = match &req.answers_file {
-        Some(p) => answers::load_file(p)?,
-        None => answers::AnswersFile::default(),
-    };
-    let target = req.output_dir.join(&name.slug);
-    let state = stage::target_state(&target)?;
-    if state == TargetState::NonEmpty && !req.force {
-        return Err(Error::TargetNotEmpty { path: target });
-    }
-
-    let template = Template::load(&req.template)?;
-    name.check_reserved(&template.manifest.template.reserved_names)?;
-    // A re-render from `.stackwise.toml` keeps the recorded preset, or the recorded layout when
-    // it was generated with --layout alone; flags still win.
-    let (file_preset, file_layout) = match (&req.preset, &req.layout) {
-        (None, None) => (file.preset.as_deref(), file.layout.as_deref()),
-        _ => (None, None),
-    };
-    let (preset, layout) = choose_preset_and_layout(
-        &template,
-        req.preset.as_deref(),
-        req.layout
-            .as_deref()
-            .or(if file_preset.is_none() { file_layout } else { None }),
-        file_preset,
-        prompter,
-    )?;
-    let mut rendered = render_project(&template, name, preset, layout, sets, file.answers, prompter)?;
-    let info = record::TemplateInfo::of(&template, &req.template);
-    record::add_to(&mut rendered, &template, &info, None);
+    let Prepared {
+        rendered,
+        info,
+        target,
+        state,
+        template,
+    } = prepare(req, prompter)?;
     let files = rendered
         .files
         .iter()
@@ -121,7 +95,7 @@ pub fn new_project(
         target: target.clone(),
         layout: rendered.layout.clone(),
         preset: rendered.preset.clone(),
-        template: template.tree.source.clone(),
+        template,
         answers: rendered.answers.clone(),
         files,
         overwritten: Vec::new(),
@@ -183,6 +157,75 @@ pub fn new_project(
     if want_git {
         outcome.git_commit = Some(super::git::init_with_render(&target, &rendered.files, &git_message)?);
     }
+    install_and_commit(&target, &rendered, fresh, want_git, progress, &mut outcome)?;
+    Ok(outcome)
+}
+
+/// What `new` renders, before anything is written: the user's input checked (the cheap checks
+/// first, before any template is fetched or question asked), the template loaded, the preset and
+/// layout chosen, every answer resolved, the project rendered with its record.
+struct Prepared {
+    rendered: Rendered,
+    info: record::TemplateInfo,
+    target: PathBuf,
+    state: TargetState,
+    template: String,
+}
+
+fn prepare(req: &NewRequest, prompter: &mut dyn Prompter) -> Result<Prepared> {
+    // Cheap checks of the user's input first, before any template is fetched or question asked.
+    let name = ProjectName::parse(&req.name)?;
+    let sets = parse_sets(&req.sets)?;
+    let file = match &req.answers_file {
+        Some(p) => answers::load_file(p)?,
+        None => answers::AnswersFile::default(),
+    };
+    let target = req.output_dir.join(&name.slug);
+    let state = stage::target_state(&target)?;
+    if state == TargetState::NonEmpty && !req.force {
+        return Err(Error::TargetNotEmpty { path: target });
+    }
+
+    let template = Template::load(&req.template)?;
+    name.check_reserved(&template.manifest.template.reserved_names)?;
+    // A re-render from `.stackwise.toml` keeps the recorded preset, or the recorded layout when
+    // it was generated with --layout alone; flags still win.
+    let (file_preset, file_layout) = match (&req.preset, &req.layout) {
+        (None, None) => (file.preset.as_deref(), file.layout.as_deref()),
+        _ => (None, None),
+    };
+    let (preset, layout) = choose_preset_and_layout(
+        &template,
+        req.preset.as_deref(),
+        req.layout
+            .as_deref()
+            .or(if file_preset.is_none() { file_layout } else { None }),
+        file_preset,
+        prompter,
+    )?;
+    let mut rendered = render_project(&template, name, preset, layout, sets, file.answers, prompter)?;
+    let info = record::TemplateInfo::of(&template, &req.template);
+    record::add_to(&mut rendered, &template, &info, None);
+    Ok(Prepared {
+        rendered,
+        info,
+        target,
+        state,
+        template: template.tree.source.clone(),
+    })
+}
+
+/// `--install` after the project moved into place: its install steps, the log kept only when one
+/// failed, and a second commit taking the lockfiles (they are not template output, so `update`
+/// never merges them).
+fn install_and_commit(
+    target: &Path,
+    rendered: &Rendered,
+    fresh: bool,
+    want_git: bool,
+    progress: &mut dyn super::install::Progress,
+    outcome: &mut Outcome,
+) -> Result<()> {
     let written: Vec<String> = rendered.files.iter().map(|f| f.path.clone()).collect();
     let steps = super::install::steps_for(&written);
     let log = std::env::temp_dir().join(format!(
@@ -190,10 +233,10 @@ pub fn new_project(
         rendered.name.slug,
         std::process::id()
     ));
-    let results = super::install::run(&target, &steps, &log, progress);
+    let results = super::install::run(target, &steps, &log, progress);
     if crate::interrupt::check().is_err() {
         let _ = std::fs::remove_file(&log);
-        return Err(interrupted_install(&target, fresh));
+        return Err(interrupted_install(target, fresh));
     }
     // The log is kept only when a step failed: it is where the failure is explained.
     if results.iter().all(|r| r.ok) {
@@ -204,11 +247,11 @@ pub fn new_project(
     outcome.install = results;
     if want_git {
         outcome.lockfiles_commit = super::git::commit_new_files(
-            &target,
+            target,
             "stackwise: lockfiles from install\n\nWritten by the project's own install steps (uv sync, npm install), not by the\ntemplate: `stackwise update` never merges them.\n",
         )?;
     }
-    Ok(outcome)
+    Ok(())
 }
 
 /// Ctrl-C during `--install`: the project had moved into place for its install steps. A new

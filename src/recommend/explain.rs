@@ -1,7 +1,7 @@
 //! The sentences of a recommendation: why the runner-up lost, how a tie was broken, why the
 //! default was taken, the commands to run, and the rules as `presets show` lists them.
 
-use super::score::{Difference, Excluded, Scored};
+use super::outcome::{Difference, Excluded, Scored};
 use crate::template::preset::Preset;
 
 /// The tie rule, as printed.

@@ -28,6 +28,7 @@ pub mod expr;
 pub mod inputs;
 pub mod kinds;
 pub mod numbers;
+pub mod outcome;
 pub mod project;
 pub mod score;
 pub mod signals;
@@ -35,7 +36,8 @@ pub mod workload;
 
 pub use explain::{TIE_RULE, describe_signals, new_command, signed};
 pub use inputs::{Answer, INPUTS, Input, Kind};
+pub use outcome::{Difference, Excluded, Reason, Recommendation, RunnerUp, Scored};
 pub use project::{Change, ProjectFit, Recorded};
-pub use score::{Difference, Excluded, Reason, Recommendation, RunnerUp, Scored, recommend};
+pub use score::recommend;
 pub use signals::Signals;
 pub use workload::Workload;

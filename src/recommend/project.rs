@@ -13,7 +13,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::explain::{new_command, shell_quote};
-use super::score::Recommendation;
+use super::outcome::Recommendation;
 use crate::error::{Error, Result};
 use crate::project::record::RECORD_FILE;
 use crate::template::manifest::Manifest;

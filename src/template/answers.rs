@@ -50,13 +50,19 @@ pub fn load_file(path: &Path) -> Result<AnswersFile> {
     let fail = |reason: String| Error::AnswersFile {
         path: path.to_path_buf(),
         reason,
+        source: None,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let failed = |reason: String, e: Box<dyn std::error::Error + Send + Sync>| Error::AnswersFile {
+        path: path.to_path_buf(),
+        reason,
+        source: Some(e),
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string(), e.into()))?;
     let is_json = path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
     let value: Value = if is_json {
-        serde_json::from_str(&text).map_err(|e| fail(format!("invalid JSON: {e}")))?
+        serde_json::from_str(&text).map_err(|e| failed(format!("invalid JSON: {e}"), e.into()))?
     } else {
-        let table: toml::Table = toml::from_str(&text).map_err(|e| fail(format!("invalid TOML: {e}")))?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| failed(format!("invalid TOML: {e}"), e.into()))?;
         toml_to_json(&toml::Value::Table(table))
     };
     let Value::Object(mut top) = value else {

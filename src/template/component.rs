@@ -5,12 +5,11 @@ use std::collections::BTreeSet;
 
 use serde::Deserialize;
 
+use super::files::{COMPONENT_MANIFEST, COMPONENTS_DIR};
 use super::inline;
-use super::manifest::document;
 use super::paths::selector_glob;
 use super::source::TemplateTree;
-use super::span::{self, toml_path};
-use super::{COMPONENT_MANIFEST, COMPONENTS_DIR};
+use super::span::{self, Document, toml_path};
 use crate::error::{Error, Problem, Result};
 
 /// How `stackwise update` treats a path of a component.
@@ -156,4 +155,13 @@ pub(super) fn read_component(
     span::sort(&mut found);
     problems.extend(found);
     component
+}
+
+/// A file of the tree, parsed; its problems (not text, TOML syntax) go to `problems`.
+pub(super) fn document<'t>(tree: &'t TemplateTree, file: &str, problems: &mut Vec<Problem>) -> Option<Document<'t>> {
+    let Ok(text) = std::str::from_utf8(tree.files.get(file)?) else {
+        problems.push(Problem::file(file, "not UTF-8 text"));
+        return None;
+    };
+    Document::parse(file, text).map_err(|found| problems.extend(found)).ok()
 }

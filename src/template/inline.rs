@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::names::ProjectName;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TemplateError};
 
 /// Variables the tool defines; a manifest may not redeclare them.
 pub const BUILTIN_NAMES: &[&str] = &[
@@ -86,7 +86,7 @@ fn when_template(expr: &str) -> String {
 /// Renders a one-off template string (a rendered path) against `values`.
 /// `label` names where the string comes from, for the error message.
 pub fn render_str(template: &str, values: &Map<String, Value>, label: &str) -> Result<String> {
-    render_raw(template, values, label).map_err(|e| template_error(label, &e))
+    render_raw(template, values, label).map_err(|e| template_error(label, e))
 }
 
 /// What Tera says is wrong with a one-off string (a default, a flag, a `when`), and the byte
@@ -106,7 +106,7 @@ impl InlineError {
             }
             other => (0, other.to_string()),
         };
-        let mut source = std::error::Error::source(e);
+        let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
             message.push_str(": ");
             message.push_str(&s.to_string());
@@ -174,17 +174,21 @@ pub fn try_eval(expr: &str, values: &Map<String, Value>) -> std::result::Result<
         .map_err(|e| expr_error(&e, expr))
 }
 
-pub(crate) fn template_error(label: &str, e: &tera::Error) -> Error {
+pub(crate) fn template_error(label: &str, e: tera::Error) -> Error {
     let file = match e.kind() {
         tera::ErrorKind::SyntaxError(r) | tera::ErrorKind::RenderingError(r) => r.filename().to_string(),
         _ => label.to_string(),
     };
     let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         message.push_str("\ncaused by: ");
         message.push_str(&s.to_string());
         source = s.source();
     }
-    Error::Template { file, message }
+    Error::Template(TemplateError {
+        file,
+        message,
+        source: Some(e),
+    })
 }

@@ -4,17 +4,14 @@
 
 use std::path::Path;
 
-use serde_json::{Map, Value};
+use serde_json::Map;
 
-use super::manifest::VarType;
+use super::matrix::bool_matrix;
 use super::names::ProjectName;
+use super::pipeline::{Template, render_project};
 use super::prompter::NoPrompt;
 use super::source::{TemplateSource, TemplateTree};
-use super::{Template, render_project};
 use crate::error::{Error, Result};
-
-/// The most boolean variables combined exhaustively (2^N renders per preset).
-const MAX_BOOL_VARS: usize = 8;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LintReport {
@@ -45,14 +42,6 @@ pub fn lint(dir: &Path) -> Result<LintReport> {
             ),
         });
     }
-    let bools: Vec<&str> = loaded
-        .manifest
-        .variables
-        .iter()
-        .filter(|v| v.kind == VarType::Bool)
-        .map(|v| v.name.as_str())
-        .take(MAX_BOOL_VARS)
-        .collect();
     let name = ProjectName::parse("Lint Check").expect("valid name");
     let mut targets: Vec<(Option<String>, String)> = loaded
         .catalogue
@@ -67,20 +56,14 @@ pub fn lint(dir: &Path) -> Result<LintReport> {
     let mut renders = 0;
     let mut files_checked = 0;
     for (preset, layout) in &targets {
-        for mask in 0..(1u32 << bools.len()) {
-            let mut sets = Map::new();
-            for (i, b) in bools.iter().enumerate() {
-                sets.insert((*b).to_string(), Value::Bool(mask & (1 << i) != 0));
-            }
+        for sets in bool_matrix(&loaded.manifest, layout) {
             let label = format!(
                 "{} with {}",
                 preset
                     .as_ref()
                     .map_or_else(|| format!("layout {layout}"), |p| format!("preset {p}")),
-                bools
-                    .iter()
-                    .enumerate()
-                    .map(|(i, b)| format!("{b}={}", mask & (1 << i) != 0))
+                sets.iter()
+                    .map(|(b, v)| format!("{b}={v}"))
                     .collect::<Vec<_>>()
                     .join(" ")
             );

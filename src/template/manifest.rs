@@ -3,18 +3,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
+use super::files::{COMPONENT_MANIFEST, COMPONENTS_DIR, MANIFEST_FILE};
 use super::inline::{self, BUILTIN_NAMES};
 use super::paths::{check_relative_path, escaped, normalize};
 use super::source::TemplateTree;
 use super::span::{self, Document, Step, toml_path};
 use super::value::{coerce, compiled_pattern, toml_to_json};
-use super::{COMPONENT_MANIFEST, COMPONENTS_DIR, MANIFEST_FILE};
+pub use super::variable::{VarType, Variable};
 use crate::error::{Error, Problem, Result};
 
 pub use super::component::{ComponentManifest, Conditional, FilePolicy, UpdatePolicy, load_component};
-use super::component::{component_names, read_component};
+use super::component::{component_names, document, read_component};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -92,70 +93,6 @@ pub struct RenameVariable {
 pub struct SetVariable {
     pub name: String,
     pub value: toml::Value,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VarType {
-    String,
-    Integer,
-    Bool,
-    Choice,
-    List,
-}
-
-impl VarType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VarType::String => "string",
-            VarType::Integer => "integer",
-            VarType::Bool => "bool",
-            VarType::Choice => "choice",
-            VarType::List => "list",
-        }
-    }
-}
-
-/// A question the template asks (or a value a preset sets).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Variable {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: VarType,
-    /// The question shown on a terminal.
-    #[serde(default)]
-    pub prompt: Option<String>,
-    /// A longer explanation (shown by `presets show` and in prompts).
-    #[serde(default)]
-    pub help: Option<String>,
-    /// Default value; a string default is a Tera template over earlier answers.
-    #[serde(default)]
-    pub default: Option<toml::Value>,
-    /// Allowed values for `choice` (one) and `list` (any subset).
-    #[serde(default)]
-    pub choices: Option<Vec<String>>,
-    /// A regular expression a string (or each list item) must match.
-    #[serde(default)]
-    pub pattern: Option<String>,
-    /// The message shown when `pattern` does not match.
-    #[serde(default)]
-    pub pattern_message: Option<String>,
-    /// The longest string accepted (in characters).
-    #[serde(default)]
-    pub max_length: Option<usize>,
-    /// Integer bounds.
-    #[serde(default)]
-    pub min: Option<i64>,
-    #[serde(default)]
-    pub max: Option<i64>,
-    /// A Tera expression over earlier answers: the question is asked only when it is true.
-    /// When false the variable still exists and takes its default.
-    #[serde(default)]
-    pub when: Option<String>,
-    /// A secret is never written to `.stackwise.toml`.
-    #[serde(default)]
-    pub secret: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -511,15 +448,6 @@ fn check_mount(
             out.push(doc.at_inside(flag, e.at, format!("flag `{k}`: {}", e.message)));
         }
     }
-}
-
-/// A file of the tree, parsed; its problems (not text, TOML syntax) go to `problems`.
-pub(super) fn document<'t>(tree: &'t TemplateTree, file: &str, problems: &mut Vec<Problem>) -> Option<Document<'t>> {
-    let Ok(text) = std::str::from_utf8(tree.files.get(file)?) else {
-        problems.push(Problem::file(file, "not UTF-8 text"));
-        return None;
-    };
-    Document::parse(file, text).map_err(|found| problems.extend(found)).ok()
 }
 
 /// The last line of a regex error (the others draw the pattern), without its `error: `.

@@ -7,13 +7,13 @@ use std::path::Path;
 use globset::GlobMatcher;
 use serde_json::{Map, Value};
 
+use super::files::{COMPONENT_MANIFEST, COMPONENTS_DIR, MANIFEST_FILE, TEMPLATE_SUFFIX};
 use super::inline::{self, InlineError};
 use super::manifest::{self, ComponentManifest, Manifest};
 use super::paths::{self, escaped};
 use super::source::TemplateTree;
 use super::span::{self, toml_path};
 use super::value::toml_to_json;
-use super::{COMPONENT_MANIFEST, COMPONENTS_DIR, MANIFEST_FILE, TEMPLATE_SUFFIX};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

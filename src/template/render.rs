@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use super::PARTIALS_DIR;
+use super::files::PARTIALS_DIR;
 use super::inline::{self, template_error};
 use super::plan::{Action, Plan};
 use super::source::TemplateTree;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TemplateError};
 use crate::interrupt::INTERRUPTED;
 
 /// A rendered file.
@@ -61,7 +61,7 @@ pub fn render_plan(tree: &TemplateTree, plan: &Plan) -> Result<Vec<RenderedFile>
         }
     }
     if let Err(e) = tera.add_raw_templates(texts) {
-        return Err(template_error("template", &e));
+        return Err(template_error("template", e));
     }
     let tera_contexts: Vec<tera::Context> = plan.contexts.iter().map(inline::tera_context).collect();
     let jobs: Vec<(usize, String, usize)> = plan
@@ -93,9 +93,12 @@ fn template_text<'t>(tree: &'t TemplateTree, name: &str) -> Result<&'t str> {
     std::str::from_utf8(&tree.files[name])
         .ok()
         .filter(|t| !t.contains('\0'))
-        .ok_or_else(|| Error::Template {
-            file: name.to_string(),
-            message: "this looks like a binary file and cannot be rendered; drop the .tera suffix or list it under `verbatim` in component.toml".into(),
+        .ok_or_else(|| {
+            Error::Template(TemplateError {
+                file: name.to_string(),
+                message: "this looks like a binary file and cannot be rendered; drop the .tera suffix or list it under `verbatim` in component.toml".into(),
+                source: None,
+            })
         })
 }
 
@@ -204,7 +207,7 @@ fn render_within_budget(
                     let err = if worker_meter.over.load(Ordering::SeqCst) {
                         None
                     } else {
-                        Some(template_error(&name, &e))
+                        Some(template_error(&name, e))
                     };
                     let _ = tx.send(Err(err));
                     return;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use include_dir::{Dir, include_dir};
 
-use super::MANIFEST_FILE;
+use super::files::MANIFEST_FILE;
 use super::paths::check_relative_path;
 use crate::error::{Error, Problem, Result};
 

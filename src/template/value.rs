@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::manifest::{VarType, Variable};
+use super::variable::{VarType, Variable};
 
 /// Converts a TOML value (manifest defaults, preset options, answers files) to JSON.
 pub fn toml_to_json(v: &toml::Value) -> Value {

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::project::install::{Progress, Step, StepResult};
 use crate::project::new::{NewRequest, new_project};
-use crate::template::manifest::VarType;
+use crate::template::matrix::bool_matrix;
 use crate::template::prompter::NoPrompt;
 use crate::template::source::TemplateSource;
 use crate::template::{MANIFEST_FILE, Template};
@@ -127,25 +127,7 @@ pub fn cases(template: &Template, req: &TestRequest) -> Result<Vec<Case>> {
             });
             continue;
         }
-        let bools: Vec<&str> = template
-            .manifest
-            .variables
-            .iter()
-            .filter(|v| v.kind == VarType::Bool)
-            .filter(|v| {
-                v.when.as_deref().is_none_or(|w| {
-                    let mut ctx = Map::new();
-                    ctx.insert("layout".into(), Value::String(p.layout.clone()));
-                    crate::template::inline::try_eval(w, &ctx).unwrap_or(true)
-                })
-            })
-            .map(|v| v.name.as_str())
-            .collect();
-        for mask in 0..(1usize << bools.len().min(8)) {
-            let mut options = Map::new();
-            for (i, name) in bools.iter().enumerate() {
-                options.insert((*name).to_string(), Value::Bool(mask & (1 << i) != 0));
-            }
+        for options in bool_matrix(&template.manifest, &p.layout) {
             out.push(Case {
                 preset: p.id.clone(),
                 layout: p.layout.clone(),
@@ -324,48 +306,7 @@ fn run_case(
     // Render + stackwise's own install steps (with network).
     let project = dir.join("project");
     let ok = step(&mut report.steps, "render + install", &mut || {
-        let started = std::time::Instant::now();
-        let req = NewRequest {
-            name: "project".into(),
-            preset: Some(case.preset.clone()),
-            layout: None,
-            output_dir: dir.clone(),
-            template: template.clone(),
-            sets: case.options.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            answers_file: None,
-            force: false,
-            dry_run: false,
-            git: true,
-            install: true,
-        };
-        match new_project(&req, &mut NoPrompt, &mut Quiet) {
-            Ok(o) => {
-                let mut log = format!("rendered {} files into {}\n", o.files.len(), project.display());
-                let mut all_ok = true;
-                for r in &o.install {
-                    log.push_str(&format!(
-                        "{}: {}\n",
-                        r.step.display(),
-                        if r.ok { "ok" } else { "FAILED" }
-                    ));
-                    if let Some(e) = &r.error {
-                        log.push_str(e);
-                        log.push('\n');
-                        all_ok = false;
-                    }
-                }
-                if let Some(p) = &o.install_log
-                    && let Ok(text) = std::fs::read_to_string(p)
-                {
-                    log.push_str(&text);
-                    let _ = std::fs::remove_file(p);
-                }
-                let status = if all_ok { Status::Pass } else { Status::Fail };
-                (status, started.elapsed().as_secs_f64(), log)
-            }
-            Err(e) if e.is_interrupt() => (Status::Interrupted, started.elapsed().as_secs_f64(), e.to_string()),
-            Err(e) => (Status::Fail, started.elapsed().as_secs_f64(), e.to_string()),
-        }
+        render_and_install(case, template, &dir, &project)
     });
     let env = sandbox::clean_env(&home);
     let setup = declared.setup.get(&case.layout).cloned().unwrap_or_default();
@@ -397,4 +338,51 @@ fn run_case(
         });
     }
     report
+}
+
+/// The first step of a case: the project rendered with stackwise's own install steps (with
+/// network), as `stackwise new --install` makes it; the log holds each install step's result.
+fn render_and_install(case: &Case, template: &TemplateSource, dir: &Path, project: &Path) -> (Status, f64, String) {
+    let started = std::time::Instant::now();
+    let req = NewRequest {
+        name: "project".into(),
+        preset: Some(case.preset.clone()),
+        layout: None,
+        output_dir: dir.to_path_buf(),
+        template: template.clone(),
+        sets: case.options.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        answers_file: None,
+        force: false,
+        dry_run: false,
+        git: true,
+        install: true,
+    };
+    match new_project(&req, &mut NoPrompt, &mut Quiet) {
+        Ok(o) => {
+            let mut log = format!("rendered {} files into {}\n", o.files.len(), project.display());
+            let mut all_ok = true;
+            for r in &o.install {
+                log.push_str(&format!(
+                    "{}: {}\n",
+                    r.step.display(),
+                    if r.ok { "ok" } else { "FAILED" }
+                ));
+                if let Some(e) = &r.error {
+                    log.push_str(e);
+                    log.push('\n');
+                    all_ok = false;
+                }
+            }
+            if let Some(p) = &o.install_log
+                && let Ok(text) = std::fs::read_to_string(p)
+            {
+                log.push_str(&text);
+                let _ = std::fs::remove_file(p);
+            }
+            let status = if all_ok { Status::Pass } else { Status::Fail };
+            (status, started.elapsed().as_secs_f64(), log)
+        }
+        Err(e) if e.is_interrupt() => (Status::Interrupted, started.elapsed().as_secs_f64(), e.to_string()),
+        Err(e) => (Status::Fail, started.elapsed().as_secs_f64(), e.to_string()),
+    }
 }

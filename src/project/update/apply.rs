@@ -111,7 +111,7 @@ fn untracked(repo: &Repository) -> Result<BTreeSet<String>> {
 
 /// The writer found the result not to be what was computed: an error (exit 1), rolled back.
 fn failed(why: String) -> Error {
-    Error::Git(format!(
+    Error::Repository(format!(
         "the update did not write what it computed ({why}); the project was put back as it was"
     ))
 }
@@ -372,7 +372,7 @@ fn install_after(
 fn commit_paths(repo: &Repository, paths: &[String], message: &str) -> Result<Option<Oid>> {
     let workdir = repo
         .workdir()
-        .ok_or_else(|| Error::Git("the repository has no work tree".into()))?;
+        .ok_or_else(|| Error::Repository("the repository has no work tree".into()))?;
     let mut index = repo.index()?;
     for p in paths.iter().filter(|p| workdir.join(p).is_file()) {
         index.add_path(Path::new(p))?;

@@ -86,7 +86,7 @@ impl Journal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(&p, e)),
         };
-        let bad = || Error::Git(format!("{} is damaged; remove it and run `git status`", p.display()));
+        let bad = || Error::Repository(format!("{} is damaged; remove it and run `git status`", p.display()));
         let mut j = Journal {
             head: Oid::zero(),
             render: Oid::zero(),

@@ -539,16 +539,11 @@ fn relock_command(step: &Step) -> String {
     }
 }
 
-fn short_revision(r: &str) -> String {
-    let r = r.strip_prefix("sha256:").unwrap_or(r);
-    r.chars().take(12).collect()
-}
-
 /// A side of an update in a few words: `1.2.0 (abcdef012345)`.
 pub fn describe(info: &TemplateInfo) -> String {
     match &info.version {
-        Some(v) => format!("{v} ({})", short_revision(&info.revision)),
-        None => short_revision(&info.revision),
+        Some(v) => format!("{v} ({})", crate::project::git::short_revision(&info.revision)),
+        None => crate::project::git::short_revision(&info.revision),
     }
 }
 
@@ -581,8 +576,8 @@ impl UpdateOutcome {
     /// `1.0.0 (abc) -> 2.0.0 (def)`, with the preset or layout change when there is one.
     pub fn headline(&self) -> String {
         let side = |s: &Side| match &s.version {
-            Some(v) => format!("{v} ({})", short_revision(&s.revision)),
-            None => short_revision(&s.revision),
+            Some(v) => format!("{v} ({})", crate::project::git::short_revision(&s.revision)),
+            None => crate::project::git::short_revision(&s.revision),
         };
         let mut out = format!("{} -> {}", side(&self.from), side(&self.to));
         if let Some(p) = &self.preset {

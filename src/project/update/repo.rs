@@ -264,6 +264,7 @@ pub fn restorable<'t>(ours: &git2::Tree, render: &'t git2::Tree, p: &str) -> Res
     Ok(entry)
 }
 
+/// A commit id in its short form ([`crate::project::git::short_revision`]).
 pub fn short(id: Oid) -> String {
-    id.to_string()[..12].to_string()
+    crate::project::git::short_revision(&id.to_string())
 }

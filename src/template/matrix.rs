@@ -1,0 +1,83 @@
+//! The boolean option matrix: every combination of the boolean variables that apply to a layout.
+//! The one builder `stackwise lint` and `stackwise test --matrix` share.
+
+use serde_json::{Map, Value};
+
+use super::inline;
+use super::manifest::Manifest;
+use super::variable::{VarType, Variable};
+
+/// The most boolean variables combined exhaustively (2^N combinations per preset or layout).
+pub const MAX_BOOL_VARS: usize = 8;
+
+/// Every combination (name → true/false) of the boolean variables that apply to `layout`: those
+/// without a `when`, or whose `when` holds with only the layout known (one that needs other
+/// answers counts as applying). The first [`MAX_BOOL_VARS`] of them, in manifest order; one empty
+/// combination when there are none.
+pub fn bool_matrix(manifest: &Manifest, layout: &str) -> Vec<Map<String, Value>> {
+    let bools: Vec<&str> = manifest
+        .variables
+        .iter()
+        .filter(|v| v.kind == VarType::Bool && applies(v, layout))
+        .map(|v| v.name.as_str())
+        .take(MAX_BOOL_VARS)
+        .collect();
+    (0..1usize << bools.len())
+        .map(|mask| {
+            bools
+                .iter()
+                .enumerate()
+                .map(|(i, name)| ((*name).to_string(), Value::Bool(mask & (1 << i) != 0)))
+                .collect()
+        })
+        .collect()
+}
+
+fn applies(v: &Variable, layout: &str) -> bool {
+    v.when.as_deref().is_none_or(|w| {
+        let mut ctx = Map::new();
+        ctx.insert("layout".into(), Value::String(layout.to_string()));
+        inline::try_eval(w, &ctx).unwrap_or(true)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::Template;
+    use crate::template::source::TemplateSource;
+
+    /// A boolean whose `when` is false for a layout is not combined there; the others are.
+    #[test]
+    fn the_matrix_honours_when() {
+        let t = Template::load(&TemplateSource::Builtin).unwrap();
+        for layout in t.manifest.layouts.keys() {
+            let matrix = bool_matrix(&t.manifest, layout);
+            let applying: Vec<&Variable> = t
+                .manifest
+                .variables
+                .iter()
+                .filter(|v| v.kind == VarType::Bool && applies(v, layout))
+                .collect();
+            assert_eq!(matrix.len(), 1 << applying.len().min(MAX_BOOL_VARS), "{layout}");
+            for v in t.manifest.variables.iter().filter(|v| v.kind == VarType::Bool) {
+                let combined = matrix.iter().any(|m| m.contains_key(&v.name));
+                assert_eq!(
+                    combined,
+                    applying.iter().any(|a| a.name == v.name),
+                    "{layout}: {}",
+                    v.name
+                );
+            }
+        }
+        let no_when_false = t
+            .manifest
+            .variables
+            .iter()
+            .any(|v| v.kind == VarType::Bool && t.manifest.layouts.keys().any(|l| !applies(v, l)));
+        assert!(
+            no_when_false,
+            "the built-in template has a boolean that does not apply to some layout"
+        );
+    }
+}
