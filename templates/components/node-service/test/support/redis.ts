@@ -33,18 +33,6 @@ export async function freePort(): Promise<number> {
   });
 }
 
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = new Socket();
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-    socket.connect(port, "127.0.0.1");
-  });
-}
-
 function installed(binary: string): boolean {
   try {
     execFileSync(binary, ["--version"], { stdio: "ignore" });
@@ -88,8 +76,11 @@ async function spawnRedis(port: number, extra: string[] = [], cwd?: string): Pro
     { stdio: "ignore", ...(cwd === undefined ? {} : { cwd }) },
   );
   const deadline = Date.now() + 10_000;
-  while (!(await canConnect(port))) {
-    if (child.exitCode !== null) throw new Error(`redis-server exited with code ${child.exitCode}`);
+  // The port must answer as THIS process: another test file (they run in parallel) may have
+  // taken a port this one released, and connecting to its server would look like success.
+  while (!(child.pid !== undefined && (await serverPid(port)) === child.pid)) {
+    if (child.exitCode !== null)
+      throw new Error(`redis-server exited with code ${child.exitCode} (port ${port} taken?)`);
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
       throw new Error("redis-server did not start within 10 s");
@@ -97,6 +88,39 @@ async function spawnRedis(port: number, extra: string[] = [], cwd?: string): Pro
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
   return child;
+}
+
+/** The process id of the redis-server answering on `port` (INFO server), or null. */
+function serverPid(port: number): Promise<number | null> {
+  return new Promise((resolve) => {
+    const socket = new Socket();
+    let reply = "";
+    const done = (pid: number | null): void => {
+      socket.destroy();
+      resolve(pid);
+    };
+    socket.setTimeout(1_000, () => done(null));
+    socket.once("error", () => done(null));
+    socket.on("data", (chunk) => {
+      reply += chunk.toString("latin1");
+      const match = /process_id:(\d+)/.exec(reply);
+      if (match) done(Number(match[1]));
+    });
+    socket.connect(port, "127.0.0.1", () => socket.write("*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"));
+  });
+}
+
+/**
+ * Keeps a stopped server's port from being taken by another test file until restart(): accepts
+ * and drops every connection, which a client sees as Redis being down.
+ */
+function holdPort(port: number): Promise<() => Promise<void>> {
+  return new Promise((resolve, reject) => {
+    const holder = createServer((socket) => socket.destroy());
+    holder.unref(); // never what keeps a test process alive
+    holder.once("error", reject);
+    holder.listen(port, "127.0.0.1", () => resolve(() => new Promise<void>((closed) => holder.close(() => closed()))));
+  });
 }
 
 function stopChild(child: ChildProcess): Promise<void> {
@@ -113,13 +137,21 @@ function stopChild(child: ChildProcess): Promise<void> {
 export async function startRedis(): Promise<RedisServer> {
   const port = await freePort();
   let child = await spawnRedis(port);
+  let release: (() => Promise<void>) | null = null;
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
-    stop: () => stopChild(child),
+    stop: async () => {
+      await stopChild(child);
+      // Until restart(), nobody else may listen here (the port may be taken already: then the
+      // restart says so rather than talking to a stranger).
+      release ??= await holdPort(port).catch(() => null);
+    },
     pause: () => child.kill("SIGSTOP"),
     resume: () => child.kill("SIGCONT"),
     restart: async () => {
+      await release?.();
+      release = null;
       child = await spawnRedis(port);
     },
   };
