@@ -1,5 +1,6 @@
-//! House rules of the built-in template that no render can check: a component file tests facts
-//! (its flags, `mount_path`), never the layout, a role or a preset name. A layout or preset is a
+//! House rules of the built-in template that no render can check: a component file (or a partial
+//! it includes) tests facts (its flags, `mount_path`, the `stack` an includer passes), never the
+//! layout, a role or a preset name. A layout or preset is a
 //! choice made once, in `templates/stackwise.toml` (the mounts' flags) and `presets/`; a component
 //! that asks for it by name breaks the moment a layout is added, renamed or mounts it elsewhere.
 
@@ -108,8 +109,8 @@ fn file_offences(path: &Path, presets: &[String]) -> Vec<String> {
 fn components_test_flags_never_layout_role_or_preset_names() {
     let presets = preset_names();
     let mut problems = Vec::new();
-    // The components, and the README sections they include (partials/readme).
-    for (dir, at_least) in [("templates/components", 100), ("templates/partials/readme", 10)] {
+    // The components, and the partials they include (an include tests on the includer's behalf).
+    for (dir, at_least) in [("templates/components", 100), ("templates/partials", 20)] {
         let root = repo().join(dir);
         let mut files = 0;
         for entry in walkdir::WalkDir::new(&root) {
