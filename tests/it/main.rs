@@ -15,6 +15,7 @@ mod hostile;
 mod recommend;
 mod rerender;
 mod snapshots;
+mod template_rules;
 mod testcmd;
 mod update;
 mod update_prop;

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import check_manifests as cm
 import yaml
+
+import check_manifests as cm
 
 ROOT = Path(__file__).resolve().parent.parent  # deploy/k8s
 BUILD = Path(os.environ.get("K8S_BUILD", ROOT / ".build"))

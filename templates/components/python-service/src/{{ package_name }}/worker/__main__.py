@@ -1,0 +1,5 @@
+"""`python -m <package>.worker`."""
+
+from . import main
+
+main()
