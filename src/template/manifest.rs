@@ -114,6 +114,10 @@ pub struct Mount {
     /// the answers, and `"true"`/`"false"`/digits become booleans/integers.
     #[serde(default)]
     pub flags: toml::Table,
+    /// What `update` tells the user when a project grows into this layout and the component
+    /// moves here (e.g. that its routes are now internal, behind a gateway).
+    #[serde(default)]
+    pub moved: Option<String>,
 }
 
 impl Manifest {

@@ -75,10 +75,23 @@ fn an_ml_api_project_grows_into_ai_product_and_keeps_its_history() {
     );
     assert!(dir.join("src/shop/pricing.py").is_file());
 
+    // What `make install` and the tools left at the root: ignored, so git does not move them.
+    write(&dir, ".venv/pyvenv.cfg", "home = /usr/bin\n");
+    write(&dir, ".mypy_cache/CACHEDIR.TAG", "x\n");
+
     let out = update(&dir, &["--preset", "ai-product"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let doc = json(&out);
     assert_eq!(doc["status"], "clean");
+    // The report says what became internal and what was left behind.
+    let notes = doc["notes"].to_string();
+    assert!(
+        notes.contains("python-service moved from the project root to ml-service/")
+            && notes.contains("routes are now internal, behind the gateway"),
+        "{notes}"
+    );
+    assert!(notes.contains("not moved") && notes.contains(".mypy_cache, .venv"), "{notes}");
+    assert!(dir.join(".venv/pyvenv.cfg").is_file(), "update never deletes the user's files");
     for f in [
         "ml-service/src/shop/pricing.py",
         "ml-service/tests/test_pricing.py",

@@ -9,6 +9,7 @@
 //! merge with the previous render relocated the same way as its base.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use git2::build::TreeUpdateBuilder;
 use git2::{Oid, Repository};
@@ -165,6 +166,48 @@ pub fn plan(old: &Layout, new: &Layout, rendered: &BTreeSet<String>, project: &B
     moves
 }
 
+/// What the new layout says of each component that moves (its mount's `moved` text): that a
+/// service is now behind a gateway, say.
+pub fn moved_notes(old: &Layout, new: &Layout) -> Vec<String> {
+    new.mounts
+        .iter()
+        .filter_map(|m| {
+            let from = old.mounts.iter().find(|o| o.component == m.component)?;
+            let note = m.moved.as_deref().filter(|_| from.at != m.at)?;
+            let from = if from.at == "." {
+                "the project root"
+            } else {
+                from.at.as_str()
+            };
+            Some(format!("{} moved from {from} to {}/: {note}", m.component, m.at))
+        })
+        .collect()
+}
+
+/// The ignored directories and files at the project's root (`.venv`, `node_modules`, caches):
+/// git does not move them, so after a layout grows they are left behind, stale.
+pub fn leftovers_note(repo: &Repository, root: &Path) -> Option<String> {
+    let workdir = repo.workdir()?;
+    let mut left: Vec<String> = std::fs::read_dir(root)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            let rel = e.path().strip_prefix(workdir).ok()?.to_path_buf();
+            (name != ".git" && repo.is_path_ignored(&rel).unwrap_or(false)).then_some(name)
+        })
+        .collect();
+    if left.is_empty() {
+        return None;
+    }
+    left.sort();
+    Some(format!(
+        "left where they were (ignored by git, so not moved; stale once the update is committed): {} — remove them (rm -rf {}); `make install` makes what the new layout needs",
+        left.join(", "),
+        left.join(" ")
+    ))
+}
+
 /// A lockfile belongs beside the manifest it locks: `uv.lock` moves with the component that
 /// wrote `pyproject.toml` next to it, `package-lock.json` with `package.json`.
 fn lockfile_of_rendered_manifest(rendered: &BTreeSet<String>, at: &str, rel: &str) -> bool {
@@ -215,6 +258,7 @@ mod tests {
                     component: c.to_string(),
                     at: at.to_string(),
                     flags: toml::Table::new(),
+                    moved: None,
                 })
                 .collect(),
         }

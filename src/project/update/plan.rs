@@ -195,10 +195,9 @@ struct Relocation {
 
 fn relocate(
     repo: &Repository,
-    template: &Template,
-    rec: &ProjectRecord,
-    rendered: &Rendered,
+    (template, rec, rendered): (&Template, &ProjectRecord, &Rendered),
     (base, ours): (Oid, Oid),
+    root: &Path,
     notes: &mut Vec<String>,
 ) -> Result<Relocation> {
     let none = Relocation {
@@ -234,6 +233,8 @@ fn relocate(
         moves.renames.keys().next().map_or("", String::as_str),
         moves.renames.values().next().map_or("", String::as_str)
     ));
+    notes.extend(evolve::moved_notes(&layouts[&rec.layout], &layouts[&rendered.layout]));
+    notes.extend(evolve::leftovers_note(repo, root));
     let ours = evolve::relocate(repo, ours, &moves)?;
     Ok(Relocation {
         base: evolve::relocate(repo, base, &moves)?,
@@ -275,7 +276,13 @@ pub fn compute(req: &UpdateRequest, prompter: &mut dyn Prompter) -> Result<(Repo
     let render_msg = git::render_message(&info, &rendered.layout, rendered.preset.as_deref());
     let render = git::write_render_commit(&repo, &rendered.files, &render_msg, Some(base))?;
     let base_tree = repo.find_commit(base)?.tree_id();
-    let reloc = relocate(&repo, &template, &rec, &rendered, (base_tree, head_tree), &mut notes)?;
+    let reloc = relocate(
+        &repo,
+        (&template, &rec, &rendered),
+        (base_tree, head_tree),
+        &root,
+        &mut notes,
+    )?;
     let mut outcome = UpdateOutcome::new(&rec, &info, &rendered, notes, req);
     let render_tree = repo.find_commit(render)?.tree_id();
     let work = if same_render(&repo, reloc.base, render_tree)? {
