@@ -35,7 +35,9 @@ readme_has 'stackwise new shop-ai                       # the default preset: ai
 stackwise new shop-ai
 cd shop-ai
 make install
-export API_KEYS=first-day-$RANDOM$RANDOM$RANDOM$RANDOM
+# A client key of its own (the gateway refuses keys under 32 characters).
+API_KEYS=first-day-$(python3 -c 'import secrets; print(secrets.token_hex(24))')
+export API_KEYS
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export PORT
 set -m
