@@ -121,10 +121,16 @@ describe.skipIf(skipReason !== null)(
     it("every job answered 202 after WAIT survives the failover; without the wait some are lost", async () => {
       const { master, replica } = await shardOf(0);
       const before = await streamedIds();
+      const primary = new Redis(master, "127.0.0.1");
+      // The jobs of the previous test were acknowledged without a wait: let the replica catch up
+      // with them first (a write on partition 0's slot, then WAIT), so that only what follows is
+      // at risk when the replica is cut off.
+      const slotKey = `${layout.partitions[0]?.jobs ?? ""}:failover-sync`;
+      await primary.set(slotKey, "1");
+      expect(Number(await primary.call("WAIT", "1", "10000"))).toBe(1);
       // Freeze the replica, then cut its replication link: what the master writes from now on stays
       // on the master (the frozen replica can neither read buffered bytes nor reconnect).
       cluster.signal(replica, "SIGSTOP");
-      const primary = new Redis(master, "127.0.0.1");
       await primary.call("CLIENT", "KILL", "TYPE", "replica");
       primary.disconnect();
       let waited: Awaited<ReturnType<typeof post>>;
