@@ -90,8 +90,14 @@ fn an_ml_api_project_grows_into_ai_product_and_keeps_its_history() {
             && notes.contains("routes are now internal, behind the gateway"),
         "{notes}"
     );
-    assert!(notes.contains("not moved") && notes.contains(".mypy_cache, .venv"), "{notes}");
-    assert!(dir.join(".venv/pyvenv.cfg").is_file(), "update never deletes the user's files");
+    assert!(
+        notes.contains("not moved") && notes.contains(".mypy_cache, .venv"),
+        "{notes}"
+    );
+    assert!(
+        dir.join(".venv/pyvenv.cfg").is_file(),
+        "update never deletes the user's files"
+    );
     for f in [
         "ml-service/src/shop/pricing.py",
         "ml-service/tests/test_pricing.py",
