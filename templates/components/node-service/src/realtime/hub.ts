@@ -115,7 +115,16 @@ export class RoomHub {
   async close(): Promise<void> {
     this.rooms.clear();
     this.subscriptions.clear();
-    if (this.redis !== null) await this.redis.subscriber.quit().catch(() => this.redis?.subscriber.disconnect());
+    if (this.redis === null) return;
+    const { subscriber } = this.redis;
+    // QUIT waits for Redis' answer, which a connection still reconnecting after an outage may never
+    // give: shutdown waits for it one second at most, then drops the connection.
+    const quit = subscriber.quit().then(
+      () => true,
+      () => false,
+    );
+    const late = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 1_000).unref());
+    if (!(await Promise.race([quit, late]))) subscriber.disconnect();
   }
 
   private deliver(room: string, frame: string): void {

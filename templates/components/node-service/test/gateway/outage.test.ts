@@ -37,6 +37,9 @@ async function expectUnavailable(res: Response, requestId: string): Promise<void
   });
 }
 
+/** Resolves with null after `ms`: the bound of a step that must not hang the test. */
+const gaveUp = (ms: number): Promise<null> => new Promise((resolve) => setTimeout(() => resolve(null), ms));
+
 describe("Redis outage", () => {
   it("a paused Redis: 503 + Retry-After on every job route, then recovery", async () => {
     const created = await enqueue();
@@ -151,9 +154,14 @@ describe("Redis outage", () => {
         10_000,
         "POST /v1/jobs accepted",
       );
-      await eventually(async () => (await verbose(early.url)).body.checks.redis === "ok", 10_000, "Redis ok");
+      await eventually(
+        async () => (await Promise.race([verbose(early.url), gaveUp(5_000)]))?.body.checks.redis === "ok",
+        10_000,
+        "Redis ok",
+      );
     } finally {
-      await early.close();
+      // Bounded, so that a close that does not return fails this attempt rather than the run.
+      await Promise.race([early.close(), gaveUp(10_000)]);
       await later.stop();
     }
   }); // two Redis starts and two 10 s waits: slow on a loaded machine
