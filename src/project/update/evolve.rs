@@ -14,11 +14,13 @@ use std::path::Path;
 use git2::build::TreeUpdateBuilder;
 use git2::{Oid, Repository};
 
-use super::merge::tree_files;
+use super::merge::{self, tree_files};
 use super::report::{FileReport, FileStatus};
 use crate::error::{Error, Result};
+use crate::project::record::ProjectRecord;
 use crate::project::record::RECORD_FILE;
 use crate::template::manifest::{Layout, Manifest};
+use crate::template::{Rendered, Template};
 
 /// How a layout change relates the two layouts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,6 +244,75 @@ pub fn relocate(repo: &Repository, tree: Oid, moves: &Moves) -> Result<Oid> {
         }
     }
     Ok(b.create_updated(repo, &t)?)
+}
+
+/// The trees of a growing layout (SPEC §6.2): HEAD and the base relocated the same way, and
+/// the move-only commit's tree and message.
+pub(super) struct Relocation {
+    pub base: Oid,
+    pub ours: Oid,
+    pub moved: Vec<FileReport>,
+    pub commit: Option<(Oid, String)>,
+}
+
+/// Plans the relocation of a growing layout (nothing when the layout stays); notes for the report.
+pub(super) fn relocation(
+    repo: &Repository,
+    (template, rec, rendered): (&Template, &ProjectRecord, &Rendered),
+    (base, ours): (Oid, Oid),
+    root: &Path,
+    notes: &mut Vec<String>,
+) -> Result<Relocation> {
+    let none = Relocation {
+        base,
+        ours,
+        moved: Vec::new(),
+        commit: None,
+    };
+    if rendered.layout == rec.layout {
+        return Ok(none);
+    }
+    let layouts = &template.manifest.layouts;
+    let keys =
+        |t: Oid| -> Result<BTreeSet<String>> { Ok(merge::tree_files(&repo.find_tree(t)?)?.into_keys().collect()) };
+    let moves = plan(
+        &layouts[&rec.layout],
+        &layouts[&rendered.layout],
+        &keys(base)?,
+        &keys(ours)?,
+    );
+    if !moves.stays.is_empty() {
+        notes.push(format!(
+            "your files outside the service stay where they are: {}",
+            moves.stays.join(", ")
+        ));
+    }
+    if moves.renames.is_empty() {
+        return Ok(none);
+    }
+    notes.push(format!(
+        "first a move-only commit of {} files (e.g. {} → {})",
+        moves.renames.len(),
+        moves.renames.keys().next().map_or("", String::as_str),
+        moves.renames.values().next().map_or("", String::as_str)
+    ));
+    notes.extend(moved_notes(&layouts[&rec.layout], &layouts[&rendered.layout]));
+    notes.extend(leftovers_note(repo, root));
+    let ours = relocate(repo, ours, &moves)?;
+    Ok(Relocation {
+        base: relocate(repo, base, &moves)?,
+        ours,
+        moved: moves.reports(),
+        commit: Some((ours, move_message(rendered))),
+    })
+}
+
+fn move_message(rendered: &Rendered) -> String {
+    format!(
+        "stackwise: move the service for the {} layout\n\nA move-only commit before the update to {}: every file keeps its content, so\n`git log --follow` and blame keep their history.\n",
+        rendered.layout,
+        rendered.preset.as_deref().unwrap_or(&rendered.layout)
+    )
 }
 
 #[cfg(test)]

@@ -11,9 +11,10 @@ use git2::{Index, Oid, Repository};
 use serde_json::Map;
 
 use super::base::{find_base, same_render};
+use super::evolve::{self, Relocation};
 use super::merge::{self, MergeSpec, Merged};
 use super::report::{FileReport, FileStatus};
-use super::{Change, Side, UpdateOutcome, UpdateRequest, UpdateStatus, answers, evolve, repo, skip};
+use super::{Change, Side, UpdateOutcome, UpdateRequest, UpdateStatus, answers, repo, skip};
 use crate::error::{Error, Result};
 use crate::project::git;
 use crate::project::install::{self, Step};
@@ -184,74 +185,6 @@ fn render_new(
     Ok(rendered)
 }
 
-/// The trees of a growing layout (SPEC §6.2): HEAD and the base relocated the same way, and
-/// the move-only commit's tree and message.
-struct Relocation {
-    base: Oid,
-    ours: Oid,
-    moved: Vec<FileReport>,
-    commit: Option<(Oid, String)>,
-}
-
-fn relocate(
-    repo: &Repository,
-    (template, rec, rendered): (&Template, &ProjectRecord, &Rendered),
-    (base, ours): (Oid, Oid),
-    root: &Path,
-    notes: &mut Vec<String>,
-) -> Result<Relocation> {
-    let none = Relocation {
-        base,
-        ours,
-        moved: Vec::new(),
-        commit: None,
-    };
-    if rendered.layout == rec.layout {
-        return Ok(none);
-    }
-    let layouts = &template.manifest.layouts;
-    let keys =
-        |t: Oid| -> Result<BTreeSet<String>> { Ok(merge::tree_files(&repo.find_tree(t)?)?.into_keys().collect()) };
-    let moves = evolve::plan(
-        &layouts[&rec.layout],
-        &layouts[&rendered.layout],
-        &keys(base)?,
-        &keys(ours)?,
-    );
-    if !moves.stays.is_empty() {
-        notes.push(format!(
-            "your files outside the service stay where they are: {}",
-            moves.stays.join(", ")
-        ));
-    }
-    if moves.renames.is_empty() {
-        return Ok(none);
-    }
-    notes.push(format!(
-        "first a move-only commit of {} files (e.g. {} → {})",
-        moves.renames.len(),
-        moves.renames.keys().next().map_or("", String::as_str),
-        moves.renames.values().next().map_or("", String::as_str)
-    ));
-    notes.extend(evolve::moved_notes(&layouts[&rec.layout], &layouts[&rendered.layout]));
-    notes.extend(evolve::leftovers_note(repo, root));
-    let ours = evolve::relocate(repo, ours, &moves)?;
-    Ok(Relocation {
-        base: evolve::relocate(repo, base, &moves)?,
-        ours,
-        moved: moves.reports(),
-        commit: Some((ours, move_message(rendered))),
-    })
-}
-
-fn move_message(rendered: &Rendered) -> String {
-    format!(
-        "stackwise: move the service for the {} layout\n\nA move-only commit before the update to {}: every file keeps its content, so\n`git log --follow` and blame keep their history.\n",
-        rendered.layout,
-        rendered.preset.as_deref().unwrap_or(&rendered.layout)
-    )
-}
-
 /// Computes the update `req` asks for; writes no file, index or ref.
 pub fn compute(req: &UpdateRequest, prompter: &mut dyn Prompter) -> Result<(Repository, Plan)> {
     let (repo, prefix) = repo::open(&req.dir)?;
@@ -276,7 +209,7 @@ pub fn compute(req: &UpdateRequest, prompter: &mut dyn Prompter) -> Result<(Repo
     let render_msg = git::render_message(&info, &rendered.layout, rendered.preset.as_deref());
     let render = git::write_render_commit(&repo, &rendered.files, &render_msg, Some(base))?;
     let base_tree = repo.find_commit(base)?.tree_id();
-    let reloc = relocate(
+    let reloc = evolve::relocation(
         &repo,
         (&template, &rec, &rendered),
         (base_tree, head_tree),
