@@ -6,7 +6,8 @@ HTTP (autocannon, or wrk for GET when autocannon cannot run):
     BENCH_CONNECTIONS (autocannon), and latency on one keep-alive connection, one request at a
     time, measured here with sub-millisecond resolution (the gateway's added latency is the
     difference of the medians).
-Bus, through the gateway's POST /v1/jobs (BENCH_JOBS jobs, 8 client threads):
+Bus, through the gateway's POST /v1/jobs (BENCH_JOBS jobs sent by autocannon at BENCH_CONNECTIONS,
+gateway/bench/jobs.mjs; 8 Python client threads where autocannon is not installed):
   * drain: the jobs enqueued first, then 1 (and then 2) workers started: jobs per second from
     the first job taken to the last result;
   * end to end: the jobs sent while 2 workers run: jobs per second from the first POST to the
@@ -36,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stacklib import GATEWAY_DIR, LOAD_TEST_ENV, SIGNALS, Bus, Interrupted, Stack, http, submit_jobs
+from stacklib import GATEWAY_DIR, LOAD_TEST_ENV, SIGNALS, Bus, Interrupted, Stack, StackError, http, submit_jobs
 
 SECONDS = max(1, min(int(os.environ.get("BENCH_SECONDS", "5")), 30))
 CONNECTIONS = max(1, min(int(os.environ.get("BENCH_CONNECTIONS", "50")), 200))
@@ -137,6 +138,20 @@ def sequential(url: str, headers: dict[str, str], body: Any, requests: int = 300
     }
 
 
+def post_jobs(url: str, api_key: str) -> tuple[list[str], float]:
+    """JOBS jobs POSTed to /v1/jobs: (accepted ids, seconds). autocannon when the gateway has it."""
+    if not (GATEWAY_DIR / "node_modules" / "autocannon").is_dir():
+        return submit_jobs(url, api_key, [BODY] * JOBS)
+    argv = ["node", "bench/jobs.mjs", url, api_key, str(JOBS), str(CONNECTIONS)]
+    proc = subprocess.run(argv, cwd=GATEWAY_DIR, capture_output=True, text=True, timeout=300, check=False)
+    if proc.returncode != 0:
+        raise StackError(f"bench/jobs.mjs failed: {proc.stderr.strip()[-300:]}")
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    if report["failed"]:
+        print(f"  bus: {report['failed']} POST /v1/jobs not accepted")
+    return list(report["ids"]), float(report["seconds"])
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -156,7 +171,7 @@ def bus_round(stack: Stack, bus: Bus, workers: int, *, prefilled: bool) -> dict[
             stack.start_worker(name)
         stack.wait_workers(names)
     t0 = time.time()
-    ids, enqueue_s = submit_jobs(stack.gateway_url, stack.api_key.split(",")[0], [BODY] * JOBS)
+    ids, enqueue_s = post_jobs(stack.gateway_url, stack.api_key.split(",")[0])
     if prefilled:
         for name in names:
             stack.start_worker(name)

@@ -7,7 +7,8 @@ SIGTERM stops every process it started, gateway first and Redis last; repeated s
 a terminal send several at once) do not interrupt that shutdown.
 
 Environment: HOST (127.0.0.1), PORT (8080), ML_PORT (8000, or a free port when taken),
-WORKERS (2), REDIS_URL, API_KEYS, ML_API_KEY, BUS_PARTITIONS, LOG_LEVEL (info).
+WORKERS (2), GATEWAY_PROCESSES (the number of cores: the gateway's HTTP_PROCESSES, node:cluster),
+REDIS_URL, API_KEYS, ML_API_KEY, BUS_PARTITIONS, LOG_LEVEL (info).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def main() -> int:
         host = os.environ.get("HOST") or "127.0.0.1"
         port = whole_number("PORT", "8080")
         workers = whole_number("WORKERS", "2")
+        # The gateway keeps no state of its own: one process per core serves the API.
+        gateway_processes = whole_number("GATEWAY_PROCESSES", str(os.cpu_count() or 1))
         if not port_is_free(host, port):
             raise StackError(f"port {port} on {host} is taken: set PORT to another port")
         ml_port = int(os.environ.get("ML_PORT") or (8000 if port_is_free("127.0.0.1", 8000) else 0))
@@ -55,7 +58,7 @@ def main() -> int:
         names = [f"worker-{n}" for n in range(1, workers + 1)]
         for n, name in enumerate(names, 1):
             stack.start_worker(name, WORKER_NAME=f"{socket.gethostname()}-dev-{n}-{os.getpid()}")
-        stack.start_gateway(host, port, wait=False)
+        stack.start_gateway(host, port, wait=False, env={"HTTP_PROCESSES": str(max(1, gateway_processes))})
         stack.wait_http("ml-service", f"{stack.ml_url}/readyz")
         stack.wait_http("gateway", f"{stack.gateway_url}/readyz")
         stack.wait_workers(names)

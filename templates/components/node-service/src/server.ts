@@ -1,8 +1,10 @@
+import cluster from "node:cluster";
 import closeWithGrace from "close-with-grace";
 import { buildApp } from "./app.js";
 import { ConfigError, loadConfig } from "./config.js";
 import { serveMetrics } from "./observability/metrics.js";
 import { shutdownTracing } from "./observability/tracing.js";
+import { joinPrimary, runPrimary } from "./processes.js";
 
 async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>;
@@ -16,18 +18,44 @@ async function main(): Promise<void> {
     throw error;
   }
 
+  if (config.HTTP_PROCESSES > 1 && cluster.isPrimary) {
+    await runPrimary({
+      processes: config.HTTP_PROCESSES,
+      host: config.HOST,
+      metricsPort: config.METRICS_PORT,
+      shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    });
+    return;
+  }
+
   const app = await buildApp(config);
   app.addHook("onClose", shutdownTracing);
 
   // SIGTERM/SIGINT: stop accepting connections, let in-flight requests finish (new ones get 503),
   // close WebSockets and Redis, then exit. A second signal or the timeout forces the exit.
-  closeWithGrace({ delay: config.SHUTDOWN_TIMEOUT_MS }, async ({ signal, err }) => {
-    if (err !== undefined) app.log.error({ err }, "shutting down after an uncaught error");
-    else app.log.info({ signal }, "shutting down");
-    await app.close();
-  });
+  // Forked by the primary (HTTP_PROCESSES > 1): signals are the primary's to handle (a terminal's
+  // Ctrl-C or a supervisor's process-group signal reaches every process); it says when to stop.
+  const forked = cluster.isWorker;
+  const grace = closeWithGrace(
+    { delay: config.SHUTDOWN_TIMEOUT_MS, ...(forked ? { skip: ["SIGINT", "SIGTERM"] as const } : {}) },
+    async ({ signal, err, manual }) => {
+      if (err !== undefined) app.log.error({ err }, "shutting down after an uncaught error");
+      else app.log.info({ signal: signal ?? (manual === true ? "primary" : undefined) }, "shutting down");
+      await app.close();
+    },
+  );
 
-  await serveMetrics(app, config.HOST, config.METRICS_PORT);
+  if (forked) {
+    for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => undefined);
+    let closing = false;
+    joinPrimary(app.metrics.registry, () => {
+      if (closing) return;
+      closing = true;
+      grace.close();
+    });
+  } else {
+    await serveMetrics(app, config.HOST, config.METRICS_PORT);
+  }
   await app.listen({ host: config.HOST, port: config.PORT });
 }
 

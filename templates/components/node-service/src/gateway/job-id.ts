@@ -6,10 +6,25 @@
 // the key that created the job: the gateway tells "issued to this caller, now gone" (410) from
 // "never issued to this caller" (404: unknown, or another key's job) with no Redis round trip,
 // so both 404 cases take the same path and the same time.
-import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomFillSync, timingSafeEqual } from "node:crypto";
 
 const NONCE_BYTES = 10;
 const VERSION = 0x80;
+/** Random bytes are drawn from the CSPRNG in blocks of this size (as crypto.randomUUID does), each byte used once. */
+const POOL_BYTES = 4_000;
+let pool = Buffer.alloc(0);
+let taken = 0;
+
+function freshNonce(): Buffer {
+  if (taken + NONCE_BYTES > pool.length) {
+    pool = randomFillSync(Buffer.allocUnsafe(POOL_BYTES));
+    taken = 0;
+  }
+  // A view: its bytes are used for this id only (the caller copies them into the id's string).
+  const nonce = pool.subarray(taken, taken + NONCE_BYTES);
+  taken += NONCE_BYTES;
+  return nonce;
+}
 
 function tag(ownerKey: Buffer, nonce: Buffer): Buffer {
   return createHmac("sha256", ownerKey)
@@ -26,7 +41,7 @@ function format(bytes: Buffer): string {
 
 /** A fresh job id for the caller whose API key digest is `ownerKey`. */
 export function issueJobId(ownerKey: Buffer): string {
-  const nonce = randomBytes(NONCE_BYTES);
+  const nonce = freshNonce();
   nonce[6] = ((nonce[6] ?? 0) & 0x0f) | VERSION;
   nonce[8] = ((nonce[8] ?? 0) & 0x3f) | 0x80;
   return format(Buffer.concat([nonce, tag(ownerKey, nonce)]));

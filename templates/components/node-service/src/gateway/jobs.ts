@@ -1,6 +1,7 @@
 // Producer side of the Redis Streams job bus (contracts/README.md, "Bus protocol"): per partition p,
 // the job hash `{jobs:p}:job:<id>`, the job stream `{jobs:p}:predict` (group `ml-workers`), the events
-// stream `{jobs:p}:events` and the deadlines `{jobs:p}:deadlines`, all written in one MULTI.
+// stream `{jobs:p}:events` and the deadlines `{jobs:p}:deadlines`, all written by one server-side
+// script call (EVALSHA; ioredis falls back to EVAL on NOSCRIPT), atomic like the MULTI it replaces.
 import { createHash } from "node:crypto";
 import { Cluster } from "ioredis";
 import { Compile } from "typebox/compile";
@@ -29,6 +30,30 @@ export const JOB_LOST = "job lost";
 const CLOCK_REFRESH_MS = 30_000;
 /** Deletes an idempotency key only while it still holds the value this request wrote. */
 const RELEASE_IF_EQUAL = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+/**
+ * One enqueue in one round trip: the job hash (with its owner and TTL), its deadline, the stream
+ * entry (no MAXLEN: the workers trim the stream below the oldest pending entry only) and the queued
+ * event (events trimmed by age). Every key carries the partition's hash tag: one cluster slot.
+ * KEYS: job hash, deadlines, job stream, events stream.
+ * ARGV: id, created_at, request_id, deadline, owner, ttl, payload, events MINID, queued event, traceparent?
+ */
+const ENQUEUE_SCRIPT = `redis.call('HSET', KEYS[1], 'status', 'queued', 'created_at', ARGV[2], 'request_id', ARGV[3],
+  'deadline', ARGV[4], 'owner', ARGV[5])
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+if ARGV[10] then
+  redis.call('XADD', KEYS[3], '*', 'v', '1', 'job_id', ARGV[1], 'type', 'predict', 'payload', ARGV[7],
+    'created_at', ARGV[2], 'request_id', ARGV[3], 'traceparent', ARGV[10])
+else
+  redis.call('XADD', KEYS[3], '*', 'v', '1', 'job_id', ARGV[1], 'type', 'predict', 'payload', ARGV[7],
+    'created_at', ARGV[2], 'request_id', ARGV[3])
+end
+redis.call('XADD', KEYS[4], 'MINID', '~', ARGV[8], '*', 'id', ARGV[1], 'event', ARGV[9])
+return 1`;
+const ENQUEUE_COMMAND = "stackwiseEnqueueJob";
+
+/** The client with the enqueue script defined on it (ioredis `defineCommand`: EVALSHA, EVAL on NOSCRIPT). */
+type WithEnqueue = Record<typeof ENQUEUE_COMMAND, (...keysAndArgs: string[]) => Promise<unknown>>;
 
 /** The queue of the job's partition is too far behind to accept more work (503). */
 export class BacklogFullError extends Error {
@@ -150,6 +175,7 @@ export class JobStore {
   ) {
     this.layout = new BusLayout(options.partitions);
     this.clock = new RedisClock(redis);
+    redis.defineCommand(ENQUEUE_COMMAND, { numberOfKeys: 4, lua: ENQUEUE_SCRIPT });
   }
 
   /** Creates every partition's consumer group at id 0 (jobs added before it existed are not skipped). */
@@ -237,7 +263,8 @@ export class JobStore {
       options.idempotencyKey === undefined
         ? undefined
         : `idem:${idempotencyScope(options.ownerKey)}:${options.idempotencyKey}`;
-    const idemValue = `${id} ${sha256Hex(canonicalJson(request))}`;
+    // Only a request with an Idempotency-Key pays for hashing its canonical body.
+    const idemValue = idemKey === undefined ? "" : `${id} ${sha256Hex(canonicalJson(request))}`;
     if (idemKey !== undefined) {
       const earlier = await this.#claimIdempotencyKey(idemKey, idemValue);
       if (earlier !== undefined) return { id: earlier, created: false };
@@ -249,49 +276,24 @@ export class JobStore {
     const queued: JobEvent = { id, type: "queued", status: "queued", ts: now };
     try {
       await this.#admit(keys);
-      // No MAXLEN on the job stream: the workers trim it below the oldest pending entry only.
-      const replies = await this.redis
-        .multi()
-        .hset(keys.job(id), {
-          status: "queued",
-          created_at: createdAt,
-          request_id: requestId,
-          deadline: String(deadline),
-          owner: ownerId(options.ownerKey),
-        })
-        .expire(keys.job(id), JOB_TTL_SECONDS)
-        .zadd(keys.deadlines, deadline, id)
-        .xadd(
-          keys.jobs,
-          "*",
-          "v",
-          "1",
-          "job_id",
-          id,
-          "type",
-          "predict",
-          "payload",
-          JSON.stringify(request),
-          "created_at",
-          createdAt,
-          "request_id",
-          requestId,
-          ...(options.traceparent === undefined ? [] : ["traceparent", options.traceparent]),
-        )
-        .xadd(
-          keys.events,
-          "MINID",
-          "~",
-          String(Math.max(0, now - this.options.eventsRetentionMs)),
-          "*",
-          "id",
-          id,
-          "event",
-          JSON.stringify(queued),
-        )
-        .exec();
-      const failed = replies?.find(([err]) => err !== null)?.[0];
-      if (!replies || failed) throw failed ?? new Error("job transaction aborted");
+      const job = keys.job(id);
+      const args = [
+        job,
+        keys.deadlines,
+        keys.jobs,
+        keys.events,
+        id,
+        createdAt,
+        requestId,
+        String(deadline),
+        ownerId(options.ownerKey),
+        String(JOB_TTL_SECONDS),
+        JSON.stringify(request),
+        String(Math.max(0, now - this.options.eventsRetentionMs)),
+        JSON.stringify(queued),
+      ];
+      if (options.traceparent !== undefined) args.push(options.traceparent);
+      await (this.redis as unknown as WithEnqueue)[ENQUEUE_COMMAND](...args);
       await this.#replicated(keys);
     } catch (err) {
       // Written but not confirmed by a replica: the job exists and may run, so the idempotency

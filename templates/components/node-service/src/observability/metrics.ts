@@ -42,6 +42,8 @@ export class Metrics {
       help: "Entries of a job stream not yet delivered to the group.",
       labelNames: ["partition"] as const,
       registers: [this.registry],
+      // Every server process reads the same streams: with HTTP_PROCESSES > 1, one answer, not a sum.
+      aggregator: "first",
       async collect() {
         const read = reader();
         if (read === undefined) return;
@@ -56,6 +58,8 @@ export class Metrics {
       help: "Entries delivered to a worker and not acknowledged yet.",
       labelNames: ["partition"] as const,
       registers: [this.registry],
+      // Every server process reads the same streams: with HTTP_PROCESSES > 1, one answer, not a sum.
+      aggregator: "first",
       async collect() {
         const read = reader();
         if (read === undefined) return;
@@ -96,6 +100,35 @@ export function registerMetrics(app: App): Metrics {
   return metrics;
 }
 
+/**
+ * Listens on host:port; a port taken by another process of this machine (a second local instance)
+ * is replaced by any free one (in Kubernetes every pod has the port to itself). Returns the URL.
+ */
+export async function listenForScrapes(
+  server: Server,
+  host: string,
+  port: number,
+  onTaken: () => void,
+): Promise<string> {
+  const listen = (wanted: number) =>
+    new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(wanted, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+  try {
+    await listen(port);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+    onTaken();
+    await listen(0);
+  }
+  const address = server.address();
+  return `http://${host}:${address !== null && typeof address !== "string" ? address.port : port}/metrics`;
+}
+
 /** GET /metrics on host:port (0: nothing); the server is closed with the app. */
 export async function serveMetrics(app: App, host: string, port: number): Promise<Server | undefined> {
   if (port === 0) return undefined;
@@ -112,25 +145,9 @@ export async function serveMetrics(app: App, host: string, port: number): Promis
         res.writeHead(500).end();
       });
   });
-  const listen = (wanted: number) =>
-    new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(wanted, host, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
-  try {
-    await listen(port);
-  } catch (err) {
-    // Taken by another process of this machine (a second local instance): any free port will do
-    // locally; in Kubernetes every pod has the port to itself.
-    if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
-    app.log.warn({ wanted: port }, "metrics port taken, using another");
-    await listen(0);
-  }
-  const address = server.address();
-  const url = `http://${host}:${address !== null && typeof address !== "string" ? address.port : port}/metrics`;
+  const url = await listenForScrapes(server, host, port, () =>
+    app.log.warn({ wanted: port }, "metrics port taken, using another"),
+  );
   app.addHook("onClose", async () => {
     const closed = new Promise((resolve) => server.close(resolve));
     server.closeAllConnections(); // a scraper's keep-alive connection must not hold the shutdown

@@ -7,41 +7,62 @@ interface Count {
   ttl: number;
 }
 
-// One round trip: count the request and start the window on its first one (fixed window).
-const INCR = `local current = redis.call('INCR', KEYS[1])
+/**
+ * One round trip: take ARGV[2] units of the window's budget and start the window on its first take
+ * (fixed window). Returns the counter after the take and the window's time left.
+ */
+const TAKE = `local current = redis.call('INCRBY', KEYS[1], ARGV[2])
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
   ttl = tonumber(ARGV[1])
 end
 return {current, ttl}`;
+const TAKE_COMMAND = "stackwiseRateLimitTake";
+type WithTake = Record<typeof TAKE_COMMAND, (key: string, windowMs: number, units: number) => Promise<unknown>>;
+
+/**
+ * A process takes this share of a limit from Redis at a time (a lease) and counts the requests it
+ * admits against it locally, so a busy key costs one Redis round trip per lease instead of one per
+ * request. Limits below LEASE_DIVISOR are leased one unit at a time: counted exactly, as before.
+ */
+const LEASE_DIVISOR = 100;
+const MAX_LEASE = 10_000;
+const MAX_KEYS = 10_000;
+
+/** Leases this process holds: requests `next..hi` of the window are its to admit. */
+interface Lease {
+  next: number;
+  hi: number;
+  resetAt: number;
+  /** A take from Redis in flight: concurrent requests for the key wait for it instead of taking more. */
+  pending?: Promise<boolean> | undefined;
+}
+
+/** Maps bounded in size: expired entries go first, then the oldest (a Map iterates in insertion order). */
+function evict<T extends { resetAt: number }>(entries: Map<string, T>, now: number, maxKeys: number): void {
+  if (entries.size < maxKeys) return;
+  for (const [key, entry] of entries) if (entry.resetAt <= now) entries.delete(key);
+  for (const key of entries.keys()) {
+    if (entries.size < maxKeys) break;
+    entries.delete(key);
+  }
+}
 
 /** Counters of this process, used while Redis is unreachable; bounded in size. */
 class LocalCounters {
   private readonly windows = new Map<string, { count: number; resetAt: number }>();
 
-  constructor(private readonly maxKeys = 10_000) {}
-
   incr(key: string, timeWindow: number): Count {
     const now = Date.now();
     let window = this.windows.get(key);
     if (window === undefined || window.resetAt <= now) {
-      this.evict(now);
+      evict(this.windows, now, MAX_KEYS);
       window = { count: 0, resetAt: now + timeWindow };
       this.windows.set(key, window);
     }
     window.count += 1;
     return { current: window.count, ttl: window.resetAt - now };
-  }
-
-  private evict(now: number): void {
-    if (this.windows.size < this.maxKeys) return;
-    for (const [key, window] of this.windows) if (window.resetAt <= now) this.windows.delete(key);
-    // Still full: drop the oldest windows (a Map iterates in insertion order).
-    for (const key of this.windows.keys()) {
-      if (this.windows.size < this.maxKeys) break;
-      this.windows.delete(key);
-    }
   }
 }
 
@@ -49,10 +70,78 @@ class LocalCounters {
  * A @fastify/rate-limit store: counters live in Redis, shared by every instance; while Redis is
  * unreachable or slow, each instance counts on its own (logged once when it starts and when Redis
  * is back). An outage neither lifts the limits nor turns requests into errors.
+ *
+ * Each instance leases max/100 requests of a key's window at a time (at least 1, at most 10,000)
+ * and admits them without asking Redis again. Across instances no more than `max` requests are
+ * ever admitted per window; a caller spreading its requests over N instances may be refused up
+ * to (N - 1) leases (about (N - 1)% of the limit) early, since a lease another instance holds is
+ * not handed back. A key whose Redis counter already passed `max` is refused locally until its
+ * window ends.
  */
 export function resilientStore(redis: RedisClient, log: FastifyBaseLogger, prefix = "rl:"): FastifyRateLimitStoreCtor {
   const local = new LocalCounters();
+  const leases = new Map<string, Lease>();
+  redis.defineCommand(TAKE_COMMAND, { numberOfKeys: 1, lua: TAKE });
   let degraded = false;
+
+  /** Takes a lease from Redis for `name`; on failure the caller falls back to local counting. */
+  async function renew(name: string, timeWindow: number, max: number): Promise<void> {
+    const units = Math.min(MAX_LEASE, Math.max(1, Math.floor(max / LEASE_DIVISOR)));
+    const reply = await (redis as unknown as WithTake)[TAKE_COMMAND](name, timeWindow, units);
+    const [hi, ttl] = reply as [number, number];
+    const now = Date.now();
+    evict(leases, now, MAX_KEYS);
+    leases.set(name, { next: hi - units + 1, hi, resetAt: now + ttl });
+    if (degraded) {
+      degraded = false;
+      log.info("rate limit counters are shared through Redis again");
+    }
+  }
+
+  /** The count of this request from the lease held for `name`, or undefined when a new lease is needed. */
+  function fromLease(name: string, max: number): Count | undefined {
+    const lease = leases.get(name);
+    if (lease === undefined || lease.pending !== undefined) return undefined;
+    const now = Date.now();
+    if (lease.resetAt <= now) return undefined;
+    const ttl = lease.resetAt - now;
+    if (lease.next <= lease.hi) return { current: lease.next++, ttl };
+    // The whole window's budget is taken (here or elsewhere): over the limit until the window ends.
+    if (lease.hi >= max) return { current: Math.max(lease.hi, max) + 1, ttl };
+    return undefined;
+  }
+
+  function count(name: string, timeWindow: number, max: number, callback: (error: null, result: Count) => void): void {
+    const counted = fromLease(name, max);
+    if (counted !== undefined) {
+      callback(null, counted);
+      return;
+    }
+    const lease = leases.get(name);
+    const retry = (renewed: boolean) => {
+      if (renewed) count(name, timeWindow, max, callback);
+      else callback(null, local.incr(name, timeWindow));
+    };
+    if (lease?.pending !== undefined) {
+      void lease.pending.then(retry);
+      return;
+    }
+    const pending = renew(name, timeWindow, max).then(
+      () => true,
+      (error: unknown) => {
+        if (leases.get(name)?.pending === pending) leases.delete(name);
+        if (!degraded) {
+          degraded = true;
+          log.warn({ err: error }, "Redis unavailable: rate limits are counted per instance until it returns");
+        }
+        return false;
+      },
+    );
+    // Concurrent requests for the key wait for this take (renew replaces the entry when it lands).
+    if (lease !== undefined) lease.pending = pending;
+    else leases.set(name, { next: 1, hi: 0, resetAt: 0, pending });
+    void pending.then(retry);
+  }
 
   class ResilientStore implements FastifyRateLimitStore {
     constructor(
@@ -60,25 +149,8 @@ export function resilientStore(redis: RedisClient, log: FastifyBaseLogger, prefi
       private readonly namespace = prefix,
     ) {}
 
-    incr(key: string, callback: (error: Error | null, result?: Count) => void, timeWindow: number): void {
-      const name = `${this.namespace}${key}`;
-      redis
-        .eval(INCR, 1, name, timeWindow)
-        .then((reply) => {
-          const [current, ttl] = reply as [number, number];
-          if (degraded) {
-            degraded = false;
-            log.info("rate limit counters are shared through Redis again");
-          }
-          callback(null, { current, ttl });
-        })
-        .catch((error: unknown) => {
-          if (!degraded) {
-            degraded = true;
-            log.warn({ err: error }, "Redis unavailable: rate limits are counted per instance until it returns");
-          }
-          callback(null, local.incr(name, timeWindow));
-        });
+    incr(key: string, callback: (error: Error | null, result?: Count) => void, timeWindow: number, max: number): void {
+      count(`${this.namespace}${key}`, timeWindow, max, callback);
     }
 
     /** A route with its own limits counts apart (the plugin passes the route as `routeInfo`). */

@@ -61,9 +61,10 @@ async function monitored(action: () => Promise<void>): Promise<string[][]> {
   monitor.on("monitor", (_time: string, args: string[]) => commands.push(args));
   try {
     await action();
-    // MONITOR output trails the replies a little: wait for the EXEC of the transaction.
+    // MONITOR output trails the replies a little: wait for the queued event, the enqueue's last write.
     const deadline = Date.now() + 2_000;
-    while (!commands.some(([name]) => name?.toLowerCase() === "exec") && Date.now() < deadline) {
+    const queuedEvent = ([name, key]: string[]) => name?.toLowerCase() === "xadd" && key === EVENTS;
+    while (!commands.some(queuedEvent) && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   } finally {
@@ -73,7 +74,7 @@ async function monitored(action: () => Promise<void>): Promise<string[][]> {
 }
 
 describe("POST /v1/jobs", () => {
-  it("writes hash, deadline, job entry and queued event in one MULTI, and answers 202", async () => {
+  it("writes hash, deadline, job entry and queued event in one script call, and answers 202", async () => {
     const before = Date.now();
     let res: Response | undefined;
     const commands = await monitored(async () => {
@@ -85,12 +86,18 @@ describe("POST /v1/jobs", () => {
     expect(body.id).toMatch(JOB_ID);
     expect(res?.headers.get("location")).toBe(`/v1/jobs/${body.id}`);
 
-    // The transaction: exactly these writes, in this order, between MULTI and EXEC.
+    // One round trip: a single script call (EVALSHA, or EVAL after NOSCRIPT) making exactly these
+    // writes, in this order, on keys of the job's partition only (one cluster slot).
     const names = commands.map(([name]) => (name ?? "").toLowerCase());
-    const multi = names.indexOf("multi");
-    expect(multi).toBeGreaterThanOrEqual(0);
-    expect(names.slice(multi, multi + 7)).toEqual(["multi", "hset", "expire", "zadd", "xadd", "xadd", "exec"]);
-    const [jobsXadd, eventsXadd] = commands.slice(multi + 4, multi + 6);
+    expect(names).not.toContain("multi");
+    const hset = names.indexOf("hset");
+    expect(hset).toBeGreaterThan(0);
+    expect(["evalsha", "eval"]).toContain(names[hset - 1]);
+    expect(names.slice(hset, hset + 5)).toEqual(["hset", "expire", "zadd", "xadd", "xadd"]);
+    const script = commands[hset - 1] ?? [];
+    expect(script[2]).toBe("4");
+    for (const key of script.slice(3, 7)) expect(key.startsWith("{jobs:0}:")).toBe(true);
+    const [jobsXadd, eventsXadd] = commands.slice(hset + 3, hset + 5);
     // Producers never trim the job stream (an untrimmed entry can never be lost while pending).
     expect(jobsXadd?.[1]).toBe(JOBS);
     expect(jobsXadd?.map((arg) => arg.toUpperCase())).not.toContain("MAXLEN");
@@ -128,6 +135,17 @@ describe("POST /v1/jobs", () => {
     // The group sees it as waiting work.
     const [group] = (await redis.xinfo("GROUPS", JOBS)) as unknown[][];
     expect(group?.[group.indexOf("lag") + 1]).toBe(1);
+  });
+
+  it("still enqueues after Redis lost its script cache (NOSCRIPT falls back to EVAL)", async () => {
+    expect((await enqueue(IRIS)).status).toBe(202);
+    await redis.script("FLUSH");
+    const res = await enqueue(IRIS);
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    expect(await redis.hget(jobKey(id), "status")).toBe("queued");
+    const entries = await redis.xrange(JOBS, "-", "+");
+    expect(entries.map(([, fields]) => fieldMap(fields).job_id)).toContain(id);
   });
 
   it("trims events older than EVENTS_RETENTION_MS, keeps recent ones", async () => {
@@ -186,6 +204,8 @@ describe("time comes from Redis", () => {
       ML_URL: stack.ml.url,
       API_KEYS: API_KEY,
       JOB_DEADLINE_MS: "120000",
+      // The same limit as the other instance: both take leases of this key's budget in Redis.
+      RATE_LIMIT_MAX: "10000",
     });
     const realNow = Date.now.bind(Date);
     const spy = vi.spyOn(Date, "now").mockImplementation(() => realNow() + 70_000);

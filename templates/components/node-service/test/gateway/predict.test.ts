@@ -122,7 +122,13 @@ describe("POST /v1/predict", () => {
   });
 
   it("503 + Retry-After when the ML service is down; the gateway stays ready, /readyz?verbose names it", async () => {
-    const other = await startApp({ REDIS_URL: redis.url, ML_URL: "http://127.0.0.1:9", API_KEYS: API_KEY });
+    // The same limit as the other instance: both take leases of this key's budget in Redis.
+    const other = await startApp({
+      REDIS_URL: redis.url,
+      ML_URL: "http://127.0.0.1:9",
+      API_KEYS: API_KEY,
+      RATE_LIMIT_MAX: "10000",
+    });
     try {
       expect((await predict(IRIS)).status).toBe(200);
       const res = await fetch(`${other.url}/v1/predict`, {
