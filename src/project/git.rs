@@ -148,6 +148,7 @@ pub fn write_render_commit(
 pub fn init_with_render(dir: &Path, files: &[RenderedFile], message: &str) -> Result<String> {
     let mut opts = git2::RepositoryInitOptions::new();
     opts.initial_head("main");
+    init_templates(&mut opts);
     let repo = Repository::init_opts(dir, &opts)?;
     let scratch = Repository::from_odb(git2::Odb::new()?)?;
     let objects = scratch.odb()?;
@@ -175,6 +176,23 @@ pub fn init_with_render(dir: &Path, files: &[RenderedFile], message: &str) -> Re
     repo.reference("refs/heads/main", oid, false, "stackwise new: render commit")?;
     index.write()?;
     Ok(oid.to_string())
+}
+
+/// Chooses what a new repository is seeded with, as `git init` would: the template directory the
+/// user named (`GIT_TEMPLATE_DIR`, else `init.templateDir` of their git configuration) when there
+/// is one, copied whole (a team's shared hooks live there). Without one, git copies its own
+/// sample hooks (a dozen `*.sample` files nothing runs); libgit2's minimal skeleton (description,
+/// `info/exclude`, one hooks README) is written instead: a file in `.git` costs a new project about
+/// as much as one of its own files.
+fn init_templates(opts: &mut git2::RepositoryInitOptions) {
+    if let Some(dir) = std::env::var_os("GIT_TEMPLATE_DIR").filter(|d| !d.is_empty()) {
+        opts.template_path(Path::new(&dir));
+        return;
+    }
+    let configured = git2::Config::open_default()
+        .and_then(|c| c.get_path("init.templatedir"))
+        .is_ok();
+    opts.external_template(configured);
 }
 
 /// Writes the objects `ids` of `from` (here: the in-memory ones of a new repository; the

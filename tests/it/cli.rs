@@ -321,6 +321,56 @@ fn git_repository_with_one_initial_commit() {
     );
 }
 
+/// A new repository is seeded like `git init` seeds it: from the template directory the user
+/// configured (`init.templateDir` or `GIT_TEMPLATE_DIR`: a team's shared hooks), and without one
+/// with no sample hooks (git's dozen `*.sample` files cost a new project a file each).
+#[test]
+fn a_new_repository_takes_the_users_git_template_directory_only() {
+    let (tpl, out) = fixture();
+    let home = TempDir::new().unwrap();
+    let hooks = TempDir::new().unwrap();
+    std::fs::create_dir_all(hooks.path().join("hooks")).unwrap();
+    std::fs::write(hooks.path().join("hooks/pre-commit"), "#!/bin/sh\nexit 0\n").unwrap();
+    let new = |name: &str, config: Option<&str>, env_dir: Option<&std::path::Path>| {
+        let mut c = stackwise();
+        c.args(["new", name, "--yes", "-o"])
+            .arg(out.path())
+            .arg("--template")
+            .arg(tpl.path())
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env_remove("GIT_TEMPLATE_DIR");
+        match config {
+            Some(text) => std::fs::write(home.path().join(".gitconfig"), text).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(home.path().join(".gitconfig"));
+            }
+        }
+        if let Some(dir) = env_dir {
+            c.env("GIT_TEMPLATE_DIR", dir);
+        }
+        c.assert().success();
+        let git = out.path().join(name).join(".git");
+        let repo = git2::Repository::open(out.path().join(name)).unwrap();
+        assert!(repo.statuses(None).unwrap().is_empty());
+        git
+    };
+    let plain = new("plain", None, None);
+    let samples: Vec<_> = std::fs::read_dir(plain.join("hooks"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        samples.iter().all(|n| n == "README.sample"),
+        "no sample hooks: {samples:?}"
+    );
+    let dir = hooks.path().display().to_string();
+    let configured = new("configured", Some(&format!("[init]\n\ttemplateDir = {dir}\n")), None);
+    assert!(configured.join("hooks/pre-commit").is_file());
+    let from_env = new("from-env", None, Some(hooks.path()));
+    assert!(from_env.join("hooks/pre-commit").is_file());
+}
+
 #[test]
 fn tera_syntax_error_names_file_and_line() {
     assert_template_rejected(
