@@ -164,7 +164,7 @@ pub fn build(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Ma
             })?;
             // The record is the user's (SPEC §7.1): a template that wrote it could erase
             // `[update] skip`, redirect later updates or fake the version migrations start from.
-            if path == crate::project::record::RECORD_FILE {
+            if path == super::files::RECORD_FILE {
                 return Err(Error::UnsafePath {
                     path: format!("{path} (from {source})"),
                     reason: "`.stackwise.toml` is reserved: stackwise writes the project's record itself".into(),
