@@ -11,8 +11,8 @@ pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Set once the running command checks [`INTERRUPTED`] itself, from the point where stopping at
 /// once would leave something behind (a staging directory, a test directory). Before that, the
-/// binary's handler ends the process at once: a blocking read, a prompt or a fetch would never
-/// look at the flag.
+/// binary ends at once (its `main` returns 130 while the command's thread is left where it is):
+/// a blocking read, a prompt or a fetch would never look at the flag.
 pub static POLLED: AtomicBool = AtomicBool::new(false);
 
 /// From here on, Ctrl-C sets [`INTERRUPTED`] and this command stops by itself, cleaning up.

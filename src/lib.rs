@@ -5,12 +5,14 @@
 //!
 //! - [`template`]: reading a template, in memory (source → manifest → preset → answers → plan → render);
 //! - [`project`]: acting on a project on disk (staging, install, git, the record);
-//! - [`recommend`]: workload signals → preset.
+//! - [`recommend`]: workload signals → preset;
+//! - [`signals`]: the language of a preset's `[signals]` (a leaf both `template` and `recommend` use).
 
 pub mod error;
 pub mod interrupt;
 pub mod project;
 pub mod recommend;
+pub mod signals;
 pub mod suggest;
 pub mod template;
 pub mod testing;

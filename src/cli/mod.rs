@@ -2,7 +2,7 @@
 //!
 //! One file per command (`new.rs`, `update.rs`…): each takes its parsed arguments and the
 //! [`Settings`] settled once before it runs (`settings.rs`), and returns an [`ExitStatus`]; only [`main`] turns it into the
-//! process's exit code.
+//! process's exit code (nothing calls `process::exit`).
 
 mod adopt;
 mod ask;
@@ -24,6 +24,7 @@ mod workload;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use stackwise::Error;
@@ -70,22 +71,32 @@ enum Command {
     },
 }
 
-/// Ctrl-C (and SIGTERM) anywhere: exit 130 saying "interrupted". Once a command polls the flag
-/// ([`stackwise::interrupt::POLLED`]: `new` from staging on, `test`, the questions of
-/// `recommend`, `update`'s writer) it gets the chance to clean up first; a second Ctrl-C does
-/// not wait for it.
+/// How a run ends: the command returned (or panicked), or Ctrl-C came while it was not polling.
+enum End {
+    Returned(std::thread::Result<ExitCode>),
+    Interrupted,
+}
+
+/// The command's thread gets the stack a main thread would have (its renders recurse).
+const COMMAND_STACK: usize = 8 << 20;
+
+/// Ctrl-C (and SIGTERM) anywhere: exit 130 saying "interrupted". The handler only reports the
+/// signal, to [`main`] (which waits for whichever comes first, the command's status or the
+/// signal) or, once the command polls ([`stackwise::interrupt::POLLED`]: `new` from staging on,
+/// `test`, the questions of `recommend`, `update`'s writer), to the command through
+/// [`stackwise::interrupt::INTERRUPTED`], so it cleans up and returns `Interrupted` itself; a
+/// second Ctrl-C does not wait for it.
 ///
-/// The one `process::exit` outside `main`: it must run inside the handler, because a command
-/// that does not poll may be blocked where no status can be returned (a terminal read, a clone),
-/// and nothing it has done needs undoing (it writes nothing before it polls).
-fn handle_interrupts() {
+/// A command that does not poll may be blocked where it cannot return (a terminal read, a clone),
+/// which is why it runs on a thread of its own: `main` returns 130 and the process ends with it.
+/// Nothing such a command did needs undoing (it writes nothing before it polls).
+fn handle_interrupts(ends: mpsc::Sender<End>) {
     use stackwise::interrupt::{INTERRUPTED, POLLED};
-    let _ = ctrlc::set_handler(|| {
+    let _ = ctrlc::set_handler(move || {
         if POLLED.load(Ordering::SeqCst) && !INTERRUPTED.swap(true, Ordering::SeqCst) {
             return;
         }
-        let _ = writeln!(std::io::stderr(), "{} interrupted", style::error("error:"));
-        std::process::exit(130);
+        let _ = ends.send(End::Interrupted);
     });
 }
 
@@ -108,14 +119,6 @@ pub fn main() -> ExitCode {
             default_hook(info);
         }
     }));
-    match std::panic::catch_unwind(main_inner) {
-        Ok(code) => code,
-        Err(payload) if is_closed_pipe(payload.as_ref()) => ExitStatus::ClosedPipe.into(),
-        Err(payload) => std::panic::resume_unwind(payload),
-    }
-}
-
-fn main_inner() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -124,7 +127,37 @@ fn main_inner() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    handle_interrupts();
+    if uses_git(&cli.command) {
+        // Before the first git2 call, while the process has a single thread.
+        stackwise::template::source::defer_tls_roots();
+    }
+    let (ends, end) = mpsc::channel();
+    handle_interrupts(ends.clone());
+    let command = std::thread::Builder::new()
+        .name("command".into())
+        .stack_size(COMMAND_STACK)
+        .spawn(move || {
+            let status = std::panic::catch_unwind(|| run_and_report(cli));
+            let _ = ends.send(End::Returned(status));
+        });
+    if let Err(e) = command {
+        eprintln!("{} cannot start the command: {e}", style::error("error:"));
+        return ExitStatus::Failure.into();
+    }
+    match end.recv() {
+        Ok(End::Returned(Ok(code))) => code,
+        Ok(End::Returned(Err(payload))) if is_closed_pipe(payload.as_ref()) => ExitStatus::ClosedPipe.into(),
+        Ok(End::Returned(Err(payload))) => std::panic::resume_unwind(payload),
+        // (The handler keeps a sender: `recv` cannot fail.)
+        Ok(End::Interrupted) | Err(_) => {
+            let _ = writeln!(std::io::stderr(), "{} interrupted", style::error("error:"));
+            ExitStatus::Interrupted.into()
+        }
+    }
+}
+
+/// Runs the command and reports its error, if any, on stderr.
+fn run_and_report(cli: Cli) -> ExitCode {
     let settings = Settings::detect();
     match run(cli, &settings) {
         Ok(status) => status.into(),
@@ -139,10 +172,6 @@ fn main_inner() -> ExitCode {
 }
 
 fn run(cli: Cli, settings: &Settings) -> Result<ExitStatus, Error> {
-    if uses_git(&cli.command) {
-        // Before the first git2 call, while the process has a single thread.
-        stackwise::template::source::defer_tls_roots();
-    }
     match cli.command {
         Command::New(args) => new::run(args, settings),
         Command::Presets(args) => presets::run(args),

@@ -45,6 +45,19 @@ pub fn recommendation_text(
     fit: Option<&ProjectFit>,
     paint: Paint,
 ) -> String {
+    [
+        headline(rec, workload, paint),
+        reasons(rec, paint),
+        runner_up(rec, paint),
+        tie_break(rec, paint),
+        ruled_out(rec, paint),
+        next_step(rec, fit, paint),
+    ]
+    .concat()
+}
+
+/// The preset, its layout, the workload as flags, and the fallback note when nothing decided.
+fn headline(rec: &Recommendation, workload: &Workload, paint: Paint) -> String {
     let mut o = String::new();
     o.push_str(&format!(
         "{} {} ({})\n",
@@ -71,6 +84,12 @@ pub fn recommendation_text(
         o.push('\n');
         o.push_str(&wrap(f, "", 0));
     }
+    o
+}
+
+/// "Why": the rules that scored, with their weights and texts.
+fn reasons(rec: &Recommendation, paint: Paint) -> String {
+    let mut o = String::new();
     if !rec.reasons.is_empty() {
         o.push_str(&format!("\n{} (score {})\n", paint.bold("Why"), rec.score));
         for r in &rec.reasons {
@@ -78,72 +97,92 @@ pub fn recommendation_text(
             o.push_str(&wrap(&r.text, "       ", 7));
         }
     }
-    if let Some(r) = &rec.runner_up {
+    o
+}
+
+/// The runner-up, and the rules that separate it from the winner.
+fn runner_up(rec: &Recommendation, paint: Paint) -> String {
+    let mut o = String::new();
+    let Some(r) = &rec.runner_up else {
+        return o;
+    };
+    o.push_str(&format!(
+        "\n{} {} ({} layout, score {})\n",
+        paint.bold("Runner-up:"),
+        r.preset,
+        r.layout,
+        r.score
+    ));
+    if rec.fallback.is_some() || r.behind == 0 || r.differences.is_empty() {
+        o.push_str(&wrap(&format!("{}.", r.reason), "  ", 2));
+    } else {
         o.push_str(&format!(
-            "\n{} {} ({} layout, score {})\n",
-            paint.bold("Runner-up:"),
-            r.preset,
-            r.layout,
-            r.score
+            "  {} point{} behind; the rules that separate them:\n",
+            r.behind,
+            if r.behind == 1 { "" } else { "s" }
         ));
-        if rec.fallback.is_some() || r.behind == 0 || r.differences.is_empty() {
-            o.push_str(&wrap(&format!("{}.", r.reason), "  ", 2));
-        } else {
+        let width = r.differences.iter().map(|d| d.rule.len()).max().unwrap_or(0);
+        for d in &r.differences {
             o.push_str(&format!(
-                "  {} point{} behind; the rules that separate them:\n",
-                r.behind,
-                if r.behind == 1 { "" } else { "s" }
+                "    {:<width$}  {:>3} for {}, {:>3} for {}\n",
+                d.rule,
+                recommend::signed(d.winner),
+                rec.preset,
+                recommend::signed(d.runner_up),
+                r.preset,
             ));
-            let width = r.differences.iter().map(|d| d.rule.len()).max().unwrap_or(0);
-            for d in &r.differences {
-                o.push_str(&format!(
-                    "    {:<width$}  {:>3} for {}, {:>3} for {}\n",
-                    d.rule,
-                    recommend::signed(d.winner),
-                    rec.preset,
-                    recommend::signed(d.runner_up),
-                    r.preset,
-                ));
-            }
         }
     }
-    if let Some(t) = &rec.tie_break {
-        o.push('\n');
+    o
+}
+
+/// How a tie was broken, if there was one.
+fn tie_break(rec: &Recommendation, paint: Paint) -> String {
+    match &rec.tie_break {
+        Some(t) => {
+            let text = format!("{t} (Tie rule: {}.)", recommend::TIE_RULE);
+            format!("\n{}", wrap(&text, &format!("{} ", paint.bold("Tie:")), 2))
+        }
+        None => String::new(),
+    }
+}
+
+/// "Ruled out": the presets an exclusion removed, one line per exclusion.
+fn ruled_out(rec: &Recommendation, paint: Paint) -> String {
+    let mut o = String::new();
+    if rec.excluded.is_empty() {
+        return o;
+    }
+    o.push_str(&format!("\n{}\n", paint.bold("Ruled out")));
+    let mut groups: Vec<(&str, &str, Vec<&str>)> = Vec::new();
+    for x in &rec.excluded {
+        match groups.iter_mut().find(|g| g.0 == x.rule && g.1 == x.text) {
+            Some(g) => g.2.push(&x.preset),
+            None => groups.push((&x.rule, &x.text, vec![&x.preset])),
+        }
+    }
+    for (rule, text, presets) in groups {
         o.push_str(&wrap(
-            &format!("{t} (Tie rule: {}.)", recommend::TIE_RULE),
-            &format!("{} ", paint.bold("Tie:")),
-            2,
+            &format!("{text} ({rule})"),
+            &format!("  {}: ", presets.join(", ")),
+            4,
         ));
     }
-    if !rec.excluded.is_empty() {
-        o.push_str(&format!("\n{}\n", paint.bold("Ruled out")));
-        let mut groups: Vec<(&str, &str, Vec<&str>)> = Vec::new();
-        for x in &rec.excluded {
-            match groups.iter_mut().find(|g| g.0 == x.rule && g.1 == x.text) {
-                Some(g) => g.2.push(&x.preset),
-                None => groups.push((&x.rule, &x.text, vec![&x.preset])),
-            }
-        }
-        for (rule, text, presets) in groups {
-            o.push_str(&wrap(
-                &format!("{text} ({rule})"),
-                &format!("  {}: ", presets.join(", ")),
-                4,
-            ));
-        }
+    o
+}
+
+/// The command to generate it, or (with `--project`) how the project compares and how to update it.
+fn next_step(rec: &Recommendation, fit: Option<&ProjectFit>, paint: Paint) -> String {
+    let Some(fit) = fit else {
+        return format!("\n{}\n  {}\n", paint.bold("Generate it:"), rec.command);
+    };
+    let mut o = format!("\n{} {}\n", paint.bold("Your project:"), fit.project);
+    o.push_str(&wrap(&fit.verdict, "  ", 2));
+    if let Some(note) = &fit.note {
+        o.push_str(&wrap(note, "  note: ", 8));
     }
-    match fit {
-        None => o.push_str(&format!("\n{}\n  {}\n", paint.bold("Generate it:"), rec.command)),
-        Some(fit) => {
-            o.push_str(&format!("\n{} {}\n", paint.bold("Your project:"), fit.project));
-            o.push_str(&wrap(&fit.verdict, "  ", 2));
-            if let Some(note) = &fit.note {
-                o.push_str(&wrap(note, "  note: ", 8));
-            }
-            if let Some(cmd) = &fit.update_command {
-                o.push_str(&format!("\n{}\n  {cmd}\n", paint.bold("Update it:")));
-            }
-        }
+    if let Some(cmd) = &fit.update_command {
+        o.push_str(&format!("\n{}\n  {cmd}\n", paint.bold("Update it:")));
     }
     o
 }

@@ -15,7 +15,7 @@ use crate::template::source::{BUILTIN_DIGEST, TemplateSource, TemplateTree};
 use crate::template::value::toml_to_json;
 use crate::template::{Rendered, Template};
 
-pub const RECORD_FILE: &str = ".stackwise.toml";
+pub use crate::template::files::RECORD_FILE;
 
 /// Which template, at which version and revision, a render came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -136,98 +136,55 @@ impl Staging {
             }),
             TargetState::NonEmpty => {
                 // Check every conflict before moving anything.
-                let mut overwritten = Vec::new();
-                let mut seen = std::collections::BTreeSet::new();
-                for f in files {
-                    // Plans never hold one path twice; if one did, the second move would replace
-                    // the first file's backup.
-                    if !seen.insert(f.path.as_str()) {
-                        return Err(Error::UnsafePath {
-                            path: f.path.clone(),
-                            reason: "written twice by one render".into(),
-                        });
-                    }
-                    let dest = target.join(&f.path);
-                    let mut cur = dest.parent();
-                    while let Some(dir) = cur {
-                        if dir == target {
-                            break;
-                        }
-                        if let Ok(m) = std::fs::symlink_metadata(dir)
-                            && !m.is_dir()
-                        {
-                            return Err(Error::UnsafePath {
-                                path: f.path.clone(),
-                                reason: format!(
-                                    "{} exists in the target and is not a directory; move it away first",
-                                    dir.display()
-                                ),
-                            });
-                        }
-                        cur = dir.parent();
-                    }
-                    match std::fs::symlink_metadata(&dest) {
-                        Ok(m) if m.is_dir() => {
-                            return Err(Error::UnsafePath {
-                                path: f.path.clone(),
-                                reason: "a directory of that name exists in the target; move it away first".into(),
-                            });
-                        }
-                        Ok(m) if m.file_type().is_symlink() => {
-                            return Err(Error::UnsafePath {
-                                path: f.path.clone(),
-                                reason: "the target holds a symlink there; stackwise does not write through links"
-                                    .into(),
-                            });
-                        }
-                        Ok(_) => overwritten.push(f.path.clone()),
-                        Err(_) => {}
-                    }
-                }
-                // Each replaced file is first moved into the staging directory, so a failure half
-                // way (permissions, another device, Ctrl-C) puts every user file back.
-                let backup_root = self.dir.path().join("replaced");
-                let mut moved: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
-                for (i, f) in files.iter().enumerate() {
-                    let dest = target.join(&f.path);
-                    let step = (|| -> Result<Option<PathBuf>> {
-                        check_interrupt()?;
-                        if let Some(p) = dest.parent() {
-                            std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
-                        }
-                        let backup = if dest.exists() {
-                            // One backup name per file of the plan: no backup can replace another.
-                            let b = backup_root.join(i.to_string());
-                            std::fs::create_dir_all(&backup_root).map_err(|e| Error::io(&backup_root, e))?;
-                            std::fs::rename(&dest, &b).map_err(|e| Error::io(&dest, e))?;
-                            Some(b)
-                        } else {
-                            None
-                        };
-                        if let Err(e) = std::fs::rename(self.root.join(&f.path), &dest) {
-                            if let Some(b) = &backup {
-                                let _ = std::fs::rename(b, &dest);
-                            }
-                            return Err(Error::io(&dest, e));
-                        }
-                        Ok(backup)
-                    })();
-                    match step {
-                        Ok(backup) => moved.push((dest, backup)),
-                        Err(e) => {
-                            for (dest, backup) in moved.into_iter().rev() {
-                                let _ = std::fs::remove_file(&dest);
-                                if let Some(b) = backup {
-                                    let _ = std::fs::rename(&b, &dest);
-                                }
-                            }
-                            return Err(e);
-                        }
-                    }
-                }
+                let overwritten = check_overwrite(target, files)?;
+                self.move_each(target, files)?;
                 Ok(overwritten)
             }
         }
+    }
+
+    /// Moves every file over its counterpart in `target`. Each replaced file is first moved into
+    /// the staging directory, so a failure half way (permissions, another device, Ctrl-C) puts
+    /// every user file back.
+    fn move_each(&self, target: &Path, files: &[RenderedFile]) -> Result<()> {
+        let backup_root = self.dir.path().join("replaced");
+        let mut moved: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
+        for (i, f) in files.iter().enumerate() {
+            let dest = target.join(&f.path);
+            // One backup name per file of the plan: no backup can replace another.
+            match self.move_one(&f.path, &dest, &backup_root.join(i.to_string())) {
+                Ok(backup) => moved.push((dest, backup)),
+                Err(e) => {
+                    put_back(moved);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the staged file `path` to `dest`, the file there first to `backup` (returned);
+    /// on failure the file at `dest` is as it was.
+    fn move_one(&self, path: &str, dest: &Path, backup: &Path) -> Result<Option<PathBuf>> {
+        check_interrupt()?;
+        if let Some(p) = dest.parent() {
+            std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
+        }
+        let backup = if dest.exists() {
+            let backup_root = backup.parent().unwrap_or(backup);
+            std::fs::create_dir_all(backup_root).map_err(|e| Error::io(backup_root, e))?;
+            std::fs::rename(dest, backup).map_err(|e| Error::io(dest, e))?;
+            Some(backup.to_path_buf())
+        } else {
+            None
+        };
+        if let Err(e) = std::fs::rename(self.root.join(path), dest) {
+            if let Some(b) = &backup {
+                let _ = std::fs::rename(b, dest);
+            }
+            return Err(Error::io(dest, e));
+        }
+        Ok(backup)
     }
 
     /// Removes the staging directory and any parent directory created for it.
@@ -238,6 +195,76 @@ impl Staging {
         drop(dir);
         if let Some(p) = created_parents {
             let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
+/// Checks that every file can replace its counterpart in `target`: no path twice, no file where
+/// the target has a directory, a symlink, or a file in place of one of its directories. Returns
+/// the paths that exist (and will be overwritten).
+fn check_overwrite(target: &Path, files: &[RenderedFile]) -> Result<Vec<String>> {
+    let mut overwritten = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for f in files {
+        // Plans never hold one path twice; if one did, the second move would replace the first
+        // file's backup.
+        if !seen.insert(f.path.as_str()) {
+            return Err(Error::UnsafePath {
+                path: f.path.clone(),
+                reason: "written twice by one render".into(),
+            });
+        }
+        let dest = target.join(&f.path);
+        refuse_non_directory_parent(target, &dest, &f.path)?;
+        match std::fs::symlink_metadata(&dest) {
+            Ok(m) if m.is_dir() => {
+                return Err(Error::UnsafePath {
+                    path: f.path.clone(),
+                    reason: "a directory of that name exists in the target; move it away first".into(),
+                });
+            }
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(Error::UnsafePath {
+                    path: f.path.clone(),
+                    reason: "the target holds a symlink there; stackwise does not write through links".into(),
+                });
+            }
+            Ok(_) => overwritten.push(f.path.clone()),
+            Err(_) => {}
+        }
+    }
+    Ok(overwritten)
+}
+
+/// Refuses `dest` when one of its directories under `target` exists and is not a directory.
+fn refuse_non_directory_parent(target: &Path, dest: &Path, path: &str) -> Result<()> {
+    let mut cur = dest.parent();
+    while let Some(dir) = cur {
+        if dir == target {
+            break;
+        }
+        if let Ok(m) = std::fs::symlink_metadata(dir)
+            && !m.is_dir()
+        {
+            return Err(Error::UnsafePath {
+                path: path.to_string(),
+                reason: format!(
+                    "{} exists in the target and is not a directory; move it away first",
+                    dir.display()
+                ),
+            });
+        }
+        cur = dir.parent();
+    }
+    Ok(())
+}
+
+/// Undoes the moves made so far, newest first: each moved file removed, its backup put back.
+fn put_back(moved: Vec<(PathBuf, Option<PathBuf>)>) {
+    for (dest, backup) in moved.into_iter().rev() {
+        let _ = std::fs::remove_file(&dest);
+        if let Some(b) = backup {
+            let _ = std::fs::rename(&b, &dest);
         }
     }
 }

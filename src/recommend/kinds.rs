@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
-use super::inputs::{Answer, ConditionValue, Input, Kind, UNKNOWN};
 use super::numbers::{MAX_COUNT, count_from_str, format_count, format_ms, ms_from_str, ms_in_range};
+use crate::signals::inputs::{Answer, ConditionValue, Input, Kind, UNKNOWN};
 
 impl Input {
     /// `--peak-rps`.
@@ -29,14 +29,6 @@ impl Input {
                 format!("{}: {}", self.help, words.join(", "))
             }
             _ => self.help.to_string(),
-        }
-    }
-
-    /// The words of a choice (empty for other kinds).
-    pub fn words(&self) -> Vec<&'static str> {
-        match &self.kind {
-            Kind::Choice { choices, .. } => choices.iter().map(|c| c.word).collect(),
-            _ => Vec::new(),
         }
     }
 
@@ -129,7 +121,7 @@ impl Input {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recommend::inputs::input;
+    use crate::signals::inputs::input;
 
     #[test]
     fn each_kind_reads_the_same_everywhere() {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::explain::{new_command, shell_quote};
 use super::outcome::Recommendation;
 use crate::error::{Error, Result};
-use crate::project::record::RECORD_FILE;
+use crate::template::files::RECORD_FILE;
 use crate::template::manifest::Manifest;
 
 /// What a project's `.stackwise.toml` says about how it was generated.

@@ -9,11 +9,11 @@
 use std::cmp::Ordering;
 
 use super::explain;
-use super::expr::Condition;
 use super::outcome::{Difference, Excluded, Reason, Recommendation, RunnerUp, Scored};
-use super::signals::{Clause, interpolate};
 use super::workload::Workload;
 use crate::error::{Error, Problem, Result};
+use crate::signals::expr::Condition;
+use crate::signals::{Clause, interpolate};
 use crate::template::manifest::Manifest;
 use crate::template::preset::Catalogue;
 
@@ -176,7 +176,7 @@ fn runner_up(w: &Scored, r: &Scored, fallback: bool) -> RunnerUp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recommend::inputs::Answer;
+    use crate::signals::inputs::Answer;
 
     fn builtin() -> crate::template::Template {
         crate::template::Template::load(&crate::template::source::TemplateSource::Builtin).unwrap()

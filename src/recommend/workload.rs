@@ -2,9 +2,9 @@
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::inputs::{Answer, ConditionValue, INPUTS, Input, input};
 use super::numbers::format_count;
 use crate::error::{Error, Result};
+use crate::signals::inputs::{Answer, ConditionValue, INPUTS, Input, Values, input};
 
 /// Serverless functions do not hold long-lived connections; at this many it is a contradiction.
 pub const SERVERLESS_MAX_CONNECTIONS: u64 = 10_000;
@@ -45,11 +45,6 @@ impl Workload {
     /// True when nothing at all is known (no signal given).
     pub fn is_unknown(&self) -> bool {
         self.answers.iter().all(Option::is_none)
-    }
-
-    /// The value the `i`-th input has in a `when` condition.
-    pub(crate) fn value_at(&self, i: usize) -> ConditionValue<'static> {
-        INPUTS[i].value(self.answers[i])
     }
 
     /// How the input called `name` reads in a rule's text; `None` for a name that is no input.
@@ -96,6 +91,13 @@ impl Workload {
 }
 
 /// The `--json` `workload` object: every input by name, in table order.
+impl Values for Workload {
+    /// The value the `i`-th input has in a `when` condition.
+    fn value_at(&self, i: usize) -> ConditionValue<'static> {
+        INPUTS[i].value(self.answers[i])
+    }
+}
+
 impl Serialize for Workload {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(INPUTS.len()))?;
@@ -109,6 +111,8 @@ impl Serialize for Workload {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signals::expr::Condition;
+    use crate::signals::interpolate;
 
     #[test]
     fn answers_are_checked_against_their_input() {
@@ -155,5 +159,41 @@ mod tests {
         assert!(e.hint().is_some(), "{e:?}");
         let w = Workload::default().with("connections", Answer::Count(0)).unwrap();
         assert!(w.validate().is_ok());
+    }
+
+    #[test]
+    fn conditions_evaluate_over_the_workload() {
+        let w = Workload::default()
+            .with("ai", Answer::Word("feature"))
+            .unwrap()
+            .with("peak_rps", Answer::Count(40_000))
+            .unwrap()
+            .with("p99_ms", Answer::Millis(2.5))
+            .unwrap();
+        let holds = |c: &str| Condition::parse(c).unwrap().holds(&w);
+        assert!(holds(r#"ai in ["feature", "core"] and peak_rps >= 30000"#));
+        assert!(holds(r#"data == "unknown" and team != "node""#));
+        assert!(holds("p99_ms > 0 and p99_ms < 10 and connections == 0"));
+        assert!(holds("not regulated and not (serverless or shared_frontend_types)"));
+        assert!(holds(r#"ai not in ["none", "core"]"#));
+        assert!(holds("peak_rps > -1 and true"));
+        assert!(!holds(r#"ai == "core" or peak_rps < 30000"#));
+        assert!(!holds("regulated"));
+        // `and` binds tighter than `or`.
+        assert!(holds(r#"ai == "feature" or ai == "core" and peak_rps < 10"#));
+    }
+
+    #[test]
+    fn texts_interpolate_inputs() {
+        let w = Workload::default()
+            .with("peak_rps", Answer::Count(40_000))
+            .unwrap()
+            .with("p99_ms", Answer::Millis(2.5))
+            .unwrap();
+        let out = interpolate("peak {peak_rps} req/s, p99 {p99_ms} ms, ai {ai}, {{x}}", &|n| {
+            w.display(n)
+        })
+        .unwrap();
+        assert_eq!(out, "peak 40,000 req/s, p99 2.5 ms, ai unknown, {x}");
     }
 }

@@ -11,3 +11,6 @@ pub const PARTIALS_DIR: &str = "partials";
 pub const COMPONENT_MANIFEST: &str = "component.toml";
 /// The suffix that marks a file to render.
 pub const TEMPLATE_SUFFIX: &str = ".tera";
+/// The project's record (`project/record.rs` reads and writes it); a name the plan refuses to
+/// render, so it sits here with the other names rather than `template/` importing `project/`.
+pub const RECORD_FILE: &str = ".stackwise.toml";

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::files::{COMPONENT_MANIFEST, COMPONENTS_DIR, MANIFEST_FILE, TEMPLATE_SUFFIX};
 use super::inline::{self, InlineError};
-use super::manifest::{self, ComponentManifest, Manifest};
+use super::manifest::{self, ComponentManifest, Manifest, Mount};
 use super::paths::{self, escaped};
 use super::source::TemplateTree;
 use super::span::{self, toml_path};
@@ -93,7 +93,8 @@ fn flag_value(v: &toml::Value, ctx: &Map<String, Value>) -> std::result::Result<
     })
 }
 
-/// Builds the plan for `layout` with the resolved `values` (built-ins and answers).
+/// Builds the plan for `layout` with the resolved `values` (built-ins and answers): for each
+/// mount, its context and the component's files it writes; then the refusals that need every path.
 pub fn build(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Map<String, Value>) -> Result<Plan> {
     let layout_def = manifest.layouts.get(layout).ok_or_else(|| Error::UnknownLayout {
         name: layout.to_string(),
@@ -101,35 +102,85 @@ pub fn build(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Ma
     })?;
     let mut files = Vec::new();
     let mut contexts = Vec::new();
+    // Output path → the template file that writes it.
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     for (j, mount) in layout_def.mounts.iter().enumerate() {
         let comp: ComponentManifest = manifest::load_component(tree, &mount.component)?;
-        let mut flags = Map::new();
-        for (k, v) in &comp.flags {
-            flags.insert(k.clone(), toml_to_json(v));
+        let ctx = mount_context(manifest, layout, j, mount, &comp, values)?;
+        let select = MountSelectors::new(tree, mount, &comp, &ctx)?;
+        let prefix = format!("{COMPONENTS_DIR}/{}/", mount.component);
+        for source in tree.files.keys().filter(|k| k.starts_with(&prefix)) {
+            let rel = &source[prefix.len()..];
+            if rel == COMPONENT_MANIFEST || select.leaves_out(rel) {
+                continue;
+            }
+            let file = plan_file(tree, source, rel, mount, &ctx, &select, contexts.len())?;
+            if let Some(first) = seen.insert(file.path.clone(), source.clone()) {
+                return Err(Error::Manifest {
+                    path: MANIFEST_FILE.into(),
+                    reason: format!("two template files write {}: {first} and {source}", file.path),
+                });
+            }
+            files.push(file);
         }
-        // Every flag a mount sets was checked against the component when the manifest loaded.
-        for (k, v) in &mount.flags {
-            let value = flag_value(v, values).map_err(|e| {
-                let flag = toml_path!["layouts", layout, "mounts", j, "flags", k];
-                manifest.error_at(
-                    flag,
-                    e.at,
-                    format!("flag `{k}` of component `{}`: {}", mount.component, e.message),
-                )
-            })?;
-            flags.insert(k.clone(), value);
-        }
-        let mut ctx = values.clone();
-        ctx.insert("flags".into(), Value::Object(flags));
-        ctx.insert("mount_path".into(), Value::String(mount.at.clone()));
+        contexts.push(ctx);
+    }
+    refuse_collisions(&files)?;
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(Plan { files, contexts })
+}
+
+/// The rendering context of the `j`-th mount of `layout`: the answers and built-ins, the
+/// component's flags with the mount's own over them (rendered), and `mount_path`.
+fn mount_context(
+    manifest: &Manifest,
+    layout: &str,
+    j: usize,
+    mount: &Mount,
+    comp: &ComponentManifest,
+    values: &Map<String, Value>,
+) -> Result<Map<String, Value>> {
+    let mut flags = Map::new();
+    for (k, v) in &comp.flags {
+        flags.insert(k.clone(), toml_to_json(v));
+    }
+    // Every flag a mount sets was checked against the component when the manifest loaded.
+    for (k, v) in &mount.flags {
+        let value = flag_value(v, values).map_err(|e| {
+            let flag = toml_path!["layouts", layout, "mounts", j, "flags", k];
+            manifest.error_at(
+                flag,
+                e.at,
+                format!("flag `{k}` of component `{}`: {}", mount.component, e.message),
+            )
+        })?;
+        flags.insert(k.clone(), value);
+    }
+    let mut ctx = values.clone();
+    ctx.insert("flags".into(), Value::Object(flags));
+    ctx.insert("mount_path".into(), Value::String(mount.at.clone()));
+    Ok(ctx)
+}
+
+/// What a component's manifest says of its files, for one mount: which are left out (`ignore`,
+/// and the paths of every `[[conditional]]` whose `when` is false there), which are copied as
+/// they are (`verbatim`), which `update` never writes again (`update = "once"`).
+struct MountSelectors {
+    ignore: Vec<Selector>,
+    excluded: Vec<Selector>,
+    verbatim: Vec<Selector>,
+    once: Vec<Selector>,
+}
+
+impl MountSelectors {
+    fn new(tree: &TemplateTree, mount: &Mount, comp: &ComponentManifest, ctx: &Map<String, Value>) -> Result<Self> {
         let ignore = selectors(&comp.ignore, &mount.component)?;
         let verbatim = selectors(&comp.verbatim, &mount.component)?;
         let once_patterns: Vec<String> = comp.files.iter().flat_map(|f| f.paths.clone()).collect();
         let once = selectors(&once_patterns, &mount.component)?;
         let mut excluded = Vec::new();
         for (i, cond) in comp.conditional.iter().enumerate() {
-            let holds = inline::try_eval(&cond.when, &ctx).map_err(|e| {
+            let holds = inline::try_eval(&cond.when, ctx).map_err(|e| {
                 let file = super::component::component_file(&mount.component);
                 let text = String::from_utf8_lossy(&tree.files[&file]);
                 let message = format!("conditional `when` (mounted at `{}`): {}", mount.at, e.message);
@@ -139,59 +190,69 @@ pub fn build(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Ma
                 excluded.extend(selectors(&cond.paths, &mount.component)?);
             }
         }
-        let idx = contexts.len();
-        let prefix = format!("{COMPONENTS_DIR}/{}/", mount.component);
-        for source in tree.files.keys().filter(|k| k.starts_with(&prefix)) {
-            let rel = &source[prefix.len()..];
-            if rel == COMPONENT_MANIFEST
-                || ignore.iter().any(|s| s.matches(rel))
-                || excluded.iter().any(|s| s.matches(rel))
-            {
-                continue;
-            }
-            let is_verbatim = verbatim.iter().any(|s| s.matches(rel));
-            let render = rel.ends_with(TEMPLATE_SUFFIX) && !is_verbatim;
-            let out_rel = inline::render_str(rel, &ctx, source)?;
-            let out_rel = if render {
-                out_rel[..out_rel.len() - TEMPLATE_SUFFIX.len()].to_string()
-            } else {
-                out_rel
-            };
-            // One canonical form before any check, so `./a` and `a` are the same path.
-            let path = paths::normalize(&paths::join(&mount.at, &out_rel)).map_err(|reason| Error::UnsafePath {
-                path: format!("{} (from {source})", escaped(&paths::join(&mount.at, &out_rel))),
-                reason,
-            })?;
-            // The record is the user's (SPEC §7.1): a template that wrote it could erase
-            // `[update] skip`, redirect later updates or fake the version migrations start from.
-            if path == crate::project::record::RECORD_FILE {
-                return Err(Error::UnsafePath {
-                    path: format!("{path} (from {source})"),
-                    reason: "`.stackwise.toml` is reserved: stackwise writes the project's record itself".into(),
-                });
-            }
-            if let Some(first) = seen.insert(path.clone(), source.clone()) {
-                return Err(Error::Manifest {
-                    path: MANIFEST_FILE.into(),
-                    reason: format!("two template files write {path}: {first} and {source}"),
-                });
-            }
-            let bytes = &tree.files[source];
-            let executable = path.ends_with(".sh") || bytes.starts_with(b"#!");
-            files.push(PlannedFile {
-                path,
-                source: source.clone(),
-                action: if render { Action::Render } else { Action::Copy },
-                mount: idx,
-                executable,
-                update_once: once.iter().any(|s| s.matches(rel)),
-            });
-        }
-        contexts.push(ctx);
+        Ok(MountSelectors {
+            ignore,
+            excluded,
+            verbatim,
+            once,
+        })
     }
-    // Two paths that differ only by case are one file on macOS and Windows.
+
+    fn leaves_out(&self, rel: &str) -> bool {
+        self.ignore.iter().chain(&self.excluded).any(|s| s.matches(rel))
+    }
+}
+
+/// Where the component file `source` (`rel` inside its component) lands for this mount, and how:
+/// rendered (a `.tera` file not `verbatim`, the suffix dropped) or copied. Its path is rendered,
+/// put in one canonical form and refused if unsafe or the project's record.
+fn plan_file(
+    tree: &TemplateTree,
+    source: &str,
+    rel: &str,
+    mount: &Mount,
+    ctx: &Map<String, Value>,
+    select: &MountSelectors,
+    mount_index: usize,
+) -> Result<PlannedFile> {
+    let is_verbatim = select.verbatim.iter().any(|s| s.matches(rel));
+    let render = rel.ends_with(TEMPLATE_SUFFIX) && !is_verbatim;
+    let out_rel = inline::render_str(rel, ctx, source)?;
+    let out_rel = if render {
+        out_rel[..out_rel.len() - TEMPLATE_SUFFIX.len()].to_string()
+    } else {
+        out_rel
+    };
+    // One canonical form before any check, so `./a` and `a` are the same path.
+    let path = paths::normalize(&paths::join(&mount.at, &out_rel)).map_err(|reason| Error::UnsafePath {
+        path: format!("{} (from {source})", escaped(&paths::join(&mount.at, &out_rel))),
+        reason,
+    })?;
+    // The record is the user's (SPEC §7.1): a template that wrote it could erase
+    // `[update] skip`, redirect later updates or fake the version migrations start from.
+    if path == super::files::RECORD_FILE {
+        return Err(Error::UnsafePath {
+            path: format!("{path} (from {source})"),
+            reason: "`.stackwise.toml` is reserved: stackwise writes the project's record itself".into(),
+        });
+    }
+    let bytes = &tree.files[source];
+    let executable = path.ends_with(".sh") || bytes.starts_with(b"#!");
+    Ok(PlannedFile {
+        path,
+        source: source.to_string(),
+        action: if render { Action::Render } else { Action::Copy },
+        mount: mount_index,
+        executable,
+        update_once: select.once.iter().any(|s| s.matches(rel)),
+    })
+}
+
+/// Refuses paths that collide once on disk: two that differ only by case (one file on macOS and
+/// Windows), and a file where another file's directory is (`a` and `a/b`).
+fn refuse_collisions(files: &[PlannedFile]) -> Result<()> {
     let mut folded: BTreeMap<String, &str> = BTreeMap::new();
-    for f in &files {
+    for f in files {
         if let Some(other) = folded.insert(f.path.to_lowercase(), &f.path) {
             return Err(Error::UnsafePath {
                 path: f.path.clone(),
@@ -199,7 +260,6 @@ pub fn build(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Ma
             });
         }
     }
-    // A file may not be written where another file's directory is (`a` and `a/b`).
     let paths: BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
     for p in &paths {
         let mut cur = Path::new(p).parent();
@@ -214,6 +274,5 @@ pub fn build(tree: &TemplateTree, manifest: &Manifest, layout: &str, values: &Ma
             cur = dir.parent();
         }
     }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(Plan { files, contexts })
+    Ok(())
 }

@@ -4,9 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use super::manifest::{Manifest, is_identifier};
 use super::source::TemplateTree;
-use super::span::{self, Document, toml_path};
+use super::span::{self, Document, position_in_string, toml_path};
 use super::value::{coerce, toml_to_json};
 use crate::error::{Error, Problem, Result};
+use crate::signals::{Place, Signals};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -24,10 +25,10 @@ pub struct Preset {
     /// Values of the template's variables that this preset sets.
     #[serde(default)]
     pub options: toml::Table,
-    /// The workload signals this preset answers (read by `recommend`, see src/recommend/),
-    /// checked when the preset loads.
+    /// The workload signals this preset answers (their language: src/signals/; scored by
+    /// `recommend`), checked when the preset loads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signals: Option<crate::recommend::Signals>,
+    pub signals: Option<Signals>,
 }
 
 /// All presets of a template, checked against its manifest.
@@ -69,7 +70,7 @@ impl Catalogue {
                 }
                 Err(first) => {
                     found.push(first);
-                    doc.check_part::<crate::recommend::Signals>(toml_path!["signals"], &mut found);
+                    doc.check_part::<Signals>(toml_path!["signals"], &mut found);
                 }
             }
             span::sort(&mut found);
@@ -183,6 +184,71 @@ fn check(
         }
     }
     if let Some(signals) = &preset.signals {
-        signals.check(doc, out);
+        check_signals(doc, signals, out);
+    }
+}
+
+/// Runs the `[signals]` checks and places each finding at its line and column.
+fn check_signals(doc: &Document, signals: &Signals, out: &mut Vec<Problem>) {
+    for finding in signals.check() {
+        let at = match finding.place {
+            Place::InString { span, value, offset } => position_in_string(doc.text, span, &value, offset),
+            Place::At(at) => at,
+        };
+        out.push(doc.problem_at(at, finding.message));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct File {
+        signals: Signals,
+    }
+
+    fn check(source: &str) -> String {
+        let doc = Document::parse("presets/x.toml", source).unwrap();
+        let f: File = doc.deserialize().unwrap();
+        let mut found = Vec::new();
+        check_signals(&doc, &f.signals, &mut found);
+        crate::Error::InvalidTemplate(found).to_string()
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_column() {
+        let src = "[signals]\n[[signals.rules]]\nid = \"a\"\nwhen = 'realtim == \"core\"'\nweight = 1\ntext = \"t\"\n";
+        let e = check(src);
+        assert!(
+            e.contains("presets/x.toml:4:9: rule `a`: `when`: unknown name `realtim`"),
+            "{e}"
+        );
+        // Every problem at once, each with its place; a multi-line text is located inside.
+        let src = "[signals]\n[[signals.rules]]\nid = \"A\"\nwhen = 'ai == \"x\"'\nweight = 500\ntext = \"\"\"\nsee {nope}\"\"\"\n[[signals.exclude]]\nid = \"A\"\nwhen = 'peak_rps'\ntext = \"t\"\n";
+        let e = check(src);
+        assert!(e.contains("presets/x.toml:3:7: rule id `A` must be"), "{e}");
+        assert!(
+            e.contains("presets/x.toml:4:15: rule `A`: `when`: \"x\" is not a value of `ai`"),
+            "{e}"
+        );
+        assert!(
+            e.contains("presets/x.toml:5:10: rule `A`: weight 500 is out of range"),
+            "{e}"
+        );
+        assert!(
+            e.contains("presets/x.toml:7:5: rule `A`: `text`: unknown placeholder `{nope}`"),
+            "{e}"
+        );
+        assert!(e.contains("presets/x.toml:9:7: rule `A`: the id is used twice"), "{e}");
+        assert!(
+            e.contains("presets/x.toml:10:9: rule `A`: `when`: `peak_rps` is a number"),
+            "{e}"
+        );
+        // An escape before the problem: the position falls back to the start of the string.
+        let src = "[signals]\n[[signals.rules]]\nid = \"a\"\nwhen = \"\\u0061i == 1\"\nweight = 1\ntext = \"t\"\n";
+        assert!(check(src).contains("presets/x.toml:4:8:"), "{}", check(src));
     }
 }

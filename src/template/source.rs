@@ -362,7 +362,7 @@ pub fn load_tls_roots() {
         return;
     }
     let found = openssl_probe::probe();
-    // SAFETY: libgit2's options are process-wide; this runs on the main thread before the clone
+    // SAFETY: libgit2's options are process-wide; this runs on the command's thread before the clone
     // and while no other libgit2 operation is in flight.
     unsafe {
         if let Some(file) = found.cert_file {

@@ -162,34 +162,54 @@ pub fn run(req: &TestRequest, progress: Arc<Mutex<dyn TestProgress>>) -> Result<
         .or(declared.timeout.map(Duration::from_secs))
         .unwrap_or(Duration::from_secs(DEFAULT_TIMEOUT_SECS));
     let sandbox = sandbox::network_sandbox_available();
-    let tmp = match &req.work_dir {
+    let (tmp, root) = work_root(req)?;
+    let mut results = run_in_parallel(all, req.jobs, |i, case| {
+        run_case(i, case, &req.template, declared, &root, sandbox, timeout, &progress)
+    });
+    if crate::interrupt::check().is_err() {
+        return Err(interrupted(tmp, &root));
+    }
+    let passed = results.iter().all(CaseReport::passed);
+    keep_what_failed(&mut results, tmp, passed, req.keep);
+    Ok(TestReport {
+        template: template.tree.source.clone(),
+        sandbox,
+        results,
+        passed,
+    })
+}
+
+/// Where the cases are rendered: `--work-dir` (created if need be), else a temporary directory
+/// (returned too: it goes when dropped, unless kept).
+fn work_root(req: &TestRequest) -> Result<(Option<tempfile::TempDir>, PathBuf)> {
+    match &req.work_dir {
         Some(d) => {
             std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
-            None
+            Ok((None, d.clone()))
         }
-        None => Some(
-            tempfile::Builder::new()
+        None => {
+            let t = tempfile::Builder::new()
                 .prefix("stackwise-test-")
                 .tempdir()
-                .map_err(|e| Error::io(std::env::temp_dir(), e))?,
-        ),
-    };
-    let root = match (&tmp, &req.work_dir) {
-        (Some(t), _) => t.path().to_path_buf(),
-        (None, Some(d)) => d.clone(),
-        (None, None) => unreachable!("one of the two is set"),
-    };
-    let queue = Arc::new(Mutex::new(all.into_iter().enumerate().collect::<Vec<_>>()));
-    let results = Arc::new(Mutex::new(Vec::new()));
-    let jobs = req.jobs.max(1);
+                .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+            let root = t.path().to_path_buf();
+            Ok((Some(t), root))
+        }
+    }
+}
+
+/// Runs `run_one` over the cases on `jobs` threads (at least one), taking them in order until
+/// none is left or Ctrl-C; the reports come back in the order of the cases.
+fn run_in_parallel(
+    all: Vec<Case>,
+    jobs: usize,
+    run_one: impl Fn(usize, &Case) -> CaseReport + Sync,
+) -> Vec<CaseReport> {
+    let queue = Mutex::new(all.into_iter().enumerate().collect::<Vec<_>>());
+    let results = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            let queue = Arc::clone(&queue);
-            let results = Arc::clone(&results);
-            let progress = Arc::clone(&progress);
-            let (root, template_src) = (&root, &req.template);
-            let declared = &template.manifest.test;
-            scope.spawn(move || {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| {
                 loop {
                     let next = queue
                         .lock()
@@ -199,7 +219,7 @@ pub fn run(req: &TestRequest, progress: Arc<Mutex<dyn TestProgress>>) -> Result<
                     if crate::interrupt::check().is_err() {
                         break;
                     }
-                    let report = run_case(i, &case, template_src, declared, root, sandbox, timeout, &progress);
+                    let report = run_one(i, &case);
                     if let Ok(mut r) = results.lock() {
                         r.push((i, report));
                     }
@@ -207,49 +227,44 @@ pub fn run(req: &TestRequest, progress: Arc<Mutex<dyn TestProgress>>) -> Result<
             });
         }
     });
-    if crate::interrupt::check().is_err() {
-        // Nothing of a stopped run is worth keeping; a --work-dir is the caller's to remove.
-        let what = match tmp {
-            Some(t) => {
-                let path = t.path().display().to_string();
-                match t.close() {
-                    Ok(()) => format!("removed the test directory {path}"),
-                    Err(e) => format!("could not remove the test directory {path} ({e}); delete it by hand"),
-                }
-            }
-            None => format!("the rendered projects are in {}", root.display()),
-        };
-        return Err(Error::InterruptedLeaving(what));
-    }
-    let mut results = Arc::try_unwrap(results)
-        .ok()
-        .and_then(|m| m.into_inner().ok())
-        .unwrap_or_default();
+    let mut results = results.into_inner().unwrap_or_default();
     results.sort_by_key(|(i, _)| *i);
-    let mut results: Vec<CaseReport> = results.into_iter().map(|(_, r)| r).collect();
-    let passed = results.iter().all(CaseReport::passed);
-    // Keep what failed (and everything with --keep); the rest goes.
-    for r in &mut results {
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The error of a stopped run: nothing of it is worth keeping, so the temporary directory goes
+/// (a `--work-dir` is the caller's to remove); the error says which.
+fn interrupted(tmp: Option<tempfile::TempDir>, root: &Path) -> Error {
+    let what = match tmp {
+        Some(t) => {
+            let path = t.path().display().to_string();
+            match t.close() {
+                Ok(()) => format!("removed the test directory {path}"),
+                Err(e) => format!("could not remove the test directory {path} ({e}); delete it by hand"),
+            }
+        }
+        None => format!("the rendered projects are in {}", root.display()),
+    };
+    Error::InterruptedLeaving(what)
+}
+
+/// Keeps what failed (and everything with `--keep`); the rest goes. The kept cases stay on disk
+/// for inspection; their paths are in the report.
+fn keep_what_failed(results: &mut [CaseReport], tmp: Option<tempfile::TempDir>, passed: bool, keep: bool) {
+    for r in results.iter_mut() {
         if let Some(d) = &r.dir
             && r.passed()
-            && !req.keep
+            && !keep
         {
             let _ = std::fs::remove_dir_all(d);
             r.dir = None;
         }
     }
     if let Some(t) = tmp
-        && (!passed || req.keep)
+        && (!passed || keep)
     {
-        // The kept cases stay on disk for inspection; their paths are in the report.
         let _ = t.keep();
     }
-    Ok(TestReport {
-        template: template.tree.source.clone(),
-        sandbox,
-        results,
-        passed,
-    })
 }
 
 #[allow(clippy::too_many_arguments)]

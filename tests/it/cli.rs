@@ -765,6 +765,38 @@ mod pty {
         assert!(record.contains("description = \"Iris as a service\""), "{record}");
     }
 
+    /// Ctrl-C at a question of `new` (a list, a line being typed: blocked reads that do not
+    /// poll): "interrupted", exit 130, and nothing on disk, no project and no staging directory.
+    #[test]
+    fn ctrl_c_at_a_question_exits_130_and_leaves_nothing() {
+        for at_the_description in [false, true] {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut p = spawn(tmp.path(), &["new", "Pty App", "--no-git"]);
+            key(&mut p, "Install dependencies now", "n");
+            if at_the_description {
+                select(&mut p, "Which preset?", 5);
+                p.exp_string("One-line description").unwrap();
+                p.send("half an answ").unwrap();
+                p.flush().unwrap();
+            } else {
+                p.exp_string("Which preset?").unwrap();
+            }
+            p.send_control('c').unwrap();
+            let rest = p.exp_eof().unwrap();
+            assert!(rest.contains("interrupted"), "{rest}");
+            assert!(!rest.contains("panicked"), "{rest}");
+            match p.process().wait().unwrap() {
+                WaitStatus::Exited(_, code) => assert_eq!(code, 130, "{rest}"),
+                other => panic!("not a clean exit: {other:?}"),
+            }
+            let left: Vec<_> = std::fs::read_dir(tmp.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert!(left.is_empty(), "left behind: {left:?}");
+        }
+    }
+
     #[test]
     fn not_sure_runs_the_workload_questions() {
         let tmp = tempfile::tempdir().unwrap();

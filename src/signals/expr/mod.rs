@@ -18,8 +18,7 @@
 mod lex;
 mod parse;
 
-use super::inputs::ConditionValue;
-use super::workload::Workload;
+use super::inputs::{ConditionValue, Values};
 
 /// A checked condition, ready to evaluate.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +53,7 @@ enum Op {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Operand {
-    /// The index of an input in [`INPUTS`](crate::recommend::INPUTS).
+    /// The index of an input in [`INPUTS`](super::inputs::INPUTS).
     Input(usize),
     Str(String),
     Num(f64),
@@ -74,13 +73,13 @@ impl Condition {
         parse::parse(text).map(Condition)
     }
 
-    /// Whether the condition holds for `workload`.
-    pub fn holds(&self, workload: &Workload) -> bool {
-        eval(&self.0, workload)
+    /// Whether the condition holds for a workload's `values`.
+    pub fn holds(&self, values: &impl Values) -> bool {
+        eval(&self.0, values)
     }
 }
 
-fn value<'a>(o: &'a Operand, w: &Workload) -> ConditionValue<'a> {
+fn value<'a>(o: &'a Operand, w: &impl Values) -> ConditionValue<'a> {
     match o {
         Operand::Input(i) => w.value_at(*i),
         Operand::Str(s) => ConditionValue::Word(s),
@@ -89,7 +88,7 @@ fn value<'a>(o: &'a Operand, w: &Workload) -> ConditionValue<'a> {
     }
 }
 
-fn eval(node: &Node, w: &Workload) -> bool {
+fn eval(node: &Node, w: &impl Values) -> bool {
     match node {
         Node::Or(a, b) => eval(a, w) || eval(b, w),
         Node::And(a, b) => eval(a, w) && eval(b, w),
@@ -120,7 +119,6 @@ fn eval(node: &Node, w: &Workload) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recommend::inputs::Answer;
 
     fn at(text: &str) -> (usize, String) {
         let e = Condition::parse(text).unwrap_err();
@@ -155,27 +153,5 @@ mod tests {
         assert!(at("(regulated").1.contains("`)`"));
         assert!(at("regulated)").1.contains("no `(`"));
         assert!(at("serverless regulated").1.contains("expected `and`"));
-    }
-
-    #[test]
-    fn conditions_evaluate_over_the_workload() {
-        let w = Workload::default()
-            .with("ai", Answer::Word("feature"))
-            .unwrap()
-            .with("peak_rps", Answer::Count(40_000))
-            .unwrap()
-            .with("p99_ms", Answer::Millis(2.5))
-            .unwrap();
-        let holds = |c: &str| Condition::parse(c).unwrap().holds(&w);
-        assert!(holds(r#"ai in ["feature", "core"] and peak_rps >= 30000"#));
-        assert!(holds(r#"data == "unknown" and team != "node""#));
-        assert!(holds("p99_ms > 0 and p99_ms < 10 and connections == 0"));
-        assert!(holds("not regulated and not (serverless or shared_frontend_types)"));
-        assert!(holds(r#"ai not in ["none", "core"]"#));
-        assert!(holds("peak_rps > -1 and true"));
-        assert!(!holds(r#"ai == "core" or peak_rps < 30000"#));
-        assert!(!holds("regulated"));
-        // `and` binds tighter than `or`.
-        assert!(holds(r#"ai == "feature" or ai == "core" and peak_rps < 10"#));
     }
 }

@@ -2,7 +2,7 @@
 
 use super::lex::{Tok, lex};
 use super::{ConditionError, Node, Op, Operand, err};
-use crate::recommend::inputs::{INPUTS, Kind, UNKNOWN, input, names};
+use crate::signals::inputs::{INPUTS, Kind, UNKNOWN, input, names};
 
 /// Parses and checks a condition.
 pub(super) fn parse(text: &str) -> Result<Node, ConditionError> {

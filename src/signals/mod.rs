@@ -1,13 +1,20 @@
-//! The `[signals]` table of a preset file: its schema, and the checks that run when presets load,
-//! so a mistake is reported as `presets/FILE.toml:LINE:COL: …` before any recommendation.
+//! The language of a preset's `[signals]` table, a leaf that imports no other folder:
+//! the workload inputs it speaks about ([`inputs`]), its `when` conditions ([`expr`]), its schema
+//! and its checks (this file). Two folders use it and neither uses the other for it:
+//! `template/preset.rs` reads the table with a preset and runs [`Signals::check`] when presets
+//! load (placing each finding at `presets/FILE.toml:LINE:COL`), so a mistake is reported before
+//! any recommendation; `recommend/` scores and explains the rules.
+
+pub mod expr;
+pub mod inputs;
+
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::expr::Condition;
-use super::inputs::{input, names};
-use crate::error::Problem;
-use crate::template::span::{Document, position_in_string};
+use expr::Condition;
+use inputs::{input, names};
 
 /// Largest weight a rule may carry, either way.
 pub const MAX_WEIGHT: i32 = 100;
@@ -34,7 +41,7 @@ pub struct Rule {
     /// Short kebab-case id; the same id in two presets means the same signal (that is how the
     /// runner-up comparison lines them up).
     pub id: Spanned<String>,
-    /// A condition over the inputs (see [`super::expr`]), e.g. `ai in ["feature", "core"] and peak_rps >= 30000`.
+    /// A condition over the inputs (see [`expr`]), e.g. `ai in ["feature", "core"] and peak_rps >= 30000`.
     pub when: Spanned<String>,
     /// Points added when the condition holds (negative: speaks against the preset).
     pub weight: Spanned<i32>,
@@ -77,17 +84,21 @@ impl Signals {
         rules.chain(exclusions)
     }
 
-    /// Checks every rule and exclusion: ids, conditions, texts, weights. `doc` is the preset
-    /// file the signals were read from (for line and column); every problem is added to `out`.
-    pub fn check(&self, doc: &Document, out: &mut Vec<Problem>) {
+    /// Checks every rule and exclusion: ids, conditions, texts, weights. Each finding says
+    /// where it is in the file the signals were read from (they were read with their spans);
+    /// the caller turns that into a line and column.
+    pub fn check(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
         let mut seen: Vec<&str> = Vec::new();
         for c in self.clauses() {
             let id = c.id.get_ref();
-            let here = |field: &Spanned<String>, offset: usize, message: String| {
-                doc.problem_at(
-                    position_in_string(doc.text, field.span(), field.get_ref(), offset),
-                    message,
-                )
+            let here = |field: &Spanned<String>, offset: usize, message: String| Finding {
+                place: Place::InString {
+                    span: field.span(),
+                    value: field.get_ref().clone(),
+                    offset,
+                },
+                message,
             };
             if id.is_empty()
                 || !id
@@ -117,16 +128,37 @@ impl Signals {
             if let Some(w) = c.weight
                 && !(-MAX_WEIGHT..=MAX_WEIGHT).contains(w.get_ref())
             {
-                out.push(doc.problem_at(
-                    w.span().start,
-                    format!(
+                out.push(Finding {
+                    place: Place::At(w.span().start),
+                    message: format!(
                         "rule `{id}`: weight {} is out of range (-{MAX_WEIGHT} to {MAX_WEIGHT})",
                         w.get_ref()
                     ),
-                ));
+                });
             }
         }
+        out
     }
+}
+
+/// A problem [`Signals::check`] found, and where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub place: Place,
+    pub message: String,
+}
+
+/// Where a [`Finding`] is in the preset file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Place {
+    /// At byte `offset` of the (unescaped) `value` of the string written at `span` of the file.
+    InString {
+        span: Range<usize>,
+        value: String,
+        offset: usize,
+    },
+    /// At this byte offset of the file.
+    At(usize),
 }
 
 /// Checks that every `{placeholder}` in a text names an input (`{{` and `}}` are literal
@@ -183,70 +215,16 @@ pub(crate) fn interpolate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recommend::Workload;
-    use crate::recommend::inputs::Answer;
-
-    #[derive(Deserialize)]
-    struct File {
-        signals: Signals,
-    }
-
-    fn check(source: &str) -> String {
-        let doc = Document::parse("presets/x.toml", source).unwrap();
-        let f: File = doc.deserialize().unwrap();
-        let mut found = Vec::new();
-        f.signals.check(&doc, &mut found);
-        crate::Error::InvalidTemplate(found).to_string()
-    }
 
     #[test]
-    fn errors_name_the_file_line_and_column() {
-        let src = "[signals]\n[[signals.rules]]\nid = \"a\"\nwhen = 'realtim == \"core\"'\nweight = 1\ntext = \"t\"\n";
-        let e = check(src);
-        assert!(
-            e.contains("presets/x.toml:4:9: rule `a`: `when`: unknown name `realtim`"),
-            "{e}"
-        );
-        // Every problem at once, each with its place; a multi-line text is located inside.
-        let src = "[signals]\n[[signals.rules]]\nid = \"A\"\nwhen = 'ai == \"x\"'\nweight = 500\ntext = \"\"\"\nsee {nope}\"\"\"\n[[signals.exclude]]\nid = \"A\"\nwhen = 'peak_rps'\ntext = \"t\"\n";
-        let e = check(src);
-        assert!(e.contains("presets/x.toml:3:7: rule id `A` must be"), "{e}");
-        assert!(
-            e.contains("presets/x.toml:4:15: rule `A`: `when`: \"x\" is not a value of `ai`"),
-            "{e}"
-        );
-        assert!(
-            e.contains("presets/x.toml:5:10: rule `A`: weight 500 is out of range"),
-            "{e}"
-        );
-        assert!(
-            e.contains("presets/x.toml:7:5: rule `A`: `text`: unknown placeholder `{nope}`"),
-            "{e}"
-        );
-        assert!(e.contains("presets/x.toml:9:7: rule `A`: the id is used twice"), "{e}");
-        assert!(
-            e.contains("presets/x.toml:10:9: rule `A`: `when`: `peak_rps` is a number"),
-            "{e}"
-        );
-        // An escape before the problem: the position falls back to the start of the string.
-        let src = "[signals]\n[[signals.rules]]\nid = \"a\"\nwhen = \"\\u0061i == 1\"\nweight = 1\ntext = \"t\"\n";
-        assert!(check(src).contains("presets/x.toml:4:8:"), "{}", check(src));
-    }
-
-    #[test]
-    fn texts_interpolate_inputs() {
-        let w = Workload::default()
-            .with("peak_rps", Answer::Count(40_000))
-            .unwrap()
-            .with("p99_ms", Answer::Millis(2.5))
-            .unwrap();
-        let out = interpolate("peak {peak_rps} req/s, p99 {p99_ms} ms, ai {ai}, {{x}}", &|n| {
-            w.display(n)
-        })
-        .unwrap();
-        assert_eq!(out, "peak 40,000 req/s, p99 2.5 ms, ai unknown, {x}");
+    fn texts_name_inputs_and_close_their_braces() {
+        let out = interpolate("peak {peak_rps} req/s, {{x}}", &|n| {
+            (n == "peak_rps").then(|| "40,000".to_string())
+        });
+        assert_eq!(out.unwrap(), "peak 40,000 req/s, {x}");
         assert!(check_text("{nope}").is_err());
         assert_eq!(check_text("open {peak_rps").unwrap_err().0, 5);
         assert!(check_text("a } b").is_err());
+        assert!(check_text("  ").is_err());
     }
 }

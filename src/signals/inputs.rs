@@ -28,7 +28,7 @@ pub enum Kind {
     },
     /// A whole number such as a request rate (`40000`, `40_000`, `40k`); unknown reads `0`.
     Count,
-    /// A duration in milliseconds, greater than 0 and at most [`MAX_P99_MS`](super::numbers::MAX_P99_MS); unknown reads `0`.
+    /// A duration in milliseconds, greater than 0 and at most `MAX_P99_MS` (`recommend/numbers.rs`); unknown reads `0`.
     Millis,
     /// A flag without a value; off unless given.
     Switch,
@@ -191,6 +191,22 @@ pub enum ConditionValue<'a> {
     Bool(bool),
     Num(f64),
     Word(&'a str),
+}
+
+/// What a condition reads: the value of each input, by its position in [`INPUTS`] (the
+/// recommender's workload).
+pub trait Values {
+    fn value_at(&self, i: usize) -> ConditionValue<'static>;
+}
+
+impl Input {
+    /// The words of a choice (empty for other kinds).
+    pub fn words(&self) -> Vec<&'static str> {
+        match &self.kind {
+            Kind::Choice { choices, .. } => choices.iter().map(|c| c.word).collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// The input called `name`, with its position in [`INPUTS`].
