@@ -248,45 +248,7 @@ fn write_pack(
     }
     let checksum = sha1::Sha1::digest(&pack);
     pack.extend_from_slice(&checksum);
-
-    // The index: a fan-out table of the first bytes of the ids, the sorted ids (a BTreeSet of
-    // ids is sorted as bytes), their CRCs, their offsets (31 bits, or an index into a table of
-    // 64-bit ones), the pack's checksum, and its own.
-    let mut idx = Vec::with_capacity(8 + 256 * 4 + entries.len() * 28 + 40);
-    idx.extend_from_slice(b"\xfftOc");
-    idx.extend_from_slice(&2u32.to_be_bytes());
-    let mut fanout = [0u32; 256];
-    for (id, _, _) in &entries {
-        fanout[usize::from(id.as_bytes()[0])] += 1;
-    }
-    let mut total = 0;
-    for count in fanout {
-        total += count;
-        idx.extend_from_slice(&total.to_be_bytes());
-    }
-    for (id, _, _) in &entries {
-        idx.extend_from_slice(id.as_bytes());
-    }
-    for (_, crc, _) in &entries {
-        idx.extend_from_slice(&crc.to_be_bytes());
-    }
-    let mut large = Vec::new();
-    for (_, _, offset) in &entries {
-        let small = match u32::try_from(*offset) {
-            Ok(o) if o < 0x8000_0000 => o,
-            _ => {
-                large.push(*offset);
-                0x8000_0000 | (large.len() as u32 - 1)
-            }
-        };
-        idx.extend_from_slice(&small.to_be_bytes());
-    }
-    for offset in large {
-        idx.extend_from_slice(&offset.to_be_bytes());
-    }
-    idx.extend_from_slice(&checksum);
-    let own = sha1::Sha1::digest(&idx);
-    idx.extend_from_slice(&own);
+    let idx = pack_index(&entries, &checksum);
 
     // The pack first: a pack is found by its index.
     let name: String = checksum.iter().map(|b| format!("{b:02x}")).collect();
@@ -303,6 +265,52 @@ fn write_pack(
         }
     }
     Ok(())
+}
+
+/// The index (`.idx`, version 2) of a pack whose entries are `entries` (id, CRC-32, offset, in
+/// the order of the ids) and whose checksum is `checksum`.
+fn pack_index(entries: &[(Oid, u32, u64)], checksum: &[u8]) -> Vec<u8> {
+    use sha1::Digest;
+    // The index: a fan-out table of the first bytes of the ids, the sorted ids (a BTreeSet of
+    // ids is sorted as bytes), their CRCs, their offsets (31 bits, or an index into a table of
+    // 64-bit ones), the pack's checksum, and its own.
+    let mut idx = Vec::with_capacity(8 + 256 * 4 + entries.len() * 28 + 40);
+    idx.extend_from_slice(b"\xfftOc");
+    idx.extend_from_slice(&2u32.to_be_bytes());
+    let mut fanout = [0u32; 256];
+    for (id, _, _) in entries {
+        fanout[usize::from(id.as_bytes()[0])] += 1;
+    }
+    let mut total = 0;
+    for count in fanout {
+        total += count;
+        idx.extend_from_slice(&total.to_be_bytes());
+    }
+    for (id, _, _) in entries {
+        idx.extend_from_slice(id.as_bytes());
+    }
+    for (_, crc, _) in entries {
+        idx.extend_from_slice(&crc.to_be_bytes());
+    }
+    let mut large = Vec::new();
+    for (_, _, offset) in entries {
+        let small = match u32::try_from(*offset) {
+            Ok(o) if o < 0x8000_0000 => o,
+            _ => {
+                large.push(*offset);
+                0x8000_0000 | (large.len() as u32 - 1)
+            }
+        };
+        idx.extend_from_slice(&small.to_be_bytes());
+    }
+    for offset in large {
+        idx.extend_from_slice(&offset.to_be_bytes());
+    }
+    idx.extend_from_slice(checksum);
+    let own = sha1::Sha1::digest(&idx);
+    idx.extend_from_slice(&own);
+
+    idx
 }
 
 /// A zlib stream of stored blocks (RFC 1950/1951, no compression).
