@@ -173,3 +173,5 @@ class Manifests:
 
 # A rule: every finding (a sentence naming the object) on the rendered objects of one overlay.
 Rule = Callable[[Manifests], Iterator[str]]
+# A rule on the source code (directories) that the rendered objects must agree with.
+CodeRule = Callable[[list[Doc], Iterable[Path]], list[str]]

@@ -2,7 +2,7 @@
 
 Usage:
   python -m check_manifests schemas RENDERED.yaml... --kubernetes-version 1.32
-  python -m check_manifests check RENDERED.yaml... {% if flags.worker %}[--code DIR]... {% endif %}[--sources DEPLOY_K8S_DIR]
+  python -m check_manifests check RENDERED.yaml... [--code DIR]... [--sources DEPLOY_K8S_DIR]
                                   [--pinned RENDERED.yaml]... [--release]
 """
 
@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import check, {% if flags.worker %}keda, {% endif %}schemas, secrets
+from . import CODE_RULES, check, schemas, secrets
 from .manifests import load
 
 
@@ -24,11 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     validate.add_argument("--kubernetes-version", required=True)
     run = sub.add_parser("check", help="the project's rules on rendered overlays (one per file)")
     run.add_argument("rendered", nargs="+", type=Path)
-{%- if flags.worker %}
     run.add_argument(
-        "--code", action="append", type=Path, default=[], help="source directory of the bus code"
+        "--code", action="append", type=Path, default=[], help="source directory the rules read"
     )
-{%- endif %}
     run.add_argument("--sources", type=Path, help="deploy/k8s: check the committed files too")
     run.add_argument(
         "--pinned",
@@ -50,12 +48,11 @@ def main(argv: list[str] | None = None) -> int:
             pinned = path.resolve() in {p.resolve() for p in args.pinned}
             found = check(load([path]), pinned=pinned, release=args.release)
         findings += [f"{path.name}: {finding}" for finding in found]
-{%- if flags.worker %}
     if args.command == "check":
-        findings += keda.check_code(load(args.rendered), args.code)
-{%- endif %}
-    if args.command == "check" and args.sources:
-        findings += secrets.check_sources(args.sources)
+        docs = load(args.rendered)
+        findings += [finding for rule in CODE_RULES for finding in rule(docs, args.code)]
+        if args.sources:
+            findings += secrets.check_sources(args.sources)
     for finding in findings:
         sys.stderr.write(f"{finding}\n")
     names = ", ".join(path.name for path in args.rendered)
