@@ -159,7 +159,8 @@ class Plan:
         """True once every service answers; StackError when a program failed while starting."""
         for info in self.supervisor().getAllProcessInfo():
             if info["statename"] in ("BACKOFF", "EXITED", "FATAL"):
-                raise StackError(f"{info['name']} exited while the stack was starting (its output is above)")
+                name = info["name"]
+                raise StackError(f"{name} exited while the stack was starting: see its lines ({name} | …)")
         urls = [f"{self.ml_url}/readyz", f"{self.gateway_url}/readyz"]
         try:
             up = all(http("GET", url, timeout=2).status == 200 for url in urls)
