@@ -8,8 +8,9 @@ Three stacks, one after the other:
    idempotency, chunked oversize bodies, the schemathesis CLI against /openapi.json, Redis
    paused and resumed, a worker stopped with SIGTERM;
 2. `make run` itself (supervisord): a worker killed under it comes back while the gateway keeps
-   serving, every program's output carries its name, GATEWAY_PROCESSES gateway processes serve,
-   and SIGTERM to make's process group leaves no process behind;
+   serving (killed again while starting: after a backoff), every program's output carries its
+   name, GATEWAY_PROCESSES gateway processes serve, and SIGTERM to make's process group leaves
+   no process behind;
 3. a three-master Redis Cluster on loopback (REDIS_URL=redis+cluster://..., BUS_PARTITIONS=4):
    the job flow and a killed worker's jobs reclaimed across the cluster's nodes.
 
@@ -524,6 +525,7 @@ def step_make_run(workdir: Path, package: str) -> None:
             assert time.monotonic() < deadline and status["status"] != "failed", status
             time.sleep(0.1)
         print(f"    worker back (pid {min(back)}); /healthz answered {polls}/{polls} meanwhile; a new job is done")
+        step_backoff(run, package, back, workers | back)
 
         tree = run.tree()
         launcher = next(pid for pid, (_g, args) in tree.items() if "dev_stack.py" in args)
@@ -541,6 +543,27 @@ def step_make_run(workdir: Path, package: str) -> None:
     finally:
         if run.proc.poll() is None or run.leftovers():
             run.kill()
+
+
+def step_backoff(run: MakeRun, package: str, restarted: set[int], known: set[int]) -> None:
+    """A worker killed again and again before it is up (startsecs, 2 s) is restarted after 1 s, 2 s..."""
+    backoff = "exited before it was up; restart in 1s (attempt 1)"
+    for pid in restarted:  # then each new one as soon as it shows, until supervisord backs off
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while backoff not in run.output():
+        assert time.monotonic() < deadline, f"no backoff after 60s:\n{run.output()[-3000:]}"
+        for pid in run.workers(package) - known:
+            known.add(pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
+    line = next(line for line in run.output().splitlines() if backoff in line)
+    while len(run.workers(package)) < 2:  # left alone now, it comes up again
+        assert time.monotonic() < deadline, f"the worker did not come back after its backoff:\n{run.output()[-3000:]}"
+        time.sleep(0.1)
+    print(f"    killed again while starting: {line.strip()}; then back")
 
 
 # -- runner --------------------------------------------------------------------------------------
@@ -642,7 +665,7 @@ def main() -> int:
 
         print("== stack 2: make run", flush=True)
         with tempfile.TemporaryDirectory(prefix="e2e-make-run-") as workdir:
-            title = "make run: a killed worker is restarted, SIGTERM leaves no process"
+            title = "make run: a killed worker is restarted (with backoff), SIGTERM leaves no process"
             runner.run([(title, lambda: step_make_run(Path(workdir), ml_package()))])
 
         cluster_stack = Stack("e2e-cluster", env=env)
