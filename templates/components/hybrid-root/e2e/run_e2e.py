@@ -7,13 +7,15 @@ Three stacks, one after the other:
    over SSE, a worker killed while it holds jobs, a poison row among good jobs (MODEL_FAULT_ON),
    idempotency, chunked oversize bodies, the schemathesis CLI against /openapi.json, Redis
    paused and resumed, a worker stopped with SIGTERM;
-2. `make run` itself: a worker killed under it comes back while the gateway keeps serving, and
-   SIGTERM to make's process group leaves no process behind;
+2. `make run` itself (supervisord): a worker killed under it comes back while the gateway keeps
+   serving (killed again while starting: after a backoff), every program's output carries its
+   name, GATEWAY_PROCESSES gateway processes serve, and SIGTERM to make's process group leaves
+   no process behind;
 3. a three-master Redis Cluster on loopback (REDIS_URL=redis+cluster://..., BUS_PARTITIONS=4):
    the job flow and a killed worker's jobs reclaimed across the cluster's nodes.
 
 Every assertion reads HTTP answers, the Redis state or the process table, never a service's
-logs (only `make run`'s own "restart" line). Each step prints what it shows; the last line is
+logs (only `make run`'s own "restart" line and its prefixes). Each step prints what it shows; the last line is
 `N passed, M failed` and the exit status is non-zero on any failure.
 """
 
@@ -45,13 +47,13 @@ from stacklib import (
     Bus,
     Interrupted,
     Stack,
-    WebSocket,
     free_port,
     http,
     http_chunked,
     ml_package,
     sse_events,
 )
+from websockets.sync.client import connect as websocket
 
 PARTITIONS = 4
 POISON = 7.25  # MODEL_FAULT_ON: the model raises on a batch holding a row whose first feature is this
@@ -63,6 +65,7 @@ WORKER_ENV = {
     "MAX_DELIVERIES": str(MAX_DELIVERIES),
     "BATCH_SIZE": "2",  # the poison row shares its batch with a good one
 }
+GATEWAY_PROCESSES = 2  # make run's gateway: a node:cluster primary and this many server processes
 BODY_LIMIT = 65_536  # default of both services (BODY_LIMIT_BYTES, MAX_BODY_BYTES)
 SCHEMATHESIS_EXAMPLES = 10
 
@@ -243,14 +246,12 @@ class E2E:
         assert http("GET", f"{self.gw}/v1/jobs/{mine}", headers=self.auth).status == 200
         print(f"    job {mine} of key A: key B gets 404 on GET and on its events, the same body as an unknown id")
         if has_websocket():
-            ws = WebSocket(self.gw.replace("http://", "ws://", 1) + "/v1/ws", {"x-api-key": self.keys[1]})
-            try:
+            ws_url = self.gw.replace("http://", "ws://", 1) + "/v1/ws"
+            with websocket(ws_url, additional_headers={"x-api-key": self.keys[1]}, open_timeout=10) as ws:
                 ws.send(json.dumps({"type": "subscribe", "id": mine}))
-                theirs_ws = json.loads(ws.recv())
+                theirs_ws = json.loads(ws.recv(timeout=10))
                 ws.send(json.dumps({"type": "subscribe", "id": never}))
-                unknown_ws = json.loads(ws.recv())
-            finally:
-                ws.close()
+                unknown_ws = json.loads(ws.recv(timeout=10))
             assert theirs_ws.get("code") == "not_found", theirs_ws
             assert json.dumps(theirs_ws).replace(mine, "<id>") == json.dumps(unknown_ws).replace(never, "<id>")
             print("    key B subscribing to it on /v1/ws: not_found, as for an unknown id")
@@ -260,17 +261,14 @@ class E2E:
     def step_websocket(self) -> None:
         job_id = self.submit(SAMPLES["versicolor"])
         ws_url = self.gw.replace("http://", "ws://", 1) + "/v1/ws"
-        ws = WebSocket(ws_url, self.auth)
-        try:
+        seen: list[str] = []
+        with websocket(ws_url, additional_headers=self.auth, open_timeout=10) as ws:
             ws.send(json.dumps({"type": "subscribe", "id": job_id}))
-            seen: list[str] = []
             while not seen or seen[-1] not in ("done", "failed"):
-                event = json.loads(ws.recv())
+                event = json.loads(ws.recv(timeout=30))
                 assert event.get("type") != "error", event
                 assert event["id"] == job_id, event
                 seen.append(event["status"])
-        finally:
-            ws.close()
         assert seen[-1] == "done" and event["result"]["label"] == "versicolor", event
         print(f"    /v1/ws subscribe {job_id}: {' -> '.join(seen)} ({event['result']['label']})")
 
@@ -428,6 +426,7 @@ class MakeRun:
             "PORT": str(self.port),
             "ML_PORT": str(free_port()),
             "WORKERS": "2",
+            "GATEWAY_PROCESSES": str(GATEWAY_PROCESSES),
             "API_KEYS": self.key,
             "ML_API_KEY": "e2e-make-run-internal-" + os.urandom(8).hex(),
             "LOG_LEVEL": "warn",
@@ -455,6 +454,9 @@ class MakeRun:
 
     def workers(self, package: str) -> set[int]:
         return {pid for pid, (_g, args) in self.tree().items() if f"-m {package}.worker" in args}
+
+    def gateways(self) -> set[int]:
+        return {pid for pid, (_g, args) in self.tree().items() if "dist/server.js" in args}
 
     def wait_up(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -491,8 +493,13 @@ def step_make_run(workdir: Path, package: str) -> None:
         auth = {"x-api-key": run.key}
         workers = run.workers(package)
         assert len(workers) == 2, f"make run started workers {workers}: {run.seen}"
+        gateways = run.gateways()
+        assert len(gateways) == 1 + GATEWAY_PROCESSES, f"GATEWAY_PROCESSES={GATEWAY_PROCESSES}: {gateways}"
+        assert "\nredis       | " in run.output(), f"no Redis line with its prefix:\n{run.output()[-3000:]}"
         victim = min(workers)
-        print(f"    make run is up on {run.url} (pid {run.proc.pid}); SIGKILL worker pid {victim}")
+        print(f"    make run is up on {run.url} (pid {run.proc.pid}), {len(gateways)} gateway processes")
+        print(f"    SIGKILL worker pid {victim}")
+        restarted = f"| [supervisord] pid {victim} exited unexpectedly; restart"
         os.kill(victim, signal.SIGKILL)
         polls = failures = 0
         deadline = time.monotonic() + 60
@@ -504,11 +511,11 @@ def step_make_run(workdir: Path, package: str) -> None:
                 serving = False
             failures += not serving
             back = run.workers(package) - workers
-            if back and "restart in" in run.output():
+            if back and restarted in run.output():
                 break
             assert time.monotonic() < deadline, f"no worker restarted after 60s:\n{run.output()[-3000:]}"
             time.sleep(0.1)
-        restart = next(line for line in run.output().splitlines() if "restart in" in line)
+        restart = next(line for line in run.output().splitlines() if restarted in line)
         print(f"    {restart.strip()}")
         assert failures == 0, f"the gateway failed {failures} of {polls} /healthz while the worker was down"
         job = http("POST", f"{run.url}/v1/jobs", {"features": SAMPLES["setosa"]}, auth)
@@ -518,23 +525,45 @@ def step_make_run(workdir: Path, package: str) -> None:
             assert time.monotonic() < deadline and status["status"] != "failed", status
             time.sleep(0.1)
         print(f"    worker back (pid {min(back)}); /healthz answered {polls}/{polls} meanwhile; a new job is done")
+        step_backoff(run, package, back, workers | back)
 
         tree = run.tree()
-        supervisor = next(pid for pid, (_g, args) in tree.items() if "dev_stack.py" in args)
+        launcher = next(pid for pid, (_g, args) in tree.items() if "dev_stack.py" in args)
         os.killpg(run.proc.pid, signal.SIGTERM)  # what a terminal or a process manager does
         time.sleep(0.2)
         if run.proc.poll() is None:
-            os.kill(supervisor, signal.SIGTERM)  # and once more, as make forwards it too
+            os.kill(launcher, signal.SIGTERM)  # and once more, as make forwards it too
         run.proc.wait(60)
         deadline = time.monotonic() + 5
         while (left := run.leftovers()) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not left, f"processes left after SIGTERM: {left}"
-        assert "stopped" in run.output()[-1000:], run.output()[-2000:]
+        assert "[stack] stopped" in run.output()[-1000:], run.output()[-2000:]
         print(f"    SIGTERM x2 to make's process group: all {len(run.seen)} processes gone (pids and groups checked)")
     finally:
         if run.proc.poll() is None or run.leftovers():
             run.kill()
+
+
+def step_backoff(run: MakeRun, package: str, restarted: set[int], known: set[int]) -> None:
+    """A worker killed again and again before it is up (startsecs, 2 s) is restarted after 1 s, 2 s..."""
+    backoff = "exited before it was up; restart in 1s (attempt 1)"
+    for pid in restarted:  # then each new one as soon as it shows, until supervisord backs off
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while backoff not in run.output():
+        assert time.monotonic() < deadline, f"no backoff after 60s:\n{run.output()[-3000:]}"
+        for pid in run.workers(package) - known:
+            known.add(pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
+    line = next(line for line in run.output().splitlines() if backoff in line)
+    while len(run.workers(package)) < 2:  # left alone now, it comes up again
+        assert time.monotonic() < deadline, f"the worker did not come back after its backoff:\n{run.output()[-3000:]}"
+        time.sleep(0.1)
+    print(f"    killed again while starting: {line.strip()}; then back")
 
 
 # -- runner --------------------------------------------------------------------------------------
@@ -560,7 +589,7 @@ class Runner:
                 self.failed += 1
                 print(f"  FAIL ({time.monotonic() - t0:.1f}s): {exc!r}")
                 traceback.print_exc()
-                for name in stack.services if stack else ():
+                for name in stack.procs if stack else ():
                     if stack and (tail := stack.tail(name, 15)):
                         print(f"  --- last lines of {name} ---\n{tail}")
             else:
@@ -636,7 +665,7 @@ def main() -> int:
 
         print("== stack 2: make run", flush=True)
         with tempfile.TemporaryDirectory(prefix="e2e-make-run-") as workdir:
-            title = "make run: a killed worker is restarted, SIGTERM leaves no process"
+            title = "make run: a killed worker is restarted (with backoff), SIGTERM leaves no process"
             runner.run([(title, lambda: step_make_run(Path(workdir), ml_package()))])
 
         cluster_stack = Stack("e2e-cluster", env=env)

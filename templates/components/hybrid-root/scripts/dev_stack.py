@@ -1,10 +1,12 @@
-"""`make run`: the whole stack on this machine without Docker, supervised like compose does it.
+"""`make run`: the whole stack on this machine without Docker, run by supervisord.
 
-Starts redis-server (its own, on a free loopback port, unless REDIS_URL is set), the ML service,
-WORKERS stream workers and the gateway on HOST:PORT, then keeps them running: a process that
-exits is restarted with backoff (1 s, doubling up to 30 s) and the restart is logged. Ctrl-C or
-SIGTERM stops every process it started, gateway first and Redis last; repeated signals (make and
-a terminal send several at once) do not interrupt that shutdown.
+supervisord (PyPI `supervisor`) starts, restarts (at once after a process was up; 1 s, 2 s, 3 s...
+while it keeps failing to start) and, on SIGTERM, stops every program, gateway first and Redis
+last, each with its process group; scripts/stack_log.py prefixes their output. This is the
+project-specific part: check the settings, write .run/supervisord.conf, start supervisord, wait
+until every service is ready (a program failing meanwhile stops the start), print the banner.
+The first SIGINT/SIGTERM/SIGHUP becomes one SIGTERM to supervisord (to which SIGHUP would mean
+"reload"); later ones are ignored, so the shutdown runs to its end.
 
 Environment: HOST (127.0.0.1), PORT (8080), ML_PORT (8000, or a free port when taken),
 WORKERS (2), GATEWAY_PROCESSES (the number of cores: the gateway's HTTP_PROCESSES, node:cluster),
@@ -15,10 +17,41 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
+import shutil
+import signal
 import socket
+import subprocess
 import sys
+import tempfile
+import time
+import xmlrpc.client
+from http.client import HTTPException
+from pathlib import Path
+from types import FrameType
+from typing import Any
 
-from stacklib import ROOT, SIGNALS, Interrupted, Stack, StackError, port_is_free
+from redis.exceptions import RedisError
+from stacklib import GATEWAY_DIR, ML_DIR, ROOT, Bus, StackError, free_port, http, ml_package, port_is_free
+from supervisor.xmlrpc import SupervisorTransport  # type: ignore[import-untyped]
+
+RUN_DIR = ROOT / ".run"
+PROGRAM = """
+[program:{name}]
+command={command}
+directory={directory}
+environment={environment}
+priority={priority}
+autorestart=true
+startsecs=2
+startretries=10
+stopasgroup=true
+killasgroup=true
+stopwaitsecs=15
+redirect_stderr=true
+stdout_logfile=NONE
+stdout_events_enabled=true
+"""
 
 
 def whole_number(name: str, default: str) -> int:
@@ -28,64 +61,125 @@ def whole_number(name: str, default: str) -> int:
     return int(value)
 
 
-def main() -> int:
-    SIGNALS.install()
-    try:
-        host = os.environ.get("HOST") or "127.0.0.1"
-        port = whole_number("PORT", "8080")
-        workers = whole_number("WORKERS", "2")
+def ini(value: str) -> str:
+    """A value for supervisord's config: `%` doubled (its own expansion), no newline."""
+    if "\n" in value:
+        raise StackError(f"a setting holds a newline: {value!r}")
+    return value.replace("%", "%%")
+
+
+def program(name: str, argv: list[str], directory: Path, priority: int, env: dict[str, str]) -> str:
+    for key, value in env.items():
+        if '"' in value:
+            raise StackError(f"{key} holds a double quote, which supervisord's environment= cannot carry")
+    return PROGRAM.format(
+        name=name,
+        command=ini(shlex.join(argv)),
+        directory=ini(str(directory)),
+        environment=ini(",".join(f'{key}="{value}"' for key, value in env.items())),
+        priority=priority,
+    )
+
+
+class Plan:
+    """The settings of one `make run`, and the supervisord config they make."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = socket_path
+        self.host = os.environ.get("HOST") or "127.0.0.1"
+        self.port = whole_number("PORT", "8080")
+        self.workers = whole_number("WORKERS", "2")
         # The gateway keeps no state of its own: one process per core serves the API.
-        gateway_processes = whole_number("GATEWAY_PROCESSES", str(os.cpu_count() or 1))
-        if not port_is_free(host, port):
-            raise StackError(f"port {port} on {host} is taken: set PORT to another port")
-        ml_port = int(os.environ.get("ML_PORT") or (8000 if port_is_free("127.0.0.1", 8000) else 0))
-    except StackError as exc:
-        print(f"dev-stack: {exc}", file=sys.stderr)
-        return 2
-    os.environ.setdefault("STACK_LOG_LEVEL", os.environ.get("LOG_LEVEL") or "info")
+        self.gateway_processes = max(1, whole_number("GATEWAY_PROCESSES", str(os.cpu_count() or 1)))
+        if not port_is_free(self.host, self.port):
+            raise StackError(f"port {self.port} on {self.host} is taken: set PORT to another port")
+        self.ml_port = whole_number("ML_PORT", "8000" if port_is_free("127.0.0.1", 8000) else "0") or free_port()
+        # Keys: from the environment, or throw-away ones for this session.
+        self.api_key = os.environ.get("API_KEYS") or "dev-" + secrets.token_hex(16)
+        self.ml_api_key = os.environ.get("ML_API_KEY") or "dev-" + secrets.token_hex(16)
+        self.own_redis = not os.environ.get("REDIS_URL")
+        self.redis_port = free_port()
+        self.redis_url = os.environ.get("REDIS_URL") or f"redis://127.0.0.1:{self.redis_port}/0"
+        self.worker_names = {
+            f"worker-{n}": f"{socket.gethostname()}-dev-{n}-{os.getpid()}" for n in range(1, self.workers + 1)
+        }
+        self.metrics = {name: free_port() for name in ["ml-service", *self.worker_names, "gateway"]}
+        self.ml_url = f"http://127.0.0.1:{self.ml_port}"
+        self.gateway_url = f"http://{self.host}:{self.port}"
+        self.rpc_password = secrets.token_hex(16)  # supervisord's control socket
+        self.rpc_login = f"username=stack\npassword={self.rpc_password}\n"
 
-    stack = Stack("run", console=True, run_dir=ROOT / ".run")
-    # Keys: from the environment, or throw-away ones for this session.
-    stack.api_key = os.environ.get("API_KEYS") or "dev-" + secrets.token_hex(16)
-    stack.ml_api_key = os.environ.get("ML_API_KEY") or "dev-" + secrets.token_hex(16)
-    try:
-        if redis_url := os.environ.get("REDIS_URL"):
-            stack.redis_url = redis_url
-        else:
-            stack.start_redis()
-        # Started together, then awaited: the ML service, workers and gateway load in parallel.
-        stack.start_ml(ml_port or None, wait=False)
-        names = [f"worker-{n}" for n in range(1, workers + 1)]
-        for n, name in enumerate(names, 1):
-            stack.start_worker(name, WORKER_NAME=f"{socket.gethostname()}-dev-{n}-{os.getpid()}")
-        stack.start_gateway(host, port, wait=False, env={"HTTP_PROCESSES": str(max(1, gateway_processes))})
-        stack.wait_http("ml-service", f"{stack.ml_url}/readyz")
-        stack.wait_http("gateway", f"{stack.gateway_url}/readyz")
-        stack.wait_workers(names)
-        print(banner(stack, workers), flush=True)
-        stack.supervise()
-    except Interrupted as exc:
-        stack.log(f"{exc.args[0]}: stopping {len(stack.services)} processes")
-        return 130 if exc.args[0] == "SIGINT" else 143
-    except StackError as exc:
-        print(f"dev-stack: {exc}", file=sys.stderr, flush=True)
-        return 1
-    finally:
-        stack.close()
-        stack.log("stopped")
-    return 0
+    def config(self) -> str:
+        socket_path = self.socket_path
+        python, package = sys.executable, ml_package()
+        parts = [
+            # nodaemon: its own log goes to stdout (logfile: no second copy).
+            f"[supervisord]\nnodaemon=true\nlogfile=/dev/null\nlogfile_maxbytes=0\nloglevel=info\n"
+            f"pidfile={ini(str(RUN_DIR / 'supervisord.pid'))}\nchildlogdir={ini(str(RUN_DIR))}\n",
+            # The control socket, for this script and `supervisorctl -c .run/supervisord.conf`.
+            f"[unix_http_server]\nfile={ini(str(socket_path))}\nchmod=0700\n{self.rpc_login}",
+            f"[supervisorctl]\nserverurl=unix://{ini(str(socket_path))}\n{self.rpc_login}",
+            "[rpcinterface:supervisor]\n"
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n",
+            # Relays every program's output and state changes; started first, stopped last.
+            f"[eventlistener:stack-log]\ncommand={ini(shlex.join([python, str(ROOT / 'scripts' / 'stack_log.py')]))}\n"
+            "events=PROCESS_LOG,PROCESS_STATE\nbuffer_size=10000\npriority=1\nautorestart=true\n"
+            "stdout_logfile=NONE\nstderr_logfile=/dev/stdout\nstderr_logfile_maxbytes=0\n",
+        ]
+        if self.own_redis:
+            redis = ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", ""]
+            redis += ["--appendonly", "no", "--dir", str(RUN_DIR), "--loglevel", "warning"]
+            parts.append(program("redis", redis, RUN_DIR, 10, {}))
+        ml_env = {"HOST": "127.0.0.1", "PORT": str(self.ml_port), "API_KEYS": self.ml_api_key}
+        ml_env["METRICS_PORT"] = str(self.metrics["ml-service"])
+        parts.append(program("ml-service", [python, "-m", package], ML_DIR, 20, ml_env))
+        for name, worker in self.worker_names.items():
+            env = {"WORKER_NAME": worker, "METRICS_PORT": str(self.metrics[name])}
+            parts.append(program(name, [python, "-m", f"{package}.worker"], ML_DIR, 30, env))
+        gateway_env = {
+            "NODE_ENV": "production",
+            "HOST": self.host,
+            "PORT": str(self.port),
+            "ML_URL": self.ml_url,
+            "ML_API_KEY": self.ml_api_key,
+            "API_KEYS": self.api_key,
+            "METRICS_PORT": str(self.metrics["gateway"]),
+            "HTTP_PROCESSES": str(self.gateway_processes),
+        }
+        server = GATEWAY_DIR / "dist" / "server.js"
+        parts.append(program("gateway", ["node", "--enable-source-maps", str(server)], GATEWAY_DIR, 40, gateway_env))
+        return "\n".join(parts)
 
+    def supervisor(self) -> Any:
+        """supervisord's XML-RPC interface, on a new connection (a failed one cannot be used again)."""
+        transport = SupervisorTransport("stack", self.rpc_password, f"unix://{self.socket_path}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport).supervisor
 
-def banner(stack: Stack, workers: int) -> str:
-    key = stack.api_key.split(",")[0]
-    gw = stack.gateway_url
-    metrics = "\n              ".join(f"{url}  ({name})" for name, url in stack.metrics.items())
-    return f"""
-  Stack is up ({workers} workers, supervised: a process that exits is restarted).  Ctrl-C stops it.
+    def ready(self, bus: Bus) -> bool:
+        """True once every service answers; StackError when a program failed while starting."""
+        for info in self.supervisor().getAllProcessInfo():
+            if info["statename"] in ("BACKOFF", "EXITED", "FATAL"):
+                name = info["name"]
+                raise StackError(f"{name} exited while the stack was starting: see its lines ({name} | …)")
+        urls = [f"{self.ml_url}/readyz", f"{self.gateway_url}/readyz"]
+        try:
+            up = all(http("GET", url, timeout=2).status == 200 for url in urls)
+        except OSError:
+            return False
+        return up and bus.consumers() >= set(self.worker_names.values())
+
+    def banner(self) -> str:
+        key = self.api_key.split(",")[0]
+        gw = self.gateway_url
+        metrics = "\n              ".join(
+            f"http://127.0.0.1:{port}/metrics  ({name})" for name, port in self.metrics.items()
+        )
+        return f"""
+  Stack is up ({self.workers} workers under supervisord: a process that exits is restarted).  Ctrl-C stops it.
 
   gateway     {gw}        (X-API-Key: {key})
-  ml-service  {stack.ml_url}        (internal; X-API-Key: {stack.ml_api_key})
-  redis       {stack.redis_url}
+  ml-service  {self.ml_url}        (internal; X-API-Key: {self.ml_api_key})
+  redis       {self.redis_url}
   metrics     {metrics}
 
   curl -s -H 'X-API-Key: {key}' -H 'content-type: application/json' \\
@@ -94,6 +188,76 @@ def banner(stack: Stack, workers: int) -> str:
        -d '{{"features": [6.7, 3.0, 5.2, 2.3]}}' {gw}/v1/jobs
   curl -sN -H 'X-API-Key: {key}' {gw}/v1/jobs/<id>/events
 """
+
+
+def say(message: str) -> None:
+    print(f"  [stack] {message}", flush=True)
+
+
+def main() -> int:
+    sock_dir = Path(tempfile.mkdtemp(prefix="stack-"))  # a short path: a unix socket's is ~100 bytes at most
+    try:
+        plan = Plan(sock_dir / "supervisor.sock")
+        RUN_DIR.mkdir(exist_ok=True)
+        conf = RUN_DIR / "supervisord.conf"
+        conf.unlink(missing_ok=True)
+        conf.touch(mode=0o600)  # it holds the keys and the control socket's password
+        conf.write_text(plan.config())
+        return run(plan, conf)
+    except StackError as exc:
+        print(f"dev-stack: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+def run(plan: Plan, conf: Path) -> int:
+    os.environ |= {"REDIS_URL": plan.redis_url, "LOG_LEVEL": os.environ.get("LOG_LEVEL") or "info"}
+    os.environ["PYTHONUNBUFFERED"] = "1"
+    supervisord = Path(sys.executable).parent / "supervisord"
+    # A session of its own: the terminal's signals reach this script only, which sends one SIGTERM.
+    proc = subprocess.Popen([str(supervisord), "-c", str(conf)], cwd=ROOT, start_new_session=True)
+    received: list[str] = []
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        if not received:
+            received.append(signal.Signals(signum).name)
+            say(f"{received[0]}: stopping every process (gateway first, Redis last)")
+            proc.send_signal(signal.SIGTERM)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+    bus = Bus(plan.redis_url, int(os.environ.get("BUS_PARTITIONS") or "1"))
+    failed = False
+    try:
+        deadline = time.monotonic() + 120
+        while not received and proc.poll() is None:
+            try:
+                if plan.ready(bus):
+                    print(plan.banner(), flush=True)
+                    break
+            except (OSError, HTTPException, RedisError, xmlrpc.client.Fault):
+                pass  # supervisord or Redis not listening yet
+            except StackError as exc:
+                say(str(exc))
+                failed = True
+            if failed or time.monotonic() > deadline:
+                say("the stack did not start; stopping it" if failed else "not ready after 120s; stopping it")
+                failed = True
+                stop(signal.SIGTERM, None)
+            time.sleep(0.2)
+        proc.wait()
+    finally:
+        bus.close()
+        if proc.poll() is None:  # this script failed: supervisord still stops everything
+            proc.terminate()
+            proc.wait()
+    say("stopped")
+    if failed:
+        return 1
+    if received:
+        return 130 if received[0] == "SIGINT" else 143
+    return proc.returncode
 
 
 if __name__ == "__main__":

@@ -1,31 +1,28 @@
-"""Start, supervise and stop the local stack (redis-server, ML service, workers, gateway).
+"""Start and stop throw-away stacks (redis-server, ML service, workers, gateway) for tests.
 
-Shared by `make run` (scripts/dev_stack.py), the end-to-end test (e2e/run_e2e.py) and the
-benchmark (scripts/bench.py). Run it with the ML service's interpreter (ml-service/.venv/bin/python):
-the ML service and the workers start with the same environment, and redis-py is at hand.
+Used by the end-to-end test (e2e/) and the benchmark (scripts/bench.py), which need each process
+in hand (kill this worker, pause Redis) and nothing restarted behind their back; `make run` is
+supervisord's (scripts/dev_stack.py) and takes only the helpers. Run it with the ML service's
+interpreter (ml-service/.venv/bin/python): the ML service and the workers start with the same
+environment, and redis-py is at hand.
 
-Every process runs in its own process group. Stack.close() stops them in reverse order (gateway,
-workers, ML service, Redis): SIGTERM, then SIGKILL for whatever is left in the group. The first
-SIGINT/SIGTERM/SIGHUP raises Interrupted in the main thread; later ones are only recorded, so a
-shutdown in progress is never cut short (make and a terminal often send two or three at once).
+Every process runs in its own process group. Stack.close() stops the services, then Redis:
+SIGTERM, then SIGKILL for whatever is left in the group. The first SIGINT/SIGTERM/SIGHUP raises
+Interrupted in the main thread so the stacks are closed; later ones are ignored.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import json
 import os
 import random
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -33,7 +30,6 @@ import urllib.request
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from http.client import HTTPConnection
 from pathlib import Path
 from types import FrameType
@@ -46,19 +42,10 @@ from redis.exceptions import ResponseError
 ROOT = Path(__file__).resolve().parent.parent
 ML_DIR = ROOT / "ml-service"
 GATEWAY_DIR = ROOT / "gateway"
-WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455
 
-# Restart policy of Stack.supervise(), the one of Docker's `restart: unless-stopped`: wait
-# BACKOFF_FIRST_S, doubling up to BACKOFF_MAX_S; a process that ran BACKOFF_RESET_S starts over.
-BACKOFF_FIRST_S = 1.0
-BACKOFF_MAX_S = 30.0
-BACKOFF_RESET_S = 10.0
 STOP_TIMEOUT_S = 15.0
 # Gateway settings for load tests (the e2e test and the bench send far more than 100 requests a minute).
 LOAD_TEST_ENV = {"RATE_LIMIT_MAX": "1000000"}
-
-# Stop order: the highest tier first, so nothing loses a dependency while it drains.
-TIER_REDIS, TIER_ML, TIER_WORKER, TIER_GATEWAY = range(4)
 
 
 class StackError(RuntimeError):
@@ -70,38 +57,18 @@ class Interrupted(BaseException):
 
 
 class StopSignals:
-    """SIGINT, SIGTERM and SIGHUP: the first raises Interrupted, every later one is only recorded."""
+    """SIGINT, SIGTERM and SIGHUP: the first raises Interrupted, every later one is ignored."""
 
     def __init__(self) -> None:
         self.received: str | None = None
-        self.armed = False
-        self._held = 0
 
     def install(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, self._handler)
-        self.armed = True
 
     def _handler(self, signum: int, _frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if self.received is not None:
-            print(f"  [stack] {name} again: still stopping", file=sys.stderr, flush=True)
-            return
-        self.received = name
-        if self.armed and self._held == 0:
-            self.armed = False
-            raise Interrupted(name)
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        """No Interrupted inside the block (e.g. between fork and recording the child): raised after it."""
-        self._held += 1
-        try:
-            yield
-        finally:
-            self._held -= 1
-        if self._held == 0 and self.armed and self.received is not None:
-            self.armed = False
+        if self.received is None:
+            self.received = signal.Signals(signum).name
             raise Interrupted(self.received)
 
 
@@ -224,7 +191,7 @@ class Bus:
         self.r.close()
 
 
-# -- HTTP, SSE and WebSocket clients ----------------------------------------------------------
+# -- HTTP and SSE clients ----------------------------------------------------------------
 
 
 class HttpResponse:
@@ -333,129 +300,18 @@ def sse_events(url: str, headers: Mapping[str, str], timeout: float) -> Iterator
                 event[field] = value
 
 
-class WebSocket:
-    """A minimal RFC 6455 client (text frames, ping/pong, close): enough to follow job events."""
-
-    def __init__(self, url: str, headers: Mapping[str, str], timeout: float = 10.0) -> None:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme != "ws" or parts.hostname is None:
-            raise ValueError(f"only ws:// URLs are supported: {url}")
-        self.sock = socket.create_connection((parts.hostname, parts.port or 80), timeout)
-        key = base64.b64encode(os.urandom(16)).decode()
-        lines = [
-            f"GET {parts.path or '/'}{'?' + parts.query if parts.query else ''} HTTP/1.1",
-            f"Host: {parts.netloc}",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            f"Sec-WebSocket-Key: {key}",
-            "Sec-WebSocket-Version: 13",
-            *(f"{k}: {v}" for k, v in headers.items()),
-        ]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        self.buf = b""
-        while b"\r\n\r\n" not in self.buf:
-            self.buf += self._recv()
-        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
-        status = head.split(b"\r\n", 1)[0].decode()
-        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
-        if " 101 " not in status or accept.encode() not in head:
-            raise AssertionError(f"WebSocket upgrade refused: {status}")
-
-    def _recv(self) -> bytes:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("WebSocket closed by the server")
-        return chunk
-
-    def _read(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            self.buf += self._recv()
-        data, self.buf = self.buf[:n], self.buf[n:]
-        return data
-
-    def _send_frame(self, opcode: int, payload: bytes) -> None:
-        mask = os.urandom(4)
-        n = len(payload)
-        header = bytes([0x80 | opcode])
-        if n < 126:
-            header += bytes([0x80 | n])
-        elif n < 65536:
-            header += bytes([0x80 | 126]) + struct.pack("!H", n)
-        else:
-            header += bytes([0x80 | 127]) + struct.pack("!Q", n)
-        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
-
-    def send(self, text: str) -> None:
-        self._send_frame(0x1, text.encode())
-
-    def recv(self) -> str:
-        """The next text message (answers pings on the way)."""
-        message = b""
-        while True:
-            first, second = self._read(2)
-            n = second & 0x7F
-            if n == 126:
-                n = struct.unpack("!H", self._read(2))[0]
-            elif n == 127:
-                n = struct.unpack("!Q", self._read(8))[0]
-            payload = self._read(n)  # server frames are not masked
-            opcode = first & 0x0F
-            if opcode == 0x9:
-                self._send_frame(0xA, payload)
-            elif opcode == 0x8:
-                raise ConnectionError(f"WebSocket closed: {payload[2:].decode(errors='replace')}")
-            elif opcode in (0x0, 0x1):
-                message += payload
-                if first & 0x80:
-                    return message.decode()
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._send_frame(0x8, struct.pack("!H", 1000))
-        self.sock.close()
-
-
 # -- processes ---------------------------------------------------------------------------------
 
 
-@dataclass(eq=False)
-class Service:
-    """One supervised process: how to start it again, and its restart state."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    cwd: Path
-    tier: int
-    proc: subprocess.Popen[bytes]
-    started: float
-    failures: int = 0
-    restart_at: float | None = None
-
-
 class Stack:
-    """Processes of one local stack. Use as a context manager.
+    """Processes of one local stack, each writing to DIR/NAME.log. Use as a context manager."""
 
-    console=False: each process writes to DIR/NAME.log (the e2e test and the bench read them);
-    console=True: every output line is printed with the process name in front (`make run`).
-    """
-
-    def __init__(
-        self,
-        name: str = "stack",
-        *,
-        quiet: bool = False,
-        console: bool = False,
-        run_dir: Path | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> None:
-        self.temporary = run_dir is None
-        self.dir = run_dir or Path(tempfile.mkdtemp(prefix=f"{name}-"))
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, name: str = "stack", *, quiet: bool = False, env: Mapping[str, str] | None = None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{name}-"))
         self.quiet = quiet
-        self.console = console
         self.env = dict(env or {})  # given to every service, e.g. BUS_PARTITIONS
-        self.services: dict[str, Service] = {}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.worker_names: dict[str, str] = {}  # process name -> WORKER_NAME
         self.python = sys.executable
         self.package = ml_package()
         self.redis_url = ""
@@ -464,7 +320,6 @@ class Stack:
         self.metrics: dict[str, str] = {}  # process name -> its /metrics URL
         self.api_key = "stack-client-" + os.urandom(16).hex()
         self.ml_api_key = "stack-internal-" + os.urandom(16).hex()
-        self._print_lock = threading.Lock()
 
     def __enter__(self) -> Stack:
         return self
@@ -474,8 +329,7 @@ class Stack:
 
     def log(self, msg: str) -> None:
         if not self.quiet:
-            with self._print_lock:
-                print(f"  [stack] {msg}", flush=True)
+            print(f"  [stack] {msg}", flush=True)
 
     @property
     def partitions(self) -> int:
@@ -484,56 +338,27 @@ class Stack:
     def bus(self) -> Bus:
         return Bus(self.redis_url, self.partitions)
 
-    # -- start, stop, restart ---------------------------------------------------------------
+    # -- start and stop ----------------------------------------------------------------------
 
-    def spawn(
-        self, name: str, argv: list[str], env: Mapping[str, str], cwd: Path, tier: int
-    ) -> subprocess.Popen[bytes]:
-        if name in self.services:
+    def spawn(self, name: str, argv: list[str], env: Mapping[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+        if name in self.procs:
             raise StackError(f"{name} is running already")
-        with SIGNALS.held():  # never a child that close() does not know about
-            proc = self._popen(name, argv, {**self.env, **env}, cwd)
-            self.services[name] = Service(name, argv, {**self.env, **env}, cwd, tier, proc, time.monotonic())
-        self.log(f"started {name} (pid {proc.pid})")
-        return proc
-
-    def _popen(self, name: str, argv: list[str], env: Mapping[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-        if self.console:
-            out: Any = subprocess.PIPE
-        else:
-            out = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - the child holds it from here
-        try:
-            proc = subprocess.Popen(
+        with open(self.dir / f"{name}.log", "ab") as out:
+            self.procs[name] = proc = subprocess.Popen(
                 argv,
                 cwd=cwd,
-                env={**os.environ, **env},
+                env={**os.environ, **self.env, **env},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: signals reach the whole tree
             )
-        finally:
-            if not self.console:
-                out.close()
-        if self.console and proc.stdout is not None:
-            threading.Thread(target=self._pump, args=(name, proc.stdout), daemon=True).start()
+        self.log(f"started {name} (pid {proc.pid})")
         return proc
-
-    def _pump(self, name: str, pipe: Any) -> None:
-        prefix = f"{name:<12}| ".encode()
-        for line in pipe:
-            with self._print_lock:
-                sys.stdout.buffer.write(prefix + line)
-                sys.stdout.buffer.flush()
-        pipe.close()
-
-    @property
-    def procs(self) -> dict[str, subprocess.Popen[bytes]]:
-        return {name: svc.proc for name, svc in self.services.items()}
 
     def signal(self, name: str, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.services[name].proc.pid, sig)
+            os.killpg(self.procs[name].pid, sig)
 
     def stop(self, name: str, timeout: float = STOP_TIMEOUT_S) -> int | None:
         codes = self.stop_many([name], timeout)
@@ -541,66 +366,38 @@ class Stack:
 
     def stop_many(self, names: Sequence[str], timeout: float = STOP_TIMEOUT_S) -> dict[str, int]:
         """SIGTERM to every named process group at once, wait, then SIGKILL what is left."""
-        stopping = [svc for name in names if (svc := self.services.get(name)) is not None]
-        for svc in stopping:
-            if svc.proc.poll() is None:
+        stopping = {name: proc for name in names if (proc := self.procs.get(name)) is not None}
+        for proc in stopping.values():
+            if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(svc.proc.pid, signal.SIGTERM)
-                    os.killpg(svc.proc.pid, signal.SIGCONT)  # a stopped (SIGSTOP) process handles it now
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    os.killpg(proc.pid, signal.SIGCONT)  # a stopped (SIGSTOP) process handles it now
         deadline = time.monotonic() + timeout
         codes: dict[str, int] = {}
-        for svc in stopping:
+        for name, proc in stopping.items():
             with contextlib.suppress(subprocess.TimeoutExpired):
-                svc.proc.wait(max(0.0, deadline - time.monotonic()))
-            if svc.proc.poll() is None:
-                self.log(f"{svc.name} ignored SIGTERM for {timeout:g}s; killing it")
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            if proc.poll() is None:
+                self.log(f"{name} ignored SIGTERM for {timeout:g}s; killing it")
             with contextlib.suppress(ProcessLookupError):  # also whatever it left in its group
-                os.killpg(svc.proc.pid, signal.SIGKILL)
-            codes[svc.name] = svc.proc.wait()
-            del self.services[svc.name]
+                os.killpg(proc.pid, signal.SIGKILL)
+            codes[name] = proc.wait()
+            del self.procs[name]
         return codes
 
     def close(self) -> None:
-        with SIGNALS.held():  # a signal must not cut the shutdown short; it is raised afterwards
-            for tier in sorted({svc.tier for svc in self.services.values()}, reverse=True):
-                self.stop_many([svc.name for svc in self.services.values() if svc.tier == tier])
-            if self.temporary:
-                shutil.rmtree(self.dir, ignore_errors=True)
-
-    def supervise(self, until: Callable[[], bool] = lambda: False, interval: float = 0.2) -> None:
-        """Restart every process that exits, with backoff, like compose and Kubernetes do."""
-        while not until():
-            self.restart_exited()
-            time.sleep(interval)
-
-    def restart_exited(self) -> None:
-        now = time.monotonic()
-        for svc in list(self.services.values()):
-            code = svc.proc.poll()
-            if code is None:
-                continue
-            if svc.restart_at is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(svc.proc.pid, signal.SIGKILL)  # its children, if any were left
-                if now - svc.started >= BACKOFF_RESET_S:
-                    svc.failures = 0
-                delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**svc.failures)
-                svc.failures += 1
-                svc.restart_at = now + delay
-                self.log(f"{svc.name} (pid {svc.proc.pid}) exited with status {code}; restart in {delay:g}s")
-            elif now >= svc.restart_at:
-                with SIGNALS.held():
-                    svc.proc = self._popen(svc.name, svc.argv, svc.env, svc.cwd)
-                    svc.started, svc.restart_at = time.monotonic(), None
-                self.log(f"restarted {svc.name} (pid {svc.proc.pid}, restart {svc.failures})")
+        """The services first, Redis last, so nothing loses Redis while it drains."""
+        self.stop_many([name for name in self.procs if not name.startswith("redis")])
+        self.stop_many(list(self.procs))
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- health ------------------------------------------------------------------------------
 
     def check_alive(self, *names: str) -> None:
-        for name in names or tuple(self.services):
-            code = self.services[name].proc.poll()
+        for name in names or tuple(self.procs):
+            code = self.procs[name].poll()
             if code is not None:
-                raise StackError(f"{name} exited with {code}" + (f":\n{self.tail(name)}" if not self.console else ""))
+                raise StackError(f"{name} exited with {code}:\n{self.tail(name)}")
 
     def tail(self, name: str, lines: int = 30) -> str:
         path = self.dir / f"{name}.log"
@@ -615,7 +412,7 @@ class Stack:
             if ready():
                 return
             if time.monotonic() > deadline:
-                tails = "".join(f"\n--- {n} ---\n{self.tail(n)}" for n in watch if not self.console)
+                tails = "".join(f"\n--- {n} ---\n{self.tail(n)}" for n in watch)
                 raise StackError(f"{what} not ready after {timeout:g}s{tails}")
             time.sleep(0.1)
 
@@ -630,7 +427,7 @@ class Stack:
 
     def wait_workers(self, names: list[str], timeout: float = 60.0) -> None:
         """Wait until every named worker has joined the consumer group (its first XREADGROUP)."""
-        consumers = {self.services[name].env["WORKER_NAME"] for name in names}
+        consumers = {self.worker_names[name] for name in names}
         bus = self.bus()
         try:
             self.wait_until(f"workers {', '.join(names)}", lambda: bus.consumers() >= consumers, names, timeout)
@@ -644,7 +441,7 @@ class Stack:
             raise StackError("redis-server is not installed (apt install redis-server / brew install redis)")
         argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         argv += ["--dir", str(self.dir), "--logfile", f"{name}.log", "--loglevel", "warning"]
-        self.spawn(name, [*argv, *extra], {}, self.dir, TIER_REDIS)
+        self.spawn(name, [*argv, *extra], {}, self.dir)
 
         def accepts() -> bool:
             try:
@@ -704,7 +501,7 @@ class Stack:
         port = port or free_port()
         env = {**self.common_env(), "HOST": "127.0.0.1", "PORT": str(port), "API_KEYS": self.ml_api_key}
         env.update(self.metrics_env("ml-service"))
-        self.spawn("ml-service", [self.python, "-m", self.package], env, ML_DIR, TIER_ML)
+        self.spawn("ml-service", [self.python, "-m", self.package], env, ML_DIR)
         self.ml_url = f"http://127.0.0.1:{port}"
         if wait:
             self.wait_http("ml-service", f"{self.ml_url}/readyz")
@@ -712,7 +509,8 @@ class Stack:
 
     def start_worker(self, name: str, **env: str) -> subprocess.Popen[bytes]:
         full_env = {**self.common_env(), "WORKER_NAME": name, **self.metrics_env(name), **env}
-        return self.spawn(name, [self.python, "-m", f"{self.package}.worker"], full_env, ML_DIR, TIER_WORKER)
+        self.worker_names[name] = full_env["WORKER_NAME"]
+        return self.spawn(name, [self.python, "-m", f"{self.package}.worker"], full_env, ML_DIR)
 
     def start_gateway(
         self, host: str = "127.0.0.1", port: int | None = None, wait: bool = True, env: Mapping[str, str] | None = None
@@ -732,7 +530,7 @@ class Stack:
             **self.metrics_env("gateway"),
             **(env or {}),
         }
-        self.spawn("gateway", ["node", "--enable-source-maps", str(server)], full_env, GATEWAY_DIR, TIER_GATEWAY)
+        self.spawn("gateway", ["node", "--enable-source-maps", str(server)], full_env, GATEWAY_DIR)
         self.gateway_url = f"http://{host}:{port}"
         if wait:
             self.wait_http("gateway", f"{self.gateway_url}/readyz")
