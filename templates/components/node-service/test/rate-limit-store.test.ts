@@ -102,6 +102,68 @@ describe("rate limit store", () => {
     expect(await take(b, 3, windowMs)).toBe(2);
   });
 
+  it("across window rollovers, instances hammering one key admit at most max per Redis window", async () => {
+    const [max, windowMs] = [200, 250];
+    // Where Redis' windows end, as its replies to the takes say (reply time + time left: never
+    // before the true end), and when each request was admitted.
+    const redisEnds: number[] = [];
+    const admittedAt: number[] = [];
+    const stores = [0, 1, 2].map(() => {
+      const client = new Redis(server.url);
+      clients.push(client);
+      const recorded = new Proxy(client, {
+        get(target, property, receiver) {
+          const value = Reflect.get(target, property, receiver);
+          if (property !== "stackwiseRateLimitTake" || typeof value !== "function") return value;
+          return async (...args: unknown[]) => {
+            const reply = (await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args)) as number[];
+            redisEnds.push(Date.now() + Number(reply[1]));
+            return reply;
+          };
+        },
+      });
+      return new (resilientStore(recorded, log))({});
+    });
+    const started = Date.now();
+    while (Date.now() - started < 1_300) {
+      await Promise.all(
+        Array.from(
+          { length: 30 },
+          (_, i) =>
+            new Promise<void>((resolve, reject) =>
+              (stores[i % 3] as Store).incr(
+                "key:k",
+                (err, result) => {
+                  if (err || result === undefined) return reject(err);
+                  if (result.current <= max) admittedAt.push(Date.now());
+                  resolve();
+                },
+                windowMs,
+                max,
+              ),
+            ),
+        ),
+      );
+      await sleep(5);
+    }
+    // One end per Redis window: every take's estimate is at or after the true end, the earliest is
+    // the closest (the takes of one window agree within milliseconds).
+    const ends: number[] = [];
+    for (const end of [...redisEnds].sort((a, b) => a - b)) {
+      if (ends.length === 0 || end - (ends.at(-1) as number) >= windowMs / 2) ends.push(end);
+    }
+    const perWindow = ends.map(() => 0);
+    for (const at of admittedAt) {
+      const window = ends.findIndex((end) => at < end);
+      expect(window, "admitted after every window Redis knows of ended").toBeGreaterThanOrEqual(0);
+      perWindow[window] = (perWindow[window] as number) + 1;
+    }
+    expect(ends.length).toBeGreaterThanOrEqual(3);
+    for (const admitted of perWindow) expect(admitted).toBeLessThanOrEqual(max);
+    // The budget was used, not merely refused: a full window admitted most of it.
+    expect(Math.max(...perWindow)).toBeGreaterThanOrEqual(max - 3 * 2);
+  });
+
   it("a lease ends with the Redis window, even when the reply was slow (no spill into the next window)", async () => {
     // The reply to the take arrives 250 ms after Redis started the window: counting the lease's
     // time from the reply would keep it alive 250 ms into the next window, where other instances
