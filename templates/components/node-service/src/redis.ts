@@ -98,22 +98,27 @@ export function connectRedis(url: string, options: ConnectOptions = {}): RedisCl
  * Resolves or rejects like `operation`, or rejects after `ms` (a cluster with no node up queues
  * commands instead of failing them). `discard` undoes the result of an operation that completes late.
  */
-export async function withDeadline<T>(operation: Promise<T>, ms: number, discard?: (late: T) => void): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  let late = false;
-  const running = operation.then((value) => {
-    if (late) discard?.(value);
-    return value;
-  });
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      late = true;
+export function withDeadline<T>(operation: Promise<T>, ms: number, discard?: (late: T) => void): Promise<T> {
+  // One promise and one timer per call (it runs on every job request), settled by whichever comes first.
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    const timer = setTimeout(() => {
+      settled = true;
       reject(new Error(`no answer from Redis within ${ms} ms`));
     }, ms);
+    operation.then(
+      (value) => {
+        if (settled) return discard?.(value);
+        settled = true;
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
   });
-  try {
-    return await Promise.race([running, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

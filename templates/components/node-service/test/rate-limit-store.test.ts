@@ -36,10 +36,16 @@ function instance() {
 }
 
 type Store = ReturnType<typeof instance>;
-const take = (store: Store, max: number) =>
+const take = (store: Store, max: number, windowMs = WINDOW_MS) =>
   new Promise<number>((resolve, reject) =>
-    store.incr("key:k", (err, result) => (err ? reject(err) : resolve(result?.current ?? 0)), WINDOW_MS, max),
+    store.incr("key:k", (err, result) => (err ? reject(err) : resolve(result?.current ?? 0)), windowMs, max),
   );
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits until Redis has dropped the key (its window ended there). */
+async function windowEnded(key = "rl:key:k"): Promise<void> {
+  while ((await redis.pttl(key)) !== -2) await sleep(5);
+}
 
 describe("rate limit store", () => {
   it("counts a busy key with one Redis round trip per lease (max/100), each request once", async () => {
@@ -71,6 +77,150 @@ describe("rate limit store", () => {
     const before = await redis.get("rl:key:k");
     for (const store of stores) expect(await take(store, max)).toBeGreaterThan(max);
     expect(await redis.get("rl:key:k")).toBe(before);
+  });
+
+  it("leases of a limit between 100 and 10,000 are max/100, rounded down", async () => {
+    for (const [max, lease] of [
+      [150, 1],
+      [250, 2],
+      [1_000_000, 10_000],
+    ] as const) {
+      await redis.flushdb();
+      expect(await take(instance(), max)).toBe(1);
+      expect(await redis.get("rl:key:k")).toBe(String(lease));
+    }
+  });
+
+  it("a new window starts over: refused at max, admitted again once the window ends", async () => {
+    const [a, b] = [instance(), instance()];
+    const windowMs = 300;
+    const first = [];
+    for (const store of [a, b, a, b]) first.push(await take(store, 3, windowMs));
+    expect(first).toEqual([1, 2, 3, 4]);
+    await windowEnded();
+    expect(await take(a, 3, windowMs)).toBe(1);
+    expect(await take(b, 3, windowMs)).toBe(2);
+  });
+
+  it("across window rollovers, instances hammering one key admit at most max per Redis window", async () => {
+    const [max, windowMs] = [200, 250];
+    // Where Redis' windows end, as its replies to the takes say (reply time + time left: never
+    // before the true end), and when each request was admitted.
+    const redisEnds: number[] = [];
+    const admittedAt: number[] = [];
+    const stores = [0, 1, 2].map(() => {
+      const client = new Redis(server.url);
+      clients.push(client);
+      const recorded = new Proxy(client, {
+        get(target, property, receiver) {
+          const value = Reflect.get(target, property, receiver);
+          if (property !== "stackwiseRateLimitTake" || typeof value !== "function") return value;
+          return async (...args: unknown[]) => {
+            const reply = (await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args)) as number[];
+            redisEnds.push(Date.now() + Number(reply[1]));
+            return reply;
+          };
+        },
+      });
+      return new (resilientStore(recorded, log))({});
+    });
+    const started = Date.now();
+    while (Date.now() - started < 1_300) {
+      await Promise.all(
+        Array.from(
+          { length: 30 },
+          (_, i) =>
+            new Promise<void>((resolve, reject) =>
+              (stores[i % 3] as Store).incr(
+                "key:k",
+                (err, result) => {
+                  if (err || result === undefined) return reject(err);
+                  if (result.current <= max) admittedAt.push(Date.now());
+                  resolve();
+                },
+                windowMs,
+                max,
+              ),
+            ),
+        ),
+      );
+      await sleep(5);
+    }
+    // One end per Redis window: every take's estimate is at or after the true end, the earliest is
+    // the closest (the takes of one window agree within milliseconds).
+    const ends: number[] = [];
+    for (const end of [...redisEnds].sort((a, b) => a - b)) {
+      if (ends.length === 0 || end - (ends.at(-1) as number) >= windowMs / 2) ends.push(end);
+    }
+    const perWindow = ends.map(() => 0);
+    for (const at of admittedAt) {
+      const window = ends.findIndex((end) => at < end);
+      expect(window, "admitted after every window Redis knows of ended").toBeGreaterThanOrEqual(0);
+      perWindow[window] = (perWindow[window] as number) + 1;
+    }
+    expect(ends.length).toBeGreaterThanOrEqual(3);
+    for (const admitted of perWindow) expect(admitted).toBeLessThanOrEqual(max);
+    // The budget was used, not merely refused: a full window admitted most of it.
+    expect(Math.max(...perWindow)).toBeGreaterThanOrEqual(max - 3 * 2);
+  });
+
+  it("a lease ends with the Redis window, even when the reply was slow (no spill into the next window)", async () => {
+    // The reply to the take arrives 250 ms after Redis started the window: counting the lease's
+    // time from the reply would keep it alive 250 ms into the next window, where other instances
+    // already take the whole new budget.
+    const client = new Redis(server.url);
+    clients.push(client);
+    const slow = new Proxy(client, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (property !== "stackwiseRateLimitTake" || typeof value !== "function") return value;
+        return async (...args: unknown[]) => {
+          const reply = await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          await sleep(250);
+          return reply;
+        };
+      },
+    });
+    const store = new (resilientStore(slow, log))({});
+    const windowMs = 600;
+    expect(await take(store, 1_000, windowMs)).toBe(1);
+    await windowEnded();
+    // The old lease (2..10) is gone with its window: this takes a new one from Redis.
+    expect(await take(store, 1_000, windowMs)).toBe(1);
+    expect(await redis.get("rl:key:k")).toBe("10");
+  });
+
+  it("Redis gone mid-lease: the lease is used up, then counted locally (still limited), shared again once back", async () => {
+    const own = await startRedis();
+    try {
+      const client = new Redis(own.url, { maxRetriesPerRequest: 0, enableOfflineQueue: false });
+      clients.push(client);
+      await new Promise((resolve) => client.once("ready", resolve));
+      const store = new (resilientStore(client, log))({});
+      // A lease of 10 (max 1000): 1..3 now, Redis has handed out 10.
+      for (const expected of [1, 2, 3]) expect(await take(store, 1_000)).toBe(expected);
+      await own.stop();
+      // The rest of the lease, then this process's own count from 1: never an error, never unlimited.
+      const during = [];
+      for (let i = 0; i < 9; i += 1) during.push(await take(store, 1_000));
+      expect(during).toEqual([4, 5, 6, 7, 8, 9, 10, 1, 2]);
+      const local = [];
+      for (let i = 0; i < 4; i += 1) local.push(await take(store, 3));
+      expect(local).toEqual([3, 4, 5, 6]);
+      await own.restart();
+      const deadline = Date.now() + 10_000;
+      while (client.status !== "ready") {
+        if (Date.now() > deadline) throw new Error(`client did not reconnect (${client.status})`);
+        await sleep(50);
+      }
+      // Back: counted in (the fresh) Redis again.
+      expect(await take(store, 1_000)).toBe(1);
+      const check = new Redis(own.url);
+      clients.push(check);
+      expect(await check.get("rl:key:k")).toBe("10");
+    } finally {
+      await own.stop();
+    }
   });
 
   it("falls back to counting in the process when Redis does not answer", async () => {

@@ -87,7 +87,7 @@ declare module "fastify" {
 export function registerMetrics(app: App): Metrics {
   const metrics = new Metrics();
   app.decorate("metrics", metrics);
-  app.addHook("onResponse", async (request, reply) => {
+  app.addHook("onResponse", (request, reply, done) => {
     metrics.requestDuration.observe(
       {
         method: request.method,
@@ -96,6 +96,7 @@ export function registerMetrics(app: App): Metrics {
       },
       reply.elapsedTime / 1000,
     );
+    done();
   });
   return metrics;
 }

@@ -2,13 +2,25 @@
 // (or starting a trace), its trace id on every log line of the request, and the `traceparent`
 // handed to the job entry so the worker continues the same trace. Spans are exported over
 // OTLP/HTTP only when OTEL_EXPORTER_OTLP_ENDPOINT is set (the exporter reads the OTEL_* variables).
+// With nothing to export, a request gets a span context only (ids from the SDK's generator, no
+// span recorded, no per-request hooks): the trace id still reaches the logs and the job entry.
 import type { IncomingMessage } from "node:http";
-import { context, propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import {
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  TraceFlags,
+  trace,
+} from "@opentelemetry/api";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import {
   BatchSpanProcessor,
   NodeTracerProvider,
+  RandomIdGenerator,
   SimpleSpanProcessor,
   type SpanExporter,
   type SpanProcessor,
@@ -19,6 +31,9 @@ import type { App } from "../types.js";
 const tracer = trace.getTracer("gateway");
 const spans = new WeakMap<IncomingMessage, Span>();
 let provider: NodeTracerProvider | undefined;
+/** Whether spans go anywhere (an exporter is configured): otherwise none are recorded. */
+let recording = false;
+const ids = new RandomIdGenerator();
 
 /**
  * Installs the SDK and the W3C propagator once per process (call it before buildApp); `exporter`
@@ -29,6 +44,7 @@ export function configureTracing(serviceName: string, exporter?: SpanExporter): 
   const spanProcessors: SpanProcessor[] = [];
   if (process.env.OTEL_EXPORTER_OTLP_ENDPOINT) spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter()));
   if (exporter !== undefined) spanProcessors.push(new SimpleSpanProcessor(exporter));
+  recording = spanProcessors.length > 0;
   provider = new NodeTracerProvider({
     resource: resourceFromAttributes({ "service.name": process.env.OTEL_SERVICE_NAME || serviceName }),
     spanProcessors,
@@ -51,6 +67,21 @@ export function traceparentOf(request: FastifyRequest): string | undefined {
 }
 
 /**
+ * The request's span when nothing records spans: a context only, continuing the caller's trace
+ * (its sampled flag kept for the worker) or starting one (sampled, as the SDK's default sampler
+ * would: a worker that exports records its part).
+ */
+function contextOnlySpan(parent: ReturnType<typeof propagation.extract>): Span {
+  const caller = trace.getSpanContext(parent);
+  const valid = caller !== undefined && trace.isSpanContextValid(caller);
+  return trace.wrapSpanContext({
+    traceId: valid ? caller.traceId : ids.generateTraceId(),
+    spanId: ids.generateSpanId(),
+    traceFlags: valid ? caller.traceFlags : TraceFlags.SAMPLED,
+  });
+}
+
+/**
  * The span starts where Fastify makes the request's logger (so even "incoming request" carries the
  * trace id), is named after the route template once routed, and ends with the response.
  */
@@ -58,7 +89,9 @@ export function registerTracing(app: App): void {
   app.setChildLoggerFactory((logger, bindings, options, raw) => {
     const request = raw as IncomingMessage;
     const parent = propagation.extract(ROOT_CONTEXT, request.headers);
-    const span = tracer.startSpan(request.method ?? "HTTP", { kind: SpanKind.SERVER }, parent);
+    const span = recording
+      ? tracer.startSpan(request.method ?? "HTTP", { kind: SpanKind.SERVER }, parent)
+      : contextOnlySpan(parent);
     spans.set(request, span);
     const { traceId, spanId } = span.spanContext();
     return logger.child(
@@ -66,6 +99,8 @@ export function registerTracing(app: App): void {
       options,
     );
   });
+  // Naming, status and end matter only to a recorded span.
+  if (!recording) return;
   app.addHook("onRequest", async (request) => {
     const route = request.routeOptions.url;
     if (route !== undefined) {

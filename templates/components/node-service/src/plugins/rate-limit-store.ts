@@ -87,11 +87,14 @@ export function resilientStore(redis: RedisClient, log: FastifyBaseLogger, prefi
   /** Takes a lease from Redis for `name`; on failure the caller falls back to local counting. */
   async function renew(name: string, timeWindow: number, max: number): Promise<void> {
     const units = Math.min(MAX_LEASE, Math.max(1, Math.floor(max / LEASE_DIVISOR)));
+    // The lease ends when Redis ends the window: its time left counts from before the take was
+    // sent (Redis measured it later), never from the reply, which would carry the lease the
+    // reply's delay into the next window.
+    const sentAt = Date.now();
     const reply = await (redis as unknown as WithTake)[TAKE_COMMAND](name, timeWindow, units);
     const [hi, ttl] = reply as [number, number];
-    const now = Date.now();
-    evict(leases, now, MAX_KEYS);
-    leases.set(name, { next: hi - units + 1, hi, resetAt: now + ttl });
+    evict(leases, Date.now(), MAX_KEYS);
+    leases.set(name, { next: hi - units + 1, hi, resetAt: sentAt + ttl });
     if (degraded) {
       degraded = false;
       log.info("rate limit counters are shared through Redis again");

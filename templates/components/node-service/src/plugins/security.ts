@@ -1,23 +1,53 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
 import cors from "@fastify/cors";
-import helmet from "@fastify/helmet";
 import rateLimit from "@fastify/rate-limit";
 import type { FastifyInstance } from "fastify";
+import helmet, { type HelmetOptions } from "helmet";
 import { type Config, csv } from "../config.js";
 import { HttpError } from "../errors.js";
 import type { RedisClient } from "../redis.js";
 import { resilientStore } from "./rate-limit-store.js";
+
+export const HELMET_OPTIONS: HelmetOptions = {
+  // A JSON API serves no documents: the strictest content security policy fits.
+  contentSecurityPolicy: {
+    useDefaults: false,
+    directives: { defaultSrc: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"], frameAncestors: ["'none'"] },
+  },
+};
+
+/**
+ * The headers helmet sets with `options`, computed once by running helmet's own middleware on a
+ * response that records them. With no per-request option (no CSP nonce) they are the same on every
+ * response, so the hot path copies a ready object instead of running helmet per request (as
+ * @fastify/helmet does, rebuilding the middleware from its options each time).
+ */
+export function helmetHeaders(options: HelmetOptions): Record<string, string> {
+  const headers: Record<string, string> = {};
+  const recorder = {
+    setHeader(name: string, value: unknown) {
+      headers[name.toLowerCase()] = String(value);
+    },
+    removeHeader(name: string) {
+      delete headers[name.toLowerCase()];
+    },
+  };
+  helmet(options)({} as IncomingMessage, recorder as unknown as ServerResponse, (error?: unknown) => {
+    if (error !== undefined && error !== null) throw error;
+  });
+  return headers;
+}
 
 /**
  * Security headers, CORS allowlist and rate limiting. Register before any route:
  * the rate limiter attaches itself to routes as they are declared.
  */
 export async function registerSecurity(app: FastifyInstance, config: Config, redis: RedisClient | null): Promise<void> {
-  await app.register(helmet, {
-    // A JSON API serves no documents: the strictest content security policy fits.
-    contentSecurityPolicy: {
-      useDefaults: false,
-      directives: { defaultSrc: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"], frameAncestors: ["'none'"] },
-    },
+  const securityHeaders = helmetHeaders(HELMET_OPTIONS);
+  // Every response, 404s and refusals included (onRequest runs before routing decides anything).
+  app.addHook("onRequest", (_request, reply, done) => {
+    reply.headers(securityHeaders);
+    done();
   });
 
   const origins = new Set(csv(config.CORS_ORIGINS));
