@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { JobAccepted, JobEvent, JobStatus, PredictRequest, PredictResponse } from "../../src/gateway/schemas.js";
+import { JobAccepted, JobEvent, JobStatus, PredictRequest, PredictResponse } from "../../src/ml/schemas.js";
 import { API_KEY, authed, type RunningApp, startApp } from "../support/app.js";
 import type { RedisServer } from "../support/redis.js";
 import {

@@ -6,7 +6,7 @@
 // acknowledged jobs on that master are gone (what the wait prevents).
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BusLayout } from "../../src/gateway/bus.js";
+import { BusLayout } from "../../src/ml/bus.js";
 import { connectRedis, type RedisClient } from "../../src/redis.js";
 import { authed, type RunningApp, startApp } from "../support/app.js";
 import { clusterUnavailable, type RedisCluster, startRedisCluster } from "../support/redis.js";

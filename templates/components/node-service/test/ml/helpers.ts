@@ -6,7 +6,7 @@ import { Ajv, type AnySchema } from "ajv";
 import addFormats from "ajv-formats";
 import { Redis } from "ioredis";
 import { expect } from "vitest";
-import { BusLayout, JOBS_GROUP, type PartitionKeys } from "../../src/gateway/bus.js";
+import { BusLayout, JOBS_GROUP, type PartitionKeys } from "../../src/ml/bus.js";
 import type { RedisClient } from "../../src/redis.js";
 import { type RunningApp, startApp } from "../support/app.js";
 import { type StubServer, startStubServer } from "../support/http.js";

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.js";
-import { BusLayout } from "../../src/gateway/bus.js";
-import { compareStreamIds } from "../../src/gateway/events.js";
+import { BusLayout } from "../../src/ml/bus.js";
+import { compareStreamIds } from "../../src/ml/events.js";
 import { isClusterUrl, parseClusterUrl } from "../../src/redis.js";
 
 describe("bus layout (contracts/README.md)", () => {

@@ -15,7 +15,7 @@ import {
 const MAX_BACKLOG = 3;
 const OTHER_KEY = "second-client-key-42-0123456789abcdefghijklmnopqrstuv";
 const RETENTION_MS = 60_000;
-/** uuid-shaped, version 8: the gateway's tagged job ids (src/gateway/job-id.ts). */
+/** uuid-shaped, version 8: the gateway's tagged job ids (src/ml/job-id.ts). */
 const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 // BUS_PARTITIONS=1: every key of the bus lives under the hash tag {jobs:0}.
 const JOBS = "{jobs:0}:predict";

@@ -2,7 +2,7 @@
 // over the partitions by crc32(id), every MULTI stays in one slot, and the gateway follows the
 // events of every partition. The worker side is simulated here, following contracts/README.md.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BusLayout, JOBS_GROUP } from "../../src/gateway/bus.js";
+import { BusLayout, JOBS_GROUP } from "../../src/ml/bus.js";
 import { connectRedis, type RedisClient } from "../../src/redis.js";
 import { authed, type RunningApp, startApp } from "../support/app.js";
 import { clusterUnavailable, type RedisCluster, startRedisCluster } from "../support/redis.js";

@@ -89,7 +89,7 @@ const busDown = described(
   RETRY_AFTER,
 );
 
-export function registerGatewayRoutes(app: App, { ml, store, follower, streams, watchRecheckMs }: GatewayDeps): void {
+export function registerMlRoutes(app: App, { ml, store, follower, streams, watchRecheckMs }: GatewayDeps): void {
   app.post(
     "/v1/predict",
     {
