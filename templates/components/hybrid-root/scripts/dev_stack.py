@@ -10,7 +10,8 @@ The first SIGINT/SIGTERM/SIGHUP becomes one SIGTERM to supervisord (to which SIG
 
 Environment: HOST (127.0.0.1), PORT (8080), ML_PORT (8000, or a free port when taken),
 WORKERS (2), GATEWAY_PROCESSES (the number of cores: the gateway's HTTP_PROCESSES, node:cluster),
-REDIS_URL, API_KEYS, ML_API_KEY, BUS_PARTITIONS, LOG_LEVEL (info).
+REDIS_URL, API_KEYS, ML_API_KEY (else from .env: `make run` writes it with fresh keys when
+API_KEYS is not set and there is none), BUS_PARTITIONS, LOG_LEVEL (info).
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from dotenv import dotenv_values  # python-dotenv, through pydantic-settings
 from redis.exceptions import RedisError
 from stacklib import GATEWAY_DIR, ML_DIR, ROOT, Bus, StackError, free_port, http, ml_package, port_is_free
 from supervisor.xmlrpc import SupervisorTransport  # type: ignore[import-untyped]
 
 RUN_DIR = ROOT / ".run"
+ENV_FILE = ROOT / ".env"  # git-ignored; `make run` writes it with fresh keys when none are set
 PROGRAM = """
 [program:{name}]
 command={command}
@@ -94,9 +97,13 @@ class Plan:
         if not port_is_free(self.host, self.port):
             raise StackError(f"port {self.port} on {self.host} is taken: set PORT to another port")
         self.ml_port = whole_number("ML_PORT", "8000" if port_is_free("127.0.0.1", 8000) else "0") or free_port()
-        # Keys: from the environment, or throw-away ones for this session.
-        self.api_key = os.environ.get("API_KEYS") or "dev-" + secrets.token_hex(16)
-        self.ml_api_key = os.environ.get("ML_API_KEY") or "dev-" + secrets.token_hex(16)
+        # Keys: from the environment, else from .env (the first `make run` writes it, see the
+        # Makefile), else throw-away ones for this session.
+        saved = {k: v for k, v in dotenv_values(ENV_FILE).items() if v} if ENV_FILE.is_file() else {}
+        api_keys = os.environ.get("API_KEYS") or saved.get("API_KEYS")
+        self.key_source = "environment" if os.environ.get("API_KEYS") else str(ENV_FILE) if api_keys else ""
+        self.api_key = api_keys or "dev-" + secrets.token_hex(16)
+        self.ml_api_key = os.environ.get("ML_API_KEY") or saved.get("ML_API_KEY") or "dev-" + secrets.token_hex(16)
         self.own_redis = not os.environ.get("REDIS_URL")
         self.redis_port = free_port()
         self.redis_url = os.environ.get("REDIS_URL") or f"redis://127.0.0.1:{self.redis_port}/0"
@@ -177,7 +184,7 @@ class Plan:
         return f"""
   Stack is up ({self.workers} workers under supervisord: a process that exits is restarted).  Ctrl-C stops it.
 
-  gateway     {gw}        (X-API-Key: {key})
+  gateway     {gw}        (X-API-Key: {key}{f"; API_KEYS from {self.key_source}" if self.key_source else ""})
   ml-service  {self.ml_url}        (internal; X-API-Key: {self.ml_api_key})
   redis       {self.redis_url}
   metrics     {metrics}
