@@ -35,9 +35,8 @@ readme_has 'stackwise new shop-ai                       # the default preset: ai
 stackwise new shop-ai
 cd shop-ai
 make install
-# A client key of its own (the gateway refuses keys under 32 characters).
-API_KEYS=first-day-$(python3 -c 'import secrets; print(secrets.token_hex(24))')
-export API_KEYS
+# No key of our own, as a newcomer has none: the first `make run` writes .env with one (README).
+unset API_KEYS ML_API_KEY
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export PORT
 set -m
@@ -46,6 +45,7 @@ stack_pid=$!
 set +m
 code=
 for _ in $(seq 1 600); do
+  API_KEYS=$(sed -n 's/^API_KEYS=//p' .env 2>/dev/null || true)
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $API_KEYS" -H 'content-type: application/json' \
     -H 'Idempotency-Key: order-42' -d '{"features": [6.7, 3.0, 5.2, 2.3]}' "http://127.0.0.1:$PORT/v1/jobs" || true)
   [ "$code" = 202 ] && break
@@ -56,6 +56,8 @@ if [ "$code" != 202 ]; then
   tail -30 "$work/run.log" >&2
   exit 1
 fi
+grep -q "API_KEYS from $PWD/.env" "$work/run.log" || { echo "make run did not say where its key is" >&2; exit 1; }
+git check-ignore -q .env || { echo "the .env make run wrote is not git-ignored" >&2; exit 1; }
 project=$(since "$t1")
 echo "first-day: first 202 from the generated API: ${project} s after \`stackwise new\` (the prebuilt path)"
 echo "first-day: clone to first 202 building from source: $(since "$t0") s"
