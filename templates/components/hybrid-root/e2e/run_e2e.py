@@ -545,6 +545,25 @@ def step_make_run(workdir: Path, package: str) -> None:
             run.kill()
 
 
+def step_make_run_launcher_killed(workdir: Path) -> None:
+    """`make run`'s own script SIGKILLed (no chance to say anything): the stack stops all the same."""
+    run = MakeRun(workdir)
+    try:
+        run.wait_up()
+        tree = run.tree()
+        launcher = next(pid for pid, (_g, args) in tree.items() if "dev_stack.py" in args)
+        os.kill(launcher, signal.SIGKILL)
+        run.proc.wait(30)
+        deadline = time.monotonic() + 40  # supervisord's stop: 15 s at most per program
+        while (left := run.leftovers()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left, f"processes left after make run's script was SIGKILLed: {left}"
+        print(f"    SIGKILL to dev_stack.py: all {len(run.seen)} processes gone (supervisord got SIGTERM)")
+    finally:
+        if run.proc.poll() is None or run.leftovers():
+            run.kill()
+
+
 def step_backoff(run: MakeRun, package: str, restarted: set[int], known: set[int]) -> None:
     """A worker killed again and again before it is up (startsecs, 2 s) is restarted after 1 s, 2 s..."""
     backoff = "exited before it was up; restart in 1s (attempt 1)"
@@ -667,6 +686,9 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="e2e-make-run-") as workdir:
             title = "make run: a killed worker is restarted (with backoff), SIGTERM leaves no process"
             runner.run([(title, lambda: step_make_run(Path(workdir), ml_package()))])
+        with tempfile.TemporaryDirectory(prefix="e2e-make-run-") as workdir:
+            title = "make run: its script SIGKILLed, the stack still stops"
+            runner.run([(title, lambda: step_make_run_launcher_killed(Path(workdir)))])
 
         cluster_stack = Stack("e2e-cluster", env=env)
 

@@ -16,6 +16,7 @@ API_KEYS is not set and there is none), BUS_PARTITIONS, LOG_LEVEL (info).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import shlex
@@ -197,6 +198,13 @@ class Plan:
 """
 
 
+def stop_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent dies (Linux's PR_SET_PDEATHSIG; elsewhere nothing)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+
+
 def say(message: str) -> None:
     print(f"  [stack] {message}", flush=True)
 
@@ -223,7 +231,11 @@ def run(plan: Plan, conf: Path) -> int:
     os.environ["PYTHONUNBUFFERED"] = "1"
     supervisord = Path(sys.executable).parent / "supervisord"
     # A session of its own: the terminal's signals reach this script only, which sends one SIGTERM.
-    proc = subprocess.Popen([str(supervisord), "-c", str(conf)], cwd=ROOT, start_new_session=True)
+    # And should this script die without a word (SIGKILL, OOM), supervisord gets that SIGTERM from
+    # the kernel instead of running on with the whole stack.
+    proc = subprocess.Popen(
+        [str(supervisord), "-c", str(conf)], cwd=ROOT, start_new_session=True, preexec_fn=stop_with_parent
+    )
     received: list[str] = []
 
     def stop(signum: int, _frame: FrameType | None) -> None:
