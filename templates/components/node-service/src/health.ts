@@ -68,6 +68,11 @@ async function run(check: ReadinessCheck, log: App["log"]): Promise<string> {
  */
 export function registerHealth(app: App, probeLogLevel: Config["LOG_LEVEL"]): void {
   app.decorate("readinessChecks", [] as ReadinessCheck[]);
+  const dependencies = async (log: App["log"]): Promise<Record<string, string>> =>
+    Object.fromEntries(
+      await Promise.all(app.readinessChecks.map(async (check) => [check.name, await run(check, log)] as const)),
+    );
+  app.metrics.watchDependencies(() => dependencies(app.log));
   let draining = false;
   app.addHook("preClose", async () => {
     draining = true;
@@ -89,14 +94,7 @@ export function registerHealth(app: App, probeLogLevel: Config["LOG_LEVEL"]): vo
       logLevel: probeLogLevel,
     },
     async (request, reply) => {
-      const checks =
-        request.query.verbose === undefined
-          ? undefined
-          : Object.fromEntries(
-              await Promise.all(
-                app.readinessChecks.map(async (check) => [check.name, await run(check, request.log)] as const),
-              ),
-            );
+      const checks = request.query.verbose === undefined ? undefined : await dependencies(request.log);
       const body = checks === undefined ? {} : { checks };
       if (!draining) return reply.send({ status: "ready" as const, ...body });
       return reply

@@ -66,6 +66,26 @@ describe("metrics", () => {
     expect((await fetch(`${metricsUrl.replace("/metrics", "/other")}`)).status).toBe(404);
   });
 
+  it("shows each dependency's check as dependency_up, 0 while it fails", async () => {
+    expect(await (await fetch(metricsUrl)).text()).toMatch(/^dependency_up\{dependency="redis"\} 1$/m);
+    let down = true;
+    app.readinessChecks.push({
+      name: "flaky",
+      check: async () => {
+        if (down) throw new Error("connection refused");
+      },
+    });
+    try {
+      expect(await (await fetch(metricsUrl)).text()).toMatch(/^dependency_up\{dependency="flaky"\} 0$/m);
+      // The process stays ready: the outage shows in metrics and ?verbose, not as a 503.
+      expect((await fetch(`${base}/readyz`)).status).toBe(200);
+      down = false;
+      expect(await (await fetch(metricsUrl)).text()).toMatch(/^dependency_up\{dependency="flaky"\} 1$/m);
+    } finally {
+      app.readinessChecks.pop();
+    }
+  });
+
   it("passes promtool check metrics", async (context) => {
     const text = await (await fetch(metricsUrl)).text();
     const check = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });

@@ -6,6 +6,9 @@ import { createServer, type Server } from "node:http";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { App } from "../types.js";
 
+/** What a Gauge reads at scrape time: each dependency's check, "ok" or what is wrong. */
+export type DependencyReader = () => Promise<Record<string, string>>;
+
 /** What a Gauge reads at scrape time: lag and pending entries of every partition. */
 export type GroupReader = () => Promise<{ partition: number; lag: number; pending: number }[]>;
 
@@ -23,6 +26,7 @@ export class Metrics {
     registers: [this.registry],
   });
   #groups: GroupReader | undefined;
+  #dependencies: DependencyReader | undefined;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -36,6 +40,26 @@ export class Metrics {
       this.registry.removeSingleMetric(name);
     }
     const reader = (): GroupReader | undefined => this.#groups;
+    const dependencies = (): DependencyReader | undefined => this.#dependencies;
+    // A dependency outage never makes the process unready (SPEC 7.2): it shows here, and in
+    // /readyz?verbose, from the same checks, run when Prometheus scrapes.
+    new Gauge({
+      name: "dependency_up",
+      help: "1 when a dependency (Redis, the ML service, an upstream) answers its check, 0 when not.",
+      labelNames: ["dependency"] as const,
+      registers: [this.registry],
+      // With HTTP_PROCESSES > 1: 0 as soon as one server process cannot reach it.
+      aggregator: "min",
+      async collect() {
+        const read = dependencies();
+        if (read === undefined) return;
+        const states = await read().catch(() => ({}));
+        this.reset();
+        for (const [name, state] of Object.entries(states)) {
+          this.set({ dependency: name }, state === "ok" ? 1 : 0);
+        }
+      },
+    });
     // Read from Redis when Prometheus scrapes (XINFO GROUPS per partition), so they are fresh.
     new Gauge({
       name: "bus_stream_lag",
@@ -69,6 +93,11 @@ export class Metrics {
         }
       },
     });
+  }
+
+  /** `dependency_up`: the dependencies' checks, run through `read` at scrape time. */
+  watchDependencies(read: DependencyReader): void {
+    this.#dependencies = read;
   }
 
   /** The bus side: lag and pending gauges read through `read` at scrape time. */

@@ -8,10 +8,14 @@ at zero when it starts: `rate()` and `increase()` handle those resets.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,61 @@ STREAM_LAG = Gauge(
 STREAM_PENDING = Gauge(
     "bus_stream_pending", "Entries delivered to a worker and not acknowledged yet.", ["partition"]
 )
+
+
+class Dependencies(Collector):
+    """`dependency_up{dependency}`: 1 when a dependency (Redis) answers its readiness check, 0 when
+    not, run on the app's event loop when Prometheus scrapes (the metrics server has a thread of
+    its own). A dependency outage never makes the process unready (SPEC 7.2): it shows here and in
+    /readyz?verbose."""
+
+    HELP = "1 when a dependency (Redis) answers its check, 0 when not."
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.checks: Mapping[str, Callable[[], Awaitable[object]]] = {}
+
+    def watch(
+        self,
+        loop: asyncio.AbstractEventLoop | None,
+        checks: Mapping[str, Callable[[], Awaitable[object]]],
+    ) -> None:
+        self.loop, self.checks = loop, checks
+
+    def describe(self) -> Iterable[Metric]:
+        return [GaugeMetricFamily("dependency_up", self.HELP, labels=["dependency"])]
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily("dependency_up", self.HELP, labels=["dependency"])
+        loop = self.loop
+        if loop is not None and not loop.is_closed() and not self._on(loop):
+            for name, check in list(self.checks.items()):
+                family.add_metric([name], 1.0 if self._answers(loop, check) else 0.0)
+        yield family
+
+    @staticmethod
+    def _on(loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether this thread runs `loop` (it cannot wait for itself)."""
+        try:
+            return asyncio.get_running_loop() is loop
+        except RuntimeError:
+            return False
+
+    @staticmethod
+    def _answers(loop: asyncio.AbstractEventLoop, check: Callable[[], Awaitable[object]]) -> bool:
+        async def bounded() -> None:
+            await asyncio.wait_for(check(), timeout=2)
+
+        try:
+            asyncio.run_coroutine_threadsafe(bounded(), loop).result(timeout=3)
+        except Exception:  # any failure is "down"; /readyz?verbose logs the reason
+            return False
+        return True
+
+
+DEPENDENCIES = Dependencies()
+REGISTRY.register(DEPENDENCIES)
+
 JOB_LATENCY = Histogram(
     "bus_job_latency_seconds",
     "Time from a job's creation (created_at) to its committed result.",
