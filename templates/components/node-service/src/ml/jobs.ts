@@ -267,7 +267,12 @@ export class JobStore {
     const idemValue = idemKey === undefined ? "" : `${id} ${sha256Hex(canonicalJson(request))}`;
     if (idemKey !== undefined) {
       const earlier = await this.#claimIdempotencyKey(idemKey, idemValue);
-      if (earlier !== undefined) return { id: earlier, created: false };
+      if (earlier !== undefined) {
+        // The first request may have been refused (503) because no replica confirmed the job: a
+        // retry is acknowledged only once one has, like the first request would have been.
+        await this.#replicated(this.layout.of(earlier), { probe: true });
+        return { id: earlier, created: false };
+      }
     }
 
     const createdAt = String(now);
@@ -310,8 +315,12 @@ export class JobStore {
    * With JOBS_WAIT_REPLICAS > 0: WAIT on the connection that ran the transaction (a single node's,
    * or in a cluster the connection to the master of the partition's slot), so a master that dies
    * after the 202 cannot take the job with it. Throws NotReplicatedError when too few confirm.
+   * With `probe`, for a job another request wrote (perhaps through another connection or gateway),
+   * this connection first writes a short-lived key in the partition's slot: WAIT covers a
+   * connection's own writes only, and that one comes after the job's in the master's replication
+   * stream, so a replica that confirms it has the job too.
    */
-  async #replicated(keys: PartitionKeys): Promise<void> {
+  async #replicated(keys: PartitionKeys, { probe = false } = {}): Promise<void> {
     const wanted = this.options.waitReplicas ?? 0;
     if (wanted === 0) return;
     const timeout = this.options.waitTimeoutMs ?? 500;
@@ -327,6 +336,7 @@ export class JobStore {
       if (master === undefined) throw new NotReplicatedError(0);
       node = master;
     }
+    if (probe) await node.set(`${keys.jobs}:replica-probe`, "1", "PX", 1_000);
     const acknowledged = Number(await node.wait(wanted, timeout));
     if (acknowledged < wanted) throw new NotReplicatedError(acknowledged);
   }

@@ -1,0 +1,53 @@
+// JOBS_WAIT_REPLICAS: a job is acknowledged (202) only once a replica has it — the first request,
+// and a retry with the same Idempotency-Key alike (the retry of a 503 used to get a 202 at once).
+import { createHash } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { JobStore, NotReplicatedError } from "../../src/ml/jobs.js";
+import { connectRedis, type RedisClient } from "../../src/redis.js";
+import { type RedisServer, startRedis } from "../support/redis.js";
+
+const IRIS = { features: [5.1, 3.5, 1.4, 0.2] };
+const owner = createHash("sha256").update("replicated-test-key-0123456789abcdef").digest();
+
+let server: RedisServer;
+let redis: RedisClient;
+
+beforeAll(async () => {
+  server = await startRedis();
+  redis = connectRedis(server.url);
+});
+
+afterAll(async () => {
+  redis?.disconnect();
+  await server?.stop();
+});
+
+const store = (waitReplicas: number): JobStore =>
+  new JobStore(redis, {
+    partitions: 1,
+    maxBacklog: 1_000,
+    deadlineMs: 60_000,
+    eventsRetentionMs: 60_000,
+    waitReplicas,
+    waitTimeoutMs: 50,
+  });
+
+describe("JOBS_WAIT_REPLICAS on a Redis without replicas", () => {
+  it("refuses the job and its idempotent retry alike: neither is acknowledged", async () => {
+    const jobs = store(1);
+    await jobs.ensureGroups();
+    const options = { requestId: "r-1", ownerKey: owner, idempotencyKey: "order-1" };
+    await expect(jobs.enqueue(IRIS, options)).rejects.toBeInstanceOf(NotReplicatedError);
+    // The job was written (it may run), so the key stays; the retry is not acknowledged either.
+    await expect(jobs.enqueue(IRIS, options)).rejects.toBeInstanceOf(NotReplicatedError);
+    expect(await redis.xlen("{jobs:0}:predict")).toBe(1);
+  });
+
+  it("without the wait, the retry returns the first job", async () => {
+    const jobs = store(0);
+    const options = { requestId: "r-2", ownerKey: owner, idempotencyKey: "order-2" };
+    const first = await jobs.enqueue(IRIS, options);
+    const again = await jobs.enqueue(IRIS, options);
+    expect(again).toEqual({ id: first.id, created: false });
+  });
+});
