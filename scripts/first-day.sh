@@ -56,7 +56,13 @@ if [ "$code" != 202 ]; then
   tail -30 "$work/run.log" >&2
   exit 1
 fi
-grep -q "API_KEYS from $PWD/.env" "$work/run.log" || { echo "make run did not say where its key is" >&2; exit 1; }
+# The gateway answers before the workers have joined; the banner comes once everything is up.
+for _ in $(seq 1 240); do grep -q "Stack is up" "$work/run.log" && break; sleep 0.5; done
+grep -q "API_KEYS from .*/\.env" "$work/run.log" || {
+  echo "make run did not say where its key is:" >&2
+  tail -30 "$work/run.log" >&2
+  exit 1
+}
 git check-ignore -q .env || { echo "the .env make run wrote is not git-ignored" >&2; exit 1; }
 project=$(since "$t1")
 echo "first-day: first 202 from the generated API: ${project} s after \`stackwise new\` (the prebuilt path)"
