@@ -2,7 +2,7 @@
 //!
 //! One file per command (`new.rs`, `update.rs`…): each takes its parsed arguments and the
 //! [`Settings`] settled once before it runs (`settings.rs`), and returns an [`ExitStatus`]; only [`main`] turns it into the
-//! process's exit code (nothing calls `process::exit`).
+//! process's exit code (no command ends the process early).
 
 mod adopt;
 mod ask;
