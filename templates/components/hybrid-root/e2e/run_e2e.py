@@ -415,10 +415,10 @@ def descendants(root: int) -> dict[int, tuple[int, str]]:
 class MakeRun:
     """`make run` started as a user would, in its own process group, output in a file."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, key: str | None = None) -> None:
         self.log = workdir / "make-run.log"
         self.port = free_port()
-        self.key = "e2e-make-run-" + os.urandom(16).hex()
+        self.key = key or "e2e-make-run-" + os.urandom(16).hex()
         inherited = ("REDIS_URL", "BUS_PARTITIONS", "MAKEFLAGS", "MAKELEVEL")
         env = {k: v for k, v in os.environ.items() if k not in inherited}
         env |= {
@@ -564,6 +564,28 @@ def step_make_run_launcher_killed(workdir: Path) -> None:
             run.kill()
 
 
+def step_make_run_bad_key(workdir: Path) -> None:
+    """A placeholder key: the start stops (exit 1) and the refusing process's own message is shown
+    whole, non-ASCII characters included (supervisord counts an event's length in characters)."""
+    run = MakeRun(workdir, key="replace-with-a-client-api-key")
+    try:
+        code = run.proc.wait(120)
+        out = run.output()
+        assert code != 0, f"make run started with a placeholder key:\n{out[-3000:]}"
+        # Whichever process refuses it first (a worker or the gateway), its own words are shown.
+        assert "exited while the stack was starting; its last lines:" in out, out[-3000:]
+        assert "replace-with-…" in out and "placeholder" in out, out[-3000:]
+        assert "Traceback" not in out, out[-3000:]
+        deadline = time.monotonic() + 20
+        while (left := run.leftovers()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left, f"processes left after a failed start: {left}"
+        print(f"    exit {code}; the refusal shown with its prefix; no process left")
+    finally:
+        if run.proc.poll() is None or run.leftovers():
+            run.kill()
+
+
 def step_backoff(run: MakeRun, package: str, restarted: set[int], known: set[int]) -> None:
     """A worker killed again and again before it is up (startsecs, 2 s) is restarted after 1 s, 2 s..."""
     backoff = "exited before it was up; restart in 1s (attempt 1)"
@@ -689,6 +711,9 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="e2e-make-run-") as workdir:
             title = "make run: its script SIGKILLed, the stack still stops"
             runner.run([(title, lambda: step_make_run_launcher_killed(Path(workdir)))])
+        with tempfile.TemporaryDirectory(prefix="e2e-make-run-") as workdir:
+            title = "make run: a placeholder key stops the start, the process says why"
+            runner.run([(title, lambda: step_make_run_bad_key(Path(workdir)))])
 
         cluster_stack = Stack("e2e-cluster", env=env)
 

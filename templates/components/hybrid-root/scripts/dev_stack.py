@@ -53,7 +53,9 @@ stopasgroup=true
 killasgroup=true
 stopwaitsecs=15
 redirect_stderr=true
-stdout_logfile=NONE
+stdout_logfile={logfile}
+stdout_logfile_maxbytes=1MB
+stdout_logfile_backups=0
 stdout_events_enabled=true
 """
 
@@ -82,7 +84,22 @@ def program(name: str, argv: list[str], directory: Path, priority: int, env: dic
         directory=ini(str(directory)),
         environment=ini(",".join(f'{key}="{value}"' for key, value in env.items())),
         priority=priority,
+        # Besides the prefixed relay: what a program said before it failed to start, read back by
+        # Plan.ready (the relay may still be behind, or be stopped, when the start is called off).
+        logfile=ini(str(program_log(name))),
     )
+
+
+def program_log(name: str) -> Path:
+    return RUN_DIR / f"{name}.log"
+
+
+def last_lines(name: str, count: int = 15) -> str:
+    try:
+        lines = program_log(name).read_text(errors="replace").splitlines()[-count:]
+    except OSError:
+        return ""
+    return "".join(f"\n{name:<12}| {line}" for line in lines)
 
 
 class Plan:
@@ -168,7 +185,7 @@ class Plan:
         for info in self.supervisor().getAllProcessInfo():
             if info["statename"] in ("BACKOFF", "EXITED", "FATAL"):
                 name = info["name"]
-                raise StackError(f"{name} exited while the stack was starting: see its lines ({name} | …)")
+                raise StackError(f"{name} exited while the stack was starting; its last lines:{last_lines(name)}")
         urls = [f"{self.ml_url}/readyz", f"{self.gateway_url}/readyz"]
         try:
             up = all(http("GET", url, timeout=2).status == 200 for url in urls)
@@ -214,6 +231,8 @@ def main() -> int:
     try:
         plan = Plan(sock_dir / "supervisor.sock")
         RUN_DIR.mkdir(exist_ok=True)
+        for log in RUN_DIR.glob("*.log"):  # supervisord appends: the last run's lines are not this one's
+            log.unlink(missing_ok=True)
         conf = RUN_DIR / "supervisord.conf"
         conf.unlink(missing_ok=True)
         conf.touch(mode=0o600)  # it holds the keys and the control socket's password

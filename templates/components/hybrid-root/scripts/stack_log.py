@@ -33,10 +33,12 @@ def state(event: str, headers: dict[str, str]) -> None:
 
 
 def wait() -> tuple[dict[str, str], str]:
-    """The next event (childutils.listener.wait, but `len` counts bytes: read them as bytes)."""
+    """The next event. supervisord counts `len` in characters of the text it sends as UTF-8, not
+    in bytes (`len(payload)` of a str): read characters, or a line with a non-ASCII character in
+    it (an error message's "…") would cut the next event in two."""
     childutils.listener.ready(sys.stdout)
-    headers: dict[str, str] = childutils.get_headers(sys.stdin.buffer.readline().decode())
-    return headers, sys.stdin.buffer.read(int(headers["len"])).decode(errors="replace")
+    headers: dict[str, str] = childutils.get_headers(sys.stdin.readline())
+    return headers, sys.stdin.read(int(headers["len"]))
 
 
 def main() -> None:
@@ -49,6 +51,8 @@ def main() -> None:
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, stop)
+    # What supervisord sends is UTF-8 whatever the locale (as_bytes), and valid (as_string decoded it).
+    sys.stdin.reconfigure(encoding="utf-8", newline="\n")  # type: ignore[union-attr]
     while True:
         headers, payload = wait()
         event = headers["eventname"]
