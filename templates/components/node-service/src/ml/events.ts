@@ -3,6 +3,8 @@
 // id. Events can be missed (trimmed by age, or written while Redis was unreachable): the follower
 // detects such gaps and re-reads the watched jobs' hashes, and every watcher re-reads its job when
 // nothing arrived for a while, so a client always ends with the job's final state.
+// A process with no watcher reads nothing: its loops wait for the first one, then follow from the
+// newest entry, and the watcher reads its job only after that (so no event falls in between).
 import { EventEmitter } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { FastifyBaseLogger } from "fastify";
@@ -46,6 +48,15 @@ export class JobEventsFollower {
   #loops: Promise<void>[] = [];
   /** Readers whose connection was (re)established since their loop last looked: Redis may have restarted empty. */
   readonly #reconnected = new Set<EventsReader>();
+  /** Subscriptions open now (several may watch one job). */
+  #watchers = 0;
+  /** Readers whose start is fixed since the last time they had no watcher to serve. */
+  readonly #following = new Set<EventsReader>();
+  /** Wakes the loops waiting for a first watcher. */
+  #wake: (() => void) | undefined;
+  #woken: Promise<void> | undefined;
+  /** Callers of following() waiting for every reader to follow. */
+  #waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
 
   constructor(
     private readonly readers: readonly EventsReader[],
@@ -77,16 +88,59 @@ export class JobEventsFollower {
   /** Ends the loops: disconnecting the dedicated connections aborts the blocking reads. */
   async stop(): Promise<void> {
     this.#running = false;
+    this.#wake?.();
+    this.#settle(new Error("the job events follower stopped"));
     for (const { client } of this.readers) client.disconnect();
     await Promise.all(this.#loops);
     this.#emitter.removeAllListeners();
   }
 
+  /** Listens for a job's events; call following() before reading the job's state. */
   subscribe(jobId: string, listener: JobEventListener): () => void {
     this.#emitter.on(jobId, listener);
+    this.#watchers += 1;
+    this.#wake?.();
+    let open = true;
     return () => {
+      if (!open) return;
+      open = false;
+      this.#watchers -= 1;
       this.#emitter.off(jobId, listener);
     };
+  }
+
+  /**
+   * Resolves once every reader follows from a position taken no earlier than this call (at once
+   * when they already do); rejects when Redis cannot be read. A watcher that subscribed, awaited
+   * this and then read its job misses no event written after that read.
+   */
+  following(): Promise<void> {
+    if (this.#following.size === this.readers.length) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+  }
+
+  #settle(error?: unknown): void {
+    if (error === undefined && this.#following.size < this.readers.length) return;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const { resolve, reject } of waiters) {
+      if (error === undefined) resolve();
+      else reject(error);
+    }
+  }
+
+  /** With no watcher, a reader forgets its position and waits for one (reading nobody's events costs CPU). */
+  async #idle({ partitions }: EventsReader): Promise<void> {
+    if (this.#watchers > 0) return;
+    for (const keys of partitions) this.#lastIds.delete(keys.partition);
+    this.#woken ??= new Promise<void>((resolve) => {
+      this.#wake = () => {
+        this.#wake = undefined;
+        this.#woken = undefined;
+        resolve();
+      };
+    });
+    await this.#woken;
   }
 
   async #resolveStart({ client, partitions }: EventsReader): Promise<void> {
@@ -102,7 +156,14 @@ export class JobEventsFollower {
     let recovering = false;
     while (this.#running) {
       try {
+        if (this.#watchers === 0) {
+          this.#following.delete(reader);
+          await this.#idle(reader);
+          if (!this.#running) return;
+        }
         await this.#resolveStart(reader);
+        this.#following.add(reader);
+        this.#settle();
         if (this.#reconnected.delete(reader)) recovering = true;
         if (recovering) {
           // Events written while Redis could not be read may be gone: re-read every watched job.
@@ -125,11 +186,14 @@ export class JobEventsFollower {
           const previous = this.#lastIds.get(keys.partition) ?? "0-0";
           this.#lastIds.set(keys.partition, entries[entries.length - 1]?.[0] ?? previous);
           for (const [streamId, fields] of entries) this.#dispatch(streamId, fields);
-          await this.#detectGap(client, keys, previous);
+          // Only watched jobs are re-read after a gap.
+          if (this.#watchers > 0) await this.#detectGap(client, keys, previous);
         }
       } catch (err) {
         if (!this.#running) return;
         recovering = true;
+        this.#following.delete(reader);
+        this.#settle(err);
         this.log.warn({ err }, "job events follower cannot read Redis; retrying");
         await sleep(RETRY_MS);
       }
@@ -164,7 +228,13 @@ export class JobEventsFollower {
 
   #dispatch(streamId: string, fields: string[]): void {
     let text: string | undefined;
-    for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === "event") text = fields[i + 1];
+    let jobId: string | undefined;
+    for (let i = 0; i + 1 < fields.length; i += 2) {
+      if (fields[i] === "event") text = fields[i + 1];
+      else if (fields[i] === "id") jobId = fields[i + 1];
+    }
+    // Most entries are other jobs' (or other processes' watchers'): skipped before parsing.
+    if (jobId !== undefined && this.#emitter.listenerCount(jobId) === 0) return;
     let event: unknown;
     try {
       event = JSON.parse(text ?? "");
@@ -257,6 +327,7 @@ export async function watchJob(
 
   let lookup: Awaited<ReturnType<JobStore["lookup"]>>;
   try {
+    await follower.following();
     lookup = await store.lookup(id, ownerKey);
   } catch (err) {
     finish();
