@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { hash, timingSafeEqual } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from "fastify";
 import { csv, SHA256_ENTRY } from "./config.js";
 import { HttpError } from "./errors.js";
@@ -21,7 +21,8 @@ declare module "fastify" {
 }
 
 function sha256(value: string): Buffer {
-  return createHash("sha256").update(value, "utf8").digest();
+  // One-shot: no Hash object per call (this runs on every request).
+  return hash("sha256", value, "buffer");
 }
 
 /**
@@ -38,20 +39,33 @@ export function parseApiKeys(value: string): Buffer[] {
 export class ApiKeyVerifier {
   constructor(private readonly digests: readonly Buffer[]) {}
 
-  /** Returns the key's sha256 digest when `key` is valid. Compares every digest in constant time. */
+  /**
+   * Returns the key's sha256 digest when `key` is valid: the configured entry itself, so what is
+   * derived from it (key id, owner id) can be computed once per key. Compares every digest in
+   * constant time.
+   */
   verify(key: string | undefined): Buffer | null {
     if (key === undefined || key.length === 0 || key.length > 512) return null;
     const digest = sha256(key);
-    let match = false;
+    let match: Buffer | null = null;
     for (const candidate of this.digests) {
-      match = timingSafeEqual(candidate, digest) || match;
+      if (timingSafeEqual(candidate, digest)) match = candidate;
     }
-    return match ? digest : null;
+    return match;
   }
 }
 
+const keyIds = new WeakMap<Buffer, string>();
+
 /** The key id shown in logs and used by rate limits and WS_ROOMS: the first 12 hex digits of sha256(key). */
-export const keyId = (digest: Buffer): string => digest.toString("hex").slice(0, 12);
+export function keyId(digest: Buffer): string {
+  let id = keyIds.get(digest);
+  if (id === undefined) {
+    id = digest.toString("hex").slice(0, 12);
+    keyIds.set(digest, id);
+  }
+  return id;
+}
 
 function presentedKey(request: FastifyRequest): string | undefined {
   const header = request.headers[API_KEY_HEADER];
@@ -62,6 +76,28 @@ function presentedKey(request: FastifyRequest): string | undefined {
     if (typeof fromQuery === "string") return fromQuery;
   }
   return undefined;
+}
+
+/** The last key presented on a connection and what verifying it gave. */
+interface Verified {
+  key: string | undefined;
+  digest: Buffer | null;
+}
+const lastVerified = new WeakMap<object, Verified>();
+
+/**
+ * Verifies `key`, reusing the answer for the key the same connection presented last (a keep-alive
+ * client sends the same key on every request). Comparing the new key with the previous one compares
+ * two strings that client sent, never a configured key: verify() stays constant-time.
+ */
+function verifyOnConnection(request: FastifyRequest, verifier: ApiKeyVerifier, key: string | undefined): Buffer | null {
+  const socket = request.raw.socket as object | undefined;
+  if (socket === undefined || socket === null) return verifier.verify(key);
+  const last = lastVerified.get(socket);
+  if (last !== undefined && last.key === key) return last.digest;
+  const digest = verifier.verify(key);
+  lastVerified.set(socket, { key, digest });
+  return digest;
 }
 
 /**
@@ -76,18 +112,24 @@ export function installAuth(app: FastifyInstance, verifier: ApiKeyVerifier): voi
   app.decorateRequest("apiKeyId", null);
   app.decorateRequest("apiKeyDigest", null);
 
-  app.addHook("onRequest", async (request) => {
-    const digest = verifier.verify(presentedKey(request));
+  // Callback hooks: they run on every request, and an async hook costs a promise each time.
+  app.addHook("onRequest", (request, _reply, done) => {
+    const digest = verifyOnConnection(request, verifier, presentedKey(request));
     request.apiKeyDigest = digest;
     request.apiKeyId = digest === null ? null : keyId(digest);
+    done();
   });
 
-  const requireKey: onRequestHookHandler = async (request: FastifyRequest, _reply: FastifyReply) => {
-    if (request.apiKeyId === null) {
-      throw new HttpError(401, "unauthorized", "Missing or invalid API key (send it in the X-API-Key header)", {
-        "www-authenticate": 'ApiKey header="X-API-Key"',
-      });
+  const requireKey: onRequestHookHandler = (request: FastifyRequest, _reply: FastifyReply, done) => {
+    if (request.apiKeyId !== null) {
+      done();
+      return;
     }
+    done(
+      new HttpError(401, "unauthorized", "Missing or invalid API key (send it in the X-API-Key header)", {
+        "www-authenticate": 'ApiKey header="X-API-Key"',
+      }),
+    );
   };
 
   app.addHook("onRoute", (route) => {

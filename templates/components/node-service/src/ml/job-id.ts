@@ -6,7 +6,7 @@
 // the key that created the job: the gateway tells "issued to this caller, now gone" (410) from
 // "never issued to this caller" (404: unknown, or another key's job) with no Redis round trip,
 // so both 404 cases take the same path and the same time.
-import { createHash, createHmac, randomFillSync, timingSafeEqual } from "node:crypto";
+import { createHmac, hash, randomFillSync, timingSafeEqual } from "node:crypto";
 
 const NONCE_BYTES = 10;
 const VERSION = 0x80;
@@ -54,10 +54,18 @@ export function issuedTo(id: string, ownerKey: Buffer): boolean {
   return timingSafeEqual(tag(ownerKey, bytes.subarray(0, NONCE_BYTES)), bytes.subarray(NONCE_BYTES));
 }
 
+/** Owner ids by digest: auth hands out the configured digest objects, so this is computed once per key. */
+const owners = new WeakMap<Buffer, string>();
+
 /**
  * The owner recorded in the job hash (`owner`): the first 16 hex digits of sha256(sha256(API key)),
  * never the key or its digest (the digest is the tag's secret, and a valid `sha256:` entry of API_KEYS).
  */
 export function ownerId(ownerKey: Buffer): string {
-  return createHash("sha256").update(ownerKey).digest("hex").slice(0, 16);
+  let id = owners.get(ownerKey);
+  if (id === undefined) {
+    id = hash("sha256", ownerKey, "hex").slice(0, 16);
+    owners.set(ownerKey, id);
+  }
+  return id;
 }
