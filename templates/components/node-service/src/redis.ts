@@ -79,8 +79,13 @@ export function connectRedis(url: string, options: ConnectOptions = {}): RedisCl
     common.commandTimeout = options.commandTimeoutMs ?? COMMAND_TIMEOUT_MS;
   }
   const enableAutoPipelining = options.autoPipelining ?? false;
+  // An auto-pipelined command is grouped by its first argument, which for EVAL/EVALSHA is the
+  // script, not a key (a cluster would send it to the wrong node): these are sent on their own.
+  const autoPipeliningIgnoredCommands = ["eval", "evalsha"];
   const enableOfflineQueue = options.offlineQueue ?? true;
-  if (!isClusterUrl(url)) return new Redis(url, { ...common, enableAutoPipelining, enableOfflineQueue });
+  if (!isClusterUrl(url)) {
+    return new Redis(url, { ...common, enableAutoPipelining, autoPipeliningIgnoredCommands, enableOfflineQueue });
+  }
   const { nodes, username, password, tls } = parseClusterUrl(url);
   if (username !== undefined) common.username = username;
   if (password !== undefined) common.password = password;
@@ -88,6 +93,7 @@ export function connectRedis(url: string, options: ConnectOptions = {}): RedisCl
   return new Cluster(nodes, {
     redisOptions: common,
     enableAutoPipelining,
+    autoPipeliningIgnoredCommands,
     enableOfflineQueue,
     slotsRefreshTimeout: CONNECT_TIMEOUT_MS,
     clusterRetryStrategy: (times) => Math.min(100 * times, 2_000),

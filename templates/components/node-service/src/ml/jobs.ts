@@ -2,6 +2,7 @@
 // the job hash `{jobs:p}:job:<id>`, the job stream `{jobs:p}:predict` (group `ml-workers`), the events
 // stream `{jobs:p}:events` and the deadlines `{jobs:p}:deadlines`, all written by one server-side
 // script call (EVALSHA; ioredis falls back to EVAL on NOSCRIPT), atomic like the MULTI it replaces.
+// The jobs of one partition accepted in the same turn of the event loop share that call.
 import { createHash } from "node:crypto";
 import { Cluster } from "ioredis";
 import { Compile } from "typebox/compile";
@@ -30,30 +31,56 @@ export const JOB_LOST = "job lost";
 const CLOCK_REFRESH_MS = 30_000;
 /** Deletes an idempotency key only while it still holds the value this request wrote. */
 const RELEASE_IF_EQUAL = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+/** What the enqueue script reads per job (see below). */
+const ARGS_PER_JOB = 8;
 /**
- * One enqueue in one round trip: the job hash (with its owner and TTL), its deadline, the stream
- * entry (no MAXLEN: the workers trim the stream below the oldest pending entry only) and the queued
- * event (events trimmed by age). Every key carries the partition's hash tag: one cluster slot.
- * KEYS: job hash, deadlines, job stream, events stream.
- * ARGV: id, created_at, request_id, deadline, owner, ttl, payload, events MINID, queued event, traceparent?
+ * Jobs of one partition in one round trip, each written whole: the job hash (with its owner and
+ * TTL), its deadline, the stream entry (no MAXLEN: the workers trim the stream below the oldest
+ * pending entry only) and the queued event (events trimmed by age). Every key carries the
+ * partition's hash tag: one cluster slot. Each job is written apart (pcall): the reply says, per
+ * job, 1 when written or the error that stopped it, so no caller is told 503 for a job that exists.
+ * KEYS: job hash of each job, then deadlines, job stream, events stream.
+ * ARGV: ttl, events MINID, then per job: id, created_at, request_id, deadline, owner, payload,
+ * queued event, traceparent ("" when none).
  */
-const ENQUEUE_SCRIPT = `redis.call('HSET', KEYS[1], 'status', 'queued', 'created_at', ARGV[2], 'request_id', ARGV[3],
-  'deadline', ARGV[4], 'owner', ARGV[5])
-redis.call('EXPIRE', KEYS[1], ARGV[6])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-if ARGV[10] then
-  redis.call('XADD', KEYS[3], '*', 'v', '1', 'job_id', ARGV[1], 'type', 'predict', 'payload', ARGV[7],
-    'created_at', ARGV[2], 'request_id', ARGV[3], 'traceparent', ARGV[10])
-else
-  redis.call('XADD', KEYS[3], '*', 'v', '1', 'job_id', ARGV[1], 'type', 'predict', 'payload', ARGV[7],
-    'created_at', ARGV[2], 'request_id', ARGV[3])
+const ENQUEUE_SCRIPT = `local jobs = #KEYS - 3
+local deadlines, stream, events = KEYS[jobs + 1], KEYS[jobs + 2], KEYS[jobs + 3]
+local function write(i)
+  local a = 2 + (i - 1) * ${ARGS_PER_JOB}
+  local id, created, request, deadline = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  redis.call('HSET', KEYS[i], 'status', 'queued', 'created_at', created, 'request_id', request,
+    'deadline', deadline, 'owner', ARGV[a + 5])
+  redis.call('EXPIRE', KEYS[i], ARGV[1])
+  redis.call('ZADD', deadlines, deadline, id)
+  if ARGV[a + 8] ~= '' then
+    redis.call('XADD', stream, '*', 'v', '1', 'job_id', id, 'type', 'predict', 'payload', ARGV[a + 6],
+      'created_at', created, 'request_id', request, 'traceparent', ARGV[a + 8])
+  else
+    redis.call('XADD', stream, '*', 'v', '1', 'job_id', id, 'type', 'predict', 'payload', ARGV[a + 6],
+      'created_at', created, 'request_id', request)
+  end
+  redis.call('XADD', events, 'MINID', '~', ARGV[2], '*', 'id', id, 'event', ARGV[a + 7])
 end
-redis.call('XADD', KEYS[4], 'MINID', '~', ARGV[8], '*', 'id', ARGV[1], 'event', ARGV[9])
-return 1`;
-const ENQUEUE_COMMAND = "stackwiseEnqueueJob";
+local written = {}
+for i = 1, jobs do
+  local ok, err = pcall(write, i)
+  written[i] = ok and 1 or tostring(err)
+end
+return written`;
 
-/** The client with the enqueue script defined on it (ioredis `defineCommand`: EVALSHA, EVAL on NOSCRIPT). */
-type WithEnqueue = Record<typeof ENQUEUE_COMMAND, (...keysAndArgs: string[]) => Promise<unknown>>;
+/** The script's SHA1, what EVALSHA names it by (EVAL sends it whole when Redis answers NOSCRIPT). */
+const ENQUEUE_SHA = createHash("sha1").update(ENQUEUE_SCRIPT).digest("hex");
+/** The most jobs one script call writes (a busy turn of the event loop takes several calls). */
+const MAX_BATCH = 64;
+
+/** One job waiting for its partition's next script call. */
+interface PendingWrite {
+  key: string;
+  /** id, created_at, request_id, deadline, owner, payload, queued event, traceparent. */
+  args: string[];
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
 
 /** The queue of the job's partition is too far behind to accept more work (503). */
 export class BacklogFullError extends Error {
@@ -168,6 +195,9 @@ export class JobStore {
   readonly #backlogs = new Map<number, MeasuredBacklog>();
   /** Cluster only: the hash slot of each partition's tag, asked once (CLUSTER KEYSLOT). */
   readonly #slots = new Map<number, number>();
+  /** Jobs accepted in this turn of the event loop, by partition: written together once it ends. */
+  #pending = new Map<number, { keys: PartitionKeys; jobs: PendingWrite[] }>();
+  #flushing = false;
 
   constructor(
     private readonly redis: RedisClient,
@@ -175,7 +205,6 @@ export class JobStore {
   ) {
     this.layout = new BusLayout(options.partitions);
     this.clock = new RedisClock(redis);
-    redis.defineCommand(ENQUEUE_COMMAND, { numberOfKeys: 4, lua: ENQUEUE_SCRIPT });
   }
 
   /** Creates every partition's consumer group at id 0 (jobs added before it existed are not skipped). */
@@ -281,24 +310,16 @@ export class JobStore {
     const queued: JobEvent = { id, type: "queued", status: "queued", ts: now };
     try {
       await this.#admit(keys);
-      const job = keys.job(id);
-      const args = [
-        job,
-        keys.deadlines,
-        keys.jobs,
-        keys.events,
+      await this.#write(keys, keys.job(id), [
         id,
         createdAt,
         requestId,
         String(deadline),
         ownerId(options.ownerKey),
-        String(JOB_TTL_SECONDS),
         JSON.stringify(request),
-        String(Math.max(0, now - this.options.eventsRetentionMs)),
         JSON.stringify(queued),
-      ];
-      if (options.traceparent !== undefined) args.push(options.traceparent);
-      await (this.redis as unknown as WithEnqueue)[ENQUEUE_COMMAND](...args);
+        options.traceparent ?? "",
+      ]);
       await this.#replicated(keys);
     } catch (err) {
       // Written but not confirmed by a replica: the job exists and may run, so the idempotency
@@ -309,6 +330,69 @@ export class JobStore {
       throw err;
     }
     return { id, created: true };
+  }
+
+  /**
+   * Queues a job for its partition's next script call, made once this turn of the event loop ends
+   * (setImmediate): concurrent requests share a round trip. Resolves once the call wrote it;
+   * rejects with the call's error (then none of that call's jobs was written: a script that fails
+   * at its first command writes nothing, and a timed-out one may still land, as a single write could).
+   */
+  #write(keys: PartitionKeys, key: string, args: string[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let batch = this.#pending.get(keys.partition);
+      if (batch === undefined) {
+        batch = { keys, jobs: [] };
+        this.#pending.set(keys.partition, batch);
+      }
+      batch.jobs.push({ key, args, resolve, reject });
+      if (!this.#flushing) {
+        this.#flushing = true;
+        setImmediate(() => this.#flush());
+      }
+    });
+  }
+
+  #flush(): void {
+    const pending = this.#pending;
+    this.#pending = new Map();
+    this.#flushing = false;
+    for (const { keys, jobs } of pending.values()) {
+      for (let start = 0; start < jobs.length; start += MAX_BATCH) {
+        this.#send(keys, jobs.slice(start, start + MAX_BATCH));
+      }
+    }
+  }
+
+  #send(keys: PartitionKeys, jobs: PendingWrite[]): void {
+    // Events are trimmed by Redis' clock: the oldest job's created_at (Redis time) minus the retention.
+    const minId = String(Math.max(0, Number(jobs[0]?.args[1]) - this.options.eventsRetentionMs));
+    const argv: string[] = [];
+    for (const job of jobs) argv.push(job.key);
+    argv.push(keys.deadlines, keys.jobs, keys.events, String(JOB_TTL_SECONDS), minId);
+    for (const job of jobs) for (const arg of job.args) argv.push(arg);
+    this.#run(jobs.length + 3, argv).then(
+      (reply) => {
+        const written = Array.isArray(reply) ? reply : [];
+        jobs.forEach((job, i) => {
+          if (written[i] === 1) job.resolve();
+          else job.reject(new Error(`the job was not written: ${String(written[i] ?? "no reply")}`));
+        });
+      },
+      (error: unknown) => {
+        for (const job of jobs) job.reject(error);
+      },
+    );
+  }
+
+  /** EVALSHA, then EVAL when this Redis does not have the script (restarted, failed over, new node). */
+  async #run(numberOfKeys: number, args: string[]): Promise<unknown> {
+    try {
+      return await this.redis.evalsha(ENQUEUE_SHA, numberOfKeys, ...args);
+    } catch (err) {
+      if (!(err instanceof Error && err.message.startsWith("NOSCRIPT"))) throw err;
+      return this.redis.eval(ENQUEUE_SCRIPT, numberOfKeys, ...args);
+    }
   }
 
   /**
