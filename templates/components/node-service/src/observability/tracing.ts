@@ -88,16 +88,20 @@ function contextOnlySpan(parent: ReturnType<typeof propagation.extract>): Span {
 export function registerTracing(app: App): void {
   app.setChildLoggerFactory((logger, bindings, options, raw) => {
     const request = raw as IncomingMessage;
-    const parent = propagation.extract(ROOT_CONTEXT, request.headers);
+    // Without trace headers there is nothing to extract: a request that starts a trace skips the propagators.
+    const parent =
+      request.headers.traceparent === undefined && request.headers.baggage === undefined
+        ? ROOT_CONTEXT
+        : propagation.extract(ROOT_CONTEXT, request.headers);
     const span = recording
       ? tracer.startSpan(request.method ?? "HTTP", { kind: SpanKind.SERVER }, parent)
       : contextOnlySpan(parent);
     spans.set(request, span);
-    const { traceId, spanId } = span.spanContext();
-    return logger.child(
-      trace.isSpanContextValid(span.spanContext()) ? { ...bindings, trace_id: traceId, span_id: spanId } : bindings,
-      options,
-    );
+    const spanContext = span.spanContext();
+    if (!trace.isSpanContextValid(spanContext)) return logger.child(bindings, options);
+    bindings.trace_id = spanContext.traceId;
+    bindings.span_id = spanContext.spanId;
+    return logger.child(bindings, options);
   });
   // Naming, status and end matter only to a recorded span.
   if (!recording) return;
