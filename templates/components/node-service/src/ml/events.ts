@@ -120,6 +120,7 @@ export class JobEventsFollower {
   }
 
   #settle(error?: unknown): void {
+    if (this.#waiters.length === 0) return;
     if (error === undefined && this.#following.size < this.readers.length) return;
     const waiters = this.#waiters;
     this.#waiters = [];

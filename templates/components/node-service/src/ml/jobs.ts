@@ -170,8 +170,15 @@ export class RedisClock {
   constructor(private readonly redis: RedisClient) {}
 
   async now(): Promise<number> {
-    if (performance.now() - this.#measuredAt > CLOCK_REFRESH_MS) await this.#measure();
+    const cached = this.cached();
+    if (cached !== undefined) return cached;
+    await this.#measure();
     return Date.now() + this.#offset;
+  }
+
+  /** Redis' time from the offset measured last, or undefined when it is due to be measured again. */
+  cached(): number | undefined {
+    return performance.now() - this.#measuredAt > CLOCK_REFRESH_MS ? undefined : Date.now() + this.#offset;
   }
 
   async #measure(): Promise<void> {
@@ -268,14 +275,21 @@ export class JobStore {
    * that estimate reaches the limit it is measured again, so a refusal is always based on Redis.
    */
   async #admit(keys: PartitionKeys): Promise<void> {
-    let measured = this.#backlogs.get(keys.partition);
-    const now = Date.now();
-    if (measured === undefined || now - measured.at > BACKLOG_CACHE_MS || measured.value >= this.options.maxBacklog) {
-      measured = { value: await this.backlog(keys), at: now };
-      this.#backlogs.set(keys.partition, measured);
-    }
+    if (this.#admitCached(keys)) return;
+    const at = Date.now();
+    const measured = { value: await this.backlog(keys), at };
+    this.#backlogs.set(keys.partition, measured);
     if (measured.value >= this.options.maxBacklog) throw new BacklogFullError(measured.value);
     measured.value += 1;
+  }
+
+  /** Admits the job from the cached estimate (true), or says it must be measured (false). */
+  #admitCached(keys: PartitionKeys): boolean {
+    const measured = this.#backlogs.get(keys.partition);
+    if (measured === undefined || Date.now() - measured.at > BACKLOG_CACHE_MS) return false;
+    if (measured.value >= this.options.maxBacklog) return false;
+    measured.value += 1;
+    return true;
   }
 
   /**
@@ -287,7 +301,8 @@ export class JobStore {
     const id = issueJobId(options.ownerKey);
     const keys = this.layout.of(id);
     // Before the idempotency key is taken: a Redis that cannot answer TIME leaves nothing behind.
-    const now = await this.clock.now();
+    // (The hot path awaits nothing it does not need: each await is a promise and a microtask.)
+    const now = this.clock.cached() ?? (await this.clock.now());
     const idemKey =
       options.idempotencyKey === undefined
         ? undefined
@@ -309,7 +324,7 @@ export class JobStore {
     const requestId = options.requestId.slice(0, 128);
     const queued: JobEvent = { id, type: "queued", status: "queued", ts: now };
     try {
-      await this.#admit(keys);
+      if (!this.#admitCached(keys)) await this.#admit(keys);
       await this.#write(keys, keys.job(id), [
         id,
         createdAt,
@@ -320,7 +335,7 @@ export class JobStore {
         JSON.stringify(queued),
         options.traceparent ?? "",
       ]);
-      await this.#replicated(keys);
+      if ((this.options.waitReplicas ?? 0) > 0) await this.#replicated(keys);
     } catch (err) {
       // Written but not confirmed by a replica: the job exists and may run, so the idempotency
       // key stays (a retry with it returns this job) and the caller is told 503.
