@@ -9,7 +9,7 @@ import { EventEmitter } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { FastifyBaseLogger } from "fastify";
 import { Compile } from "typebox/compile";
-import { type RedisClient, withDeadline } from "../redis.js";
+import { COMMAND_TIMEOUT_MS, type RedisClient, withDeadline } from "../redis.js";
 import type { PartitionKeys } from "./bus.js";
 import { type JobStore, lostEvent, publicError } from "./jobs.js";
 import { JobEvent } from "./schemas.js";
@@ -18,6 +18,8 @@ const checkEvent = Compile(JobEvent);
 const BLOCK_MS = 5_000;
 const BATCH = 512;
 const RETRY_MS = 1_000;
+/** Longest a new watcher waits for the follower to start reading (a paused Redis never answers). */
+const FOLLOWING_DEADLINE_MS = 2 * COMMAND_TIMEOUT_MS;
 
 export interface JobEventMessage {
   /** Entry id in `{jobs:p}:events`; absent for a snapshot read from the job hash. */
@@ -328,7 +330,8 @@ export async function watchJob(
 
   let lookup: Awaited<ReturnType<JobStore["lookup"]>>;
   try {
-    await follower.following();
+    // Bounded: a watcher that gives up unsubscribes (below) instead of waiting for Redis to return.
+    await withDeadline(follower.following(), FOLLOWING_DEADLINE_MS);
     lookup = await store.lookup(id, ownerKey);
   } catch (err) {
     finish();

@@ -349,9 +349,9 @@ export class JobStore {
 
   /**
    * Queues a job for its partition's next script call, made once this turn of the event loop ends
-   * (setImmediate): concurrent requests share a round trip. Resolves once the call wrote it;
-   * rejects with the call's error (then none of that call's jobs was written: a script that fails
-   * at its first command writes nothing, and a timed-out one may still land, as a single write could).
+   * (setImmediate): concurrent requests share a round trip. Resolves once the script reports this
+   * job written; rejects with the error that stopped this job in the script, or with the call's own
+   * error (Redis unreachable, no reply in time: then the jobs may still land, as a single write could).
    */
   #write(keys: PartitionKeys, key: string, args: string[]): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -380,7 +380,7 @@ export class JobStore {
   }
 
   #send(keys: PartitionKeys, jobs: PendingWrite[]): void {
-    // Events are trimmed by Redis' clock: the oldest job's created_at (Redis time) minus the retention.
+    // Events are trimmed by Redis' clock: the first job's created_at (Redis time) minus the retention.
     const minId = String(Math.max(0, Number(jobs[0]?.args[1]) - this.options.eventsRetentionMs));
     const argv: string[] = [];
     for (const job of jobs) argv.push(job.key);
