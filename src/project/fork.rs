@@ -40,7 +40,7 @@ pub fn fork_files() -> Vec<RenderedFile> {
     let mut files: Vec<RenderedFile> = tree
         .files
         .into_iter()
-        .map(|(rel, bytes)| file(format!("{TEMPLATE_DIR}/{rel}"), bytes))
+        .map(|(rel, bytes)| file(format!("{TEMPLATE_DIR}/{rel}"), bytes.into_owned()))
         .collect();
     for (name, text) in tree.presets {
         files.push(file(format!("{PRESETS_DIR}/{name}"), text.into_bytes()));

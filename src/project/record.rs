@@ -365,7 +365,7 @@ mod tests {
         let a = tree_digest(&tree);
         assert_eq!(a, tree_digest(&tree));
         let first = tree.files.keys().next().unwrap().clone();
-        tree.files.get_mut(&first).unwrap().push(b'\n');
+        tree.files.get_mut(&first).unwrap().to_mut().push(b'\n');
         assert_ne!(a, tree_digest(&tree));
     }
 }

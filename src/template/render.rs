@@ -1,5 +1,6 @@
 //! Rendering a plan: one Tera instance holds every template of the plan plus the partials.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,47 +24,20 @@ pub struct RenderedFile {
     pub update_once: bool,
 }
 
-/// Renders every file of the plan. One Tera instance holds all templates of the plan plus the
-/// partials, so templates can `{% include "partials/..." %}`.
+/// Renders every file of the plan. Each Tera instance holds the templates it renders plus the
+/// partials they name, so templates can `{% include "partials/..." %}`.
+///
+/// Parsing is most of a render's cost, and the templates are independent of each other: with
+/// more than one core and enough files, they are split in two halves (by size), each parsed and
+/// rendered on a thread of its own. A half that fails (a syntax error, a template that includes
+/// another rendered template the other half holds) does not decide the outcome: the whole plan
+/// is then rendered again in one instance, which gives the same files or the same error as a
+/// render that was never split.
 pub fn render_plan(tree: &TemplateTree, plan: &Plan) -> Result<Vec<RenderedFile>> {
-    let mut tera = tera::Tera::new();
-    tera.autoescape_on(Vec::<&str>::new());
-    let sources: BTreeSet<&str> = plan
-        .files
-        .iter()
-        .filter(|f| f.action == Action::Render)
-        .map(|f| f.source.as_str())
-        .collect();
-    let mut texts = Vec::with_capacity(sources.len());
-    for s in sources {
-        texts.push((s, template_text(tree, s)?));
-    }
-    // Only the partials these templates name, and those the partials name in turn: an include
-    // (an import, an extends) names its template with a literal string, so a partial whose name
-    // appears nowhere cannot be used, and is neither read nor parsed.
-    let partial_prefix = format!("{PARTIALS_DIR}/");
-    let mut partials: Vec<&str> = tree
-        .files
-        .keys()
-        .filter(|k| k.starts_with(&partial_prefix))
-        .map(String::as_str)
-        .collect();
-    let mut scanned = 0;
-    while scanned < texts.len() {
-        let text = texts[scanned].1;
-        scanned += 1;
-        let (named, rest): (Vec<&str>, Vec<&str>) = partials.into_iter().partition(|p| text.contains(*p));
-        partials = rest;
-        for p in named {
-            if !texts.iter().any(|(s, _)| *s == p) {
-                texts.push((p, template_text(tree, p)?));
-            }
-        }
-    }
-    if let Err(e) = tera.add_raw_templates(texts) {
-        return Err(template_error("template", e));
-    }
-    let tera_contexts: Vec<tera::Context> = plan.contexts.iter().map(inline::tera_context).collect();
+    render_plan_within(tree, plan, RenderBudget::from_env())
+}
+
+fn render_plan_within(tree: &TemplateTree, plan: &Plan, budget: RenderBudget) -> Result<Vec<RenderedFile>> {
     let jobs: Vec<(usize, String, usize)> = plan
         .files
         .iter()
@@ -71,11 +45,35 @@ pub fn render_plan(tree: &TemplateTree, plan: &Plan) -> Result<Vec<RenderedFile>
         .filter(|(_, f)| f.action == Action::Render)
         .map(|(i, f)| (i, f.source.clone(), f.mount))
         .collect();
-    let mut rendered = render_within_budget(tera, tera_contexts, jobs, RenderBudget::from_env())?;
+    let mut sources: Vec<(&str, Cow<'static, str>)> = Vec::new();
+    for s in jobs.iter().map(|(_, s, _)| s.as_str()).collect::<BTreeSet<_>>() {
+        sources.push((s, template_text(tree, s)?));
+    }
+    let contexts: Arc<Vec<tera::Context>> = Arc::new(plan.contexts.iter().map(inline::tera_context).collect());
+    let whole = || -> Result<Vec<Group>> { Ok(vec![group(tree, sources.clone(), &jobs)?]) };
+    let mut rendered = if jobs.len() >= SPLIT_FROM && parallelism() > 1 {
+        // Largest first, each to the lighter half.
+        let mut by_size = sources.clone();
+        by_size.sort_by_key(|(_, t)| std::cmp::Reverse(t.len()));
+        let (mut halves, mut weight) = ([Vec::new(), Vec::new()], [0, 0]);
+        for (s, t) in by_size {
+            let h = usize::from(weight[1] < weight[0]);
+            weight[h] += t.len();
+            halves[h].push((s, t));
+        }
+        let [a, b] = halves;
+        match render_groups(vec![group(tree, a, &jobs)?, group(tree, b, &jobs)?], &contexts, budget) {
+            Ok(out) => out,
+            Err(Failed::Template(_)) => render_groups(whole()?, &contexts, budget).map_err(Failed::into_error)?,
+            Err(other) => return Err(other.into_error()),
+        }
+    } else {
+        render_groups(whole()?, &contexts, budget).map_err(Failed::into_error)?
+    };
     let mut out = Vec::with_capacity(plan.files.len());
     for (i, f) in plan.files.iter().enumerate() {
         let bytes = match f.action {
-            Action::Copy => tree.files[&f.source].clone(),
+            Action::Copy => tree.files[&f.source].to_vec(),
             Action::Render => rendered.remove(&i).unwrap_or_default(),
         };
         out.push(RenderedFile {
@@ -88,12 +86,91 @@ pub fn render_plan(tree: &TemplateTree, plan: &Plan) -> Result<Vec<RenderedFile>
     Ok(out)
 }
 
-/// The text of the template `name`, which must be text to be rendered.
-fn template_text<'t>(tree: &'t TemplateTree, name: &str) -> Result<&'t str> {
-    std::str::from_utf8(&tree.files[name])
-        .ok()
-        .filter(|t| !t.contains('\0'))
-        .ok_or_else(|| {
+/// A plan renders on two threads from this many rendered files on (below it, starting the
+/// second thread and parsing the partials twice costs about what it saves).
+const SPLIT_FROM: usize = 16;
+
+fn parallelism() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
+}
+
+/// What one thread parses and renders: the templates (with the partials they name) and the
+/// render jobs (plan index, template name, context index) of those templates.
+struct Group {
+    texts: Vec<(String, Cow<'static, str>)>,
+    jobs: Vec<(usize, String, usize)>,
+}
+
+/// The group rendering `sources`: their texts, the partials they name and those the partials name
+/// in turn (an include, an import, an extends names its template with a literal string, so a
+/// partial whose name appears nowhere cannot be used, and is neither read nor parsed), and the
+/// jobs of `sources`.
+fn group(
+    tree: &TemplateTree,
+    sources: Vec<(&str, Cow<'static, str>)>,
+    jobs: &[(usize, String, usize)],
+) -> Result<Group> {
+    let jobs = jobs
+        .iter()
+        .filter(|(_, s, _)| sources.iter().any(|(name, _)| name == s))
+        .cloned()
+        .collect();
+    let mut texts: Vec<(String, Cow<'static, str>)> = sources.into_iter().map(|(s, t)| (s.to_string(), t)).collect();
+    let partial_prefix = format!("{PARTIALS_DIR}/");
+    let mut partials: Vec<&str> = tree
+        .files
+        .keys()
+        .filter(|k| k.starts_with(&partial_prefix))
+        .map(String::as_str)
+        .collect();
+    let mut scanned = 0;
+    while scanned < texts.len() {
+        // Every name starts with the prefix: one pass over the text for the prefix, then a
+        // comparison where it occurs (rather than a search of the whole text per partial).
+        let text = &texts[scanned].1;
+        scanned += 1;
+        let mentions: Vec<&str> = text
+            .match_indices(partial_prefix.as_str())
+            .map(|(at, _)| &text[at..])
+            .collect();
+        let (named, rest): (Vec<&str>, Vec<&str>) = partials
+            .into_iter()
+            .partition(|p| mentions.iter().any(|m| m.starts_with(*p)));
+        partials = rest;
+        for p in named {
+            if !texts.iter().any(|(s, _)| s == p) {
+                let text = template_text(tree, p)?;
+                texts.push((p.to_string(), text));
+            }
+        }
+    }
+    Ok(Group { texts, jobs })
+}
+
+/// Why [`render_groups`] failed: a template (its syntax, or what it does when rendered), or
+/// anything else (the budget, an interrupt, no thread).
+enum Failed {
+    Template(Error),
+    Other(Error),
+}
+
+impl Failed {
+    fn into_error(self) -> Error {
+        match self {
+            Failed::Template(e) | Failed::Other(e) => e,
+        }
+    }
+}
+
+/// The text of the template `name`, which must be text to be rendered: borrowed from the binary
+/// for the embedded template.
+fn template_text(tree: &TemplateTree, name: &str) -> Result<Cow<'static, str>> {
+    let text = match &tree.files[name] {
+        Cow::Borrowed(bytes) => std::str::from_utf8(bytes).ok().map(Cow::Borrowed),
+        Cow::Owned(bytes) => std::str::from_utf8(bytes).ok().map(|t| Cow::Owned(t.to_string())),
+    };
+    text.filter(|t| !t.contains('\0')).ok_or_else(|| {
             Error::Template(TemplateError {
                 file: name.to_string(),
                 message: "this looks like a binary file and cannot be rendered; drop the .tera suffix or list it under `verbatim` in component.toml".into(),
@@ -139,17 +216,34 @@ impl RenderBudget {
     }
 }
 
-/// Shared between the rendering thread and the watcher.
+/// Shared between the rendering threads and the watcher.
 struct Meter {
     written: AtomicUsize,
+    /// Set to stop every group at its next write.
     over: AtomicBool,
-    current: Mutex<String>,
+    /// The template each group is rendering (empty once it is done).
+    current: Mutex<Vec<String>>,
+    /// The template whose write went over the budget first.
+    culprit: Mutex<Option<String>>,
+}
+
+impl Meter {
+    /// The template a budget error names: the one that went over, else one still rendering (a
+    /// loop that writes nothing is only seen by the watcher's clock).
+    fn blamed(&self) -> String {
+        if let Some(file) = self.culprit.lock().ok().and_then(|c| c.clone()) {
+            return file;
+        }
+        let current = self.current.lock().map(|c| c.clone()).unwrap_or_default();
+        current.into_iter().find(|f| !f.is_empty()).unwrap_or_default()
+    }
 }
 
 /// Counts output against the budget and stops a render that goes over it or is interrupted.
 struct MeteredWriter<'a> {
     buf: Vec<u8>,
     meter: &'a Meter,
+    file: &'a str,
     budget: RenderBudget,
     deadline: Instant,
 }
@@ -157,7 +251,11 @@ struct MeteredWriter<'a> {
 impl Write for MeteredWriter<'_> {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         let total = self.meter.written.fetch_add(data.len(), Ordering::Relaxed) + data.len();
-        if total > self.budget.bytes || Instant::now() > self.deadline || INTERRUPTED.load(Ordering::Relaxed) {
+        let own = total > self.budget.bytes || Instant::now() > self.deadline;
+        if own || INTERRUPTED.load(Ordering::Relaxed) || self.meter.over.load(Ordering::Relaxed) {
+            if own && let Ok(mut culprit) = self.meter.culprit.lock() {
+                culprit.get_or_insert_with(|| self.file.to_string());
+            }
             self.meter.over.store(true, Ordering::SeqCst);
             return Err(std::io::Error::other("render budget exceeded"));
         }
@@ -170,84 +268,119 @@ impl Write for MeteredWriter<'_> {
     }
 }
 
-/// Renders `jobs` (plan index, template name, context index) on a thread of its own while this
-/// thread watches the clock and the interrupt flag: a loop that writes nothing cannot be stopped
-/// from inside Tera, so on timeout or Ctrl-C the render is abandoned (nothing has been written
-/// to disk yet; the binary exits right after the error).
-fn render_within_budget(
-    tera: tera::Tera,
-    contexts: Vec<tera::Context>,
-    jobs: Vec<(usize, String, usize)>,
+/// Parses and renders each group on a thread of its own while this thread watches the clock and
+/// the interrupt flag: a loop that writes nothing cannot be stopped from inside Tera, so on
+/// timeout or Ctrl-C the render is abandoned (nothing has been written to disk yet; the binary
+/// exits right after the error). The budget is the plan's, shared by the groups.
+fn render_groups(
+    groups: Vec<Group>,
+    contexts: &Arc<Vec<tera::Context>>,
     budget: RenderBudget,
-) -> Result<HashMap<usize, Vec<u8>>> {
+) -> std::result::Result<HashMap<usize, Vec<u8>>, Failed> {
     let meter = Arc::new(Meter {
         written: AtomicUsize::new(0),
         over: AtomicBool::new(false),
-        current: Mutex::new(String::new()),
+        current: Mutex::new(vec![String::new(); groups.len()]),
+        culprit: Mutex::new(None),
     });
     let started = Instant::now();
     let deadline = started + budget.time;
     let (tx, rx) = mpsc::channel();
-    let worker_meter = Arc::clone(&meter);
-    std::thread::Builder::new()
-        .name("stackwise-render".into())
-        .spawn(move || {
-            let mut out = HashMap::with_capacity(jobs.len());
-            for (i, name, ctx) in jobs {
-                if let Ok(mut c) = worker_meter.current.lock() {
-                    c.clone_from(&name);
-                }
-                let mut w = MeteredWriter {
-                    buf: Vec::new(),
-                    meter: &worker_meter,
-                    budget,
-                    deadline,
-                };
-                if let Err(e) = tera.render_to(&name, &contexts[ctx], &mut w) {
-                    let err = if worker_meter.over.load(Ordering::SeqCst) {
-                        None
-                    } else {
-                        Some(template_error(&name, e))
-                    };
-                    let _ = tx.send(Err(err));
-                    return;
-                }
-                out.insert(i, w.buf);
-            }
-            let _ = tx.send(Ok(out));
+    let mut pending = groups.len();
+    for (g, Group { texts, jobs }) in groups.into_iter().enumerate() {
+        let (tx, worker_meter, contexts) = (tx.clone(), Arc::clone(&meter), Arc::clone(contexts));
+        std::thread::Builder::new()
+            .name("stackwise-render".into())
+            .spawn(move || {
+                let _ = tx.send(render_group(g, texts, jobs, &contexts, &worker_meter, budget, deadline));
+            })
+            .map_err(|e| Failed::Other(Error::io("render thread", e)))?;
+    }
+    let over = |elapsed: Duration| {
+        // The other group stops at its next write.
+        meter.over.store(true, Ordering::SeqCst);
+        Failed::Other(Error::RenderBudget {
+            file: meter.blamed(),
+            reason: if meter.written.load(Ordering::Relaxed) > budget.bytes {
+                format!(
+                    "more than {} MiB of output (raise STACKWISE_RENDER_MB if the template really is that large)",
+                    budget.bytes >> 20
+                )
+            } else {
+                format!(
+                    "still rendering after {:.1} s (a runaway loop? raise STACKWISE_RENDER_SECONDS if the template really is that slow)",
+                    elapsed.as_secs_f64()
+                )
+            },
         })
-        .map_err(|e| Error::io("render thread", e))?;
-    let current = || meter.current.lock().map(|c| c.clone()).unwrap_or_default();
-    let over = |elapsed: Duration| Error::RenderBudget {
-        file: current(),
-        reason: if meter.written.load(Ordering::Relaxed) > budget.bytes {
-            format!(
-                "more than {} MiB of output (raise STACKWISE_RENDER_MB if the template really is that large)",
-                budget.bytes >> 20
-            )
-        } else {
-            format!(
-                "still rendering after {:.1} s (a runaway loop? raise STACKWISE_RENDER_SECONDS if the template really is that slow)",
-                elapsed.as_secs_f64()
-            )
-        },
     };
-    loop {
+    let interrupted = || crate::interrupt::check().map_err(Failed::Other);
+    let mut out = HashMap::new();
+    while pending > 0 {
         match rx.recv_timeout(Duration::from_millis(25)) {
-            Ok(Ok(out)) => return Ok(out),
-            Ok(Err(Some(e))) => return Err(e),
+            Ok(Ok(part)) => {
+                out.extend(part);
+                pending -= 1;
+            }
+            Ok(Err(Some(e))) => {
+                meter.over.store(true, Ordering::SeqCst);
+                return Err(Failed::Template(e));
+            }
             Ok(Err(None)) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                crate::interrupt::check()?;
+                interrupted()?;
                 return Err(over(started.elapsed()));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                crate::interrupt::check()?;
+                interrupted()?;
                 if Instant::now() > deadline {
                     return Err(over(started.elapsed()));
                 }
             }
         }
     }
+    Ok(out)
+}
+
+/// One group, on its thread: `Err(None)` when the render was stopped (budget, interrupt, or the
+/// other group failed), `Err(Some(_))` for an error of the templates.
+fn render_group(
+    g: usize,
+    texts: Vec<(String, Cow<'static, str>)>,
+    jobs: Vec<(usize, String, usize)>,
+    contexts: &[tera::Context],
+    meter: &Meter,
+    budget: RenderBudget,
+    deadline: Instant,
+) -> std::result::Result<HashMap<usize, Vec<u8>>, Option<Error>> {
+    let mut tera = tera::Tera::new();
+    tera.autoescape_on(Vec::<&str>::new());
+    tera.add_raw_templates(texts)
+        .map_err(|e| Some(template_error("template", e)))?;
+    let mut out = HashMap::with_capacity(jobs.len());
+    for (i, name, ctx) in jobs {
+        if let Ok(mut c) = meter.current.lock() {
+            c[g].clone_from(&name);
+        }
+        let mut w = MeteredWriter {
+            buf: Vec::new(),
+            meter,
+            file: &name,
+            budget,
+            deadline,
+        };
+        if let Err(e) = tera.render_to(&name, &contexts[ctx], &mut w) {
+            return Err(if meter.over.load(Ordering::SeqCst) {
+                None
+            } else {
+                Some(template_error(&name, e))
+            });
+        }
+        out.insert(i, w.buf);
+    }
+    if let Ok(mut c) = meter.current.lock() {
+        c[g].clear();
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -260,7 +393,7 @@ mod tests {
     #[test]
     fn only_the_partials_a_render_names_are_parsed() {
         let mut files = std::collections::BTreeMap::new();
-        let mut add = |path: &str, text: &str| files.insert(path.to_string(), text.as_bytes().to_vec());
+        let mut add = |path: &str, text: &str| files.insert(path.to_string(), text.as_bytes().to_vec().into());
         add("components/app/a.txt.tera", "a {% include \"partials/one.tera\" %}");
         add("partials/one.tera", "one {% include \"partials/two.tera\" %}");
         add("partials/two.tera", "two {{ project_name }}");
@@ -286,5 +419,109 @@ mod tests {
         };
         let out = render_plan(&tree, &plan).unwrap();
         assert_eq!(String::from_utf8_lossy(&out[0].bytes), "a one two demo");
+    }
+
+    /// A plan of `texts.len()` rendered files `components/app/f<i>.txt.tera` → `f<i>.txt`, enough
+    /// to be split in two halves; the largest text goes to the first half, the second largest to
+    /// the other.
+    fn split_plan(texts: &[String]) -> (TemplateTree, Plan) {
+        assert!(texts.len() >= SPLIT_FROM);
+        let mut files = std::collections::BTreeMap::new();
+        let mut planned = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            let source = format!("components/app/f{i}.txt.tera");
+            files.insert(source.clone(), text.as_bytes().to_vec().into());
+            planned.push(PlannedFile {
+                path: format!("f{i}.txt"),
+                source,
+                action: Action::Render,
+                mount: 0,
+                executable: false,
+                update_once: false,
+            });
+        }
+        let mut context = serde_json::Map::new();
+        context.insert("project_name".into(), "demo".into());
+        let tree = TemplateTree {
+            files,
+            presets: Vec::new(),
+            source: "test".into(),
+            revision: None,
+        };
+        (
+            tree,
+            Plan {
+                files: planned,
+                contexts: vec![context],
+            },
+        )
+    }
+
+    fn small_texts() -> Vec<String> {
+        (0..SPLIT_FROM + 4)
+            .map(|i| format!("{i} {{{{ project_name }}}}"))
+            .collect()
+    }
+
+    /// A template may include another rendered template (not a partial): when the two land in
+    /// different halves, the render is done again in one instance, with the same result.
+    #[test]
+    fn a_template_including_one_of_the_other_half_renders_as_unsplit() {
+        let mut texts = small_texts();
+        let last = texts.len() - 1;
+        texts[0] = format!(
+            "{} {{% include \"components/app/f{last}.txt.tera\" %}}",
+            "x".repeat(400)
+        );
+        texts[last] = format!("{} last {{{{ project_name }}}}", "y".repeat(300));
+        let (tree, plan) = split_plan(&texts);
+        let out = render_plan(&tree, &plan).unwrap();
+        let text = |path: &str| {
+            let f = out.iter().find(|f| f.path == path).unwrap();
+            String::from_utf8(f.bytes.clone()).unwrap()
+        };
+        assert_eq!(
+            text("f0.txt"),
+            format!("{} {} last demo", "x".repeat(400), "y".repeat(300))
+        );
+        assert_eq!(text("f1.txt"), "1 demo");
+        assert_eq!(out.len(), texts.len());
+    }
+
+    /// With two broken templates in different halves, the error is the one an unsplit render
+    /// reports (the first template in name order), whichever half fails first.
+    #[test]
+    fn a_split_render_reports_the_error_an_unsplit_one_would() {
+        let mut texts = small_texts();
+        // f3 is the largest (first half), f15 the next (second half); f15 comes first by name.
+        texts[3] = format!("{} {{% if %}}", "x".repeat(400));
+        texts[15] = format!("{} {{% for %}}", "y".repeat(300));
+        let (tree, plan) = split_plan(&texts);
+        for _ in 0..5 {
+            let Err(Error::Template(e)) = render_plan(&tree, &plan) else {
+                panic!("a broken template must fail the render");
+            };
+            assert!(e.message.contains("f15.txt.tera"), "{}", e.message);
+        }
+    }
+
+    /// The budget is the plan's, whichever half runs away; the error names the file.
+    #[test]
+    fn a_split_render_ends_at_its_budget() {
+        let mut texts = small_texts();
+        texts[7] =
+            "{% for i in range(end=100000) %}{% for j in range(end=100000) %}x{% endfor %}{% endfor %}".to_string();
+        let (tree, plan) = split_plan(&texts);
+        let budget = RenderBudget {
+            time: Duration::from_millis(300),
+            bytes: 64 << 20,
+        };
+        let started = Instant::now();
+        let result = render_plan_within(&tree, &plan, budget).map(|_| ());
+        let Err(Error::RenderBudget { file, .. }) = result else {
+            panic!("a runaway template must end at the budget: {result:?}");
+        };
+        assert_eq!(file, "components/app/f7.txt.tera");
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     }
 }

@@ -1,6 +1,7 @@
 //! Template sources: the embedded default, a local directory, or a git repository.
 //! Every source is read into a [`TemplateTree`] in memory; nothing in it is ever executed.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -121,7 +122,9 @@ impl TemplateSource {
 /// A template read into memory: its files by relative path (`/`-separated) and its preset files.
 #[derive(Debug, Clone)]
 pub struct TemplateTree {
-    pub files: BTreeMap<String, Vec<u8>>,
+    /// Borrowed from the binary for the embedded template (only the files a command reads are
+    /// ever touched), owned when read from a directory or a clone.
+    pub files: BTreeMap<String, Cow<'static, [u8]>>,
     /// (file name, content) of each preset file.
     pub presets: Vec<(String, String)>,
     /// The source as given.
@@ -223,7 +226,7 @@ impl TemplateTree {
         if let Some(pd) = preset_dir {
             for (name, bytes) in read_tree(&pd, &[])? {
                 if name.ends_with(".toml") && !name.contains('/') {
-                    let text = String::from_utf8(bytes).map_err(|_| {
+                    let text = String::from_utf8(bytes.into_owned()).map_err(|_| {
                         Error::InvalidTemplate(vec![Problem::file(&format!("presets/{name}"), "not UTF-8 text")])
                     })?;
                     presets.push((name, text));
@@ -239,9 +242,12 @@ impl TemplateTree {
     }
 }
 
-fn collect_embedded(dir: &Dir<'_>, out: &mut BTreeMap<String, Vec<u8>>) {
+fn collect_embedded(dir: &Dir<'static>, out: &mut BTreeMap<String, Cow<'static, [u8]>>) {
     for f in dir.files() {
-        out.insert(f.path().to_string_lossy().replace('\\', "/"), f.contents().to_vec());
+        out.insert(
+            f.path().to_string_lossy().replace('\\', "/"),
+            Cow::Borrowed(f.contents()),
+        );
     }
     for d in dir.dirs() {
         let name = d.path().file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -251,7 +257,7 @@ fn collect_embedded(dir: &Dir<'_>, out: &mut BTreeMap<String, Vec<u8>>) {
     }
 }
 
-fn read_tree(root: &Path, skip_top: &[&str]) -> Result<BTreeMap<String, Vec<u8>>> {
+fn read_tree(root: &Path, skip_top: &[&str]) -> Result<BTreeMap<String, Cow<'static, [u8]>>> {
     let mut files = BTreeMap::new();
     let walker = walkdir::WalkDir::new(root)
         .follow_links(false)
@@ -282,7 +288,7 @@ fn read_tree(root: &Path, skip_top: &[&str]) -> Result<BTreeMap<String, Vec<u8>>
         }
         if entry.file_type().is_file() {
             let bytes = std::fs::read(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
-            files.insert(rel, bytes);
+            files.insert(rel, Cow::Owned(bytes));
         }
     }
     Ok(files)

@@ -155,8 +155,8 @@ mounts = [{{ component = "app", at = "." }}]
 {migrations}"#
         );
         let mut files = std::collections::BTreeMap::new();
-        files.insert("stackwise.toml".to_string(), text.into_bytes());
-        files.insert("components/app/a.txt".to_string(), b"a".to_vec());
+        files.insert("stackwise.toml".to_string(), text.into_bytes().into());
+        files.insert("components/app/a.txt".to_string(), b"a".to_vec().into());
         let tree = TemplateTree {
             files,
             presets: Vec::new(),
