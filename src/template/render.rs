@@ -488,6 +488,19 @@ mod tests {
         assert_eq!(out.len(), texts.len());
     }
 
+    /// The same for a Tera component defined by a template of the other half.
+    #[test]
+    fn a_component_of_the_other_half_renders_as_unsplit() {
+        let mut texts = small_texts();
+        let last = texts.len() - 1;
+        texts[0] = format!("{} {{{{<hello />}}}}", "x".repeat(400));
+        texts[last] = format!("{{% component hello() %}}hi{{% endcomponent %}}{}", "y".repeat(300));
+        let (tree, plan) = split_plan(&texts);
+        let out = render_plan(&tree, &plan).unwrap();
+        let f0 = out.iter().find(|f| f.path == "f0.txt").unwrap();
+        assert_eq!(String::from_utf8_lossy(&f0.bytes), format!("{} hi", "x".repeat(400)));
+    }
+
     /// With two broken templates in different halves, the error is the one an unsplit render
     /// reports (the first template in name order), whichever half fails first.
     #[test]
