@@ -135,9 +135,38 @@ pub fn write_render_commit(
     Ok(repo.commit(None, &sig, &sig, message, &tree, &refs)?)
 }
 
+/// The blobs of a new project's files, hashed into an object database of their own, in memory,
+/// before its repository exists: hashing every byte (libgit2's SHA-1 with collision detection)
+/// is most of the CPU time of a new repository, and it needs nothing but the rendered files, so
+/// `new` does it on another thread while it writes the files. No disk is touched.
+pub struct RenderBlobs {
+    scratch: Repository,
+    /// The blob id of each file, in the order of the files.
+    ids: Vec<Oid>,
+}
+
+/// Hashes `files` as blobs into a [`RenderBlobs`] (see there).
+pub fn render_blobs(files: &[RenderedFile]) -> Result<RenderBlobs> {
+    let scratch = Repository::from_odb(git2::Odb::new()?)?;
+    let objects = scratch.odb()?;
+    objects.add_new_mempack_backend(1)?;
+    let ids = files
+        .iter()
+        .map(|f| objects.write(git2::ObjectType::Blob, &f.bytes))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    drop(objects);
+    Ok(RenderBlobs { scratch, ids })
+}
+
 /// Creates the repository of a new project in `dir` (branch `main`) whose first commit is the
 /// render commit of `files`, written from memory; the index matches the files on disk (with
 /// their stat data), so `git status` is clean at once. Returns the commit id.
+pub fn init_with_render(dir: &Path, files: &[RenderedFile], message: &str) -> Result<String> {
+    init_with_render_blobs(dir, files, message, render_blobs(files)?)
+}
+
+/// [`init_with_render`] with the files' blobs already hashed by [`render_blobs`] (of these same
+/// `files`).
 ///
 /// The objects are built in an object database of their own, in memory, and written to the
 /// repository as one pack file ([`write_pack`]) rather than a loose file each: a new project
@@ -145,20 +174,27 @@ pub fn write_render_commit(
 /// costs several times the whole render. Building them in the repository's own database would
 /// ask its disk, for every new object, whether it holds it already (a stat, a scan of the pack
 /// directory and a touch, each time).
-pub fn init_with_render(dir: &Path, files: &[RenderedFile], message: &str) -> Result<String> {
+pub fn init_with_render_blobs(dir: &Path, files: &[RenderedFile], message: &str, blobs: RenderBlobs) -> Result<String> {
+    let RenderBlobs { scratch, ids } = blobs;
+    let objects = scratch.odb()?;
+    // (A cheap check that they are: one blob of the same size per file.)
+    let same = ids.len() == files.len()
+        && files
+            .iter()
+            .zip(&ids)
+            .all(|(f, id)| objects.read_header(*id).is_ok_and(|(size, _)| size == f.bytes.len()));
+    if !same {
+        return Err(git2::Error::from_str("the hashed blobs are not those of the files").into());
+    }
     let mut opts = git2::RepositoryInitOptions::new();
     opts.initial_head("main");
     init_templates(&mut opts);
     let repo = Repository::init_opts(dir, &opts)?;
-    let scratch = Repository::from_odb(git2::Odb::new()?)?;
-    let objects = scratch.odb()?;
-    objects.add_new_mempack_backend(1)?;
     // The repository's index file, not bound to the repository: an index that is would look
     // each blob up on the repository's disk, where it is not yet.
     let mut index = Index::open(&repo.path().join("index"))?;
     let mut blobs = std::collections::HashMap::with_capacity(files.len());
-    for f in files {
-        let id = objects.write(git2::ObjectType::Blob, &f.bytes)?;
+    for (f, id) in files.iter().zip(ids) {
         blobs.insert(id, f.bytes.as_slice());
         let meta = std::fs::symlink_metadata(dir.join(&f.path)).ok();
         index.add(&index_entry(&f.path, id, mode_of(f), meta.as_ref()))?;
@@ -419,6 +455,28 @@ mod tests {
             executable,
             update_once: false,
         }
+    }
+
+    /// Blobs hashed for other files are refused before anything is written: the commit must hold
+    /// the files written, nothing else.
+    #[test]
+    fn blobs_of_other_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = vec![file("a.txt", "one\n", false), file("b.txt", "two\n", false)];
+        let other = vec![file("a.txt", "one\n", false), file("b.txt", "three\n", false)];
+        let fewer = vec![file("a.txt", "one\n", false)];
+        for blobs in [render_blobs(&other).unwrap(), render_blobs(&fewer).unwrap()] {
+            assert!(init_with_render_blobs(dir.path(), &files, "m", blobs).is_err());
+            assert!(!dir.path().join(".git").exists());
+        }
+        // The blobs of these files are taken, on another thread as `new` hashes them.
+        let blobs = std::thread::scope(|s| s.spawn(|| render_blobs(&files)).join().unwrap()).unwrap();
+        init_with_render_blobs(dir.path(), &files, "m", blobs).unwrap();
+        let repo = Repository::open(dir.path()).unwrap();
+        assert_eq!(
+            repo.head().unwrap().peel_to_commit().unwrap().tree_id(),
+            write_tree(&repo, &files).unwrap()
+        );
     }
 
     #[test]

@@ -120,11 +120,6 @@ pub fn new_project(
 
     // From here a Ctrl-C must not stop the process at once: staging (and install) clean up.
     crate::interrupt::start_polling();
-    let staging = Staging::new(&target)?;
-    if let Err(e) = staging.write(&rendered.files) {
-        staging.abandon();
-        return Err(e);
-    }
     let fresh = state != TargetState::NonEmpty;
     let git_message = super::git::render_message(&info, &rendered.layout, rendered.preset.as_deref());
     outcome.git_skipped = if !req.git {
@@ -135,11 +130,26 @@ pub fn new_project(
         None
     };
     let want_git = outcome.git_skipped.is_none();
+    let staging = Staging::new(&target)?;
+    // The render commit's blobs are hashed (in memory) while the files are written.
+    let (written, blobs) = std::thread::scope(|scope| {
+        let blobs = want_git.then(|| scope.spawn(|| super::git::render_blobs(&rendered.files)));
+        let written = staging.write(&rendered.files);
+        let blobs = blobs.map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        (written, blobs)
+    });
+    let blobs = match (written, blobs.transpose()) {
+        (Ok(()), Ok(blobs)) => blobs,
+        (Err(e), _) | (_, Err(e)) => {
+            staging.abandon();
+            return Err(e);
+        }
+    };
     if !req.install {
         // Without install steps the commit happens in the staging directory, so the project
         // appears in one rename with its repository.
-        if want_git {
-            match super::git::init_with_render(&staging.root, &rendered.files, &git_message) {
+        if let Some(blobs) = blobs {
+            match super::git::init_with_render_blobs(&staging.root, &rendered.files, &git_message, blobs) {
                 Ok(c) => outcome.git_commit = Some(c),
                 Err(e) => {
                     staging.abandon();
@@ -154,8 +164,13 @@ pub fn new_project(
     // paths) and gets its render commit; then its install steps run, and a second commit takes
     // the lockfiles (they are not template output, so `update` never merges them).
     outcome.overwritten = staging.commit(&target, &rendered.files, req.force)?;
-    if want_git {
-        outcome.git_commit = Some(super::git::init_with_render(&target, &rendered.files, &git_message)?);
+    if let Some(blobs) = blobs {
+        outcome.git_commit = Some(super::git::init_with_render_blobs(
+            &target,
+            &rendered.files,
+            &git_message,
+            blobs,
+        )?);
     }
     install_and_commit(&target, &rendered, fresh, want_git, progress, &mut outcome)?;
     Ok(outcome)
