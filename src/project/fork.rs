@@ -79,17 +79,20 @@ pub fn fork(dir: &Path, git: bool) -> Result<ForkOutcome> {
         .collect();
     crate::interrupt::start_polling();
     let staging = Staging::new(dir)?;
-    if let Err(e) = staging.write(&files) {
-        staging.abandon();
-        return Err(e);
-    }
+    let blobs = match staging.write_and_hash(&files, git) {
+        Ok(blobs) => blobs,
+        Err(e) => {
+            staging.abandon();
+            return Err(e);
+        }
+    };
     let mut commit = None;
-    if git {
+    if let Some(blobs) = blobs {
         let message = format!(
             "Fork of the stackwise {} built-in template\n\nWritten by `stackwise fork`: templates/ and presets/ as the stackwise repository\nholds them. Make it yours: README.md says how.\n",
             env!("CARGO_PKG_VERSION")
         );
-        match super::git::init_with_render(&staging.root, &files, &message) {
+        match super::git::init_with_render_blobs(&staging.root, &files, &message, blobs) {
             Ok(c) => commit = Some(c),
             Err(e) => {
                 staging.abandon();

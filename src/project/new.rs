@@ -131,16 +131,9 @@ pub fn new_project(
     };
     let want_git = outcome.git_skipped.is_none();
     let staging = Staging::new(&target)?;
-    // The render commit's blobs are hashed (in memory) while the files are written.
-    let (written, blobs) = std::thread::scope(|scope| {
-        let blobs = want_git.then(|| scope.spawn(|| super::git::render_blobs(&rendered.files)));
-        let written = staging.write(&rendered.files);
-        let blobs = blobs.map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
-        (written, blobs)
-    });
-    let blobs = match (written, blobs.transpose()) {
-        (Ok(()), Ok(blobs)) => blobs,
-        (Err(e), _) | (_, Err(e)) => {
+    let blobs = match staging.write_and_hash(&rendered.files, want_git) {
+        Ok(blobs) => blobs,
+        Err(e) => {
             staging.abandon();
             return Err(e);
         }

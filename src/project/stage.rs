@@ -102,6 +102,19 @@ impl Staging {
         Ok(())
     }
 
+    /// [`Staging::write`], and with `git` the files' blobs for the render commit hashed meanwhile
+    /// on another thread ([`super::git::render_blobs`]: memory only). Either failing fails both.
+    pub fn write_and_hash(&self, files: &[RenderedFile], git: bool) -> Result<Option<super::git::RenderBlobs>> {
+        let (written, blobs) = std::thread::scope(|scope| {
+            let blobs = git.then(|| scope.spawn(|| super::git::render_blobs(files)));
+            let written = self.write(files);
+            let blobs = blobs.map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+            (written, blobs)
+        });
+        written?;
+        blobs.transpose()
+    }
+
     /// Moves the project into `target`. With a missing or empty target this is one rename.
     /// With `force` and a non-empty target, each file is moved over its counterpart; the paths that
     /// existed before are returned. Files of the target that the template does not write are untouched.
