@@ -77,8 +77,24 @@ impl Staging {
         })
     }
 
-    /// Writes the rendered files into the staging directory.
+    /// Writes the rendered files into the staging directory: with more than one core and enough
+    /// files, half of them (every other one) on a second thread; creating files is mostly the
+    /// kernel's work, and two threads do it in less time than one on this kind of tree. The order
+    /// files appear in does not matter: the project appears in one rename, or (`--force`) file by
+    /// file once they are all written.
     pub fn write(&self, files: &[RenderedFile]) -> Result<()> {
+        if files.len() < 32 || crate::template::render::parallelism() < 2 {
+            return self.write_part(files.iter());
+        }
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| self.write_part(files.iter().skip(1).step_by(2)));
+            let mine = self.write_part(files.iter().step_by(2));
+            let other = other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            mine.and(other)
+        })
+    }
+
+    fn write_part<'f>(&self, files: impl Iterator<Item = &'f RenderedFile>) -> Result<()> {
         // Each directory made once: asking for an existing one again costs a failed mkdir and a
         // stat, two system calls per file of a deep tree.
         let mut made = std::collections::HashSet::new();
@@ -278,6 +294,66 @@ fn put_back(moved: Vec<(PathBuf, Option<PathBuf>)>) {
         let _ = std::fs::remove_file(&dest);
         if let Some(b) = backup {
             let _ = std::fs::rename(&b, &dest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, text: &str) -> RenderedFile {
+        RenderedFile {
+            path: path.into(),
+            bytes: text.as_bytes().to_vec(),
+            executable: path.ends_with(".sh"),
+            update_once: false,
+        }
+    }
+
+    /// Enough files for two writing threads: every file lands with its bytes and mode, in
+    /// directories shared by both threads.
+    #[test]
+    fn many_files_are_written_whole() {
+        let out = tempfile::tempdir().unwrap();
+        let files: Vec<RenderedFile> = (0..200)
+            .map(|i| match i % 3 {
+                0 => file(&format!("d{}/f{i}.txt", i % 7), &format!("{i}\n")),
+                1 => file(&format!("d{}/e/f{i}.sh", i % 5), "#!/bin/sh\n"),
+                _ => file(&format!("f{i}.txt"), &"x".repeat(i)),
+            })
+            .collect();
+        let staging = Staging::new(&out.path().join("p")).unwrap();
+        staging.write(&files).unwrap();
+        for f in &files {
+            let p = staging.root.join(&f.path);
+            assert_eq!(std::fs::read(&p).unwrap(), f.bytes, "{}", f.path);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let exec = std::fs::metadata(&p).unwrap().permissions().mode() & 0o111 != 0;
+                assert_eq!(exec, f.executable, "{}", f.path);
+            }
+        }
+    }
+
+    /// A file that cannot be written fails the write (whichever thread writes it), and the
+    /// abandoned staging directory leaves nothing behind.
+    #[test]
+    fn a_failed_write_fails_and_is_abandoned() {
+        let out = tempfile::tempdir().unwrap();
+        for bad in [0, 1, 99] {
+            let mut files: Vec<RenderedFile> = (0..100).map(|i| file(&format!("f{i}.txt"), "x")).collect();
+            // A file where another one needs a directory.
+            files[bad] = file("blocker", "x");
+            files.push(file("blocker/inside.txt", "y"));
+            let staging = Staging::new(&out.path().join("p")).unwrap();
+            let Err(Error::Io { path, .. }) = staging.write(&files) else {
+                panic!("writing under a file must fail");
+            };
+            assert!(path.to_string_lossy().contains("blocker"), "{}", path.display());
+            staging.abandon();
+            assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
         }
     }
 }

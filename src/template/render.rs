@@ -90,7 +90,8 @@ fn render_plan_within(tree: &TemplateTree, plan: &Plan, budget: RenderBudget) ->
 /// second thread and parsing the partials twice costs about what it saves).
 const SPLIT_FROM: usize = 16;
 
-fn parallelism() -> usize {
+/// The cores this process may use (its cgroup's quota included), asked once.
+pub(crate) fn parallelism() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
 }
