@@ -38,6 +38,9 @@ pub fn render_plan(tree: &TemplateTree, plan: &Plan) -> Result<Vec<RenderedFile>
 }
 
 fn render_plan_within(tree: &TemplateTree, plan: &Plan, budget: RenderBudget) -> Result<Vec<RenderedFile>> {
+    // One budget for the plan, a render done again after a failed split included.
+    let started = Instant::now();
+    let budget = (budget, started, started + budget.time);
     let jobs: Vec<(usize, String, usize)> = plan
         .files
         .iter()
@@ -45,15 +48,15 @@ fn render_plan_within(tree: &TemplateTree, plan: &Plan, budget: RenderBudget) ->
         .filter(|(_, f)| f.action == Action::Render)
         .map(|(i, f)| (i, f.source.clone(), f.mount))
         .collect();
-    let mut sources: Vec<(&str, Cow<'static, str>)> = Vec::new();
-    for s in jobs.iter().map(|(_, s, _)| s.as_str()).collect::<BTreeSet<_>>() {
-        sources.push((s, template_text(tree, s)?));
-    }
+    let sources = || -> Result<Vec<(&str, Cow<'static, str>)>> {
+        let names: BTreeSet<&str> = jobs.iter().map(|(_, s, _)| s.as_str()).collect();
+        names.into_iter().map(|s| Ok((s, template_text(tree, s)?))).collect()
+    };
     let contexts: Arc<Vec<tera::Context>> = Arc::new(plan.contexts.iter().map(inline::tera_context).collect());
-    let whole = || -> Result<Vec<Group>> { Ok(vec![group(tree, sources.clone(), &jobs)?]) };
+    let whole = || -> Result<Vec<Group>> { Ok(vec![group(tree, sources()?, &jobs)?]) };
     let mut rendered = if jobs.len() >= SPLIT_FROM && parallelism() > 1 {
         // Largest first, each to the lighter half.
-        let mut by_size = sources.clone();
+        let mut by_size = sources()?;
         by_size.sort_by_key(|(_, t)| std::cmp::Reverse(t.len()));
         let (mut halves, mut weight) = ([Vec::new(), Vec::new()], [0, 0]);
         for (s, t) in by_size {
@@ -276,7 +279,7 @@ impl Write for MeteredWriter<'_> {
 fn render_groups(
     groups: Vec<Group>,
     contexts: &Arc<Vec<tera::Context>>,
-    budget: RenderBudget,
+    (budget, started, deadline): (RenderBudget, Instant, Instant),
 ) -> std::result::Result<HashMap<usize, Vec<u8>>, Failed> {
     let meter = Arc::new(Meter {
         written: AtomicUsize::new(0),
@@ -284,8 +287,6 @@ fn render_groups(
         current: Mutex::new(vec![String::new(); groups.len()]),
         culprit: Mutex::new(None),
     });
-    let started = Instant::now();
-    let deadline = started + budget.time;
     let (tx, rx) = mpsc::channel();
     let mut pending = groups.len();
     for (g, Group { texts, jobs }) in groups.into_iter().enumerate() {
@@ -297,6 +298,9 @@ fn render_groups(
             })
             .map_err(|e| Failed::Other(Error::io("render thread", e)))?;
     }
+    // Only the groups hold a sender: once every one has ended, a group that never answered
+    // (a panic) is seen as a disconnection, not waited for until the deadline.
+    drop(tx);
     let over = |elapsed: Duration| {
         // The other group stops at its next write.
         meter.over.store(true, Ordering::SeqCst);
@@ -327,9 +331,21 @@ fn render_groups(
                 meter.over.store(true, Ordering::SeqCst);
                 return Err(Failed::Template(e));
             }
-            Ok(Err(None)) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+            Ok(Err(None)) => {
                 interrupted()?;
                 return Err(over(started.elapsed()));
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // A group ended without answering: the template engine panicked (its message is
+                // on stderr already).
+                interrupted()?;
+                meter.over.store(true, Ordering::SeqCst);
+                return Err(Failed::Other(Error::Template(TemplateError {
+                    file: meter.blamed(),
+                    message: "the template engine stopped while rendering this file (a panic; its message is above)"
+                        .into(),
+                    source: None,
+                })));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 interrupted()?;
