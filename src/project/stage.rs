@@ -87,10 +87,17 @@ impl Staging {
             return self.write_part(files.iter());
         }
         std::thread::scope(|scope| {
-            let other = scope.spawn(|| self.write_part(files.iter().skip(1).step_by(2)));
-            let mine = self.write_part(files.iter().step_by(2));
-            let other = other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            mine.and(other)
+            let other =
+                std::thread::Builder::new().spawn_scoped(scope, || self.write_part(files.iter().skip(1).step_by(2)));
+            match other {
+                Ok(other) => {
+                    let mine = self.write_part(files.iter().step_by(2));
+                    let other = other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    mine.and(other)
+                }
+                // No second thread to be had (a limit on threads): this one writes them all.
+                Err(_) => self.write_part(files.iter()),
+            }
         })
     }
 
@@ -122,9 +129,14 @@ impl Staging {
     /// on another thread ([`super::git::render_blobs`]: memory only). Either failing fails both.
     pub fn write_and_hash(&self, files: &[RenderedFile], git: bool) -> Result<Option<super::git::RenderBlobs>> {
         let (written, blobs) = std::thread::scope(|scope| {
-            let blobs = git.then(|| scope.spawn(|| super::git::render_blobs(files)));
+            let hashing =
+                git.then(|| std::thread::Builder::new().spawn_scoped(scope, || super::git::render_blobs(files)));
             let written = self.write(files);
-            let blobs = blobs.map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+            let blobs = hashing.map(|h| match h {
+                Ok(h) => h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                // No second thread to be had: hashed here, after the write.
+                Err(_) => super::git::render_blobs(files),
+            });
             (written, blobs)
         });
         written?;

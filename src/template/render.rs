@@ -67,7 +67,7 @@ fn render_plan_within(tree: &TemplateTree, plan: &Plan, budget: RenderBudget) ->
         let [a, b] = halves;
         match render_groups(vec![group(tree, a, &jobs)?, group(tree, b, &jobs)?], &contexts, budget) {
             Ok(out) => out,
-            Err(Failed::Template(_)) => render_groups(whole()?, &contexts, budget).map_err(Failed::into_error)?,
+            Err(Failed::Retry(_)) => render_groups(whole()?, &contexts, budget).map_err(Failed::into_error)?,
             Err(other) => return Err(other.into_error()),
         }
     } else {
@@ -152,17 +152,18 @@ fn group(
     Ok(Group { texts, jobs })
 }
 
-/// Why [`render_groups`] failed: a template (its syntax, or what it does when rendered), or
-/// anything else (the budget, an interrupt, no thread).
+/// Why [`render_groups`] failed: for a reason a render of the whole plan in one instance may not
+/// share (a template's syntax or what it does when rendered, which can depend on what the other
+/// half holds; no thread for the second half), or for good (the budget, an interrupt).
 enum Failed {
-    Template(Error),
-    Other(Error),
+    Retry(Error),
+    Final(Error),
 }
 
 impl Failed {
     fn into_error(self) -> Error {
         match self {
-            Failed::Template(e) | Failed::Other(e) => e,
+            Failed::Retry(e) | Failed::Final(e) => e,
         }
     }
 }
@@ -289,14 +290,27 @@ fn render_groups(
     });
     let (tx, rx) = mpsc::channel();
     let mut pending = groups.len();
+    let mut started_groups = Vec::with_capacity(groups.len());
     for (g, Group { texts, jobs }) in groups.into_iter().enumerate() {
         let (tx, worker_meter, contexts) = (tx.clone(), Arc::clone(&meter), Arc::clone(contexts));
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("stackwise-render".into())
             .spawn(move || {
                 let _ = tx.send(render_group(g, texts, jobs, &contexts, &worker_meter, budget, deadline));
-            })
-            .map_err(|e| Failed::Other(Error::io("render thread", e)))?;
+            });
+        match spawned {
+            Ok(handle) => started_groups.push(handle),
+            Err(e) => {
+                // No thread for this group (a limit on threads): the ones started stop at their
+                // next write, and their threads are given back (within the budget) for the
+                // render in one instance.
+                meter.over.store(true, Ordering::SeqCst);
+                while started_groups.iter().any(|h| !h.is_finished()) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                return Err(Failed::Retry(Error::io("render thread", e)));
+            }
+        }
     }
     // Only the groups hold a sender: once every one has ended, a group that never answered
     // (a panic) is seen as a disconnection, not waited for until the deadline.
@@ -304,7 +318,7 @@ fn render_groups(
     let over = |elapsed: Duration| {
         // The other group stops at its next write.
         meter.over.store(true, Ordering::SeqCst);
-        Failed::Other(Error::RenderBudget {
+        Failed::Final(Error::RenderBudget {
             file: meter.blamed(),
             reason: if meter.written.load(Ordering::Relaxed) > budget.bytes {
                 format!(
@@ -319,7 +333,7 @@ fn render_groups(
             },
         })
     };
-    let interrupted = || crate::interrupt::check().map_err(Failed::Other);
+    let interrupted = || crate::interrupt::check().map_err(Failed::Final);
     let mut out = HashMap::new();
     while pending > 0 {
         match rx.recv_timeout(Duration::from_millis(25)) {
@@ -329,7 +343,7 @@ fn render_groups(
             }
             Ok(Err(Some(e))) => {
                 meter.over.store(true, Ordering::SeqCst);
-                return Err(Failed::Template(e));
+                return Err(Failed::Retry(e));
             }
             Ok(Err(None)) => {
                 interrupted()?;
@@ -340,7 +354,7 @@ fn render_groups(
                 // on stderr already).
                 interrupted()?;
                 meter.over.store(true, Ordering::SeqCst);
-                return Err(Failed::Other(Error::Template(TemplateError {
+                return Err(Failed::Final(Error::Template(TemplateError {
                     file: meter.blamed(),
                     message: "the template engine stopped while rendering this file (a panic; its message is above)"
                         .into(),
