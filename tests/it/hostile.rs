@@ -250,3 +250,74 @@ fn a_template_root_that_is_a_symlink_is_named() {
     assert_mentions(&stderr_of(&a), &["tpl-link", "symlink"]);
     assert_empty(out.path());
 }
+
+/// A machine that allows few threads (RLIMIT_NPROC) still gets its project: the render, the
+/// writes and the blob hashing that use a second thread when they can do the work on one when
+/// they cannot. Runs where it can: as root with `prlimit` and `setpriv` (an unused uid, so the
+/// limit counts this run's threads only).
+#[test]
+fn a_project_is_created_with_few_threads_allowed() {
+    let tools = ["prlimit", "setpriv"].iter().all(|t| {
+        std::process::Command::new(t)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !(tools && root) {
+        eprintln!("skipped: needs root, prlimit and setpriv");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    // A copy the unprivileged user can run (the build directory may be under a private home).
+    let bin = dir.path().join("stackwise");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("stackwise"), &bin).unwrap();
+    let run = |nproc: &str, out: &str, git: bool| {
+        let mut cmd = std::process::Command::new("prlimit");
+        cmd.args([
+            &format!("--nproc={nproc}"),
+            "setpriv",
+            "--reuid=54321",
+            "--regid=54321",
+            "--clear-groups",
+        ])
+        .arg(&bin)
+        .args(["new", "demo", "--yes", "--preset", "ai-product", "-o"])
+        .arg(dir.path().join(out))
+        .env("HOME", dir.path())
+        .env_remove("GIT_TEMPLATE_DIR");
+        if !git {
+            cmd.arg("--no-git");
+        }
+        cmd.output().unwrap()
+    };
+    // Main, Ctrl-C handler, command and one render thread: no second thread anywhere.
+    for (out, git) in [("few-git", true), ("few", false)] {
+        let o = run("4", out, git);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = run("64", "many", false);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let files = |out: &str| list_files(&dir.path().join(out).join("demo"));
+    assert_eq!(files("few"), files("many"));
+    assert_eq!(files("few-git"), files("many"));
+    assert!(dir.path().join("few-git/demo/.git").is_dir());
+    let status = std::process::Command::new("git")
+        .args(["-c", "safe.directory=*", "status", "--porcelain"])
+        .current_dir(dir.path().join("few-git/demo"))
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success() && status.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+}
