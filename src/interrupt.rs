@@ -2,22 +2,50 @@
 //! library (rendering, staging, install) checks it and stops with [`Error::Interrupted`],
 //! leaving nothing written.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use crate::error::{Error, Result};
 
-/// Set by the binary's signal handler.
+/// Set by the binary's signal handler (through [`on_signal`]) once the command polls.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Set once the running command checks [`INTERRUPTED`] itself, from the point where stopping at
-/// once would leave something behind (a staging directory, a test directory). Before that, the
-/// binary ends at once (its `main` returns 130 while the command's thread is left where it is):
-/// a blocking read, a prompt or a fetch would never look at the flag.
-pub static POLLED: AtomicBool = AtomicBool::new(false);
+/// Where the running command stands, for the signal handler. Before it polls, the binary ends at
+/// once (its `main` returns 130 while the command's thread is left where it is): a blocking read,
+/// a prompt or a fetch would never look at the flag. From the point where stopping at once would
+/// leave something behind (a staging directory, a test directory) the command checks
+/// [`INTERRUPTED`] itself and cleans up.
+static STATE: AtomicU8 = AtomicU8::new(NOT_POLLING);
+const NOT_POLLING: u8 = 0;
+const POLLING: u8 = 1;
+/// A signal came before the command polled: the binary is ending, the command writes nothing.
+const ENDING: u8 = 2;
+
+/// What the binary's signal handler does with a Ctrl-C or SIGTERM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnSignal {
+    /// The command polls: [`INTERRUPTED`] is set, it stops by itself and cleans up.
+    CommandStops,
+    /// End the process now (the command does not poll yet, or this is the second signal).
+    EndNow,
+}
+
+/// Called by the signal handler. The decision and [`start_polling`] are one atomic exchange, so a
+/// signal that ends the process before the command polls can never let the command start writing
+/// while the process is on its way out.
+pub fn on_signal() -> OnSignal {
+    match STATE.compare_exchange(NOT_POLLING, ENDING, Ordering::SeqCst, Ordering::SeqCst) {
+        Err(POLLING) if !INTERRUPTED.swap(true, Ordering::SeqCst) => OnSignal::CommandStops,
+        _ => OnSignal::EndNow,
+    }
+}
 
 /// From here on, Ctrl-C sets [`INTERRUPTED`] and this command stops by itself, cleaning up.
-pub fn start_polling() {
-    POLLED.store(true, Ordering::SeqCst);
+/// `Err(Interrupted)` when a signal already ended the run: the command must write nothing.
+pub fn start_polling() -> Result<()> {
+    match STATE.compare_exchange(NOT_POLLING, POLLING, Ordering::SeqCst, Ordering::SeqCst) {
+        Ok(_) | Err(POLLING) => Ok(()),
+        Err(_) => Err(Error::Interrupted),
+    }
 }
 
 /// `Err(Interrupted)` once the user asked to stop.

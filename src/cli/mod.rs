@@ -23,7 +23,6 @@ mod workload;
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -82,21 +81,21 @@ const COMMAND_STACK: usize = 8 << 20;
 
 /// Ctrl-C (and SIGTERM) anywhere: exit 130 saying "interrupted". The handler only reports the
 /// signal, to [`main`] (which waits for whichever comes first, the command's status or the
-/// signal) or, once the command polls ([`stackwise::interrupt::POLLED`]: `new` from staging on,
+/// signal) or, once the command polls ([`stackwise::interrupt::start_polling`]: `new` from staging on,
 /// `test`, the questions of `recommend`, `update`'s writer), to the command through
 /// [`stackwise::interrupt::INTERRUPTED`], so it cleans up and returns `Interrupted` itself; a
 /// second Ctrl-C does not wait for it.
 ///
 /// A command that does not poll may be blocked where it cannot return (a terminal read, a clone),
 /// which is why it runs on a thread of its own: `main` returns 130 and the process ends with it.
-/// Nothing such a command did needs undoing (it writes nothing before it polls).
+/// Nothing such a command did needs undoing (it writes nothing before it polls, and it cannot
+/// start polling once a signal has decided that the process ends).
 fn handle_interrupts(ends: mpsc::Sender<End>) {
-    use stackwise::interrupt::{INTERRUPTED, POLLED};
+    use stackwise::interrupt::{OnSignal, on_signal};
     let _ = ctrlc::set_handler(move || {
-        if POLLED.load(Ordering::SeqCst) && !INTERRUPTED.swap(true, Ordering::SeqCst) {
-            return;
+        if on_signal() == OnSignal::EndNow {
+            let _ = ends.send(End::Interrupted);
         }
-        let _ = ends.send(End::Interrupted);
     });
 }
 

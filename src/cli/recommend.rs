@@ -113,7 +113,7 @@ pub fn run(args: RecommendArgs, settings: &Settings) -> Result<ExitStatus> {
     let mut workload = args.workload;
     let ask = !args.json && workload.is_unknown() && settings.terminal();
     if ask {
-        stackwise::interrupt::start_polling();
+        stackwise::interrupt::start_polling()?;
         workload = ask_workload().inspect_err(|_| restore_terminal())?;
     }
     let template = args.template.as_deref();

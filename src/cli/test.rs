@@ -86,7 +86,7 @@ pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
             return Err(Error::NeedsConsent("not running anything: consent declined".into()));
         }
     }
-    stackwise::interrupt::start_polling();
+    stackwise::interrupt::start_polling()?;
     let req = TestRequest {
         template,
         presets: args.presets,

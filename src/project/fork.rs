@@ -77,7 +77,7 @@ pub fn fork(dir: &Path, git: bool) -> Result<ForkOutcome> {
         .filter_map(|n| n.strip_suffix(".toml"))
         .map(str::to_string)
         .collect();
-    crate::interrupt::start_polling();
+    crate::interrupt::start_polling()?;
     let staging = Staging::new(dir)?;
     let blobs = match staging.write_and_hash(&files, git) {
         Ok(blobs) => blobs,

@@ -119,7 +119,7 @@ pub fn new_project(
     }
 
     // From here a Ctrl-C must not stop the process at once: staging (and install) clean up.
-    crate::interrupt::start_polling();
+    crate::interrupt::start_polling()?;
     let fresh = state != TargetState::NonEmpty;
     let git_message = super::git::render_message(&info, &rendered.layout, rendered.preset.as_deref());
     outcome.git_skipped = if !req.git {

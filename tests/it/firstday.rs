@@ -580,3 +580,42 @@ fn update_on_a_directory_that_is_not_a_stackwise_project_says_so() {
     let a = stackwise().arg("update").arg(dir.path()).assert().code(2);
     assert_mentions(&stderr_of(&a), &["not a git repository", "--no-git"]);
 }
+
+/// Ctrl-C at any moment of a `new`: either the project is complete (the signal came after the
+/// last step that looks at it) or nothing is left, no staging directory either. The race this
+/// guards: a signal just before `new` starts polling ended the process while the command thread
+/// went on to create its staging directory. Sixty runs, the signal spread over the render and
+/// the writes.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_at_any_moment_of_new_leaves_a_whole_project_or_nothing() {
+    let tmp = TempDir::new().unwrap();
+    for i in 0..60u64 {
+        let out = tmp.path().join(format!("run{i}"));
+        std::fs::create_dir(&out).unwrap();
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackwise"));
+        cmd.args(["new", "demo", "--yes", "--preset", "ai-product", "-o"])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if i % 2 == 1 {
+            cmd.arg("--no-git");
+        }
+        let child = cmd.spawn().unwrap();
+        // 2–31 ms: a release build renders in about ten, a debug build takes longer.
+        std::thread::sleep(Duration::from_micros(2_000 + (i * 7_919) % 29_000));
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let (code, stderr) = finish(child);
+        let left: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        match code {
+            Some(0) => assert_eq!(left, ["demo"], "run {i}: {stderr}"),
+            // 130 from stackwise, or killed by the signal before its handler was installed.
+            _ => assert!(left.is_empty(), "run {i} ({code:?}) left {left:?}: {stderr}"),
+        }
+    }
+}

@@ -33,7 +33,7 @@ pub fn apply(repo: &Repository, plan: Plan, req: &UpdateRequest, progress: &mut 
     } = plan;
     // From here on Ctrl-C / SIGTERM stop the update at a safe point and the writer undoes what it
     // wrote; before, nothing was written and the binary's handler ends the process at once.
-    interrupt::start_polling();
+    interrupt::start_polling()?;
     interrupt::check()?;
     settle_finished(repo)?;
     match work {
