@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::stage::{self, Staging, TargetState};
+use super::stage::{self, Prepare, Staging, TargetState};
 use crate::error::{Error, Result};
 use crate::template::render::RenderedFile;
 use crate::template::source::TemplateTree;
@@ -79,7 +79,12 @@ pub fn fork(dir: &Path, git: bool) -> Result<ForkOutcome> {
         .collect();
     crate::interrupt::start_polling()?;
     let staging = Staging::new(dir)?;
-    let blobs = match staging.write_and_hash(&files, git) {
+    let prepare = if git {
+        Prepare::BlobsAndRepository
+    } else {
+        Prepare::Nothing
+    };
+    let blobs = match staging.write_and_hash(&files, prepare) {
         Ok(blobs) => blobs,
         Err(e) => {
             staging.abandon();

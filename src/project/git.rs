@@ -143,6 +143,8 @@ pub struct RenderBlobs {
     scratch: Repository,
     /// The blob id of each file, in the order of the files.
     ids: Vec<Oid>,
+    /// The new project's (empty) repository, when [`render_blobs_and_init`] created it too.
+    repo: Option<Repository>,
 }
 
 /// Hashes `files` as blobs into a [`RenderBlobs`] (see there).
@@ -155,7 +157,29 @@ pub fn render_blobs(files: &[RenderedFile]) -> Result<RenderBlobs> {
         .map(|f| objects.write(git2::ObjectType::Blob, &f.bytes))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     drop(objects);
-    Ok(RenderBlobs { scratch, ids })
+    Ok(RenderBlobs {
+        scratch,
+        ids,
+        repo: None,
+    })
+}
+
+/// [`render_blobs`], then the new project's empty repository in `dir` too: libgit2 writes its
+/// skeleton and probes the file system (~5 ms on a disk here, more than all that follows), and
+/// that can happen while the project's files are written beside it.
+pub fn render_blobs_and_init(files: &[RenderedFile], dir: &Path) -> Result<RenderBlobs> {
+    let mut blobs = render_blobs(files)?;
+    blobs.repo = Some(init_repository(dir)?);
+    Ok(blobs)
+}
+
+/// An empty repository in `dir` whose first branch will be `main`, seeded as [`init_templates`]
+/// says.
+fn init_repository(dir: &Path) -> Result<Repository> {
+    let mut opts = git2::RepositoryInitOptions::new();
+    opts.initial_head("main");
+    init_templates(&mut opts);
+    Ok(Repository::init_opts(dir, &opts)?)
 }
 
 /// Creates the repository of a new project in `dir` (branch `main`) whose first commit is the
@@ -166,7 +190,7 @@ pub fn init_with_render(dir: &Path, files: &[RenderedFile], message: &str) -> Re
 }
 
 /// [`init_with_render`] with the files' blobs already hashed by [`render_blobs`] (of these same
-/// `files`).
+/// `files`), or by [`render_blobs_and_init`] (with `dir`) which also created the repository.
 ///
 /// The objects are built in an object database of their own, in memory, and written to the
 /// repository as one pack file ([`write_pack`]) rather than a loose file each: a new project
@@ -175,21 +199,23 @@ pub fn init_with_render(dir: &Path, files: &[RenderedFile], message: &str) -> Re
 /// ask its disk, for every new object, whether it holds it already (a stat, a scan of the pack
 /// directory and a touch, each time).
 pub fn init_with_render_blobs(dir: &Path, files: &[RenderedFile], message: &str, blobs: RenderBlobs) -> Result<String> {
-    let RenderBlobs { scratch, ids } = blobs;
+    let RenderBlobs { scratch, ids, repo } = blobs;
     let objects = scratch.odb()?;
-    // (A cheap check that they are: one blob of the same size per file.)
+    // (A cheap check that they are: one blob of the same size per file; and a repository made
+    // beforehand is the one of `dir`.)
     let same = ids.len() == files.len()
         && files
             .iter()
             .zip(&ids)
             .all(|(f, id)| objects.read_header(*id).is_ok_and(|(size, _)| size == f.bytes.len()));
-    if !same {
+    let here = |r: &Repository| r.workdir().and_then(|w| w.canonicalize().ok()) == dir.canonicalize().ok();
+    if !same || repo.as_ref().is_some_and(|r| !here(r)) {
         return Err(git2::Error::from_str("the hashed blobs are not those of the files").into());
     }
-    let mut opts = git2::RepositoryInitOptions::new();
-    opts.initial_head("main");
-    init_templates(&mut opts);
-    let repo = Repository::init_opts(dir, &opts)?;
+    let repo = match repo {
+        Some(repo) => repo,
+        None => init_repository(dir)?,
+    };
     // The repository's index file, not bound to the repository: an index that is would look
     // each blob up on the repository's disk, where it is not yet.
     let mut index = Index::open(&repo.path().join("index"))?;
@@ -469,6 +495,11 @@ mod tests {
             assert!(init_with_render_blobs(dir.path(), &files, "m", blobs).is_err());
             assert!(!dir.path().join(".git").exists());
         }
+        // Nor a repository made for another directory.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let blobs = render_blobs_and_init(&files, elsewhere.path()).unwrap();
+        assert!(init_with_render_blobs(dir.path(), &files, "m", blobs).is_err());
+        assert!(!dir.path().join(".git").exists());
         // The blobs of these files are taken, on another thread as `new` hashes them.
         let blobs = std::thread::scope(|s| s.spawn(|| render_blobs(&files)).join().unwrap()).unwrap();
         init_with_render_blobs(dir.path(), &files, "m", blobs).unwrap();

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::record;
-use super::stage::{self, Staging, TargetState};
+use super::stage::{self, Prepare, Staging, TargetState};
 use crate::error::{Error, Result};
 use crate::template::answers;
 use crate::template::names::ProjectName;
@@ -131,7 +131,13 @@ pub fn new_project(
     };
     let want_git = outcome.git_skipped.is_none();
     let staging = Staging::new(&target)?;
-    let blobs = match staging.write_and_hash(&rendered.files, want_git) {
+    let prepare = match (want_git, req.install) {
+        (false, _) => Prepare::Nothing,
+        // With --install the repository is made after the project moved into place.
+        (true, true) => Prepare::Blobs,
+        (true, false) => Prepare::BlobsAndRepository,
+    };
+    let blobs = match staging.write_and_hash(&rendered.files, prepare) {
         Ok(blobs) => blobs,
         Err(e) => {
             staging.abandon();

@@ -34,6 +34,17 @@ pub fn target_state(target: &Path) -> Result<TargetState> {
     }
 }
 
+/// What [`Staging::write_and_hash`] prepares for the render commit while it writes the files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prepare {
+    /// No repository.
+    Nothing,
+    /// The blobs only (the repository is made elsewhere, after the project moved).
+    Blobs,
+    /// The blobs and the repository, in the staging directory.
+    BlobsAndRepository,
+}
+
 /// A staging directory holding the project until it is moved into place.
 pub struct Staging {
     dir: tempfile::TempDir,
@@ -125,22 +136,29 @@ impl Staging {
         Ok(())
     }
 
-    /// [`Staging::write`], and with `git` the files' blobs for the render commit hashed meanwhile
-    /// on another thread ([`super::git::render_blobs`]: memory only). Either failing fails both.
-    pub fn write_and_hash(&self, files: &[RenderedFile], git: bool) -> Result<Option<super::git::RenderBlobs>> {
+    /// [`Staging::write`], and meanwhile on another thread what `prepare` asks for the render
+    /// commit (memory only, or the repository inside the staging directory too). Either failing
+    /// fails both.
+    pub fn write_and_hash(&self, files: &[RenderedFile], prepare: Prepare) -> Result<Option<super::git::RenderBlobs>> {
+        let work = || match prepare {
+            Prepare::Nothing => Ok(None),
+            Prepare::Blobs => super::git::render_blobs(files).map(Some),
+            Prepare::BlobsAndRepository => super::git::render_blobs_and_init(files, &self.root).map(Some),
+        };
         let (written, blobs) = std::thread::scope(|scope| {
-            let hashing =
-                git.then(|| std::thread::Builder::new().spawn_scoped(scope, || super::git::render_blobs(files)));
+            let preparing =
+                (prepare != Prepare::Nothing).then(|| std::thread::Builder::new().spawn_scoped(scope, work));
             let written = self.write(files);
-            let blobs = hashing.map(|h| match h {
-                Ok(h) => h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                // No second thread to be had: hashed here, after the write.
-                Err(_) => super::git::render_blobs(files),
-            });
+            let blobs = match preparing {
+                None => Ok(None),
+                Some(Ok(h)) => h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                // No second thread to be had: done here, after the write.
+                Some(Err(_)) => work(),
+            };
             (written, blobs)
         });
         written?;
-        blobs.transpose()
+        blobs
     }
 
     /// Moves the project into `target`. With a missing or empty target this is one rename.
