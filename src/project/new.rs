@@ -117,11 +117,25 @@ pub fn new_project(
         }
         return Ok(outcome);
     }
+    write_project(req, &rendered, &info, &target, state, progress, &mut outcome)?;
+    Ok(outcome)
+}
 
+/// Writes the rendered project into `target` (through a staging directory), with its render
+/// commit unless `--no-git` or the target existed, and runs the install steps of `--install`.
+fn write_project(
+    req: &NewRequest,
+    rendered: &Rendered,
+    info: &record::TemplateInfo,
+    target: &Path,
+    state: TargetState,
+    progress: &mut dyn super::install::Progress,
+    outcome: &mut Outcome,
+) -> Result<()> {
     // From here a Ctrl-C must not stop the process at once: staging (and install) clean up.
     crate::interrupt::start_polling()?;
     let fresh = state != TargetState::NonEmpty;
-    let git_message = super::git::render_message(&info, &rendered.layout, rendered.preset.as_deref());
+    let git_message = super::git::render_message(info, &rendered.layout, rendered.preset.as_deref());
     outcome.git_skipped = if !req.git {
         Some("--no-git".to_string())
     } else if !fresh {
@@ -130,7 +144,7 @@ pub fn new_project(
         None
     };
     let want_git = outcome.git_skipped.is_none();
-    let staging = Staging::new(&target)?;
+    let staging = Staging::new(target)?;
     let prepare = match (want_git, req.install) {
         (false, _) => Prepare::Nothing,
         // With --install the repository is made after the project moved into place.
@@ -156,23 +170,22 @@ pub fn new_project(
                 }
             }
         }
-        outcome.overwritten = staging.commit(&target, &rendered.files, req.force)?;
-        return Ok(outcome);
+        outcome.overwritten = staging.commit(target, &rendered.files, req.force)?;
+        return Ok(());
     }
     // With --install the project moves into place first (virtual environments hold absolute
     // paths) and gets its render commit; then its install steps run, and a second commit takes
     // the lockfiles (they are not template output, so `update` never merges them).
-    outcome.overwritten = staging.commit(&target, &rendered.files, req.force)?;
+    outcome.overwritten = staging.commit(target, &rendered.files, req.force)?;
     if let Some(blobs) = blobs {
         outcome.git_commit = Some(super::git::init_with_render_blobs(
-            &target,
+            target,
             &rendered.files,
             &git_message,
             blobs,
         )?);
     }
-    install_and_commit(&target, &rendered, fresh, want_git, progress, &mut outcome)?;
-    Ok(outcome)
+    install_and_commit(target, rendered, fresh, want_git, progress, outcome)
 }
 
 /// What `new` renders, before anything is written: the user's input checked (the cheap checks
