@@ -273,6 +273,42 @@ impl Write for MeteredWriter<'_> {
     }
 }
 
+/// How long a thread that the system refuses "for now" (EAGAIN) is asked for again.
+const SPAWN_PATIENCE: Duration = Duration::from_millis(250);
+
+/// Starts a thread, asking again for up to `patience` while the system answers EAGAIN. Under a
+/// limit on threads (RLIMIT_NPROC) a thread that has just ended still counts for a moment after
+/// `join` returns (the kernel releases it a little later): seen here, about one spawn in ten
+/// right after a thread was seen finished, one in a thousand right after `join`.
+fn spawn_patiently<F: FnOnce() + Send + 'static>(
+    name: &str,
+    patience: Duration,
+    work: F,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let give_up = Instant::now() + patience;
+    let mut pause = Duration::from_micros(100);
+    loop {
+        // The work goes to the thread once it exists, so a refused spawn does not lose it.
+        let (hand, take) = mpsc::sync_channel::<F>(1);
+        match std::thread::Builder::new().name(name.into()).spawn(move || {
+            if let Ok(work) = take.recv() {
+                work();
+            }
+        }) {
+            Ok(handle) => {
+                // The thread holds the receiver until it has the work: this cannot fail.
+                let _ = hand.send(work);
+                return Ok(handle);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() + pause <= give_up => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Parses and renders each group on a thread of its own while this thread watches the clock and
 /// the interrupt flag: a loop that writes nothing cannot be stopped from inside Tera, so on
 /// timeout or Ctrl-C the render is abandoned (nothing has been written to disk yet; the binary
@@ -291,13 +327,17 @@ fn render_groups(
     let (tx, rx) = mpsc::channel();
     let mut pending = groups.len();
     let mut started_groups = Vec::with_capacity(groups.len());
+    // A render in one instance is the last resort: its thread is worth waiting a moment for.
+    let patience = if pending == 1 { SPAWN_PATIENCE } else { Duration::ZERO };
     for (g, Group { texts, jobs }) in groups.into_iter().enumerate() {
         let (tx, worker_meter, contexts) = (tx.clone(), Arc::clone(&meter), Arc::clone(contexts));
-        let spawned = std::thread::Builder::new()
-            .name("stackwise-render".into())
-            .spawn(move || {
+        let spawned = spawn_patiently(
+            "stackwise-render",
+            patience.min(deadline.saturating_duration_since(Instant::now())),
+            move || {
                 let _ = tx.send(render_group(g, texts, jobs, &contexts, &worker_meter, budget, deadline));
-            });
+            },
+        );
         match spawned {
             Ok(handle) => started_groups.push(handle),
             Err(e) => {
@@ -307,6 +347,9 @@ fn render_groups(
                 meter.over.store(true, Ordering::SeqCst);
                 while started_groups.iter().any(|h| !h.is_finished()) && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(1));
+                }
+                for handle in started_groups.into_iter().filter(|h| h.is_finished()) {
+                    let _ = handle.join();
                 }
                 return Err(Failed::Retry(Error::io("render thread", e)));
             }
@@ -455,6 +498,14 @@ mod tests {
     /// A plan of `texts.len()` rendered files `components/app/f<i>.txt.tera` → `f<i>.txt`, enough
     /// to be split in two halves; the largest text goes to the first half, the second largest to
     /// the other.
+    #[test]
+    fn a_thread_started_patiently_does_its_work() {
+        let (tx, rx) = mpsc::channel();
+        let handle = spawn_patiently("test", SPAWN_PATIENCE, move || tx.send(7).unwrap()).unwrap();
+        handle.join().unwrap();
+        assert_eq!(rx.recv().unwrap(), 7);
+    }
+
     fn split_plan(texts: &[String]) -> (TemplateTree, Plan) {
         assert!(texts.len() >= SPLIT_FROM);
         let mut files = std::collections::BTreeMap::new();
