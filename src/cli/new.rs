@@ -194,6 +194,13 @@ fn report_new(o: &generate::Outcome) {
     for f in &o.overwritten {
         eprintln!("  {} {f}", style::warn("overwrote"));
     }
+    for dir in &o.interrupted_runs {
+        eprintln!(
+            "  {} {} is left by a `--force` run that was killed while moving files into place: the files it had replaced are in its replaced/ directory (move back what you need, then delete it)",
+            style::warn("note:"),
+            dir.display()
+        );
+    }
     match (&o.git_commit, &o.git_skipped) {
         (Some(c), _) => eprintln!("  git repository on branch main, initial commit {}", short_revision(c)),
         (None, Some(why)) => eprintln!("  no git repository: {why}"),

@@ -46,6 +46,11 @@ pub struct Outcome {
     pub files: Vec<FileEntry>,
     /// Files of a non-empty target that were replaced (`--force`).
     pub overwritten: Vec<String>,
+    /// Staging directories beside the target of `--force` runs that were killed while moving
+    /// files into place: kept, because they hold the files those runs had replaced
+    /// (`replaced/<path>`). Other leftovers of killed runs are removed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub interrupted_runs: Vec<PathBuf>,
     /// The initial commit: the render commit (template output and `.stackwise.toml` only).
     pub git_commit: Option<String>,
     /// The second commit, holding the lockfiles of `--install`.
@@ -99,6 +104,7 @@ pub fn new_project(
         answers: rendered.answers.clone(),
         files,
         overwritten: Vec::new(),
+        interrupted_runs: Vec::new(),
         git_commit: None,
         lockfiles_commit: None,
         git_skipped: None,
@@ -145,6 +151,7 @@ fn write_project(
     };
     let want_git = outcome.git_skipped.is_none();
     let staging = Staging::new(target)?;
+    outcome.interrupted_runs = staging.kept_stale.clone();
     let prepare = match (want_git, req.install) {
         (false, _) => Prepare::Nothing,
         // With --install the repository is made after the project moved into place.

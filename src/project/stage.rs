@@ -47,15 +47,75 @@ pub enum Prepare {
 
 /// A staging directory holding the project until it is moved into place.
 pub struct Staging {
-    dir: tempfile::TempDir,
+    dir: LockedDir,
     /// The project inside the staging directory.
     pub root: PathBuf,
     /// Ancestors of the target that we created (removed again on failure).
     created_parents: Option<PathBuf>,
+    /// Staging directories of killed runs beside this one that hold files a `--force` run had
+    /// replaced (kept: the user's files are in them).
+    pub kept_stale: Vec<PathBuf>,
+}
+
+/// What every staging directory's name starts with.
+const STAGING_PREFIX: &str = ".stackwise-staging-";
+/// How the name of a staging directory in use ends. Its process holds a lock on the directory
+/// while it lives, and the kernel lets go of a lock when its process ends, however it ends: one
+/// whose lock can be taken belongs to a run that was killed before it could remove it (SIGKILL,
+/// the OOM killer, a power cut).
+const IN_USE: &str = ".run";
+/// How the name of a staging directory ends until its lock is held (an instant).
+const STARTING: &str = ".new";
+/// Where a `--force` run keeps the files it replaces until the project is in place.
+const REPLACED_DIR: &str = "replaced";
+
+/// A directory this process holds a lock on, removed (still locked) when dropped.
+struct LockedDir {
+    path: PathBuf,
+    _lock: std::fs::File,
+}
+
+impl LockedDir {
+    /// Makes a staging directory in `parent`: created under a name that marks it as starting,
+    /// locked, then renamed, so no other run ever sees a staging directory in use unlocked.
+    fn create(parent: &Path) -> Result<Self> {
+        let mut attempts = 0;
+        loop {
+            let starting = tempfile::Builder::new()
+                .prefix(STAGING_PREFIX)
+                .suffix(STARTING)
+                .tempdir_in(parent)
+                .map_err(|e| Error::io(parent, e))?
+                .keep();
+            let locked = (|| {
+                let lock = std::fs::File::open(&starting)?;
+                lock.lock()?;
+                let path = starting.with_extension(&IN_USE[1..]);
+                std::fs::rename(&starting, &path)?;
+                Ok::<_, std::io::Error>(LockedDir { path, _lock: lock })
+            })();
+            match locked {
+                Ok(dir) => return Ok(dir),
+                // Another run's sweep took it for a leftover in the instant it was unlocked.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 5 => attempts += 1,
+                Err(e) => {
+                    let _ = std::fs::remove_dir(&starting);
+                    return Err(Error::io(&starting, e));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for LockedDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
 
 impl Staging {
-    /// Creates the staging directory next to `target` (same file system, so the move is a rename).
+    /// Creates the staging directory next to `target` (same file system, so the move is a rename),
+    /// and removes the ones killed runs left there.
     pub fn new(target: &Path) -> Result<Self> {
         let parent = target
             .parent()
@@ -75,16 +135,19 @@ impl Staging {
             std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
             Some(first)
         };
-        let dir = tempfile::Builder::new()
-            .prefix(".stackwise-staging-")
-            .tempdir_in(&parent)
-            .map_err(|e| Error::io(&parent, e))?;
-        let root = dir.path().join("project");
+        let dir = LockedDir::create(&parent)?;
+        let root = dir.path.join("project");
         std::fs::create_dir(&root).map_err(|e| Error::io(&root, e))?;
+        let kept_stale = if created_parents.is_none() {
+            sweep_stale(&parent, &dir.path)
+        } else {
+            Vec::new()
+        };
         Ok(Staging {
             dir,
             root,
             created_parents,
+            kept_stale,
         })
     }
 
@@ -206,12 +269,13 @@ impl Staging {
     /// the staging directory, so a failure half way (permissions, another device, Ctrl-C) puts
     /// every user file back.
     fn move_each(&self, target: &Path, files: &[RenderedFile]) -> Result<()> {
-        let backup_root = self.dir.path().join("replaced");
+        let backup_root = self.dir.path.join(REPLACED_DIR);
         let mut moved: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
-        for (i, f) in files.iter().enumerate() {
+        for f in files {
             let dest = target.join(&f.path);
-            // One backup name per file of the plan: no backup can replace another.
-            match self.move_one(&f.path, &dest, &backup_root.join(i.to_string())) {
+            // Under its own path (a plan holds each path once, `check_overwrite` made sure): a
+            // run killed half way leaves the user's files where they can be told apart.
+            match self.move_one(&f.path, &dest, &backup_root.join(&f.path)) {
                 Ok(backup) => moved.push((dest, backup)),
                 Err(e) => {
                     put_back(moved);
@@ -230,8 +294,8 @@ impl Staging {
             std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
         }
         let backup = if dest.exists() {
-            let backup_root = backup.parent().unwrap_or(backup);
-            std::fs::create_dir_all(backup_root).map_err(|e| Error::io(backup_root, e))?;
+            let backup_dir = backup.parent().unwrap_or(backup);
+            std::fs::create_dir_all(backup_dir).map_err(|e| Error::io(backup_dir, e))?;
             std::fs::rename(dest, backup).map_err(|e| Error::io(dest, e))?;
             Some(backup.to_path_buf())
         } else {
@@ -256,6 +320,54 @@ impl Staging {
             let _ = std::fs::remove_dir_all(p);
         }
     }
+}
+
+/// Removes the staging directories in `parent` (other than `own`) left by runs that were killed,
+/// and returns the ones it keeps because they hold files a `--force` run had replaced. Only
+/// directories of this user, not links, named as this release names them (an older release's
+/// carry no lock and may still be in use) and whose lock no process holds.
+fn sweep_stale(parent: &Path, own: &Path) -> Vec<PathBuf> {
+    #[cfg(unix)]
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(entries), Ok(mine)) = (std::fs::read_dir(parent), std::fs::symlink_metadata(own)) else {
+        return Vec::new();
+    };
+    let mut kept = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let Some(name) = name.to_str().filter(|n| n.starts_with(STAGING_PREFIX)) else {
+            continue;
+        };
+        let (in_use, starting) = (name.ends_with(IN_USE), name.ends_with(STARTING));
+        if !(in_use || starting) || path == own {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        #[cfg(unix)]
+        let same_owner = meta.uid() == mine.uid();
+        #[cfg(not(unix))]
+        let same_owner = true;
+        if !meta.is_dir() || !same_owner {
+            continue;
+        }
+        // Held while it is removed: a second run sweeping now leaves it alone.
+        let Ok(lock) = std::fs::File::open(&path) else { continue };
+        if lock.try_lock().is_err() {
+            continue; // in use
+        }
+        if starting {
+            // Empty unless it is not ours (`remove_dir` removes nothing else).
+            let _ = std::fs::remove_dir(&path);
+        } else if path.join(REPLACED_DIR).exists() {
+            kept.push(path);
+        } else {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+    kept
 }
 
 /// Checks that every file can replace its counterpart in `target`: no path twice, no file where
@@ -385,5 +497,60 @@ mod tests {
             staging.abandon();
             assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
         }
+    }
+
+    /// Leftovers of killed runs beside the target: the ones whose lock no process holds are
+    /// removed, unless they hold files a `--force` run had replaced (kept and named). A live
+    /// run's directory (its lock held), an older release's (no lock, maybe running), a link and
+    /// anything not named as a staging directory are left alone.
+    #[test]
+    fn a_new_staging_removes_what_killed_runs_left() {
+        let out = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::write(elsewhere.path().join("precious"), "x").unwrap();
+        let stale = |name: &str| {
+            let dir = out.path().join(name);
+            std::fs::create_dir_all(dir.join("project/src")).unwrap();
+            std::fs::write(dir.join("project/src/a.txt"), "a").unwrap();
+            dir
+        };
+        let dead = stale(".stackwise-staging-dead.run");
+        let forced = stale(".stackwise-staging-forced.run");
+        std::fs::create_dir_all(forced.join("replaced/src")).unwrap();
+        std::fs::write(forced.join("replaced/src/main.py"), "mine").unwrap();
+        let live = stale(".stackwise-staging-live.run");
+        let held = std::fs::File::open(&live).unwrap();
+        held.lock().unwrap();
+        let starting = out.path().join(".stackwise-staging-starting.new");
+        std::fs::create_dir(&starting).unwrap();
+        let older_release = stale(".stackwise-staging-Xy12Ab");
+        let other = stale("not-stackwise-staging.run");
+        let link = out.path().join(".stackwise-staging-link.run");
+        std::os::unix::fs::symlink(elsewhere.path(), &link).unwrap();
+
+        let staging = Staging::new(&out.path().join("p")).unwrap();
+        assert!(!dead.exists() && !starting.exists());
+        assert_eq!(staging.kept_stale, vec![forced.clone()]);
+        assert_eq!(
+            std::fs::read_to_string(forced.join("replaced/src/main.py")).unwrap(),
+            "mine"
+        );
+        for kept in [&live, &older_release, &other] {
+            assert!(kept.join("project/src/a.txt").exists(), "{}", kept.display());
+        }
+        assert!(elsewhere.path().join("precious").exists());
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+
+        // Its own directory is locked while it lives, and removed with it.
+        let own = staging.root.parent().unwrap().to_path_buf();
+        assert!(own.to_string_lossy().ends_with(IN_USE));
+        assert!(std::fs::File::open(&own).unwrap().try_lock().is_err());
+        drop(held);
+        staging.abandon();
+        assert!(!own.exists());
+        let next = Staging::new(&out.path().join("q")).unwrap();
+        assert!(!live.exists(), "its process gone, the live one is a leftover too");
+        assert_eq!(next.kept_stale, vec![forced]);
+        next.abandon();
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::common::{Fixture, assert_mentions, fixture_template, stackwise, stderr_of, write};
+use crate::common::{Fixture, assert_mentions, fixture_template, list_files, stackwise, stderr_of, write};
 
 /// `dir` holding fake `uv`, `npm` … scripts, first on PATH.
 fn fake_tools(tools: &[(&str, &str)]) -> (TempDir, String) {
@@ -618,4 +618,90 @@ fn ctrl_c_at_any_moment_of_new_leaves_a_whole_project_or_nothing() {
             _ => assert!(left.is_empty(), "run {i} ({code:?}) left {left:?}: {stderr}"),
         }
     }
+}
+
+/// A run killed outright (SIGKILL, the OOM killer) cannot clean up after itself: its project is
+/// whole or absent (it appears in one rename), and the staging directory it leaves is removed by
+/// the next run beside it, while a run still going keeps its own.
+#[cfg(unix)]
+#[test]
+fn what_a_killed_new_leaves_is_cleaned_by_the_next_run() {
+    let tmp = TempDir::new().unwrap();
+    let run = |name: &str, git: bool| {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackwise"));
+        cmd.args(["new", name, "--yes", "--preset", "ai-product", "-o"])
+            .arg(tmp.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if !git {
+            cmd.arg("--no-git");
+        }
+        cmd.spawn().unwrap()
+    };
+    let staging_dirs = || {
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".stackwise-staging-"))
+            .count()
+    };
+    let mut killed_mid_write = 0;
+    for i in 0..30u64 {
+        let mut child = run(&format!("k{i}"), i % 2 == 0);
+        // 1–120 ms: over the render, the writes and the move of a debug build (~110 ms).
+        std::thread::sleep(Duration::from_micros(1_000 + (i * 7_919) % 119_000));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if staging_dirs() > 0 {
+            killed_mid_write += 1;
+        }
+    }
+    let whole = run("whole", true).wait().unwrap();
+    assert!(whole.success());
+    assert_eq!(
+        staging_dirs(),
+        0,
+        "the run after the kills removes their staging directories"
+    );
+    let expected = list_files(&tmp.path().join("whole"));
+    for i in 0..30 {
+        let dir = tmp.path().join(format!("k{i}"));
+        if dir.exists() {
+            assert_eq!(list_files(&dir).len(), expected.len(), "k{i} is whole or absent");
+            assert_eq!(dir.join(".git").is_dir(), i % 2 == 0, "k{i} has its repository");
+        }
+    }
+    eprintln!("{killed_mid_write} of 30 runs killed while writing");
+}
+
+/// A `--force` run killed while moving files into place leaves the user's replaced files in its
+/// staging directory: the next run keeps it and says where they are (`--json` too).
+#[cfg(unix)]
+#[test]
+fn the_files_a_killed_force_run_replaced_are_kept_and_named() {
+    let tmp = TempDir::new().unwrap();
+    let left = tmp.path().join(".stackwise-staging-k1ll3d.run");
+    write(&left, "replaced/src/app.py", "the user's own\n");
+    let a = stackwise()
+        .args(["new", "demo", "--yes", "--preset", "ml-api", "-o"])
+        .arg(tmp.path())
+        .assert()
+        .success();
+    assert_mentions(
+        &stderr_of(&a),
+        &[".stackwise-staging-k1ll3d.run", "replaced/", "--force"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(left.join("replaced/src/app.py")).unwrap(),
+        "the user's own\n"
+    );
+    let out = stackwise()
+        .args([
+            "new", "again", "--yes", "--preset", "ml-api", "--no-git", "--json", "-o",
+        ])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["interrupted_runs"][0].as_str().unwrap(), left.to_str().unwrap());
 }
