@@ -69,16 +69,21 @@ const STARTING: &str = ".new";
 /// Where a `--force` run keeps the files it replaces until the project is in place.
 const REPLACED_DIR: &str = "replaced";
 
-/// A directory this process holds a lock on, removed (still locked) when dropped.
+/// A directory this process holds a lock on (where the file system has locks), removed (still
+/// locked) when dropped.
 struct LockedDir {
     path: PathBuf,
-    _lock: std::fs::File,
+    _lock: Option<std::fs::File>,
 }
 
 impl LockedDir {
     /// Makes a staging directory in `parent`: created under a name that marks it as starting,
     /// locked, then renamed, so no other run ever sees a staging directory in use unlocked.
     fn create(parent: &Path) -> Result<Self> {
+        Self::create_with(parent, std::fs::File::lock)
+    }
+
+    fn create_with(parent: &Path, lock: impl Fn(&std::fs::File) -> std::io::Result<()>) -> Result<Self> {
         let mut attempts = 0;
         loop {
             let starting = tempfile::Builder::new()
@@ -88,11 +93,16 @@ impl LockedDir {
                 .map_err(|e| Error::io(parent, e))?
                 .keep();
             let locked = (|| {
-                let lock = std::fs::File::open(&starting)?;
-                lock.lock()?;
-                let path = starting.with_extension(&IN_USE[1..]);
+                let file = std::fs::File::open(&starting)?;
+                let (path, held) = match lock(&file) {
+                    Ok(()) => (starting.with_extension(&IN_USE[1..]), Some(file)),
+                    // A file system without locks (some network and FUSE ones): named as an
+                    // older release names it, which no run removes; only a kill leaves it.
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => (starting.with_extension(""), None),
+                    Err(e) => return Err(e),
+                };
                 std::fs::rename(&starting, &path)?;
-                Ok::<_, std::io::Error>(LockedDir { path, _lock: lock })
+                Ok::<_, std::io::Error>(LockedDir { path, _lock: held })
             })();
             match locked {
                 Ok(dir) => return Ok(dir),
@@ -497,6 +507,23 @@ mod tests {
             staging.abandon();
             assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
         }
+    }
+
+    /// On a file system without locks the staging directory still works, named so that no run
+    /// takes it for a leftover.
+    #[test]
+    fn a_file_system_without_locks_still_gets_its_project() {
+        let out = tempfile::tempdir().unwrap();
+        let unsupported = |_: &std::fs::File| Err(std::io::Error::from(std::io::ErrorKind::Unsupported));
+        let dir = LockedDir::create_with(out.path(), unsupported).unwrap();
+        let name = dir.path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(STAGING_PREFIX) && !name.ends_with(IN_USE) && !name.ends_with(STARTING));
+        assert!(name.len() > STAGING_PREFIX.len(), "{name}");
+        let other = LockedDir::create(out.path()).unwrap();
+        assert!(sweep_stale(out.path(), &other.path).is_empty());
+        assert!(dir.path.is_dir());
+        drop((dir, other));
+        assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
     }
 
     /// Leftovers of killed runs beside the target: the ones whose lock no process holds are
