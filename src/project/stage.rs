@@ -66,6 +66,8 @@ const STAGING_PREFIX: &str = ".stackwise-staging-";
 const IN_USE: &str = ".run";
 /// How the name of a staging directory ends until its lock is held (an instant).
 const STARTING: &str = ".new";
+/// The random letters and digits between the prefix and the suffix.
+const RANDOM_LEN: usize = 6;
 /// Where a `--force` run keeps the files it replaces until the project is in place.
 const REPLACED_DIR: &str = "replaced";
 
@@ -88,6 +90,7 @@ impl LockedDir {
         loop {
             let starting = tempfile::Builder::new()
                 .prefix(STAGING_PREFIX)
+                .rand_bytes(RANDOM_LEN)
                 .suffix(STARTING)
                 .tempdir_in(parent)
                 .map_err(|e| Error::io(parent, e))?
@@ -335,7 +338,8 @@ impl Staging {
 /// Removes the staging directories in `parent` (other than `own`) left by runs that were killed,
 /// and returns the ones it keeps because they hold files a `--force` run had replaced. Only
 /// directories of this user, not links, named as this release names them (an older release's
-/// carry no lock and may still be in use) and whose lock no process holds.
+/// carry no lock and may still be in use), holding nothing a staging directory does not hold,
+/// and whose lock no process holds.
 fn sweep_stale(parent: &Path, own: &Path) -> Vec<PathBuf> {
     #[cfg(unix)]
     use std::os::unix::fs::MetadataExt;
@@ -346,11 +350,15 @@ fn sweep_stale(parent: &Path, own: &Path) -> Vec<PathBuf> {
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();
-        let Some(name) = name.to_str().filter(|n| n.starts_with(STAGING_PREFIX)) else {
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(STAGING_PREFIX)) else {
             continue;
         };
-        let (in_use, starting) = (name.ends_with(IN_USE), name.ends_with(STARTING));
-        if !(in_use || starting) || path == own {
+        let (random, starting) = match (rest.strip_suffix(IN_USE), rest.strip_suffix(STARTING)) {
+            (Some(random), _) => (random, false),
+            (None, Some(random)) => (random, true),
+            _ => continue,
+        };
+        if random.len() != RANDOM_LEN || !random.bytes().all(|b| b.is_ascii_alphanumeric()) || path == own {
             continue;
         }
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
@@ -368,9 +376,16 @@ fn sweep_stale(parent: &Path, own: &Path) -> Vec<PathBuf> {
         if lock.try_lock().is_err() {
             continue; // in use
         }
+        let only_staging = std::fs::read_dir(&path).is_ok_and(|inside| {
+            inside
+                .flatten()
+                .all(|e| e.file_name() == "project" || e.file_name() == REPLACED_DIR)
+        });
         if starting {
             // Empty unless it is not ours (`remove_dir` removes nothing else).
             let _ = std::fs::remove_dir(&path);
+        } else if !only_staging {
+            continue;
         } else if path.join(REPLACED_DIR).exists() {
             kept.push(path);
         } else {
@@ -541,18 +556,22 @@ mod tests {
             std::fs::write(dir.join("project/src/a.txt"), "a").unwrap();
             dir
         };
-        let dead = stale(".stackwise-staging-dead.run");
-        let forced = stale(".stackwise-staging-forced.run");
+        let dead = stale(".stackwise-staging-dEad01.run");
+        let forced = stale(".stackwise-staging-f0rced.run");
         std::fs::create_dir_all(forced.join("replaced/src")).unwrap();
         std::fs::write(forced.join("replaced/src/main.py"), "mine").unwrap();
-        let live = stale(".stackwise-staging-live.run");
+        let live = stale(".stackwise-staging-L1ve00.run");
         let held = std::fs::File::open(&live).unwrap();
         held.lock().unwrap();
-        let starting = out.path().join(".stackwise-staging-starting.new");
+        let starting = out.path().join(".stackwise-staging-st4rt0.new");
         std::fs::create_dir(&starting).unwrap();
         let older_release = stale(".stackwise-staging-Xy12Ab");
         let other = stale("not-stackwise-staging.run");
-        let link = out.path().join(".stackwise-staging-link.run");
+        let users_own = stale(".stackwise-staging-mine.run");
+        let odd_name = stale(".stackwise-staging-\u{e9}\u{e9}a.run");
+        let with_more = stale(".stackwise-staging-m0re00.run");
+        std::fs::write(with_more.join("notes.txt"), "not a staging directory's").unwrap();
+        let link = out.path().join(".stackwise-staging-l1nk00.run");
         std::os::unix::fs::symlink(elsewhere.path(), &link).unwrap();
 
         let staging = Staging::new(&out.path().join("p")).unwrap();
@@ -562,7 +581,7 @@ mod tests {
             std::fs::read_to_string(forced.join("replaced/src/main.py")).unwrap(),
             "mine"
         );
-        for kept in [&live, &older_release, &other] {
+        for kept in [&live, &older_release, &other, &users_own, &odd_name, &with_more] {
             assert!(kept.join("project/src/a.txt").exists(), "{}", kept.display());
         }
         assert!(elsewhere.path().join("precious").exists());
