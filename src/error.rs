@@ -101,6 +101,15 @@ pub enum Error {
     #[error("git error: {0}")]
     Repository(String),
 
+    /// A file of the project could not be written in the staging directory (shown at the path
+    /// it was going to have; the staging directory is gone by the time this is read).
+    #[error("cannot write {path}: {source} (nothing was written)")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("I/O error on {path}: {source}")]
     Io {
         path: PathBuf,

@@ -52,6 +52,8 @@ pub struct Staging {
     pub root: PathBuf,
     /// Ancestors of the target that we created (removed again on failure).
     created_parents: Option<PathBuf>,
+    /// Where the project goes (the paths errors name).
+    target: PathBuf,
     /// Staging directories of killed runs beside this one that hold files a `--force` run had
     /// replaced (kept: the user's files are in them).
     pub kept_stale: Vec<PathBuf>,
@@ -160,6 +162,7 @@ impl Staging {
             dir,
             root,
             created_parents,
+            target: target.to_path_buf(),
             kept_stale,
         })
     }
@@ -198,18 +201,27 @@ impl Staging {
             if let Some(p) = dest.parent()
                 && !made.contains(p)
             {
-                std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
+                std::fs::create_dir_all(p).map_err(|e| self.write_error(p, e))?;
                 made.insert(p.to_path_buf());
             }
-            std::fs::write(&dest, &f.bytes).map_err(|e| Error::io(&dest, e))?;
+            std::fs::write(&dest, &f.bytes).map_err(|e| self.write_error(&dest, e))?;
             #[cfg(unix)]
             if f.executable {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))
-                    .map_err(|e| Error::io(&dest, e))?;
+                    .map_err(|e| self.write_error(&dest, e))?;
             }
         }
         Ok(())
+    }
+
+    /// A failed write, named by the path it was going to have in the target: the staging
+    /// directory is removed before the user reads it.
+    fn write_error(&self, staged: &Path, source: std::io::Error) -> Error {
+        Error::Write {
+            path: self.target.join(staged.strip_prefix(&self.root).unwrap_or(staged)),
+            source,
+        }
     }
 
     /// [`Staging::write`], and meanwhile on another thread what `prepare` asks for the render
@@ -515,10 +527,15 @@ mod tests {
             files[bad] = file("blocker", "x");
             files.push(file("blocker/inside.txt", "y"));
             let staging = Staging::new(&out.path().join("p")).unwrap();
-            let Err(Error::Io { path, .. }) = staging.write(&files) else {
+            let Err(Error::Write { path, .. }) = staging.write(&files) else {
                 panic!("writing under a file must fail");
             };
-            assert!(path.to_string_lossy().contains("blocker"), "{}", path.display());
+            // Named where it was going, not in the staging directory that is about to go.
+            assert!(
+                path.starts_with(out.path().join("p").join("blocker")),
+                "{}",
+                path.display()
+            );
             staging.abandon();
             assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
         }

@@ -328,3 +328,43 @@ fn a_project_is_created_with_few_threads_allowed() {
         String::from_utf8_lossy(&status.stdout)
     );
 }
+
+/// A disk that fills up half way: a clear error naming the file where it was going (not the
+/// staging directory, gone by then), exit 1, and nothing left on the disk. Runs where it can: as
+/// root, on a small tmpfs it mounts.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_names_the_file_and_leaves_nothing() {
+    struct Mounted(std::path::PathBuf);
+    impl Drop for Mounted {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=300k", "tmpfs"])
+        .arg(dir.path())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: needs to mount a tmpfs (root)");
+        return;
+    }
+    let _guard = Mounted(dir.path().to_path_buf());
+    for git in [true, false] {
+        let mut cmd = stackwise();
+        cmd.args(["new", "demo", "--yes", "--preset", "ai-product", "-o"])
+            .arg(dir.path());
+        if !git {
+            cmd.arg("--no-git");
+        }
+        let a = cmd.assert().code(1);
+        let stderr = stderr_of(&a);
+        let demo = dir.path().join("demo").display().to_string();
+        assert_mentions(&stderr, &["No space left", &demo, "nothing was written"]);
+        assert!(!stderr.contains(".stackwise-staging"), "{stderr}");
+        assert_empty(dir.path());
+    }
+}
