@@ -37,6 +37,7 @@ pub fn run(args: ForkArgs) -> Result<ExitStatus, Error> {
         o.presets.len(),
         o.files
     );
+    super::new::note_interrupted_runs(&o.interrupted_runs);
     let t = o.template.display();
     eprintln!(
         "

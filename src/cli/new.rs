@@ -194,13 +194,7 @@ fn report_new(o: &generate::Outcome) {
     for f in &o.overwritten {
         eprintln!("  {} {f}", style::warn("overwrote"));
     }
-    for dir in &o.interrupted_runs {
-        eprintln!(
-            "  {} {} is left by a `--force` run that was killed while moving files into place: the files it had replaced are in its replaced/ directory (move back what you need, then delete it)",
-            style::warn("note:"),
-            dir.display()
-        );
-    }
+    note_interrupted_runs(&o.interrupted_runs);
     match (&o.git_commit, &o.git_skipped) {
         (Some(c), _) => eprintln!("  git repository on branch main, initial commit {}", short_revision(c)),
         (None, Some(why)) => eprintln!("  no git repository: {why}"),
@@ -212,4 +206,15 @@ fn report_new(o: &generate::Outcome) {
         "\nnext steps:\n  cd {}{install_line}\n  make test\n  make run",
         o.target.display()
     );
+}
+
+/// Names the staging directories of killed `new --force` runs that a run found and kept.
+pub(super) fn note_interrupted_runs(dirs: &[std::path::PathBuf]) {
+    for dir in dirs {
+        eprintln!(
+            "  {} {} is left by a `new --force` that was killed while moving files into place: the files it had replaced are in its replaced/ directory (move back what you need, then delete it)",
+            style::warn("note:"),
+            dir.display()
+        );
+    }
 }

@@ -25,6 +25,10 @@ pub struct ForkOutcome {
     pub files: usize,
     pub presets: Vec<String>,
     pub commit: Option<String>,
+    /// Staging directories beside `dir` of killed `new --force` runs, kept because they hold the
+    /// files those runs had replaced (as in `new`'s outcome).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub interrupted_runs: Vec<PathBuf>,
 }
 
 /// The files of a fork, in memory: the built-in tree under `templates/` and `presets/`, and the
@@ -105,6 +109,7 @@ pub fn fork(dir: &Path, git: bool) -> Result<ForkOutcome> {
             }
         }
     }
+    let interrupted_runs = staging.kept_stale.clone();
     staging.commit(dir, &files, false)?;
     Ok(ForkOutcome {
         dir: dir.to_path_buf(),
@@ -112,6 +117,7 @@ pub fn fork(dir: &Path, git: bool) -> Result<ForkOutcome> {
         files: files.len(),
         presets,
         commit,
+        interrupted_runs,
     })
 }
 

@@ -675,7 +675,8 @@ fn what_a_killed_new_leaves_is_cleaned_by_the_next_run() {
 }
 
 /// A `--force` run killed while moving files into place leaves the user's replaced files in its
-/// staging directory: the next run keeps it and says where they are (`--json` too).
+/// staging directory: the next run (`new` or `fork`) keeps it and says where they are (`--json`
+/// too).
 #[cfg(unix)]
 #[test]
 fn the_files_a_killed_force_run_replaced_are_kept_and_named() {
@@ -704,4 +705,11 @@ fn the_files_a_killed_force_run_replaced_are_kept_and_named() {
         .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["interrupted_runs"][0].as_str().unwrap(), left.to_str().unwrap());
+    let a = stackwise()
+        .args(["fork", "--no-git"])
+        .arg(tmp.path().join("forked"))
+        .assert()
+        .success();
+    assert_mentions(&stderr_of(&a), &[".stackwise-staging-k1ll3d.run", "replaced/"]);
+    assert!(left.join("replaced/src/app.py").exists());
 }
