@@ -98,13 +98,13 @@ impl LockedDir {
                 .map_err(|e| Error::io(parent, e))?
                 .keep();
             let locked = (|| {
-                let file = std::fs::File::open(&starting)?;
-                let (path, held) = match lock(&file) {
-                    Ok(()) => (starting.with_extension(&IN_USE[1..]), Some(file)),
-                    // A file system without locks (some network and FUSE ones): named as an
-                    // older release names it, which no run removes; only a kill leaves it.
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => (starting.with_extension(""), None),
-                    Err(e) => return Err(e),
+                let (path, held) = match std::fs::File::open(&starting).and_then(|f| lock(&f).map(|()| f)) {
+                    Ok(file) => (starting.with_extension(&IN_USE[1..]), Some(file)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(e),
+                    // A file system without locks (some network and FUSE ones), or a system
+                    // that does not open directories as files (Windows): named as an older
+                    // release names it, which no run removes; only a kill leaves it.
+                    Err(_) => (starting.with_extension(""), None),
                 };
                 std::fs::rename(&starting, &path)?;
                 Ok::<_, std::io::Error>(LockedDir { path, _lock: held })
@@ -379,7 +379,10 @@ fn sweep_stale(parent: &Path, own: &Path) -> Vec<PathBuf> {
         #[cfg(unix)]
         let same_owner = meta.uid() == mine.uid();
         #[cfg(not(unix))]
-        let same_owner = true;
+        let same_owner = {
+            let _ = &mine;
+            true
+        };
         if !meta.is_dir() || !same_owner {
             continue;
         }
@@ -562,6 +565,7 @@ mod tests {
     /// removed, unless they hold files a `--force` run had replaced (kept and named). A live
     /// run's directory (its lock held), an older release's (no lock, maybe running), a link and
     /// anything not named as a staging directory are left alone.
+    #[cfg(unix)]
     #[test]
     fn a_new_staging_removes_what_killed_runs_left() {
         let out = tempfile::tempdir().unwrap();
