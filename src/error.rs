@@ -110,6 +110,16 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// No thread to be had for work that needs one of its own (the render, watched by the clock).
+    #[error(
+        "cannot start a thread to {what}: {source} (the limit on processes and threads, `ulimit -u`, may be reached)"
+    )]
+    Thread {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("I/O error on {path}: {source}")]
     Io {
         path: PathBuf,

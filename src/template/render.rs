@@ -351,7 +351,10 @@ fn render_groups(
                 for handle in started_groups.into_iter().filter(|h| h.is_finished()) {
                     let _ = handle.join();
                 }
-                return Err(Failed::Retry(Error::io("render thread", e)));
+                return Err(Failed::Retry(Error::Thread {
+                    what: "render the templates",
+                    source: e,
+                }));
             }
         }
     }

@@ -311,6 +311,14 @@ fn a_project_is_created_with_few_threads_allowed() {
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         }
     }
+    // Not even the render thread: a clear error, nothing written.
+    let o = run("3", "none", false);
+    assert_eq!(o.status.code(), Some(1));
+    assert_mentions(
+        &String::from_utf8_lossy(&o.stderr),
+        &["cannot start a thread", "ulimit -u"],
+    );
+    assert!(!dir.path().join("none").exists());
     let o = run("64", "many", false);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let files = |out: &str| list_files(&dir.path().join(out).join("demo"));
