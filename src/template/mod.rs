@@ -6,6 +6,7 @@
 //! the stages; the orchestrator is [`pipeline`], the names they share are in [`files`].
 
 pub mod answers;
+mod budget;
 pub mod component;
 pub mod files;
 pub mod inline;

@@ -2,17 +2,17 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+pub use super::budget::RenderBudget;
+use super::budget::{Meter, MeteredWriter, SPAWN_PATIENCE, spawn_patiently};
 use super::files::PARTIALS_DIR;
 use super::inline::{self, template_error};
 use super::plan::{Action, Plan};
 use super::source::TemplateTree;
 use crate::error::{Error, Result, TemplateError};
-use crate::interrupt::INTERRUPTED;
 
 /// A rendered file.
 #[derive(Debug, Clone)]
@@ -184,131 +184,6 @@ fn template_text(tree: &TemplateTree, name: &str) -> Result<Cow<'static, str>> {
         })
 }
 
-/// What one render may cost. A template is untrusted input: nested loops or a fan-out of
-/// includes must end with an error naming the file, not run forever or fill the memory.
-#[derive(Debug, Clone, Copy)]
-pub struct RenderBudget {
-    pub time: Duration,
-    /// Bytes of rendered output, all files together.
-    pub bytes: usize,
-}
-
-impl Default for RenderBudget {
-    /// 10 s and 64 MiB: the built-in hybrid project renders 92 files (≈ 350 KB) in ≈ 10 ms.
-    fn default() -> Self {
-        RenderBudget {
-            time: Duration::from_secs(10),
-            bytes: 64 << 20,
-        }
-    }
-}
-
-impl RenderBudget {
-    /// The default, or `STACKWISE_RENDER_SECONDS` / `STACKWISE_RENDER_MB` for a template that
-    /// really is that large.
-    pub fn from_env() -> Self {
-        let d = Self::default();
-        let num = |k: &str| {
-            std::env::var(k)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .filter(|n| *n > 0)
-        };
-        RenderBudget {
-            time: num("STACKWISE_RENDER_SECONDS").map_or(d.time, Duration::from_secs),
-            bytes: num("STACKWISE_RENDER_MB").map_or(d.bytes, |mb| (mb as usize).saturating_mul(1 << 20)),
-        }
-    }
-}
-
-/// Shared between the rendering threads and the watcher.
-struct Meter {
-    written: AtomicUsize,
-    /// Set to stop every group at its next write.
-    over: AtomicBool,
-    /// The template each group is rendering (empty once it is done).
-    current: Mutex<Vec<String>>,
-    /// The template whose write went over the budget first.
-    culprit: Mutex<Option<String>>,
-}
-
-impl Meter {
-    /// The template a budget error names: the one that went over, else one still rendering (a
-    /// loop that writes nothing is only seen by the watcher's clock).
-    fn blamed(&self) -> String {
-        if let Some(file) = self.culprit.lock().ok().and_then(|c| c.clone()) {
-            return file;
-        }
-        let current = self.current.lock().map(|c| c.clone()).unwrap_or_default();
-        current.into_iter().find(|f| !f.is_empty()).unwrap_or_default()
-    }
-}
-
-/// Counts output against the budget and stops a render that goes over it or is interrupted.
-struct MeteredWriter<'a> {
-    buf: Vec<u8>,
-    meter: &'a Meter,
-    file: &'a str,
-    budget: RenderBudget,
-    deadline: Instant,
-}
-
-impl Write for MeteredWriter<'_> {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let total = self.meter.written.fetch_add(data.len(), Ordering::Relaxed) + data.len();
-        let own = total > self.budget.bytes || Instant::now() > self.deadline;
-        if own || INTERRUPTED.load(Ordering::Relaxed) || self.meter.over.load(Ordering::Relaxed) {
-            if own && let Ok(mut culprit) = self.meter.culprit.lock() {
-                culprit.get_or_insert_with(|| self.file.to_string());
-            }
-            self.meter.over.store(true, Ordering::SeqCst);
-            return Err(std::io::Error::other("render budget exceeded"));
-        }
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// How long a thread that the system refuses "for now" (EAGAIN) is asked for again.
-const SPAWN_PATIENCE: Duration = Duration::from_millis(250);
-
-/// Starts a thread, asking again for up to `patience` while the system answers EAGAIN. Under a
-/// limit on threads (RLIMIT_NPROC) a thread that has just ended still counts for a moment after
-/// `join` returns (the kernel releases it a little later): seen here, about one spawn in ten
-/// right after a thread was seen finished, one in a thousand right after `join`.
-fn spawn_patiently<F: FnOnce() + Send + 'static>(
-    name: &str,
-    patience: Duration,
-    work: F,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let give_up = Instant::now() + patience;
-    let mut pause = Duration::from_micros(100);
-    loop {
-        // The work goes to the thread once it exists, so a refused spawn does not lose it.
-        let (hand, take) = mpsc::sync_channel::<F>(1);
-        match std::thread::Builder::new().name(name.into()).spawn(move || {
-            if let Ok(work) = take.recv() {
-                work();
-            }
-        }) {
-            Ok(handle) => {
-                // The thread holds the receiver until it has the work: this cannot fail.
-                let _ = hand.send(work);
-                return Ok(handle);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() + pause <= give_up => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(10));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// Parses and renders each group on a thread of its own while this thread watches the clock and
 /// the interrupt flag: a loop that writes nothing cannot be stopped from inside Tera, so on
 /// timeout or Ctrl-C the render is abandoned (nothing has been written to disk yet; the binary
@@ -326,38 +201,7 @@ fn render_groups(
     });
     let (tx, rx) = mpsc::channel();
     let mut pending = groups.len();
-    let mut started_groups = Vec::with_capacity(groups.len());
-    // A render in one instance is the last resort: its thread is worth waiting a moment for.
-    let patience = if pending == 1 { SPAWN_PATIENCE } else { Duration::ZERO };
-    for (g, Group { texts, jobs }) in groups.into_iter().enumerate() {
-        let (tx, worker_meter, contexts) = (tx.clone(), Arc::clone(&meter), Arc::clone(contexts));
-        let spawned = spawn_patiently(
-            "stackwise-render",
-            patience.min(deadline.saturating_duration_since(Instant::now())),
-            move || {
-                let _ = tx.send(render_group(g, texts, jobs, &contexts, &worker_meter, budget, deadline));
-            },
-        );
-        match spawned {
-            Ok(handle) => started_groups.push(handle),
-            Err(e) => {
-                // No thread for this group (a limit on threads): the ones started stop at their
-                // next write, and their threads are given back (within the budget) for the
-                // render in one instance.
-                meter.over.store(true, Ordering::SeqCst);
-                while started_groups.iter().any(|h| !h.is_finished()) && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                for handle in started_groups.into_iter().filter(|h| h.is_finished()) {
-                    let _ = handle.join();
-                }
-                return Err(Failed::Retry(Error::Thread {
-                    what: "render the templates",
-                    source: e,
-                }));
-            }
-        }
-    }
+    start_groups(groups, contexts, &meter, &tx, (budget, deadline))?;
     // Only the groups hold a sender: once every one has ended, a group that never answered
     // (a panic) is seen as a disconnection, not waited for until the deadline.
     drop(tx);
@@ -418,6 +262,57 @@ fn render_groups(
     Ok(out)
 }
 
+/// Starts a thread for each group. When one cannot start (a limit on threads), the ones started
+/// are stopped and given back, and the plan is to be rendered again in one instance.
+fn start_groups(
+    groups: Vec<Group>,
+    contexts: &Arc<Vec<tera::Context>>,
+    meter: &Arc<Meter>,
+    tx: &mpsc::Sender<GroupResult>,
+    (budget, deadline): (RenderBudget, Instant),
+) -> std::result::Result<(), Failed> {
+    let mut started_groups = Vec::with_capacity(groups.len());
+    // A render in one instance is the last resort: its thread is worth waiting a moment for.
+    let patience = if groups.len() == 1 {
+        SPAWN_PATIENCE
+    } else {
+        Duration::ZERO
+    };
+    for (g, Group { texts, jobs }) in groups.into_iter().enumerate() {
+        let (tx, worker_meter, contexts) = (tx.clone(), Arc::clone(meter), Arc::clone(contexts));
+        let spawned = spawn_patiently(
+            "stackwise-render",
+            patience.min(deadline.saturating_duration_since(Instant::now())),
+            move || {
+                let _ = tx.send(render_group(g, texts, jobs, &contexts, &worker_meter, budget, deadline));
+            },
+        );
+        match spawned {
+            Ok(handle) => started_groups.push(handle),
+            Err(e) => {
+                // No thread for this group (a limit on threads): the ones started stop at their
+                // next write, and their threads are given back (within the budget) for the
+                // render in one instance.
+                meter.over.store(true, Ordering::SeqCst);
+                while started_groups.iter().any(|h| !h.is_finished()) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                for handle in started_groups.into_iter().filter(|h| h.is_finished()) {
+                    let _ = handle.join();
+                }
+                return Err(Failed::Retry(Error::Thread {
+                    what: "render the templates",
+                    source: e,
+                }));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a group's thread sends back.
+type GroupResult = std::result::Result<HashMap<usize, Vec<u8>>, Option<Error>>;
+
 /// One group, on its thread: `Err(None)` when the render was stopped (budget, interrupt, or the
 /// other group failed), `Err(Some(_))` for an error of the templates.
 fn render_group(
@@ -428,7 +323,7 @@ fn render_group(
     meter: &Meter,
     budget: RenderBudget,
     deadline: Instant,
-) -> std::result::Result<HashMap<usize, Vec<u8>>, Option<Error>> {
+) -> GroupResult {
     let mut tera = tera::Tera::new();
     tera.autoescape_on(Vec::<&str>::new());
     tera.add_raw_templates(texts)
@@ -501,14 +396,6 @@ mod tests {
     /// A plan of `texts.len()` rendered files `components/app/f<i>.txt.tera` → `f<i>.txt`, enough
     /// to be split in two halves; the largest text goes to the first half, the second largest to
     /// the other.
-    #[test]
-    fn a_thread_started_patiently_does_its_work() {
-        let (tx, rx) = mpsc::channel();
-        let handle = spawn_patiently("test", SPAWN_PATIENCE, move || tx.send(7).unwrap()).unwrap();
-        handle.join().unwrap();
-        assert_eq!(rx.recv().unwrap(), 7);
-    }
-
     fn split_plan(texts: &[String]) -> (TemplateTree, Plan) {
         assert!(texts.len() >= SPLIT_FROM);
         let mut files = std::collections::BTreeMap::new();
