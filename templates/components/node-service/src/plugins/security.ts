@@ -14,6 +14,9 @@ export const HELMET_OPTIONS: HelmetOptions = {
     useDefaults: false,
     directives: { defaultSrc: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"], frameAncestors: ["'none'"] },
   },
+  // What frame-ancestors 'none' says, for browsers that only read X-Frame-Options (helmet's default
+  // is SAMEORIGIN, which would contradict it there); OWASP's REST cheat sheet asks for DENY.
+  xFrameOptions: { action: "deny" },
 };
 
 /**
