@@ -37,7 +37,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stacklib import GATEWAY_DIR, LOAD_TEST_ENV, SIGNALS, Bus, Interrupted, Stack, StackError, http, submit_jobs
+from stacklib import (
+    GATEWAY_DIR,
+    LOAD_TEST_ENV,
+    SIGNALS,
+    Bus,
+    Interrupted,
+    Stack,
+    StackError,
+    http,
+    submit_jobs,
+    usable_cores,
+)
 
 SECONDS = max(1, min(int(os.environ.get("BENCH_SECONDS", "5")), 30))
 CONNECTIONS = max(1, min(int(os.environ.get("BENCH_CONNECTIONS", "50")), 200))
@@ -277,7 +288,7 @@ def main() -> int:
     os.environ.setdefault("STACK_LOG_LEVEL", "error")
     partitions = int(os.environ.get("BUS_PARTITIONS") or (4 if CLUSTER else 1))
     print(f"bench: loopback only; {SECONDS}s per HTTP run, {CONNECTIONS} connections, {JOBS} bus jobs")
-    print(f"       {os.cpu_count()} CPUs shared by servers, workers and load generator; BUS_PARTITIONS={partitions}")
+    print(f"       {usable_cores()} CPUs shared by servers, workers and load generator; BUS_PARTITIONS={partitions}")
     rows: list[tuple[str, str, str, str, str]] = []
     backends = [("redis-server", False)] + ([("Redis Cluster, 3 masters", True)] if CLUSTER else [])
     try:

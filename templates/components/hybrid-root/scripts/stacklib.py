@@ -85,6 +85,14 @@ def ml_package() -> str:
     return found[0]
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (`taskset`, a container's cpuset), else all of them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS has no affinity
+        return os.cpu_count() or 1
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
