@@ -10,7 +10,7 @@ Three stacks, one after the other:
 2. `make run` itself (supervisord): a worker killed under it comes back while the gateway keeps
    serving (killed again while starting: after a backoff), every program's output carries its
    name, GATEWAY_PROCESSES gateway processes serve, and SIGTERM to make's process group leaves
-   no process behind;
+   no process behind; without GATEWAY_PROCESSES, one gateway process per core the workers leave;
 3. a three-master Redis Cluster on loopback (REDIS_URL=redis+cluster://..., BUS_PARTITIONS=4):
    the job flow and a killed worker's jobs reclaimed across the cluster's nodes.
 
@@ -65,7 +65,8 @@ WORKER_ENV = {
     "MAX_DELIVERIES": str(MAX_DELIVERIES),
     "BATCH_SIZE": "2",  # the poison row shares its batch with a good one
 }
-GATEWAY_PROCESSES = 2  # make run's gateway: a node:cluster primary and this many server processes
+MAKE_RUN_WORKERS = 2
+CLUSTERED = 2  # GATEWAY_PROCESSES of make run: a node:cluster primary and this many server processes
 BODY_LIMIT = 65_536  # default of both services (BODY_LIMIT_BYTES, MAX_BODY_BYTES)
 SCHEMATHESIS_EXAMPLES = 10
 
@@ -415,18 +416,19 @@ def descendants(root: int) -> dict[int, tuple[int, str]]:
 class MakeRun:
     """`make run` started as a user would, in its own process group, output in a file."""
 
-    def __init__(self, workdir: Path, key: str | None = None) -> None:
+    def __init__(self, workdir: Path, key: str | None = None, gateway_processes: int | None = CLUSTERED) -> None:
         self.log = workdir / "make-run.log"
         self.port = free_port()
         self.key = key or "e2e-make-run-" + os.urandom(16).hex()
-        inherited = ("REDIS_URL", "BUS_PARTITIONS", "MAKEFLAGS", "MAKELEVEL")
+        inherited = ("REDIS_URL", "BUS_PARTITIONS", "MAKEFLAGS", "MAKELEVEL", "GATEWAY_PROCESSES")
         env = {k: v for k, v in os.environ.items() if k not in inherited}
+        if gateway_processes is not None:
+            env["GATEWAY_PROCESSES"] = str(gateway_processes)
         env |= {
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
             "ML_PORT": str(free_port()),
-            "WORKERS": "2",
-            "GATEWAY_PROCESSES": str(GATEWAY_PROCESSES),
+            "WORKERS": str(MAKE_RUN_WORKERS),
             "API_KEYS": self.key,
             "ML_API_KEY": "e2e-make-run-internal-" + os.urandom(8).hex(),
             "LOG_LEVEL": "warn",
@@ -492,9 +494,9 @@ def step_make_run(workdir: Path, package: str) -> None:
         run.wait_up()
         auth = {"x-api-key": run.key}
         workers = run.workers(package)
-        assert len(workers) == 2, f"make run started workers {workers}: {run.seen}"
+        assert len(workers) == MAKE_RUN_WORKERS, f"make run started workers {workers}: {run.seen}"
         gateways = run.gateways()
-        assert len(gateways) == 1 + GATEWAY_PROCESSES, f"GATEWAY_PROCESSES={GATEWAY_PROCESSES}: {gateways}"
+        assert len(gateways) == 1 + CLUSTERED, f"GATEWAY_PROCESSES={CLUSTERED}: {gateways}"
         assert "\nredis       | " in run.output(), f"no Redis line with its prefix:\n{run.output()[-3000:]}"
         victim = min(workers)
         print(f"    make run is up on {run.url} (pid {run.proc.pid}), {len(gateways)} gateway processes")
@@ -546,10 +548,17 @@ def step_make_run(workdir: Path, package: str) -> None:
 
 
 def step_make_run_launcher_killed(workdir: Path) -> None:
-    """`make run`'s own script SIGKILLed (no chance to say anything): the stack stops all the same."""
-    run = MakeRun(workdir)
+    """`make run`'s own script SIGKILLed (no chance to say anything): the stack stops all the same.
+    GATEWAY_PROCESSES unset: one gateway process per core the workers leave (at least one; with
+    more than one, node:cluster's primary is a process too)."""
+    run = MakeRun(workdir, gateway_processes=None)
     try:
         run.wait_up()
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        expected = max(1, cores - MAKE_RUN_WORKERS)
+        gateways = run.gateways()
+        assert len(gateways) == expected + (expected > 1), f"{cores} cores: {gateways}, expected {expected}"
+        print(f"    {cores} cores, {MAKE_RUN_WORKERS} workers: {expected} gateway process(es) by default")
         tree = run.tree()
         launcher = next(pid for pid, (_g, args) in tree.items() if "dev_stack.py" in args)
         os.kill(launcher, signal.SIGKILL)
