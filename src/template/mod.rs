@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod preset;
 pub mod prompter;
+pub mod python_stdlib;
 pub mod render;
 pub mod source;
 pub mod span;

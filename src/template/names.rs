@@ -3,6 +3,7 @@
 use heck::{ToKebabCase, ToSnakeCase, ToTitleCase, ToUpperCamelCase};
 use serde::Serialize;
 
+use super::python_stdlib::PYTHON_STDLIB;
 use crate::error::{Error, Result};
 
 /// The longest name accepted (npm allows 214, but directory and package names this long are a mistake).
@@ -141,9 +142,22 @@ impl ProjectName {
 }
 
 impl ProjectName {
-    /// Refuses a name the template reserves (`[template] reserved_names`): a package of that
-    /// name would shadow a module its generated code imports.
+    /// Refuses, for a new project, a name the template reserves (`[template] reserved_names`: a
+    /// package of that name would shadow a module its generated code imports, or depend on
+    /// itself) and the name of a module of Python's standard library (a package of that name is
+    /// never imported). Checked when a project is created, not by [`ProjectName::parse`]: a
+    /// project that already has such a name still updates.
     pub fn check_reserved(&self, reserved: &[String]) -> Result<()> {
+        if PYTHON_STDLIB.contains(&self.package.as_str()) {
+            let (package, slug) = (&self.package, &self.slug);
+            return Err(invalid(
+                &self.name,
+                format!(
+                    "`{package}` is a module of Python's standard library: a package of that name is never imported (Python finds the standard module first)"
+                ),
+                format!("add a word, e.g. `{slug}-service` or `my-{slug}`"),
+            ));
+        }
         if reserved.iter().any(|r| *r == self.package || *r == self.slug) {
             let slug = &self.slug;
             return Err(invalid(
@@ -204,6 +218,12 @@ mod tests {
                 .contains("reserved")
         );
         assert!(redis.check_reserved(&[]).is_ok());
+        for raw in ["platform", "Calendar", "QUEUE", "zoneinfo"] {
+            let name = ProjectName::parse(raw).expect("parses: an existing project keeps updating");
+            let err = name.check_reserved(&[]).unwrap_err().to_string();
+            assert!(err.contains("standard library"), "{raw}: {err}");
+        }
+        assert!(ProjectName::parse("platform-api").unwrap().check_reserved(&[]).is_ok());
         let long = "a".repeat(MAX_NAME_LEN + 1);
         assert!(ProjectName::parse(&long).unwrap_err().to_string().contains("limit"));
     }

@@ -90,6 +90,13 @@ fn names_the_template_reserves_are_refused() {
         .code(2)
         .stderr(predicate::str::contains("reserved by the template").and(predicate::str::contains("hint:")));
     assert_empty(out.path());
+    // Its newest dependency too (the Python services' security headers come from `secure`).
+    stackwise()
+        .args(["new", "secure", "--yes", "--no-git", "--dry-run", "-o"])
+        .arg(out.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("reserved by the template"));
     let (tpl, out) = fixture();
     new_cmd(&tpl, &out, "fastapi").assert().success();
 }
@@ -108,6 +115,8 @@ fn invalid_names_are_refused_and_nothing_is_written() {
         ("a/b", "path separator"),
         ("node_modules", "reserved"),
         ("npm", "reserved"),
+        ("platform", "standard library"),
+        ("Secrets", "standard library"),
         (long.as_str(), "limit is 64"),
         ("caf\u{e9}", "cannot appear"),
     ] {

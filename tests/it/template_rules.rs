@@ -173,3 +173,148 @@ fn component_toml_when_conditions_are_checked() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].contains("`layout`"), "{problems:?}");
 }
+
+// -- Names a project may not take -----------------------------------------------------------------
+// A project is an npm package and a Python distribution and import package of its own name: named
+// after one of its dependencies it depends on itself (uv refuses to resolve that) or shadows what
+// its code imports.
+
+fn kebab(name: &str) -> String {
+    name.to_ascii_lowercase().replace(['_', '.'], "-")
+}
+
+fn reserved_names() -> Vec<String> {
+    let text = std::fs::read_to_string(repo().join("templates/stackwise.toml")).unwrap();
+    let manifest: toml::Table = text.parse().unwrap();
+    manifest["template"]["reserved_names"]
+        .as_array()
+        .expect("[template] reserved_names")
+        .iter()
+        .map(|v| kebab(v.as_str().unwrap()))
+        .collect()
+}
+
+fn template_files(suffixes: &[&str]) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(repo().join("templates"))
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().is_file())
+        .map(walkdir::DirEntry::into_path)
+        .filter(|p| suffixes.iter().any(|s| p.to_string_lossy().ends_with(s)))
+        .collect()
+}
+
+/// The dependencies a template file declares: npm's `dependencies`/`devDependencies` keys, the
+/// quoted requirements of a pyproject (name before any extra or version).
+fn declared_dependencies(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut names = Vec::new();
+    if path.to_string_lossy().contains("package.json") {
+        let key = Regex::new(r#"^\s*"(@?[^"]+)":\s*""#).unwrap();
+        let mut inside = false;
+        for line in text.lines() {
+            if line.contains(r#""dependencies": {"#) || line.contains(r#""devDependencies": {"#) {
+                inside = true;
+            } else if line.trim_start().starts_with('}') {
+                inside = false;
+            } else if let Some(c) = key.captures(line).filter(|_| inside) {
+                names.push(c[1].to_string());
+            }
+        }
+    } else {
+        let requirement = Regex::new(r#"^\s*"([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*(>=|==|~=|<|>|!=)"#).unwrap();
+        names.extend(
+            text.lines()
+                .filter_map(|l| requirement.captures(l))
+                .map(|c| c[1].to_string()),
+        );
+    }
+    names
+}
+
+#[test]
+fn every_dependency_of_the_template_is_a_reserved_name() {
+    let reserved = reserved_names();
+    let mut missing = Vec::new();
+    let mut seen = 0;
+    for path in template_files(&["package.json.tera", "pyproject.toml.tera"]) {
+        for name in declared_dependencies(&path) {
+            seen += 1;
+            // A scoped npm name (`@fastify/cors`) cannot be a project name: `@` and `/` are refused.
+            if !name.starts_with('@') && !reserved.contains(&kebab(&name)) {
+                missing.push(format!("{name} ({})", path.strip_prefix(repo()).unwrap().display()));
+            }
+        }
+    }
+    assert!(seen >= 40, "read only {seen} dependencies");
+    assert!(
+        missing.is_empty(),
+        "add these to [template] reserved_names in templates/stackwise.toml:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn every_module_the_generated_python_imports_is_reserved_or_standard() {
+    use stackwise::template::python_stdlib::PYTHON_STDLIB;
+    let reserved = reserved_names();
+    let files = template_files(&[".py", ".py.tera"]);
+    // The template's own modules and packages (scripts, test helpers, the project's package).
+    let local: Vec<String> = walkdir::WalkDir::new(repo().join("templates"))
+        .into_iter()
+        .map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .split('.')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let import = Regex::new(r"(?m)^\s*(?:from\s+([A-Za-z_]\w*)(?:\.\w+)*\s+import\s|import\s+([A-Za-z_]\w*))").unwrap();
+    let mut missing = std::collections::BTreeSet::new();
+    let mut seen = 0;
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        for c in import.captures_iter(&text) {
+            let module = c.get(1).or(c.get(2)).unwrap().as_str();
+            seen += 1;
+            let known = module == "__future__" || PYTHON_STDLIB.contains(&module) || local.iter().any(|l| l == module);
+            if !known && !reserved.contains(&kebab(module)) {
+                missing.insert(module.to_string());
+            }
+        }
+    }
+    assert!(
+        files.len() >= 40 && seen >= 300,
+        "read {} files, {seen} imports",
+        files.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "add these to [template] reserved_names in templates/stackwise.toml: {missing:?}"
+    );
+}
+
+#[test]
+fn the_standard_library_list_holds_every_module_of_the_local_python() {
+    use stackwise::template::python_stdlib::PYTHON_STDLIB;
+    let script = "import sys; print('\\n'.join(sorted(sys.stdlib_module_names)))";
+    let Ok(out) = std::process::Command::new("python3").args(["-c", script]).output() else {
+        eprintln!("skipped: no python3 on the PATH");
+        return;
+    };
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let names = String::from_utf8(out.stdout).unwrap();
+    let missing: Vec<&str> = names
+        .lines()
+        .filter(|m| !m.starts_with('_') && *m == m.to_ascii_lowercase() && !PYTHON_STDLIB.contains(m))
+        .collect();
+    assert!(
+        names.lines().count() > 100,
+        "read only {} modules",
+        names.lines().count()
+    );
+    assert!(missing.is_empty(), "add to src/template/python_stdlib.rs: {missing:?}");
+}
