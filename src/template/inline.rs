@@ -9,6 +9,7 @@ use crate::error::{Error, Result, TemplateError};
 pub const BUILTIN_NAMES: &[&str] = &[
     "project_name",
     "project_slug",
+    "dns_label",
     "package_name",
     "class_name",
     "project_title",
@@ -24,6 +25,7 @@ pub fn base(name: &ProjectName, layout: &str, preset: Option<&str>) -> Map<Strin
     let mut m = Map::new();
     m.insert("project_name".into(), name.name.clone().into());
     m.insert("project_slug".into(), name.slug.clone().into());
+    m.insert("dns_label".into(), name.dns_label().into());
     m.insert("package_name".into(), name.package.clone().into());
     m.insert("class_name".into(), name.pascal.clone().into());
     m.insert("project_title".into(), name.title.clone().into());

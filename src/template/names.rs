@@ -9,6 +9,9 @@ use crate::error::{Error, Result};
 /// The longest name accepted (npm allows 214, but directory and package names this long are a mistake).
 pub const MAX_NAME_LEN: usize = 64;
 
+/// The longest [`ProjectName::dns_label`]: a DNS label (63) less a 4-character suffix (`-dev`).
+pub const DNS_LABEL_LEN: usize = 59;
+
 const PYTHON_KEYWORDS: &[&str] = &[
     "false", "none", "true", "and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del",
     "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda", "nonlocal",
@@ -142,6 +145,15 @@ impl ProjectName {
 }
 
 impl ProjectName {
+    /// The slug as a DNS label with room for a suffix: cut to [`DNS_LABEL_LEN`] characters, no
+    /// trailing `-`. Kubernetes namespaces, label values and host names hold 63 characters at
+    /// most, and a name may be 64 long: `<dns_label>-dev` always fits. The same as the slug for a
+    /// name of up to 59 characters.
+    pub fn dns_label(&self) -> String {
+        let cut: String = self.slug.chars().take(DNS_LABEL_LEN).collect();
+        cut.trim_end_matches('-').to_string()
+    }
+
     /// Refuses, for a new project, a name the template reserves (`[template] reserved_names`: a
     /// package of that name would shadow a module its generated code imports, or depend on
     /// itself) and the name of a module of Python's standard library (a package of that name is
@@ -224,6 +236,16 @@ mod tests {
             assert!(err.contains("standard library"), "{raw}: {err}");
         }
         assert!(ProjectName::parse("platform-api").unwrap().check_reserved(&[]).is_ok());
+        let longest = ProjectName::parse(&format!("{}-b", "a".repeat(MAX_NAME_LEN - 2))).unwrap();
+        assert_eq!(longest.slug.len(), MAX_NAME_LEN);
+        assert_eq!(longest.dns_label(), "a".repeat(DNS_LABEL_LEN));
+        let cut_at_dash = ProjectName::parse(&format!("{}-bcd", "a".repeat(DNS_LABEL_LEN - 1))).unwrap();
+        assert_eq!(
+            cut_at_dash.dns_label(),
+            "a".repeat(DNS_LABEL_LEN - 1),
+            "no trailing dash"
+        );
+        assert_eq!(ProjectName::parse("Shop AI").unwrap().dns_label(), "shop-ai");
         let long = "a".repeat(MAX_NAME_LEN + 1);
         assert!(ProjectName::parse(&long).unwrap_err().to_string().contains("limit"));
     }

@@ -97,3 +97,38 @@ fn no_gitignore_file_inside_templates() {
         .collect();
     assert!(found.is_empty(), "rename to .gitignore.tera: {found:?}");
 }
+
+/// The longest name accepted (64 characters) on every preset: each Kubernetes namespace, label
+/// value and host name in `deploy/k8s` is still a DNS label (63 characters at most, `<name>-dev`
+/// included). The rendered text is read; no cluster or kubectl needed.
+#[test]
+fn the_longest_name_makes_valid_kubernetes_names() {
+    let name = format!("{}-x", "a".repeat(stackwise::template::names::MAX_NAME_LEN - 2));
+    let label = regex::Regex::new(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$").unwrap();
+    let field =
+        regex::Regex::new(r"(?m)^\s*(?:namespace|app\.kubernetes\.io/part-of):\s*(\S+)\s*$|(\S+)\.example\.com")
+            .unwrap();
+    for (preset, _) in PRESETS {
+        let out = TempDir::new().unwrap();
+        stackwise()
+            .args(["new", &name, "--yes", "--no-git", "--preset", preset, "-o"])
+            .arg(out.path())
+            .assert()
+            .success();
+        let k8s = out.path().join(&name).join("deploy/k8s");
+        let mut checked = 0;
+        for file in list_files(&k8s).iter().filter(|f| f.ends_with(".yaml")) {
+            let text = std::fs::read_to_string(k8s.join(file)).unwrap();
+            for c in field.captures_iter(&text) {
+                let value = c.get(1).or(c.get(2)).unwrap().as_str();
+                let value = value.rsplit(['[', ' ', '/']).next().unwrap();
+                if value.contains("{{") || value == "str" || value == "default" {
+                    continue;
+                }
+                checked += 1;
+                assert!(label.is_match(value), "{preset}: {file}: `{value}` is not a DNS label");
+            }
+        }
+        assert!(checked >= 3, "{preset}: only {checked} names checked");
+    }
+}
