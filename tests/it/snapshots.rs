@@ -132,3 +132,71 @@ fn the_longest_name_makes_valid_kubernetes_names() {
         assert!(checked >= 3, "{preset}: only {checked} names checked");
     }
 }
+
+/// The line length a Python file of a generated project is held to: `line-length` of the nearest
+/// `ruff.toml`, or of `[tool.ruff]` in the nearest `pyproject.toml`, up to the project's root.
+fn ruff_line_length(root: &std::path::Path, file: &std::path::Path) -> usize {
+    let mut dir = file.parent();
+    while let Some(d) = dir.filter(|d| d.starts_with(root)) {
+        for (name, table) in [("ruff.toml", None), ("pyproject.toml", Some("tool"))] {
+            let Ok(text) = std::fs::read_to_string(d.join(name)) else {
+                continue;
+            };
+            let doc: toml::Table = text.parse().unwrap();
+            let ruff = match table {
+                Some(t) => doc.get(t).and_then(|t| t.get("ruff")),
+                None => Some(&toml::Value::Table(doc.clone())),
+            };
+            if let Some(n) = ruff
+                .and_then(|r| r.get("line-length"))
+                .and_then(toml::Value::as_integer)
+            {
+                return n as usize;
+            }
+        }
+        dir = d.parent();
+    }
+    88 // ruff's default
+}
+
+/// The longest name and description accepted: every line of the generated Python code still fits
+/// its linter's line length, so `make lint` passes whatever the user named the project. (The
+/// names end up in imports, commands and docstrings; the description is read from the installed
+/// distribution's metadata, not written into the code.)
+#[test]
+fn the_longest_name_and_description_keep_python_within_its_line_length() {
+    let name = format!("{}-x", "a".repeat(stackwise::template::names::MAX_NAME_LEN - 2));
+    let description = "Predicts churn from usage events ".repeat(7)[..200].trim().to_string();
+    for (preset, _) in PRESETS {
+        let out = TempDir::new().unwrap();
+        stackwise()
+            .args(["new", &name, "--yes", "--no-git", "--preset", preset, "-o"])
+            .arg(out.path())
+            .args(["--set", &format!("description={description}")])
+            .assert()
+            .success();
+        let root = out.path().join(&name);
+        let mut long = Vec::new();
+        let mut files = 0;
+        for file in list_files(&root).iter().filter(|f| f.ends_with(".py")) {
+            files += 1;
+            let path = root.join(file);
+            let limit = ruff_line_length(&root, &path);
+            for (n, line) in std::fs::read_to_string(&path).unwrap().lines().enumerate() {
+                // ruff does not count a trailing pragma (`# noqa: …`).
+                let code = line.split("  # noqa").next().unwrap();
+                if code.chars().count() > limit {
+                    long.push(format!("{file}:{}: {} > {limit}", n + 1, code.chars().count()));
+                }
+            }
+        }
+        assert!(
+            long.is_empty(),
+            "{preset}: lines past the line length:\n{}",
+            long.join("\n")
+        );
+        if !["realtime", "api-gateway"].contains(preset) {
+            assert!(files >= 10, "{preset}: only {files} Python files");
+        }
+    }
+}
