@@ -39,6 +39,10 @@ pub struct TestArgs {
     /// Seconds one step may take (default: the template's [test] timeout, else 900).
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
+    /// Render every case under this project name (say, a long one: the name ends up in
+    /// imports, commands and manifests, where a line or a label may grow past a limit).
+    #[arg(long, value_name = "NAME", default_value = testing::DEFAULT_PROJECT_NAME)]
+    name: String,
     /// Run without asking (the steps run code from the template).
     #[arg(long, short = 'y')]
     yes: bool,
@@ -65,6 +69,8 @@ impl TestProgress for Lines {
 }
 
 pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
+    // A bad --name is refused before anything is asked or run.
+    let slug = stackwise::template::names::ProjectName::parse(&args.name)?.slug;
     let template = match &args.dir {
         Some(d) => TemplateSource::Local(d.clone()),
         None => TemplateSource::Builtin,
@@ -95,6 +101,7 @@ pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
         jobs: args.jobs,
         timeout: args.timeout.map(Duration::from_secs),
         work_dir: None,
+        name: args.name,
     };
     if !stackwise::testing::sandbox::network_sandbox_available() {
         eprintln!(
@@ -139,7 +146,7 @@ pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
             first
                 .dir
                 .as_ref()
-                .map_or("(not kept)".to_string(), |d| d.join("project").display().to_string()),
+                .map_or("(not kept)".to_string(), |d| d.join(&slug).display().to_string()),
         )));
     }
     Ok(ExitStatus::Success)

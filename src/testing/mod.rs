@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::project::install::{Progress, Step, StepResult};
 use crate::project::new::{NewRequest, new_project};
 use crate::template::matrix::bool_matrix;
+use crate::template::names::ProjectName;
 use crate::template::prompter::NoPrompt;
 use crate::template::source::TemplateSource;
 use crate::template::{MANIFEST_FILE, Template};
@@ -39,7 +40,12 @@ pub struct TestRequest {
     pub timeout: Option<Duration>,
     /// Where the cases go; a temporary directory when `None`.
     pub work_dir: Option<PathBuf>,
+    /// The name every case's project is rendered under (`--name`; [`DEFAULT_PROJECT_NAME`]).
+    pub name: String,
 }
+
+/// The project name of a case unless `--name` gives another.
+pub const DEFAULT_PROJECT_NAME: &str = "project";
 
 /// One render to test: a preset and the option values set on top of it.
 #[derive(Debug, Clone, Serialize)]
@@ -148,7 +154,10 @@ impl Progress for Quiet {
 
 /// Runs every case; `progress` hears about each step.
 pub fn run(req: &TestRequest, progress: Arc<Mutex<dyn TestProgress>>) -> Result<TestReport> {
+    // A name no case could render under is refused before the template is even read.
+    let name = ProjectName::parse(&req.name)?;
     let template = Template::load(&req.template)?;
+    name.check_reserved(&template.manifest.template.reserved_names)?;
     let declared = &template.manifest.test;
     if declared.steps.is_empty() {
         return Err(Error::Manifest {
@@ -164,7 +173,17 @@ pub fn run(req: &TestRequest, progress: Arc<Mutex<dyn TestProgress>>) -> Result<
     let sandbox = sandbox::network_sandbox_available();
     let (tmp, root) = work_root(req)?;
     let mut results = run_in_parallel(all, req.jobs, |i, case| {
-        run_case(i, case, &req.template, declared, &root, sandbox, timeout, &progress)
+        run_case(
+            i,
+            case,
+            &req.template,
+            &name,
+            declared,
+            &root,
+            sandbox,
+            timeout,
+            &progress,
+        )
     });
     if crate::interrupt::check().is_err() {
         return Err(interrupted(tmp, &root));
@@ -272,6 +291,7 @@ fn run_case(
     index: usize,
     case: &Case,
     template: &TemplateSource,
+    name: &ProjectName,
     declared: &crate::template::manifest::TestTable,
     root: &Path,
     sandbox: bool,
@@ -289,8 +309,8 @@ fn run_case(
     if let Ok(mut p) = progress.lock() {
         p.case_started(case);
     }
-    let name = format!("case-{index:02}-{}", case.preset);
-    let Ok((dir, home)) = sandbox::case_dir(root, &name) else {
+    let case_name = format!("case-{index:02}-{}", case.preset);
+    let Ok((dir, home)) = sandbox::case_dir(root, &case_name) else {
         report.steps.push(StepReport {
             name: "render".into(),
             status: Status::Fail,
@@ -319,9 +339,9 @@ fn run_case(
         ok
     };
     // Render + stackwise's own install steps (with network).
-    let project = dir.join("project");
+    let project = dir.join(&name.slug);
     let ok = step(&mut report.steps, "render + install", &mut || {
-        render_and_install(case, template, &dir, &project)
+        render_and_install(case, template, &name.name, &dir, &project)
     });
     let env = sandbox::clean_env(&home);
     let setup = declared.setup.get(&case.layout).cloned().unwrap_or_default();
@@ -357,10 +377,16 @@ fn run_case(
 
 /// The first step of a case: the project rendered with stackwise's own install steps (with
 /// network), as `stackwise new --install` makes it; the log holds each install step's result.
-fn render_and_install(case: &Case, template: &TemplateSource, dir: &Path, project: &Path) -> (Status, f64, String) {
+fn render_and_install(
+    case: &Case,
+    template: &TemplateSource,
+    name: &str,
+    dir: &Path,
+    project: &Path,
+) -> (Status, f64, String) {
     let started = std::time::Instant::now();
     let req = NewRequest {
-        name: "project".into(),
+        name: name.to_string(),
         preset: Some(case.preset.clone()),
         layout: None,
         output_dir: dir.to_path_buf(),

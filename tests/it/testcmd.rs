@@ -108,6 +108,36 @@ fn a_fork_whose_generated_test_fails_names_the_preset_and_step() {
 }
 
 #[test]
+fn name_renders_every_case_under_the_given_name() {
+    // The step runs in the project's directory, named by the name's slug; a failing step keeps it.
+    let tpl = template_with_steps(&["test \"$(basename \"$PWD\")\" = my-long-service-name", "false"], None);
+    let a = test_cmd(tpl.path())
+        .args(["--yes", "--preset", "basic", "--json", "--name", "My Long Service Name"])
+        .assert()
+        .code(1);
+    let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    let steps = &doc["results"][0]["steps"];
+    assert_eq!(steps[1]["status"], "pass", "{steps}");
+    assert_eq!(steps[2]["status"], "fail", "{steps}");
+    let stderr = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    let kept = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("the rendered project is kept in "))
+        .unwrap();
+    assert!(kept.ends_with("/my-long-service-name"), "{kept}");
+    assert!(Path::new(kept).join("README.md").is_file(), "{kept}");
+    let _ = std::fs::remove_dir_all(Path::new(kept).parent().unwrap().parent().unwrap());
+    // A name no project could take is refused before anything runs.
+    for bad in ["class", "platform", &"a".repeat(65)] {
+        test_cmd(tpl.path())
+            .args(["--yes", "--name", bad])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("invalid project name"));
+    }
+}
+
+#[test]
 fn without_yes_and_without_a_terminal_it_refuses() {
     let tpl = template_with_steps(&["touch /tmp/stackwise-test-must-not-run"], None);
     test_cmd(tpl.path())
