@@ -45,6 +45,30 @@ describe("proxy /api/*", () => {
     expect(upstream.hits.get("GET /echo/secret") ?? 0).toBe(before);
   });
 
+  it("keeps the edge's CORS, security and rate-limit headers over the upstream's, and hides what it runs", async () => {
+    const res = await fetch(`${gateway.url}/api/loose-headers`, {
+      headers: authed({ origin: "https://evil.example" }),
+    });
+    expect(res.status).toBe(200);
+    // The origin is not on the allowlist: no CORS answer at all, whatever the upstream said.
+    for (const name of [
+      "access-control-allow-origin",
+      "access-control-allow-credentials",
+      "access-control-expose-headers",
+    ]) {
+      expect(res.headers.get(name), name).toBeNull();
+    }
+    expect(res.headers.get("content-security-policy")).toContain("default-src 'none'");
+    expect(res.headers.get("x-frame-options")).toBe("DENY");
+    expect(res.headers.get("strict-transport-security")).toContain("max-age=31536000");
+    expect(Number(res.headers.get("x-ratelimit-remaining"))).toBeLessThan(999999);
+    expect(res.headers.get("x-powered-by")).toBeNull();
+    expect(res.headers.get("server")).toBeNull();
+    // The upstream's own headers still pass.
+    expect(res.headers.get("cache-control")).toBe("max-age=60");
+    expect(res.headers.get("x-upstream-version")).toBe("7");
+  });
+
   it("passes upstream statuses through", async () => {
     const res = await fetch(`${gateway.url}/api/nowhere`, { headers: authed() });
     expect(res.status).toBe(404);

@@ -41,15 +41,33 @@ export function helmetHeaders(options: HelmetOptions): Record<string, string> {
   return headers;
 }
 
+/** The headers of every response, computed once. */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = helmetHeaders(HELMET_OPTIONS);
+
+/**
+ * Response headers that belong to this edge: its CORS answer, security headers and rate-limit
+ * state, and what would name the software behind it. A proxied upstream's are dropped, so it can
+ * neither loosen the edge's policies (`access-control-allow-origin: *`, a weaker CSP) nor reveal
+ * itself (`x-powered-by`).
+ */
+export function isEdgeHeader(name: string): boolean {
+  return (
+    name.startsWith("access-control-") ||
+    name.startsWith("x-ratelimit-") ||
+    name in SECURITY_HEADERS ||
+    name === "x-powered-by" ||
+    name === "server"
+  );
+}
+
 /**
  * Security headers, CORS allowlist and rate limiting. Register before any route:
  * the rate limiter attaches itself to routes as they are declared.
  */
 export async function registerSecurity(app: FastifyInstance, config: Config, redis: RedisClient | null): Promise<void> {
-  const securityHeaders = helmetHeaders(HELMET_OPTIONS);
   // Every response, 404s and refusals included (onRequest runs before routing decides anything).
   app.addHook("onRequest", (_request, reply, done) => {
-    reply.headers(securityHeaders);
+    reply.headers(SECURITY_HEADERS);
     done();
   });
 

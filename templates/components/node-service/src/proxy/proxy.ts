@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { HttpError, REQUEST_ID_HEADER } from "../errors.js";
+import { isEdgeHeader } from "../plugins/security.js";
 import type { Upstream } from "./upstream.js";
 
 // RFC 9110 §7.6.1 hop-by-hop headers, plus what must not cross the gateway.
@@ -106,7 +107,7 @@ export const registerProxy: FastifyPluginAsync<{ upstream: Upstream; prefix: str
         body,
       });
       for (const [name, value] of Object.entries(response.headers)) {
-        if (value === undefined || HOP_BY_HOP.has(name) || name === REQUEST_ID_HEADER) continue;
+        if (value === undefined || HOP_BY_HOP.has(name) || name === REQUEST_ID_HEADER || isEdgeHeader(name)) continue;
         reply.header(name, value);
       }
       reply.code(response.statusCode);

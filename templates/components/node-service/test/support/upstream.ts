@@ -25,7 +25,8 @@ function json(res: ServerResponse, status: number, body: unknown): void {
  * - /flaky             503 on the first call of each method, then 200;
  * - /slow              answers after 2 s (longer than the test timeout);
  * - /users/:id         a user (id "ghost" → 404);
- * - /users/:id/orders  a list of orders (id "no-orders" → 500).
+ * - /users/:id/orders  a list of orders (id "no-orders" → 500);
+ * - /loose-headers     200 with headers that would loosen the edge's policies, and two of its own.
  */
 export async function startTestUpstream(): Promise<TestUpstream> {
   const hits = new Map<string, number>();
@@ -38,6 +39,23 @@ export async function startTestUpstream(): Promise<TestUpstream> {
       const body = await readBody(req);
       if (url.pathname.startsWith("/echo")) {
         return json(res, 200, { method: req.method, url: req.url, headers: req.headers, body });
+      }
+      if (url.pathname === "/loose-headers") {
+        res.writeHead(200, {
+          "content-type": "application/json",
+          "access-control-allow-origin": "*",
+          "access-control-allow-credentials": "true",
+          "access-control-expose-headers": "x-internal",
+          "content-security-policy": "default-src *",
+          "x-frame-options": "ALLOWALL",
+          "strict-transport-security": "max-age=0",
+          "x-ratelimit-remaining": "999999",
+          "x-powered-by": "Express",
+          server: "upstream/1.0",
+          "cache-control": "max-age=60",
+          "x-upstream-version": "7",
+        });
+        return res.end("{}");
       }
       if (url.pathname === "/flaky") {
         return count === 1 ? json(res, 503, { error: "warming up" }) : json(res, 200, { attempt: count });
