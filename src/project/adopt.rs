@@ -118,7 +118,19 @@ fn project_name(req: &AdoptRequest, project: &Path) -> Result<ProjectName> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
     };
-    ProjectName::parse(&raw)
+    ProjectName::parse(&raw).map_err(|e| from_directory(req, e))
+}
+
+/// A refused name taken from the directory: the way out is `--name`, not renaming the directory.
+fn from_directory(req: &AdoptRequest, e: Error) -> Error {
+    match e {
+        Error::InvalidName { name, reason, hint } if req.name.is_none() => Error::InvalidName {
+            hint: format!("the name comes from the directory: pass another with --name; {hint}"),
+            name,
+            reason,
+        },
+        e => e,
+    }
 }
 
 /// `stackwise adopt`.
@@ -151,7 +163,8 @@ pub fn adopt(req: &AdoptRequest, prompter: &mut dyn Prompter) -> Result<AdoptOut
     };
 
     let template = Template::load(&req.template)?;
-    name.check_reserved(&template.manifest.template.reserved_names)?;
+    name.check_reserved(&template.manifest.template.reserved_names)
+        .map_err(|e| from_directory(req, e))?;
     let (preset, layout) = choose_preset_and_layout(
         &template,
         req.preset.as_deref(),

@@ -269,6 +269,21 @@ fn adopt_refuses_what_it_cannot_adopt_and_changes_nothing() {
     hand_made(&named);
     adopt(&named, tpl.path()).args(["--name", "9 lives!"]).assert().code(2);
     assert_eq!(status(&named), "");
+    // A directory whose name no project may take: the hint says how to give another one.
+    let queue = root.path().join("queue");
+    hand_made(&queue);
+    let h = head(&queue);
+    let a = adopt(&queue, tpl.path()).assert().code(2);
+    assert!(
+        stderr_of(&a).contains("standard library") && stderr_of(&a).contains("pass another with --name"),
+        "{}",
+        stderr_of(&a)
+    );
+    assert_eq!((head(&queue), status(&queue)), (h, String::new()));
+    adopt(&queue, tpl.path())
+        .args(["--name", "queue-service"])
+        .assert()
+        .success();
 
     // --dry-run reports and writes nothing.
     let dry = root.path().join("dry");
