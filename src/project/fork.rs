@@ -203,6 +203,9 @@ jobs:
       - name: Install stackwise
         run: curl --proto '=https' --tlsv1.2 -LsSf "https://github.com/stackwise-dev/stackwise/releases/download/v${STACKWISE_VERSION}/stackwise-installer.sh" | sh
       - run: stackwise test templates --preset "${{ matrix.preset }}" --yes --junit report.xml
+      # The longest name a project may take (64 characters): the name lands in imports, commands
+      # and manifests, where it can push a line past a linter's length or a Kubernetes name past 63.
+      - run: stackwise test templates --preset "${{ matrix.preset }}" --yes --name "$(printf 'a%.0s' {1..62})-x"
       - if: always()
         uses: actions/upload-artifact@v4
         with:

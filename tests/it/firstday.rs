@@ -487,7 +487,12 @@ fn a_fork_is_the_built_in_template_as_this_repository_holds_it() {
     let ci = std::fs::read_to_string(dir.join(".github/workflows/template.yml")).unwrap();
     assert_mentions(
         &ci,
-        &["stackwise lint templates", "stackwise test templates --preset", "--yes"],
+        &[
+            "stackwise lint templates",
+            "stackwise test templates --preset",
+            "--yes",
+            "--name",
+        ],
     );
     // One commit, nothing left out of it.
     let status = crate::common::git(&dir, &["status", "--porcelain"]);
