@@ -70,7 +70,9 @@ impl TestProgress for Lines {
 
 pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
     // A bad --name is refused before anything is asked or run.
-    let slug = stackwise::template::names::ProjectName::parse(&args.name)?.slug;
+    let name = stackwise::template::names::ProjectName::parse(&args.name)?;
+    name.check_reserved(&[])?; // the template's own reserved names are checked once it is read
+    let slug = name.slug;
     let template = match &args.dir {
         Some(d) => TemplateSource::Local(d.clone()),
         None => TemplateSource::Builtin,

@@ -67,6 +67,7 @@ describe("proxy /api/*", () => {
     // The upstream's own headers still pass.
     expect(res.headers.get("cache-control")).toBe("max-age=60");
     expect(res.headers.get("x-upstream-version")).toBe("7");
+    expect(res.headers.get("constructor")).toBe("a header named like a property of every object");
   });
 
   it("passes upstream statuses through", async () => {

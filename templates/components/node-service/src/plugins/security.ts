@@ -54,7 +54,7 @@ export function isEdgeHeader(name: string): boolean {
   return (
     name.startsWith("access-control-") ||
     name.startsWith("x-ratelimit-") ||
-    name in SECURITY_HEADERS ||
+    Object.hasOwn(SECURITY_HEADERS, name) ||
     name === "x-powered-by" ||
     name === "server"
   );

@@ -54,6 +54,7 @@ export async function startTestUpstream(): Promise<TestUpstream> {
           server: "upstream/1.0",
           "cache-control": "max-age=60",
           "x-upstream-version": "7",
+          constructor: "a header named like a property of every object",
         });
         return res.end("{}");
       }
