@@ -43,6 +43,10 @@ pub struct TestArgs {
     /// imports, commands and manifests, where a line or a label may grow past a limit).
     #[arg(long, value_name = "NAME", default_value = testing::DEFAULT_PROJECT_NAME)]
     name: String,
+    /// Answer a variable in every case it applies to (repeatable), say a long description:
+    /// `--set description="$(printf 'd%.0s' {1..200})"`. With --matrix it is not combined.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
     /// Run without asking (the steps run code from the template).
     #[arg(long, short = 'y')]
     yes: bool,
@@ -69,14 +73,25 @@ impl TestProgress for Lines {
 }
 
 pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
-    // A bad --name is refused before anything is asked or run.
-    let name = stackwise::template::names::ProjectName::parse(&args.name)?;
-    name.check_reserved(&[])?; // the template's own reserved names are checked once it is read
-    let slug = name.slug;
     let template = match &args.dir {
         Some(d) => TemplateSource::Local(d.clone()),
         None => TemplateSource::Builtin,
     };
+    let req = TestRequest {
+        template,
+        presets: args.presets,
+        matrix: args.matrix,
+        keep: args.keep,
+        jobs: args.jobs,
+        timeout: args.timeout.map(Duration::from_secs),
+        work_dir: None,
+        name: args.name,
+        sets: args.sets,
+    };
+    // Bad input (name, --set, preset, the template itself) is refused before anything is asked
+    // or run.
+    let prepared = testing::prepare(&req)?;
+    let slug = stackwise::template::names::ProjectName::parse(&req.name)?.slug;
     if !args.yes {
         if !settings.terminal() {
             return Err(Error::NeedsConsent(
@@ -95,16 +110,6 @@ pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
         }
     }
     stackwise::interrupt::start_polling()?;
-    let req = TestRequest {
-        template,
-        presets: args.presets,
-        matrix: args.matrix,
-        keep: args.keep,
-        jobs: args.jobs,
-        timeout: args.timeout.map(Duration::from_secs),
-        work_dir: None,
-        name: args.name,
-    };
     if !stackwise::testing::sandbox::network_sandbox_available() {
         eprintln!(
             "{} `unshare -rn` is not available here: the steps run with network access",
@@ -112,7 +117,7 @@ pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
         );
     }
     let progress: Arc<Mutex<dyn TestProgress>> = Arc::new(Mutex::new(Lines));
-    let report = testing::run(&req, progress)?;
+    let report = testing::run_prepared(&req, prepared, progress)?;
     if args.json {
         print_json(&report)?;
     }

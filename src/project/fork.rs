@@ -203,9 +203,12 @@ jobs:
       - name: Install stackwise
         run: curl --proto '=https' --tlsv1.2 -LsSf "https://github.com/stackwise-dev/stackwise/releases/download/v${STACKWISE_VERSION}/stackwise-installer.sh" | sh
       - run: stackwise test templates --preset "${{ matrix.preset }}" --yes --junit report.xml
-      # The longest name a project may take (64 characters): the name lands in imports, commands
-      # and manifests, where it can push a line past a linter's length or a Kubernetes name past 63.
-      - run: stackwise test templates --preset "${{ matrix.preset }}" --yes --name "$(printf 'a%.0s' {1..62})-x"
+      # The longest name a project may take (64 characters) and description (200): they land in
+      # imports, commands and manifests, where a line can grow past a linter's length or a
+      # Kubernetes name past 63. (Rename or drop the --set if your template's variables differ.)
+      - run: >-
+          stackwise test templates --preset "${{ matrix.preset }}" --yes
+          --name "$(printf 'a%.0s' {1..62})-x" --set description="$(printf 'd%.0s' {1..200})"
       - if: always()
         uses: actions/upload-artifact@v4
         with:

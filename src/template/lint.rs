@@ -56,7 +56,7 @@ pub fn lint(dir: &Path) -> Result<LintReport> {
     let mut renders = 0;
     let mut files_checked = 0;
     for (preset, layout) in &targets {
-        for sets in bool_matrix(&loaded.manifest, layout) {
+        for sets in bool_matrix(&loaded.manifest, layout, &serde_json::Map::new()) {
             let label = format!(
                 "{} with {}",
                 preset

@@ -13,12 +13,12 @@ pub const MAX_BOOL_VARS: usize = 8;
 /// Every combination (name → true/false) of the boolean variables that apply to `layout`: those
 /// without a `when`, or whose `when` holds with only the layout known (one that needs other
 /// answers counts as applying). The first [`MAX_BOOL_VARS`] of them, in manifest order; one empty
-/// combination when there are none.
-pub fn bool_matrix(manifest: &Manifest, layout: &str) -> Vec<Map<String, Value>> {
+/// combination when there are none. A variable `fixed` holds a value for is not combined.
+pub fn bool_matrix(manifest: &Manifest, layout: &str, fixed: &Map<String, Value>) -> Vec<Map<String, Value>> {
     let bools: Vec<&str> = manifest
         .variables
         .iter()
-        .filter(|v| v.kind == VarType::Bool && applies(v, layout))
+        .filter(|v| v.kind == VarType::Bool && applies(v, layout) && !fixed.contains_key(&v.name))
         .map(|v| v.name.as_str())
         .take(MAX_BOOL_VARS)
         .collect();
@@ -33,7 +33,9 @@ pub fn bool_matrix(manifest: &Manifest, layout: &str) -> Vec<Map<String, Value>>
         .collect()
 }
 
-fn applies(v: &Variable, layout: &str) -> bool {
+/// Whether `v` applies to `layout`: no `when`, or one that holds with only the layout known (one
+/// that needs other answers counts as applying).
+pub fn applies(v: &Variable, layout: &str) -> bool {
     v.when.as_deref().is_none_or(|w| {
         let mut ctx = Map::new();
         ctx.insert("layout".into(), Value::String(layout.to_string()));
@@ -52,7 +54,7 @@ mod tests {
     fn the_matrix_honours_when() {
         let t = Template::load(&TemplateSource::Builtin).unwrap();
         for layout in t.manifest.layouts.keys() {
-            let matrix = bool_matrix(&t.manifest, layout);
+            let matrix = bool_matrix(&t.manifest, layout, &Map::new());
             let applying: Vec<&Variable> = t
                 .manifest
                 .variables

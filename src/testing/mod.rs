@@ -18,11 +18,13 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::project::install::{Progress, Step, StepResult};
 use crate::project::new::{NewRequest, new_project};
-use crate::template::matrix::bool_matrix;
+use crate::template::answers::check_keys;
+use crate::template::matrix::{applies, bool_matrix};
 use crate::template::names::ProjectName;
 use crate::template::prompter::NoPrompt;
 use crate::template::source::TemplateSource;
-use crate::template::{MANIFEST_FILE, Template};
+use crate::template::value::coerce;
+use crate::template::{MANIFEST_FILE, Template, parse_sets};
 use sandbox::Status;
 
 /// Default seconds a step may take when neither `--timeout` nor `[test] timeout` says.
@@ -42,6 +44,9 @@ pub struct TestRequest {
     pub work_dir: Option<PathBuf>,
     /// The name every case's project is rendered under (`--name`; [`DEFAULT_PROJECT_NAME`]).
     pub name: String,
+    /// `--set KEY=VALUE`: answers for every case whose layout the variable applies to (a long
+    /// description, say); with `--matrix` a variable set here is not combined.
+    pub sets: Vec<String>,
 }
 
 /// The project name of a case unless `--name` gives another.
@@ -52,7 +57,11 @@ pub const DEFAULT_PROJECT_NAME: &str = "project";
 pub struct Case {
     pub preset: String,
     pub layout: String,
+    /// The matrix's combination (`--matrix`), shown in the case's label.
     pub options: Map<String, Value>,
+    /// The `--set` answers that apply to this case's layout (the same for every case).
+    #[serde(skip)]
+    pub sets: Map<String, Value>,
 }
 
 impl Case {
@@ -102,6 +111,8 @@ impl CaseReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct TestReport {
     pub template: String,
+    /// The `--set` answers, as given (strings).
+    pub sets: Map<String, Value>,
     pub sandbox: bool,
     pub results: Vec<CaseReport>,
     pub passed: bool,
@@ -115,8 +126,9 @@ pub trait TestProgress: Send {
 }
 
 /// The cases of a request: each preset, and with `matrix` each combination of the boolean
-/// variables that apply to its layout.
-pub fn cases(template: &Template, req: &TestRequest) -> Result<Vec<Case>> {
+/// variables that apply to its layout (less those `sets` fixes). Each case takes the `sets` that
+/// apply to its layout; one that applies to no case is refused, as `new` refuses it.
+pub fn cases(template: &Template, req: &TestRequest, sets: &Map<String, Value>) -> Result<Vec<Case>> {
     let mut out = Vec::new();
     for id in &req.presets {
         template.catalogue.get(id)?;
@@ -125,23 +137,80 @@ pub fn cases(template: &Template, req: &TestRequest) -> Result<Vec<Case>> {
         if !req.presets.is_empty() && !req.presets.contains(&p.id) {
             continue;
         }
-        if !req.matrix {
-            out.push(Case {
-                preset: p.id.clone(),
-                layout: p.layout.clone(),
-                options: Map::new(),
-            });
-            continue;
-        }
-        for options in bool_matrix(&template.manifest, &p.layout) {
+        let applied: Map<String, Value> = sets
+            .iter()
+            .filter(|(k, _)| template.manifest.variable(k).is_some_and(|v| applies(v, &p.layout)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let combinations = if req.matrix {
+            bool_matrix(&template.manifest, &p.layout, &applied)
+        } else {
+            vec![Map::new()]
+        };
+        for options in combinations {
             out.push(Case {
                 preset: p.id.clone(),
                 layout: p.layout.clone(),
                 options,
+                sets: applied.clone(),
             });
         }
     }
+    if let Some(key) = sets.keys().find(|k| !out.iter().any(|c| c.sets.contains_key(*k))) {
+        return Err(Error::InapplicableVariable {
+            key: key.clone(),
+            when: template
+                .manifest
+                .variable(key)
+                .and_then(|v| v.when.clone())
+                .unwrap_or_default(),
+            context: " for every preset tested".into(),
+        });
+    }
     Ok(out)
+}
+
+/// A request checked against its template before anything runs: the name, the `--set` answers
+/// (known variables, valid values) and the cases.
+pub struct Prepared {
+    template: Template,
+    name: ProjectName,
+    sets: Map<String, Value>,
+    cases: Vec<Case>,
+}
+
+/// Reads the template and checks every input of `req`: whatever is wrong with them is an error
+/// here, before a case renders or a step runs (the binary calls it before it asks for consent).
+pub fn prepare(req: &TestRequest) -> Result<Prepared> {
+    // A name no case could render under is refused before the template is even read.
+    let name = ProjectName::parse(&req.name)?;
+    let given = parse_sets(&req.sets)?;
+    let template = Template::load(&req.template)?;
+    name.check_reserved(&template.manifest.template.reserved_names)?;
+    if template.manifest.test.steps.is_empty() {
+        return Err(Error::Manifest {
+            path: MANIFEST_FILE.into(),
+            reason: "declares no [test] steps, so there is nothing to run (see docs/TEMPLATES.md, `[test]`)".into(),
+        });
+    }
+    check_keys(&template.manifest, &given, " (in --set)")?;
+    // Each value is checked here and passed on as given, as `new --set` takes it.
+    for (key, value) in &given {
+        if let Some(var) = template.manifest.variable(key) {
+            coerce(var, value).map_err(|reason| Error::InvalidValue {
+                key: key.clone(),
+                reason,
+            })?;
+        }
+    }
+    let cases = cases(&template, req, &given)?;
+    let sets = given;
+    Ok(Prepared {
+        template,
+        name,
+        sets,
+        cases,
+    })
 }
 
 /// Install progress is folded into the case's steps; nothing to draw here.
@@ -154,18 +223,22 @@ impl Progress for Quiet {
 
 /// Runs every case; `progress` hears about each step.
 pub fn run(req: &TestRequest, progress: Arc<Mutex<dyn TestProgress>>) -> Result<TestReport> {
-    // A name no case could render under is refused before the template is even read.
-    let name = ProjectName::parse(&req.name)?;
-    let template = Template::load(&req.template)?;
-    name.check_reserved(&template.manifest.template.reserved_names)?;
+    run_prepared(req, prepare(req)?, progress)
+}
+
+/// Runs the cases of a request [`prepare`] checked.
+pub fn run_prepared(
+    req: &TestRequest,
+    prepared: Prepared,
+    progress: Arc<Mutex<dyn TestProgress>>,
+) -> Result<TestReport> {
+    let Prepared {
+        template,
+        name,
+        sets,
+        cases: all,
+    } = prepared;
     let declared = &template.manifest.test;
-    if declared.steps.is_empty() {
-        return Err(Error::Manifest {
-            path: MANIFEST_FILE.into(),
-            reason: "declares no [test] steps, so there is nothing to run (see docs/TEMPLATES.md, `[test]`)".into(),
-        });
-    }
-    let all = cases(&template, req)?;
     let timeout = req
         .timeout
         .or(declared.timeout.map(Duration::from_secs))
@@ -192,6 +265,7 @@ pub fn run(req: &TestRequest, progress: Arc<Mutex<dyn TestProgress>>) -> Result<
     keep_what_failed(&mut results, tmp, passed, req.keep);
     Ok(TestReport {
         template: template.tree.source.clone(),
+        sets,
         sandbox,
         results,
         passed,
@@ -391,7 +465,12 @@ fn render_and_install(
         layout: None,
         output_dir: dir.to_path_buf(),
         template: template.clone(),
-        sets: case.options.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        sets: case
+            .sets
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .chain(case.options.iter().map(|(k, v)| format!("{k}={v}")))
+            .collect(),
         answers_file: None,
         force: false,
         dry_run: false,
@@ -425,5 +504,46 @@ fn render_and_install(
         }
         Err(e) if e.is_interrupt() => (Status::Interrupted, started.elapsed().as_secs_f64(), e.to_string()),
         Err(e) => (Status::Fail, started.elapsed().as_secs_f64(), e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(presets: &[&str], sets: &[&str], matrix: bool) -> TestRequest {
+        TestRequest {
+            template: TemplateSource::Builtin,
+            presets: presets.iter().map(|p| (*p).to_string()).collect(),
+            matrix,
+            keep: false,
+            jobs: 1,
+            timeout: None,
+            work_dir: None,
+            name: DEFAULT_PROJECT_NAME.into(),
+            sets: sets.iter().map(|s| (*s).to_string()).collect(),
+        }
+    }
+
+    /// A `--set` reaches the cases whose layout it applies to, fixes its place in the matrix, and
+    /// is refused when it applies to none of the presets tested.
+    #[test]
+    fn a_set_applies_where_its_condition_holds() {
+        let p = prepare(&request(&[], &["proxy=false", "description=Long"], true)).unwrap();
+        assert!(!p.cases.is_empty());
+        for c in &p.cases {
+            let node = c.layout == "node";
+            assert_eq!(c.sets.contains_key("proxy"), node, "{}", c.label());
+            assert!(c.sets.contains_key("description"), "{}", c.label());
+            assert!(!c.options.contains_key("proxy"), "{}", c.label());
+        }
+        let Err(e) = prepare(&request(&["ml-api"], &["proxy=true"], false)) else {
+            panic!("proxy applies to no python preset");
+        };
+        assert!(
+            matches!(e, Error::InapplicableVariable { ref key, .. } if key == "proxy"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("for every preset tested"), "{e}");
     }
 }

@@ -492,6 +492,7 @@ fn a_fork_is_the_built_in_template_as_this_repository_holds_it() {
             "stackwise test templates --preset",
             "--yes",
             "--name",
+            "--set description=",
         ],
     );
     // One commit, nothing left out of it.

@@ -138,6 +138,39 @@ fn name_renders_every_case_under_the_given_name() {
 }
 
 #[test]
+fn set_answers_every_case_and_a_bad_one_is_refused_before_anything_runs() {
+    let tpl = template_with_steps(&["grep -q ' x7$' README.md", "test -f extra.txt"], None);
+    let out = test_cmd(tpl.path())
+        .args(["--yes", "--json", "--matrix", "--set", "count=7", "--set", "extra=true"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(doc["sets"], serde_json::json!({"count": "7", "extra": "true"}));
+    // `extra` is fixed, so the matrix combines nothing: one case per preset.
+    let results = doc["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{doc}");
+    for r in results {
+        assert_eq!(r["options"], serde_json::json!({}), "{r}");
+    }
+    // Without --yes and without a terminal it would ask; a bad --set is refused first.
+    for (set, says) in [
+        ("cont=3", "did you mean `count`"),
+        ("count=99", "invalid value for `count`"),
+        ("count", "malformed --set `count`"),
+    ] {
+        test_cmd(tpl.path())
+            .args(["--set", set])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(says))
+            .stderr(predicate::str::contains("pass --yes").not());
+    }
+}
+
+#[test]
 fn without_yes_and_without_a_terminal_it_refuses() {
     let tpl = template_with_steps(&["touch /tmp/stackwise-test-must-not-run"], None);
     test_cmd(tpl.path())
