@@ -7,6 +7,10 @@
 
 use std::fmt::Write as _;
 
+/// The longest file name ext4, APFS, NTFS and most others take (bytes of UTF-8; NTFS and APFS
+/// count characters, never fewer).
+const MAX_SEGMENT_BYTES: usize = 255;
+
 /// The canonical form of a relative path inside a project: `/`-separated, no `.` segments,
 /// no empty segments, `.` for the root. Refuses anything that could leave the project,
 /// write git metadata, or hide itself from a listing (control characters).
@@ -41,6 +45,12 @@ pub fn normalize(p: &str) -> Result<String, String> {
             // in the user's first `git status` (core.fsmonitor) or commit.
             s if s.eq_ignore_ascii_case(".git") => {
                 return Err("`.git` is reserved: a template may not write git metadata".into());
+            }
+            s if s.len() > MAX_SEGMENT_BYTES => {
+                return Err(format!(
+                    "a path segment of {} bytes: file systems take at most {MAX_SEGMENT_BYTES}",
+                    s.len()
+                ));
             }
             s => out.push(s),
         }

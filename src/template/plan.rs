@@ -230,10 +230,19 @@ fn plan_file(
     })?;
     // The record is the user's (SPEC §7.1): a template that wrote it could erase
     // `[update] skip`, redirect later updates or fake the version migrations start from.
-    if path == super::files::RECORD_FILE {
+    // Nor a directory of that name (`.stackwise.toml/x` would replace the record with it), in
+    // any case (on macOS and Windows `.Stackwise.toml` is the record).
+    let top = path.split('/').next().unwrap_or_default();
+    if top.eq_ignore_ascii_case(super::files::RECORD_FILE) {
         return Err(Error::UnsafePath {
             path: format!("{path} (from {source})"),
             reason: "`.stackwise.toml` is reserved: stackwise writes the project's record itself".into(),
+        });
+    }
+    if path == "." {
+        return Err(Error::UnsafePath {
+            path: format!("{} (from {source})", escaped(&out_rel)),
+            reason: "a file may not take the project directory's own path (its name rendered to `.`)".into(),
         });
     }
     let bytes = &tree.files[source];

@@ -848,6 +848,18 @@ fn a_template_cannot_write_git_metadata() {
 }
 
 #[test]
+fn a_file_name_no_file_system_takes_is_refused() {
+    assert_template_rejected(
+        "components/app/{{ \".\" }}.tera",
+        "x\n",
+        &["the project directory's own path"],
+    );
+    // The fixture's `{{ folder }}/guide.md`, with a 256-byte folder name.
+    let long = format!("folder={}", "n".repeat(256));
+    Fixture::new().rejects("app", &["--set", &long], 1, &["a path segment of 256 bytes"]);
+}
+
+#[test]
 fn re_rendering_from_the_record_keeps_the_layout() {
     let (tpl, out) = fixture();
     new_cmd(&tpl, &out, "app")

@@ -358,26 +358,34 @@ fn abort_after_conflicts_restores_files_modes_index_and_refs_and_removes_new_fil
 
 #[test]
 fn a_template_cannot_write_the_projects_record() {
-    let p = project(
-        &[("README.md", "hi\n")],
-        &[("README.md", "hi\n"), (".stackwise.toml", "[update]\nskip = []\n")],
-    );
-    // Exit 1 like a template that writes `.git`: the template is broken, not the user's input.
-    refused_with(&p, &[], ".stackwise.toml", 1);
-    let out = stackwise()
-        .args(["new", "other", "--yes", "--no-git", "-o"])
-        .arg(p.tmp.path())
-        .arg("--template")
-        .arg(&p.v2)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains(".stackwise.toml"));
-    assert!(!p.tmp.path().join("other").exists());
-    let out = stackwise().arg("lint").arg(&p.v2).output().unwrap();
-    assert_ne!(out.status.code(), Some(0), "lint must refuse it");
-    let all = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
-    assert!(all.contains(".stackwise.toml"), "{all}");
+    // The record itself, a directory in its place (the update would replace the record with it
+    // and every later update would fail), and another case of it (the record on macOS/Windows).
+    for path in [".stackwise.toml", ".stackwise.toml/x", ".Stackwise.TOML"] {
+        let p = project(
+            &[("README.md", "hi\n")],
+            &[("README.md", "hi\n"), (path, "[update]\nskip = []\n")],
+        );
+        // Exit 1 like a template that writes `.git`: the template is broken, not the user's input.
+        refused_with(&p, &[], path, 1);
+        let out = stackwise()
+            .args(["new", "other", "--yes", "--no-git", "-o"])
+            .arg(p.tmp.path())
+            .arg("--template")
+            .arg(&p.v2)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{path}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("`.stackwise.toml` is reserved"),
+            "{path}: {}",
+            stderr(&out)
+        );
+        assert!(!p.tmp.path().join("other").exists());
+        let out = stackwise().arg("lint").arg(&p.v2).output().unwrap();
+        assert_ne!(out.status.code(), Some(0), "lint must refuse {path}");
+        let all = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+        assert!(all.contains("`.stackwise.toml` is reserved"), "{path}: {all}");
+    }
 }
 
 #[test]
