@@ -99,14 +99,19 @@ fn handle_interrupts(ends: mpsc::Sender<End>) {
     });
 }
 
-/// Whether a panic is `println!`/`eprintln!` failing on a closed pipe: not a bug, the reader left.
-fn is_closed_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
+/// What `println!`/`eprintln!` said when its stream failed (`failed printing to stdout: …`), or
+/// `None` for any other panic: not a bug in stackwise, so it never ends in a panic message.
+fn failed_print(payload: &(dyn std::any::Any + Send)) -> Option<&str> {
     let text = payload
         .downcast_ref::<String>()
         .map(String::as_str)
-        .or_else(|| payload.downcast_ref::<&str>().copied())
-        .unwrap_or_default();
-    text.starts_with("failed printing to") && text.contains("Broken pipe")
+        .or_else(|| payload.downcast_ref::<&str>().copied())?;
+    text.starts_with("failed printing to").then_some(text)
+}
+
+/// Whether a panic is a print failing on a closed pipe: the reader left.
+fn is_closed_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
+    failed_print(payload).is_some_and(|t| t.contains("Broken pipe"))
 }
 
 pub fn main() -> ExitCode {
@@ -114,7 +119,7 @@ pub fn main() -> ExitCode {
     // than exiting in the hook) still runs the destructors that clean up staging directories.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if !is_closed_pipe(info.payload()) {
+        if failed_print(info.payload()).is_none() {
             default_hook(info);
         }
     }));
@@ -146,6 +151,13 @@ pub fn main() -> ExitCode {
     match end.recv() {
         Ok(End::Returned(Ok(code))) => code,
         Ok(End::Returned(Err(payload))) if is_closed_pipe(payload.as_ref()) => ExitStatus::ClosedPipe.into(),
+        // Any other stream failure (a full disk): said on stderr if it still works, exit 1.
+        Ok(End::Returned(Err(payload))) if failed_print(payload.as_ref()).is_some() => {
+            let text = failed_print(payload.as_ref()).unwrap_or_default();
+            let why = text.strip_prefix("failed printing to ").unwrap_or(text);
+            let _ = writeln!(std::io::stderr(), "{} cannot write to {why}", style::error("error:"));
+            ExitStatus::Failure.into()
+        }
         Ok(End::Returned(Err(payload))) => std::panic::resume_unwind(payload),
         // (The handler keeps a sender: `recv` cannot fail.)
         Ok(End::Interrupted) | Err(_) => {
@@ -182,7 +194,11 @@ fn run(cli: Cli, settings: &Settings) -> Result<ExitStatus, Error> {
         Command::Lint(args) => lint::run(args),
         Command::Fork(args) => fork::run(args),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "stackwise", &mut std::io::stdout());
+            // Written whole, then printed: clap_complete panics with its own message when a
+            // write fails, where `print!` fails the way every other command's output does.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "stackwise", &mut script);
+            print!("{}", String::from_utf8_lossy(&script));
             Ok(ExitStatus::Success)
         }
     }

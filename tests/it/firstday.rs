@@ -207,7 +207,14 @@ fn a_closed_pipe_ends_quietly_never_with_a_panic() {
         vec!["new", "app", "--dry-run"],
         vec!["new", "app", "--dry-run", "--json"],
         vec!["presets"],
+        vec!["completions", "bash"],
+        vec!["completions", "fish"],
     ] {
+        let template: Vec<&std::ffi::OsStr> = if args[0] == "completions" {
+            vec![]
+        } else {
+            vec!["--template".as_ref(), f.tpl.path().as_os_str()]
+        };
         // The reader leaves at once; stackwise must notice on its next write and end quietly.
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackwise"))
             .args(&args)
@@ -217,8 +224,7 @@ fn a_closed_pipe_ends_quietly_never_with_a_panic() {
             } else {
                 vec![]
             })
-            .arg("--template")
-            .arg(f.tpl.path())
+            .args(&template)
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -245,6 +251,24 @@ fn a_closed_pipe_ends_quietly_never_with_a_panic() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("dry run:"), "{text}");
     assert!(!text.contains("panicked"), "{text}");
+}
+
+/// A stream that fails otherwise (a full disk) is an error, exit 1, never a panic.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_under_stdout_is_an_error_never_a_panic() {
+    for args in [vec!["presets"], vec!["completions", "bash"]] {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackwise"))
+            .args(&args)
+            .stdout(full)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_mentions(&stderr, &["error: cannot write to stdout", "No space left on device"]);
+    }
 }
 
 #[test]
