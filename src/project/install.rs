@@ -2,8 +2,14 @@
 //!
 //! The steps are stackwise's own and fixed: `uv sync` where a `pyproject.toml` is, `npm install`
 //! where a `package.json` is (the project root and its direct subdirectories). Nothing a template
-//! says is ever executed. Each step's output goes to a log file; a missing tool or a failed step
-//! leaves the written project in place.
+//! says is ever executed, and the files it wrote cannot make the tools execute it either: uv
+//! builds nothing (not the project, whose build backend and hooks are the template's, nor a path
+//! dependency), downloads no Python (the project's `[tool.uv]` may name where from) and is never
+//! pointed at an interpreter by path (`.python-version`); npm runs no install scripts and uses
+//! `git` from PATH (a project `.npmrc` may name another); and a relative entry of PATH (`.`,
+//! `node_modules/.bin`), which would find the template's own files, is dropped. Each step's
+//! output goes to a log file; a missing tool or a failed step leaves the written project in
+//! place.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -73,7 +79,10 @@ pub fn steps_for(written: &[String]) -> Vec<Step> {
             "pyproject.toml" => python.push(Step {
                 dir,
                 program: "uv".into(),
-                args: vec!["sync".into()],
+                // Lockfile and dependencies; the project itself is installed by `make install`.
+                args: ["sync", "--no-install-project", "--no-build", "--no-python-downloads"]
+                    .map(String::from)
+                    .to_vec(),
                 get_it: "install uv with `python3 -m pip install uv` (or see https://docs.astral.sh/uv/getting-started/installation/)".into(),
                 lockfile: "uv.lock".into(),
             }),
@@ -81,7 +90,9 @@ pub fn steps_for(written: &[String]) -> Vec<Step> {
                 dir,
                 program: "npm".into(),
                 // Install scripts are the template's code: stackwise never runs them.
-                args: vec!["install".into(), "--ignore-scripts".into(), "--no-audit".into(), "--no-fund".into()],
+                args: ["install", "--ignore-scripts", "--no-audit", "--no-fund", "--git=git"]
+                    .map(String::from)
+                    .to_vec(),
                 get_it: "install Node.js 20.19 or newer, which ships npm (https://nodejs.org/ or your package manager)".into(),
                 lockfile: "package-lock.json".into(),
             }),
@@ -92,12 +103,59 @@ pub fn steps_for(written: &[String]) -> Vec<Step> {
     python
 }
 
-/// Finds `program` on PATH.
+/// Finds `program` on PATH (its absolute entries: see [`absolute_path`]).
 pub fn find_program(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
+    let path = absolute_path()?;
     std::env::split_paths(&path)
         .map(|d| d.join(program))
         .find(|p| p.is_file())
+}
+
+/// PATH without its relative entries (`.`, an empty one, `node_modules/.bin`): run in the
+/// project, they would find programs the template wrote (a `python3.11` uv would query).
+fn absolute_path() -> Option<std::ffi::OsString> {
+    let path = std::env::var_os("PATH")?;
+    std::env::join_paths(std::env::split_paths(&path).filter(|d| d.is_absolute())).ok()
+}
+
+/// A `.python-version(s)` of the project that names an interpreter by path, which uv would run
+/// to query it: only version requests (`3.12`, `cpython@3.12`, `pypy3.10`) are taken.
+fn python_pin_by_path(project: &Path, dir: &Path) -> Option<String> {
+    [dir, project]
+        .iter()
+        .flat_map(|d| [d.join(".python-version"), d.join(".python-versions")])
+        .filter_map(|f| std::fs::read_to_string(&f).ok().map(|text| (f, text)))
+        .find_map(|(f, text)| {
+            text.lines()
+                .map(str::trim)
+                .find(|l| {
+                    !l.is_empty() && !l.starts_with('#') && (l.contains(['/', '\\']) || l.starts_with(['.', '~']))
+                })
+                .map(|l| format!("{} names an interpreter by path ({l:?})", f.display()))
+        })
+}
+
+/// Kills the step's process group (unix), else the step.
+fn kill_group(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", child.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    let _ = child.kill();
+}
+
+/// A new log file for install steps, `stackwise-install-<what>-<random>.log` in the temporary
+/// directory, created exclusively (a name known in advance could be a symlink someone placed).
+pub fn new_log(what: &str) -> std::io::Result<PathBuf> {
+    let file = tempfile::Builder::new()
+        .prefix(&format!("stackwise-install-{what}-"))
+        .suffix(".log")
+        .tempfile()?;
+    file.into_temp_path().keep().map_err(|e| e.error)
 }
 
 fn python_module_available(module: &str) -> bool {
@@ -144,6 +202,13 @@ fn run_one(project: &Path, step: &Step, log: &Path, log_file: Option<&mut std::f
         None => return Err(format!("`{}` is not installed: {}", step.program, step.get_it)),
     };
     let dir = project.join(&step.dir);
+    if step.program == "uv"
+        && let Some(why) = python_pin_by_path(project, &dir)
+    {
+        return Err(format!(
+            "{why}: stackwise runs no program a template wrote; review it, then run `uv sync` yourself"
+        ));
+    }
     let (stdout, stderr) = match log_file {
         Some(f) => {
             let _ = writeln!(f, "\n==> {} in {}", step.display(), dir.display());
@@ -154,13 +219,23 @@ fn run_one(project: &Path, step: &Step, log: &Path, log_file: Option<&mut std::f
         }
         None => (Stdio::null(), Stdio::null()),
     };
-    let mut child = Command::new(program)
-        .args(&prefix)
+    let mut cmd = Command::new(program);
+    cmd.args(&prefix)
         .args(&step.args)
         .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(stdout)
-        .stderr(stderr)
+        .stderr(stderr);
+    if let Some(path) = absolute_path() {
+        cmd.env("PATH", path);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // Its own process group, so Ctrl-C ends what the tool started too (npm's children).
+        cmd.process_group(0);
+    }
+    let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start `{}`: {e}", step.program))?;
     // Polled rather than waited for, so Ctrl-C stops the step even when the signal reached
@@ -169,7 +244,7 @@ fn run_one(project: &Path, step: &Step, log: &Path, log_file: Option<&mut std::f
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if crate::interrupt::check().is_err() => {
-                let _ = child.kill();
+                kill_group(&mut child);
                 let _ = child.wait();
                 return Err(format!("`{}` was interrupted", step.display()));
             }

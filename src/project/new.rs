@@ -262,11 +262,7 @@ fn install_and_commit(
 ) -> Result<()> {
     let written: Vec<String> = rendered.files.iter().map(|f| f.path.clone()).collect();
     let steps = super::install::steps_for(&written);
-    let log = std::env::temp_dir().join(format!(
-        "stackwise-install-{}-{}.log",
-        rendered.name.slug,
-        std::process::id()
-    ));
+    let log = super::install::new_log(&rendered.name.slug).map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let results = super::install::run(target, &steps, &log, progress);
     if crate::interrupt::check().is_err() {
         let _ = std::fs::remove_file(&log);

@@ -376,3 +376,88 @@ fn a_full_disk_names_the_file_and_leaves_nothing() {
         assert_empty(dir.path());
     }
 }
+
+/// A shell script that appends `$0` to `log` and then runs `then` (a real program) if given.
+fn tattler(log: &Path, then: &str) -> String {
+    format!("#!/bin/sh\necho \"$0\" >> '{}'\n{then}\n", log.display())
+}
+
+/// `new --install` runs uv and npm on the files a template wrote. None of them may make the
+/// tools run the template's own code: a local build backend (uv would build the project), a
+/// project `.npmrc` naming another `git` for a git dependency, a `python3` found through a
+/// relative PATH entry, or a `.python-version` naming an interpreter by path.
+#[cfg(unix)]
+#[test]
+fn install_runs_no_program_the_template_wrote() {
+    let work = TempDir::new().unwrap();
+    let ran = work.path().join("ran.log");
+    // A git dependency for npm to fetch (offline: a local repository).
+    let dep = work.path().join("dep");
+    write(&dep, "package.json", "{\"name\": \"dep\", \"version\": \"1.0.0\"}\n");
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"],
+        &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "dep"],
+    ] {
+        assert!(
+            std::process::Command::new("git")
+                .args(args)
+                .current_dir(&dep)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let f = Fixture::new()
+        .with(
+            "components/app/pyproject.toml",
+            "[project]\nname = \"app\"\nversion = \"0.1.0\"\nrequires-python = \">=3.8\"\n\n[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n",
+        )
+        .with(
+            "components/app/backend.py",
+            format!("open({:?}, 'a').write('backend\\n')\n", ran.display().to_string()),
+        )
+        .with(
+            "components/app/package.json",
+            format!("{{\"name\": \"app\", \"version\": \"1.0.0\", \"dependencies\": {{\"dep\": \"git+file://{}\"}}}}\n", dep.display()),
+        )
+        .with("components/app/.npmrc", format!("git={}/evil-git\n", work.path().join("out/app").display()))
+        .with("components/app/evil-git", tattler(&ran, "exec git \"$@\""))
+        .with("components/app/bin/python3", tattler(&ran, "exit 1"));
+    let path = format!("bin:{}", std::env::var("PATH").unwrap_or_default());
+    let out = work.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let a = stackwise()
+        .args(["new", "app", "--yes", "--no-git", "--install", "-o"])
+        .arg(&out)
+        .arg("--template")
+        .arg(f.tpl.path())
+        .env("PATH", &path)
+        .assert();
+    let stderr = stderr_of(&a);
+    assert!(
+        !ran.exists(),
+        "the template's code ran: {}\n{stderr}",
+        std::fs::read_to_string(&ran).unwrap_or_default()
+    );
+    assert_eq!(a.get_output().status.code(), Some(0), "{stderr}");
+    assert!(
+        out.join("app/uv.lock").is_file() && out.join("app/package-lock.json").is_file(),
+        "{stderr}"
+    );
+
+    // An interpreter named by path is not run: the step fails and says why; the project stays.
+    let f = f.with("components/app/.python-version", "./bin/python3\n");
+    let out = work.path().join("out2");
+    std::fs::create_dir_all(&out).unwrap();
+    let a = stackwise()
+        .args(["new", "app", "--yes", "--no-git", "--install", "-o"])
+        .arg(&out)
+        .arg("--template")
+        .arg(f.tpl.path())
+        .assert()
+        .code(1);
+    assert_mentions(&stderr_of(&a), &["names an interpreter by path", "./bin/python3"]);
+    assert!(!ran.exists(), "{}", std::fs::read_to_string(&ran).unwrap_or_default());
+    assert!(out.join("app/README.md").is_file());
+}

@@ -344,12 +344,14 @@ fn install_after(
     if !req.install || m.steps.is_empty() {
         return Ok(());
     }
-    let log = std::env::temp_dir().join(format!("stackwise-update-{}.log", std::process::id()));
+    let log = install::new_log("update").map_err(|e| Error::io(std::env::temp_dir(), e))?;
     outcome.install = install::run(&req.dir, &m.steps, &log, progress);
     outcome.relock.clear();
     if outcome.install.iter().any(|r| !r.ok) {
         return Ok(());
     }
+    // The log is kept only when a step failed (its path is in that step's error).
+    let _ = std::fs::remove_file(&log);
     let lockfiles: Vec<String> = m
         .steps
         .iter()
