@@ -424,16 +424,21 @@ fn install_runs_no_program_the_template_wrote() {
         .with("components/app/.npmrc", format!("git={}/evil-git\n", work.path().join("out/app").display()))
         .with("components/app/evil-git", tattler(&ran, "exec git \"$@\""))
         .with("components/app/bin/python3", tattler(&ran, "exit 1"));
-    let path = format!("bin:{}", std::env::var("PATH").unwrap_or_default());
-    let out = work.path().join("out");
-    std::fs::create_dir_all(&out).unwrap();
-    let a = stackwise()
-        .args(["new", "app", "--yes", "--no-git", "--install", "-o"])
-        .arg(&out)
-        .arg("--template")
-        .arg(f.tpl.path())
-        .env("PATH", &path)
-        .assert();
+    // `new --install` into work/<dir>, with a relative PATH entry first.
+    let install = |f: &Fixture, dir: &str| {
+        let out = work.path().join(dir);
+        std::fs::create_dir_all(&out).unwrap();
+        let path = format!("bin:{}", std::env::var("PATH").unwrap_or_default());
+        let a = stackwise()
+            .args(["new", "app", "--yes", "--no-git", "--install", "-o"])
+            .arg(&out)
+            .arg("--template")
+            .arg(f.tpl.path())
+            .env("PATH", path)
+            .assert();
+        (a, out)
+    };
+    let (a, out) = install(&f, "out");
     let stderr = stderr_of(&a);
     assert!(
         !ran.exists(),
@@ -448,15 +453,8 @@ fn install_runs_no_program_the_template_wrote() {
 
     // An interpreter named by path is not run: the step fails and says why; the project stays.
     let f = f.with("components/app/.python-version", "./bin/python3\n");
-    let out = work.path().join("out2");
-    std::fs::create_dir_all(&out).unwrap();
-    let a = stackwise()
-        .args(["new", "app", "--yes", "--no-git", "--install", "-o"])
-        .arg(&out)
-        .arg("--template")
-        .arg(f.tpl.path())
-        .assert()
-        .code(1);
+    let (a, out) = install(&f, "out2");
+    let a = a.code(1);
     assert_mentions(&stderr_of(&a), &["names an interpreter by path", "./bin/python3"]);
     assert!(!ran.exists(), "{}", std::fs::read_to_string(&ran).unwrap_or_default());
     assert!(out.join("app/README.md").is_file());
