@@ -37,7 +37,7 @@ pub struct TestArgs {
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
     /// Seconds one step may take (default: the template's [test] timeout, else 900).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     timeout: Option<u64>,
     /// Render every case under this project name (say, a long one: the name ends up in
     /// imports, commands and manifests, where a line or a label may grow past a limit).
@@ -110,6 +110,14 @@ pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
         }
     }
     stackwise::interrupt::start_polling()?;
+    // The report's file is created before the run, so a path it cannot be written to is said
+    // now, not after every case has run.
+    if let Some(path) = &args.junit {
+        std::fs::File::create(path).map_err(|source| Error::WriteReport {
+            path: path.clone(),
+            source,
+        })?;
+    }
     if !stackwise::testing::sandbox::network_sandbox_available() {
         eprintln!(
             "{} `unshare -rn` is not available here: the steps run with network access",
@@ -121,12 +129,6 @@ pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
     if args.json {
         print_json(&report)?;
     }
-    if let Some(path) = &args.junit {
-        std::fs::write(path, testing::report::junit(&report)).map_err(|source| Error::WriteReport {
-            path: path.clone(),
-            source,
-        })?;
-    }
     eprintln!("\n{}", testing::report::table(&report));
     for r in report.results.iter().filter(|r| r.dir.is_some()) {
         if let Some(d) = &r.dir {
@@ -137,6 +139,12 @@ pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
     let failed: Vec<_> = report.results.iter().filter(|r| !r.passed()).collect();
     // The plain closing line CI systems read.
     eprintln!("{} passed, {} failed", cases - failed.len(), failed.len());
+    if let Some(path) = &args.junit {
+        std::fs::write(path, testing::report::junit(&report)).map_err(|source| Error::WriteReport {
+            path: path.clone(),
+            source,
+        })?;
+    }
     if let Some(first) = failed.first()
         && let Some(step) = first.first_failure()
     {

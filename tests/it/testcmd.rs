@@ -171,6 +171,25 @@ fn set_answers_every_case_and_a_bad_one_is_refused_before_anything_runs() {
 }
 
 #[test]
+fn a_report_path_it_cannot_write_or_a_zero_timeout_is_refused_before_any_case_runs() {
+    let tpl = template_with_steps(&["true"], None);
+    let nowhere = TempDir::new().unwrap();
+    let a = test_cmd(tpl.path())
+        .args(["--yes", "--junit"])
+        .arg(nowhere.path().join("missing/report.xml"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("cannot write"));
+    let stderr = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(!stderr.contains("==>"), "no case may run first: {stderr}");
+    test_cmd(tpl.path())
+        .args(["--yes", "--timeout", "0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--timeout"));
+}
+
+#[test]
 fn without_yes_and_without_a_terminal_it_refuses() {
     let tpl = template_with_steps(&["touch /tmp/stackwise-test-must-not-run"], None);
     test_cmd(tpl.path())
