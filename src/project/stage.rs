@@ -230,14 +230,20 @@ impl Staging {
     fn move_each(&self, target: &Path, files: &[RenderedFile]) -> Result<()> {
         let backup_root = self.dir.path.join(REPLACED_DIR);
         let mut moved: Vec<(PathBuf, Option<PathBuf>)> = Vec::new();
+        // The directories made in the user's tree, in the order they were made.
+        let mut made: Vec<PathBuf> = Vec::new();
         for f in files {
             let dest = target.join(&f.path);
             // Under its own path (a plan holds each path once, `check_overwrite` made sure): a
             // run killed half way leaves the user's files where they can be told apart.
-            match self.move_one(&f.path, &dest, &backup_root.join(&f.path)) {
+            match self.move_one(&f.path, &dest, &backup_root.join(&f.path), &mut made) {
                 Ok(backup) => moved.push((dest, backup)),
                 Err(e) => {
                     put_back(moved);
+                    // Newest first, and only while empty: the tree is as the user left it.
+                    for d in made.iter().rev() {
+                        let _ = std::fs::remove_dir(d);
+                    }
                     return Err(e);
                 }
             }
@@ -245,12 +251,20 @@ impl Staging {
         Ok(())
     }
 
-    /// Moves the staged file `path` to `dest`, the file there first to `backup` (returned);
-    /// on failure the file at `dest` is as it was.
-    fn move_one(&self, path: &str, dest: &Path, backup: &Path) -> Result<Option<PathBuf>> {
+    /// Moves the staged file `path` to `dest`, the file there first to `backup` (returned), making
+    /// the directories `dest` needs (added to `made`); on failure the file at `dest` is as it was.
+    fn move_one(&self, path: &str, dest: &Path, backup: &Path, made: &mut Vec<PathBuf>) -> Result<Option<PathBuf>> {
         check_interrupt()?;
         if let Some(p) = dest.parent() {
-            std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
+            let missing: Vec<PathBuf> = p
+                .ancestors()
+                .take_while(|a| !a.exists())
+                .map(Path::to_path_buf)
+                .collect();
+            for d in missing.into_iter().rev() {
+                std::fs::create_dir(&d).map_err(|e| Error::io(&d, e))?;
+                made.push(d);
+            }
         }
         let backup = if dest.exists() {
             let backup_dir = backup.parent().unwrap_or(backup);
@@ -413,5 +427,47 @@ mod tests {
             staging.abandon();
             assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
         }
+    }
+
+    /// A `--force` move that fails half way puts the user's files back and removes the
+    /// directories it made, so the target is exactly as it was.
+    #[test]
+    fn a_failed_forced_move_leaves_the_target_as_it_was() {
+        let out = tempfile::tempdir().unwrap();
+        let target = out.path().join("p");
+        std::fs::create_dir_all(target.join("keep")).unwrap();
+        std::fs::write(target.join("keep/mine.txt"), "mine").unwrap();
+        std::fs::write(target.join("README.md"), "user's").unwrap();
+        let files = vec![
+            file("README.md", "template's"),
+            file("deep/er/new.txt", "new"),
+            file("keep/sub/new.txt", "new"),
+            file("z/last.txt", "last"),
+        ];
+        let staging = Staging::new(&target).unwrap();
+        staging.write(&files).unwrap();
+        // The last file cannot be moved: its staged copy is gone.
+        std::fs::remove_file(staging.root.join("z/last.txt")).unwrap();
+        assert!(staging.commit(&target, &files, true).is_err());
+        assert_eq!(tree(&target), vec!["README.md", "keep", "keep/mine.txt"]);
+        assert_eq!(std::fs::read_to_string(target.join("README.md")).unwrap(), "user's");
+    }
+
+    /// Every path under `root`, sorted (directories too).
+    fn tree(root: &Path) -> Vec<String> {
+        let mut all: Vec<String> = walkdir::WalkDir::new(root)
+            .min_depth(1)
+            .into_iter()
+            .map(|e| {
+                e.unwrap()
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/")
+            })
+            .collect();
+        all.sort();
+        all
     }
 }
