@@ -67,7 +67,9 @@ fn file_mode(mode: i32) -> git2::FileMode {
     }
 }
 
-/// A copy of `tree` where each path of `set` holds `ours`' version of it (or nothing).
+/// A copy of `tree` where each path of `set` holds `ours`' version of it (or nothing). A path
+/// neither side has stays absent: removing it would fail (a skipped new template file is in
+/// the render's tree, not in the base's).
 fn with_ours(
     repo: &Repository,
     tree: &Tree,
@@ -77,9 +79,10 @@ fn with_ours(
     let mut b = TreeUpdateBuilder::new();
     for path in set {
         match ours.get(*path) {
-            Some((id, mode)) => b.upsert(path.as_str(), *id, file_mode(*mode)),
-            None => b.remove(path.as_str()),
-        };
+            Some((id, mode)) => drop(b.upsert(path.as_str(), *id, file_mode(*mode))),
+            None if tree.get_path(Path::new(path.as_str())).is_ok() => drop(b.remove(path.as_str())),
+            None => {}
+        }
     }
     Ok(b.create_updated(repo, tree)?)
 }

@@ -1,0 +1,73 @@
+//! More of `update` you can trust (SPEC §7.1): defects an adversarial tester found — skip
+//! patterns on new files and negations, merge state left by a kill, hidden local edits,
+//! submodules, a directory that becomes a file, sparse checkouts.
+
+use super::{Project, json, project, state, stderr};
+
+/// Sets the project's `[update] skip` to `entries` and commits it.
+fn set_skip(p: &Project, entries: &[&str]) {
+    let record = std::fs::read_to_string(p.dir.join(".stackwise.toml")).unwrap();
+    let list: Vec<String> = entries.iter().map(|e| format!("{e:?}")).collect();
+    let skip = format!("skip = [{}]", list.join(", "));
+    let updated = with_skip_line(&record, &skip);
+    p.write(".stackwise.toml", &updated);
+    p.commit("skip");
+}
+
+/// The record with its `skip = [...]` line replaced.
+fn with_skip_line(record: &str, skip: &str) -> String {
+    record
+        .lines()
+        .map(|l| if l.starts_with("skip = ") { skip } else { l })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// The status each path has in an `update --json` report.
+fn statuses(out: &std::process::Output) -> Vec<(String, String)> {
+    json(out)["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_skip_pattern_matching_a_new_template_file_skips_it() {
+    for pattern in ["docs/**", "/docs", "docs/", "docs", "*.md", "**"] {
+        let p = project(
+            &[("README.md", "hi\n"), ("a.txt", "a\n")],
+            &[("README.md", "hi\n"), ("a.txt", "a2\n"), ("docs/new.md", "n\n")],
+        );
+        set_skip(&p, &[pattern]);
+        let before = state(&p.dir);
+        let out = p.update().args(["--dry-run", "--json"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{pattern} dry-run: {}", stderr(&out));
+        assert_eq!(state(&p.dir), before);
+        let check = p.update().arg("--check").output().unwrap();
+        assert!(
+            matches!(check.status.code(), Some(0 | 3)),
+            "{pattern} --check: {}",
+            stderr(&check)
+        );
+        let out = p.update().arg("--json").output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{pattern}: {}", stderr(&out));
+        let files = statuses(&out);
+        assert!(
+            files.contains(&("docs/new.md".into(), "skipped".into())),
+            "{pattern}: {files:?}"
+        );
+        assert!(
+            !p.dir.join("docs").exists(),
+            "{pattern}: the skipped new file was written"
+        );
+        assert!(super::clean(&p.dir), "{pattern}");
+    }
+}
