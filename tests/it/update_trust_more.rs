@@ -3,6 +3,7 @@
 //! submodules, a directory that becomes a file, sparse checkouts.
 
 use super::{Project, json, project, state, stderr};
+use crate::common::{git, stackwise};
 
 /// Sets the project's `[update] skip` to `entries` and commits it.
 fn set_skip(p: &Project, entries: &[&str]) {
@@ -70,4 +71,49 @@ fn a_skip_pattern_matching_a_new_template_file_skips_it() {
         );
         assert!(super::clean(&p.dir), "{pattern}");
     }
+}
+
+/// A project whose update leaves a conflict (exit 3), and its state before the update.
+fn conflicted() -> (Project, Vec<String>) {
+    let p = project(
+        &[("settings.txt", "timeout = 1\n")],
+        &[("settings.txt", "timeout = 2\n"), ("deep/new.txt", "new\n")],
+    );
+    p.write("settings.txt", "timeout = 3\n");
+    p.commit("mine");
+    let before = state(&p.dir);
+    p.update().assert().code(3);
+    (p, before)
+}
+
+fn abort(p: &Project) -> std::process::Output {
+    stackwise().arg("update").arg(&p.dir).arg("--abort").output().unwrap()
+}
+
+#[test]
+fn abort_restores_exactly_after_a_kill_left_an_empty_merge_head() {
+    let (p, before) = conflicted();
+    // What a kill between the creation and the write of MERGE_HEAD would leave.
+    std::fs::write(p.dir.join(".git/MERGE_HEAD"), "").unwrap();
+    let out = p.update().arg("--dry-run").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("update --abort"), "{}", stderr(&out));
+    let out = abort(&p);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(state(&p.dir), before);
+    p.update().assert().code(3);
+}
+
+#[test]
+fn abort_restores_orig_head_after_a_kill_left_it_empty() {
+    let (p, before) = conflicted();
+    // Killed after the journal and an empty ORIG_HEAD, before anything else: the merge state
+    // and the work tree as they were.
+    let journal = std::fs::read(p.dir.join(".git/stackwise-update")).unwrap();
+    git(&p.dir, &["merge", "--abort"]);
+    std::fs::write(p.dir.join(".git/stackwise-update"), journal).unwrap();
+    std::fs::write(p.dir.join(".git/ORIG_HEAD"), "").unwrap();
+    let out = abort(&p);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(state(&p.dir), before);
 }

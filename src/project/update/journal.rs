@@ -37,6 +37,21 @@ fn io(p: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::io(p, e)
 }
 
+/// The temporary file [`write_atomic`] renames into `p`.
+fn tmp_of(p: &Path) -> PathBuf {
+    let mut name = p.file_name().unwrap_or_default().to_os_string();
+    name.push(".stackwise-tmp");
+    p.with_file_name(name)
+}
+
+/// Writes `text` to `p` through a temporary file renamed into place, so that `p` is whole or
+/// as it was — never empty or half-written, whenever the process is killed.
+pub fn write_atomic(p: &Path, text: &str) -> Result<()> {
+    let tmp = tmp_of(p);
+    std::fs::write(&tmp, text).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, p).map_err(io(p))
+}
+
 impl Journal {
     /// The journal of an update from `head` merging `render` that creates `new_files`.
     pub fn new(repo: &Repository, head: Oid, render: Oid, new_files: BTreeSet<String>) -> Journal {
@@ -73,9 +88,7 @@ impl Journal {
         for d in &self.new_dirs {
             text.push_str(&format!("dir {d}\n"));
         }
-        let (p, tmp) = (path(repo), repo.path().join(format!("{FILE}.tmp")));
-        std::fs::write(&tmp, text).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &p).map_err(io(&p))
+        write_atomic(&path(repo), &text)
     }
 
     /// The journal of an update that did not finish, if any.
@@ -163,8 +176,11 @@ impl Journal {
         repo.cleanup_state()?;
         let orig = repo.path().join("ORIG_HEAD");
         match &self.orig_head {
-            Some(text) => std::fs::write(&orig, text).map_err(io(&orig))?,
+            Some(text) => write_atomic(&orig, text)?,
             None => drop(std::fs::remove_file(&orig)),
+        }
+        for name in ["ORIG_HEAD", "MERGE_HEAD", "MERGE_MODE", "MERGE_MSG"] {
+            let _ = std::fs::remove_file(tmp_of(&repo.path().join(name)));
         }
         crate::project::git::clear_pending(repo)?;
         Journal::remove(repo)

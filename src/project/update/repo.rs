@@ -185,10 +185,17 @@ fn merge_head(repo: &Repository) -> Option<Oid> {
     Oid::from_str(text.lines().next()?.trim()).ok()
 }
 
-/// Whether the merge in progress is the one an update started.
+/// Whether the merge in progress is the one an update started: `MERGE_HEAD` is the pending
+/// render — or it cannot be read (empty or garbled by a kill) while the update's journal says
+/// it was merging that render.
 fn is_pending_merge(repo: &Repository) -> bool {
-    let pending = repo.refname_to_id(PENDING_REF).ok();
-    pending.is_some() && merge_head(repo) == pending
+    let Ok(pending) = repo.refname_to_id(PENDING_REF) else {
+        return false;
+    };
+    match merge_head(repo) {
+        Some(head) => head == pending,
+        None => Journal::read(repo).ok().flatten().is_some_and(|j| j.render == pending),
+    }
 }
 
 /// `stackwise update --abort`: undoes the merge an update left (as `git merge --abort`) and
@@ -223,12 +230,10 @@ pub fn abort(dir: &Path) -> Result<String> {
 
 /// `--abort` of an update that left its journal: mid-merge, or interrupted at any point.
 fn abort_journal(repo: &Repository, j: &Journal) -> Result<String> {
-    if j.settled(repo) {
+    if j.finished(repo) {
         Journal::remove(repo)?;
         clear_pending(repo)?;
-        return Err(refuse(
-            "there is no update to abort: the last one was committed or aborted",
-        ));
+        return Err(refuse("there is no update to abort: the last one was committed"));
     }
     if repo.state() == RepositoryState::Merge && !is_pending_merge(repo) {
         return Err(refuse(
