@@ -117,3 +117,19 @@ fn abort_restores_orig_head_after_a_kill_left_it_empty() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(state(&p.dir), before);
 }
+
+#[test]
+fn a_negated_skip_entry_takes_the_file_back() {
+    let p = project(
+        &[("docs/z.md", "z\n"), ("docs/y.md", "y\n")],
+        &[("docs/z.md", "z2\n"), ("docs/y.md", "y2\n")],
+    );
+    set_skip(&p, &["docs/**", "!docs/z.md"]);
+    let out = p.update().arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let files = statuses(&out);
+    assert!(files.contains(&("docs/y.md".into(), "skipped".into())), "{files:?}");
+    assert!(files.contains(&("docs/z.md".into(), "updated".into())), "{files:?}");
+    assert_eq!(std::fs::read_to_string(p.dir.join("docs/z.md")).unwrap(), "z2\n");
+    assert_eq!(std::fs::read_to_string(p.dir.join("docs/y.md")).unwrap(), "y\n");
+}
