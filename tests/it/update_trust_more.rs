@@ -2,7 +2,7 @@
 //! patterns on new files and negations, merge state left by a kill, hidden local edits,
 //! submodules, a directory that becomes a file, sparse checkouts.
 
-use super::{Project, json, project, state, stderr};
+use super::{Project, json, project, refused, state, stderr};
 use crate::common::{git, stackwise};
 
 /// Sets the project's `[update] skip` to `entries` and commits it.
@@ -132,4 +132,55 @@ fn a_negated_skip_entry_takes_the_file_back() {
     assert!(files.contains(&("docs/z.md".into(), "updated".into())), "{files:?}");
     assert_eq!(std::fs::read_to_string(p.dir.join("docs/z.md")).unwrap(), "z2\n");
     assert_eq!(std::fs::read_to_string(p.dir.join("docs/y.md")).unwrap(), "y\n");
+}
+
+#[test]
+fn a_hidden_local_edit_is_refused_up_front_and_kept() {
+    for bit in ["--skip-worktree", "--assume-unchanged"] {
+        let p = project(&[("cfg.txt", "port=1\n")], &[("cfg.txt", "port=1\n#v2\n")]);
+        git(&p.dir, &["update-index", bit, "cfg.txt"]);
+        p.write("cfg.txt", "port=9999 # local only\n");
+        refused(&p, &[], "cfg.txt");
+        let err = stderr(&p.update().output().unwrap());
+        assert!(err.contains("--no-skip-worktree"), "{bit}: {err}");
+        assert_eq!(
+            std::fs::read_to_string(p.dir.join("cfg.txt")).unwrap(),
+            "port=9999 # local only\n"
+        );
+        let flags = String::from_utf8_lossy(&git(&p.dir, &["ls-files", "-v", "cfg.txt"]).stdout).into_owned();
+        assert!(!flags.starts_with('H'), "{bit}: the bit was cleared: {flags}");
+    }
+}
+
+#[test]
+fn a_sparse_checkout_is_refused_honestly_not_as_uncommitted_changes() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let (t1, t2) = (tmp.path().join("v1"), tmp.path().join("v2"));
+    super::template(&t1, "1.0.0", &[("a.txt", "a\n")], "");
+    super::template(&t2, "2.0.0", &[("a.txt", "a2\n")], "");
+    let mono = tmp.path().join("mono");
+    std::fs::create_dir(&mono).unwrap();
+    git(&mono, &["init", "-q", "-b", "main"]);
+    crate::common::write(&mono, "other/o.txt", "o\n");
+    super::generate(&mono.join("svc"), "api", &t1, &["--no-git"]);
+    git(&mono, &["add", "-A"]);
+    git(&mono, &["commit", "-q", "-m", "monorepo"]);
+    git(&mono, &["sparse-checkout", "set", "svc/api"]);
+    let before = state(&mono);
+    for dry in [true, false] {
+        let mut c = stackwise();
+        c.arg("update")
+            .arg(mono.join("svc/api"))
+            .arg("--template")
+            .arg(&t2)
+            .arg("--yes");
+        if dry {
+            c.arg("--dry-run");
+        }
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains("sparse checkout"), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("uncommitted"), "{}", stderr(&out));
+        assert_eq!(state(&mono), before);
+    }
 }

@@ -189,6 +189,7 @@ fn render_new(
 pub fn compute(req: &UpdateRequest, prompter: &mut dyn Prompter) -> Result<(Repository, Plan)> {
     let (repo, prefix) = repo::open(&req.dir)?;
     repo::check_state(&repo)?;
+    repo::check_hidden(&repo)?;
     repo::check_clean(&repo)?;
     let rec = repo::head_record(&repo, &prefix)?;
     let inputs = read_inputs(req, &rec)?;

@@ -99,6 +99,59 @@ fn check_journal(repo: &Repository) -> Result<()> {
     }
 }
 
+/// `assume-unchanged` (in an index entry's flags) and `skip-worktree` (in its extended flags).
+const ASSUME_UNCHANGED: u16 = 0x8000;
+const SKIP_WORKTREE: u16 = 0x4000;
+
+/// Refuses index entries git hides from `git status` — `skip-worktree`, `assume-unchanged`, a
+/// sparse checkout — before anything is written: a local edit under such a bit is invisible to
+/// the clean check, and the writer's checkout (or the roll-back of a failure) would overwrite it
+/// and clear the bit; a file left out of a sparse checkout looks deleted.
+pub fn check_hidden(repo: &Repository) -> Result<()> {
+    let index = repo.index()?;
+    let hidden: Vec<(String, bool)> = index
+        .iter()
+        .filter(|e| e.flags & ASSUME_UNCHANGED != 0 || e.flags_extended & SKIP_WORKTREE != 0)
+        .map(|e| {
+            (
+                String::from_utf8_lossy(&e.path).into_owned(),
+                e.flags_extended & SKIP_WORKTREE != 0,
+            )
+        })
+        .collect();
+    if hidden.is_empty() {
+        return Ok(());
+    }
+    let list = hidden
+        .iter()
+        .take(5)
+        .map(|(p, _)| p.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = match hidden.len().saturating_sub(5) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    let sparse = repo
+        .config()
+        .and_then(|c| c.get_bool("core.sparseCheckout"))
+        .unwrap_or(false);
+    if sparse && hidden.iter().any(|(_, skip)| *skip) {
+        return Err(Error::refused_with(
+            format!(
+                "the repository uses a sparse checkout: files outside it are not in the work tree ({list}{more}), and update cannot yet merge and undo its work around them"
+            ),
+            "run `git sparse-checkout disable`, update, then `git sparse-checkout set` your directories again",
+        ));
+    }
+    Err(Error::refused_with(
+        format!(
+            "files are marked skip-worktree or assume-unchanged ({list}{more}): git hides their local edits, and the update could overwrite them"
+        ),
+        "clear the bit (`git update-index --no-skip-worktree --no-assume-unchanged PATH…`), then commit or stash any edit, and update again",
+    ))
+}
+
 /// Refuses uncommitted changes in the work tree or the index (untracked files are fine).
 pub fn check_clean(repo: &Repository) -> Result<()> {
     let mut opts = StatusOptions::new();
