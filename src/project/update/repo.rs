@@ -261,9 +261,7 @@ pub fn abort(dir: &Path) -> Result<String> {
     match repo.state() {
         RepositoryState::Merge if is_pending_merge(&repo) => {
             let head = repo.head()?.peel_to_commit()?;
-            let mut checkout = git2::build::CheckoutBuilder::new();
-            checkout.force();
-            repo.reset(head.as_object(), git2::ResetType::Hard, Some(&mut checkout))?;
+            super::journal::reset_hard(&repo, head.id())?;
             repo.cleanup_state()?;
             clear_pending(&repo)?;
             Ok(format!(
