@@ -184,3 +184,44 @@ fn a_sparse_checkout_is_refused_honestly_not_as_uncommitted_changes() {
         assert_eq!(state(&mono), before);
     }
 }
+
+/// Adds a submodule at `vendor/lib` (with an ignored file in its work tree) and commits it.
+fn with_submodule(p: &Project) {
+    let lib = p.tmp.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    git(&lib, &["init", "-q"]);
+    crate::common::write(&lib, "lib.txt", "lib\n");
+    git(&lib, &["add", "-A"]);
+    git(&lib, &["commit", "-q", "-m", "lib"]);
+    let url = lib.display().to_string();
+    let add = [
+        "-c",
+        "protocol.file.allow=always",
+        "submodule",
+        "add",
+        "-q",
+        &url,
+        "vendor/lib",
+    ];
+    git(&p.dir, &add);
+    p.commit("a submodule");
+    p.write("vendor/lib/.env", "TOKEN=1\n");
+    std::fs::write(p.dir.join(".git/modules/vendor/lib/info/exclude"), ".env\n").unwrap();
+}
+
+#[test]
+fn a_template_file_at_or_below_a_submodule_is_refused_and_the_submodule_kept() {
+    for path in ["vendor/lib", "vendor/lib/x.txt"] {
+        let p = project(&[("a.txt", "a\n")], &[("a.txt", "a2\n"), (path, "x\n")]);
+        with_submodule(&p);
+        refused(&p, &[], "vendor/lib");
+        for kept in [".git", "lib.txt", ".env"] {
+            assert!(p.dir.join("vendor/lib").join(kept).exists(), "{path}: {kept} deleted");
+        }
+        // Skipped, the path is no longer the template's: the update goes through.
+        set_skip(&p, &["vendor/lib"]);
+        let out = p.update().output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{path}: {}", stderr(&out));
+        assert!(p.dir.join("vendor/lib/.env").exists());
+    }
+}
