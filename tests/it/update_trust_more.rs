@@ -225,3 +225,37 @@ fn a_template_file_at_or_below_a_submodule_is_refused_and_the_submodule_kept() {
         assert!(p.dir.join("vendor/lib/.env").exists());
     }
 }
+
+#[test]
+fn a_directory_the_template_turns_into_a_file_updates_cleanly() {
+    let p = project(
+        &[("cfg/a.txt", "a\n"), ("README.md", "hi\n")],
+        &[("cfg", "now a file\n"), ("README.md", "hi\n")],
+    );
+    let out = p.update().arg("--dry-run").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = p.update().arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(p.dir.join("cfg")).unwrap(), "now a file\n");
+    assert!(super::clean(&p.dir));
+    // With a conflict beside it, `--abort` brings the directory back exactly.
+    let p = project(
+        &[("cfg/a.txt", "a\n"), ("s.txt", "1\n")],
+        &[("cfg", "now a file\n"), ("s.txt", "2\n")],
+    );
+    p.write("s.txt", "3\n");
+    p.commit("mine");
+    let before = state(&p.dir);
+    p.update().assert().code(3);
+    assert!(p.dir.join("cfg").is_file());
+    let out = abort(&p);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(state(&p.dir), before);
+    // An untracked file left in such a directory is in the way, and named.
+    let p = project(
+        &[("cfg/a.txt", "a\n"), ("README.md", "hi\n")],
+        &[("cfg", "now a file\n"), ("README.md", "hi\n")],
+    );
+    p.write("cfg/mine.txt", "mine\n");
+    refused(&p, &[], "cfg/mine.txt");
+}
