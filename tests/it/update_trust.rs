@@ -567,3 +567,6 @@ fn a_project_in_a_subdirectory_of_a_larger_repository_updates_there() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(json(&out)["status"], "up-to-date");
 }
+
+#[path = "update_trust_more.rs"]
+mod more;

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use git2::build::CheckoutBuilder;
 use git2::{CheckoutNotificationType, Index, Oid, Repository, StatusOptions};
 
-use super::journal::Journal;
+use super::journal::{self, Journal};
 use super::plan::{MergeWork, Plan, Work, tree_paths};
 use super::report::FileStatus;
 use super::{UpdateOutcome, UpdateRequest, repo};
@@ -64,12 +64,15 @@ pub fn apply(repo: &Repository, plan: Plan, req: &UpdateRequest, progress: &mut 
     Ok(outcome)
 }
 
-/// A journal left by an update the user finished with `git commit`, and its pending ref, go.
+/// A journal left by an update the user finished with `git commit`, and its pending ref, go;
+/// one left by an update killed before it changed a file is rolled back (its `ORIG_HEAD`).
 fn settle_finished(repo: &Repository) -> Result<()> {
-    if let Some(j) = Journal::read(repo)?
-        && j.settled(repo)
-    {
-        Journal::remove(repo)?;
+    if let Some(j) = Journal::read(repo)? {
+        if j.finished(repo) {
+            Journal::remove(repo)?;
+        } else if j.abandoned(repo) {
+            j.roll_back(repo)?;
+        }
     }
     git::clear_pending(repo).map(drop)
 }
@@ -170,10 +173,9 @@ fn write_merge(
 /// merged index checked out (diff3 markers where conflicts remain).
 fn write_merge_state(repo: &Repository, m: &mut MergeWork) -> Result<()> {
     let head = repo.head()?.peel_to_commit()?.id();
-    let write = |name: &str, text: String| -> Result<()> {
-        let p = repo.path().join(name);
-        std::fs::write(&p, text).map_err(|e| Error::io(p, e))
-    };
+    // Each whole or absent: a kill must not leave an empty `MERGE_HEAD` that neither git nor
+    // `update --abort` could read.
+    let write = |name: &str, text: String| journal::write_atomic(&repo.path().join(name), &text);
     write("ORIG_HEAD", format!("{head}\n"))?;
     write("MERGE_HEAD", format!("{}\n", m.render))?;
     write("MERGE_MODE", "no-ff".into())?;

@@ -37,6 +37,63 @@ fn io(p: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::io(p, e)
 }
 
+/// The temporary file [`write_atomic`] renames into `p`.
+fn tmp_of(p: &Path) -> PathBuf {
+    let mut name = p.file_name().unwrap_or_default().to_os_string();
+    name.push(".stackwise-tmp");
+    p.with_file_name(name)
+}
+
+/// Writes `text` to `p` through a temporary file renamed into place, so that `p` is whole or
+/// as it was — never empty or half-written, whenever the process is killed.
+pub fn write_atomic(p: &Path, text: &str) -> Result<()> {
+    let tmp = tmp_of(p);
+    std::fs::write(&tmp, text).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, p).map_err(io(p))
+}
+
+/// Before a forced checkout of `target`: every submodule (gitlink) of `target` is put back in
+/// the index at stage 0, alone at its path. A conflict at a gitlink's path, or a file below it,
+/// makes a forced checkout take the submodule's working directory for something in the way
+/// and delete it — its `.git`, its files, its ignored files. With the gitlink in the index as
+/// in the target, the checkout leaves the directory alone.
+fn keep_submodules(repo: &Repository, target: &git2::Tree) -> Result<()> {
+    let mut gitlinks = Vec::new();
+    target.walk(git2::TreeWalkMode::PreOrder, |root, entry| {
+        if entry.filemode() == 0o160000
+            && let Some(name) = entry.name()
+        {
+            gitlinks.push((format!("{root}{name}"), entry.id()));
+        }
+        git2::TreeWalkResult::Ok
+    })?;
+    if gitlinks.is_empty() {
+        return Ok(());
+    }
+    let mut index = repo.index()?;
+    for (path, id) in &gitlinks {
+        let below = format!("{path}/");
+        let stale: Vec<(Vec<u8>, i32)> = index
+            .iter()
+            .filter(|e| e.path == path.as_bytes() || e.path.starts_with(below.as_bytes()))
+            .map(|e| (e.path, i32::from((e.flags >> 12) & 3)))
+            .collect();
+        for (p, stage) in stale {
+            index.remove(Path::new(&*String::from_utf8_lossy(&p)), stage)?;
+        }
+        index.add(&crate::project::git::index_entry(path, *id, 0o160000, None))?;
+    }
+    index.write()?;
+    Ok(())
+}
+
+/// `git reset --hard to`, the user's submodules kept ([`keep_submodules`]): what every
+/// roll-back and `--abort` runs.
+pub fn reset_hard(repo: &Repository, to: Oid) -> Result<()> {
+    keep_submodules(repo, &repo.find_object(to, None)?.peel_to_tree()?)?;
+    crate::project::git::reset_hard(repo, to)
+}
+
 impl Journal {
     /// The journal of an update from `head` merging `render` that creates `new_files`.
     pub fn new(repo: &Repository, head: Oid, render: Oid, new_files: BTreeSet<String>) -> Journal {
@@ -73,9 +130,7 @@ impl Journal {
         for d in &self.new_dirs {
             text.push_str(&format!("dir {d}\n"));
         }
-        let (p, tmp) = (path(repo), repo.path().join(format!("{FILE}.tmp")));
-        std::fs::write(&tmp, text).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &p).map_err(io(&p))
+        write_atomic(&path(repo), &text)
     }
 
     /// The journal of an update that did not finish, if any.
@@ -146,7 +201,7 @@ impl Journal {
     /// old HEAD, the update's new files and directories gone, `ORIG_HEAD` and the merge state
     /// as before, the journal removed.
     pub fn roll_back(&self, repo: &Repository) -> Result<()> {
-        crate::project::git::reset_hard(repo, self.head)?;
+        reset_hard(repo, self.head)?;
         let workdir = repo.workdir().unwrap_or(repo.path()).to_path_buf();
         let tracked = repo.find_commit(self.head)?.tree()?;
         for f in &self.new_files {
@@ -163,8 +218,11 @@ impl Journal {
         repo.cleanup_state()?;
         let orig = repo.path().join("ORIG_HEAD");
         match &self.orig_head {
-            Some(text) => std::fs::write(&orig, text).map_err(io(&orig))?,
+            Some(text) => write_atomic(&orig, text)?,
             None => drop(std::fs::remove_file(&orig)),
+        }
+        for name in ["ORIG_HEAD", "MERGE_HEAD", "MERGE_MODE", "MERGE_MSG"] {
+            let _ = std::fs::remove_file(tmp_of(&repo.path().join(name)));
         }
         crate::project::git::clear_pending(repo)?;
         Journal::remove(repo)

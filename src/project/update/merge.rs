@@ -67,7 +67,9 @@ fn file_mode(mode: i32) -> git2::FileMode {
     }
 }
 
-/// A copy of `tree` where each path of `set` holds `ours`' version of it (or nothing).
+/// A copy of `tree` where each path of `set` holds `ours`' version of it (or nothing). A path
+/// neither side has stays absent: removing it would fail (a skipped new template file is in
+/// the render's tree, not in the base's).
 fn with_ours(
     repo: &Repository,
     tree: &Tree,
@@ -77,9 +79,10 @@ fn with_ours(
     let mut b = TreeUpdateBuilder::new();
     for path in set {
         match ours.get(*path) {
-            Some((id, mode)) => b.upsert(path.as_str(), *id, file_mode(*mode)),
-            None => b.remove(path.as_str()),
-        };
+            Some((id, mode)) => drop(b.upsert(path.as_str(), *id, file_mode(*mode))),
+            None if tree.get_path(Path::new(path.as_str())).is_ok() => drop(b.remove(path.as_str())),
+            None => {}
+        }
     }
     Ok(b.create_updated(repo, tree)?)
 }
@@ -103,6 +106,7 @@ struct Sides<'r> {
 pub fn merge_in_memory(repo: &Repository, ours: Oid, spec: &MergeSpec) -> Result<Merged> {
     let mut files = Vec::new();
     let sides = prepare(repo, ours, spec, &mut files)?;
+    check_submodules(repo, &sides)?;
     let mut opts = git2::MergeOptions::new();
     opts.find_renames(true).diff3_style(true);
     let mut index = repo.merge_trees(&sides.base, &sides.ours, &sides.theirs, Some(&opts))?;
@@ -146,6 +150,45 @@ fn prepare<'r>(repo: &'r Repository, ours: Oid, spec: &MergeSpec, files: &mut Ve
         base_files,
         ours_files,
     })
+}
+
+/// Refuses a template change at or below one of the user's submodules: a gitlink is neither a
+/// file to merge nor a directory to write into, and git's checkout of such a conflict would
+/// take the submodule's working directory for something in the way.
+fn check_submodules(repo: &Repository, sides: &Sides) -> Result<()> {
+    let mut gitlinks = Vec::new();
+    sides.ours.walk(TreeWalkMode::PreOrder, |root, entry| {
+        if entry.filemode() == 0o160000
+            && let Some(name) = entry.name()
+        {
+            gitlinks.push(format!("{root}{name}"));
+        }
+        TreeWalkResult::Ok
+    })?;
+    if gitlinks.is_empty() {
+        return Ok(());
+    }
+    let diff = repo.diff_tree_to_tree(Some(&sides.base), Some(&sides.theirs), None)?;
+    let path = |f: git2::DiffFile| f.path().map(|p| p.to_string_lossy().replace('\\', "/"));
+    for delta in diff.deltas() {
+        for p in [path(delta.old_file()), path(delta.new_file())].into_iter().flatten() {
+            let Some(g) = gitlinks
+                .iter()
+                .find(|g| p == **g || p.strip_prefix(g.as_str()).is_some_and(|r| r.starts_with('/')))
+            else {
+                continue;
+            };
+            return Err(Error::refused_with(
+                format!(
+                    "the template changes `{p}`, and `{g}` is a submodule in your project: update never merges into a submodule"
+                ),
+                format!(
+                    "add `{g}` to [update] skip in {RECORD_FILE} and commit, or move the submodule (git mv {g} …), then update again"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Conflicts the policies settle (the record, `--restore`, kept-deleted, kept-yours); the rest

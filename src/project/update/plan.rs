@@ -189,6 +189,7 @@ fn render_new(
 pub fn compute(req: &UpdateRequest, prompter: &mut dyn Prompter) -> Result<(Repository, Plan)> {
     let (repo, prefix) = repo::open(&req.dir)?;
     repo::check_state(&repo)?;
+    repo::check_hidden(&repo)?;
     repo::check_clean(&repo)?;
     let rec = repo::head_record(&repo, &prefix)?;
     let inputs = read_inputs(req, &rec)?;
@@ -440,8 +441,13 @@ fn check_writable(repo: &Repository, index: &Index, head: Oid, root: &Path) -> R
             .find(|d| std::fs::symlink_metadata(workdir.join(d)).is_ok_and(|m| !m.is_dir()));
         if let Some(d) = blocked {
             in_the_way.insert(d.to_string());
-        } else if std::fs::symlink_metadata(workdir.join(p)).is_ok() {
-            in_the_way.insert(p.clone());
+        } else if let Ok(meta) = std::fs::symlink_metadata(workdir.join(p)) {
+            // A directory of tracked files the merge removes (the template turned a directory
+            // into a file) goes with them; anything else in it is in the way.
+            match meta.is_dir() {
+                true => in_the_way.extend(left_in(workdir, p, &tracked, &merged)?),
+                false => drop(in_the_way.insert(p.clone())),
+            }
         }
     }
     if !in_the_way.is_empty() {
@@ -452,6 +458,30 @@ fn check_writable(repo: &Repository, index: &Index, head: Oid, root: &Path) -> R
         )));
     }
     Ok(new_files)
+}
+
+/// What stays in the work tree's directory `dir` once the files of HEAD the merge removes are
+/// gone: untracked or ignored files, symlinks, empty directories, files the merge keeps, and
+/// submodules (never removed).
+fn left_in(root: &Path, dir: &str, tracked: &BTreeMap<String, i32>, merged: &BTreeSet<String>) -> Result<Vec<String>> {
+    let mut left = Vec::new();
+    let entries = std::fs::read_dir(root.join(dir)).map_err(|e| Error::io(root.join(dir), e))?;
+    let mut empty = true;
+    for entry in entries {
+        empty = false;
+        let entry = entry.map_err(|e| Error::io(root.join(dir), e))?;
+        let rel = format!("{dir}/{}", entry.file_name().to_string_lossy());
+        let is_dir = entry.file_type().map_err(|e| Error::io(entry.path(), e))?.is_dir();
+        if is_dir && !tracked.contains_key(&rel) {
+            left.extend(left_in(root, &rel, tracked, merged)?);
+        } else if tracked.get(&rel).is_none_or(|mode| *mode == 0o160000) || merged.contains(&rel) {
+            left.push(rel);
+        }
+    }
+    if empty {
+        left.push(dir.to_string());
+    }
+    Ok(left)
 }
 
 /// `pyproject.toml` / `package.json` that the merge changes.

@@ -99,6 +99,59 @@ fn check_journal(repo: &Repository) -> Result<()> {
     }
 }
 
+/// `assume-unchanged` (in an index entry's flags) and `skip-worktree` (in its extended flags).
+const ASSUME_UNCHANGED: u16 = 0x8000;
+const SKIP_WORKTREE: u16 = 0x4000;
+
+/// Refuses index entries git hides from `git status` — `skip-worktree`, `assume-unchanged`, a
+/// sparse checkout — before anything is written: a local edit under such a bit is invisible to
+/// the clean check, and the writer's checkout (or the roll-back of a failure) would overwrite it
+/// and clear the bit; a file left out of a sparse checkout looks deleted.
+pub fn check_hidden(repo: &Repository) -> Result<()> {
+    let index = repo.index()?;
+    let hidden: Vec<(String, bool)> = index
+        .iter()
+        .filter(|e| e.flags & ASSUME_UNCHANGED != 0 || e.flags_extended & SKIP_WORKTREE != 0)
+        .map(|e| {
+            (
+                String::from_utf8_lossy(&e.path).into_owned(),
+                e.flags_extended & SKIP_WORKTREE != 0,
+            )
+        })
+        .collect();
+    if hidden.is_empty() {
+        return Ok(());
+    }
+    let list = hidden
+        .iter()
+        .take(5)
+        .map(|(p, _)| p.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = match hidden.len().saturating_sub(5) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    let sparse = repo
+        .config()
+        .and_then(|c| c.get_bool("core.sparseCheckout"))
+        .unwrap_or(false);
+    if sparse && hidden.iter().any(|(_, skip)| *skip) {
+        return Err(Error::refused_with(
+            format!(
+                "the repository uses a sparse checkout: files outside it are not in the work tree ({list}{more}), and update cannot yet merge and undo its work around them"
+            ),
+            "run `git sparse-checkout disable`, update, then `git sparse-checkout set` your directories again",
+        ));
+    }
+    Err(Error::refused_with(
+        format!(
+            "files are marked skip-worktree or assume-unchanged ({list}{more}): git hides their local edits, and the update could overwrite them"
+        ),
+        "clear the bit (`git update-index --no-skip-worktree --no-assume-unchanged PATH…`), then commit or stash any edit, and update again",
+    ))
+}
+
 /// Refuses uncommitted changes in the work tree or the index (untracked files are fine).
 pub fn check_clean(repo: &Repository) -> Result<()> {
     let mut opts = StatusOptions::new();
@@ -185,10 +238,17 @@ fn merge_head(repo: &Repository) -> Option<Oid> {
     Oid::from_str(text.lines().next()?.trim()).ok()
 }
 
-/// Whether the merge in progress is the one an update started.
+/// Whether the merge in progress is the one an update started: `MERGE_HEAD` is the pending
+/// render — or it cannot be read (empty or garbled by a kill) while the update's journal says
+/// it was merging that render.
 fn is_pending_merge(repo: &Repository) -> bool {
-    let pending = repo.refname_to_id(PENDING_REF).ok();
-    pending.is_some() && merge_head(repo) == pending
+    let Ok(pending) = repo.refname_to_id(PENDING_REF) else {
+        return false;
+    };
+    match merge_head(repo) {
+        Some(head) => head == pending,
+        None => Journal::read(repo).ok().flatten().is_some_and(|j| j.render == pending),
+    }
 }
 
 /// `stackwise update --abort`: undoes the merge an update left (as `git merge --abort`) and
@@ -201,9 +261,7 @@ pub fn abort(dir: &Path) -> Result<String> {
     match repo.state() {
         RepositoryState::Merge if is_pending_merge(&repo) => {
             let head = repo.head()?.peel_to_commit()?;
-            let mut checkout = git2::build::CheckoutBuilder::new();
-            checkout.force();
-            repo.reset(head.as_object(), git2::ResetType::Hard, Some(&mut checkout))?;
+            super::journal::reset_hard(&repo, head.id())?;
             repo.cleanup_state()?;
             clear_pending(&repo)?;
             Ok(format!(
@@ -223,12 +281,10 @@ pub fn abort(dir: &Path) -> Result<String> {
 
 /// `--abort` of an update that left its journal: mid-merge, or interrupted at any point.
 fn abort_journal(repo: &Repository, j: &Journal) -> Result<String> {
-    if j.settled(repo) {
+    if j.finished(repo) {
         Journal::remove(repo)?;
         clear_pending(repo)?;
-        return Err(refuse(
-            "there is no update to abort: the last one was committed or aborted",
-        ));
+        return Err(refuse("there is no update to abort: the last one was committed"));
     }
     if repo.state() == RepositoryState::Merge && !is_pending_merge(repo) {
         return Err(refuse(

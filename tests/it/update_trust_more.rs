@@ -1,0 +1,261 @@
+//! More of `update` you can trust (SPEC §7.1): defects an adversarial tester found — skip
+//! patterns on new files and negations, merge state left by a kill, hidden local edits,
+//! submodules, a directory that becomes a file, sparse checkouts.
+
+use super::{Project, json, project, refused, state, stderr};
+use crate::common::{git, stackwise};
+
+/// Sets the project's `[update] skip` to `entries` and commits it.
+fn set_skip(p: &Project, entries: &[&str]) {
+    let record = std::fs::read_to_string(p.dir.join(".stackwise.toml")).unwrap();
+    let list: Vec<String> = entries.iter().map(|e| format!("{e:?}")).collect();
+    let skip = format!("skip = [{}]", list.join(", "));
+    let updated = with_skip_line(&record, &skip);
+    p.write(".stackwise.toml", &updated);
+    p.commit("skip");
+}
+
+/// The record with its `skip = [...]` line replaced.
+fn with_skip_line(record: &str, skip: &str) -> String {
+    record
+        .lines()
+        .map(|l| if l.starts_with("skip = ") { skip } else { l })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// The status each path has in an `update --json` report.
+fn statuses(out: &std::process::Output) -> Vec<(String, String)> {
+    json(out)["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_skip_pattern_matching_a_new_template_file_skips_it() {
+    for pattern in ["docs/**", "/docs", "docs/", "docs", "*.md", "**"] {
+        let p = project(
+            &[("README.md", "hi\n"), ("a.txt", "a\n")],
+            &[("README.md", "hi\n"), ("a.txt", "a2\n"), ("docs/new.md", "n\n")],
+        );
+        set_skip(&p, &[pattern]);
+        let before = state(&p.dir);
+        let out = p.update().args(["--dry-run", "--json"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{pattern} dry-run: {}", stderr(&out));
+        assert_eq!(state(&p.dir), before);
+        let check = p.update().arg("--check").output().unwrap();
+        assert!(
+            matches!(check.status.code(), Some(0 | 3)),
+            "{pattern} --check: {}",
+            stderr(&check)
+        );
+        let out = p.update().arg("--json").output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{pattern}: {}", stderr(&out));
+        let files = statuses(&out);
+        assert!(
+            files.contains(&("docs/new.md".into(), "skipped".into())),
+            "{pattern}: {files:?}"
+        );
+        assert!(
+            !p.dir.join("docs").exists(),
+            "{pattern}: the skipped new file was written"
+        );
+        assert!(super::clean(&p.dir), "{pattern}");
+    }
+}
+
+/// A project whose update leaves a conflict (exit 3), and its state before the update.
+fn conflicted() -> (Project, Vec<String>) {
+    let p = project(
+        &[("settings.txt", "timeout = 1\n")],
+        &[("settings.txt", "timeout = 2\n"), ("deep/new.txt", "new\n")],
+    );
+    p.write("settings.txt", "timeout = 3\n");
+    p.commit("mine");
+    let before = state(&p.dir);
+    p.update().assert().code(3);
+    (p, before)
+}
+
+fn abort(p: &Project) -> std::process::Output {
+    stackwise().arg("update").arg(&p.dir).arg("--abort").output().unwrap()
+}
+
+#[test]
+fn abort_restores_exactly_after_a_kill_left_an_empty_merge_head() {
+    let (p, before) = conflicted();
+    // What a kill between the creation and the write of MERGE_HEAD would leave.
+    std::fs::write(p.dir.join(".git/MERGE_HEAD"), "").unwrap();
+    let out = p.update().arg("--dry-run").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("update --abort"), "{}", stderr(&out));
+    let out = abort(&p);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(state(&p.dir), before);
+    p.update().assert().code(3);
+}
+
+#[test]
+fn abort_restores_orig_head_after_a_kill_left_it_empty() {
+    let (p, before) = conflicted();
+    // Killed after the journal and an empty ORIG_HEAD, before anything else: the merge state
+    // and the work tree as they were.
+    let journal = std::fs::read(p.dir.join(".git/stackwise-update")).unwrap();
+    git(&p.dir, &["merge", "--abort"]);
+    std::fs::write(p.dir.join(".git/stackwise-update"), journal).unwrap();
+    std::fs::write(p.dir.join(".git/ORIG_HEAD"), "").unwrap();
+    let out = abort(&p);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(state(&p.dir), before);
+}
+
+#[test]
+fn a_negated_skip_entry_takes_the_file_back() {
+    let p = project(
+        &[("docs/z.md", "z\n"), ("docs/y.md", "y\n")],
+        &[("docs/z.md", "z2\n"), ("docs/y.md", "y2\n")],
+    );
+    set_skip(&p, &["docs/**", "!docs/z.md"]);
+    let out = p.update().arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let files = statuses(&out);
+    assert!(files.contains(&("docs/y.md".into(), "skipped".into())), "{files:?}");
+    assert!(files.contains(&("docs/z.md".into(), "updated".into())), "{files:?}");
+    assert_eq!(std::fs::read_to_string(p.dir.join("docs/z.md")).unwrap(), "z2\n");
+    assert_eq!(std::fs::read_to_string(p.dir.join("docs/y.md")).unwrap(), "y\n");
+}
+
+#[test]
+fn a_hidden_local_edit_is_refused_up_front_and_kept() {
+    for bit in ["--skip-worktree", "--assume-unchanged"] {
+        let p = project(&[("cfg.txt", "port=1\n")], &[("cfg.txt", "port=1\n#v2\n")]);
+        git(&p.dir, &["update-index", bit, "cfg.txt"]);
+        p.write("cfg.txt", "port=9999 # local only\n");
+        refused(&p, &[], "cfg.txt");
+        let err = stderr(&p.update().output().unwrap());
+        assert!(err.contains("--no-skip-worktree"), "{bit}: {err}");
+        assert_eq!(
+            std::fs::read_to_string(p.dir.join("cfg.txt")).unwrap(),
+            "port=9999 # local only\n"
+        );
+        let flags = String::from_utf8_lossy(&git(&p.dir, &["ls-files", "-v", "cfg.txt"]).stdout).into_owned();
+        assert!(!flags.starts_with('H'), "{bit}: the bit was cleared: {flags}");
+    }
+}
+
+#[test]
+fn a_sparse_checkout_is_refused_honestly_not_as_uncommitted_changes() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let (t1, t2) = (tmp.path().join("v1"), tmp.path().join("v2"));
+    super::template(&t1, "1.0.0", &[("a.txt", "a\n")], "");
+    super::template(&t2, "2.0.0", &[("a.txt", "a2\n")], "");
+    let mono = tmp.path().join("mono");
+    std::fs::create_dir(&mono).unwrap();
+    git(&mono, &["init", "-q", "-b", "main"]);
+    crate::common::write(&mono, "other/o.txt", "o\n");
+    super::generate(&mono.join("svc"), "api", &t1, &["--no-git"]);
+    git(&mono, &["add", "-A"]);
+    git(&mono, &["commit", "-q", "-m", "monorepo"]);
+    git(&mono, &["sparse-checkout", "set", "svc/api"]);
+    let before = state(&mono);
+    for dry in [true, false] {
+        let mut c = stackwise();
+        c.arg("update")
+            .arg(mono.join("svc/api"))
+            .arg("--template")
+            .arg(&t2)
+            .arg("--yes");
+        if dry {
+            c.arg("--dry-run");
+        }
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains("sparse checkout"), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("uncommitted"), "{}", stderr(&out));
+        assert_eq!(state(&mono), before);
+    }
+}
+
+/// Adds a submodule at `vendor/lib` (with an ignored file in its work tree) and commits it.
+fn with_submodule(p: &Project) {
+    let lib = p.tmp.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    git(&lib, &["init", "-q"]);
+    crate::common::write(&lib, "lib.txt", "lib\n");
+    git(&lib, &["add", "-A"]);
+    git(&lib, &["commit", "-q", "-m", "lib"]);
+    let url = lib.display().to_string();
+    let add = [
+        "-c",
+        "protocol.file.allow=always",
+        "submodule",
+        "add",
+        "-q",
+        &url,
+        "vendor/lib",
+    ];
+    git(&p.dir, &add);
+    p.commit("a submodule");
+    p.write("vendor/lib/.env", "TOKEN=1\n");
+    std::fs::write(p.dir.join(".git/modules/vendor/lib/info/exclude"), ".env\n").unwrap();
+}
+
+#[test]
+fn a_template_file_at_or_below_a_submodule_is_refused_and_the_submodule_kept() {
+    for path in ["vendor/lib", "vendor/lib/x.txt"] {
+        let p = project(&[("a.txt", "a\n")], &[("a.txt", "a2\n"), (path, "x\n")]);
+        with_submodule(&p);
+        refused(&p, &[], "vendor/lib");
+        for kept in [".git", "lib.txt", ".env"] {
+            assert!(p.dir.join("vendor/lib").join(kept).exists(), "{path}: {kept} deleted");
+        }
+        // Skipped, the path is no longer the template's: the update goes through.
+        set_skip(&p, &["vendor/lib"]);
+        let out = p.update().output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{path}: {}", stderr(&out));
+        assert!(p.dir.join("vendor/lib/.env").exists());
+    }
+}
+
+#[test]
+fn a_directory_the_template_turns_into_a_file_updates_cleanly() {
+    let p = project(
+        &[("cfg/a.txt", "a\n"), ("README.md", "hi\n")],
+        &[("cfg", "now a file\n"), ("README.md", "hi\n")],
+    );
+    let out = p.update().arg("--dry-run").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = p.update().arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(p.dir.join("cfg")).unwrap(), "now a file\n");
+    assert!(super::clean(&p.dir));
+    // With a conflict beside it, `--abort` brings the directory back exactly.
+    let p = project(
+        &[("cfg/a.txt", "a\n"), ("s.txt", "1\n")],
+        &[("cfg", "now a file\n"), ("s.txt", "2\n")],
+    );
+    p.write("s.txt", "3\n");
+    p.commit("mine");
+    let before = state(&p.dir);
+    p.update().assert().code(3);
+    assert!(p.dir.join("cfg").is_file());
+    let out = abort(&p);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(state(&p.dir), before);
+    // An untracked file left in such a directory is in the way, and named.
+    let p = project(
+        &[("cfg/a.txt", "a\n"), ("README.md", "hi\n")],
+        &[("cfg", "now a file\n"), ("README.md", "hi\n")],
+    );
+    p.write("cfg/mine.txt", "mine\n");
+    refused(&p, &[], "cfg/mine.txt");
+}
