@@ -55,18 +55,21 @@ pub fn lint(dir: &Path) -> Result<LintReport> {
     let mut problems = Vec::new();
     let mut renders = 0;
     let mut files_checked = 0;
-    for (preset, layout) in &targets {
+    'renders: for (preset, layout) in &targets {
         for sets in bool_matrix(&loaded.manifest, layout, &serde_json::Map::new()) {
-            let label = format!(
-                "{} with {}",
-                preset
-                    .as_ref()
-                    .map_or_else(|| format!("layout {layout}"), |p| format!("preset {p}")),
-                sets.iter()
-                    .map(|(b, v)| format!("{b}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
+            let what = preset
+                .as_ref()
+                .map_or_else(|| format!("layout {layout}"), |p| format!("preset {p}"));
+            let options = sets
+                .iter()
+                .map(|(b, v)| format!("{b}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let label = if options.is_empty() {
+                what
+            } else {
+                format!("{what} with {options}")
+            };
             renders += 1;
             match render_project(
                 &loaded,
@@ -81,9 +84,16 @@ pub fn lint(dir: &Path) -> Result<LintReport> {
             ) {
                 Ok(r) => files_checked += r.files.len(),
                 Err(e) => {
+                    // A render over its budget would be over it again in every later render,
+                    // each costing the whole budget (a loop that writes nothing is stopped only
+                    // by the clock): one is enough to report.
+                    let over = matches!(e, Error::RenderBudget { .. });
                     let msg = e.to_string();
                     if !problems.iter().any(|(_, m): &(String, String)| *m == msg) {
                         problems.push((label, msg));
+                    }
+                    if over {
+                        break 'renders;
                     }
                 }
             }

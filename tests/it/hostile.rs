@@ -78,6 +78,22 @@ fn a_runaway_loop_ends_at_its_time_budget_naming_the_file() {
         &["components/app/slow.txt.tera", "budget", "STACKWISE_RENDER_SECONDS"],
     );
     assert_empty(out.path());
+    // `lint` renders the template eight times; the first render over budget ends it, where
+    // each of the eight used to spend the whole budget again.
+    let started = Instant::now();
+    let a = stackwise()
+        .arg("lint")
+        .arg(tpl.path())
+        .env("STACKWISE_RENDER_SECONDS", "2")
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "lint took {:?}",
+        started.elapsed()
+    );
+    assert_mentions(&stderr_of(&a), &["components/app/slow.txt.tera", "budget"]);
 }
 
 #[test]
