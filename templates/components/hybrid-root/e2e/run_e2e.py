@@ -61,7 +61,8 @@ MAX_DELIVERIES = 3
 WORKER_ENV = {
     "WORKER_DELAY_MS": "150",  # keeps jobs in hand long enough to kill a worker holding some
     "MODEL_FAULT_ON": str(POISON),
-    "MIN_IDLE_MS": "1000",
+    "MIN_IDLE_MS": "1500",  # a killed worker's jobs are taken over quickly ...
+    "COMPUTE_TIMEOUT_MS": "1000",  # ... and MIN_IDLE_MS must exceed this + 500 (refused otherwise)
     "MAX_DELIVERIES": str(MAX_DELIVERIES),
     "BATCH_SIZE": "2",  # the poison row shares its batch with a good one
 }

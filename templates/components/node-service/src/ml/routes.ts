@@ -40,7 +40,11 @@ export function formatSse({ streamId, event }: JobEventMessage): string {
 
 const jobNotFound = (id: string): HttpError => new HttpError(404, "not_found", `Job ${id} not found`);
 const jobGone = (id: string): HttpError =>
-  new HttpError(410, "job_lost", `Job ${id} was accepted but the job store no longer has it; submit it again`);
+  new HttpError(
+    410,
+    "job_lost",
+    `Job ${id} was accepted but the job store no longer has it (lost, or expired 24 h after it was created); submit it again if you still need it`,
+  );
 
 /** The caller's key digest; auth has already answered 401 on routes that need a key. */
 function ownerKey(request: FastifyRequest): Buffer {
@@ -183,9 +187,10 @@ export function registerMlRoutes(app: App, { ml, store, follower, streams, watch
         response: {
           200: { ...JobStatus, description: "The job's status, and its result or error once finished" },
           ...COMMON_ERRORS,
-          404: described("No such job for this API key (unknown, another key's, or expired 24 h after it was created)"),
+          404: described("No such job for this API key (unknown, or another key's)"),
           410: described(
-            "The job was accepted for this API key but the job store lost it (e.g. Redis restarted empty)",
+            "The job was accepted for this API key but the job store no longer has it: lost (e.g. Redis " +
+              "restarted empty) or expired 24 h after it was created (an id does not say when it was issued)",
           ),
           503: busDown,
         },
@@ -228,7 +233,9 @@ export function registerMlRoutes(app: App, { ml, store, follower, streams, watch
           }),
           ...COMMON_ERRORS,
           404: described("No such job for this API key"),
-          410: described("The job was accepted for this API key but the job store lost it"),
+          410: described(
+            "The job was accepted for this API key but the job store no longer has it (lost, or expired after 24 h)",
+          ),
           503: busDown,
         },
       },

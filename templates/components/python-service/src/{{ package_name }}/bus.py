@@ -23,8 +23,11 @@ from dataclasses import dataclass
 from typing import TypeAlias
 from urllib.parse import unquote, urlsplit
 
+from redis import Redis as SyncRedis
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
+from redis.cluster import ClusterNode as SyncClusterNode
+from redis.cluster import RedisCluster as SyncRedisCluster
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.typing import EncodableT, FieldT
 
@@ -221,6 +224,28 @@ def connect(url: str, *, timeout_s: float = 5.0, max_connections: int = 100) -> 
         timeout=timeout_s,
     )
     return Redis.from_pool(pool)
+
+
+def connect_sync(url: str, *, timeout_s: float) -> SyncRedis | SyncRedisCluster:
+    """A blocking client of its own, for a thread that must reach Redis while the event loop
+    is blocked (the worker's watchdog releasing a hung batch)."""
+    if url.partition("://")[0] in CLUSTER_SCHEMES:
+        cluster = parse_cluster_url(url)
+        return SyncRedisCluster(
+            startup_nodes=[
+                SyncClusterNode(host, port)  # type: ignore[no-untyped-call]
+                for host, port in cluster.nodes
+            ],
+            username=cluster.username,
+            password=cluster.password,
+            ssl=cluster.ssl,
+            decode_responses=True,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+        )
+    return SyncRedis.from_url(
+        url, decode_responses=True, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+    )
 
 
 async def ensure_groups(redis: Client, parts: Sequence[Partition]) -> None:

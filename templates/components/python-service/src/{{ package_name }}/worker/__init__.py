@@ -7,10 +7,17 @@ Delivery is at least once, results are committed exactly once (protocol: contrac
 - marking jobs running and committing them (results, `done` events, XACK, removal from
   `deadlines`) are one atomic script each per partition; inside, a job no longer in `deadlines`
   (finished elsewhere) is acknowledged, not written again;
-- a batch computing longer than MIN_IDLE_MS/2 re-claims its entries (heartbeat), so nobody else
-  takes them over; entries idle longer than MIN_IDLE_MS (their worker died) are taken over;
+- MIN_IDLE_MS is at least COMPUTE_TIMEOUT_MS plus the watchdog's tick and release wait (checked
+  at start): an entry is never idle that long while its worker computes it, so nobody else takes
+  it over (and hangs on it too) before its worker gives it up; entries that waited for their
+  turn are re-claimed before they compute, and a batch computing in a thread re-claims its
+  entries every MIN_IDLE_MS/2 (heartbeat); entries idle longer than MIN_IDLE_MS (their worker
+  died or gave them up) are taken over, one at a time;
+- an entry delivered before (reclaimed, or read again after a restart) is computed alone: when a
+  batch is abandoned, only the row that hangs keeps hanging, and only it reaches MAX_DELIVERIES;
 - a batch computing longer than COMPUTE_TIMEOUT_MS (a hung model call) is abandoned by a watchdog
-  thread: the health file is marked, the entries are released for redelivery at once (the next
+  thread: the health file is marked, the entries are released for redelivery at once, from the
+  watchdog thread over a connection of its own (the hung call may block the loop) (the next
   claim counts a delivery, so a job that hangs every time is dead-lettered after MAX_DELIVERIES),
   and the process exits with status 3 (a hung call cannot be cancelled) for its supervisor
   (`make run`, Kubernetes) to restart it; trimming then moves past those entries again;
@@ -44,11 +51,11 @@ from ..logs import configure_logging
 from ..settings import Settings, SettingsError, load_settings
 from .entries import log
 from .housekeeping import Housekeeping
-from .liveness import EXIT_COMPUTE_TIMEOUT, check_health, exit_now
+from .liveness import EXIT_COMPUTE_TIMEOUT, OVER_TIME, check_health, exit_now
 
 PACKAGE = __name__.rpartition(".")[0]  # the service's package: `<package>.worker` is this one
 
-__all__ = ["EXIT_COMPUTE_TIMEOUT", "Worker", "main", "serve"]
+__all__ = ["EXIT_COMPUTE_TIMEOUT", "OVER_TIME", "Worker", "main", "serve"]
 
 
 class Worker(Housekeeping):
@@ -73,6 +80,7 @@ class Worker(Housekeeping):
         )
         ready = False
         while not self.stopping.is_set():
+            self._waiting = []
             try:
                 if not ready:
                     await CLOCK.sync(self.redis)
@@ -84,9 +92,13 @@ class Worker(Housekeeping):
                     self._next_maintenance = (
                         time.monotonic() + self.settings.reclaim_interval_ms / 1000
                     )
-                for part, entries in await self._read():
+                batches = await self._read()
+                while batches:
+                    part, entries = batches.pop(0)
+                    self._waiting = batches  # held too: re-claimed, released with the batch
                     full = len(entries) >= self.settings.batch_size
                     await self.handle(part, entries, read_next=full and not self.cluster)
+                self._waiting = []
                 self.beat()
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
@@ -125,7 +137,7 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
-    worker.start_watchdog(loop, exit_now)
+    worker.start_watchdog(exit_now)
     try:
         await worker.run()
     finally:

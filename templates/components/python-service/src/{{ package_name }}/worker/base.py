@@ -12,7 +12,7 @@ from redis.asyncio import RedisCluster
 
 from ..bus import Client, Partition, partitions
 from ..settings import Settings
-from .entries import Entry
+from .entries import Entry, Job
 from .scripts import COMMIT_SCRIPT, START_SCRIPT
 
 if TYPE_CHECKING:  # the model (scikit-learn) is imported by `serve`, so `--check` starts fast
@@ -25,6 +25,7 @@ class Computing:
 
     deadline: float  # time.monotonic()
     held: dict[Partition, list[str]]  # entry ids this worker holds, by partition
+    jobs: tuple[Job, ...] = ()  # the jobs being computed (named in the log when abandoned)
 
 
 class WorkerBase:
@@ -45,6 +46,11 @@ class WorkerBase:
         self.units = [[part] for part in self.parts] if self.cluster else [self.parts]
         # Single node: the next batch is read in the same round trip as the commit of this one.
         self._carried: list[tuple[Partition, list[Entry]]] = []
+        self._carried_at = 0.0  # time.monotonic() when the carried entries were read
+        # Batches of the last read still waiting for their turn, and when the batch in hand was
+        # read or claimed: entries idle long are re-claimed before they compute (see _predict).
+        self._waiting: list[tuple[Partition, list[Entry]]] = []
+        self._read_at = 0.0
         self.stopping = asyncio.Event()
         self._reads: dict[int, asyncio.Task[Any]] = {}
         self._next_maintenance = 0.0

@@ -3,6 +3,7 @@ scripts or guarded transactions (one partition, one slot)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -117,6 +118,8 @@ class Committing(Compute):
         metrics.observe_latency(created, now)
         if isinstance(reply, Exception):
             raise reply
+        if not self._carried:
+            self._carried_at = time.monotonic()
         self._carried.extend(self._by_partition(reply))
 
     async def _failed(self, part: Partition, failed: list[tuple[Job, Exception]]) -> None:
@@ -175,15 +178,19 @@ class Committing(Compute):
         for letter in letters:
             if letter.job_id is not None:
                 metrics.JOBS_FAILED.labels(metrics.failure_reason(letter.error)).inc()
-            log.error(
-                "entry dead-lettered",
-                extra={
-                    "entry_id": letter.entry_id,
-                    "job_id": letter.job_id,
-                    "deliveries": letter.deliveries,
-                    "error": letter.detail,
-                },
-            )
+            # The entry's own trace and request id, as on every line about its job.
+            token = request_id_var.set(letter.fields.get("request_id") or None)
+            with tracing.job_context(letter.fields):
+                log.error(
+                    "entry dead-lettered",
+                    extra={
+                        "entry_id": letter.entry_id,
+                        "job_id": letter.job_id,
+                        "deliveries": letter.deliveries,
+                        "error": letter.detail,
+                    },
+                )
+            request_id_var.reset(token)
 
     def _fail(
         self, pipe: Pipe, part: Partition, job_id: str, error: str, now: str, states: States

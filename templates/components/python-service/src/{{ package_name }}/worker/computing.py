@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from redis.typing import StreamIdT
 
 from ..bus import GROUP, UNAVAILABLE, Partition
+from ..settings import min_idle_floor_ms
 from .base import Computing
 from .entries import FAST_PREDICT_S, Job, log
 from .reading import Reading
@@ -25,11 +26,14 @@ class Compute(Reading):
         entries while it computes (heartbeat) so that nobody takes them over."""
         rows = [job.request.features for job in jobs]
         entry_ids = [entry for job in jobs for entry in job.entry_ids]
-        held: dict[Partition, list[str]] = {part: entry_ids}
-        for other, entries in self._held_reads():
-            held.setdefault(other, []).extend(entry_id for entry_id, _ in entries)
+        if time.monotonic() - self._read_at > self._refresh_after_s():
+            # These entries waited for their turn (other partitions' batches, maintenance):
+            # re-claim them first, so that none is idle MIN_IDLE_MS before this batch is done or
+            # given up, whatever it waited.
+            await self._heartbeat(part, entry_ids)
         timeout_s = self.settings.compute_timeout_ms / 1000
-        self._computing = Computing(time.monotonic() + timeout_s, held)
+        held = self._held(part, entry_ids)
+        self._computing = Computing(time.monotonic() + timeout_s, held, tuple(jobs))
         try:
             if self._fast_model and not self.settings.worker_delay_ms:
                 return self._timed_predict(rows)
@@ -43,6 +47,21 @@ class Compute(Reading):
                     await self._heartbeat(part, entry_ids)
         finally:
             self._computing = None
+
+    def _refresh_after_s(self) -> float:
+        """How long entries may wait before they compute without a re-claim: half the slack
+        MIN_IDLE_MS leaves above COMPUTE_TIMEOUT_MS and the watchdog's tick and release."""
+        return (
+            self.settings.min_idle_ms - min_idle_floor_ms(self.settings.compute_timeout_ms)
+        ) / 2000
+
+    def _held(self, part: Partition, entry_ids: list[str]) -> dict[Partition, list[str]]:
+        """Every entry this worker holds now: the batch in hand, then those waiting their turn
+        (the rest of the last read, entries read along with a commit, a concurrent read)."""
+        held: dict[Partition, list[str]] = {part: list(entry_ids)}
+        for other, entries in [*self._waiting, *self._carried, *self._held_reads()]:
+            held.setdefault(other, []).extend(entry_id for entry_id, _ in entries)
+        return held
 
     def _timed_predict(self, rows: list[list[float]]) -> list[Prediction | Exception]:
         started = time.perf_counter()
@@ -78,14 +97,15 @@ class Compute(Reading):
     async def _heartbeat(self, part: Partition, entry_ids: list[str]) -> None:
         """Reset the idle time of the entries in hand (XCLAIM JUSTID counts no delivery)."""
         self.beat()
-        held: dict[Partition, list[StreamIdT]] = {part: list(entry_ids)}
-        for other, entries in self._held_reads():
-            held.setdefault(other, []).extend(entry_id for entry_id, _ in entries)
+        held = self._held(part, entry_ids)
         try:
             for stream_part, ids in held.items():
                 if self._abandoned:
                     return
-                await self.redis.xclaim(stream_part.stream, GROUP, self.name, 0, ids, justid=True)
+                claimed = cast("list[StreamIdT]", ids)
+                await self.redis.xclaim(
+                    stream_part.stream, GROUP, self.name, 0, claimed, justid=True
+                )
         except UNAVAILABLE as exc:
             log.error("heartbeat failed", extra={"error": repr(exc)})
-        log.info("long batch: entries re-claimed", extra={"count": len(entry_ids)})
+        log.info("entries re-claimed", extra={"count": sum(len(ids) for ids in held.values())})

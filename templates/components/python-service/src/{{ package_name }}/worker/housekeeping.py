@@ -3,6 +3,7 @@ trim the streams, prune idle consumers; and, after a restart, the entries this n
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
 
 from .. import metrics
@@ -20,9 +21,11 @@ class Housekeeping(Batch):
         for part in self.parts:
             cursor = "0"
             while True:
+                # One at a time: every entry here is a redelivery (see reclaim).
                 reply = await self.redis.xreadgroup(
-                    GROUP, self.name, {part.stream: cursor}, count=self.settings.batch_size
+                    GROUP, self.name, {part.stream: cursor}, count=1
                 )
+                self._read_at = time.monotonic()
                 entries = [entries for _, entries in self._by_partition(reply)]
                 if not entries:
                     break
@@ -43,17 +46,17 @@ class Housekeeping(Batch):
             self.beat()
 
     async def reclaim(self, part: Partition) -> None:
-        """Take over entries idle longer than MIN_IDLE_MS; dead-letter those tried too often."""
+        """Take over entries idle longer than MIN_IDLE_MS; dead-letter those tried too often.
+
+        One entry at a time, each computed alone: an entry left by a worker that died or gave up
+        a hung batch may be the one that hangs, and must not take the others down with it again.
+        """
         cursor = "0-0"
         while not self.stopping.is_set():
             cursor, claimed, deleted = await self.redis.xautoclaim(
-                part.stream,
-                GROUP,
-                self.name,
-                self.settings.min_idle_ms,
-                start_id=cursor,
-                count=self.settings.batch_size,
+                part.stream, GROUP, self.name, self.settings.min_idle_ms, start_id=cursor, count=1
             )
+            self._read_at = time.monotonic()
             if deleted:
                 log.error("pending entries were deleted by hand", extra={"entry_ids": deleted})
             if claimed:

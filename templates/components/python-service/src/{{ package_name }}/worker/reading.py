@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any, cast
 
 from ..bus import GROUP, UNAVAILABLE, Partition
@@ -18,6 +19,7 @@ class Reading(Liveness):
         """New entries from any partition; returns early (empty) when the worker stops."""
         if self._carried:
             carried, self._carried = self._carried, []
+            self._read_at = self._carried_at
             return carried
         for index in range(len(self.units)):
             if index not in self._reads:
@@ -27,6 +29,7 @@ class Reading(Liveness):
             await asyncio.wait([stop, *self._reads.values()], return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
+        self._read_at = time.monotonic()
         batches: list[tuple[Partition, list[Entry]]] = []
         for index, task in list(self._reads.items()):
             if task.done():
