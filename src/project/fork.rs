@@ -70,8 +70,11 @@ pub fn fork_files() -> Vec<RenderedFile> {
 /// `git` is false. All or nothing: it is staged beside `dir` and moved into place.
 pub fn fork(dir: &Path, git: bool) -> Result<ForkOutcome> {
     if stage::target_state(dir)? == TargetState::NonEmpty {
-        return Err(Error::TargetNotEmpty {
-            path: dir.to_path_buf(),
+        // Not TargetNotEmpty, whose hint offers `new --force`: a fork is never merged into files.
+        return Err(Error::Refused {
+            action: "fork",
+            reason: format!("{} exists and is not empty", dir.display()),
+            hint: Some("fork into a new or empty directory (a fork is a whole repository of its own)".into()),
         });
     }
     let files = fork_files();

@@ -205,7 +205,7 @@ impl TemplateTree {
             return Err(Error::Source {
                 source_desc: source,
                 reason: format!("{} has no {MANIFEST_FILE}", dir.display()),
-                hint: Some("a template directory needs a manifest at its root (see docs/TEMPLATES.md); pass --subdir if it is further down".into()),
+                hint: Some(manifest_hint(dir)),
             });
         }
         let files = read_tree(dir, &["presets"])?;
@@ -401,6 +401,19 @@ fn clone(url: &str, reference: Option<&str>, into: &Path) -> std::result::Result
     let head = repo.head().map_err(|e| e.message().to_string())?;
     let commit = head.peel_to_commit().map_err(|e| e.message().to_string())?;
     Ok(commit.id().to_string())
+}
+
+/// Where the manifest may be instead: `DIR/templates` (a fork's root, this repository's root),
+/// else the general rule (`--subdir` applies to `new`, `update` and `adopt`).
+fn manifest_hint(dir: &Path) -> String {
+    let nested = dir.join("templates");
+    if nested.join(MANIFEST_FILE).is_file() {
+        return format!(
+            "the template is in {} (a fork's root holds templates/ and presets/): name that directory, or pass --subdir templates to new, update or adopt",
+            nested.display()
+        );
+    }
+    "a template directory needs a manifest at its root (see docs/TEMPLATES.md); `new`, `update` and `adopt` take --subdir PATH when it is further down".into()
 }
 
 #[cfg(test)]

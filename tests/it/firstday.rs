@@ -524,7 +524,11 @@ fn a_fork_is_the_built_in_template_as_this_repository_holds_it() {
     assert!(status.stdout.is_empty(), "{}", String::from_utf8_lossy(&status.stdout));
     // A second fork into it is refused; the first is untouched.
     let again = stackwise().arg("fork").arg(&dir).assert().code(2);
-    assert_mentions(&stderr_of(&again), &["not empty"]);
+    assert_mentions(&stderr_of(&again), &["not empty", "new or empty directory"]);
+    assert!(!stderr_of(&again).contains("--force"), "fork has no --force");
+    // `lint` of the fork's root points at its templates/.
+    let lint = stackwise().arg("lint").arg(&dir).assert().code(1);
+    assert_mentions(&stderr_of(&lint), &["--subdir templates", "templates"]);
     // The fork's template works as --template directly, presets found beside it.
     let out = TempDir::new().unwrap();
     stackwise()
