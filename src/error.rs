@@ -209,7 +209,11 @@ impl Error {
         match self {
             Error::InvalidName { hint, .. } => Some(hint.clone()),
             Error::UnknownPreset { .. } => Some("run `stackwise presets` to list them".into()),
-            Error::UnknownLayout { .. } => Some("run `stackwise presets` to see which preset uses which layout".into()),
+            Error::UnknownLayout { name, available } => {
+                let layouts = available.split(',').map(str::trim);
+                let guess = crate::suggest::closest(name, layouts).map(|c| format!("did you mean `{c}`? ")).unwrap_or_default();
+                Some(format!("{guess}run `stackwise presets` to see which preset uses which layout"))
+            }
             Error::LayoutConflict { layout, .. } => {
                 Some(format!("drop --layout, or pick a preset of the {layout} layout"))
             }

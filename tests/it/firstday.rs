@@ -276,6 +276,12 @@ fn unknown_presets_and_set_keys_get_a_did_you_mean_and_options_get_clap_s() {
     let f = Fixture::new();
     f.rejects(
         "app",
+        &["--layout", "singel"],
+        2,
+        &["unknown layout `singel`", "did you mean `single`?"],
+    );
+    f.rejects(
+        "app",
         &["--preset", "baisc"],
         2,
         &["unknown preset `baisc`", "did you mean `basic`?"],
