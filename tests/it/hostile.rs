@@ -376,3 +376,71 @@ fn a_full_disk_names_the_file_and_leaves_nothing() {
         assert_empty(dir.path());
     }
 }
+
+/// A description with every printable character the built-in template allows (all but `"` and
+/// `\`) lands in pyproject.toml and package.json as valid TOML and JSON, for every preset; a
+/// control character (C0, DEL, C1) is refused before anything is written.
+#[test]
+fn a_description_with_special_characters_stays_valid_toml_and_json_and_control_characters_are_refused() {
+    let description = "it's #1: {{ x }} {% if y %} $(id) `id` ${HOME} <b>&amp;</b> %s ; | ~ ^ [a] (b) @! ?*,./=+- \
+                       caf\u{e9} \u{2014} \u{2713} \u{1f600} \u{2028}";
+    let presets = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("presets")).unwrap();
+    for preset in presets.map(|e| e.unwrap().path().file_stem().unwrap().to_str().unwrap().to_string()) {
+        let out = TempDir::new().unwrap();
+        stackwise()
+            .args([
+                "new",
+                "crx",
+                "--preset",
+                &preset,
+                "--yes",
+                "--no-git",
+                "--no-install",
+                "-o",
+            ])
+            .arg(out.path())
+            .arg("--set")
+            .arg(format!("description={description}"))
+            .assert()
+            .success();
+        let project = out.path().join("crx");
+        let mut parsed = 0;
+        for rel in list_files(&project) {
+            let text = || std::fs::read_to_string(project.join(&rel)).unwrap();
+            let found = if rel.ends_with("pyproject.toml") {
+                let doc: toml::Table = toml::from_str(&text()).unwrap_or_else(|e| panic!("{preset}: {rel}: {e}"));
+                doc["project"]["description"].as_str().map(str::to_string)
+            } else if rel.ends_with("package.json") && !rel.contains("node_modules") {
+                let doc: serde_json::Value =
+                    serde_json::from_str(&text()).unwrap_or_else(|e| panic!("{preset}: {rel}: {e}"));
+                doc["description"].as_str().map(str::to_string)
+            } else {
+                continue;
+            };
+            assert_eq!(found.as_deref(), Some(description), "{preset}: {rel}");
+            parsed += 1;
+        }
+        assert!(parsed > 0, "{preset}: no pyproject.toml or package.json");
+    }
+    let out = TempDir::new().unwrap();
+    for bad in ["a\rb", "a\u{1}b", "a\u{1b}[2Kb", "a\u{7f}b", "a\tb", "a\nb", "a\u{85}b"] {
+        let a = stackwise()
+            .args([
+                "new",
+                "crx",
+                "--preset",
+                "ml-api",
+                "--yes",
+                "--no-git",
+                "--no-install",
+                "-o",
+            ])
+            .arg(out.path())
+            .arg("--set")
+            .arg(format!("description={bad}"))
+            .assert()
+            .code(2);
+        assert_mentions(&stderr_of(&a), &["description", "control characters"]);
+        assert_empty(out.path());
+    }
+}
