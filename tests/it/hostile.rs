@@ -444,3 +444,47 @@ fn a_description_with_special_characters_stays_valid_toml_and_json_and_control_c
         assert_empty(out.path());
     }
 }
+
+/// A template version or migration version that is not strict SemVer 2.0 is refused at its
+/// place by lint and new (a migration at such a version was silently taken as 0.0.0 and skipped).
+#[test]
+fn versions_that_are_not_semver_are_refused_at_their_place() {
+    let (tpl, out) = fixture();
+    let manifest = std::fs::read_to_string(tpl.path().join("stackwise.toml")).unwrap();
+    for (template, migration, expected) in [
+        (
+            "1.0.0.1",
+            "1.0.0",
+            "stackwise.toml:4:12: [template] version \"1.0.0.1\" is not a SemVer 2.0 version",
+        ),
+        (
+            "2.0.0",
+            "01.0.0",
+            "version \"01.0.0\"): `version` \"01.0.0\" is not a SemVer 2.0 version",
+        ),
+        (
+            "2.0.0",
+            "1.0.0-",
+            "is not a SemVer 2.0 version such as 1.4.0 or 2.0.0-rc.1: empty identifier",
+        ),
+        ("99999999999999999999.0.0", "1.0.0", "exceeds u64::MAX"),
+    ] {
+        let text = manifest.replacen(
+            "name = \"fixture\"\n",
+            &format!("name = \"fixture\"\nversion = \"{template}\"\n"),
+            1,
+        );
+        write(
+            tpl.path(),
+            "stackwise.toml",
+            format!("{text}\n[[migrations]]\nversion = \"{migration}\"\ndrop = \"gone\"\n"),
+        );
+        let mut lint = stackwise();
+        lint.arg("lint").arg(tpl.path());
+        for mut cmd in [lint, new_cmd(tpl.path(), out.path(), "app")] {
+            let a = cmd.assert().code(1);
+            assert_mentions(&stderr_of(&a), &[expected]);
+        }
+        assert_empty(out.path());
+    }
+}
