@@ -488,3 +488,33 @@ fn versions_that_are_not_semver_are_refused_at_their_place() {
         assert_empty(out.path());
     }
 }
+
+/// Two file names that differ only in bytes that are not UTF-8 became one (U+FFFD) and a file
+/// was silently dropped: every such file or directory name is refused, named with `\xNN`.
+#[test]
+fn file_names_that_are_not_utf8_are_refused_and_named_escaped() {
+    use std::os::unix::ffi::OsStrExt;
+    let (tpl, out) = fixture();
+    let app = tpl.path().join("components/app");
+    for name in [&b"a\xffb.txt"[..], b"a\xfeb.txt"] {
+        std::fs::write(app.join(std::ffi::OsStr::from_bytes(name)), "x\n").unwrap();
+    }
+    let dir = app.join(std::ffi::OsStr::from_bytes(b"d\xff\x1b"));
+    write(&dir, "inside.txt", "x\n");
+    let expected = [
+        "components/app/a\\xfeb.txt: the file name is not UTF-8",
+        "components/app/a\\xffb.txt: the file name is not UTF-8",
+        "components/app/d\\xff\\u{1b}: the directory name is not UTF-8",
+    ];
+    let mut lint = stackwise();
+    lint.arg("lint").arg(tpl.path());
+    for mut cmd in [lint, new_cmd(tpl.path(), out.path(), "app")] {
+        let stderr = stderr_of(&cmd.assert().code(1));
+        assert_mentions(&stderr, &expected);
+        assert!(
+            !stderr.contains("inside.txt") && !stderr.contains('\u{fffd}'),
+            "{stderr}"
+        );
+    }
+    assert_empty(out.path());
+}
