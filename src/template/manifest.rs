@@ -15,7 +15,7 @@ pub use super::variable::{VarType, Variable};
 use crate::error::{Error, Problem, Result};
 
 pub use super::component::{ComponentManifest, Conditional, FilePolicy, UpdatePolicy, load_component};
-use super::component::{component_names, document, read_component};
+use super::component::{check_condition_names, component_names, document, read_component};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,14 +135,24 @@ impl Manifest {
     /// returned whenever it could be read, so the presets can be checked against it too.
     pub(crate) fn read(tree: &TemplateTree, problems: &mut Vec<Problem>) -> Option<Self> {
         let mut components = BTreeMap::new();
-        let mut component_problems = Vec::new();
+        let mut component_problems = BTreeMap::new();
         for name in component_names(tree) {
-            if let Some(c) = read_component(tree, &name, &mut component_problems) {
-                components.insert(name, c);
+            let mut found = Vec::new();
+            if let Some(c) = read_component(tree, &name, &mut found) {
+                components.insert(name.clone(), c);
             }
+            component_problems.insert(name, found);
         }
         let manifest = Self::read_own(tree, &components, problems);
-        problems.extend(component_problems);
+        for (name, mut found) in component_problems {
+            // A conditional's `when` reads the variables, which only the manifest knows.
+            if let (Some(m), Some(c)) = (&manifest, components.get(&name)) {
+                let variables: Vec<&str> = m.variables.iter().map(|v| v.name.as_str()).collect();
+                check_condition_names(tree, &name, c, &variables, &mut found);
+                span::sort(&mut found);
+            }
+            problems.extend(found);
+        }
         manifest
     }
 
@@ -225,6 +235,20 @@ impl Manifest {
                 out.push(doc.at_value(toml_path!["variables", i, "name"], message));
             }
             check_variable(doc, i, v, out);
+            if let Some(when) = &v.when {
+                let mut names = inline::BASE_NAMES.to_vec();
+                names.extend(self.variables[..i].iter().map(|v| v.name.as_str()));
+                let known = inline::Known {
+                    names,
+                    flags: None,
+                    what: "a built-in or a variable declared before this one",
+                    later: self.variables[i..].iter().map(|v| v.name.as_str()).collect(),
+                };
+                for e in inline::check_names(when, &known) {
+                    let message = format!("variable `{}`: `when`: {}", v.name, e.message);
+                    out.push(doc.at_inside(toml_path!["variables", i, "when"], e.at, message));
+                }
+            }
         }
         for (table, per_layout) in [("setup", &self.test.setup), ("steps", &self.test.steps)] {
             for layout in per_layout.keys().filter(|l| !self.layouts.contains_key(*l)) {

@@ -518,3 +518,50 @@ fn file_names_that_are_not_utf8_are_refused_and_named_escaped() {
     }
     assert_empty(out.path());
 }
+
+/// A `when` that reads a name its context lacks was silently false (Tera's undefined in a
+/// condition): a variable's `when` may read the built-ins and the variables declared before it,
+/// a conditional's the variables, `mount_path` and the flags its component declares.
+#[test]
+fn a_when_naming_an_undefined_variable_or_flag_is_refused_at_its_place() {
+    let (tpl, out) = fixture();
+    let manifest = std::fs::read_to_string(tpl.path().join("stackwise.toml")).unwrap();
+    let manifest = manifest
+        .replacen(
+            "prompt = \"Flavour?\"\n",
+            "prompt = \"Flavour?\"\nwhen = \"extra\"\n",
+            1,
+        )
+        .replacen(
+            "name = \"folder\"\n",
+            "name = \"folder\"\nwhen = 'layout == \"single\" and nosuch is defined'\n",
+            1,
+        );
+    write(tpl.path(), "stackwise.toml", &manifest);
+    let line = |needle: &str| manifest.lines().position(|l| l == needle).unwrap() + 1;
+    write(
+        tpl.path(),
+        "components/app/component.toml",
+        "[flags]\nnested = false\ncount = 0\n[[conditional]]\nwhen = \"extr or flags.nestd or flags.count > 1 or mount_path == 'x'\"\npaths = [\"extra.txt\"]\n",
+    );
+    let expected = [
+        format!(
+            "stackwise.toml:{}:9: variable `flavour`: `when`: `extra` is not a built-in or a variable declared before this one: it is declared after",
+            line("when = \"extra\"")
+        ),
+        format!(
+            "stackwise.toml:{}:32: variable `folder`: `when`: `nosuch` is not a built-in or a variable declared before this one",
+            line("when = 'layout == \"single\" and nosuch is defined'")
+        ),
+        "components/app/component.toml:5:9: conditional `when`: `extr` is not a built-in, a variable of the template, `flags` or `mount_path` (did you mean `extra`?)".into(),
+        "components/app/component.toml:5:23: conditional `when`: `flags.nestd`: the component declares no flag `nestd` (did you mean `nested`?)".into(),
+    ];
+    let mut lint = stackwise();
+    lint.arg("lint").arg(tpl.path());
+    for mut cmd in [lint, new_cmd(tpl.path(), out.path(), "app")] {
+        let stderr = stderr_of(&cmd.assert().code(1));
+        assert!(stderr.starts_with("error: 4 problems in the template:\n"), "{stderr}");
+        assert_mentions(&stderr, &expected.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    assert_empty(out.path());
+}
