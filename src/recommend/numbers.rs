@@ -6,15 +6,16 @@ pub const MAX_COUNT: u64 = 1_000_000_000;
 /// Largest accepted p99 target, in milliseconds (beyond a minute it is not a request latency).
 pub const MAX_P99_MS: f64 = 60_000.0;
 
-/// Parses a count (`--peak-rps`, `--connections`): digits with optional `_` or `,` separators and
-/// an optional `k` (thousand) or `m` (million) suffix, e.g. `40000`, `40_000`, `40k`, `1.5k`.
-/// The error is the reason alone.
+/// Parses a count (`--peak-rps`, `--connections`): digits, optionally grouped by threes with `_`
+/// or `,` (`40_000`, `1,000,000`), and an optional `k` (thousand) or `m` (million) suffix, e.g.
+/// `40000`, `40k`, `1.5k`. The error is the reason alone.
 pub fn count_from_str(text: &str) -> Result<u64, String> {
     let whole = || "expected a whole number such as 5000, 40_000 or 40k".to_string();
-    let t: String = text.trim().chars().filter(|c| *c != '_' && *c != ',').collect();
+    let t = text.trim();
     if t.starts_with('-') {
         return Err("must not be negative".into());
     }
+    let t = ungrouped(t)?;
     let (digits, factor) = match t.chars().last() {
         Some('k' | 'K') => (&t[..t.len() - 1], 1_000u64),
         Some('m' | 'M') => (&t[..t.len() - 1], 1_000_000u64),
@@ -41,6 +42,30 @@ pub fn count_from_str(text: &str) -> Result<u64, String> {
         ));
     }
     Ok(value)
+}
+
+/// `t` without its group separators, when they group the whole part by threes (`40,000`,
+/// `1_000_000`). Anything else is refused rather than read as one number: `2,5k` is not 25,000,
+/// `40,5` not 405, `1,0,0` not 100.
+fn ungrouped(t: &str) -> Result<String, String> {
+    let end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '_' || c == ','))
+        .unwrap_or(t.len());
+    let (whole, rest) = t.split_at(end);
+    if rest.contains(['_', ',']) {
+        return Err("`,` and `_` only group the digits of a whole number by threes, e.g. 40,000 or 1_000_000".into());
+    }
+    let Some(sep) = whole.chars().find(|c| matches!(c, '_' | ',')) else {
+        return Ok(t.to_string());
+    };
+    let groups: Vec<&str> = whole.split(sep).collect();
+    let by_threes = (1..=3).contains(&groups[0].len()) && groups[1..].iter().all(|g| g.len() == 3);
+    if !by_threes || groups.iter().any(|g| !g.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(format!(
+            "`{sep}` must separate groups of three digits (40{sep}000, 1{sep}000{sep}000); for a fraction use a point: 2.5k"
+        ));
+    }
+    Ok(format!("{}{rest}", groups.concat()))
 }
 
 /// Parses a latency target in milliseconds (`--p99-ms`): a positive number, at most a minute.
@@ -104,6 +129,29 @@ mod tests {
         assert_eq!(count_from_str("2M").unwrap(), 2_000_000);
         for bad in ["-5", "abc", "", "1.5", "k", "1e5", "99999999999"] {
             assert!(count_from_str(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn separators_only_group_digits_by_threes() {
+        assert_eq!(count_from_str("1,000,000").unwrap(), 1_000_000);
+        assert_eq!(count_from_str("1_000_000").unwrap(), 1_000_000);
+        assert_eq!(count_from_str("100,000").unwrap(), 100_000);
+        assert_eq!(count_from_str("1,500k").unwrap(), 1_500_000);
+        for bad in [
+            "2,5k",
+            "40,5",
+            "1,0,0",
+            "40,0000",
+            ",000",
+            "40,",
+            "1_000,000",
+            "4000_0",
+            "1.5,0k",
+            "1__000",
+        ] {
+            let err = count_from_str(bad).unwrap_err();
+            assert!(err.contains("three"), "{bad}: {err}");
         }
     }
 

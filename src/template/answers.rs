@@ -70,20 +70,61 @@ pub fn load_file(path: &Path) -> Result<AnswersFile> {
     };
     match top.remove("answers") {
         Some(Value::Object(answers)) => {
-            let text = |k: &str| top.get(k).and_then(Value::as_str).map(str::to_string);
-            let template = text("template").map(|t| TemplateSource::recorded(&t, text("template_subdir").as_deref()));
+            check_record_keys(&top).map_err(fail)?;
+            let text = |k: &str| match top.get(k) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(other) => Err(fail(format!("`{k}` must be a string, found {other}"))),
+            };
+            let subdir = text("template_subdir")?;
+            let template = text("template")?.map(|t| TemplateSource::recorded(&t, subdir.as_deref()));
             Ok(AnswersFile {
                 answers,
-                preset: text("preset"),
-                layout: text("layout"),
+                preset: text("preset")?,
+                layout: text("layout")?,
                 template,
             })
         }
         Some(other) => Err(fail(format!("`answers` must be a table of KEY = VALUE, found {other}"))),
-        None => Ok(AnswersFile {
-            answers: top,
-            ..AnswersFile::default()
-        }),
+        None => {
+            if let Some(key) = ["preset", "layout"].into_iter().find(|k| top.contains_key(*k)) {
+                return Err(fail(format!(
+                    "`{key}` is not a variable: `preset` and `layout` go beside an [answers] table that holds the variables, as in a project's .stackwise.toml (`{key} = \"…\"` at the top, then `[answers]` and one `KEY = VALUE` a line)"
+                )));
+            }
+            Ok(AnswersFile {
+                answers: top,
+                ..AnswersFile::default()
+            })
+        }
+    }
+}
+
+/// The keys a file may have beside its `[answers]` table: those of a project's `.stackwise.toml`
+/// (src/project/record.rs), so that `--answers path/.stackwise.toml` re-renders it. Only
+/// `preset`, `layout`, `template` and `template_subdir` are used.
+const RECORD_KEYS: &[&str] = &[
+    "preset",
+    "layout",
+    "template",
+    "template_subdir",
+    "template_version",
+    "revision",
+    "name",
+    "stackwise_version",
+    "update",
+];
+
+/// Refuses a key beside `[answers]` that is none of [`RECORD_KEYS`] (`preest = "ml-api"` was
+/// silently ignored), with the closest one.
+fn check_record_keys(top: &Map<String, Value>) -> std::result::Result<(), String> {
+    match top.keys().find(|k| !RECORD_KEYS.contains(&k.as_str())) {
+        Some(key) => Err(format!(
+            "unknown key `{key}` beside the [answers] table{}; the keys there are: {} (variables go in [answers])",
+            crate::suggest::did_you_mean(key, RECORD_KEYS.iter().copied()),
+            RECORD_KEYS.join(", ")
+        )),
+        None => Ok(()),
     }
 }
 

@@ -157,6 +157,39 @@ pub(super) fn read_component(
     component
 }
 
+/// Refuses a `[[conditional]] when` that reads a name its context lacks (a variable the template
+/// does not declare, a flag the component does not declare): Tera would take it for false and
+/// silently leave the files out.
+pub(super) fn check_condition_names(
+    tree: &TemplateTree,
+    name: &str,
+    component: &ComponentManifest,
+    variables: &[&str],
+    problems: &mut Vec<Problem>,
+) {
+    if component.conditional.is_empty() {
+        return;
+    }
+    let Some(doc) = document(tree, &component_file(name), &mut Vec::new()) else {
+        return;
+    };
+    let mut names = inline::BASE_NAMES.to_vec();
+    names.extend(variables);
+    names.extend(["flags", "mount_path"]);
+    let known = inline::Known {
+        names,
+        flags: Some(component.flags.keys().map(String::as_str).collect()),
+        what: "a built-in, a variable of the template, `flags` or `mount_path`",
+        later: Vec::new(),
+    };
+    for (i, cond) in component.conditional.iter().enumerate() {
+        for e in inline::check_names(&cond.when, &known) {
+            let message = format!("conditional `when`: {}", e.message);
+            problems.push(doc.at_inside(toml_path!["conditional", i, "when"], e.at, message));
+        }
+    }
+}
+
 /// A file of the tree, parsed; its problems (not text, TOML syntax) go to `problems`.
 pub(super) fn document<'t>(tree: &'t TemplateTree, file: &str, problems: &mut Vec<Problem>) -> Option<Document<'t>> {
     let Ok(text) = std::str::from_utf8(tree.files.get(file)?) else {

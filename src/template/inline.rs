@@ -194,3 +194,152 @@ pub(crate) fn template_error(label: &str, e: tera::Error) -> Error {
         source: Some(e),
     })
 }
+
+/// The names in the context a variable's `when` is evaluated in: the built-ins of [`base`] (not
+/// `flags` nor `mount_path`, which only a component's files see).
+pub const BASE_NAMES: &[&str] = &[
+    "project_name",
+    "project_slug",
+    "dns_label",
+    "package_name",
+    "class_name",
+    "project_title",
+    "layout",
+    "preset",
+    "stackwise_version",
+];
+
+/// What a `when` expression may read: `names` at the top level and, when `flags` is given, the
+/// attributes of `flags` it lists.
+pub struct Known<'a> {
+    pub names: Vec<&'a str>,
+    pub flags: Option<Vec<&'a str>>,
+    /// Says which names these are, after "not ...": `a variable declared before this one`.
+    pub what: &'a str,
+    /// Names that exist but not yet where the expression is read (variables declared after it).
+    pub later: Vec<&'a str>,
+}
+
+/// Every name a `when` expression reads that is not in `known`, placed in the expression. Tera
+/// takes an undefined name in a condition for false, so a typo (`worekr`, `flags.wrker`) would
+/// silently switch a variable or a file off. The top-level names are the ones Tera compiles as
+/// variables; `flags.X` is found in the text.
+pub fn check_names(expr: &str, known: &Known) -> Vec<InlineError> {
+    let Ok(read) = CHECK_WHEN.with(|tera| {
+        let mut tera = tera.borrow_mut();
+        tera.add_raw_template("when", &when_template(expr))?;
+        let vars = tera.get_template_variables("when")?;
+        Ok::<_, tera::Error>(vars.into_iter().map(str::to_string).collect::<Vec<_>>())
+    }) else {
+        return Vec::new(); // a syntax error: check_expr reports it
+    };
+    let mut out = Vec::new();
+    let mut seen = Vec::new();
+    for (at, name, attr) in identifiers(expr) {
+        if !read.contains(&name) || seen.contains(&(name.clone(), attr.clone().map(|a| a.1))) {
+            continue; // a filter, a test, a function, an argument name; or said already
+        }
+        seen.push((name.clone(), attr.clone().map(|a| a.1)));
+        if !known.names.contains(&name.as_str()) {
+            out.push(InlineError {
+                at,
+                message: if known.later.contains(&name.as_str()) {
+                    format!(
+                        "`{name}` is not {}: it is declared after, so it is undefined here and the condition would be silently false; declare `{name}` first",
+                        known.what
+                    )
+                } else {
+                    format!(
+                        "`{name}` is not {}{}; an undefined name would make the condition silently false (known: {})",
+                        known.what,
+                        crate::suggest::did_you_mean(&name, known.names.iter().copied()),
+                        known.names.join(", ")
+                    )
+                },
+            });
+        } else if let (Some(flags), "flags", Some((attr_at, attr))) = (&known.flags, name.as_str(), attr)
+            && !flags.contains(&attr.as_str())
+        {
+            out.push(InlineError {
+                at: attr_at,
+                message: format!(
+                    "`flags.{attr}`: the component declares no flag `{attr}`{}; an undefined flag would make the condition silently false (its flags: {})",
+                    crate::suggest::did_you_mean(&attr, flags.iter().copied()),
+                    flags.join(", ")
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// A name and its byte offset in an expression.
+type Placed = (usize, String);
+
+/// The identifiers of an expression outside its string literals and not after a `.`: each with
+/// its byte offset, and the attribute read from it (`flags.worker`), placed too.
+fn identifiers(expr: &str) -> Vec<(usize, String, Option<Placed>)> {
+    let bytes = expr.as_bytes();
+    let ident = |i: usize| {
+        let end = (i..bytes.len())
+            .find(|&j| !(bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_'))
+            .unwrap_or(bytes.len());
+        (end, expr[i..end].to_string())
+    };
+    let skip_space = |mut i: usize| {
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut after_dot = false;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if matches!(b, b'"' | b'\'' | b'`') {
+            i = expr[i + 1..].find(b as char).map_or(bytes.len(), |end| i + end + 2);
+            after_dot = false;
+        } else if b.is_ascii_alphabetic() || b == b'_' {
+            let (end, name) = ident(i);
+            let next = skip_space(end);
+            let attr = (bytes.get(next) == Some(&b'.'))
+                .then(|| skip_space(next + 1))
+                .filter(|&a| bytes.get(a).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_'))
+                .map(|a| (a, ident(a).1));
+            if !after_dot {
+                out.push((i, name, attr));
+            }
+            i = end;
+            after_dot = false;
+        } else if b.is_ascii_digit() {
+            i = ident(i).0;
+        } else {
+            after_dot = b == b'.' || (after_dot && b.is_ascii_whitespace());
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_names_reads_variables_not_strings_filters_tests_or_arguments() {
+        let known = Known {
+            names: vec!["flags", "items", "layout"],
+            flags: Some(vec!["worker"]),
+            what: "known",
+            later: Vec::new(),
+        };
+        let fine = "layout == 'nosuch' and \"flags.x\" != `y` and items | length > 1 and flags . worker \
+                    and layout is defined and items is not none and range(end=2) | length > 0";
+        assert_eq!(check_names(fine, &known), Vec::new());
+        let found = check_names("nosuch or flags.wrker or nosuch", &known);
+        let at: Vec<usize> = found.iter().map(|e| e.at).collect();
+        assert_eq!(at, vec![0, 16], "{found:?}");
+        assert!(found[1].message.contains("did you mean `worker`"), "{found:?}");
+    }
+}

@@ -15,7 +15,7 @@ pub use super::variable::{VarType, Variable};
 use crate::error::{Error, Problem, Result};
 
 pub use super::component::{ComponentManifest, Conditional, FilePolicy, UpdatePolicy, load_component};
-use super::component::{component_names, document, read_component};
+use super::component::{check_condition_names, component_names, document, read_component};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,14 +135,24 @@ impl Manifest {
     /// returned whenever it could be read, so the presets can be checked against it too.
     pub(crate) fn read(tree: &TemplateTree, problems: &mut Vec<Problem>) -> Option<Self> {
         let mut components = BTreeMap::new();
-        let mut component_problems = Vec::new();
+        let mut component_problems = BTreeMap::new();
         for name in component_names(tree) {
-            if let Some(c) = read_component(tree, &name, &mut component_problems) {
-                components.insert(name, c);
+            let mut found = Vec::new();
+            if let Some(c) = read_component(tree, &name, &mut found) {
+                components.insert(name.clone(), c);
             }
+            component_problems.insert(name, found);
         }
         let manifest = Self::read_own(tree, &components, problems);
-        problems.extend(component_problems);
+        for (name, mut found) in component_problems {
+            // A conditional's `when` reads the variables, which only the manifest knows.
+            if let (Some(m), Some(c)) = (&manifest, components.get(&name)) {
+                let variables: Vec<&str> = m.variables.iter().map(|v| v.name.as_str()).collect();
+                check_condition_names(tree, &name, c, &variables, &mut found);
+                span::sort(&mut found);
+            }
+            problems.extend(found);
+        }
         manifest
     }
 
@@ -225,6 +235,20 @@ impl Manifest {
                 out.push(doc.at_value(toml_path!["variables", i, "name"], message));
             }
             check_variable(doc, i, v, out);
+            if let Some(when) = &v.when {
+                let mut names = inline::BASE_NAMES.to_vec();
+                names.extend(self.variables[..i].iter().map(|v| v.name.as_str()));
+                let known = inline::Known {
+                    names,
+                    flags: None,
+                    what: "a built-in or a variable declared before this one",
+                    later: self.variables[i..].iter().map(|v| v.name.as_str()).collect(),
+                };
+                for e in inline::check_names(when, &known) {
+                    let message = format!("variable `{}`: `when`: {}", v.name, e.message);
+                    out.push(doc.at_inside(toml_path!["variables", i, "when"], e.at, message));
+                }
+            }
         }
         for (table, per_layout) in [("setup", &self.test.setup), ("steps", &self.test.steps)] {
             for layout in per_layout.keys().filter(|l| !self.layouts.contains_key(*l)) {
@@ -256,11 +280,8 @@ impl Manifest {
     /// template, naming variables that exist (the new name of a rename, the variable of a set)
     /// or no longer exist (the old name of a rename, a drop).
     fn check_migrations(&self, doc: &Document, out: &mut Vec<Problem>) {
-        if let Some(v) = &self.template.version
-            && !is_version(v)
-        {
-            let message = format!("[template] version {v:?} is not a version such as 1.4.0");
-            out.push(doc.at_value(toml_path!["template", "version"], message));
+        if let Some(Err(why)) = self.template.version.as_deref().map(parse_version) {
+            out.push(doc.at_value(toml_path!["template", "version"], format!("[template] version {why}")));
         }
         if self.migrations.is_empty() {
             return;
@@ -281,10 +302,12 @@ impl Manifest {
                     format!("migration {} (version {:?}): {message}", i + 1, m.version),
                 )
             };
-            if !is_version(&m.version) {
-                out.push(at(&["version"], "`version` must be a version such as 1.4.0".into()));
-            } else if compare_versions(&m.version, current).is_gt() {
-                out.push(at(&["version"], format!("newer than the template itself ({current})")));
+            match (parse_version(&m.version), parse_version(current)) {
+                (Err(why), _) => out.push(at(&["version"], format!("`version` {why}"))),
+                (Ok(version), Ok(template)) if version.cmp_precedence(&template).is_gt() => {
+                    out.push(at(&["version"], format!("newer than the template itself ({current})")));
+                }
+                _ => {}
             }
             let still =
                 |name: &str, what: &str| format!("{what} `{name}`, but `{name}` is still a variable of the template");
@@ -461,32 +484,19 @@ fn regex_reason(e: &regex::Error) -> String {
     last.strip_prefix("error: ").unwrap_or(last).to_string()
 }
 
-/// A version: dot-separated numbers, optionally followed by `-pre-release` and `+build`.
-pub fn is_version(v: &str) -> bool {
-    let core = v.split(['-', '+']).next().unwrap_or("");
-    !core.is_empty()
-        && core
-            .split('.')
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+/// A template or migration version: SemVer 2.0, strictly (the `semver` crate): three numbers
+/// without leading zeros that fit in 64 bits, an optional `-pre-release` and `+build`. `1.0`,
+/// `v1.0.0`, `1.0.0.1`, `01.0.0` and `1.0.0-` are refused, with why.
+pub fn parse_version(v: &str) -> std::result::Result<semver::Version, String> {
+    semver::Version::parse(v).map_err(|e| format!("{v:?} is not a SemVer 2.0 version such as 1.4.0 or 2.0.0-rc.1: {e}"))
 }
 
-/// Orders two versions by SemVer 2.0 (the `semver` crate): `1.10.0` > `1.9.9`, a pre-release
-/// before its release, pre-release fields compared numerically (`2.0.0-rc.10` > `2.0.0-rc.2`),
-/// build metadata (`+...`) ignored. A short version (`1.0`) is padded with zeros first.
-pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
-    fn parse(v: &str) -> semver::Version {
-        let v = v.trim().trim_start_matches('v');
-        let (core, rest) = match v.find(['-', '+']) {
-            Some(i) => v.split_at(i),
-            None => (v, ""),
-        };
-        let mut parts: Vec<&str> = core.split('.').collect();
-        parts.resize(parts.len().max(3), "0");
-        let padded = format!("{}{rest}", parts.join("."));
-        semver::Version::parse(&padded).unwrap_or(semver::Version::new(0, 0, 0))
-    }
-    let (a, b) = (parse(a), parse(b));
-    a.cmp_precedence(&b)
+/// Orders two versions by SemVer 2.0 precedence: `1.10.0` > `1.9.9`, a pre-release before its
+/// release, pre-release fields compared numerically (`2.0.0-rc.10` > `2.0.0-rc.2`), build
+/// metadata (`+...`) ignored. An error (from [`parse_version`]) when either is not a version:
+/// never a guess.
+pub fn compare_versions(a: &str, b: &str) -> std::result::Result<std::cmp::Ordering, String> {
+    Ok(parse_version(a)?.cmp_precedence(&parse_version(b)?))
 }
 
 pub(crate) fn is_identifier(s: &str) -> bool {

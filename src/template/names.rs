@@ -120,6 +120,17 @@ impl ProjectName {
                 "give a name such as `shop-ai`",
             ));
         }
+        // `aBaB…` becomes `a-b-a-b…`: the limit holds for the names the project is made of.
+        for (form, derived) in [("kebab-case name", &slug), ("Python package name", &package)] {
+            let len = derived.chars().count();
+            if len > MAX_NAME_LEN {
+                return Err(invalid(
+                    raw,
+                    format!("its {form} `{derived}` is {len} characters long; the limit is {MAX_NAME_LEN}"),
+                    "use a shorter name (each capital letter inside a word starts a new word, joined by `-` or `_`)",
+                ));
+            }
+        }
         if PYTHON_KEYWORDS.contains(&package.as_str()) {
             return Err(invalid(
                 raw,
@@ -248,5 +259,25 @@ mod tests {
         assert_eq!(ProjectName::parse("Shop AI").unwrap().dns_label(), "shop-ai");
         let long = "a".repeat(MAX_NAME_LEN + 1);
         assert!(ProjectName::parse(&long).unwrap_err().to_string().contains("limit"));
+    }
+
+    #[test]
+    fn the_limit_holds_for_every_derived_name() {
+        for raw in [
+            "CustomerLifetimeValuePredictionAndChurnRiskScoringService".to_string(),
+            "aB".repeat(32),
+        ] {
+            assert!(raw.len() <= MAX_NAME_LEN, "{raw}");
+            let err = ProjectName::parse(&raw).unwrap_err().to_string();
+            assert!(
+                err.contains("kebab-case name `") && err.contains("the limit is 64"),
+                "{raw}: {err}"
+            );
+        }
+        let longest = ProjectName::parse(&format!("{}B", "a".repeat(MAX_NAME_LEN - 2))).unwrap();
+        assert_eq!(
+            (longest.slug.len(), longest.package.len()),
+            (MAX_NAME_LEN, MAX_NAME_LEN)
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use include_dir::{Dir, include_dir};
 
 use super::files::MANIFEST_FILE;
-use super::paths::check_relative_path;
+use super::paths::{check_relative_path, escaped};
 use crate::error::{Error, Problem, Result};
 
 static BUILTIN_TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
@@ -208,7 +208,7 @@ impl TemplateTree {
                 hint: Some(manifest_hint(dir)),
             });
         }
-        let files = read_tree(dir, &["presets"])?;
+        let files = read_tree(dir, "", &["presets"])?;
         let mut presets = Vec::new();
         let own = dir.join("presets");
         // The sibling `presets/` (this repository's own layout) only where it belongs to the
@@ -224,7 +224,7 @@ impl TemplateTree {
             sibling.filter(|p| p.is_dir())
         };
         if let Some(pd) = preset_dir {
-            for (name, bytes) in read_tree(&pd, &[])? {
+            for (name, bytes) in read_tree(&pd, "presets/", &[])? {
                 if name.ends_with(".toml") && !name.contains('/') {
                     let text = String::from_utf8(bytes.into_owned()).map_err(|_| {
                         Error::InvalidTemplate(vec![Problem::file(&format!("presets/{name}"), "not UTF-8 text")])
@@ -257,9 +257,13 @@ fn collect_embedded(dir: &Dir<'static>, out: &mut BTreeMap<String, Cow<'static, 
     }
 }
 
-fn read_tree(root: &Path, skip_top: &[&str]) -> Result<BTreeMap<String, Cow<'static, [u8]>>> {
+/// Every file under `root`, by its path relative to it. A file or directory name that is not
+/// UTF-8 is refused (all of them at once, each named with its bytes escaped, under `label`): made
+/// into text, two such names could become one and a file would be lost.
+fn read_tree(root: &Path, label: &str, skip_top: &[&str]) -> Result<BTreeMap<String, Cow<'static, [u8]>>> {
     let mut files = BTreeMap::new();
-    let walker = walkdir::WalkDir::new(root)
+    let mut not_utf8 = Vec::new();
+    let mut walker = walkdir::WalkDir::new(root)
         .follow_links(false)
         .into_iter()
         .filter_entry(|e| {
@@ -268,17 +272,27 @@ fn read_tree(root: &Path, skip_top: &[&str]) -> Result<BTreeMap<String, Cow<'sta
             let skipped_top = e.depth() == 1 && skip_top.contains(&name);
             !(skipped_dir || skipped_top)
         });
-    for entry in walker {
+    while let Some(entry) = walker.next() {
         let entry = entry.map_err(|e| {
             let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
             Error::io(path, std::io::Error::other(e.to_string()))
         })?;
-        let rel = entry
-            .path()
-            .strip_prefix(root)
-            .unwrap_or(entry.path())
-            .to_string_lossy()
-            .replace('\\', "/");
+        let rel_path = entry.path().strip_prefix(root).unwrap_or(entry.path());
+        let Some(rel) = rel_path.to_str().map(|r| r.replace('\\', "/")) else {
+            let what = if entry.file_type().is_dir() {
+                "directory"
+            } else {
+                "file"
+            };
+            not_utf8.push(Problem::file(
+                &format!("{label}{}", escaped_bytes(rel_path.as_os_str().as_encoded_bytes())),
+                format!("the {what} name is not UTF-8 (invalid bytes shown as \\xNN); rename it"),
+            ));
+            if entry.file_type().is_dir() {
+                walker.skip_current_dir(); // what is under it is named by it
+            }
+            continue;
+        };
         if entry.path_is_symlink() {
             return Err(Error::UnsafePath {
                 // The root itself can be the link: name it rather than "".
@@ -291,7 +305,22 @@ fn read_tree(root: &Path, skip_top: &[&str]) -> Result<BTreeMap<String, Cow<'sta
             files.insert(rel, Cow::Owned(bytes));
         }
     }
+    if !not_utf8.is_empty() {
+        return Err(Error::InvalidTemplate(not_utf8));
+    }
     Ok(files)
+}
+
+/// A path's bytes as text: each invalid byte as `\xNN`, control characters escaped as well.
+fn escaped_bytes(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(&escaped(chunk.valid()));
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 /// `base/sub`, refusing every way out of `base`: `..`, an absolute path, and a symlink on the

@@ -205,7 +205,24 @@ fn broken_answers_files_are_usage_errors() {
     write(answers.path(), "bad.json", "{\"flavour\": ");
     write(answers.path(), "unknown.toml", "colour = \"red\"\n");
     write(answers.path(), "list.json", "[1, 2]");
+    write(
+        answers.path(),
+        "typo.toml",
+        "preest = \"deep\"\n[answers]\nflavour = \"vanilla\"\n",
+    );
+    write(
+        answers.path(),
+        "flat.toml",
+        "preset = \"deep\"\nflavour = \"vanilla\"\n",
+    );
+    write(answers.path(), "type.json", r#"{"preset": 5, "answers": {}}"#);
     for (file, needle) in [
+        (
+            "typo.toml",
+            "unknown key `preest` beside the [answers] table (did you mean `preset`?)",
+        ),
+        ("flat.toml", "`preset` and `layout` go beside an [answers] table"),
+        ("type.json", "`preset` must be a string, found 5"),
         ("bad.toml", "invalid TOML"),
         ("bad.json", "invalid JSON"),
         ("unknown.toml", "unknown variable `colour` (in the answers file)"),

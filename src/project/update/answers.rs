@@ -5,10 +5,11 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::template::Template;
+use crate::template::files::RECORD_FILE;
 use crate::template::inline;
-use crate::template::manifest::{Manifest, compare_versions};
+use crate::template::manifest::{Manifest, parse_version};
 use crate::template::names::ProjectName;
 use crate::template::value::{coerce, toml_to_json};
 
@@ -27,16 +28,40 @@ impl PresetChange<'_> {
 }
 
 /// Applies the migrations newer than `old_version` (all of them when the project recorded no
-/// version), in version order. Returns what each did, for the report.
-pub fn migrate(manifest: &Manifest, answers: &mut Map<String, Value>, old_version: Option<&str>) -> Vec<String> {
-    let mut due: Vec<_> = manifest
-        .migrations
-        .iter()
-        .filter(|m| old_version.is_none_or(|old| compare_versions(&m.version, old).is_gt()))
-        .collect();
-    due.sort_by(|a, b| compare_versions(&a.version, &b.version));
+/// version), in version order. Returns what each did, for the report. A recorded version that is
+/// not SemVer is refused (which migrations it missed cannot be known), never taken as 0.0.0.
+pub fn migrate(
+    manifest: &Manifest,
+    answers: &mut Map<String, Value>,
+    old_version: Option<&str>,
+) -> Result<Vec<String>> {
+    if manifest.migrations.is_empty() {
+        return Ok(Vec::new());
+    }
+    let old = old_version
+        .map(|v| {
+            parse_version(v).map_err(|why| {
+                Error::refused_with(
+                    format!("{RECORD_FILE}: template_version {why}, so which [[migrations]] it needs is unknown"),
+                    format!(
+                        "set template_version in {RECORD_FILE} to the version of the template the project was made with"
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    // The manifest's checks refused a migration version that is not SemVer.
+    let mut due = Vec::new();
+    for m in &manifest.migrations {
+        let version =
+            parse_version(&m.version).map_err(|why| Error::refused(format!("[[migrations]] version {why}")))?;
+        if old.as_ref().is_none_or(|old| version.cmp_precedence(old).is_gt()) {
+            due.push((version, m));
+        }
+    }
+    due.sort_by(|(a, _), (b, _)| a.cmp_precedence(b));
     let mut notes = Vec::new();
-    for m in due {
+    for (_, m) in due {
         if let Some(r) = &m.rename
             && let Some(v) = answers.remove(&r.from)
         {
@@ -59,7 +84,7 @@ pub fn migrate(manifest: &Manifest, answers: &mut Map<String, Value>, old_versio
             }
         }
     }
-    notes
+    Ok(notes)
 }
 
 /// What each variable would have been without the user: its default in the old context, or the
@@ -105,7 +130,7 @@ pub fn carry_over(
     change: &PresetChange,
 ) -> Result<(Map<String, Value>, Vec<String>)> {
     let mut answers = recorded.clone();
-    let mut notes = migrate(&template.manifest, &mut answers, old_version);
+    let mut notes = migrate(&template.manifest, &mut answers, old_version)?;
     answers.retain(|k, _| {
         let known = template.manifest.variable(k).is_some();
         if !known {
@@ -130,6 +155,7 @@ pub fn carry_over(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::template::manifest::compare_versions;
     use crate::template::source::TemplateTree;
 
     fn manifest(migrations: &str) -> Result<Manifest> {
@@ -187,7 +213,7 @@ drop = "legacy"
             serde_json::from_str(r#"{"db": "postgres", "legacy": true, "port": 81}"#).unwrap();
 
         let mut all = recorded.clone();
-        let notes = migrate(&m, &mut all, Some("1.0.0"));
+        let notes = migrate(&m, &mut all, Some("1.0.0")).unwrap();
         assert_eq!(
             Value::Object(all),
             serde_json::json!({"database": "postgres", "port": 8080})
@@ -197,16 +223,16 @@ drop = "legacy"
 
         // A project made with 2.0.0 already had the rename and the drop.
         let mut some = recorded.clone();
-        migrate(&m, &mut some, Some("2.0.0"));
+        migrate(&m, &mut some, Some("2.0.0")).unwrap();
         assert_eq!(some["port"], 8080);
         assert_eq!(some["db"], "postgres");
 
         // Up to date: nothing applies. No version recorded: everything does.
         let mut none = recorded.clone();
-        assert!(migrate(&m, &mut none, Some("3.0.0")).is_empty());
+        assert!(migrate(&m, &mut none, Some("3.0.0")).unwrap().is_empty());
         assert_eq!(none, recorded);
         let mut unknown = recorded;
-        migrate(&m, &mut unknown, None);
+        migrate(&m, &mut unknown, None).unwrap();
         assert_eq!(unknown["database"], "postgres");
     }
 
@@ -214,7 +240,19 @@ drop = "legacy"
     fn bad_migrations_are_refused_with_the_reason() {
         for (migration, reason) in [
             ("version = \"4.0.0\"\ndrop = \"x\"", "newer than the template"),
-            ("version = \"one\"\ndrop = \"x\"", "must be a version"),
+            ("version = \"one\"\ndrop = \"x\"", "not a SemVer 2.0 version"),
+            (
+                "version = \"1.0.0.1\"\ndrop = \"x\"",
+                "unexpected character '.' after patch",
+            ),
+            ("version = \"01.0.0\"\ndrop = \"x\"", "leading zero"),
+            ("version = \"1.0.0-\"\ndrop = \"x\"", "empty identifier"),
+            (
+                "version = \"99999999999999999999.0.0\"\ndrop = \"x\"",
+                "exceeds u64::MAX",
+            ),
+            ("version = \"1.0\"\ndrop = \"x\"", "not a SemVer 2.0 version"),
+            ("version = \"v1.0.0\"\ndrop = \"x\"", "not a SemVer 2.0 version"),
             ("version = \"1.0.0\"\ndrop = \"port\"", "still a variable"),
             (
                 "version = \"1.0.0\"\nrename = { from = \"a\", to = \"b\" }",
@@ -237,13 +275,36 @@ drop = "legacy"
     }
 
     #[test]
-    fn versions_compare_by_number_then_pre_release() {
+    fn versions_compare_by_semver_precedence_and_a_non_version_is_an_error() {
         use std::cmp::Ordering::*;
-        assert_eq!(compare_versions("1.10.0", "1.9.9"), Greater);
-        assert_eq!(compare_versions("1.0", "1.0.0"), Equal);
-        assert_eq!(compare_versions("2.0.0-rc.1", "2.0.0"), Less);
-        assert_eq!(compare_versions("2.0.0+build.5", "2.0.0"), Equal);
-        assert_eq!(compare_versions("2.0.0-rc.10", "2.0.0-rc.2"), Greater);
-        assert_eq!(compare_versions("2.0.0-alpha.beta", "2.0.0-alpha.1"), Greater);
+        assert_eq!(compare_versions("1.10.0", "1.9.9"), Ok(Greater));
+        assert_eq!(compare_versions("2.0.0-rc.1", "2.0.0"), Ok(Less));
+        assert_eq!(compare_versions("2.0.0+build.5", "2.0.0"), Ok(Equal));
+        assert_eq!(compare_versions("2.0.0-rc.10", "2.0.0-rc.2"), Ok(Greater));
+        assert_eq!(compare_versions("2.0.0-alpha.beta", "2.0.0-alpha.1"), Ok(Greater));
+        for bad in [
+            "1.0",
+            "1.0.0.1",
+            "01.0.0",
+            "1.0.0-",
+            "99999999999999999999.0.0",
+            "v1.0.0",
+            " 1.0.0",
+        ] {
+            let err = compare_versions(bad, "1.0.0").unwrap_err();
+            assert!(err.contains("not a SemVer 2.0 version"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_recorded_version_that_is_not_semver_is_refused_not_taken_as_zero() {
+        let m = manifest(MIGRATIONS).unwrap();
+        let mut answers = Map::new();
+        let err = migrate(&m, &mut answers, Some("2.0")).unwrap_err().to_string();
+        assert!(
+            err.contains("template_version \"2.0\" is not a SemVer 2.0 version"),
+            "{err}"
+        );
+        assert!(answers.is_empty());
     }
 }

@@ -315,6 +315,9 @@ fn every_bad_input_is_a_usage_error_naming_the_flag() {
         (&["--peak-rps", "1e5"], "--peak-rps"),
         (&["--peak-rps", "99999999999"], "--peak-rps"),
         (&["--peak-rps", ""], "--peak-rps"),
+        (&["--peak-rps", "2,5k"], "groups of three digits"),
+        (&["--peak-rps", "40,5"], "groups of three digits"),
+        (&["--connections", "1,0,0"], "--connections"),
         (&["--connections", "-1"], "--connections"),
         (&["--connections", "lots"], "--connections"),
         (&["--p99-ms", "0"], "--p99-ms"),
@@ -354,4 +357,9 @@ fn every_bad_input_is_a_usage_error_naming_the_flag() {
     // Accepted spellings of counts.
     let doc = recommend_json(&["--peak-rps", "40_000"], None);
     assert_eq!(doc["workload"]["peak_rps"], 40000);
+    let doc = recommend_json(&["--peak-rps", "40,000", "--connections", "1,000,000"], None);
+    assert_eq!(
+        (&doc["workload"]["peak_rps"], &doc["workload"]["connections"]),
+        (&40000.into(), &1_000_000.into())
+    );
 }
