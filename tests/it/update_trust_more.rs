@@ -259,3 +259,34 @@ fn a_directory_the_template_turns_into_a_file_updates_cleanly() {
     p.write("cfg/mine.txt", "mine\n");
     refused(&p, &[], "cfg/mine.txt");
 }
+
+/// A template older than the project's recorded version is refused (exit 2, nothing changed),
+/// `--check` and `--dry-run` alike, rather than merged back or reported "behind".
+#[test]
+fn an_older_template_version_is_refused_not_merged_back() {
+    for older in ["1.9.0", "2.0.0-rc.1"] {
+        let p = project(&[("a.txt", "a\n")], &[("a.txt", "a2\n")]);
+        p.update().assert().success();
+        let v3 = p.tmp.path().join("older");
+        super::template(&v3, older, &[("a.txt", "a0\n")], "");
+        let before = state(&p.dir);
+        for extra in [&["--check"][..], &["--dry-run"], &[]] {
+            let out = stackwise()
+                .arg("update")
+                .arg(&p.dir)
+                .arg("--template")
+                .arg(&v3)
+                .arg("--yes")
+                .args(extra)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(2), "{older} {extra:?}: {}", stderr(&out));
+            assert!(
+                stderr(&out).contains("older than the project's 2.0.0"),
+                "{}",
+                stderr(&out)
+            );
+        }
+        assert_eq!(state(&p.dir), before);
+    }
+}

@@ -27,6 +27,28 @@ impl PresetChange<'_> {
     }
 }
 
+/// An update never goes back to an older version of the template (copier refuses downgrades
+/// too): its migrations only run forward, so answers migrated for the project's version would
+/// meet templates that predate them. A version that is not SemVer is left to [`migrate`] (the
+/// recorded one) and the manifest's checks (the template's).
+pub fn refuse_downgrade(manifest: &Manifest, recorded: Option<&str>) -> Result<()> {
+    let (Some(old), Some(new)) = (recorded, manifest.template.version.as_deref()) else {
+        return Ok(());
+    };
+    let (Ok(old_v), Ok(new_v)) = (parse_version(old), parse_version(new)) else {
+        return Ok(());
+    };
+    if new_v.cmp_precedence(&old_v).is_lt() {
+        return Err(Error::refused_with(
+            format!(
+                "the template is at version {new}, older than the project's {old} ({RECORD_FILE}): an update never goes back"
+            ),
+            "update from a revision at or after the project's version (--to REV, or another --template); to return to an older template, revert the update commits with git",
+        ));
+    }
+    Ok(())
+}
+
 /// Applies the migrations newer than `old_version` (all of them when the project recorded no
 /// version), in version order. Returns what each did, for the report. A recorded version that is
 /// not SemVer is refused (which migrations it missed cannot be known), never taken as 0.0.0.

@@ -178,6 +178,7 @@ fn render_new(
         old_preset: rec.preset.as_deref(),
         new_preset: preset.as_deref(),
     };
+    answers::refuse_downgrade(&template.manifest, rec.info.version.as_deref())?;
     let (carried, answer_notes) = answers::carry_over(template, &rec.answers, rec.info.version.as_deref(), &change)?;
     notes.extend(answer_notes);
     let mut rendered = render_project(template, name, preset, layout, sets, carried, prompter)?;
