@@ -159,6 +159,9 @@ pub(super) fn generate_project(req: &NewRequest, interactive: bool, json: bool) 
 }
 
 fn report_new(o: &generate::Outcome) {
+    for w in &o.warnings {
+        eprintln!("{} {w}", style::warn("warning:"));
+    }
     let preset = o.preset.as_deref().unwrap_or("none");
     if o.dry_run {
         eprintln!(

@@ -51,6 +51,10 @@ pub struct Outcome {
     /// (`replaced/<path>`). Other leftovers of killed runs are removed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub interrupted_runs: Vec<PathBuf>,
+    /// Answers that were given and not used (an answers file's value for a variable whose
+    /// `when` is false): each worth a warning.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// The initial commit: the render commit (template output and `.stackwise.toml` only).
     pub git_commit: Option<String>,
     /// The second commit, holding the lockfiles of `--install`.
@@ -105,6 +109,7 @@ pub fn new_project(
         files,
         overwritten: Vec::new(),
         interrupted_runs: Vec::new(),
+        warnings: rendered.ignored.clone(),
         git_commit: None,
         lockfiles_commit: None,
         git_skipped: None,

@@ -311,6 +311,7 @@ mod tests {
             preset: Some("data-pipeline".into()),
             answers,
             files: Vec::new(),
+            ignored: Vec::new(),
         };
         let mut mine = toml::Table::new();
         mine.insert("skip".into(), toml::Value::Array(vec!["docs/**".into()]));

@@ -167,6 +167,9 @@ pub struct Resolution {
     /// `base` plus every variable: the answers, and the default of each variable whose `when`
     /// is false (so a template may still name it; an answer given for it is never used).
     pub context: Map<String, Value>,
+    /// Answers from the answers file that were not used, their variable's `when` being false:
+    /// what to warn about (`--set` for one is refused instead).
+    pub ignored: Vec<String>,
 }
 
 /// Resolves every variable of the manifest, in order. `base` holds the built-in values.
@@ -185,6 +188,7 @@ pub fn resolve(
     check_keys(manifest, &inputs.sets, " (in --set)")?;
     let mut ctx = base.clone();
     let mut answers = Map::new();
+    let mut ignored = Vec::new();
     for (i, var) in manifest.variables.iter().enumerate() {
         let invalid = |reason: String| Error::InvalidValue {
             key: var.name.clone(),
@@ -216,6 +220,14 @@ pub fn resolve(
                 when: var.when.clone().unwrap_or_default(),
                 context,
             });
+        }
+        if !applies && inputs.file.contains_key(&var.name) {
+            let layout = ctx.get("layout").and_then(Value::as_str).unwrap_or_default();
+            ignored.push(format!(
+                "the answer for `{}` does not apply to the {layout} layout (its condition `{}` is false): ignored, not recorded",
+                var.name,
+                var.when.as_deref().unwrap_or_default()
+            ));
         }
         let given = inputs
             .sets
@@ -260,7 +272,11 @@ pub fn resolve(
             answers.insert(var.name.clone(), value);
         }
     }
-    Ok(Resolution { answers, context: ctx })
+    Ok(Resolution {
+        answers,
+        context: ctx,
+        ignored,
+    })
 }
 
 #[cfg(test)]

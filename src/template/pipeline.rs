@@ -71,6 +71,8 @@ pub struct Rendered {
     /// Each rendered file's source in the template tree (`components/…/app.ts.tera`), by output
     /// path: what `new --dry-run` shows a fork author.
     pub sources: std::collections::BTreeMap<String, String>,
+    /// Answers-file values for variables that do not apply (see [`answers::Resolution`]).
+    pub ignored: Vec<String>,
 }
 
 /// Picks the preset and layout from the flags, the answers file and (on a terminal) the user.
@@ -166,7 +168,11 @@ pub fn render_project(
         }
     }
     let base = inline::base(&name, &layout, preset.as_deref());
-    let answers::Resolution { answers, context } = answers::resolve(&template.manifest, &base, &inputs, prompter)?;
+    let answers::Resolution {
+        answers,
+        context,
+        ignored,
+    } = answers::resolve(&template.manifest, &base, &inputs, prompter)?;
     let plan = plan::build(&template.tree, &template.manifest, &layout, &context)?;
     let files = render::render_plan(&template.tree, &plan)?;
     let sources = plan.files.into_iter().map(|f| (f.path, f.source)).collect();
@@ -177,6 +183,7 @@ pub fn render_project(
         answers,
         files,
         sources,
+        ignored,
     })
 }
 

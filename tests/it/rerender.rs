@@ -116,3 +116,35 @@ fn a_built_in_project_s_hint_names_no_template() {
         "stackwise new \"plain\" --answers .stackwise.toml --force -o .."
     );
 }
+
+/// An answers file's value for a variable whose `when` is false is not used and not recorded,
+/// and it is said (SPEC §7.4: "refused or warned"), where `--set` for it is refused.
+#[test]
+fn an_answer_that_does_not_apply_is_warned_about_and_not_recorded() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let answers = dir.path().join("answers.toml");
+    std::fs::write(&answers, "worker = true\n").unwrap();
+    let out = stackwise()
+        .args([
+            "new",
+            "shop",
+            "--preset",
+            "realtime",
+            "--yes",
+            "--dry-run",
+            "--json",
+            "--answers",
+        ])
+        .arg(&answers)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: the answer for `worker` does not apply to the node layout"),
+        "{stderr}"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["answers"].get("worker").is_none(), "{doc}");
+    assert_eq!(doc["warnings"].as_array().map(Vec::len), Some(1), "{doc}");
+}

@@ -182,6 +182,7 @@ fn render_new(
     let (carried, answer_notes) = answers::carry_over(template, &rec.answers, rec.info.version.as_deref(), &change)?;
     notes.extend(answer_notes);
     let mut rendered = render_project(template, name, preset, layout, sets, carried, prompter)?;
+    notes.append(&mut rendered.ignored);
     record::add_to(&mut rendered, template, info, Some(&rec.update));
     Ok(rendered)
 }
