@@ -171,6 +171,16 @@ impl ProjectName {
     /// never imported). Checked when a project is created, not by [`ProjectName::parse`]: a
     /// project that already has such a name still updates.
     pub fn check_reserved(&self, reserved: &[String]) -> Result<()> {
+        if is_windows_device(&self.slug) {
+            let slug = &self.slug;
+            return Err(invalid(
+                &self.name,
+                format!(
+                    "`{slug}` is a device name on Windows: no file or directory can take it there, so the project could not be checked out"
+                ),
+                format!("add a word, e.g. `{slug}-service` or `my-{slug}`"),
+            ));
+        }
         if PYTHON_STDLIB.contains(&self.package.as_str()) {
             let (package, slug) = (&self.package, &self.slug);
             return Err(invalid(
@@ -195,6 +205,17 @@ impl ProjectName {
     }
 }
 
+/// The names Windows keeps for devices (`CON`, `NUL`, `COM1`, …), whatever the case.
+fn is_windows_device(slug: &str) -> bool {
+    let lower = slug.to_ascii_lowercase();
+    matches!(lower.as_str(), "con" | "prn" | "aux" | "nul")
+        || ["com", "lpt"].iter().any(|p| {
+            lower
+                .strip_prefix(p)
+                .is_some_and(|n| n.len() == 1 && n.as_bytes()[0].is_ascii_digit())
+        })
+}
+
 fn sanitize(name: &str) -> String {
     let kept: String = name
         .chars()
@@ -207,6 +228,19 @@ fn sanitize(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Windows device names cannot be a directory there; any case, digits 0-9 for COM/LPT.
+    #[test]
+    fn windows_device_names_are_reserved() {
+        for name in ["con", "NUL", "Aux", "prn", "com1", "LPT9", "com0"] {
+            let n = ProjectName::parse(name).unwrap();
+            let e = n.check_reserved(&[]).unwrap_err().to_string();
+            assert!(e.contains("device name on Windows"), "{name}: {e}");
+        }
+        for name in ["console", "com10", "null", "auxiliary", "lpt"] {
+            ProjectName::parse(name).unwrap().check_reserved(&[]).unwrap();
+        }
+    }
 
     #[test]
     fn variants_are_derived_from_any_spelling() {
