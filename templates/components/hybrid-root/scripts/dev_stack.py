@@ -176,6 +176,9 @@ class Plan:
         parts.append(program("ml-service", [python, "-m", package], ML_DIR, 20, ml_env))
         for name, worker in self.worker_names.items():
             env = {"WORKER_NAME": worker, "METRICS_PORT": str(self.metrics[name])}
+            # A health file each: with the shared default one worker's beat would hide the
+            # other's over-time mark (`python -m <package>.worker --check`).
+            env["WORKER_HEALTH_FILE"] = str(RUN_DIR / f"{name}.alive")
             parts.append(program(name, [python, "-m", f"{package}.worker"], ML_DIR, 30, env))
         gateway_env = {
             "NODE_ENV": "production",
