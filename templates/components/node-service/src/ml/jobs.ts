@@ -25,6 +25,12 @@ const BACKLOG_CACHE_MS = 1_000;
 const IDEMPOTENCY_IN_FLIGHT_MS = 10_000;
 /** The error texts the workers store (contracts/README.md); anything else is shown as "job failed". */
 const PUBLIC_ERRORS = new Set(["invalid payload", "model error", "deadline exceeded", "job failed", "job lost"]);
+/** What a job still queued or running past its deadline ends with (the workers write the same). */
+export const DEADLINE_EXCEEDED = "deadline exceeded";
+/** How often each gateway process fails the jobs past their deadline (as the workers' sweep does). */
+export const DEADLINE_SWEEP_MS = 5_000;
+/** The most jobs per partition one sweep fails (the next sweep takes the rest). */
+const SWEEP_LIMIT = 100;
 /** The error of the final event a watcher gets when its job vanished from Redis before finishing. */
 export const JOB_LOST = "job lost";
 /** How often the offset between this host's clock and Redis' (TIME) is measured again. */
@@ -68,8 +74,48 @@ for i = 1, jobs do
 end
 return written`;
 
-/** The script's SHA1, what EVALSHA names it by (EVAL sends it whole when Redis answers NOSCRIPT). */
-const ENQUEUE_SHA = createHash("sha1").update(ENQUEUE_SCRIPT).digest("hex");
+/**
+ * Fails jobs of one partition still unfinished past their deadline, exactly as a worker's sweep does
+ * (worker/housekeeping.py): a job whose score in `deadlines` is at most `now` and whose status is
+ * neither done nor failed gets status failed, error "deadline exceeded", finished_at `now`,
+ * `processed` + 1 (and the TTL if its hash was gone) and a `failed` event; it leaves `deadlines`
+ * either way. One script: a worker committing or failing the same job (its scripts and
+ * transactions check `deadlines` and the status too) comes wholly before or after it, so exactly
+ * one of them ends the job, and a job already done is never touched.
+ * KEYS: deadlines, events, job hash of each job.
+ * ARGV: now, events MINID, ttl, "1" to return each job's hash after, then per job: id, failed event.
+ * Returns per job {1 if this call failed it else 0, its hash (flat) or {}}.
+ */
+const EXPIRE_SCRIPT = `local n = #KEYS - 2
+local now, minid, ttl, hashes = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
+local reply = {}
+for i = 1, n do
+  local key, id = KEYS[2 + i], ARGV[3 + 2 * i]
+  local failed = 0
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  if score and tonumber(score) <= tonumber(now) then
+    local status = redis.call('HGET', key, 'status')
+    if status ~= 'done' and status ~= 'failed' then
+      redis.call('HSET', key, 'status', 'failed', 'error', '${DEADLINE_EXCEEDED}', 'finished_at', now)
+      redis.call('HINCRBY', key, 'processed', 1)
+      if not status then redis.call('EXPIRE', key, ttl) end
+      redis.call('XADD', KEYS[2], 'MINID', '~', minid, '*', 'id', id, 'event', ARGV[4 + 2 * i])
+      failed = 1
+    end
+    redis.call('ZREM', KEYS[1], id)
+  end
+  reply[i] = {failed, hashes and redis.call('HGETALL', key) or {}}
+end
+return reply`;
+
+/** A script and its SHA1, what EVALSHA names it by (EVAL sends it whole when Redis answers NOSCRIPT). */
+interface Script {
+  text: string;
+  sha: string;
+}
+const script = (text: string): Script => ({ text, sha: createHash("sha1").update(text).digest("hex") });
+const ENQUEUE = script(ENQUEUE_SCRIPT);
+const EXPIRE = script(EXPIRE_SCRIPT);
 /** The most jobs one script call writes (a busy turn of the event loop takes several calls). */
 const MAX_BATCH = 64;
 
@@ -116,6 +162,8 @@ export interface JobStoreOptions {
   deadlineMs: number;
   /** Events older than this are trimmed from the events streams. */
   eventsRetentionMs: number;
+  /** Told the ids of the jobs this process failed past their deadline (logs, metrics). */
+  onDeadlineExceeded?: (ids: readonly string[]) => void;
   /** Replicas that must have the job before it is acknowledged (WAIT); 0 = no wait. */
   waitReplicas?: number;
   /** Longest the WAIT may block. */
@@ -386,7 +434,7 @@ export class JobStore {
     for (const job of jobs) argv.push(job.key);
     argv.push(keys.deadlines, keys.jobs, keys.events, String(JOB_TTL_SECONDS), minId);
     for (const job of jobs) for (const arg of job.args) argv.push(arg);
-    this.#run(jobs.length + 3, argv).then(
+    this.#run(ENQUEUE, jobs.length + 3, argv).then(
       (reply) => {
         const written = Array.isArray(reply) ? reply : [];
         jobs.forEach((job, i) => {
@@ -401,13 +449,76 @@ export class JobStore {
   }
 
   /** EVALSHA, then EVAL when this Redis does not have the script (restarted, failed over, new node). */
-  async #run(numberOfKeys: number, args: string[]): Promise<unknown> {
+  async #run({ text, sha }: Script, numberOfKeys: number, args: string[]): Promise<unknown> {
     try {
-      return await this.redis.evalsha(ENQUEUE_SHA, numberOfKeys, ...args);
+      return await this.redis.evalsha(sha, numberOfKeys, ...args);
     } catch (err) {
       if (!(err instanceof Error && err.message.startsWith("NOSCRIPT"))) throw err;
-      return this.redis.eval(ENQUEUE_SCRIPT, numberOfKeys, ...args);
+      return this.redis.eval(text, numberOfKeys, ...args);
     }
+  }
+
+  /**
+   * Fails the jobs among `ids` (one partition) still unfinished past their deadline by `now` (Redis
+   * time), in one script call (EXPIRE_SCRIPT); returns per job whether this call failed it, and
+   * with `hashes` its hash after the call.
+   */
+  async #expire(
+    keys: PartitionKeys,
+    ids: readonly string[],
+    now: number,
+    hashes: boolean,
+  ): Promise<{ id: string; failed: boolean; hash: Record<string, string> }[]> {
+    const argv = [keys.deadlines, keys.events];
+    for (const id of ids) argv.push(keys.job(id));
+    const minId = String(Math.max(0, now - this.options.eventsRetentionMs));
+    argv.push(String(now), minId, String(JOB_TTL_SECONDS), hashes ? "1" : "0");
+    for (const id of ids) {
+      const failed: JobEvent = { id, type: "failed", status: "failed", ts: now, error: DEADLINE_EXCEEDED };
+      argv.push(id, JSON.stringify(failed));
+    }
+    const reply = await this.#run(EXPIRE, ids.length + 2, argv);
+    const rows = Array.isArray(reply) ? (reply as unknown[]) : [];
+    const results = ids.map((id, i) => {
+      const [failed, flat] = Array.isArray(rows[i]) ? (rows[i] as unknown[]) : [];
+      const hash: Record<string, string> = {};
+      if (Array.isArray(flat)) for (let j = 0; j + 1 < flat.length; j += 2) hash[String(flat[j])] = String(flat[j + 1]);
+      return { id, failed: failed === 1, hash };
+    });
+    const expired = results.filter(({ failed }) => failed).map(({ id }) => id);
+    if (expired.length > 0) this.options.onDeadlineExceeded?.(expired);
+    return results;
+  }
+
+  /**
+   * The job's hash, failed first when it is still queued or running past its deadline (compared
+   * with the cached Redis clock: a job within its deadline costs no round trip).
+   */
+  async #current(id: string, hash: Record<string, string>): Promise<Record<string, string>> {
+    if ((hash.status !== "queued" && hash.status !== "running") || !hash.deadline) return hash;
+    const deadline = Number(hash.deadline);
+    const now = this.clock.cached() ?? (await this.clock.now());
+    if (!(deadline <= now)) return hash;
+    const [result] = await this.#expire(this.layout.of(id), [id], now, true);
+    // Empty: the hash vanished meanwhile (gone); otherwise as the script left it (failed, or done first).
+    return result?.hash ?? hash;
+  }
+
+  /**
+   * Fails, per partition, up to SWEEP_LIMIT jobs past their deadline (oldest first), as the
+   * workers' sweep does, so watchers are told even when no worker runs; returns their ids.
+   */
+  async sweepDeadlines(): Promise<string[]> {
+    const now = this.clock.cached() ?? (await this.clock.now());
+    const swept = await Promise.all(
+      this.layout.partitions.map(async (keys) => {
+        const ids = await this.redis.zrangebyscore(keys.deadlines, "-inf", now, "LIMIT", 0, SWEEP_LIMIT);
+        if (ids.length === 0) return [];
+        const results = await this.#expire(keys, ids, now, false);
+        return results.filter(({ failed }) => failed).map(({ id }) => id);
+      }),
+    );
+    return swept.flat();
   }
 
   /**
@@ -467,7 +578,8 @@ export class JobStore {
   /**
    * The job as its owner may see it. An id not issued to this caller is "unknown" without asking
    * Redis, so another key's job and an id that never existed answer alike (404); an id issued to
-   * this caller that Redis no longer has is "gone" (410).
+   * this caller that Redis no longer has is "gone" (410). A job still queued or running past its
+   * deadline is failed first ("deadline exceeded"), as a worker would.
    */
   async lookup(id: string, ownerKey: Buffer): Promise<JobLookup> {
     if (!issuedTo(id, ownerKey)) return "unknown";
@@ -475,12 +587,21 @@ export class JobStore {
     const event = toEvent(id, hash);
     if (event === null) return "gone";
     // The tag already binds the id to the key; the recorded owner is checked as well.
-    return hash.owner === ownerId(ownerKey) ? { found: event } : "unknown";
+    if (hash.owner !== ownerId(ownerKey)) return "unknown";
+    if (event.status !== "queued" && event.status !== "running") return { found: event };
+    const current = await this.#current(id, hash);
+    if (current === hash) return { found: event };
+    const after = toEvent(id, current);
+    return after === null ? "gone" : { found: after };
   }
 
-  /** The job's current state as a job event (what a resynchronised subscriber is sent), or null when gone. */
+  /**
+   * The job's current state as a job event (what a resynchronised subscriber is sent), or null when
+   * gone; failed first when past its deadline, like lookup.
+   */
   async snapshot(id: string): Promise<JobEvent | null> {
-    return toEvent(id, await this.redis.hgetall(this.layout.of(id).job(id)));
+    const hash = await this.redis.hgetall(this.layout.of(id).job(id));
+    return toEvent(id, await this.#current(id, hash));
   }
 }
 

@@ -25,6 +25,13 @@ export class Metrics {
     help: "Jobs written to the bus by this producer.",
     registers: [this.registry],
   });
+  /** Jobs the gateway ended failed itself (reason deadline_exceeded); the workers count theirs. */
+  readonly jobsFailed = new Counter({
+    name: "bus_jobs_failed_total",
+    help: "Jobs this process ended failed, by reason.",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
   #groups: GroupReader | undefined;
   #dependencies: DependencyReader | undefined;
 
