@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 pub use super::budget::RenderBudget;
-use super::budget::{Meter, MeteredWriter, SPAWN_PATIENCE, spawn_patiently};
+use super::budget::{Meter, MeteredWriter, SPAWN_PATIENCE, resident_bytes, spawn_patiently};
 use super::files::PARTIALS_DIR;
 use super::inline::{self, template_error};
 use super::plan::{Action, Plan};
@@ -201,6 +201,12 @@ fn render_groups(
     });
     let (tx, rx) = mpsc::channel();
     let mut pending = groups.len();
+    // Growth is what counts: the process may hold a clone or another render's result already.
+    let resident_at_start = resident_bytes();
+    let grown = || match (resident_at_start, resident_bytes()) {
+        (Some(before), Some(now)) => now.saturating_sub(before),
+        _ => 0,
+    };
     start_groups(groups, contexts, &meter, &tx, (budget, deadline))?;
     // Only the groups hold a sender: once every one has ended, a group that never answered
     // (a panic) is seen as a disconnection, not waited for until the deadline.
@@ -210,7 +216,12 @@ fn render_groups(
         meter.over.store(true, Ordering::SeqCst);
         Failed::Final(Error::RenderBudget {
             file: meter.blamed(),
-            reason: if meter.written.load(Ordering::Relaxed) > budget.bytes {
+            reason: if grown() > budget.memory {
+                format!(
+                    "more than {} MiB of memory while rendering (a string built up in a loop? raise STACKWISE_RENDER_MEMORY_MB if the template really needs it)",
+                    budget.memory >> 20
+                )
+            } else if meter.written.load(Ordering::Relaxed) > budget.bytes {
                 format!(
                     "more than {} MiB of output (raise STACKWISE_RENDER_MB if the template really is that large)",
                     budget.bytes >> 20
@@ -253,7 +264,7 @@ fn render_groups(
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 interrupted()?;
-                if Instant::now() > deadline {
+                if Instant::now() > deadline || grown() > budget.memory {
                     return Err(over(started.elapsed()));
                 }
             }
@@ -500,6 +511,7 @@ mod tests {
         let budget = RenderBudget {
             time: Duration::from_millis(300),
             bytes: 64 << 20,
+            memory: 1 << 30,
         };
         let started = Instant::now();
         let result = render_plan_within(&tree, &plan, budget).map(|_| ());

@@ -96,6 +96,43 @@ fn a_runaway_loop_ends_at_its_time_budget_naming_the_file() {
     assert_mentions(&stderr_of(&a), &["components/app/slow.txt.tera", "budget"]);
 }
 
+/// A string built up inside the template writes nothing until it is done, so only the memory
+/// the process grows by can stop it: before, it grew until the allocator aborted (or the OOM
+/// killer came), for `lint` and `new` alike.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_string_built_up_in_a_loop_ends_at_its_memory_budget() {
+    let (tpl, out) = fixture();
+    write(
+        tpl.path(),
+        "components/app/bomb.txt.tera",
+        "{% set_global x = \"aaaaaaaaaaaaaaaa\" %}{% for i in range(end=40) %}{% set_global x = x ~ x %}{% endfor %}{{ x | length }}",
+    );
+    for lint in [false, true] {
+        let mut cmd = if lint {
+            let mut c = stackwise();
+            c.arg("lint").arg(tpl.path());
+            c
+        } else {
+            new_cmd(tpl.path(), out.path(), "app")
+        };
+        let a = cmd
+            .env("STACKWISE_RENDER_MEMORY_MB", "64")
+            .timeout(Duration::from_secs(60))
+            .assert()
+            .code(1);
+        assert_mentions(
+            &stderr_of(&a),
+            &[
+                "components/app/bomb.txt.tera",
+                "MiB of memory",
+                "STACKWISE_RENDER_MEMORY_MB",
+            ],
+        );
+    }
+    assert_empty(out.path());
+}
+
 #[test]
 fn a_render_that_floods_output_ends_at_its_size_budget() {
     let (tpl, out) = fixture();
