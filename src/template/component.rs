@@ -173,7 +173,7 @@ pub(super) fn check_condition_names(
     let Some(doc) = document(tree, &component_file(name), &mut Vec::new()) else {
         return;
     };
-    let mut names = inline::BASE_NAMES.to_vec();
+    let mut names = inline::base_names();
     names.extend(variables);
     names.extend(["flags", "mount_path"]);
     let known = inline::Known {

@@ -195,19 +195,15 @@ pub(crate) fn template_error(label: &str, e: tera::Error) -> Error {
     })
 }
 
-/// The names in the context a variable's `when` is evaluated in: the built-ins of [`base`] (not
-/// `flags` nor `mount_path`, which only a component's files see).
-pub const BASE_NAMES: &[&str] = &[
-    "project_name",
-    "project_slug",
-    "dns_label",
-    "package_name",
-    "class_name",
-    "project_title",
-    "layout",
-    "preset",
-    "stackwise_version",
-];
+/// The names in the context a variable's `when` is evaluated in: the built-ins of [`base`], that
+/// is [`BUILTIN_NAMES`] but `flags` and `mount_path`, which only a component's files see.
+pub fn base_names() -> Vec<&'static str> {
+    BUILTIN_NAMES
+        .iter()
+        .copied()
+        .filter(|n| !matches!(*n, "flags" | "mount_path"))
+        .collect()
+}
 
 /// What a `when` expression may read: `names` at the top level and, when `flags` is given, the
 /// attributes of `flags` it lists.
@@ -325,6 +321,17 @@ fn identifiers(expr: &str) -> Vec<(usize, String, Option<Placed>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `when` may read exactly what [`base`] puts in its context.
+    #[test]
+    fn base_names_are_the_keys_of_base() {
+        let ctx = base(&ProjectName::parse("x").unwrap(), "python", None);
+        let mut keys: Vec<&str> = ctx.keys().map(String::as_str).collect();
+        let mut names = base_names();
+        keys.sort_unstable();
+        names.sort_unstable();
+        assert_eq!(keys, names);
+    }
 
     #[test]
     fn check_names_reads_variables_not_strings_filters_tests_or_arguments() {

@@ -236,7 +236,7 @@ impl Manifest {
             }
             check_variable(doc, i, v, out);
             if let Some(when) = &v.when {
-                let mut names = inline::BASE_NAMES.to_vec();
+                let mut names = inline::base_names();
                 names.extend(self.variables[..i].iter().map(|v| v.name.as_str()));
                 let known = inline::Known {
                     names,
