@@ -6,10 +6,13 @@
 
 mod adopt;
 mod cli;
+mod cli_install;
+mod cli_template;
 mod common;
 mod diff;
 mod evolve;
 mod firstday;
+mod firstday_fork;
 mod fleet;
 mod hostile;
 mod hostile_more;
