@@ -28,6 +28,28 @@ pub const RENDER_TRAILER: &str = "Stackwise-Render";
 pub const UPDATE_TRAILER: &str = "Stackwise-Update";
 /// Keeps the render commit of an update in progress alive until it is merged or aborted.
 pub const PENDING_REF: &str = "refs/stackwise/pending";
+/// The pending ref of the work tree `repo` was opened in: [`PENDING_REF`] for the main one,
+/// `refs/stackwise/worktrees/<name>/pending` for a linked one, so that one work tree's update
+/// never ends another's. (Not git's per-work-tree `refs/worktree/`: `git gc` run in another
+/// work tree does not count those as reachable, and would prune the render.)
+pub fn pending_ref(repo: &Repository) -> String {
+    if !repo.is_worktree() {
+        return PENDING_REF.to_string();
+    }
+    // A linked work tree's git directory is `.git/worktrees/<name>/`.
+    let name = repo
+        .path()
+        .file_name()
+        .map(|n| n.as_encoded_bytes().to_vec())
+        .unwrap_or_default();
+    let named = format!("refs/stackwise/worktrees/{}/pending", String::from_utf8_lossy(&name));
+    if git2::Reference::is_valid_name(&named) {
+        named
+    } else {
+        let hex: String = name.iter().map(|b| format!("{b:02x}")).collect();
+        format!("refs/stackwise/worktrees/{hex}/pending")
+    }
+}
 
 const MODE_FILE: u32 = 0o100644;
 const MODE_EXEC: u32 = 0o100755;
@@ -429,15 +451,16 @@ pub fn commit_on_head(repo: &Repository, tree: Oid, others: &[Oid], message: &st
     Ok(repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &refs)?)
 }
 
-/// Keeps the render commit of an update alive (`refs/stackwise/pending`) until it is merged.
+/// Keeps the render commit of an update alive (the work tree's [`pending_ref`]) until it is
+/// merged.
 pub fn set_pending(repo: &Repository, render: Oid) -> Result<()> {
-    repo.reference(PENDING_REF, render, true, "stackwise update: render to merge")?;
+    repo.reference(&pending_ref(repo), render, true, "stackwise update: render to merge")?;
     Ok(())
 }
 
-/// Removes `refs/stackwise/pending`; true when there was one.
+/// Removes the work tree's [`pending_ref`]; true when there was one.
 pub fn clear_pending(repo: &Repository) -> Result<bool> {
-    match repo.find_reference(PENDING_REF) {
+    match repo.find_reference(&pending_ref(repo)) {
         Ok(mut r) => {
             r.delete()?;
             Ok(true)

@@ -570,3 +570,6 @@ fn a_project_in_a_subdirectory_of_a_larger_repository_updates_there() {
 
 #[path = "update_trust_more.rs"]
 mod more;
+
+#[path = "update_repos.rs"]
+mod repos;

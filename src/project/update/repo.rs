@@ -7,7 +7,7 @@ use git2::{Oid, Repository, RepositoryState, StatusOptions};
 
 use super::journal::Journal;
 use crate::error::{Error, Result};
-use crate::project::git::{PENDING_REF, clear_pending};
+use crate::project::git::{clear_pending, pending_ref};
 use crate::project::record::{ProjectRecord, RECORD_FILE};
 
 fn refuse(msg: impl Into<String>) -> Error {
@@ -21,7 +21,11 @@ pub fn open(dir: &Path) -> Result<(Repository, String)> {
     if !dir.is_dir() {
         return Err(refuse(format!("{} is not a directory", dir.display())));
     }
-    let repo = Repository::discover(dir).map_err(|_| {
+    // `open_ext` searches upwards like `discover`, and keeps a `.git` file's work tree (a
+    // `--separate-git-dir` clone): `discover` then `open` on the git directory would take the
+    // git directory's parent for the work tree.
+    let repo = Repository::open_ext(dir, git2::RepositoryOpenFlags::empty(), std::iter::empty::<&std::ffi::OsStr>())
+        .map_err(|_| {
         refuse(if dir.join(RECORD_FILE).exists() {
             format!(
                 "{} is not a git repository: it was generated with --no-git, or git was removed; put it under git first: git init && git add -A && git commit -m \"project\"",
@@ -242,7 +246,7 @@ fn merge_head(repo: &Repository) -> Option<Oid> {
 /// render — or it cannot be read (empty or garbled by a kill) while the update's journal says
 /// it was merging that render.
 fn is_pending_merge(repo: &Repository) -> bool {
-    let Ok(pending) = repo.refname_to_id(PENDING_REF) else {
+    let Ok(pending) = repo.refname_to_id(&pending_ref(repo)) else {
         return false;
     };
     match merge_head(repo) {

@@ -1,0 +1,90 @@
+//! `update` on repositories as git lays them out in the wild (SPEC §7.1): a work tree whose git
+//! directory lives elsewhere (`--separate-git-dir`), and linked work trees that each have an
+//! update of their own in progress.
+
+use super::{Project, clean, project, state, stderr};
+use crate::common::{git, stackwise};
+
+/// A project whose README the user edited where v2 edits it too (an update conflicts) and a
+/// second line only v2 changes (an update merges cleanly without the user's edit).
+fn diverging() -> Project {
+    project(
+        &[("README.md", "line a\nline b\nline c\n")],
+        &[("README.md", "line a\nline b v2\nline c v2\n")],
+    )
+}
+
+#[test]
+fn a_work_tree_with_a_separate_git_directory_updates_like_any_other() {
+    let p = diverging();
+    let sep = p.tmp.path().join("sep");
+    let gitdir = p.tmp.path().join("sep.git");
+    git(
+        p.tmp.path(),
+        &[
+            "clone",
+            "-q",
+            "--separate-git-dir",
+            gitdir.to_str().unwrap(),
+            p.dir.to_str().unwrap(),
+            sep.to_str().unwrap(),
+        ],
+    );
+    assert!(sep.join(".git").is_file());
+    // `diff` finds the record at the root of its own work tree, not under a prefix.
+    let out = stackwise().arg("diff").arg(&sep).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = stackwise()
+        .args(["update", "--yes", "--template"])
+        .arg(&p.v2)
+        .arg(&sep)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(clean(&sep));
+    let readme = std::fs::read_to_string(sep.join("README.md")).unwrap();
+    assert_eq!(readme, "line a\nline b v2\nline c v2\n");
+    assert!(!sep.join("demo").exists());
+}
+
+/// The main work tree's [`state`], less the branch the linked work tree moves.
+fn main_state(p: &Project) -> Vec<String> {
+    let strip = |s: String| {
+        s.lines()
+            .filter(|l| !l.ends_with("refs/heads/other"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    state(&p.dir).into_iter().map(strip).collect()
+}
+
+#[test]
+fn an_update_in_one_linked_work_tree_leaves_anothers_in_progress_alone() {
+    let p = diverging();
+    git(&p.dir, &["branch", "other"]);
+    p.write("README.md", "line a\nline b\nline c USER\n");
+    p.commit("mine");
+    let other = p.tmp.path().join("other");
+    git(&p.dir, &["worktree", "add", "-q", other.to_str().unwrap(), "other"]);
+    let before = main_state(&p);
+    p.update().assert().code(3);
+    // The other work tree updates cleanly, and must not end the first one's update.
+    let out = stackwise()
+        .args(["update", "--yes", "--template"])
+        .arg(&p.v2)
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = stackwise().arg("update").arg(&p.dir).arg("--abort").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(main_state(&p), before);
+    // And the other way round: a conflict in the linked one, a clean update in the main one.
+    let out = stackwise()
+        .args(["update", "--yes", "--template"])
+        .arg(&p.v2)
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
