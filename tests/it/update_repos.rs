@@ -34,17 +34,22 @@ fn a_work_tree_with_a_separate_git_directory_updates_like_any_other() {
     // `diff` finds the record at the root of its own work tree, not under a prefix.
     let out = stackwise().arg("diff").arg(&sep).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let out = stackwise()
-        .args(["update", "--yes", "--template"])
-        .arg(&p.v2)
-        .arg(&sep)
-        .output()
-        .unwrap();
+    let out = update_at(&p, &sep);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(clean(&sep));
     let readme = std::fs::read_to_string(sep.join("README.md")).unwrap();
     assert_eq!(readme, "line a\nline b v2\nline c v2\n");
     assert!(!sep.join("demo").exists());
+}
+
+/// `update` of the work tree `dir` to the project's v2.
+fn update_at(p: &Project, dir: &std::path::Path) -> std::process::Output {
+    stackwise()
+        .args(["update", "--yes", "--template"])
+        .arg(&p.v2)
+        .arg(dir)
+        .output()
+        .unwrap()
 }
 
 /// The main work tree's [`state`], less the branch the linked work tree moves.
@@ -69,22 +74,12 @@ fn an_update_in_one_linked_work_tree_leaves_anothers_in_progress_alone() {
     let before = main_state(&p);
     p.update().assert().code(3);
     // The other work tree updates cleanly, and must not end the first one's update.
-    let out = stackwise()
-        .args(["update", "--yes", "--template"])
-        .arg(&p.v2)
-        .arg(&other)
-        .output()
-        .unwrap();
+    let out = update_at(&p, &other);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let out = stackwise().arg("update").arg(&p.dir).arg("--abort").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(main_state(&p), before);
     // And the other way round: a conflict in the linked one, a clean update in the main one.
-    let out = stackwise()
-        .args(["update", "--yes", "--template"])
-        .arg(&p.v2)
-        .arg(&other)
-        .output()
-        .unwrap();
+    let out = update_at(&p, &other);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
