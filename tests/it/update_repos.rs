@@ -83,3 +83,64 @@ fn an_update_in_one_linked_work_tree_leaves_anothers_in_progress_alone() {
     let out = update_at(&p, &other);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+#[test]
+fn a_held_index_lock_is_refused_before_anything_is_written() {
+    let p = diverging();
+    let before = state(&p.dir);
+    std::fs::write(p.dir.join(".git/index.lock"), "").unwrap();
+    let out = p.update().output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("index.lock"), "{}", stderr(&out));
+    std::fs::remove_file(p.dir.join(".git/index.lock")).unwrap();
+    assert_eq!(state(&p.dir), before);
+    p.update().assert().code(0);
+}
+
+/// The notes of a committing update, as `--json` reports them.
+fn notes(out: &std::process::Output) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn commits_past_the_users_git_policy_say_so() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = diverging();
+    git(&p.dir, &["config", "commit.gpgsign", "true"]);
+    let hook = p.dir.join(".git/hooks/pre-commit");
+    std::fs::write(&hook, "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // No identity anywhere: an empty home, no system configuration.
+    let home = tempfile::TempDir::new().unwrap();
+    let out = p
+        .update()
+        .arg("--json")
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env_remove("GIT_AUTHOR_NAME")
+        .env_remove("GIT_COMMITTER_NAME")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = notes(&out).join("\n");
+    for needle in ["commit.gpgsign", "pre-commit", "stackwise <stackwise@localhost>"] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    // What the notes say is what happened: an unsigned commit by the fallback identity.
+    let log = git(&p.dir, &["log", "-1", "--format=%an <%ae> %G?"]);
+    assert_eq!(
+        String::from_utf8_lossy(&log.stdout).trim(),
+        "stackwise <stackwise@localhost> N"
+    );
+    // A project already up to date commits nothing, and says nothing of it.
+    let out = p.update().arg("--json").output().unwrap();
+    assert!(notes(&out).iter().all(|n| !n.contains("gpgsign")), "{:?}", notes(&out));
+}

@@ -19,6 +19,7 @@ pub mod evolve;
 pub mod journal;
 pub mod merge;
 pub mod plan;
+pub mod policy;
 pub mod repo;
 pub mod report;
 pub mod skip;

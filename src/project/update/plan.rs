@@ -192,6 +192,7 @@ pub fn compute(req: &UpdateRequest, prompter: &mut dyn Prompter) -> Result<(Repo
     let (repo, prefix) = repo::open(&req.dir)?;
     repo::check_state(&repo)?;
     repo::check_hidden(&repo)?;
+    super::policy::check_index_lock(&repo)?;
     repo::check_clean(&repo)?;
     let rec = repo::head_record(&repo, &prefix)?;
     let inputs = read_inputs(req, &rec)?;
@@ -237,6 +238,15 @@ pub fn compute(req: &UpdateRequest, prompter: &mut dyn Prompter) -> Result<(Repo
         Work::Merge(Box::new(plan_merge(&ctx, reloc, &mut outcome)?))
     };
     let work = lift(&repo, full_tree, &prefix, work)?;
+    // A commit the user's git would have made otherwise (hooks, signing, identity) says so.
+    let commits = match &work {
+        Work::Nothing => false,
+        Work::Restore { .. } => true,
+        Work::Merge(_) => req.commit && outcome.status == UpdateStatus::Clean,
+    };
+    if commits {
+        outcome.notes.extend(super::policy::commit_notes(&repo));
+    }
     Ok((
         repo,
         Plan {

@@ -1,0 +1,86 @@
+//! The user's git policy, which stackwise's commits go around: libgit2 runs no hooks, signs
+//! nothing and falls back to its own identity. Nothing here is silent: an update that would
+//! commit past a policy says so in its notes, and a held index lock is refused before anything
+//! is written.
+
+use std::path::PathBuf;
+
+use git2::Repository;
+
+use crate::error::{Error, Result};
+
+/// Hooks git runs around a commit or merge, which a libgit2 commit does not.
+const COMMIT_HOOKS: [&str; 5] = [
+    "pre-commit",
+    "prepare-commit-msg",
+    "commit-msg",
+    "post-commit",
+    "post-merge",
+];
+
+/// Refuses a repository whose index is locked (`index.lock`: another git process, an editor's
+/// background `git status`, or one that was killed): the update could write its merge state
+/// and then fail at the checkout.
+pub fn check_index_lock(repo: &Repository) -> Result<()> {
+    let lock = repo.path().join("index.lock");
+    if lock.exists() {
+        return Err(Error::refused_with(
+            format!("the index is locked: {} exists", lock.display()),
+            "another git process is using the repository; wait for it to finish, or remove the file if none is running",
+        ));
+    }
+    Ok(())
+}
+
+/// Notes for an update that commits: the policies of the user's git configuration that its
+/// commits do not follow.
+pub fn commit_notes(repo: &Repository) -> Vec<String> {
+    let mut notes = Vec::new();
+    let config = repo.config().ok();
+    let flag = |key: &str| config.as_ref().and_then(|c| c.get_bool(key).ok()).unwrap_or(false);
+    if flag("commit.gpgsign") {
+        notes.push(
+            "commit.gpgsign is set, but stackwise does not sign its commits: sign the update with `git commit --amend -S --no-edit`"
+                .to_string(),
+        );
+    }
+    let hooks = hooks_dir(repo, config.as_ref());
+    let present: Vec<&str> = COMMIT_HOOKS
+        .into_iter()
+        .filter(|h| is_executable(&hooks.join(h)))
+        .collect();
+    if !present.is_empty() {
+        notes.push(format!(
+            "your git hooks ({}) do not run on stackwise's commits; `git commit --amend --no-edit` runs the commit hooks on the update",
+            present.join(", ")
+        ));
+    }
+    if repo.signature().is_err() {
+        notes.push(
+            "no git identity (user.name, user.email) is configured: the commits are authored by `stackwise <stackwise@localhost>`"
+                .to_string(),
+        );
+    }
+    notes
+}
+
+/// Where git looks for hooks: `core.hooksPath` (relative to the work tree), else the common git
+/// directory's `hooks/`.
+fn hooks_dir(repo: &Repository, config: Option<&git2::Config>) -> PathBuf {
+    match config.and_then(|c| c.get_path("core.hooksPath").ok()) {
+        Some(p) if p.is_absolute() => p,
+        Some(p) => repo.workdir().unwrap_or(repo.path()).join(p),
+        None => repo.commondir().join("hooks"),
+    }
+}
+
+#[cfg(unix)]
+fn is_executable(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(not(unix))]
+fn is_executable(p: &std::path::Path) -> bool {
+    p.is_file()
+}
