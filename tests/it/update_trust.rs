@@ -573,3 +573,6 @@ mod more;
 
 #[path = "update_repos.rs"]
 mod repos;
+
+#[path = "update_report.rs"]
+mod report;

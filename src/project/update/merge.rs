@@ -244,8 +244,9 @@ fn report_changes(
     let mut diff = repo.diff_tree_to_tree(Some(&sides.base), Some(&sides.theirs), None)?;
     diff.find_similar(Some(DiffFindOptions::new().renames(true)))?;
     let moved_by_user = user_renames(repo, &sides.base, &sides.ours)?;
-    let ours_at = |p: &str| sides.ours_files.get(p).map(|(id, _)| *id);
-    let base_at = |p: &str| sides.base_files.get(p).map(|(id, _)| *id);
+    // A file is its content and its mode: a mode the template or the user changed is a change.
+    let ours_at = |p: &str| sides.ours_files.get(p).copied();
+    let base_at = |p: &str| sides.base_files.get(p).copied();
     for delta in diff.deltas() {
         let path = |f: git2::DiffFile| f.path().map(|p| p.to_string_lossy().replace('\\', "/"));
         let (Some(new_path), Some(old_path)) = (path(delta.new_file()), path(delta.old_file())) else {
@@ -254,8 +255,10 @@ fn report_changes(
         if reported.contains(&new_path) || reported.contains(&old_path) {
             continue;
         }
-        let theirs_id = Some(delta.new_file().id());
+        let theirs = Some((delta.new_file().id(), i32::from(delta.new_file().mode())));
         let status = match delta.status() {
+            // The user made the same move already: the merge changes nothing there.
+            Delta::Renamed if ours_at(&new_path) == theirs && ours_at(&old_path).is_none() => continue,
             Delta::Renamed => {
                 files.push(FileReport {
                     path: new_path,
@@ -265,7 +268,7 @@ fn report_changes(
                 continue;
             }
             // The user already has exactly the template's new file.
-            Delta::Added | Delta::Modified | Delta::Typechange if ours_at(&new_path) == theirs_id => continue,
+            Delta::Added | Delta::Modified | Delta::Typechange if ours_at(&new_path) == theirs => continue,
             Delta::Added => FileStatus::Added,
             Delta::Deleted if ours_at(&old_path).is_none() => continue,
             Delta::Deleted => FileStatus::Removed,
