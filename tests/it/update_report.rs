@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use super::{Project, clean, json, project, stderr};
+use super::{Project, clean, project, statuses, stderr};
 use crate::common::git;
 
 /// The report of a clean `update --json`: (path, status) pairs.
@@ -11,17 +11,8 @@ fn report(p: &Project) -> Vec<(String, String)> {
     let out = p.update().arg("--json").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(clean(&p.dir));
-    let v = json(&out);
-    v["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["path"].as_str().unwrap().to_string(),
-                f["status"].as_str().unwrap().to_string(),
-            )
-        })
+    statuses(&out)
+        .into_iter()
         .filter(|(path, _)| path != ".stackwise.toml")
         .collect()
 }

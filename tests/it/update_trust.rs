@@ -125,6 +125,21 @@ pub fn clean(dir: &Path) -> bool {
     git(dir, &["status", "--porcelain"]).stdout.is_empty()
 }
 
+/// The status each path has in an `update --json` report.
+pub fn statuses(out: &std::process::Output) -> Vec<(String, String)> {
+    json(out)["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
 fn json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }

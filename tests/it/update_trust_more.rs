@@ -2,7 +2,7 @@
 //! patterns on new files and negations, merge state left by a kill, hidden local edits,
 //! submodules, a directory that becomes a file, sparse checkouts.
 
-use super::{Project, json, project, refused, state, stderr};
+use super::{Project, project, refused, state, statuses, stderr};
 use crate::common::{git, stackwise};
 
 /// Sets the project's `[update] skip` to `entries` and commits it.
@@ -23,21 +23,6 @@ fn with_skip_line(record: &str, skip: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
         + "\n"
-}
-
-/// The status each path has in an `update --json` report.
-fn statuses(out: &std::process::Output) -> Vec<(String, String)> {
-    json(out)["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["path"].as_str().unwrap().to_string(),
-                f["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 #[test]
