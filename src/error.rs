@@ -229,6 +229,9 @@ impl Error {
             | Error::Install { hint, .. }
             | Error::UpdateRefused { hint, .. }
             | Error::Refused { hint, .. } => hint.clone(),
+            Error::Git(e) if e.code() == git2::ErrorCode::Locked => Some(
+                "a git lock file is held: another git process is running, or one was killed; if none is running, remove the lock file the message names".into(),
+            ),
             _ => None,
         }
     }

@@ -275,3 +275,55 @@ fn an_older_template_version_is_refused_not_merged_back() {
         assert_eq!(state(&p.dir), before);
     }
 }
+
+/// SIGTERM or Ctrl-C at any moment of `update --abort` never leaves a git lock behind: the
+/// abort finishes, or has not started; either way a second `--abort` (or none) gives back the
+/// project exactly as it was before the update. (It once ended the process inside libgit2's
+/// reset, holding `index.lock` or the pending ref's lock.)
+#[cfg(unix)]
+#[test]
+fn a_signal_during_abort_leaves_no_lock_and_the_project_recoverable() {
+    // Many new files: the roll-back removes each, which gives the signal a window.
+    let mut v2: Vec<(String, String)> = (0..1500).map(|i| (format!("gen/f{i}.txt"), format!("{i}\n"))).collect();
+    v2.push(("settings.txt".into(), "timeout = 2\n".into()));
+    let v2: Vec<(&str, &str)> = v2.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let p = project(&[("settings.txt", "timeout = 1\n")], &v2);
+    p.write("settings.txt", "timeout = 3\n");
+    p.commit("mine");
+    let before = state(&p.dir);
+    let bin = assert_cmd::cargo::cargo_bin("stackwise");
+    for i in 0..12u64 {
+        p.update().assert().code(3);
+        let child = std::process::Command::new(&bin)
+            .arg("update")
+            .arg(&p.dir)
+            .arg("--abort")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(1_000 + i * 2_500));
+        let signal = if i % 2 == 0 { "-TERM" } else { "-INT" };
+        let _ = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status();
+        let out = child.wait_with_output().unwrap();
+        let locks: Vec<_> = walkdir::WalkDir::new(p.dir.join(".git"))
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".lock"))
+            .map(|e| e.path().display().to_string())
+            .collect();
+        assert!(
+            locks.is_empty(),
+            "run {i} ({:?}) left {locks:?}: {}",
+            out.status.code(),
+            stderr(&out)
+        );
+        if state(&p.dir) != before {
+            let again = abort(&p);
+            assert_eq!(again.status.code(), Some(0), "run {i}: {}", stderr(&again));
+        }
+        assert_eq!(state(&p.dir), before, "run {i}");
+    }
+}

@@ -259,15 +259,30 @@ fn is_pending_merge(repo: &Repository) -> bool {
 /// removes the pending render. Returns what was done.
 pub fn abort(dir: &Path) -> Result<String> {
     let (repo, _) = open(dir)?;
-    if let Some(j) = Journal::read(&repo)? {
-        return abort_journal(&repo, &j);
+    super::policy::check_index_lock(&repo)?;
+    // From here a Ctrl-C or SIGTERM no longer ends the process inside libgit2 (holding
+    // `index.lock` or a ref's lock): the roll-back finishes, then the interruption is reported.
+    crate::interrupt::start_polling()?;
+    let done = abort_open(&repo);
+    match done {
+        Ok(what) if crate::interrupt::check().is_err() => {
+            Err(Error::InterruptedLeaving(format!("the abort finished first: {what}")))
+        }
+        other => other,
+    }
+}
+
+/// [`abort`] in the opened repository.
+fn abort_open(repo: &Repository) -> Result<String> {
+    if let Some(j) = Journal::read(repo)? {
+        return abort_journal(repo, &j);
     }
     match repo.state() {
-        RepositoryState::Merge if is_pending_merge(&repo) => {
+        RepositoryState::Merge if is_pending_merge(repo) => {
             let head = repo.head()?.peel_to_commit()?;
-            super::journal::reset_hard(&repo, head.id())?;
+            super::journal::reset_hard(repo, head.id())?;
             repo.cleanup_state()?;
-            clear_pending(&repo)?;
+            clear_pending(repo)?;
             Ok(format!(
                 "aborted the update; the project is back at {}",
                 short(head.id())
@@ -276,9 +291,7 @@ pub fn abort(dir: &Path) -> Result<String> {
         RepositoryState::Merge => Err(refuse(
             "the merge in progress was not started by `stackwise update`; use `git merge --abort`",
         )),
-        _ if clear_pending(&repo)? => {
-            Ok("no merge in progress; removed the pending render of an earlier update".into())
-        }
+        _ if clear_pending(repo)? => Ok("no merge in progress; removed the pending render of an earlier update".into()),
         _ => Err(refuse("there is no update to abort")),
     }
 }
