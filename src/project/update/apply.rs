@@ -51,7 +51,8 @@ pub fn apply(repo: &Repository, plan: Plan, req: &UpdateRequest, progress: &mut 
         }
         Work::Merge(mut m) => {
             git::clear_pending(repo)?;
-            let journal = Journal::new(repo, head, m.render, std::mem::take(&mut m.new_files));
+            let journal = Journal::new(repo, head, m.render, std::mem::take(&mut m.new_files))
+                .with_moves(m.moves.as_ref().map(|(tree, _)| *tree));
             guarded(repo, &journal, || {
                 write_merge(repo, &mut m, req.commit, &prefix, &mut outcome)
             })?;

@@ -1,0 +1,164 @@
+//! Recovering from an update, and the report matching the files (SPEC §7.1): defects an
+//! adversarial tester found — a journal left behind after the user moved on, directories that
+//! existed before an aborted update, a deleted file the template renamed, a file that became a
+//! symlink in `stackwise diff`, and a `merge=binary` attribute.
+
+use std::path::Path;
+use std::process::Output;
+
+use crate::common::{git, stackwise};
+use crate::update_trust::{Project, clean, project, state};
+use serde_json::Value;
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The status each path has in an `update --json` report.
+fn statuses(out: &Output) -> Vec<(String, String)> {
+    json(out)["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["path"].as_str().unwrap().into(), f["status"].as_str().unwrap().into()))
+        .collect()
+}
+
+fn abort(p: &Project) -> Output {
+    stackwise().arg("update").arg(&p.dir).arg("--abort").output().unwrap()
+}
+
+fn head(dir: &Path) -> String {
+    String::from_utf8_lossy(&git(dir, &["rev-parse", "HEAD"]).stdout)
+        .trim()
+        .to_string()
+}
+
+/// A project whose update stopped with conflicts (exit 3), its journal left in `.git`.
+fn conflicted() -> Project {
+    let p = project(
+        &[("settings.txt", "timeout = 1\n")],
+        &[("settings.txt", "timeout = 2\n"), ("deep/new.txt", "new\n")],
+    );
+    p.write("settings.txt", "timeout = 3\n");
+    p.commit("mine");
+    p.update().assert().code(3);
+    p
+}
+
+/// `--abort` and a new `update` both refuse a journal whose HEAD the user has moved on from,
+/// naming what moved and how to discard the journal, and change nothing.
+fn assert_stale_refused(p: &Project, moved: &str) {
+    let before = state(&p.dir);
+    let out = abort(p);
+    assert_eq!(out.status.code(), Some(2), "--abort: {}", stderr(&out));
+    for needle in [moved, "stackwise-update"] {
+        assert!(
+            stderr(&out).contains(needle),
+            "--abort: {needle:?} not in {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(state(&p.dir), before, "--abort of a stale journal changed the project");
+    let out = p.update().output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "update: {}", stderr(&out));
+    assert!(stderr(&out).contains("stackwise-update"), "update: {}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("run `stackwise update --abort`"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(state(&p.dir), before, "update with a stale journal changed the project");
+    // Following the advice: the journal goes, and the project updates as if it never existed.
+    std::fs::remove_file(p.dir.join(".git/stackwise-update")).unwrap();
+    p.update().assert().code(3);
+}
+
+#[test]
+fn abort_refuses_a_journal_when_the_user_committed_since() {
+    let p = conflicted();
+    git(&p.dir, &["merge", "--abort"]);
+    p.write("later.txt", "my later work\n");
+    p.commit("later work");
+    let later = head(&p.dir);
+    assert_stale_refused(&p, &later[..7]);
+    assert_eq!(head(&p.dir), later);
+    assert!(p.dir.join("later.txt").exists());
+}
+
+#[test]
+fn abort_refuses_a_journal_when_the_user_switched_branches_since() {
+    let p = conflicted();
+    git(&p.dir, &["merge", "--abort"]);
+    git(&p.dir, &["checkout", "-q", "-b", "topic"]);
+    p.write("topic.txt", "on a branch\n");
+    p.commit("topic work");
+    assert_stale_refused(&p, "topic");
+}
+
+#[test]
+fn abort_still_undoes_an_update_whose_head_did_not_move() {
+    let p = project(
+        &[("settings.txt", "timeout = 1\n")],
+        &[("settings.txt", "timeout = 2\n"), ("deep/new.txt", "new\n")],
+    );
+    p.write("settings.txt", "timeout = 3\n");
+    p.commit("mine");
+    let before = state(&p.dir);
+    p.update().assert().code(3);
+    // The user started resolving, then changed their mind.
+    p.write("settings.txt", "timeout = 4\n");
+    let out = abort(&p);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(state(&p.dir), before);
+}
+
+#[test]
+fn abort_undoes_the_updates_own_move_commit() {
+    // A growing layout: the update commits the moves first, then leaves a conflict.
+    let tmp = tempfile::TempDir::new().unwrap();
+    stackwise()
+        .args(["new", "shop", "--yes", "--no-install", "--preset", "ml-api", "-o"])
+        .arg(tmp.path())
+        .assert()
+        .success();
+    let dir = tmp.path().join("shop");
+    crate::common::write(&dir, "README.md", "my own readme\n");
+    git(&dir, &["commit", "-qam", "mine"]);
+    let before = state(&dir);
+    let mut update = stackwise();
+    update.arg("update").arg(&dir).args(["--preset", "ai-product", "--yes"]);
+    update.assert().code(3);
+    assert_ne!(state(&dir), before);
+    let out = stackwise().arg("update").arg(&dir).arg("--abort").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(state(&dir), before);
+}
+
+#[test]
+fn abort_keeps_empty_directories_that_existed_before_the_update() {
+    let p = project(
+        &[("settings.txt", "timeout = 1\n")],
+        &[
+            ("settings.txt", "timeout = 2\n"),
+            ("docs/new.md", "new\n"),
+            ("a/b/c/deep.md", "deep\n"),
+        ],
+    );
+    p.write("settings.txt", "timeout = 3\n");
+    p.commit("mine");
+    std::fs::create_dir_all(p.dir.join("docs")).unwrap();
+    std::fs::create_dir_all(p.dir.join("a/b")).unwrap();
+    let before = state(&p.dir);
+    p.update().assert().code(3);
+    assert!(p.dir.join("docs/new.md").exists() && p.dir.join("a/b/c/deep.md").exists());
+    let out = abort(&p);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(state(&p.dir), before);
+    assert!(p.dir.join("docs").is_dir() && p.dir.join("a/b").is_dir());
+    assert!(!p.dir.join("a/b/c").exists());
+}
