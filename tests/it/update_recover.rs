@@ -162,3 +162,47 @@ fn abort_keeps_empty_directories_that_existed_before_the_update() {
     assert!(p.dir.join("docs").is_dir() && p.dir.join("a/b").is_dir());
     assert!(!p.dir.join("a/b/c").exists());
 }
+
+#[test]
+fn a_deleted_file_the_template_renamed_stays_deleted() {
+    let body = "line one\nline two\nline three\nline four\n";
+    let p = project(
+        &[("README.md", "hi\n"), ("old_name.txt", body)],
+        &[("README.md", "hi\n"), ("new_name.txt", body)],
+    );
+    git(&p.dir, &["rm", "-q", "old_name.txt"]);
+    p.commit("I do not want this file");
+    let out = p.update().arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let files = statuses(&out);
+    assert!(
+        files.contains(&("new_name.txt".into(), "kept-deleted".into())),
+        "{files:?}"
+    );
+    assert!(!files.iter().any(|(_, s)| s == "conflict"), "{files:?}");
+    assert!(!p.dir.join("new_name.txt").exists() && !p.dir.join("old_name.txt").exists());
+    assert!(clean(&p.dir));
+    // Brought back on request, under its new name.
+    let out = p.update().args(["--restore", "new_name.txt"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(p.dir.join("new_name.txt")).unwrap(), body);
+}
+
+#[test]
+fn a_deleted_file_the_template_renamed_and_changed_stays_deleted() {
+    let p = project(
+        &[("README.md", "hi\n"), ("old_name.txt", "1\n2\n3\n4\n5\n6\n7\n8\n")],
+        &[("README.md", "hi\n"), ("new_name.txt", "1\n2\n3\n4\n5\n6\n7\neight\n")],
+    );
+    git(&p.dir, &["rm", "-q", "old_name.txt"]);
+    p.commit("I do not want this file");
+    let out = p.update().arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let files = statuses(&out);
+    assert!(
+        files.contains(&("new_name.txt".into(), "kept-deleted".into())),
+        "{files:?}"
+    );
+    assert!(!p.dir.join("new_name.txt").exists());
+    assert!(clean(&p.dir));
+}
