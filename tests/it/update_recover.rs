@@ -206,3 +206,38 @@ fn a_deleted_file_the_template_renamed_and_changed_stays_deleted() {
     assert!(!p.dir.join("new_name.txt").exists());
     assert!(clean(&p.dir));
 }
+
+#[test]
+fn diff_of_a_file_that_became_a_symlink_applies_with_git_apply() {
+    let p = project(&[("README.md", "hi\n"), ("config.txt", "a = 1\n")], &[]);
+    std::fs::remove_file(p.dir.join("config.txt")).unwrap();
+    std::os::unix::fs::symlink("README.md", p.dir.join("config.txt")).unwrap();
+    let out = stackwise().arg("diff").arg(&p.dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let patch = p.tmp.path().join("work.patch");
+    std::fs::write(&patch, &out.stdout).unwrap();
+    // The patch takes the last render (here: HEAD) to the work tree.
+    git(&p.dir, &["reset", "-q", "--hard"]);
+    let applied = std::process::Command::new("git")
+        .arg("apply")
+        .arg(&patch)
+        .current_dir(&p.dir)
+        .output()
+        .unwrap();
+    assert!(
+        applied.status.success(),
+        "git apply: {}\n{}",
+        stderr(&applied),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::read_link(p.dir.join("config.txt")).unwrap(),
+        Path::new("README.md")
+    );
+    // The listing still names the change once, as a type change.
+    let out = stackwise().arg("diff").arg(&p.dir).arg("--json").output().unwrap();
+    let doc = json(&out);
+    let files: Vec<&Value> = doc["files"].as_array().unwrap().iter().collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0]["status"], "type-changed");
+}
