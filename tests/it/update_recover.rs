@@ -241,3 +241,37 @@ fn diff_of_a_file_that_became_a_symlink_applies_with_git_apply() {
     assert_eq!(files.len(), 1, "{files:?}");
     assert_eq!(files[0]["status"], "type-changed");
 }
+
+#[test]
+fn a_merge_binary_attribute_is_honoured_and_reported_as_done() {
+    let v1 = "a = 1\nb = 1\nc = 1\nd = 1\ne = 1\n";
+    let p = project(
+        &[("settings.txt", v1), ("README.md", "hi\n")],
+        &[
+            ("settings.txt", "a = 2\nb = 1\nc = 1\nd = 1\ne = 1\n"),
+            ("README.md", "hi\n"),
+        ],
+    );
+    p.write(".gitattributes", "settings.txt merge=binary\n");
+    let mine = "a = 1\nb = 1\nc = 1\nd = 1\ne = 9\n";
+    p.write("settings.txt", mine);
+    p.commit("mine, not to be merged");
+    let before = state(&p.dir);
+    let out = p.update().arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        statuses(&out).contains(&("settings.txt".into(), "conflict".into())),
+        "{:?}",
+        statuses(&out)
+    );
+    // What git leaves for a file it does not merge: yours in the work tree, the conflict in
+    // the index.
+    assert_eq!(std::fs::read_to_string(p.dir.join("settings.txt")).unwrap(), mine);
+    let unmerged = git(&p.dir, &["ls-files", "--unmerged", "settings.txt"]).stdout;
+    assert!(!unmerged.is_empty());
+    let notes = json(&out)["notes"].to_string();
+    assert!(notes.contains("merge=binary"), "{notes}");
+    let out = abort(&p);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(state(&p.dir), before);
+}

@@ -37,6 +37,9 @@ pub struct Merged {
     /// The merged index, policies applied; conflicts are left as stages.
     pub index: Index,
     pub files: Vec<FileReport>,
+    /// Conflicts git did not merge line by line because `.gitattributes` says so (`merge=binary`,
+    /// `-merge`, `binary`): as `git merge` does, the work tree keeps the user's file.
+    pub not_merged: BTreeSet<String>,
 }
 
 impl Merged {
@@ -116,9 +119,33 @@ pub fn merge_in_memory(repo: &Repository, ours: Oid, spec: &MergeSpec) -> Result
     files.sort_by(|a, b| a.path.cmp(&b.path));
     check_file_dirs(&index)?;
     Ok(Merged {
+        not_merged: not_merged(repo, &index)?,
         index: without_rename_records(&index)?,
         files,
     })
+}
+
+/// The conflicts of two files (not links, not submodules) that git's merge driver did not
+/// merge line by line: their `merge` attribute is unset or `binary`, looked up as libgit2's
+/// merge looked it up.
+fn not_merged(repo: &Repository, index: &Index) -> Result<BTreeSet<String>> {
+    let file = |e: &Option<IndexEntry>| e.as_ref().is_some_and(|e| matches!(e.mode, 0o100644 | 0o100755));
+    let mut out = BTreeSet::new();
+    for c in index.conflicts()? {
+        let c = c?;
+        let (Some(ours), true) = (&c.our, file(&c.our) && file(&c.their)) else {
+            continue;
+        };
+        let path = path_of(ours);
+        let attr = repo.get_attr(Path::new(&path), "merge", git2::AttrCheckFlags::FILE_THEN_INDEX)?;
+        if matches!(
+            git2::AttrValue::from_string(attr),
+            git2::AttrValue::False | git2::AttrValue::String("binary")
+        ) {
+            out.insert(path);
+        }
+    }
+    Ok(out)
 }
 
 /// Policies settled before the merge: a skipped path, and the record, look unchanged on the
