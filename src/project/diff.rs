@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 
-use git2::{Delta, DiffFindOptions, DiffFormat, DiffOptions, Oid, Repository};
+use git2::{Delta, Diff, DiffFindOptions, DiffFormat, DiffOptions, Oid, Repository};
 use serde::Serialize;
 use serde_json::Map;
 
@@ -106,20 +106,13 @@ pub fn diff(req: &DiffRequest) -> Result<DiffOutcome> {
     let base_tree = repo.find_tree(lift(repo.find_commit(base)?.tree_id())?)?;
     let mut notes: Vec<String> = base_note.into_iter().collect();
     let incoming = req.incoming || req.template.is_some() || req.to.is_some();
-    let mut opts = options(&prefix);
-    let (kind, against, mut diff) = if incoming {
+    let (kind, against, to) = if incoming {
         let (tree, info) = next_render(&repo, &rec, req, &mut notes).map_err(refused)?;
-        let new_tree = repo.find_tree(lift(tree)?)?;
-        let d = repo.diff_tree_to_tree(Some(&base_tree), Some(&new_tree), Some(&mut opts))?;
-        ("incoming", Side::of("next render", tree, &info), d)
+        let to = To::Tree(repo.find_tree(lift(tree)?)?);
+        ("incoming", Side::of("next render", tree, &info), to)
     } else if req.head {
-        let d = repo.diff_tree_to_tree(Some(&base_tree), Some(&head.tree()?), Some(&mut opts))?;
-        ("yours", Side::of("HEAD", head.id(), &rec.info), d)
+        ("yours", Side::of("HEAD", head.id(), &rec.info), To::Tree(head.tree()?))
     } else {
-        opts.include_untracked(true)
-            .recurse_untracked_dirs(true)
-            .show_untracked_content(true);
-        let d = repo.diff_tree_to_workdir_with_index(Some(&base_tree), Some(&mut opts))?;
         let side = Side {
             what: "work tree",
             id: None,
@@ -127,11 +120,11 @@ pub fn diff(req: &DiffRequest) -> Result<DiffOutcome> {
             revision: None,
             version: None,
         };
-        ("yours", side, d)
+        ("yours", side, To::WorkTree)
     };
-    let mut find = DiffFindOptions::new();
-    find.renames(true).for_untracked(true);
-    diff.find_similar(Some(&mut find))?;
+    // The listing names a type change once; the patch is git's, a deletion and an addition
+    // (a patch that changes a file's type in place is one `git apply` rejects).
+    let diff = diff_to(&repo, &base_tree, &to, &prefix, true)?;
     let files = diff
         .deltas()
         .filter_map(|d| {
@@ -153,7 +146,7 @@ pub fn diff(req: &DiffRequest) -> Result<DiffOutcome> {
         })
         .collect();
     let mut patch = Vec::new();
-    diff.print(DiffFormat::Patch, |_, _, line| {
+    diff_to(&repo, &base_tree, &to, &prefix, false)?.print(DiffFormat::Patch, |_, _, line| {
         if matches!(line.origin(), '+' | '-' | ' ') {
             patch.push(line.origin() as u8);
         }
@@ -170,10 +163,36 @@ pub fn diff(req: &DiffRequest) -> Result<DiffOutcome> {
     })
 }
 
-/// Git's diff options: type changes, no submodules, and only the project's directory.
-fn options(prefix: &str) -> DiffOptions {
+/// What the last render is compared with.
+enum To<'r> {
+    Tree(git2::Tree<'r>),
+    /// The work tree through the index, untracked files included.
+    WorkTree,
+}
+
+/// The diff from `base` to `to` in the project's directory, renames found; a type change as
+/// one entry (`typechange`) or as a deletion and an addition.
+fn diff_to<'r>(repo: &'r Repository, base: &git2::Tree, to: &To, prefix: &str, typechange: bool) -> Result<Diff<'r>> {
+    let mut opts = options(prefix, typechange);
+    let mut diff = match to {
+        To::Tree(t) => repo.diff_tree_to_tree(Some(base), Some(t), Some(&mut opts))?,
+        To::WorkTree => {
+            opts.include_untracked(true)
+                .recurse_untracked_dirs(true)
+                .show_untracked_content(true);
+            repo.diff_tree_to_workdir_with_index(Some(base), Some(&mut opts))?
+        }
+    };
+    let mut find = DiffFindOptions::new();
+    find.renames(true).for_untracked(true);
+    diff.find_similar(Some(&mut find))?;
+    Ok(diff)
+}
+
+/// Git's diff options: no submodules, and only the project's directory.
+fn options(prefix: &str, typechange: bool) -> DiffOptions {
     let mut o = DiffOptions::new();
-    o.include_typechange(true).ignore_submodules(true);
+    o.include_typechange(typechange).ignore_submodules(true);
     if !prefix.is_empty() {
         o.pathspec(format!("{prefix}/")).disable_pathspec_match(true);
     }

@@ -23,4 +23,5 @@ mod template_rules;
 mod testcmd;
 mod update;
 mod update_prop;
+mod update_recover;
 mod update_trust;

@@ -51,7 +51,8 @@ pub fn apply(repo: &Repository, plan: Plan, req: &UpdateRequest, progress: &mut 
         }
         Work::Merge(mut m) => {
             git::clear_pending(repo)?;
-            let journal = Journal::new(repo, head, m.render, std::mem::take(&mut m.new_files));
+            let journal = Journal::new(repo, head, m.render, std::mem::take(&mut m.new_files))
+                .with_moves(m.moves.as_ref().map(|(tree, _)| *tree));
             guarded(repo, &journal, || {
                 write_merge(repo, &mut m, req.commit, &prefix, &mut outcome)
             })?;
@@ -186,7 +187,27 @@ fn write_merge_state(repo: &Repository, m: &mut MergeWork) -> Result<()> {
         .ancestor_label(&m.ancestor_label)
         .our_label("your project")
         .their_label(&m.their_label);
-    checkout(repo, co, |repo, co| repo.checkout_index(Some(&mut m.index), Some(co)))
+    checkout(repo, co, |repo, co| repo.checkout_index(Some(&mut m.index), Some(co)))?;
+    keep_ours(repo, &m.not_merged)
+}
+
+/// The conflicts git's merge driver did not merge ([`super::merge::Merged::not_merged`]):
+/// libgit2's checkout merges a text file's sides anyway; `git merge` leaves the user's file,
+/// and so does the update (the conflict stays in the index).
+fn keep_ours(repo: &Repository, paths: &BTreeSet<String>) -> Result<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let mut co = CheckoutBuilder::new();
+    co.force()
+        .allow_conflicts(true)
+        .use_ours(true)
+        .disable_pathspec_match(true);
+    for p in paths {
+        co.path(p.as_str());
+    }
+    repo.checkout_index(None, Some(&mut co))?;
+    Ok(())
 }
 
 fn checkout_tree(repo: &Repository, tree: Oid) -> Result<()> {

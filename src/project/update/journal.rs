@@ -27,6 +27,15 @@ pub struct Journal {
     pub new_files: BTreeSet<String>,
     /// Directories the update creates (none of them existed), to remove when empty.
     pub new_dirs: BTreeSet<String>,
+    /// Directories above the new files that existed (empty ones included): a roll-back's
+    /// checkout removes a directory it empties, and these are put back.
+    pub old_dirs: BTreeSet<String>,
+    /// The branch HEAD was on (`refs/heads/main`), `None` when detached (or in a journal
+    /// written before it was recorded).
+    pub branch: Option<String>,
+    /// The tree of the move-only commit of a growing layout, if the update makes one: a HEAD
+    /// at that commit is the update's own.
+    pub moves: Option<Oid>,
 }
 
 fn path(repo: &Repository) -> PathBuf {
@@ -94,16 +103,47 @@ pub fn reset_hard(repo: &Repository, to: Oid) -> Result<()> {
     crate::project::git::reset_hard(repo, to)
 }
 
+/// The branch HEAD is on (`refs/heads/main`), `None` when detached.
+fn head_branch(repo: &Repository) -> Option<String> {
+    let head = repo.find_reference("HEAD").ok()?;
+    head.symbolic_target().map(str::to_string)
+}
+
+fn short_ref(name: &str) -> &str {
+    name.strip_prefix("refs/heads/").unwrap_or(name)
+}
+
+fn short(id: Oid) -> String {
+    crate::project::git::short_revision(&id.to_string())
+}
+
+/// The refusal of a journal the user has moved on from ([`Journal::moved_on`]): rolling back
+/// would undo their work, and the journal is theirs to discard.
+pub fn stale(repo: &Repository, moved: &str) -> Error {
+    Error::refused_with(
+        format!(
+            "an earlier `stackwise update` was interrupted, and the project moved on since: {moved}. Putting it back as it was before that update would undo that, so nothing was changed"
+        ),
+        format!(
+            "check with `git status` that nothing of that update is left (`git merge --abort` ends a merge it left), then discard its journal: rm {}",
+            path(repo).display()
+        ),
+    )
+}
+
 impl Journal {
     /// The journal of an update from `head` merging `render` that creates `new_files`.
     pub fn new(repo: &Repository, head: Oid, render: Oid, new_files: BTreeSet<String>) -> Journal {
         let workdir = repo.workdir().unwrap_or(repo.path());
-        let mut new_dirs = BTreeSet::new();
+        let (mut new_dirs, mut old_dirs) = (BTreeSet::new(), BTreeSet::new());
         for f in &new_files {
             let mut dir = Path::new(f).parent();
             while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
-                if std::fs::symlink_metadata(workdir.join(d)).is_err() {
-                    new_dirs.insert(d.to_string_lossy().into_owned());
+                let name = d.to_string_lossy().into_owned();
+                match std::fs::symlink_metadata(workdir.join(d)) {
+                    Err(_) => drop(new_dirs.insert(name)),
+                    Ok(m) if m.is_dir() => drop(old_dirs.insert(name)),
+                    Ok(_) => {}
                 }
                 dir = d.parent();
             }
@@ -115,7 +155,16 @@ impl Journal {
             orig_head,
             new_files,
             new_dirs,
+            old_dirs,
+            branch: head_branch(repo),
+            moves: None,
         }
+    }
+
+    /// The journal of an update that first makes the move-only commit of tree `moves`.
+    pub fn with_moves(mut self, moves: Option<Oid>) -> Journal {
+        self.moves = moves;
+        self
     }
 
     /// Writes the journal: a temporary file renamed into place, so it is whole or absent.
@@ -123,6 +172,15 @@ impl Journal {
         let mut text = format!("head {}\nrender {}\n", self.head, self.render);
         if let Some(o) = &self.orig_head {
             text.push_str(&format!("orig_head {}\n", o.trim()));
+        }
+        if let Some(b) = &self.branch {
+            text.push_str(&format!("branch {b}\n"));
+        }
+        if let Some(t) = &self.moves {
+            text.push_str(&format!("moves {t}\n"));
+        }
+        for d in &self.old_dirs {
+            text.push_str(&format!("old_dir {d}\n"));
         }
         for f in &self.new_files {
             text.push_str(&format!("file {f}\n"));
@@ -148,6 +206,9 @@ impl Journal {
             orig_head: None,
             new_files: BTreeSet::new(),
             new_dirs: BTreeSet::new(),
+            old_dirs: BTreeSet::new(),
+            branch: None,
+            moves: None,
         };
         for line in text.lines() {
             let (key, value) = line.split_once(' ').ok_or_else(bad)?;
@@ -157,6 +218,9 @@ impl Journal {
                 "orig_head" => j.orig_head = Some(format!("{value}\n")),
                 "file" => drop(j.new_files.insert(value.to_string())),
                 "dir" => drop(j.new_dirs.insert(value.to_string())),
+                "old_dir" => drop(j.old_dirs.insert(value.to_string())),
+                "branch" => j.branch = Some(value.to_string()),
+                "moves" => j.moves = Some(Oid::from_str(value).map_err(|_| bad())?),
                 _ => return Err(bad()),
             }
         }
@@ -192,6 +256,40 @@ impl Journal {
                 .any(|f| std::fs::symlink_metadata(workdir.join(f)).is_ok())
     }
 
+    /// What the user changed since the update was interrupted that a roll-back would undo: HEAD
+    /// on another branch, or at a commit that is neither where the update started nor its own
+    /// move-only commit (a commit of the user's, a reset, a checkout). `None`: HEAD is where
+    /// the update left it.
+    pub fn moved_on(&self, repo: &Repository) -> Option<String> {
+        let branch = head_branch(repo);
+        if let Some(was) = &self.branch
+            && branch.as_ref() != Some(was)
+        {
+            let now = match &branch {
+                Some(b) => format!("is on `{}`", short_ref(b)),
+                None => "is detached".to_string(),
+            };
+            return Some(format!("HEAD {now}; the update started on `{}`", short_ref(was)));
+        }
+        let now = repo.head().ok().and_then(|h| h.target());
+        match now {
+            Some(id) if id == self.head || self.is_move_commit(repo, id) => None,
+            Some(id) => Some(format!(
+                "HEAD moved from {} (where the update started) to {}",
+                short(self.head),
+                short(id)
+            )),
+            None => Some("HEAD points at no commit".to_string()),
+        }
+    }
+
+    /// Whether `id` is the update's move-only commit: its tree on the old HEAD alone.
+    fn is_move_commit(&self, repo: &Repository, id: Oid) -> bool {
+        let Some(tree) = self.moves else { return false };
+        repo.find_commit(id)
+            .is_ok_and(|c| c.tree_id() == tree && c.parent_ids().eq([self.head]))
+    }
+
     /// The update is over one way or the other (committed, or abandoned): nothing to undo.
     pub fn settled(&self, repo: &Repository) -> bool {
         self.finished(repo) || self.abandoned(repo)
@@ -214,6 +312,13 @@ impl Journal {
         // Deepest first, and only when empty: a user's file put there since stays.
         for d in self.new_dirs.iter().rev() {
             let _ = std::fs::remove_dir(workdir.join(d));
+        }
+        // Outermost first: the directories that were there, empty ones included, are again.
+        for d in &self.old_dirs {
+            let p = workdir.join(d);
+            if std::fs::symlink_metadata(&p).is_err() {
+                std::fs::create_dir(&p).map_err(io(&p))?;
+            }
         }
         repo.cleanup_state()?;
         let orig = repo.path().join("ORIG_HEAD");

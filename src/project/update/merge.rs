@@ -37,6 +37,9 @@ pub struct Merged {
     /// The merged index, policies applied; conflicts are left as stages.
     pub index: Index,
     pub files: Vec<FileReport>,
+    /// Conflicts git did not merge line by line because `.gitattributes` says so (`merge=binary`,
+    /// `-merge`, `binary`): as `git merge` does, the work tree keeps the user's file.
+    pub not_merged: BTreeSet<String>,
 }
 
 impl Merged {
@@ -110,14 +113,39 @@ pub fn merge_in_memory(repo: &Repository, ours: Oid, spec: &MergeSpec) -> Result
     let mut opts = git2::MergeOptions::new();
     opts.find_renames(true).diff3_style(true);
     let mut index = repo.merge_trees(&sides.base, &sides.ours, &sides.theirs, Some(&opts))?;
-    let reported = settle_conflicts(&mut index, spec, &mut files)?;
+    let gone = deleted_then_renamed(repo, &sides)?;
+    let reported = settle_conflicts(&mut index, spec, &gone, &mut files)?;
     report_changes(repo, &sides, &reported, &mut files)?;
     files.sort_by(|a, b| a.path.cmp(&b.path));
     check_file_dirs(&index)?;
     Ok(Merged {
+        not_merged: not_merged(repo, &index)?,
         index: without_rename_records(&index)?,
         files,
     })
+}
+
+/// The conflicts of two files (not links, not submodules) that git's merge driver did not
+/// merge line by line: their `merge` attribute is unset or `binary`, looked up as libgit2's
+/// merge looked it up.
+fn not_merged(repo: &Repository, index: &Index) -> Result<BTreeSet<String>> {
+    let file = |e: &Option<IndexEntry>| e.as_ref().is_some_and(|e| matches!(e.mode, 0o100644 | 0o100755));
+    let mut out = BTreeSet::new();
+    for c in index.conflicts()? {
+        let c = c?;
+        let (Some(ours), true) = (&c.our, file(&c.our) && file(&c.their)) else {
+            continue;
+        };
+        let path = path_of(ours);
+        let attr = repo.get_attr(Path::new(&path), "merge", git2::AttrCheckFlags::FILE_THEN_INDEX)?;
+        if matches!(
+            git2::AttrValue::from_string(attr),
+            git2::AttrValue::False | git2::AttrValue::String("binary")
+        ) {
+            out.insert(path);
+        }
+    }
+    Ok(out)
 }
 
 /// Policies settled before the merge: a skipped path, and the record, look unchanged on the
@@ -191,10 +219,36 @@ fn check_submodules(repo: &Repository, sides: &Sides) -> Result<()> {
     Ok(())
 }
 
+/// The files the user deleted (not moved) that the template renamed: new path → old path.
+fn deleted_then_renamed(repo: &Repository, sides: &Sides) -> Result<BTreeMap<String, String>> {
+    let mut diff = repo.diff_tree_to_tree(Some(&sides.base), Some(&sides.theirs), None)?;
+    diff.find_similar(Some(DiffFindOptions::new().renames(true)))?;
+    let moved_by_user = user_renames(repo, &sides.base, &sides.ours)?;
+    let path = |f: git2::DiffFile| f.path().map(|p| p.to_string_lossy().replace('\\', "/"));
+    Ok(diff
+        .deltas()
+        .filter(|d| d.status() == Delta::Renamed)
+        .filter_map(|d| Some((path(d.new_file())?, path(d.old_file())?)))
+        .filter(|(_, old)| !sides.ours_files.contains_key(old) && !moved_by_user.contains_key(old))
+        .collect())
+}
+
 /// Conflicts the policies settle (the record, `--restore`, kept-deleted, kept-yours); the rest
-/// stay for the user. Returns every path reported.
-fn settle_conflicts(index: &mut Index, spec: &MergeSpec, files: &mut Vec<FileReport>) -> Result<BTreeSet<String>> {
+/// stay for the user. Returns every path reported. A file the user deleted that the template
+/// renamed (`gone`: new path → old path) is two conflicts to git — the base at the old path,
+/// the template's file at the new one — and kept deleted like any other.
+fn settle_conflicts(
+    index: &mut Index,
+    spec: &MergeSpec,
+    gone: &BTreeMap<String, String>,
+    files: &mut Vec<FileReport>,
+) -> Result<BTreeSet<String>> {
     let conflicts: Vec<git2::IndexConflict> = index.conflicts()?.collect::<std::result::Result<_, _>>()?;
+    let renamed_from = |c: &git2::IndexConflict| match (&c.ancestor, &c.our, &c.their) {
+        (None, None, Some(t)) => gone.get(&path_of(t)).cloned(),
+        _ => None,
+    };
+    let old_paths: BTreeSet<String> = conflicts.iter().filter_map(renamed_from).collect();
     let mut reported: BTreeSet<String> = BTreeSet::new();
     for c in conflicts {
         let Some(any) = c.their.as_ref().or(c.our.as_ref()).or(c.ancestor.as_ref()) else {
@@ -202,11 +256,23 @@ fn settle_conflicts(index: &mut Index, spec: &MergeSpec, files: &mut Vec<FileRep
         };
         let path = path_of(any);
         reported.insert(path.clone());
+        if let (Some(_), None, None) = (&c.ancestor, &c.our, &c.their)
+            && old_paths.contains(&path)
+        {
+            // Reported at its new path, below.
+            index.conflict_remove(Path::new(&path))?;
+            continue;
+        }
+        let from = renamed_from(&c);
         let keep = |e: &IndexEntry| Some((path_of(e), e.id, e.mode));
         let (status, keep) = match (&c.ancestor, &c.our, &c.their) {
             (_, _, Some(t)) if path_of(t) == RECORD_FILE => (FileStatus::Updated, keep(t)),
             (Some(_), None, Some(t)) if spec.restore.contains(&path_of(t)) => (FileStatus::Added, keep(t)),
             (Some(_), None, Some(_)) => (FileStatus::KeptDeleted, None),
+            (None, None, Some(t)) if from.is_some() && spec.restore.contains(&path_of(t)) => {
+                (FileStatus::Added, keep(t))
+            }
+            (None, None, Some(_)) if from.is_some() => (FileStatus::KeptDeleted, None),
             (Some(_), Some(o), None) => (FileStatus::KeptYours, keep(o)),
             _ => {
                 let from = c.ancestor.as_ref().map(path_of).filter(|a| *a != path);
@@ -229,7 +295,7 @@ fn settle_conflicts(index: &mut Index, spec: &MergeSpec, files: &mut Vec<FileRep
         if let Some((p, id, mode)) = keep {
             add_to_index(index, &p, id, mode as i32)?;
         }
-        files.push(FileReport::new(path, status));
+        files.push(FileReport { path, status, from });
     }
     Ok(reported)
 }

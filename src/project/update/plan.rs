@@ -66,6 +66,8 @@ pub struct MergeWork {
     pub steps: Vec<Step>,
     /// Paths the update creates in the work tree (none exists yet).
     pub new_files: BTreeSet<String>,
+    /// Conflicts whose work-tree file stays the user's ([`Merged::not_merged`]).
+    pub not_merged: BTreeSet<String>,
 }
 
 /// The user's input, checked before any template is fetched.
@@ -340,10 +342,11 @@ fn merged(ctx: &MergeContext, reloc: &Relocation) -> Result<(Merged, [String; 2]
         their_label: format!("template {theirs}"),
         ancestor_label: format!("last render {ancestor}"),
     };
-    let Merged { mut index, mut files } = merge::merge_in_memory(repo, reloc.ours, &spec)?;
+    let mut merged = merge::merge_in_memory(repo, reloc.ours, &spec)?;
+    let (index, files) = (&mut merged.index, &mut merged.files);
     let render_tree = repo.find_commit(ctx.render)?.tree_id();
     let restore = &ctx.inputs.restore;
-    add_restored(repo, &mut index, reloc.ours, render_tree, restore, &mut files)?;
+    add_restored(repo, index, reloc.ours, render_tree, restore, files)?;
     // A moved file is reported as renamed when the merge keeps it where it moved and says
     // nothing else about it.
     let kept: BTreeSet<Vec<u8>> = index.iter().map(|e| e.path).collect();
@@ -356,12 +359,22 @@ fn merged(ctx: &MergeContext, reloc: &Relocation) -> Result<(Merged, [String; 2]
         }
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok((Merged { index, files }, [spec.ancestor_label, spec.their_label]))
+    Ok((merged, [spec.ancestor_label, spec.their_label]))
 }
 
 fn plan_merge(ctx: &MergeContext, reloc: Relocation, outcome: &mut UpdateOutcome) -> Result<MergeWork> {
     let repo = ctx.repo;
-    let (Merged { mut index, files }, [ancestor_label, their_label]) = merged(ctx, &reloc)?;
+    let (merged, [ancestor_label, their_label]) = merged(ctx, &reloc)?;
+    let Merged {
+        mut index,
+        files,
+        not_merged,
+    } = merged;
+    for p in &not_merged {
+        outcome.notes.push(format!(
+            "{p} is not merged (merge=binary or -merge in .gitattributes): your version is in the work tree, the template's is `git show MERGE_HEAD:{p}`"
+        ));
+    }
     let new_files = check_writable(repo, &index, ctx.head, ctx.root)?;
     let conflicts = files.iter().any(|f| f.status == FileStatus::Conflict);
     outcome.status = if conflicts {
@@ -386,6 +399,7 @@ fn plan_merge(ctx: &MergeContext, reloc: Relocation, outcome: &mut UpdateOutcome
         their_label,
         steps,
         new_files,
+        not_merged,
     })
 }
 
@@ -415,6 +429,7 @@ fn lift(repo: &Repository, full: Oid, prefix: &str, work: Work) -> Result<Work> 
                 *t = repo::lift_tree(repo, full, prefix, *t)?;
             }
             m.new_files = paths(std::mem::take(&mut m.new_files));
+            m.not_merged = paths(std::mem::take(&mut m.not_merged));
             Work::Merge(m)
         }
     })

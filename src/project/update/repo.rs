@@ -95,6 +95,12 @@ pub fn check_state(repo: &Repository) -> Result<()> {
 /// could not be undone): `update --abort` puts it back first.
 fn check_journal(repo: &Repository) -> Result<()> {
     match Journal::read(repo)? {
+        Some(j)
+            if !j.settled(repo)
+                && let Some(moved) = j.moved_on(repo) =>
+        {
+            Err(super::journal::stale(repo, &moved))
+        }
         Some(j) if !j.settled(repo) => Err(Error::refused_with(
             "an earlier `stackwise update` was interrupted before it finished; the project may hold part of it",
             "run `stackwise update --abort` to put the project back exactly as it was, then update again",
@@ -302,6 +308,9 @@ fn abort_journal(repo: &Repository, j: &Journal) -> Result<String> {
         Journal::remove(repo)?;
         clear_pending(repo)?;
         return Err(refuse("there is no update to abort: the last one was committed"));
+    }
+    if let Some(moved) = j.moved_on(repo) {
+        return Err(super::journal::stale(repo, &moved));
     }
     if repo.state() == RepositoryState::Merge && !is_pending_merge(repo) {
         return Err(refuse(
