@@ -12,6 +12,7 @@ mod evolve;
 mod firstday;
 mod fleet;
 mod hostile;
+mod hostile_inline;
 mod hostile_more;
 mod recommend;
 mod rerender;
