@@ -172,6 +172,26 @@ pub struct Resolution {
     pub ignored: Vec<String>,
 }
 
+/// Asks for `var` on a terminal. The terminal prompter validates as the user types; an answer
+/// that still fails (a scripted prompter, a race) is asked again a bounded number of times, then
+/// reported like a bad `--set`.
+fn ask(prompter: &mut dyn Prompter, var: &Variable, default: &Value) -> Result<Value> {
+    let mut attempt = 1;
+    loop {
+        let answer = prompter.ask(var, default)?;
+        match coerce(var, &answer) {
+            Ok(v) => return Ok(v),
+            Err(reason) if attempt >= MAX_ASK_ATTEMPTS => {
+                return Err(Error::InvalidValue {
+                    key: var.name.clone(),
+                    reason,
+                });
+            }
+            Err(_) => attempt += 1,
+        }
+    }
+}
+
 /// Resolves every variable of the manifest, in order. `base` holds the built-in values.
 ///
 /// A variable whose `when` is false does not apply: `--set` for it is refused
@@ -251,18 +271,7 @@ pub fn resolve(
                 at("default", InlineError { at: 0, message })
             })?;
             if applies && prompter.is_interactive() {
-                // The terminal prompter validates as the user types; an answer that still fails
-                // (a scripted prompter, a race) is asked again a bounded number of times, then
-                // reported like a bad `--set`.
-                let mut attempt = 1;
-                loop {
-                    let answer = prompter.ask(var, &default)?;
-                    match coerce(var, &answer) {
-                        Ok(v) => break v,
-                        Err(e) if attempt >= MAX_ASK_ATTEMPTS => return Err(invalid(e)),
-                        Err(_) => attempt += 1,
-                    }
-                }
+                ask(prompter, var, &default)?
             } else {
                 default
             }

@@ -21,26 +21,30 @@ pub struct LintReport {
     pub files_checked: usize,
 }
 
+/// A fork that copied `templates/` alone lost its presets (they are a sibling tree here): `new
+/// --preset` would find none, and "ok: 0 presets" would hide it.
+fn no_presets(dir: &Path) -> Error {
+    let own = dir.join("presets");
+    let sibling = dir.parent().map(|p| p.join("presets"));
+    let looked = std::iter::once(own)
+        .chain(sibling)
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" and ");
+    Error::Lint {
+        count: 1,
+        report: format!(
+            "- no preset found: looked in {looked} for presets/*.toml; copy the presets beside the template (`stackwise fork DIR` writes both) or write one (docs/TEMPLATES.md, \"Presets\")"
+        ),
+    }
+}
+
 pub fn lint(dir: &Path) -> Result<LintReport> {
     let source = TemplateSource::Local(dir.to_path_buf());
     let tree = TemplateTree::from_dir(dir, source.describe(), None, true)?;
     let loaded = Template::from_tree(tree)?;
     if loaded.catalogue.presets.is_empty() {
-        // A fork that copied `templates/` alone lost its presets (they are a sibling tree here):
-        // `new --preset` would find none, and "ok: 0 presets" would hide it.
-        let own = dir.join("presets");
-        let sibling = dir.parent().map(|p| p.join("presets"));
-        let looked = std::iter::once(own)
-            .chain(sibling)
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(" and ");
-        return Err(Error::Lint {
-            count: 1,
-            report: format!(
-                "- no preset found: looked in {looked} for presets/*.toml; copy the presets beside the template (`stackwise fork DIR` writes both) or write one (docs/TEMPLATES.md, \"Presets\")"
-            ),
-        });
+        return Err(no_presets(dir));
     }
     let name = ProjectName::parse("Lint Check").expect("valid name");
     let mut targets: Vec<(Option<String>, String)> = loaded
