@@ -5,7 +5,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::inline::{self, InlineError};
+use super::files::MANIFEST_FILE;
+use super::inline::{self, InlineError, InlineFailure};
 use super::manifest::{Manifest, VarType, Variable};
 use super::prompter::Prompter;
 use super::source::TemplateSource;
@@ -222,11 +223,15 @@ pub fn resolve(
                 format!("variable `{}`: {}", var.name, e.message),
             )
         };
+        let failed = |key: &str, f: InlineFailure| {
+            let what = || format!("the `{key}` of variable `{}`", var.name);
+            f.into_error(MANIFEST_FILE, what, |e| {
+                let message = format!("`{key}`: {}", e.message);
+                at(key, InlineError { message, ..e })
+            })
+        };
         let applies = match &var.when {
-            Some(expr) => inline::try_eval(expr, &ctx).map_err(|e| {
-                let message = format!("`when`: {}", e.message);
-                at("when", InlineError { message, ..e })
-            })?,
+            Some(expr) => inline::try_eval(expr, &ctx).map_err(|f| failed("when", f))?,
             None => true,
         };
         if !applies && inputs.sets.contains_key(&var.name) {
@@ -260,10 +265,9 @@ pub fn resolve(
         } else {
             let default = match &var.default {
                 None => empty_value(var.kind, var),
-                Some(toml::Value::String(s)) => Value::String(inline::try_render(s, &ctx).map_err(|e| {
-                    let message = format!("`default`: {}", e.message);
-                    at("default", InlineError { message, ..e })
-                })?),
+                Some(toml::Value::String(s)) => {
+                    Value::String(inline::try_render(s, &ctx).map_err(|f| failed("default", f))?)
+                }
                 Some(other) => toml_to_json(other),
             };
             let default = coerce(var, &default).map_err(|why| {

@@ -91,7 +91,7 @@ pub fn lint(dir: &Path) -> Result<LintReport> {
                     // A render over its budget would be over it again in every later render,
                     // each costing the whole budget (a loop that writes nothing is stopped only
                     // by the clock): one is enough to report.
-                    let over = matches!(e, Error::RenderBudget { .. });
+                    let over = matches!(e, Error::RenderBudget { .. } | Error::InlineBudget { .. });
                     let msg = e.to_string();
                     if !problems.iter().any(|(_, m): &(String, String)| *m == msg) {
                         problems.push((label, msg));
