@@ -60,17 +60,24 @@ pub fn lint(dir: &Path) -> Result<LintReport> {
     let mut renders = 0;
     let mut files_checked = 0;
     'renders: for (preset, layout) in &targets {
-        for sets in bool_matrix(&loaded.manifest, layout, &serde_json::Map::new()) {
-            let what = preset
-                .as_ref()
-                .map_or_else(|| format!("layout {layout}"), |p| format!("preset {p}"));
+        let what = preset
+            .as_ref()
+            .map_or_else(|| format!("layout {layout}"), |p| format!("preset {p}"));
+        let combinations = match bool_matrix(&loaded.manifest, layout, &serde_json::Map::new()) {
+            Ok(c) => c,
+            Err(e) => {
+                problems.push((what, e.to_string()));
+                break 'renders;
+            }
+        };
+        for sets in combinations {
             let options = sets
                 .iter()
                 .map(|(b, v)| format!("{b}={v}"))
                 .collect::<Vec<_>>()
                 .join(" ");
             let label = if options.is_empty() {
-                what
+                what.clone()
             } else {
                 format!("{what} with {options}")
             };
