@@ -232,8 +232,8 @@ fn hand_over(job: Job) -> Result<mpsc::Sender<Job>, Stop> {
     Ok(worker)
 }
 
-/// Why a render under `budget` that started at `started` was stopped, the process having grown
-/// by `grown` bytes since.
+/// Why an inline string's render under `budget`, started at `started`, was stopped (the process
+/// having grown by `grown` bytes since): its reasons speak of inline strings and their knob.
 fn stop_of(meter: &Meter, budget: RenderBudget, grown: usize, started: Instant) -> Stop {
     if INTERRUPTED.load(Ordering::SeqCst) {
         return Stop::Interrupted;
