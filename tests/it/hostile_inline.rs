@@ -198,3 +198,34 @@ fn a_short_loop_in_a_default_still_renders() {
         .success();
     assert!(f.out.path().join("app/d0d1d2/guide.md").is_file());
 }
+
+/// `update` renders the same strings: a runaway one ends it at the budget, the project untouched.
+#[test]
+fn a_runaway_file_name_ends_update_with_the_project_untouched() {
+    let f = Fixture::new();
+    stackwise()
+        .args(["new", "app", "--yes", "-o"])
+        .arg(f.out.path())
+        .arg("--template")
+        .arg(f.tpl.path())
+        .assert()
+        .success();
+    let project = f.out.path().join("app");
+    let status = |dir: &Path| crate::common::git(dir, &["status", "--porcelain"]).stdout;
+    let head = |dir: &Path| crate::common::git(dir, &["rev-parse", "HEAD"]).stdout;
+    let before = (head(&project), status(&project));
+    write(f.tpl.path(), &format!("components/app/{SPIN}.txt"), "x\n");
+    let started = Instant::now();
+    let a = stackwise()
+        .arg("update")
+        .arg(&project)
+        .arg("--template")
+        .arg(f.tpl.path())
+        .env("STACKWISE_INLINE_MS", INLINE_MS)
+        .timeout(HUNG)
+        .assert()
+        .code(1);
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert_mentions(&stderr_of(&a), &["file name", "budget"]);
+    assert_eq!((head(&project), status(&project)), before);
+}
