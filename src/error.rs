@@ -130,6 +130,11 @@ pub enum Error {
     #[error("rendering {file} went over its budget: {reason}")]
     RenderBudget { file: String, reason: String },
 
+    /// A short string of a template's manifests (a default, a flag, a `when`, a file name)
+    /// rendered past the budget of one such string: `what` it is, in `file`.
+    #[error("rendering {what} in {file} went over its budget: {reason}")]
+    InlineBudget { file: String, what: String, reason: String },
+
     #[error("interrupted; nothing was written")]
     Interrupted,
 
@@ -357,7 +362,8 @@ mod tests {
         assert_eq!(git.to_string(), "git error: boom");
         assert!(git.source().is_some_and(|s| s.is::<git2::Error>()));
 
-        let tpl = crate::template::inline::render_str("{{ x", &Default::default(), "a path").unwrap_err();
+        let tpl = crate::template::inline::render_str("{{ x", &Default::default(), "a path", "a path", "its name")
+            .unwrap_err();
         assert!(tpl.to_string().starts_with("template error in a path:\n"), "{tpl}");
         assert!(tpl.source().is_some_and(|s| s.is::<tera::Error>()));
 

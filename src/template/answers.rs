@@ -5,7 +5,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::inline::{self, InlineError};
+use super::files::MANIFEST_FILE;
+use super::inline::{self, InlineError, InlineFailure};
 use super::manifest::{Manifest, VarType, Variable};
 use super::prompter::Prompter;
 use super::source::TemplateSource;
@@ -172,6 +173,26 @@ pub struct Resolution {
     pub ignored: Vec<String>,
 }
 
+/// Asks for `var` on a terminal. The terminal prompter validates as the user types; an answer
+/// that still fails (a scripted prompter, a race) is asked again a bounded number of times, then
+/// reported like a bad `--set`.
+fn ask(prompter: &mut dyn Prompter, var: &Variable, default: &Value) -> Result<Value> {
+    let mut attempt = 1;
+    loop {
+        let answer = prompter.ask(var, default)?;
+        match coerce(var, &answer) {
+            Ok(v) => return Ok(v),
+            Err(reason) if attempt >= MAX_ASK_ATTEMPTS => {
+                return Err(Error::InvalidValue {
+                    key: var.name.clone(),
+                    reason,
+                });
+            }
+            Err(_) => attempt += 1,
+        }
+    }
+}
+
 /// Resolves every variable of the manifest, in order. `base` holds the built-in values.
 ///
 /// A variable whose `when` is false does not apply: `--set` for it is refused
@@ -202,11 +223,15 @@ pub fn resolve(
                 format!("variable `{}`: {}", var.name, e.message),
             )
         };
+        let failed = |key: &str, f: InlineFailure| {
+            let what = || format!("the `{key}` of variable `{}`", var.name);
+            f.into_error(MANIFEST_FILE, what, |e| {
+                let message = format!("`{key}`: {}", e.message);
+                at(key, InlineError { message, ..e })
+            })
+        };
         let applies = match &var.when {
-            Some(expr) => inline::try_eval(expr, &ctx).map_err(|e| {
-                let message = format!("`when`: {}", e.message);
-                at("when", InlineError { message, ..e })
-            })?,
+            Some(expr) => inline::try_eval(expr, &ctx).map_err(|f| failed("when", f))?,
             None => true,
         };
         if !applies && inputs.sets.contains_key(&var.name) {
@@ -240,10 +265,9 @@ pub fn resolve(
         } else {
             let default = match &var.default {
                 None => empty_value(var.kind, var),
-                Some(toml::Value::String(s)) => Value::String(inline::try_render(s, &ctx).map_err(|e| {
-                    let message = format!("`default`: {}", e.message);
-                    at("default", InlineError { message, ..e })
-                })?),
+                Some(toml::Value::String(s)) => {
+                    Value::String(inline::try_render(s, &ctx).map_err(|f| failed("default", f))?)
+                }
                 Some(other) => toml_to_json(other),
             };
             let default = coerce(var, &default).map_err(|why| {
@@ -251,18 +275,7 @@ pub fn resolve(
                 at("default", InlineError { at: 0, message })
             })?;
             if applies && prompter.is_interactive() {
-                // The terminal prompter validates as the user types; an answer that still fails
-                // (a scripted prompter, a race) is asked again a bounded number of times, then
-                // reported like a bad `--set`.
-                let mut attempt = 1;
-                loop {
-                    let answer = prompter.ask(var, &default)?;
-                    match coerce(var, &answer) {
-                        Ok(v) => break v,
-                        Err(e) if attempt >= MAX_ASK_ATTEMPTS => return Err(invalid(e)),
-                        Err(_) => attempt += 1,
-                    }
-                }
+                ask(prompter, var, &default)?
             } else {
                 default
             }

@@ -2,8 +2,11 @@
 
 use serde_json::{Map, Value};
 
+use super::budget::{MeteredWriter, RenderBudget, run_here, run_within};
 use super::names::ProjectName;
 use crate::error::{Error, Result, TemplateError};
+
+pub use super::budget::Stop;
 
 /// Variables the tool defines; a manifest may not redeclare them.
 pub const BUILTIN_NAMES: &[&str] = &[
@@ -69,16 +72,102 @@ thread_local! {
     };
 }
 
-fn render_raw(template: &str, values: &Map<String, Value>, label: &str) -> std::result::Result<String, tera::Error> {
+/// Why an inline string gave no value: Tera refused it, or its render was stopped.
+#[derive(Debug)]
+enum Failure {
+    Tera(tera::Error),
+    Stopped(Stop),
+}
+
+/// Renders `template` against `values` under the budget of an inline string
+/// ([`RenderBudget::inline_from_env`]): on a worker watched by this thread, or here when it can
+/// only substitute and compare values ([`is_bounded`]), which its output cap bounds.
+fn render_raw(template: &str, values: &Map<String, Value>, label: &str) -> std::result::Result<String, Failure> {
+    render_budgeted(template, values, label, is_bounded(template))
+}
+
+fn render_budgeted(
+    template: &str,
+    values: &Map<String, Value>,
+    label: &str,
+    bounded: bool,
+) -> std::result::Result<String, Failure> {
     if !is_template(template) {
         return Ok(template.to_string());
     }
     let context = tera_context(values);
-    match ONE_OFF.with(|tera| tera.render_str(template, &context, false)) {
-        Ok(out) => Ok(out),
+    let budget = RenderBudget::inline_from_env();
+    let out = if bounded {
+        run_here(budget, |w| render_metered(template, &context, label, w))
+    } else {
+        let (template, label) = (template.to_string(), label.to_string());
+        run_within(budget, move |w| render_metered(&template, &context, &label, w))
+    };
+    out.map_err(Failure::Stopped)?.map_err(Failure::Tera)
+}
+
+/// The render itself, into the metered writer `w`.
+fn render_metered(
+    template: &str,
+    context: &tera::Context,
+    label: &str,
+    w: &mut MeteredWriter<'_>,
+) -> std::result::Result<String, tera::Error> {
+    let first = ONE_OFF.with(|tera| tera.render_str_to(template, context, false, &mut *w));
+    if let Err(e) = first {
+        if w.meter.over.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(e);
+        }
         // Rendered again under its own name, so that the error names it (`label`).
-        Err(_) => compile(template, label)?.render(label, &context),
+        w.buf.clear();
+        compile(template, label)?.render_to(label, context, &mut *w)?;
     }
+    Ok(String::from_utf8(std::mem::take(&mut w.buf))?)
+}
+
+/// Whether a template only substitutes and compares values: no tag, no comment, and every
+/// `{{ … }}` a [bounded expression](is_bounded_expr). Its render takes time and memory in
+/// proportion to its output (no loop, no filter, no function), so the output cap is enough of a
+/// budget and it needs no thread of its own: `src/{{ package_name }}`, `{{ project_title }}`.
+fn is_bounded(template: &str) -> bool {
+    if template.contains("{%") || template.contains("{#") {
+        return false;
+    }
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        let Some(close) = rest[open + 2..].find("}}") else {
+            return false;
+        };
+        let inner = &rest[open + 2..open + 2 + close];
+        let inner = inner.strip_prefix('-').unwrap_or(inner);
+        if !is_bounded_expr(inner.strip_suffix('-').unwrap_or(inner)) {
+            return false;
+        }
+        rest = &rest[open + 2 + close + 2..];
+    }
+    true
+}
+
+/// Whether an expression only reads names (and their attributes) and compares them with
+/// literals: `layout == "python" and not flags.worker`. Outside its string literals it holds
+/// nothing but letters, digits, `_`, `.`, spaces and `= ! < >`: no filter (`|`), call or
+/// grouping (`(`), index (`[`), arithmetic or concatenation, which could take a long time or
+/// build a large value, and no `%}` that would close the tag a `when` is wrapped in.
+fn is_bounded_expr(expr: &str) -> bool {
+    let mut chars = expr.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '\'' | '`' => {
+                if !chars.by_ref().any(|q| q == c) {
+                    return false;
+                }
+            }
+            c if c.is_ascii_alphanumeric() || c.is_ascii_whitespace() => {}
+            '_' | '.' | '=' | '!' | '<' | '>' => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 fn when_template(expr: &str) -> String {
@@ -86,9 +175,62 @@ fn when_template(expr: &str) -> String {
 }
 
 /// Renders a one-off template string (a rendered path) against `values`.
-/// `label` names where the string comes from, for the error message.
-pub fn render_str(template: &str, values: &Map<String, Value>, label: &str) -> Result<String> {
-    render_raw(template, values, label).map_err(|e| template_error(label, e))
+/// `label` names where the string comes from, for Tera's error message; `file` and `what` name
+/// it for a render that was stopped ([`Stop::into_error`]).
+pub fn render_str(template: &str, values: &Map<String, Value>, label: &str, file: &str, what: &str) -> Result<String> {
+    render_raw(template, values, label).map_err(|f| match f {
+        Failure::Tera(e) => template_error(label, e),
+        Failure::Stopped(stop) => stop.into_error(file, what),
+    })
+}
+
+impl Stop {
+    /// The error of an inline string whose render was stopped: `what` it is (`the \`default\`
+    /// of variable \`x\``) in `file` (the manifest, or the template file whose name it is).
+    pub fn into_error(self, file: &str, what: impl Into<String>) -> Error {
+        let what = what.into();
+        match self {
+            Stop::Over(reason) => Error::InlineBudget {
+                file: file.to_string(),
+                what,
+                reason,
+            },
+            Stop::Interrupted => Error::Interrupted,
+            Stop::Panicked => Error::Template(TemplateError {
+                file: file.to_string(),
+                message: format!("the template engine stopped while rendering {what} (a panic; its message is above)"),
+                source: None,
+            }),
+            Stop::NoThread(source) => Error::Thread {
+                what: "render a string of the template",
+                source,
+            },
+        }
+    }
+}
+
+/// Why an inline string (a default, a flag, a `when`) gave no value: what Tera said is wrong
+/// with it, placed in it; or its render was stopped (over its budget, Ctrl-C).
+#[derive(Debug)]
+pub enum InlineFailure {
+    Invalid(InlineError),
+    Stopped(Stop),
+}
+
+impl InlineFailure {
+    /// The error to report: `place` puts Tera's in its TOML file; a stop is named by its `file`
+    /// and `what` ([`Stop::into_error`]).
+    pub fn into_error(
+        self,
+        file: &str,
+        what: impl FnOnce() -> String,
+        place: impl FnOnce(InlineError) -> Error,
+    ) -> Error {
+        match self {
+            InlineFailure::Invalid(e) => place(e),
+            InlineFailure::Stopped(stop) => stop.into_error(file, what()),
+        }
+    }
 }
 
 /// What Tera says is wrong with a one-off string (a default, a flag, a `when`), and the byte
@@ -162,18 +304,23 @@ pub fn check_expr(expr: &str) -> std::result::Result<(), InlineError> {
     check_syntax(&when_template(expr), "when").map_err(|e| expr_error(&e, expr))
 }
 
-/// Renders a one-off template string (a default, a flag) against `values`; the error is placed
-/// in the string.
-pub fn try_render(template: &str, values: &Map<String, Value>) -> std::result::Result<String, InlineError> {
-    render_raw(template, values, "inline").map_err(|e| InlineError::from_tera(&e, 0))
+/// Renders a one-off template string (a default, a flag) against `values`; Tera's error is
+/// placed in the string.
+pub fn try_render(template: &str, values: &Map<String, Value>) -> std::result::Result<String, InlineFailure> {
+    render_raw(template, values, "inline").map_err(|f| match f {
+        Failure::Tera(e) => InlineFailure::Invalid(InlineError::from_tera(&e, 0)),
+        Failure::Stopped(stop) => InlineFailure::Stopped(stop),
+    })
 }
 
-/// Evaluates a Tera expression (`layout == "python" and worker`) to a boolean; the error is
+/// Evaluates a Tera expression (`layout == "python" and worker`) to a boolean; Tera's error is
 /// placed in the expression.
-pub fn try_eval(expr: &str, values: &Map<String, Value>) -> std::result::Result<bool, InlineError> {
-    render_raw(&when_template(expr), values, "when")
-        .map(|out| out == "1")
-        .map_err(|e| expr_error(&e, expr))
+pub fn try_eval(expr: &str, values: &Map<String, Value>) -> std::result::Result<bool, InlineFailure> {
+    match render_budgeted(&when_template(expr), values, "when", is_bounded_expr(expr)) {
+        Ok(out) => Ok(out == "1"),
+        Err(Failure::Tera(e)) => Err(InlineFailure::Invalid(expr_error(&e, expr))),
+        Err(Failure::Stopped(stop)) => Err(InlineFailure::Stopped(stop)),
+    }
 }
 
 pub(crate) fn template_error(label: &str, e: tera::Error) -> Error {
@@ -331,6 +478,71 @@ mod tests {
         keys.sort_unstable();
         names.sort_unstable();
         assert_eq!(keys, names);
+    }
+
+    /// Only strings that substitute names and compare them render without a worker.
+    #[test]
+    fn bounded_strings_substitute_and_compare_only() {
+        for bounded in [
+            "src/{{ package_name }}/x.py",
+            "{{project_title}}: a {{- layout -}} backend",
+            "plain",
+            "{{ flags.worker }}",
+        ] {
+            assert!(is_bounded(bounded), "{bounded}");
+        }
+        for expr in [
+            "layout == \"python\" and not flags.worker",
+            "mount_path != '.'",
+            "a >= 1 or b in `x|y`",
+        ] {
+            assert!(is_bounded_expr(expr), "{expr}");
+        }
+        for unbounded in [
+            "{% for i in range(end=3) %}x{% endfor %}",
+            "{{ x | replace(from=\"a\", to=\"aa\") }}",
+            "{{ x ~ x }}",
+            "{{ x }",
+            "{{ \"}}\" }}",
+            "{# c #}",
+        ] {
+            assert!(!is_bounded(unbounded), "{unbounded}");
+        }
+        for expr in [
+            "true %}{% for i in x %}{% endfor %}{% if true",
+            "x | length > 1",
+            "range(end=2)",
+            "'open",
+        ] {
+            assert!(!is_bounded_expr(expr), "{expr}");
+        }
+    }
+
+    /// A default that doubles an earlier one renders on this thread, yet cannot double it without
+    /// end: its output is capped like any other inline string's.
+    #[test]
+    fn bounded_strings_are_held_to_the_output_cap() {
+        let mut values = Map::new();
+        values.insert("a".into(), Value::String("x".repeat(40 << 10)));
+        assert_eq!(try_render("{{ a }}", &values).unwrap().len(), 40 << 10);
+        let Err(InlineFailure::Stopped(Stop::Over(why))) = try_render("{{ a }}{{ a }}", &values) else {
+            panic!("two copies of 40 KiB are over the cap");
+        };
+        assert!(why.contains("KiB of output"), "{why}");
+        let err = render_str(
+            "{{ a }}{{ a }}",
+            &values,
+            "components/x/{{ a }}",
+            "components/x/{{ a }}",
+            "the file name",
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::InlineBudget { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("rendering the file name in components/x/{{ a }} went over its budget"),
+            "{err}"
+        );
     }
 
     #[test]

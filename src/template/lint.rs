@@ -21,26 +21,30 @@ pub struct LintReport {
     pub files_checked: usize,
 }
 
+/// A fork that copied `templates/` alone lost its presets (they are a sibling tree here): `new
+/// --preset` would find none, and "ok: 0 presets" would hide it.
+fn no_presets(dir: &Path) -> Error {
+    let own = dir.join("presets");
+    let sibling = dir.parent().map(|p| p.join("presets"));
+    let looked = std::iter::once(own)
+        .chain(sibling)
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" and ");
+    Error::Lint {
+        count: 1,
+        report: format!(
+            "- no preset found: looked in {looked} for presets/*.toml; copy the presets beside the template (`stackwise fork DIR` writes both) or write one (docs/TEMPLATES.md, \"Presets\")"
+        ),
+    }
+}
+
 pub fn lint(dir: &Path) -> Result<LintReport> {
     let source = TemplateSource::Local(dir.to_path_buf());
     let tree = TemplateTree::from_dir(dir, source.describe(), None, true)?;
     let loaded = Template::from_tree(tree)?;
     if loaded.catalogue.presets.is_empty() {
-        // A fork that copied `templates/` alone lost its presets (they are a sibling tree here):
-        // `new --preset` would find none, and "ok: 0 presets" would hide it.
-        let own = dir.join("presets");
-        let sibling = dir.parent().map(|p| p.join("presets"));
-        let looked = std::iter::once(own)
-            .chain(sibling)
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(" and ");
-        return Err(Error::Lint {
-            count: 1,
-            report: format!(
-                "- no preset found: looked in {looked} for presets/*.toml; copy the presets beside the template (`stackwise fork DIR` writes both) or write one (docs/TEMPLATES.md, \"Presets\")"
-            ),
-        });
+        return Err(no_presets(dir));
     }
     let name = ProjectName::parse("Lint Check").expect("valid name");
     let mut targets: Vec<(Option<String>, String)> = loaded
@@ -56,17 +60,24 @@ pub fn lint(dir: &Path) -> Result<LintReport> {
     let mut renders = 0;
     let mut files_checked = 0;
     'renders: for (preset, layout) in &targets {
-        for sets in bool_matrix(&loaded.manifest, layout, &serde_json::Map::new()) {
-            let what = preset
-                .as_ref()
-                .map_or_else(|| format!("layout {layout}"), |p| format!("preset {p}"));
+        let what = preset
+            .as_ref()
+            .map_or_else(|| format!("layout {layout}"), |p| format!("preset {p}"));
+        let combinations = match bool_matrix(&loaded.manifest, layout, &serde_json::Map::new()) {
+            Ok(c) => c,
+            Err(e) => {
+                problems.push((what, e.to_string()));
+                break 'renders;
+            }
+        };
+        for sets in combinations {
             let options = sets
                 .iter()
                 .map(|(b, v)| format!("{b}={v}"))
                 .collect::<Vec<_>>()
                 .join(" ");
             let label = if options.is_empty() {
-                what
+                what.clone()
             } else {
                 format!("{what} with {options}")
             };
@@ -87,7 +98,7 @@ pub fn lint(dir: &Path) -> Result<LintReport> {
                     // A render over its budget would be over it again in every later render,
                     // each costing the whole budget (a loop that writes nothing is stopped only
                     // by the clock): one is enough to report.
-                    let over = matches!(e, Error::RenderBudget { .. });
+                    let over = matches!(e, Error::RenderBudget { .. } | Error::InlineBudget { .. });
                     let msg = e.to_string();
                     if !problems.iter().any(|(_, m): &(String, String)| *m == msg) {
                         problems.push((label, msg));

@@ -3,9 +3,11 @@
 
 use serde_json::{Map, Value};
 
-use super::inline;
+use super::files::MANIFEST_FILE;
+use super::inline::{self, InlineFailure};
 use super::manifest::Manifest;
 use super::variable::{VarType, Variable};
+use crate::error::Result;
 
 /// The most boolean variables combined exhaustively (2^N combinations per preset or layout).
 pub const MAX_BOOL_VARS: usize = 8;
@@ -13,16 +15,17 @@ pub const MAX_BOOL_VARS: usize = 8;
 /// Every combination (name → true/false) of the boolean variables that apply to `layout`: those
 /// without a `when`, or whose `when` holds with only the layout known (one that needs other
 /// answers counts as applying). The first [`MAX_BOOL_VARS`] of them, in manifest order; one empty
-/// combination when there are none. A variable `fixed` holds a value for is not combined.
-pub fn bool_matrix(manifest: &Manifest, layout: &str, fixed: &Map<String, Value>) -> Vec<Map<String, Value>> {
-    let bools: Vec<&str> = manifest
-        .variables
-        .iter()
-        .filter(|v| v.kind == VarType::Bool && applies(v, layout) && !fixed.contains_key(&v.name))
-        .map(|v| v.name.as_str())
-        .take(MAX_BOOL_VARS)
-        .collect();
-    (0..1usize << bools.len())
+/// combination when there are none. A variable `fixed` holds a value for is not combined. An
+/// error only when a `when` was stopped ([`applies`]).
+pub fn bool_matrix(manifest: &Manifest, layout: &str, fixed: &Map<String, Value>) -> Result<Vec<Map<String, Value>>> {
+    let mut bools = Vec::new();
+    for v in &manifest.variables {
+        if bools.len() < MAX_BOOL_VARS && v.kind == VarType::Bool && !fixed.contains_key(&v.name) && applies(v, layout)?
+        {
+            bools.push(v.name.as_str());
+        }
+    }
+    Ok((0..1usize << bools.len())
         .map(|mask| {
             bools
                 .iter()
@@ -30,17 +33,25 @@ pub fn bool_matrix(manifest: &Manifest, layout: &str, fixed: &Map<String, Value>
                 .map(|(i, name)| ((*name).to_string(), Value::Bool(mask & (1 << i) != 0)))
                 .collect()
         })
-        .collect()
+        .collect())
 }
 
 /// Whether `v` applies to `layout`: no `when`, or one that holds with only the layout known (one
-/// that needs other answers counts as applying).
-pub fn applies(v: &Variable, layout: &str) -> bool {
-    v.when.as_deref().is_none_or(|w| {
-        let mut ctx = Map::new();
-        ctx.insert("layout".into(), Value::String(layout.to_string()));
-        inline::try_eval(w, &ctx).unwrap_or(true)
-    })
+/// that needs other answers counts as applying). An error only when its render was stopped (over
+/// its budget, Ctrl-C): every later render of it would be stopped too.
+pub fn applies(v: &Variable, layout: &str) -> Result<bool> {
+    let Some(w) = v.when.as_deref() else {
+        return Ok(true);
+    };
+    let mut ctx = Map::new();
+    ctx.insert("layout".into(), Value::String(layout.to_string()));
+    match inline::try_eval(w, &ctx) {
+        Ok(holds) => Ok(holds),
+        Err(InlineFailure::Invalid(_)) => Ok(true),
+        Err(InlineFailure::Stopped(stop)) => {
+            Err(stop.into_error(MANIFEST_FILE, format!("the `when` of variable `{}`", v.name)))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -54,12 +65,12 @@ mod tests {
     fn the_matrix_honours_when() {
         let t = Template::load(&TemplateSource::Builtin).unwrap();
         for layout in t.manifest.layouts.keys() {
-            let matrix = bool_matrix(&t.manifest, layout, &Map::new());
+            let matrix = bool_matrix(&t.manifest, layout, &Map::new()).unwrap();
             let applying: Vec<&Variable> = t
                 .manifest
                 .variables
                 .iter()
-                .filter(|v| v.kind == VarType::Bool && applies(v, layout))
+                .filter(|v| v.kind == VarType::Bool && applies(v, layout).unwrap())
                 .collect();
             assert_eq!(matrix.len(), 1 << applying.len().min(MAX_BOOL_VARS), "{layout}");
             for v in t.manifest.variables.iter().filter(|v| v.kind == VarType::Bool) {
@@ -76,7 +87,7 @@ mod tests {
             .manifest
             .variables
             .iter()
-            .any(|v| v.kind == VarType::Bool && t.manifest.layouts.keys().any(|l| !applies(v, l)));
+            .any(|v| v.kind == VarType::Bool && t.manifest.layouts.keys().any(|l| !applies(v, l).unwrap()));
         assert!(
             no_when_false,
             "the built-in template has a boolean that does not apply to some layout"

@@ -8,7 +8,7 @@ use globset::GlobMatcher;
 use serde_json::{Map, Value};
 
 use super::files::{COMPONENT_MANIFEST, COMPONENTS_DIR, MANIFEST_FILE, TEMPLATE_SUFFIX};
-use super::inline::{self, InlineError};
+use super::inline::{self, InlineFailure};
 use super::manifest::{self, ComponentManifest, Manifest, Mount};
 use super::paths::{self, escaped};
 use super::source::TemplateTree;
@@ -79,7 +79,7 @@ fn selectors(patterns: &[String], component: &str) -> Result<Vec<Selector>> {
 }
 
 /// Coerces a rendered flag string: `true`/`false` → bool, digits → integer.
-fn flag_value(v: &toml::Value, ctx: &Map<String, Value>) -> std::result::Result<Value, InlineError> {
+fn flag_value(v: &toml::Value, ctx: &Map<String, Value>) -> std::result::Result<Value, InlineFailure> {
     Ok(match v {
         toml::Value::String(s) if inline::is_template(s) => {
             let out = inline::try_render(s, ctx)?;
@@ -146,13 +146,16 @@ fn mount_context(
     }
     // Every flag a mount sets was checked against the component when the manifest loaded.
     for (k, v) in &mount.flags {
-        let value = flag_value(v, values).map_err(|e| {
-            let flag = toml_path!["layouts", layout, "mounts", j, "flags", k];
-            manifest.error_at(
-                flag,
-                e.at,
-                format!("flag `{k}` of component `{}`: {}", mount.component, e.message),
-            )
+        let value = flag_value(v, values).map_err(|f| {
+            let what = || format!("flag `{k}` of component `{}` (layout `{layout}`)", mount.component);
+            f.into_error(MANIFEST_FILE, what, |e| {
+                let flag = toml_path!["layouts", layout, "mounts", j, "flags", k];
+                manifest.error_at(
+                    flag,
+                    e.at,
+                    format!("flag `{k}` of component `{}`: {}", mount.component, e.message),
+                )
+            })
         })?;
         flags.insert(k.clone(), value);
     }
@@ -180,11 +183,14 @@ impl MountSelectors {
         let once = selectors(&once_patterns, &mount.component)?;
         let mut excluded = Vec::new();
         for (i, cond) in comp.conditional.iter().enumerate() {
-            let holds = inline::try_eval(&cond.when, ctx).map_err(|e| {
+            let holds = inline::try_eval(&cond.when, ctx).map_err(|f| {
                 let file = super::component::component_file(&mount.component);
-                let text = String::from_utf8_lossy(&tree.files[&file]);
-                let message = format!("conditional `when` (mounted at `{}`): {}", mount.at, e.message);
-                span::error_at(&file, &text, toml_path!["conditional", i, "when"], e.at, message)
+                let what = || format!("the `when` of conditional {} (mounted at `{}`)", i + 1, mount.at);
+                f.into_error(&file, what, |e| {
+                    let text = String::from_utf8_lossy(&tree.files[&file]);
+                    let message = format!("conditional `when` (mounted at `{}`): {}", mount.at, e.message);
+                    span::error_at(&file, &text, toml_path!["conditional", i, "when"], e.at, message)
+                })
             })?;
             if !holds {
                 excluded.extend(selectors(&cond.paths, &mount.component)?);
@@ -217,7 +223,7 @@ fn plan_file(
 ) -> Result<PlannedFile> {
     let is_verbatim = select.verbatim.iter().any(|s| s.matches(rel));
     let render = rel.ends_with(TEMPLATE_SUFFIX) && !is_verbatim;
-    let out_rel = inline::render_str(rel, ctx, source)?;
+    let out_rel = inline::render_str(rel, ctx, source, source, "the templated file name")?;
     let out_rel = if render {
         out_rel[..out_rel.len() - TEMPLATE_SUFFIX.len()].to_string()
     } else {

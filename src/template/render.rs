@@ -2,8 +2,8 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 pub use super::budget::RenderBudget;
@@ -193,12 +193,7 @@ fn render_groups(
     contexts: &Arc<Vec<tera::Context>>,
     (budget, started, deadline): (RenderBudget, Instant, Instant),
 ) -> std::result::Result<HashMap<usize, Vec<u8>>, Failed> {
-    let meter = Arc::new(Meter {
-        written: AtomicUsize::new(0),
-        over: AtomicBool::new(false),
-        current: Mutex::new(vec![String::new(); groups.len()]),
-        culprit: Mutex::new(None),
-    });
+    let meter = Arc::new(Meter::new(groups.len()));
     let (tx, rx) = mpsc::channel();
     let mut pending = groups.len();
     // Growth is what counts: the process may hold a clone or another render's result already.

@@ -137,13 +137,16 @@ pub fn cases(template: &Template, req: &TestRequest, sets: &Map<String, Value>) 
         if !req.presets.is_empty() && !req.presets.contains(&p.id) {
             continue;
         }
-        let applied: Map<String, Value> = sets
-            .iter()
-            .filter(|(k, _)| template.manifest.variable(k).is_some_and(|v| applies(v, &p.layout)))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut applied = Map::new();
+        for (k, v) in sets {
+            if let Some(var) = template.manifest.variable(k)
+                && applies(var, &p.layout)?
+            {
+                applied.insert(k.clone(), v.clone());
+            }
+        }
         let combinations = if req.matrix {
-            bool_matrix(&template.manifest, &p.layout, &applied)
+            bool_matrix(&template.manifest, &p.layout, &applied)?
         } else {
             vec![Map::new()]
         };

@@ -15,6 +15,7 @@ mod firstday;
 mod firstday_fork;
 mod fleet;
 mod hostile;
+mod hostile_inline;
 mod hostile_more;
 mod recommend;
 mod rerender;

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::template::Template;
-use crate::template::files::RECORD_FILE;
+use crate::template::files::{MANIFEST_FILE, RECORD_FILE};
 use crate::template::inline;
 use crate::template::manifest::{Manifest, parse_version};
 use crate::template::names::ProjectName;
@@ -128,7 +128,14 @@ fn uncustomised(
             (Some(v), _) => Some(toml_to_json(v)),
             (None, Some(toml::Value::String(s))) => {
                 let label = format!("default of variable `{}`", var.name);
-                Some(Value::String(inline::render_str(s, &ctx, &label)?))
+                let what = format!("the `default` of variable `{}`", var.name);
+                Some(Value::String(inline::render_str(
+                    s,
+                    &ctx,
+                    &label,
+                    MANIFEST_FILE,
+                    &what,
+                )?))
             }
             (None, Some(other)) => Some(toml_to_json(other)),
             (None, None) => None,
