@@ -78,28 +78,29 @@ return written`;
  * Fails jobs of one partition still unfinished past their deadline, exactly as a worker's sweep does
  * (worker/housekeeping.py): a job whose score in `deadlines` is at most `now` and whose status is
  * neither done nor failed gets status failed, error "deadline exceeded", finished_at `now`,
- * `processed` + 1 (and the TTL if its hash was gone) and a `failed` event; it leaves `deadlines`
- * either way. One script: a worker committing or failing the same job (its scripts and
- * transactions check `deadlines` and the status too) comes wholly before or after it, so exactly
- * one of them ends the job, and a job already done is never touched.
+ * `processed` + 1 and a `failed` event; it leaves `deadlines` either way. A job whose hash is gone
+ * (lost: evicted, expired) is never re-created (a hash without owner or TTL would answer 404 for
+ * ever): it only leaves `deadlines`; GET then answers 410 and watchers get "job lost". One script:
+ * a worker committing or failing the same job (its scripts and transactions check `deadlines` and
+ * the status too) comes wholly before or after it, so exactly one of them ends the job, and a job
+ * already done is never touched.
  * KEYS: deadlines, events, job hash of each job.
- * ARGV: now, events MINID, ttl, "1" to return each job's hash after, then per job: id, failed event.
+ * ARGV: now, events MINID, "1" to return each job's hash after, then per job: id, failed event.
  * Returns per job {1 if this call failed it else 0, its hash (flat) or {}}.
  */
 const EXPIRE_SCRIPT = `local n = #KEYS - 2
-local now, minid, ttl, hashes = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
+local now, minid, hashes = ARGV[1], ARGV[2], ARGV[3] == '1'
 local reply = {}
 for i = 1, n do
-  local key, id = KEYS[2 + i], ARGV[3 + 2 * i]
+  local key, id = KEYS[2 + i], ARGV[2 + 2 * i]
   local failed = 0
   local score = redis.call('ZSCORE', KEYS[1], id)
   if score and tonumber(score) <= tonumber(now) then
     local status = redis.call('HGET', key, 'status')
-    if status ~= 'done' and status ~= 'failed' then
+    if status and status ~= 'done' and status ~= 'failed' then
       redis.call('HSET', key, 'status', 'failed', 'error', '${DEADLINE_EXCEEDED}', 'finished_at', now)
       redis.call('HINCRBY', key, 'processed', 1)
-      if not status then redis.call('EXPIRE', key, ttl) end
-      redis.call('XADD', KEYS[2], 'MINID', '~', minid, '*', 'id', id, 'event', ARGV[4 + 2 * i])
+      redis.call('XADD', KEYS[2], 'MINID', '~', minid, '*', 'id', id, 'event', ARGV[3 + 2 * i])
       failed = 1
     end
     redis.call('ZREM', KEYS[1], id)
@@ -472,7 +473,7 @@ export class JobStore {
     const argv = [keys.deadlines, keys.events];
     for (const id of ids) argv.push(keys.job(id));
     const minId = String(Math.max(0, now - this.options.eventsRetentionMs));
-    argv.push(String(now), minId, String(JOB_TTL_SECONDS), hashes ? "1" : "0");
+    argv.push(String(now), minId, hashes ? "1" : "0");
     for (const id of ids) {
       const failed: JobEvent = { id, type: "failed", status: "failed", ts: now, error: DEADLINE_EXCEEDED };
       argv.push(id, JSON.stringify(failed));
