@@ -194,6 +194,14 @@ def check_redis_url(url: str) -> str:
     return url
 
 
+# Replies are decoded as UTF-8 with `surrogateescape`: bytes that are not UTF-8 (a stream entry
+# written by a broken producer) become lone surrogates instead of raising UnicodeDecodeError
+# inside the read, which would kill the worker before it could dead-letter the entry (it would
+# die again on every restart). Writes encode with the same handler, so a dead letter keeps the
+# original bytes; the worker refuses such an entry (`entries.parse_entry`).
+ENCODING_ERRORS = "surrogateescape"
+
+
 def connect(url: str, *, timeout_s: float = 5.0, max_connections: int = 100) -> Client:
     """A single-node client, or a cluster client for `redis+cluster://` / `rediss+cluster://`.
 
@@ -210,6 +218,7 @@ def connect(url: str, *, timeout_s: float = 5.0, max_connections: int = 100) -> 
             password=cluster.password,
             ssl=cluster.ssl,
             decode_responses=True,
+            encoding_errors=ENCODING_ERRORS,
             socket_timeout=timeout_s,
             socket_connect_timeout=min(timeout_s, 5.0),
             max_connections=max_connections,
@@ -217,6 +226,7 @@ def connect(url: str, *, timeout_s: float = 5.0, max_connections: int = 100) -> 
     pool = BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
+        encoding_errors=ENCODING_ERRORS,
         health_check_interval=30,
         socket_timeout=timeout_s,
         socket_connect_timeout=min(timeout_s, 5.0),
@@ -240,11 +250,16 @@ def connect_sync(url: str, *, timeout_s: float) -> SyncRedis | SyncRedisCluster:
             password=cluster.password,
             ssl=cluster.ssl,
             decode_responses=True,
+            encoding_errors=ENCODING_ERRORS,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
         )
     return SyncRedis.from_url(
-        url, decode_responses=True, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        url,
+        decode_responses=True,
+        encoding_errors=ENCODING_ERRORS,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
     )
 
 

@@ -24,7 +24,7 @@ from ..bus import (
 from ..logs import request_id_var
 from ..schemas import PredictResponse
 from .computing import Compute
-from .entries import MODEL_ERROR, DeadLetter, Job, Pipe, log
+from .entries import MODEL_ERROR, DeadLetter, Job, Pipe, bounded, log
 
 if TYPE_CHECKING:  # the model (scikit-learn) is imported by `serve`, so `--check` starts fast
     from ..model import Prediction
@@ -132,7 +132,7 @@ class Committing(Compute):
         exhausted: list[DeadLetter] = []
         for (job, exc), reply in zip(failed, replies, strict=True):
             deliveries = int(reply[0]["times_delivered"]) if reply else 1
-            detail = f"{type(exc).__name__}: {exc}"
+            detail = bounded(f"{type(exc).__name__}: {exc}")
             token = request_id_var.set(job.request_id)
             with tracing.job_context(job.fields):
                 log.error(
