@@ -17,6 +17,7 @@ import {
   type PredictRequest,
   PredictResponse,
 } from "./schemas.js";
+import { DEADLINE_EXCEEDED, ENQUEUE, EXPIRE, RELEASE_IF_EQUAL, type Script } from "./scripts.js";
 
 const checkResult = Compile(PredictResponse);
 /** A measured backlog is reused for this long; past the limit it is always measured again. */
@@ -25,8 +26,6 @@ const BACKLOG_CACHE_MS = 1_000;
 const IDEMPOTENCY_IN_FLIGHT_MS = 10_000;
 /** The error texts the workers store (contracts/README.md); anything else is shown as "job failed". */
 const PUBLIC_ERRORS = new Set(["invalid payload", "model error", "deadline exceeded", "job failed", "job lost"]);
-/** What a job still queued or running past its deadline ends with (the workers write the same). */
-export const DEADLINE_EXCEEDED = "deadline exceeded";
 /** How often each gateway process fails the jobs past their deadline (as the workers' sweep does). */
 export const DEADLINE_SWEEP_MS = 5_000;
 /** The most jobs per partition one sweep fails (the next sweep takes the rest). */
@@ -35,88 +34,6 @@ const SWEEP_LIMIT = 100;
 export const JOB_LOST = "job lost";
 /** How often the offset between this host's clock and Redis' (TIME) is measured again. */
 const CLOCK_REFRESH_MS = 30_000;
-/** Deletes an idempotency key only while it still holds the value this request wrote. */
-const RELEASE_IF_EQUAL = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
-/** What the enqueue script reads per job (see below). */
-const ARGS_PER_JOB = 8;
-/**
- * Jobs of one partition in one round trip, each written whole: the job hash (with its owner and
- * TTL), its deadline, the stream entry (no MAXLEN: the workers trim the stream below the oldest
- * pending entry only) and the queued event (events trimmed by age). Every key carries the
- * partition's hash tag: one cluster slot. Each job is written apart (pcall): the reply says, per
- * job, 1 when written or the error that stopped it, so no caller is told 503 for a job that exists.
- * KEYS: job hash of each job, then deadlines, job stream, events stream.
- * ARGV: ttl, events MINID, then per job: id, created_at, request_id, deadline, owner, payload,
- * queued event, traceparent ("" when none).
- */
-const ENQUEUE_SCRIPT = `local jobs = #KEYS - 3
-local deadlines, stream, events = KEYS[jobs + 1], KEYS[jobs + 2], KEYS[jobs + 3]
-local function write(i)
-  local a = 2 + (i - 1) * ${ARGS_PER_JOB}
-  local id, created, request, deadline = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
-  redis.call('HSET', KEYS[i], 'status', 'queued', 'created_at', created, 'request_id', request,
-    'deadline', deadline, 'owner', ARGV[a + 5])
-  redis.call('EXPIRE', KEYS[i], ARGV[1])
-  redis.call('ZADD', deadlines, deadline, id)
-  if ARGV[a + 8] ~= '' then
-    redis.call('XADD', stream, '*', 'v', '1', 'job_id', id, 'type', 'predict', 'payload', ARGV[a + 6],
-      'created_at', created, 'request_id', request, 'traceparent', ARGV[a + 8])
-  else
-    redis.call('XADD', stream, '*', 'v', '1', 'job_id', id, 'type', 'predict', 'payload', ARGV[a + 6],
-      'created_at', created, 'request_id', request)
-  end
-  redis.call('XADD', events, 'MINID', '~', ARGV[2], '*', 'id', id, 'event', ARGV[a + 7])
-end
-local written = {}
-for i = 1, jobs do
-  local ok, err = pcall(write, i)
-  written[i] = ok and 1 or tostring(err)
-end
-return written`;
-
-/**
- * Fails jobs of one partition still unfinished past their deadline, exactly as a worker's sweep does
- * (worker/housekeeping.py): a job whose score in `deadlines` is at most `now` and whose status is
- * neither done nor failed gets status failed, error "deadline exceeded", finished_at `now`,
- * `processed` + 1 and a `failed` event; it leaves `deadlines` either way. A job whose hash is gone
- * (lost: evicted, expired) is never re-created (a hash without owner or TTL would answer 404 for
- * ever): it only leaves `deadlines`; GET then answers 410 and watchers get "job lost". One script:
- * a worker committing or failing the same job (its scripts and transactions check `deadlines` and
- * the status too) comes wholly before or after it, so exactly one of them ends the job, and a job
- * already done is never touched.
- * KEYS: deadlines, events, job hash of each job.
- * ARGV: now, events MINID, "1" to return each job's hash after, then per job: id, failed event.
- * Returns per job {1 if this call failed it else 0, its hash (flat) or {}}.
- */
-const EXPIRE_SCRIPT = `local n = #KEYS - 2
-local now, minid, hashes = ARGV[1], ARGV[2], ARGV[3] == '1'
-local reply = {}
-for i = 1, n do
-  local key, id = KEYS[2 + i], ARGV[2 + 2 * i]
-  local failed = 0
-  local score = redis.call('ZSCORE', KEYS[1], id)
-  if score and tonumber(score) <= tonumber(now) then
-    local status = redis.call('HGET', key, 'status')
-    if status and status ~= 'done' and status ~= 'failed' then
-      redis.call('HSET', key, 'status', 'failed', 'error', '${DEADLINE_EXCEEDED}', 'finished_at', now)
-      redis.call('HINCRBY', key, 'processed', 1)
-      redis.call('XADD', KEYS[2], 'MINID', '~', minid, '*', 'id', id, 'event', ARGV[3 + 2 * i])
-      failed = 1
-    end
-    redis.call('ZREM', KEYS[1], id)
-  end
-  reply[i] = {failed, hashes and redis.call('HGETALL', key) or {}}
-end
-return reply`;
-
-/** A script and its SHA1, what EVALSHA names it by (EVAL sends it whole when Redis answers NOSCRIPT). */
-interface Script {
-  text: string;
-  sha: string;
-}
-const script = (text: string): Script => ({ text, sha: createHash("sha1").update(text).digest("hex") });
-const ENQUEUE = script(ENQUEUE_SCRIPT);
-const EXPIRE = script(EXPIRE_SCRIPT);
 /** The most jobs one script call writes (a busy turn of the event loop takes several calls). */
 const MAX_BATCH = 64;
 
@@ -153,6 +70,10 @@ export class IdempotencyConflictError extends Error {
 /** A request with the same Idempotency-Key is being enqueued right now (409). */
 export class IdempotencyInFlightError extends Error {
   override name = "IdempotencyInFlightError";
+  /** Whole seconds until the key is no longer in flight (a retry then gets the job, or creates it). */
+  constructor(readonly retryAfterSeconds: number) {
+    super("a request with this Idempotency-Key is in progress");
+  }
 }
 
 export interface JobStoreOptions {
@@ -559,6 +480,7 @@ export class JobStore {
    */
   async #claimIdempotencyKey(key: string, value: string): Promise<string | undefined> {
     const bodyHash = value.slice(value.indexOf(" ") + 1);
+    let inFlightMs = IDEMPOTENCY_IN_FLIGHT_MS;
     for (let attempt = 0; attempt < 2; attempt += 1) {
       const previous = await this.redis.set(key, value, "EX", JOB_TTL_SECONDS, "NX", "GET");
       if (previous === null) return undefined;
@@ -566,10 +488,12 @@ export class JobStore {
       if (earlierHash !== bodyHash) throw new IdempotencyConflictError("Idempotency-Key reused with another body");
       if ((await this.redis.exists(this.layout.of(earlierId).job(earlierId))) === 1) return earlierId;
       const age = JOB_TTL_SECONDS * 1000 - (await this.redis.pttl(key));
-      if (age < IDEMPOTENCY_IN_FLIGHT_MS) break;
+      inFlightMs = IDEMPOTENCY_IN_FLIGHT_MS - age;
+      if (inFlightMs > 0) break;
       await this.#release(key, previous);
     }
-    throw new IdempotencyInFlightError("a request with this Idempotency-Key is in progress");
+    // Retry-After: until the key stops being in flight (rounded up), when a retry surely resolves it.
+    throw new IdempotencyInFlightError(Math.max(1, Math.ceil(inFlightMs / 1000)));
   }
 
   async #release(key: string, value: string): Promise<void> {
