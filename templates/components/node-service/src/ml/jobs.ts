@@ -62,6 +62,14 @@ export class NotReplicatedError extends Error {
   }
 }
 
+/** The enqueue script answered that it did not write this job (a 503 that surely left nothing). */
+class NotWrittenError extends Error {
+  override name = "NotWrittenError";
+  constructor(reason: string) {
+    super(`the job was not written: ${reason}`);
+  }
+}
+
 /** The Idempotency-Key was used before with another request body (422). */
 export class IdempotencyConflictError extends Error {
   override name = "IdempotencyConflictError";
@@ -293,8 +301,10 @@ export class JobStore {
     const deadline = now + this.options.deadlineMs;
     const requestId = options.requestId.slice(0, 128);
     const queued: JobEvent = { id, type: "queued", status: "queued", ts: now };
+    let sent = false;
     try {
       if (!this.#admitCached(keys)) await this.#admit(keys);
+      sent = true;
       await this.#write(keys, keys.job(id), [
         id,
         createdAt,
@@ -310,8 +320,11 @@ export class JobStore {
       // Written but not confirmed by a replica: the job exists and may run, so the idempotency
       // key stays (a retry with it returns this job) and the caller is told 503.
       if (err instanceof NotReplicatedError) throw err;
-      // Do not leave the idempotency key pointing at a job that was never written.
-      if (idemKey !== undefined) await this.#release(idemKey, idemValue).catch(() => undefined);
+      // Do not leave the idempotency key pointing at a job that was never written. A write that got
+      // no answer (timeout, connection lost) may still land: the key stays, so a retry with it
+      // returns that job, or (409 until the in-flight window ends) takes the key over if it never did.
+      const written = sent && !(err instanceof NotWrittenError);
+      if (idemKey !== undefined && !written) await this.#release(idemKey, idemValue).catch(() => undefined);
       throw err;
     }
     return { id, created: true };
@@ -361,7 +374,7 @@ export class JobStore {
         const written = Array.isArray(reply) ? reply : [];
         jobs.forEach((job, i) => {
           if (written[i] === 1) job.resolve();
-          else job.reject(new Error(`the job was not written: ${String(written[i] ?? "no reply")}`));
+          else job.reject(new NotWrittenError(String(written[i] ?? "no reply")));
         });
       },
       (error: unknown) => {

@@ -138,7 +138,13 @@ export function registerMlRoutes(app: App, { ml, store, follower, streams, watch
             RETRY_AFTER,
           ),
           422: described("Idempotency-Key already used with another request body"),
-          503: busDown,
+          503: described(
+            "Redis unreachable or too slow (service_unavailable), backlog full (backlog_full), not confirmed " +
+              "by a replica in time (not_replicated), or shutting down. Except for backlog_full the job may " +
+              "still have been queued (a write can land after the gateway stopped waiting): retry with the " +
+              "same Idempotency-Key, which returns that job instead of enqueuing a second one",
+            RETRY_AFTER,
+          ),
         },
       },
     },

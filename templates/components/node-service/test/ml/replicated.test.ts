@@ -51,3 +51,29 @@ describe("JOBS_WAIT_REPLICAS on a Redis without replicas", () => {
     expect(again).toEqual({ id: first.id, created: false });
   });
 });
+
+describe("a 503 does not mean the job was not queued", () => {
+  it("a write whose answer is lost keeps the Idempotency-Key: the retry returns that job, none is added", async () => {
+    const jobs = store(0);
+    await jobs.ensureGroups();
+    const before = await redis.xlen("{jobs:0}:predict");
+    // The enqueue script runs, then its answer is lost (a timeout, a dropped connection, a failover).
+    const evalsha = redis.evalsha.bind(redis);
+    const lossy = async (...args: Parameters<typeof evalsha>) => {
+      await evalsha(...args);
+      throw new Error("Command timed out");
+    };
+    Object.assign(redis, { evalsha: lossy });
+    const options = { requestId: "r-3", ownerKey: owner, idempotencyKey: "order-3" };
+    try {
+      await expect(jobs.enqueue(IRIS, options)).rejects.toThrow("Command timed out");
+    } finally {
+      Object.assign(redis, { evalsha });
+    }
+    expect(await redis.xlen("{jobs:0}:predict")).toBe(before + 1);
+    const retried = await jobs.enqueue(IRIS, options);
+    expect(retried.created).toBe(false);
+    expect(await redis.exists(`{jobs:0}:job:${retried.id}`)).toBe(1);
+    expect(await redis.xlen("{jobs:0}:predict")).toBe(before + 1);
+  });
+});
