@@ -8,6 +8,7 @@ import { Cluster } from "ioredis";
 import { Compile } from "typebox/compile";
 import type { RedisClient } from "../redis.js";
 import { BusLayout, JOB_TTL_SECONDS, JOBS_GROUP, type PartitionKeys } from "./bus.js";
+import { RedisClock } from "./clock.js";
 import { issuedTo, issueJobId, ownerId } from "./job-id.js";
 import {
   JOB_STATUSES,
@@ -32,8 +33,8 @@ export const DEADLINE_SWEEP_MS = 5_000;
 const SWEEP_LIMIT = 100;
 /** The error of the final event a watcher gets when its job vanished from Redis before finishing. */
 export const JOB_LOST = "job lost";
-/** How often the offset between this host's clock and Redis' (TIME) is measured again. */
-const CLOCK_REFRESH_MS = 30_000;
+/** Holds the BUS_PARTITIONS the bus was created with (see checkPartitions). */
+const PARTITIONS_KEY = "bus:partitions";
 /** The most jobs one script call writes (a busy turn of the event loop takes several calls). */
 const MAX_BATCH = 64;
 
@@ -68,6 +69,11 @@ class NotWrittenError extends Error {
   constructor(reason: string) {
     super(`the job was not written: ${reason}`);
   }
+}
+
+/** BUS_PARTITIONS differs from the partition count this Redis's bus was created with. */
+export class PartitionCountError extends Error {
+  override name = "PartitionCountError";
 }
 
 /** The Idempotency-Key was used before with another request body (422). */
@@ -135,40 +141,6 @@ function canonicalJson(value: unknown): string {
 
 const sha256Hex = (text: string): string => createHash("sha256").update(text, "utf8").digest("hex");
 
-/**
- * Milliseconds since the epoch by Redis' clock (TIME): what the gateway stamps on jobs (created_at,
- * deadline, the queued event) and the events trimming horizon, so they compare with the workers'
- * times, which come from Redis too, whatever each host's clock says. The offset to this host's
- * clock is measured (half the round trip corrected) at most every CLOCK_REFRESH_MS, not per job.
- */
-export class RedisClock {
-  #offset = 0;
-  #measuredAt = Number.NEGATIVE_INFINITY;
-
-  constructor(private readonly redis: RedisClient) {}
-
-  async now(): Promise<number> {
-    const cached = this.cached();
-    if (cached !== undefined) return cached;
-    await this.#measure();
-    return Date.now() + this.#offset;
-  }
-
-  /** Redis' time from the offset measured last, or undefined when it is due to be measured again. */
-  cached(): number | undefined {
-    return performance.now() - this.#measuredAt > CLOCK_REFRESH_MS ? undefined : Date.now() + this.#offset;
-  }
-
-  async #measure(): Promise<void> {
-    const before = Date.now();
-    const [seconds, micros] = await this.redis.time();
-    const after = Date.now();
-    const redisMs = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
-    this.#offset = redisMs - Math.round((before + after) / 2);
-    this.#measuredAt = performance.now();
-  }
-}
-
 interface MeasuredBacklog {
   value: number;
   at: number;
@@ -190,6 +162,22 @@ export class JobStore {
   ) {
     this.layout = new BusLayout(options.partitions);
     this.clock = new RedisClock(redis);
+  }
+
+  /**
+   * Records BUS_PARTITIONS in Redis on first use (SET NX GET) and refuses another count: a gateway
+   * that disagrees with the workers puts a job in a partition they do not read, and answers 410 for
+   * its live jobs. The ML service and the workers check the same key (bus.check_partitions).
+   */
+  async checkPartitions(): Promise<void> {
+    const count = String(this.options.partitions);
+    const previous = await this.redis.set(PARTITIONS_KEY, count, "NX", "GET");
+    if (previous !== null && previous !== count) {
+      throw new PartitionCountError(
+        `BUS_PARTITIONS=${count}, but the bus in this Redis has ${previous} partitions (key ${PARTITIONS_KEY}): ` +
+          `set the same BUS_PARTITIONS on the gateway, the ML service and every worker (to change it: drain the bus, then SET ${PARTITIONS_KEY} <n>)`,
+      );
+    }
   }
 
   /** Creates every partition's consumer group at id 0 (jobs added before it existed are not skipped). */

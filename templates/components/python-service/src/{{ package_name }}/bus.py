@@ -20,7 +20,7 @@ import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import TypeAlias, cast
 from urllib.parse import unquote, urlsplit
 
 from redis import Redis as SyncRedis
@@ -261,6 +261,26 @@ def connect_sync(url: str, *, timeout_s: float) -> SyncRedis | SyncRedisCluster:
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
     )
+
+
+PARTITIONS_KEY = "bus:partitions"
+
+
+class PartitionCountError(Exception):
+    """BUS_PARTITIONS differs from the partition count this Redis's bus was created with."""
+
+
+async def check_partitions(redis: Client, count: int) -> None:
+    """Record BUS_PARTITIONS in Redis on first use (`SET NX GET`, one round trip at start) and
+    refuse another count: a process that disagrees puts the same job id in another partition,
+    so its jobs would never be read or answered (410 at the gateway)."""
+    previous = cast("str | None", await redis.set(PARTITIONS_KEY, str(count), nx=True, get=True))
+    if previous is not None and previous != str(count):
+        raise PartitionCountError(
+            f"BUS_PARTITIONS={count}, but the bus in this Redis has {previous} partitions (key "
+            f"{PARTITIONS_KEY}): set the same BUS_PARTITIONS on the gateway, the ML service and "
+            f"every worker (to change it: drain the bus, then SET {PARTITIONS_KEY} <n>)"
+        )
 
 
 async def ensure_groups(redis: Client, parts: Sequence[Partition]) -> None:
