@@ -169,7 +169,8 @@ class Plan:
         ]
         if self.own_redis:
             redis = ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", ""]
-            redis += ["--appendonly", "no", "--dir", str(RUN_DIR), "--loglevel", "warning"]
+            redis += ["--appendonly", "no", "--maxmemory-policy", "noeviction"]
+            redis += ["--dir", str(RUN_DIR), "--loglevel", "warning"]
             parts.append(program("redis", redis, RUN_DIR, 10, {}))
         ml_env = {"HOST": "127.0.0.1", "PORT": str(self.ml_port), "API_KEYS": self.ml_api_key}
         ml_env["METRICS_PORT"] = str(self.metrics["ml-service"])

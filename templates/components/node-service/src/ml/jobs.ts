@@ -8,6 +8,7 @@ import { Cluster } from "ioredis";
 import { Compile } from "typebox/compile";
 import type { RedisClient } from "../redis.js";
 import { BusLayout, JOB_TTL_SECONDS, JOBS_GROUP, type PartitionKeys } from "./bus.js";
+import { RedisClock } from "./clock.js";
 import { issuedTo, issueJobId, ownerId } from "./job-id.js";
 import {
   JOB_STATUSES,
@@ -17,6 +18,7 @@ import {
   type PredictRequest,
   PredictResponse,
 } from "./schemas.js";
+import { DEADLINE_EXCEEDED, ENQUEUE, EXPIRE, RELEASE_IF_EQUAL, type Script } from "./scripts.js";
 
 const checkResult = Compile(PredictResponse);
 /** A measured backlog is reused for this long; past the limit it is always measured again. */
@@ -25,97 +27,14 @@ const BACKLOG_CACHE_MS = 1_000;
 const IDEMPOTENCY_IN_FLIGHT_MS = 10_000;
 /** The error texts the workers store (contracts/README.md); anything else is shown as "job failed". */
 const PUBLIC_ERRORS = new Set(["invalid payload", "model error", "deadline exceeded", "job failed", "job lost"]);
-/** What a job still queued or running past its deadline ends with (the workers write the same). */
-export const DEADLINE_EXCEEDED = "deadline exceeded";
 /** How often each gateway process fails the jobs past their deadline (as the workers' sweep does). */
 export const DEADLINE_SWEEP_MS = 5_000;
 /** The most jobs per partition one sweep fails (the next sweep takes the rest). */
 const SWEEP_LIMIT = 100;
 /** The error of the final event a watcher gets when its job vanished from Redis before finishing. */
 export const JOB_LOST = "job lost";
-/** How often the offset between this host's clock and Redis' (TIME) is measured again. */
-const CLOCK_REFRESH_MS = 30_000;
-/** Deletes an idempotency key only while it still holds the value this request wrote. */
-const RELEASE_IF_EQUAL = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
-/** What the enqueue script reads per job (see below). */
-const ARGS_PER_JOB = 8;
-/**
- * Jobs of one partition in one round trip, each written whole: the job hash (with its owner and
- * TTL), its deadline, the stream entry (no MAXLEN: the workers trim the stream below the oldest
- * pending entry only) and the queued event (events trimmed by age). Every key carries the
- * partition's hash tag: one cluster slot. Each job is written apart (pcall): the reply says, per
- * job, 1 when written or the error that stopped it, so no caller is told 503 for a job that exists.
- * KEYS: job hash of each job, then deadlines, job stream, events stream.
- * ARGV: ttl, events MINID, then per job: id, created_at, request_id, deadline, owner, payload,
- * queued event, traceparent ("" when none).
- */
-const ENQUEUE_SCRIPT = `local jobs = #KEYS - 3
-local deadlines, stream, events = KEYS[jobs + 1], KEYS[jobs + 2], KEYS[jobs + 3]
-local function write(i)
-  local a = 2 + (i - 1) * ${ARGS_PER_JOB}
-  local id, created, request, deadline = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
-  redis.call('HSET', KEYS[i], 'status', 'queued', 'created_at', created, 'request_id', request,
-    'deadline', deadline, 'owner', ARGV[a + 5])
-  redis.call('EXPIRE', KEYS[i], ARGV[1])
-  redis.call('ZADD', deadlines, deadline, id)
-  if ARGV[a + 8] ~= '' then
-    redis.call('XADD', stream, '*', 'v', '1', 'job_id', id, 'type', 'predict', 'payload', ARGV[a + 6],
-      'created_at', created, 'request_id', request, 'traceparent', ARGV[a + 8])
-  else
-    redis.call('XADD', stream, '*', 'v', '1', 'job_id', id, 'type', 'predict', 'payload', ARGV[a + 6],
-      'created_at', created, 'request_id', request)
-  end
-  redis.call('XADD', events, 'MINID', '~', ARGV[2], '*', 'id', id, 'event', ARGV[a + 7])
-end
-local written = {}
-for i = 1, jobs do
-  local ok, err = pcall(write, i)
-  written[i] = ok and 1 or tostring(err)
-end
-return written`;
-
-/**
- * Fails jobs of one partition still unfinished past their deadline, exactly as a worker's sweep does
- * (worker/housekeeping.py): a job whose score in `deadlines` is at most `now` and whose status is
- * neither done nor failed gets status failed, error "deadline exceeded", finished_at `now`,
- * `processed` + 1 (and the TTL if its hash was gone) and a `failed` event; it leaves `deadlines`
- * either way. One script: a worker committing or failing the same job (its scripts and
- * transactions check `deadlines` and the status too) comes wholly before or after it, so exactly
- * one of them ends the job, and a job already done is never touched.
- * KEYS: deadlines, events, job hash of each job.
- * ARGV: now, events MINID, ttl, "1" to return each job's hash after, then per job: id, failed event.
- * Returns per job {1 if this call failed it else 0, its hash (flat) or {}}.
- */
-const EXPIRE_SCRIPT = `local n = #KEYS - 2
-local now, minid, ttl, hashes = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
-local reply = {}
-for i = 1, n do
-  local key, id = KEYS[2 + i], ARGV[3 + 2 * i]
-  local failed = 0
-  local score = redis.call('ZSCORE', KEYS[1], id)
-  if score and tonumber(score) <= tonumber(now) then
-    local status = redis.call('HGET', key, 'status')
-    if status ~= 'done' and status ~= 'failed' then
-      redis.call('HSET', key, 'status', 'failed', 'error', '${DEADLINE_EXCEEDED}', 'finished_at', now)
-      redis.call('HINCRBY', key, 'processed', 1)
-      if not status then redis.call('EXPIRE', key, ttl) end
-      redis.call('XADD', KEYS[2], 'MINID', '~', minid, '*', 'id', id, 'event', ARGV[4 + 2 * i])
-      failed = 1
-    end
-    redis.call('ZREM', KEYS[1], id)
-  end
-  reply[i] = {failed, hashes and redis.call('HGETALL', key) or {}}
-end
-return reply`;
-
-/** A script and its SHA1, what EVALSHA names it by (EVAL sends it whole when Redis answers NOSCRIPT). */
-interface Script {
-  text: string;
-  sha: string;
-}
-const script = (text: string): Script => ({ text, sha: createHash("sha1").update(text).digest("hex") });
-const ENQUEUE = script(ENQUEUE_SCRIPT);
-const EXPIRE = script(EXPIRE_SCRIPT);
+/** Holds the BUS_PARTITIONS the bus was created with (see checkPartitions). */
+const PARTITIONS_KEY = "bus:partitions";
 /** The most jobs one script call writes (a busy turn of the event loop takes several calls). */
 const MAX_BATCH = 64;
 
@@ -144,6 +63,19 @@ export class NotReplicatedError extends Error {
   }
 }
 
+/** The enqueue script answered that it did not write this job (a 503 that surely left nothing). */
+class NotWrittenError extends Error {
+  override name = "NotWrittenError";
+  constructor(reason: string) {
+    super(`the job was not written: ${reason}`);
+  }
+}
+
+/** BUS_PARTITIONS differs from the partition count this Redis's bus was created with. */
+export class PartitionCountError extends Error {
+  override name = "PartitionCountError";
+}
+
 /** The Idempotency-Key was used before with another request body (422). */
 export class IdempotencyConflictError extends Error {
   override name = "IdempotencyConflictError";
@@ -152,6 +84,10 @@ export class IdempotencyConflictError extends Error {
 /** A request with the same Idempotency-Key is being enqueued right now (409). */
 export class IdempotencyInFlightError extends Error {
   override name = "IdempotencyInFlightError";
+  /** Whole seconds until the key is no longer in flight (a retry then gets the job, or creates it). */
+  constructor(readonly retryAfterSeconds: number) {
+    super("a request with this Idempotency-Key is in progress");
+  }
 }
 
 export interface JobStoreOptions {
@@ -205,40 +141,6 @@ function canonicalJson(value: unknown): string {
 
 const sha256Hex = (text: string): string => createHash("sha256").update(text, "utf8").digest("hex");
 
-/**
- * Milliseconds since the epoch by Redis' clock (TIME): what the gateway stamps on jobs (created_at,
- * deadline, the queued event) and the events trimming horizon, so they compare with the workers'
- * times, which come from Redis too, whatever each host's clock says. The offset to this host's
- * clock is measured (half the round trip corrected) at most every CLOCK_REFRESH_MS, not per job.
- */
-export class RedisClock {
-  #offset = 0;
-  #measuredAt = Number.NEGATIVE_INFINITY;
-
-  constructor(private readonly redis: RedisClient) {}
-
-  async now(): Promise<number> {
-    const cached = this.cached();
-    if (cached !== undefined) return cached;
-    await this.#measure();
-    return Date.now() + this.#offset;
-  }
-
-  /** Redis' time from the offset measured last, or undefined when it is due to be measured again. */
-  cached(): number | undefined {
-    return performance.now() - this.#measuredAt > CLOCK_REFRESH_MS ? undefined : Date.now() + this.#offset;
-  }
-
-  async #measure(): Promise<void> {
-    const before = Date.now();
-    const [seconds, micros] = await this.redis.time();
-    const after = Date.now();
-    const redisMs = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
-    this.#offset = redisMs - Math.round((before + after) / 2);
-    this.#measuredAt = performance.now();
-  }
-}
-
 interface MeasuredBacklog {
   value: number;
   at: number;
@@ -260,6 +162,22 @@ export class JobStore {
   ) {
     this.layout = new BusLayout(options.partitions);
     this.clock = new RedisClock(redis);
+  }
+
+  /**
+   * Records BUS_PARTITIONS in Redis on first use (SET NX GET) and refuses another count: a gateway
+   * that disagrees with the workers puts a job in a partition they do not read, and answers 410 for
+   * its live jobs. The ML service and the workers check the same key (bus.check_partitions).
+   */
+  async checkPartitions(): Promise<void> {
+    const count = String(this.options.partitions);
+    const previous = await this.redis.set(PARTITIONS_KEY, count, "NX", "GET");
+    if (previous !== null && previous !== count) {
+      throw new PartitionCountError(
+        `BUS_PARTITIONS=${count}, but the bus in this Redis has ${previous} partitions (key ${PARTITIONS_KEY}): ` +
+          `set the same BUS_PARTITIONS on the gateway, the ML service and every worker (to change it: drain the bus, then SET ${PARTITIONS_KEY} <n>)`,
+      );
+    }
   }
 
   /** Creates every partition's consumer group at id 0 (jobs added before it existed are not skipped). */
@@ -371,8 +289,10 @@ export class JobStore {
     const deadline = now + this.options.deadlineMs;
     const requestId = options.requestId.slice(0, 128);
     const queued: JobEvent = { id, type: "queued", status: "queued", ts: now };
+    let sent = false;
     try {
       if (!this.#admitCached(keys)) await this.#admit(keys);
+      sent = true;
       await this.#write(keys, keys.job(id), [
         id,
         createdAt,
@@ -388,8 +308,11 @@ export class JobStore {
       // Written but not confirmed by a replica: the job exists and may run, so the idempotency
       // key stays (a retry with it returns this job) and the caller is told 503.
       if (err instanceof NotReplicatedError) throw err;
-      // Do not leave the idempotency key pointing at a job that was never written.
-      if (idemKey !== undefined) await this.#release(idemKey, idemValue).catch(() => undefined);
+      // Do not leave the idempotency key pointing at a job that was never written. A write that got
+      // no answer (timeout, connection lost) may still land: the key stays, so a retry with it
+      // returns that job, or (409 until the in-flight window ends) takes the key over if it never did.
+      const written = sent && !(err instanceof NotWrittenError);
+      if (idemKey !== undefined && !written) await this.#release(idemKey, idemValue).catch(() => undefined);
       throw err;
     }
     return { id, created: true };
@@ -439,7 +362,7 @@ export class JobStore {
         const written = Array.isArray(reply) ? reply : [];
         jobs.forEach((job, i) => {
           if (written[i] === 1) job.resolve();
-          else job.reject(new Error(`the job was not written: ${String(written[i] ?? "no reply")}`));
+          else job.reject(new NotWrittenError(String(written[i] ?? "no reply")));
         });
       },
       (error: unknown) => {
@@ -472,7 +395,7 @@ export class JobStore {
     const argv = [keys.deadlines, keys.events];
     for (const id of ids) argv.push(keys.job(id));
     const minId = String(Math.max(0, now - this.options.eventsRetentionMs));
-    argv.push(String(now), minId, String(JOB_TTL_SECONDS), hashes ? "1" : "0");
+    argv.push(String(now), minId, hashes ? "1" : "0");
     for (const id of ids) {
       const failed: JobEvent = { id, type: "failed", status: "failed", ts: now, error: DEADLINE_EXCEEDED };
       argv.push(id, JSON.stringify(failed));
@@ -558,6 +481,7 @@ export class JobStore {
    */
   async #claimIdempotencyKey(key: string, value: string): Promise<string | undefined> {
     const bodyHash = value.slice(value.indexOf(" ") + 1);
+    let inFlightMs = IDEMPOTENCY_IN_FLIGHT_MS;
     for (let attempt = 0; attempt < 2; attempt += 1) {
       const previous = await this.redis.set(key, value, "EX", JOB_TTL_SECONDS, "NX", "GET");
       if (previous === null) return undefined;
@@ -565,10 +489,12 @@ export class JobStore {
       if (earlierHash !== bodyHash) throw new IdempotencyConflictError("Idempotency-Key reused with another body");
       if ((await this.redis.exists(this.layout.of(earlierId).job(earlierId))) === 1) return earlierId;
       const age = JOB_TTL_SECONDS * 1000 - (await this.redis.pttl(key));
-      if (age < IDEMPOTENCY_IN_FLIGHT_MS) break;
+      inFlightMs = IDEMPOTENCY_IN_FLIGHT_MS - age;
+      if (inFlightMs > 0) break;
       await this.#release(key, previous);
     }
-    throw new IdempotencyInFlightError("a request with this Idempotency-Key is in progress");
+    // Retry-After: until the key stops being in flight (rounded up), when a retry surely resolves it.
+    throw new IdempotencyInFlightError(Math.max(1, Math.ceil(inFlightMs / 1000)));
   }
 
   async #release(key: string, value: string): Promise<void> {

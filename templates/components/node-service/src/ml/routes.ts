@@ -132,9 +132,19 @@ export function registerMlRoutes(app: App, { ml, store, follower, streams, watch
           },
           ...COMMON_ERRORS,
           ...BODY_ERRORS,
-          409: described("A request with the same Idempotency-Key is still in progress", RETRY_AFTER),
+          409: described(
+            "A request with the same Idempotency-Key is still in progress; Retry-After is the time left until " +
+              "the key leaves its in-flight window (at most 10 s)",
+            RETRY_AFTER,
+          ),
           422: described("Idempotency-Key already used with another request body"),
-          503: busDown,
+          503: described(
+            "Redis unreachable or too slow (service_unavailable), backlog full (backlog_full), not confirmed " +
+              "by a replica in time (not_replicated), or shutting down. Except for backlog_full the job may " +
+              "still have been queued (a write can land after the gateway stopped waiting): retry with the " +
+              "same Idempotency-Key, which returns that job instead of enqueuing a second one",
+            RETRY_AFTER,
+          ),
         },
       },
     },
@@ -166,7 +176,7 @@ export function registerMlRoutes(app: App, { ml, store, follower, streams, watch
           }
           if (err instanceof IdempotencyInFlightError) {
             throw new HttpError(409, "idempotency_in_progress", "A request with this Idempotency-Key is in progress", {
-              "retry-after": "1",
+              "retry-after": String(err.retryAfterSeconds),
             });
           }
           throw err;

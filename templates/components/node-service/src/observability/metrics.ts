@@ -3,6 +3,7 @@
 // never on the API port: Prometheus scrapes it without an API key, and the network policy opens
 // only that port to the scraper. Counters start at zero with the process; rate() handles resets.
 import { createServer, type Server } from "node:http";
+import type { FastifyRequest, onRequestHookHandler, RouteOptions } from "fastify";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { App } from "../types.js";
 
@@ -119,7 +120,11 @@ declare module "fastify" {
   }
 }
 
-/** Decorates `app.metrics` and observes every response by its route template (404s: "unmatched"). */
+/**
+ * Decorates `app.metrics` and observes every response by its route template (404s: "unmatched").
+ * A successful WebSocket upgrade hijacks its reply, so no onResponse runs for it: it is observed as
+ * status 101 when the socket's handler starts, its duration from the request to the upgrade.
+ */
 export function registerMetrics(app: App): Metrics {
   const metrics = new Metrics();
   app.decorate("metrics", metrics);
@@ -134,7 +139,31 @@ export function registerMetrics(app: App): Metrics {
     );
     done();
   });
+  app.addHook("onRoute", (route) => observeUpgrades(route, metrics));
   return metrics;
+}
+
+/** Handler of a `websocket: true` route (@fastify/websocket calls it with the socket once upgraded). */
+type SocketHandler = (this: unknown, socket: unknown, request: FastifyRequest) => unknown;
+
+/** Wraps a WebSocket route (registered after this hook, as every route is) to observe its upgrades. */
+function observeUpgrades(route: RouteOptions, metrics: Metrics): void {
+  if ((route as { websocket?: unknown }).websocket !== true) return;
+  const started = new WeakMap<FastifyRequest, number>();
+  const own: onRequestHookHandler = (request, _reply, done) => {
+    started.set(request, performance.now());
+    done();
+  };
+  const hooks = route.onRequest;
+  route.onRequest = hooks === undefined ? [own] : [own, ...(Array.isArray(hooks) ? hooks : [hooks])];
+  const handler = route.handler as unknown as SocketHandler;
+  const upgraded: SocketHandler = function (socket, request) {
+    const since = started.get(request) ?? performance.now();
+    const labels = { method: request.method, route: request.routeOptions.url ?? route.url, status_code: "101" };
+    metrics.requestDuration.observe(labels, (performance.now() - since) / 1000);
+    return handler.call(this, socket, request);
+  };
+  route.handler = upgraded as unknown as RouteOptions["handler"];
 }
 
 /**

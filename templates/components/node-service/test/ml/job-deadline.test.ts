@@ -159,4 +159,18 @@ describe("jobs past their deadline with no worker", () => {
     }
     expect(await redis.hget(jobKey(id), "status")).toBe("failed");
   }, 15_000);
+
+  it("a lost job (hash evicted) is never re-created: the sweep only drops it, GET answers 410", async () => {
+    const id = await enqueue();
+    await pastDeadline(id);
+    // What maxmemory-policy volatile-* eviction does: job hashes are the only keys with a TTL.
+    await redis.del(jobKey(id));
+    // At most one sweep interval (5 s): the id leaves `deadlines`, no hash without owner or TTL appears.
+    await eventually(async () => (await redis.zscore(DEADLINES, id)) === null, 9_000, "the sweep");
+    expect(await redis.exists(jobKey(id))).toBe(0);
+    expect((await events(id)).map(({ event }) => event.type)).toEqual(["queued"]);
+    const res = await fetch(`${gateway.url}/v1/jobs/${id}`, { headers: authed() });
+    expect(res.status).toBe(410);
+    expect(await redis.exists(jobKey(id))).toBe(0);
+  }, 15_000);
 });

@@ -305,11 +305,16 @@ describe("Idempotency-Key", () => {
   it("a key left by a request whose job was never written is taken over once it is stale", async () => {
     const ghost = "0b6e4f0e-8d3c-4d8e-9a53-2f1f7f3f9c10";
     const value = `${ghost} ${sha256(JSON.stringify(IRIS))}`;
-    // Fresh (a request in flight): 409, try again shortly.
+    // Fresh (a request in flight): 409, Retry-After until the key leaves its 10 s in-flight window.
     await redis.set(idemKey(API_KEY, "order-47"), value, "EX", 86_400);
     const busy = await enqueue(IRIS, { "idempotency-key": "order-47" });
     expect(busy.status).toBe(409);
-    expect(busy.headers.get("retry-after")).toBe("1");
+    expect(busy.headers.get("retry-after")).toBe("10");
+    // 7 s into the window: 3 s left (rounded up), not a flat 1 s that would only earn another 409.
+    await redis.set(idemKey(API_KEY, "order-47"), value, "PX", 86_400_000 - 7_000);
+    const later = await enqueue(IRIS, { "idempotency-key": "order-47" });
+    expect(later.status).toBe(409);
+    expect(later.headers.get("retry-after")).toBe("3");
     // Older than the in-flight window: the request gets a job of its own.
     await redis.set(idemKey(API_KEY, "order-47"), value, "EX", 86_000);
     const res = await enqueue(IRIS, { "idempotency-key": "order-47" });

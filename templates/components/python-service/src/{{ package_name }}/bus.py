@@ -20,7 +20,7 @@ import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import TypeAlias, cast
 from urllib.parse import unquote, urlsplit
 
 from redis import Redis as SyncRedis
@@ -194,6 +194,14 @@ def check_redis_url(url: str) -> str:
     return url
 
 
+# Replies are decoded as UTF-8 with `surrogateescape`: bytes that are not UTF-8 (a stream entry
+# written by a broken producer) become lone surrogates instead of raising UnicodeDecodeError
+# inside the read, which would kill the worker before it could dead-letter the entry (it would
+# die again on every restart). Writes encode with the same handler, so a dead letter keeps the
+# original bytes; the worker refuses such an entry (`entries.parse_entry`).
+ENCODING_ERRORS = "surrogateescape"
+
+
 def connect(url: str, *, timeout_s: float = 5.0, max_connections: int = 100) -> Client:
     """A single-node client, or a cluster client for `redis+cluster://` / `rediss+cluster://`.
 
@@ -210,6 +218,7 @@ def connect(url: str, *, timeout_s: float = 5.0, max_connections: int = 100) -> 
             password=cluster.password,
             ssl=cluster.ssl,
             decode_responses=True,
+            encoding_errors=ENCODING_ERRORS,
             socket_timeout=timeout_s,
             socket_connect_timeout=min(timeout_s, 5.0),
             max_connections=max_connections,
@@ -217,6 +226,7 @@ def connect(url: str, *, timeout_s: float = 5.0, max_connections: int = 100) -> 
     pool = BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
+        encoding_errors=ENCODING_ERRORS,
         health_check_interval=30,
         socket_timeout=timeout_s,
         socket_connect_timeout=min(timeout_s, 5.0),
@@ -240,12 +250,37 @@ def connect_sync(url: str, *, timeout_s: float) -> SyncRedis | SyncRedisCluster:
             password=cluster.password,
             ssl=cluster.ssl,
             decode_responses=True,
+            encoding_errors=ENCODING_ERRORS,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
         )
     return SyncRedis.from_url(
-        url, decode_responses=True, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        url,
+        decode_responses=True,
+        encoding_errors=ENCODING_ERRORS,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
     )
+
+
+PARTITIONS_KEY = "bus:partitions"
+
+
+class PartitionCountError(Exception):
+    """BUS_PARTITIONS differs from the partition count this Redis's bus was created with."""
+
+
+async def check_partitions(redis: Client, count: int) -> None:
+    """Record BUS_PARTITIONS in Redis on first use (`SET NX GET`, one round trip at start) and
+    refuse another count: a process that disagrees puts the same job id in another partition,
+    so its jobs would never be read or answered (410 at the gateway)."""
+    previous = cast("str | None", await redis.set(PARTITIONS_KEY, str(count), nx=True, get=True))
+    if previous is not None and previous != str(count):
+        raise PartitionCountError(
+            f"BUS_PARTITIONS={count}, but the bus in this Redis has {previous} partitions (key "
+            f"{PARTITIONS_KEY}): set the same BUS_PARTITIONS on the gateway, the ML service and "
+            f"every worker (to change it: drain the bus, then SET {PARTITIONS_KEY} <n>)"
+        )
 
 
 async def ensure_groups(redis: Client, parts: Sequence[Partition]) -> None:

@@ -9,6 +9,7 @@ at zero when it starts: `rate()` and `increase()` handle those resets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -29,22 +30,37 @@ REQUEST_DURATION = Histogram(
     ["method", "route", "status_code"],
 )
 JOBS_ACCEPTED = Counter("bus_jobs_accepted", "Jobs written to the bus by this producer.")
-JOBS_COMPLETED = Counter("bus_jobs_completed", "Jobs whose result this worker committed.")
+# The worker's own metrics are registered by the worker only (`register_worker_metrics`): the API
+# process would export them as permanent zeros, which look like a worker that does nothing.
+JOBS_COMPLETED = Counter(
+    "bus_jobs_completed", "Jobs whose result this worker committed.", registry=None
+)
 JOBS_FAILED = Counter(
     "bus_jobs_failed",
     "Jobs ended `failed` by this worker, by reason: deadline_exceeded, model_error, invalid, "
     "gave_up.",
     ["reason"],
+    registry=None,
 )
-JOBS_DEAD_LETTERED = Counter("bus_jobs_dead_lettered", "Entries moved to the dead-letter stream.")
+JOBS_DEAD_LETTERED = Counter(
+    "bus_jobs_dead_lettered", "Entries moved to the dead-letter stream.", registry=None
+)
 JOBS_RETRIED = Counter(
-    "bus_jobs_retried", "Entries left for another delivery after a failure, or taken over."
+    "bus_jobs_retried",
+    "Entries left for another delivery after a failure, or taken over.",
+    registry=None,
 )
 STREAM_LAG = Gauge(
-    "bus_stream_lag", "Entries of a job stream not yet delivered to the group.", ["partition"]
+    "bus_stream_lag",
+    "Entries of a job stream not yet delivered to the group.",
+    ["partition"],
+    registry=None,
 )
 STREAM_PENDING = Gauge(
-    "bus_stream_pending", "Entries delivered to a worker and not acknowledged yet.", ["partition"]
+    "bus_stream_pending",
+    "Entries delivered to a worker and not acknowledged yet.",
+    ["partition"],
+    registry=None,
 )
 
 
@@ -105,7 +121,24 @@ JOB_LATENCY = Histogram(
     "bus_job_latency_seconds",
     "Time from a job's creation (created_at) to its committed result.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+    registry=None,
 )
+WORKER_METRICS: tuple[Collector, ...] = (
+    JOBS_COMPLETED,
+    JOBS_FAILED,
+    JOBS_DEAD_LETTERED,
+    JOBS_RETRIED,
+    STREAM_LAG,
+    STREAM_PENDING,
+    JOB_LATENCY,
+)
+
+
+def register_worker_metrics() -> None:
+    """Export the worker's metrics from this process (every Worker calls it; once is enough)."""
+    for collector in WORKER_METRICS:
+        with contextlib.suppress(ValueError):  # "Duplicated timeseries": registered already
+            REGISTRY.register(collector)
 
 
 def failure_reason(error: str) -> str:

@@ -46,7 +46,15 @@ from collections.abc import Sequence
 from redis.exceptions import ResponseError
 
 from .. import metrics, tracing
-from ..bus import CLOCK, GROUP, UNAVAILABLE, connect, ensure_groups
+from ..bus import (
+    CLOCK,
+    GROUP,
+    UNAVAILABLE,
+    PartitionCountError,
+    check_partitions,
+    connect,
+    ensure_groups,
+)
 from ..logs import configure_logging
 from ..settings import Settings, SettingsError, load_settings
 from .entries import log
@@ -84,6 +92,7 @@ class Worker(Housekeeping):
             try:
                 if not ready:
                     await CLOCK.sync(self.redis)
+                    await check_partitions(self.redis, len(self.parts))
                     await ensure_groups(self.redis, self.parts)
                     await self.drain_own_pending()  # after a restart under the same name
                     ready = True
@@ -161,4 +170,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.check:
         sys.exit(check_health(settings))
     configure_logging(settings.log_level)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except PartitionCountError as exc:
+        log.critical("refusing to start", extra={"error": str(exc)})
+        sys.exit(str(exc))

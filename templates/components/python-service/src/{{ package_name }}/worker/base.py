@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import RedisCluster
 
+from .. import metrics
 from ..bus import Client, Partition, partitions
 from ..settings import Settings
 from .entries import Entry, Job
@@ -59,5 +60,6 @@ class WorkerBase:
         self._predict_s: float | None = None
         self._computing: Computing | None = None  # read by the watchdog thread
         self._abandoned = False  # a batch overran: no more heartbeats, the process is exiting
+        metrics.register_worker_metrics()  # only a worker process exports the worker's metrics
         self._start_script = redis.register_script(START_SCRIPT)
         self._commit_script = redis.register_script(COMMIT_SCRIPT)

@@ -15,7 +15,6 @@ from .. import metrics, tracing
 from ..bus import (
     DEAD_MAXLEN,
     GROUP,
-    JOB_TTL_S,
     TERMINAL,
     Partition,
     event_fields,
@@ -25,7 +24,7 @@ from ..bus import (
 from ..logs import request_id_var
 from ..schemas import PredictResponse
 from .computing import Compute
-from .entries import MODEL_ERROR, DeadLetter, Job, Pipe, log
+from .entries import MODEL_ERROR, DeadLetter, Job, Pipe, bounded, log
 
 if TYPE_CHECKING:  # the model (scikit-learn) is imported by `serve`, so `--check` starts fast
     from ..model import Prediction
@@ -36,7 +35,7 @@ class States:
     """What a guarded transaction knows about its jobs, read after WATCH."""
 
     finished: frozenset[str]  # done or failed: never written again
-    missing: frozenset[str]  # no job hash: a write must give it a TTL
+    missing: frozenset[str]  # no job hash (lost: evicted, expired): never created again
 
 
 class Committing(Compute):
@@ -45,7 +44,7 @@ class Committing(Compute):
     async def _start(self, part: Partition, jobs: list[Job]) -> list[Job]:
         """Mark jobs running; acknowledge those already finished (idempotent redelivery)."""
         now = now_ms()
-        args: list[EncodableT] = [now, now - self.settings.events_retention_ms, JOB_TTL_S]
+        args: list[EncodableT] = [now, now - self.settings.events_retention_ms]
         for job in jobs:
             args += [job.job_id, event_json(job.job_id, "running", "running")]
         keys = [part.deadlines, part.events, *(part.job(job.job_id) for job in jobs)]
@@ -58,7 +57,9 @@ class Committing(Compute):
             for entry in job.entry_ids
         ]
         if finished:
-            log.info("acknowledged already finished jobs", extra={"count": len(finished)})
+            # Finished, or lost (no job hash: the script never re-creates one; the gateway then
+            # answers 410 "job lost" and its watchers get a final `failed` event).
+            log.info("acknowledged finished or lost jobs", extra={"count": len(finished)})
             await self.redis.xack(part.stream, GROUP, *finished)
         return started
 
@@ -78,7 +79,7 @@ class Committing(Compute):
         now = now_ms()
         entry_ids = [entry for job, _ in done for entry in job.entry_ids]
         minid = now - self.settings.events_retention_ms
-        args: list[EncodableT] = [GROUP, now, minid, JOB_TTL_S, started_at or now, len(entry_ids)]
+        args: list[EncodableT] = [GROUP, now, minid, started_at or now, len(entry_ids)]
         args += entry_ids
         for job, prediction in done:
             result = PredictResponse(
@@ -131,7 +132,7 @@ class Committing(Compute):
         exhausted: list[DeadLetter] = []
         for (job, exc), reply in zip(failed, replies, strict=True):
             deliveries = int(reply[0]["times_delivered"]) if reply else 1
-            detail = f"{type(exc).__name__}: {exc}"
+            detail = bounded(f"{type(exc).__name__}: {exc}")
             token = request_id_var.set(job.request_id)
             with tracing.job_context(job.fields):
                 log.error(
@@ -159,7 +160,7 @@ class Committing(Compute):
             for letter in letters:
                 job_id = letter.job_id
                 if job_id is not None and job_id in states.finished:
-                    continue
+                    continue  # a lost job (states.missing) still leaves its dead letter
                 dead: dict[FieldT, EncodableT] = dict(letter.fields.items())
                 dead.update(
                     error=letter.detail,
@@ -195,11 +196,11 @@ class Committing(Compute):
     def _fail(
         self, pipe: Pipe, part: Partition, job_id: str, error: str, now: str, states: States
     ) -> None:
+        if job_id in states.missing:
+            return  # lost: writing would create a hash with no owner and no TTL
         key = part.job(job_id)
         pipe.hset(key, mapping={"status": "failed", "error": error, "finished_at": now})
         pipe.hincrby(key, "processed", 1)
-        if job_id in states.missing:
-            pipe.expire(key, JOB_TTL_S)
         self._event(pipe, part, job_id, "failed", "failed", error=error)
 
     def _event(
@@ -226,20 +227,15 @@ class Committing(Compute):
         part: Partition,
         job_ids: list[str],
         build: Callable[[Pipe, States], None],
-        *,
-        exact: bool = False,
     ) -> None:
-        """Run what `build` queues in one MULTI; retry if a watched job hash changed meanwhile.
-
-        `exact` reads every job's status instead of trusting `deadlines` membership.
-        """
+        """Run what `build` queues in one MULTI; retry if a watched job hash changed meanwhile."""
         keys = [part.job(job_id) for job_id in job_ids]
         while True:
             async with self.redis.pipeline(transaction=True) as pipe:
                 try:
                     if keys:
                         await pipe.watch(*keys)
-                    states = await self._states(part, job_ids, exact=exact)
+                    states = await self._states(part, job_ids)
                     pipe.multi()  # type: ignore[no-untyped-call]
                     build(pipe, states)
                     await pipe.execute()
@@ -247,15 +243,10 @@ class Committing(Compute):
                 except WatchError:
                     continue
 
-    async def _states(self, part: Partition, job_ids: list[str], *, exact: bool) -> States:
-        """A job is unfinished while it is in `deadlines`; only the others need a status read."""
-        if not job_ids:
-            return States(frozenset(), frozenset())
-        if exact:
-            unknown = job_ids
-        else:
-            scores = await self.redis.zmscore(part.deadlines, job_ids)
-            unknown = [job for job, score in zip(job_ids, scores, strict=True) if score is None]
+    async def _states(self, part: Partition, job_ids: list[str]) -> States:
+        """Every job's status (one round trip): finished ones are never written again, missing
+        ones (lost) never created again. Dead letters and deadlines are rare: no shortcut."""
+        unknown = list(dict.fromkeys(job_ids))
         if not unknown:
             return States(frozenset(), frozenset())
         async with self.redis.pipeline(transaction=False) as pipe:

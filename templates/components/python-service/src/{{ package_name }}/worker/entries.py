@@ -23,6 +23,8 @@ MODEL_ERROR = "model error"
 
 SWEEP_LIMIT = 100
 
+MAX_DETAIL = 2_000  # the most characters of error text a log line or dead letter carries
+
 FAST_PREDICT_S = 0.005  # a model call quicker than this runs on the event loop (no thread hop)
 
 
@@ -58,16 +60,39 @@ class DeadLetter:
     deliveries: int
 
 
+def not_utf8(text: str) -> bool:
+    """Whether `text` came from bytes that are not UTF-8 (bus.ENCODING_ERRORS made them lone
+    surrogates)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def parse_entry(entry_id: str, fields: dict[str, str]) -> Job:
     if fields.get("v") != "1" or fields.get("type") != "predict":
         raise InvalidEntryError("invalid entry", "unsupported entry: v must be '1', type 'predict'")
     job_id = fields.get("job_id", "")
     if not JOB_ID_RE.match(job_id):
         raise InvalidEntryError("invalid entry", "job_id is not a uuid")
+    payload = fields.get("payload", "")
+    if not_utf8(payload):
+        raise InvalidEntryError("invalid payload", "invalid payload: not valid UTF-8")
     try:
-        request = PredictRequest.model_validate_json(fields.get("payload", ""))
+        request = PredictRequest.model_validate_json(payload)
     except ValidationError as exc:
+        # Never the input itself: a 5 MB payload would be logged and stored whole.
+        errors = exc.errors(include_url=False, include_input=False)
         raise InvalidEntryError(
-            "invalid payload", f"invalid payload: {exc.errors(include_url=False)}"
+            "invalid payload", bounded(f"invalid payload ({exc.error_count()} errors): {errors}")
         ) from None
-    return Job(entry_id, job_id, fields, request, fields.get("request_id") or None)
+    request_id = fields.get("request_id") or None
+    if request_id is not None and not_utf8(request_id):
+        request_id = None
+    return Job(entry_id, job_id, fields, request, request_id)
+
+
+def bounded(detail: str) -> str:
+    """Operators' error text, cut to MAX_DETAIL characters (logs, dead-letter entries)."""
+    return detail if len(detail) <= MAX_DETAIL else detail[: MAX_DETAIL - 1] + "…"

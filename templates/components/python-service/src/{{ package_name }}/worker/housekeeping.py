@@ -108,12 +108,14 @@ class Housekeeping(Batch):
             expired.clear()
             now = str(now_ms())
             for job_id in job_ids:
-                if job_id not in states.finished:  # a finished job only leaves `deadlines`
+                # A finished job only leaves `deadlines`; so does a lost one (no hash), which the
+                # gateway reports as 410 "job lost" (never re-created without its owner).
+                if job_id not in states.finished and job_id not in states.missing:
                     expired.append(job_id)
                     self._fail(pipe, part, job_id, "deadline exceeded", now, states)
             pipe.zrem(part.deadlines, *job_ids)
 
-        await self._guarded(part, job_ids, build, exact=True)
+        await self._guarded(part, job_ids, build)
         if expired:
             metrics.JOBS_FAILED.labels("deadline_exceeded").inc(len(expired))
             log.error("jobs failed: deadline exceeded", extra={"job_ids": expired})
