@@ -299,8 +299,19 @@ pub fn check_template(template: &str) -> std::result::Result<(), InlineError> {
     check_syntax(template, "inline").map_err(|e| InlineError::from_tera(&e, 0))
 }
 
-/// Compiles a `when` expression without evaluating it: its syntax error, if any.
+/// Tera's delimiters: a `when` holding one would close the `{% if %}` it is pasted into and run
+/// template code of its own.
+const DELIMITERS: [&str; 6] = ["{%", "%}", "{{", "}}", "{#", "#}"];
+
+/// Compiles a `when` expression without evaluating it: its syntax error, if any. A `when` is one
+/// expression; Tera's delimiters in it are refused.
 pub fn check_expr(expr: &str) -> std::result::Result<(), InlineError> {
+    if let Some((at, d)) = DELIMITERS.iter().filter_map(|d| expr.find(d).map(|at| (at, d))).min() {
+        return Err(InlineError {
+            at,
+            message: format!("`{d}` in a `when`: a `when` is one expression, without Tera's tag or comment delimiters"),
+        });
+    }
     check_syntax(&when_template(expr), "when").map_err(|e| expr_error(&e, expr))
 }
 
@@ -543,6 +554,15 @@ mod tests {
                 .starts_with("rendering the file name in components/x/{{ a }} went over its budget"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_when_cannot_close_its_if_and_run_template_code() {
+        let e = check_expr("true %}{% for i in range(end=9) %}x{% endfor %}{% if true").unwrap_err();
+        assert_eq!(e.at, 5);
+        assert!(e.message.contains("`%}`"), "{}", e.message);
+        assert!(check_expr("x {# comment #}").is_err());
+        assert!(check_expr("flags.worker and layout == \"python\"").is_ok());
     }
 
     #[test]

@@ -81,21 +81,22 @@ fn a_runaway_default_ends_at_the_inline_budget() {
     new_fails_quickly(&f, &[], &needles);
 }
 
-/// A `when` is pasted into `{% if … %}`: it can close the tag and open a loop.
+/// A `when` is pasted into `{% if … %}`: one that closes the tag to open a loop is refused before
+/// anything renders.
 #[test]
-fn a_runaway_variable_when_ends_at_the_inline_budget() {
+fn a_variable_when_that_closes_its_if_is_refused() {
     let when = format!("when = 'true %}}{SPIN}{{% endif %}}{{% if true'\n");
     let f = with_manifest(
         "[[variables]]\nname = \"folder\"\n",
         &format!("[[variables]]\nname = \"folder\"\n{when}"),
     );
-    let needles = ["stackwise.toml", "variable `folder`", "`when`", "budget"];
+    let needles = ["stackwise.toml", "`folder`", "`when`", "`%}`"];
     lint_fails_quickly(f.tpl.path(), &needles);
     new_fails_quickly(&f, &[], &needles);
 }
 
 #[test]
-fn a_runaway_conditional_when_ends_at_the_inline_budget() {
+fn a_conditional_when_that_closes_its_if_is_refused() {
     let f = Fixture::new();
     write(
         f.tpl.path(),
@@ -104,7 +105,7 @@ fn a_runaway_conditional_when_ends_at_the_inline_budget() {
             "[flags]\nnested = false\ncount = 0\n[[conditional]]\nwhen = 'true %}}{SPIN}{{% endif %}}{{% if extra'\npaths = [\"extra.txt\"]\n"
         ),
     );
-    let needles = ["components/app/component.toml", "conditional", "`when`", "budget"];
+    let needles = ["components/app/component.toml", "`when`", "`%}`"];
     lint_fails_quickly(f.tpl.path(), &needles);
     new_fails_quickly(&f, &[], &needles);
 }
