@@ -35,6 +35,12 @@ class EachRuleCatchesItsMistake(BreakProd):
         find(self.docs, "PodDisruptionBudget")["spec"]["minAvailable"] = 1
         self.assert_finding("sets both minAvailable and maxUnavailable")
 
+    def test_deployment_without_a_pdb(self) -> None:
+        for deployment in [d for d in self.docs if d.get("kind") == "Deployment"]:
+            name = deployment["metadata"]["name"]
+            self.docs.remove(find(self.docs, "PodDisruptionBudget", name))
+            self.assert_finding(f"Deployment/{name}: no PodDisruptionBudget")
+
     def test_probe_on_an_undeclared_port(self) -> None:
         container(http_deployment(self.docs))["readinessProbe"]["httpGet"]["port"] = 9999
         self.assert_finding("readinessProbe port 9999 is not a container port")
