@@ -151,6 +151,23 @@ class MetricsOfTheCode(unittest.TestCase):
         )
 
 
+class Dashboards(unittest.TestCase):
+    def test_uids_are_valid_and_name_the_project(self) -> None:
+        """Two projects' dashboards in one Grafana must not replace each other."""
+        kustomization = load_yaml(ROOT / "monitoring" / "kustomization.yaml")
+        project = kustomization["labels"][0]["pairs"]["app.kubernetes.io/part-of"]
+        uids = [
+            json.loads(path.read_text(encoding="utf-8"))["uid"]
+            for path in sorted(DASHBOARDS.glob("*.json"))
+        ]
+        self.assertTrue(uids)
+        self.assertEqual(len(set(uids)), len(uids))
+        for uid in uids:
+            with self.subTest(uid=uid):
+                self.assertRegex(uid, r"^[a-zA-Z0-9_-]{1,40}$")
+                self.assertTrue(uid.startswith(project[:35]), project)
+
+
 class EveryAlertIsTested(unittest.TestCase):
     def test_every_alert_has_a_case_that_fires(self) -> None:
         alerts = {rule["alert"] for rule in alert_rules(load_yaml(RULES))}
