@@ -7,7 +7,7 @@ import unittest
 
 from check_manifests import check
 
-from .support import BreakProd, container, find, http_deployment, rendered
+from .support import ROOT, BreakProd, container, find, http_deployment, rendered
 
 
 class RenderedOverlays(unittest.TestCase):
@@ -15,6 +15,21 @@ class RenderedOverlays(unittest.TestCase):
         for overlay in ("dev", "prod"):
             with self.subTest(overlay=overlay):
                 self.assertEqual(check(rendered(overlay), pinned=overlay == "prod"), [])
+
+
+class Readme(unittest.TestCase):
+    def test_the_cpu_requests_it_states_are_the_overlays(self) -> None:
+        """The README's sizing advice (HTTP_PROCESSES=1 for the CPU request) quotes each
+        overlay's request of the public Deployment, not a number of its own."""
+        readme = ROOT.parent.parent / "README.md"
+        lines = [line for line in readme.read_text().splitlines() if "HTTP_PROCESSES=1" in line]
+        if not lines:
+            raise unittest.SkipTest("the README gives no CPU sizing advice")
+        for overlay in ("dev", "prod"):
+            cpu = container(http_deployment(rendered(overlay)))["resources"]["requests"]["cpu"]
+            for line in lines:
+                with self.subTest(overlay=overlay):
+                    self.assertIn(str(cpu), line)
 
 
 class EachRuleCatchesItsMistake(BreakProd):
