@@ -168,6 +168,34 @@ class Dashboards(unittest.TestCase):
                 self.assertTrue(uid.startswith(project[:35]), project)
 
 
+class Readme(unittest.TestCase):
+    """The metrics table of the project's README describes this project's code, not another's."""
+
+    def setUp(self) -> None:
+        readme = ROOT.parent.parent / "README.md"
+        self.rows = {
+            line.split("`")[1]: line
+            for line in readme.read_text(encoding="utf-8").splitlines()
+            if line.startswith("| `")
+        }
+        self.code = "\n".join(p.read_text(encoding="utf-8") for p in code_files())
+
+    def test_the_route_example_is_a_route_of_the_code(self) -> None:
+        row = self.rows["http_server_request_duration_seconds"]
+        route = re.search(r"route template \(`([^`]+)`\)", row)
+        if route is None:
+            self.fail(f"no route template example: {row}")
+        self.assertIn(f'"{route[1]}"', self.code)
+
+    def test_the_dependencies_are_the_checks_of_the_code(self) -> None:
+        row = self.rows["dependency_up"]
+        named = re.search(r"a dependency \((.*?)\) answers", row)
+        names = set(re.findall(r"`([a-z][a-z-]*)`", named[1])) if named else set()
+        check = r'name: "([a-z-]+)"|readiness_checks\["([a-z-]+)"\]'
+        registered = set(re.findall(check, self.code))
+        self.assertEqual(names - {n for pair in registered for n in pair}, set())
+
+
 class EveryAlertIsTested(unittest.TestCase):
     def test_every_alert_has_a_case_that_fires(self) -> None:
         alerts = {rule["alert"] for rule in alert_rules(load_yaml(RULES))}
