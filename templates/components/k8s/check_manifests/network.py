@@ -1,7 +1,8 @@
 """NetworkPolicies: ingress and egress are denied by default, every allow rule selects existing
 pods and ports, every pod behind a Service is reachable through a policy; every pod may reach
 DNS, the pods reading REDIS_URL may reach Redis (port REDIS_PORT), a pod configured with an
-in-cluster URL (http://<service>:<port>) may reach that Service's pods, and nothing else."""
+in-cluster URL (http://<service>:<port>) may reach that Service's pods, and nothing else. Every
+Ingress names the class of the controller those policies admit (INGRESS_CONTROLLERS)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ DNS_PORT = 53
 # http://<service>[:<port>][/...]: a URL that names a Service of the namespace.
 SERVICE_URL = re.compile(r"^https?://([a-z0-9]([-a-z0-9]*[a-z0-9])?)(?::(\d+))?(?:/|$)")
 ANY_PEER = "any"  # check the port only: the destination is outside these manifests (DNS)
+# IngressClass -> the namespace of its controller (base/networkpolicies.yaml admits it; the
+# Ingress annotations are that controller's): change both there for another controller.
+INGRESS_CONTROLLERS = {"nginx": "ingress-nginx"}
 
 
 def check_network_policies(m: Manifests) -> Iterator[str]:
@@ -172,4 +176,26 @@ def check_egress(m: Manifests) -> Iterator[str]:
                         )
 
 
-RULES = (check_network_policies,)
+def check_ingress_class(m: Manifests) -> Iterator[str]:
+    """An Ingress without ingressClassName goes to whatever class is the cluster's default (or to
+    none): its annotations and the policy admitting the controller assume one."""
+    admitted = {
+        peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+        for policy in m.of_kind("NetworkPolicy")
+        for rule in policy["spec"].get("ingress") or []
+        for peer in rule.get("from") or []
+    }
+    for ingress in m.of_kind("Ingress"):
+        name = ingress["spec"].get("ingressClassName")
+        if name is None:
+            yield f"{ref_of(ingress)}: no ingressClassName (the cluster's default class, if any)"
+        elif name not in INGRESS_CONTROLLERS:
+            yield f"{ref_of(ingress)}: ingressClassName {name!r} is not in INGRESS_CONTROLLERS"
+        elif INGRESS_CONTROLLERS[name] not in admitted:
+            yield (
+                f"{ref_of(ingress)}: no NetworkPolicy admits its controller's namespace "
+                f"{INGRESS_CONTROLLERS[name]}"
+            )
+
+
+RULES = (check_network_policies, check_ingress_class)

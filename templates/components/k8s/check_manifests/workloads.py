@@ -1,7 +1,8 @@
 """How the workloads fit together: selectors, probes, autoscalers, graceful shutdown.
 
 - selectors: a Deployment's selector matches its pod labels, a Service or PodDisruptionBudget
-  selects pods that exist, a Service's target port is a port of those pods;
+  selects pods that exist, a Service's target port is a port of those pods; every Deployment
+  has a PodDisruptionBudget (a drain would evict all its pods at once);
 - probes: every probe port is a container port; HTTP containers (port `http`) have liveness on
   /healthz and readiness on /readyz, the others a liveness probe of their own;
 - autoscaling: at most one autoscaler (HPA or KEDA ScaledObject) per workload, its target
@@ -40,6 +41,14 @@ def check_selectors(m: Manifests) -> Iterator[str]:
             yield f"{ref_of(pdb)}: sets both minAvailable and maxUnavailable"
         if not m.pods_selected(spec.get("selector"), namespace_of(pdb)):
             yield f"{ref_of(pdb)}: selector matches no pod template"
+    budgets = m.of_kind("PodDisruptionBudget")
+    for pod in m.pods:
+        if pod.kind == "Deployment" and not any(
+            namespace_of(pdb) == pod.namespace
+            and selects(pdb.get("spec", {}).get("selector"), pod.labels)
+            for pdb in budgets
+        ):
+            yield f"{pod.ref}: no PodDisruptionBudget (a drain may evict all its pods at once)"
 
 
 def probe_port(probe: Doc) -> str | int | None:

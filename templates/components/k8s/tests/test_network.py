@@ -7,7 +7,7 @@ import unittest
 import yaml
 
 from check_manifests import check
-from check_manifests.manifests import Manifests, Pod, name_of, namespace_of, selects
+from check_manifests.manifests import Doc, Manifests, Pod, name_of, namespace_of, selects
 
 from .support import ROOT, BreakProd, find, http_deployment, rendered
 
@@ -45,11 +45,24 @@ class Monitoring(unittest.TestCase):
                 self.assertFalse(admitted(Manifests(docs), pod), "metrics open without it")
 
 
+def public(docs: list[Doc]) -> str:
+    return name_of(find(docs, "Ingress"))
+
+
 class EachRuleCatchesItsMistake(BreakProd):
     def test_no_default_deny(self) -> None:
         self.docs.remove(find(self.docs, "NetworkPolicy", "default-deny"))
         self.assert_finding("no default-deny ingress NetworkPolicy")
         self.assert_finding("no default-deny egress NetworkPolicy")
+
+    def test_ingress_without_a_class(self) -> None:
+        del find(self.docs, "Ingress")["spec"]["ingressClassName"]
+        self.assert_finding("no ingressClassName")
+
+    def test_ingress_class_whose_controller_is_not_admitted(self) -> None:
+        name = f"allow-ingress-controller-to-{public(self.docs)}"
+        self.docs.remove(find(self.docs, "NetworkPolicy", name))
+        self.assert_finding("no NetworkPolicy admits its controller's namespace ingress-nginx")
 
     def test_no_dns_egress(self) -> None:
         self.docs.remove(find(self.docs, "NetworkPolicy", "allow-dns-egress"))

@@ -7,7 +7,7 @@ import unittest
 
 from check_manifests import check
 
-from .support import BreakProd, container, find, http_deployment, rendered
+from .support import ROOT, BreakProd, container, find, http_deployment, rendered
 
 
 class RenderedOverlays(unittest.TestCase):
@@ -15,6 +15,21 @@ class RenderedOverlays(unittest.TestCase):
         for overlay in ("dev", "prod"):
             with self.subTest(overlay=overlay):
                 self.assertEqual(check(rendered(overlay), pinned=overlay == "prod"), [])
+
+
+class Readme(unittest.TestCase):
+    def test_the_cpu_requests_it_states_are_the_overlays(self) -> None:
+        """The README's sizing advice (HTTP_PROCESSES=1 for the CPU request) quotes each
+        overlay's request of the public Deployment, not a number of its own."""
+        readme = ROOT.parent.parent / "README.md"
+        lines = [line for line in readme.read_text().splitlines() if "HTTP_PROCESSES=1" in line]
+        if not lines:
+            raise unittest.SkipTest("the README gives no CPU sizing advice")
+        for overlay in ("dev", "prod"):
+            cpu = container(http_deployment(rendered(overlay)))["resources"]["requests"]["cpu"]
+            for line in lines:
+                with self.subTest(overlay=overlay):
+                    self.assertIn(str(cpu), line)
 
 
 class EachRuleCatchesItsMistake(BreakProd):
@@ -34,6 +49,12 @@ class EachRuleCatchesItsMistake(BreakProd):
     def test_pdb_with_both_budgets(self) -> None:
         find(self.docs, "PodDisruptionBudget")["spec"]["minAvailable"] = 1
         self.assert_finding("sets both minAvailable and maxUnavailable")
+
+    def test_deployment_without_a_pdb(self) -> None:
+        for deployment in [d for d in self.docs if d.get("kind") == "Deployment"]:
+            name = deployment["metadata"]["name"]
+            self.docs.remove(find(self.docs, "PodDisruptionBudget", name))
+            self.assert_finding(f"Deployment/{name}: no PodDisruptionBudget")
 
     def test_probe_on_an_undeclared_port(self) -> None:
         container(http_deployment(self.docs))["readinessProbe"]["httpGet"]["port"] = 9999

@@ -8,7 +8,7 @@ import { InMemorySpanExporter } from "@opentelemetry/sdk-trace-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../src/app.js";
 import { loadConfig } from "../src/config.js";
-import { serveMetrics } from "../src/observability/metrics.js";
+import { Metrics, serveMetrics } from "../src/observability/metrics.js";
 import { configureTracing } from "../src/observability/tracing.js";
 import type { App } from "../src/types.js";
 import { API_KEY } from "./support/app.js";
@@ -107,6 +107,12 @@ describe("metrics", () => {
     } finally {
       await other.close();
     }
+  });
+
+  it("exports every job failure reason at 0 before the first failure", async () => {
+    // A labelled series born at 1 is invisible to increase(): the alert needs it from the start.
+    const text = await new Metrics().registry.metrics();
+    expect(text).toMatch(/^bus_jobs_failed_total\{reason="deadline_exceeded"\} 0$/m);
   });
 
   it("is not served on the API port", async () => {

@@ -33,11 +33,16 @@ export class Metrics {
     labelNames: ["reason"] as const,
     registers: [this.registry],
   });
+  /** Every value of jobsFailed's `reason` this process counts (the deadline sweep's). */
+  static readonly failureReasons = ["deadline_exceeded"] as const;
   #groups: GroupReader | undefined;
   #dependencies: DependencyReader | undefined;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+    // A labelled series appears at its first increment, already at 1, and increase() over a window
+    // that starts with it sees nothing: exported at 0 from the start, the first failure counts.
+    for (const reason of Metrics.failureReasons) this.jobsFailed.inc({ reason }, 0);
     // Gauges named like counters: `promtool check metrics` rejects them (nodejs_active_resources
     // still counts the same handles and requests, by type).
     for (const name of [

@@ -35,6 +35,8 @@ JOBS_ACCEPTED = Counter("bus_jobs_accepted", "Jobs written to the bus by this pr
 JOBS_COMPLETED = Counter(
     "bus_jobs_completed", "Jobs whose result this worker committed.", registry=None
 )
+# Every value of JOBS_FAILED's `reason` (failure_reason and the deadline sweep use only these).
+FAILURE_REASONS = ("deadline_exceeded", "model_error", "invalid", "gave_up")
 JOBS_FAILED = Counter(
     "bus_jobs_failed",
     "Jobs ended `failed` by this worker, by reason: deadline_exceeded, model_error, invalid, "
@@ -45,6 +47,11 @@ JOBS_FAILED = Counter(
 JOBS_DEAD_LETTERED = Counter(
     "bus_jobs_dead_lettered", "Entries moved to the dead-letter stream.", registry=None
 )
+# A labelled series appears at its first increment, already at 1, and increase() over a window
+# that starts with it sees nothing: exported at 0 from the start, a process's first failure
+# counts (the alert BusDeadlineFailures).
+for _reason in FAILURE_REASONS:
+    JOBS_FAILED.labels(_reason)
 JOBS_RETRIED = Counter(
     "bus_jobs_retried",
     "Entries left for another delivery after a failure, or taken over.",
