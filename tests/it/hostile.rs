@@ -172,22 +172,7 @@ fn sigint_and_sigterm_end_a_runaway_render_at_once_with_nothing_written() {
             .unwrap();
         std::thread::sleep(Duration::from_millis(700));
         let sent = Instant::now();
-        let status = std::process::Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let code = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s.code();
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("stackwise still running 10 s after {signal}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let code = crate::common::exit_after_signal(&mut child, signal);
         assert_eq!(code, Some(130), "{signal}");
         assert!(
             sent.elapsed() < Duration::from_secs(3),

@@ -164,22 +164,7 @@ fn sigint_ends_a_runaway_inline_render_with_130() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(700));
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let code = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("stackwise still running 10 s after SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let code = crate::common::exit_after_signal(&mut child, "-INT");
     assert_eq!(code, Some(130));
     assert_empty(f.out.path());
 }

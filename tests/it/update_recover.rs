@@ -3,34 +3,11 @@
 //! existed before an aborted update, a deleted file the template renamed, a file that became a
 //! symlink in `stackwise diff`, and a `merge=binary` attribute.
 
+use serde_json::Value;
 use std::path::Path;
-use std::process::Output;
 
 use crate::common::{git, stackwise};
-use crate::update_trust::{Project, clean, project, state};
-use serde_json::Value;
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-/// The status each path has in an `update --json` report.
-fn statuses(out: &Output) -> Vec<(String, String)> {
-    json(out)["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| (f["path"].as_str().unwrap().into(), f["status"].as_str().unwrap().into()))
-        .collect()
-}
-
-fn abort(p: &Project) -> Output {
-    stackwise().arg("update").arg(&p.dir).arg("--abort").output().unwrap()
-}
+use crate::update_trust::{Project, abort, clean, json, project, state, statuses, stderr};
 
 fn head(dir: &Path) -> String {
     String::from_utf8_lossy(&git(dir, &["rev-parse", "HEAD"]).stdout)
@@ -40,14 +17,7 @@ fn head(dir: &Path) -> String {
 
 /// A project whose update stopped with conflicts (exit 3), its journal left in `.git`.
 fn conflicted() -> Project {
-    let p = project(
-        &[("settings.txt", "timeout = 1\n")],
-        &[("settings.txt", "timeout = 2\n"), ("deep/new.txt", "new\n")],
-    );
-    p.write("settings.txt", "timeout = 3\n");
-    p.commit("mine");
-    p.update().assert().code(3);
-    p
+    super::update_trust::conflicted().0
 }
 
 /// `--abort` and a new `update` both refuse a journal whose HEAD the user has moved on from,
@@ -102,14 +72,7 @@ fn abort_refuses_a_journal_when_the_user_switched_branches_since() {
 
 #[test]
 fn abort_still_undoes_an_update_whose_head_did_not_move() {
-    let p = project(
-        &[("settings.txt", "timeout = 1\n")],
-        &[("settings.txt", "timeout = 2\n"), ("deep/new.txt", "new\n")],
-    );
-    p.write("settings.txt", "timeout = 3\n");
-    p.commit("mine");
-    let before = state(&p.dir);
-    p.update().assert().code(3);
+    let (p, before) = super::update_trust::conflicted();
     // The user started resolving, then changed their mind.
     p.write("settings.txt", "timeout = 4\n");
     let out = abort(&p);

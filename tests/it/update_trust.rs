@@ -121,6 +121,25 @@ pub fn state(dir: &Path) -> Vec<String> {
     out
 }
 
+/// A project whose update stopped with conflicts (exit 3), its journal left in `.git`, and its
+/// [`state`] before the update.
+pub fn conflicted() -> (Project, Vec<String>) {
+    let p = project(
+        &[("settings.txt", "timeout = 1\n")],
+        &[("settings.txt", "timeout = 2\n"), ("deep/new.txt", "new\n")],
+    );
+    p.write("settings.txt", "timeout = 3\n");
+    p.commit("mine");
+    let before = state(&p.dir);
+    p.update().assert().code(3);
+    (p, before)
+}
+
+/// `stackwise update --abort` on the project.
+pub fn abort(p: &Project) -> std::process::Output {
+    stackwise().arg("update").arg(&p.dir).arg("--abort").output().unwrap()
+}
+
 pub fn clean(dir: &Path) -> bool {
     git(dir, &["status", "--porcelain"]).stdout.is_empty()
 }
@@ -140,11 +159,11 @@ pub fn statuses(out: &std::process::Output) -> Vec<(String, String)> {
         .collect()
 }
 
-fn json(out: &std::process::Output) -> Value {
+pub fn json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
-fn stderr(out: &std::process::Output) -> String {
+pub fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 

@@ -2,7 +2,7 @@
 //! patterns on new files and negations, merge state left by a kill, hidden local edits,
 //! submodules, a directory that becomes a file, sparse checkouts.
 
-use super::{Project, project, refused, state, statuses, stderr};
+use super::{Project, abort, conflicted, project, refused, state, statuses, stderr};
 use crate::common::{git, stackwise};
 
 /// Sets the project's `[update] skip` to `entries` and commits it.
@@ -56,23 +56,6 @@ fn a_skip_pattern_matching_a_new_template_file_skips_it() {
         );
         assert!(super::clean(&p.dir), "{pattern}");
     }
-}
-
-/// A project whose update leaves a conflict (exit 3), and its state before the update.
-fn conflicted() -> (Project, Vec<String>) {
-    let p = project(
-        &[("settings.txt", "timeout = 1\n")],
-        &[("settings.txt", "timeout = 2\n"), ("deep/new.txt", "new\n")],
-    );
-    p.write("settings.txt", "timeout = 3\n");
-    p.commit("mine");
-    let before = state(&p.dir);
-    p.update().assert().code(3);
-    (p, before)
-}
-
-fn abort(p: &Project) -> std::process::Output {
-    stackwise().arg("update").arg(&p.dir).arg("--abort").output().unwrap()
 }
 
 #[test]

@@ -276,3 +276,25 @@ pub mod pty {
         p.flush().unwrap();
     }
 }
+
+/// Sends `signal` (`-INT`, `-TERM`) to `child` and waits up to 10 s for it to exit; its exit code.
+#[cfg(unix)]
+pub fn exit_after_signal(child: &mut std::process::Child, signal: &str) -> Option<i32> {
+    use std::time::{Duration, Instant};
+    let status = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("stackwise still running 10 s after {signal}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
