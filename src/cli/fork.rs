@@ -38,6 +38,9 @@ pub fn run(args: ForkArgs) -> Result<ExitStatus, Error> {
         o.files
     );
     super::new::note_interrupted_runs(&o.interrupted_runs);
+    for w in &o.warnings {
+        eprintln!("{} {w}", style::warn("warning:"));
+    }
     let t = o.template.display();
     eprintln!(
         "

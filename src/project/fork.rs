@@ -29,6 +29,10 @@ pub struct ForkOutcome {
     /// files those runs had replaced (as in `new`'s outcome).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub interrupted_runs: Vec<PathBuf>,
+    /// What the user is told beside the result (the commit's author when no git identity is
+    /// configured).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The files of a fork, in memory: the built-in tree under `templates/` and `presets/`, and the
@@ -99,13 +103,19 @@ pub fn fork(dir: &Path, git: bool) -> Result<ForkOutcome> {
         }
     };
     let mut commit = None;
+    let mut warnings = Vec::new();
     if let Some(blobs) = blobs {
         let message = format!(
             "Fork of the stackwise {} built-in template\n\nWritten by `stackwise fork`: templates/ and presets/ as the stackwise repository\nholds them. Make it yours: README.md says how.\n",
             env!("CARGO_PKG_VERSION")
         );
         match super::git::init_with_render_blobs(&staging.root, &files, &message, blobs) {
-            Ok(c) => commit = Some(c),
+            Ok(c) => {
+                if c.default_author {
+                    warnings.push(super::git::DEFAULT_AUTHOR_NOTE.to_string());
+                }
+                commit = Some(c.id);
+            }
             Err(e) => {
                 staging.abandon();
                 return Err(e);
@@ -121,6 +131,7 @@ pub fn fork(dir: &Path, git: bool) -> Result<ForkOutcome> {
         presets,
         commit,
         interrupted_runs,
+        warnings,
     })
 }
 

@@ -61,6 +61,17 @@ pub fn signature(repo: &Repository) -> Result<Signature<'static>> {
         .or_else(|_| Signature::now("stackwise", "stackwise@localhost"))?)
 }
 
+/// What a command says when its commits were authored by the fallback of [`signature`].
+pub const DEFAULT_AUTHOR_NOTE: &str = "no git identity (user.name, user.email) is configured: the commits are authored by `stackwise <stackwise@localhost>`";
+
+/// The first commit of a new repository, and whether its author is the fallback of
+/// [`signature`] (no git identity configured), which the user is told.
+#[derive(Debug, Clone)]
+pub struct RenderCommit {
+    pub id: String,
+    pub default_author: bool,
+}
+
 /// A trailer value, quoted when it holds a space.
 fn trailer_value(v: &str) -> String {
     if v.chars().any(char::is_whitespace) || v.contains('"') {
@@ -208,7 +219,7 @@ fn init_repository(dir: &Path) -> Result<Repository> {
 /// render commit of `files`, written from memory; the index matches the files on disk (with
 /// their stat data), so `git status` is clean at once. Returns the commit id.
 pub fn init_with_render(dir: &Path, files: &[RenderedFile], message: &str) -> Result<String> {
-    init_with_render_blobs(dir, files, message, render_blobs(files)?)
+    Ok(init_with_render_blobs(dir, files, message, render_blobs(files)?)?.id)
 }
 
 /// [`init_with_render`] with the files' blobs already hashed by [`render_blobs`] (of these same
@@ -220,7 +231,12 @@ pub fn init_with_render(dir: &Path, files: &[RenderedFile], message: &str) -> Re
 /// costs several times the whole render. Building them in the repository's own database would
 /// ask its disk, for every new object, whether it holds it already (a stat, a scan of the pack
 /// directory and a touch, each time).
-pub fn init_with_render_blobs(dir: &Path, files: &[RenderedFile], message: &str, blobs: RenderBlobs) -> Result<String> {
+pub fn init_with_render_blobs(
+    dir: &Path,
+    files: &[RenderedFile],
+    message: &str,
+    blobs: RenderBlobs,
+) -> Result<RenderCommit> {
     let RenderBlobs { scratch, ids, repo } = blobs;
     let objects = scratch.odb()?;
     // (A cheap check that they are: one blob of the same size per file; and a repository made
@@ -248,6 +264,7 @@ pub fn init_with_render_blobs(dir: &Path, files: &[RenderedFile], message: &str,
         index.add(&index_entry(&f.path, id, mode_of(f), meta.as_ref()))?;
     }
     let tree = scratch.find_tree(index.write_tree_to(&scratch)?)?;
+    let default_author = repo.signature().is_err();
     let sig = signature(&repo)?;
     let oid = scratch.commit(None, &sig, &sig, message, &tree, &[])?;
     // Every object: the commit, its tree, and each tree and blob below (deduplicated).
@@ -259,7 +276,10 @@ pub fn init_with_render_blobs(dir: &Path, files: &[RenderedFile], message: &str,
     write_pack(repo.path(), &objects, &blobs, &ids)?;
     repo.reference("refs/heads/main", oid, false, "stackwise new: render commit")?;
     index.write()?;
-    Ok(oid.to_string())
+    Ok(RenderCommit {
+        id: oid.to_string(),
+        default_author,
+    })
 }
 
 /// Chooses what a new repository is seeded with, as `git init` would: the template directory the

@@ -68,6 +68,16 @@ pub struct Outcome {
     pub install_log: Option<PathBuf>,
 }
 
+impl Outcome {
+    /// Records the initial commit, and warns when no git identity authored it.
+    fn note_commit(&mut self, commit: super::git::RenderCommit) {
+        if commit.default_author {
+            self.warnings.push(super::git::DEFAULT_AUTHOR_NOTE.to_string());
+        }
+        self.git_commit = Some(commit.id);
+    }
+}
+
 /// One file of the project and where it comes from.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FileEntry {
@@ -175,7 +185,7 @@ fn write_project(
         // appears in one rename with its repository.
         if let Some(blobs) = blobs {
             match super::git::init_with_render_blobs(&staging.root, &rendered.files, &git_message, blobs) {
-                Ok(c) => outcome.git_commit = Some(c),
+                Ok(c) => outcome.note_commit(c),
                 Err(e) => {
                     staging.abandon();
                     return Err(e);
@@ -190,12 +200,8 @@ fn write_project(
     // the lockfiles (they are not template output, so `update` never merges them).
     outcome.overwritten = staging.commit(target, &rendered.files, req.force)?;
     if let Some(blobs) = blobs {
-        outcome.git_commit = Some(super::git::init_with_render_blobs(
-            target,
-            &rendered.files,
-            &git_message,
-            blobs,
-        )?);
+        let commit = super::git::init_with_render_blobs(target, &rendered.files, &git_message, blobs)?;
+        outcome.note_commit(commit);
     }
     install_and_commit(target, rendered, fresh, want_git, progress, outcome)
 }

@@ -320,12 +320,15 @@ fn git_repository_with_one_initial_commit() {
         .arg(out.path())
         .arg("--template")
         .arg(tpl.path());
-    // No user identity anywhere: the fallback identity is used.
+    // No user identity anywhere: the fallback identity is used, and the user is told.
     let home = TempDir::new().unwrap();
     c.env("HOME", home.path())
         .env("XDG_CONFIG_HOME", home.path())
         .env("GIT_CONFIG_NOSYSTEM", "1");
-    c.assert().success().stderr(predicate::str::contains("initial commit"));
+    let told = "warning: no git identity (user.name, user.email) is configured: the commits are authored by `stackwise <stackwise@localhost>`";
+    c.assert()
+        .success()
+        .stderr(predicate::str::contains("initial commit").and(predicate::str::contains(told)));
     let repo = git2::Repository::open(out.path().join("app")).unwrap();
     let head = repo.head().unwrap();
     assert_eq!(head.shorthand(), Some("main"));

@@ -206,3 +206,40 @@ fn the_prebuilt_path_the_readme_promises_is_configured() {
         "every cargo install is --locked"
     );
 }
+
+/// The commits of `fork` and `new` are authored by the user's git identity; without one they
+/// fall back to `stackwise <stackwise@localhost>` and say so (as `update` does), never silently.
+#[test]
+fn the_fallback_author_is_named_only_when_there_is_no_identity() {
+    let work = TempDir::new().unwrap();
+    let home = TempDir::new().unwrap();
+    let run = |args: &[&str]| {
+        let mut c = stackwise();
+        c.current_dir(work.path())
+            .args(args)
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1");
+        stderr_of(&c.assert().success())
+    };
+    let author = |dir: &str| {
+        let repo = git2::Repository::open(work.path().join(dir)).unwrap();
+        let commit = repo.head().unwrap().peel_to_commit().unwrap();
+        commit.author().to_string()
+    };
+    let told = "warning: no git identity (user.name, user.email) is configured";
+    assert!(run(&["fork", "anon"]).contains(told));
+    assert_eq!(author("anon"), "stackwise <stackwise@localhost>");
+    std::fs::write(
+        home.path().join(".gitconfig"),
+        "[user]\n\tname = Ada\n\temail = ada@example.com\n",
+    )
+    .unwrap();
+    let tpl = TempDir::new().unwrap();
+    fixture_template(tpl.path());
+    let said = run(&["new", "app", "--yes", "--template", tpl.path().to_str().unwrap()]);
+    assert!(!said.contains("no git identity"), "{said}");
+    assert_eq!(author("app"), "Ada <ada@example.com>");
+    assert!(!run(&["fork", "named"]).contains("no git identity"));
+    assert_eq!(author("named"), "Ada <ada@example.com>");
+}

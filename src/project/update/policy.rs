@@ -56,10 +56,7 @@ pub fn commit_notes(repo: &Repository) -> Vec<String> {
         ));
     }
     if repo.signature().is_err() {
-        notes.push(
-            "no git identity (user.name, user.email) is configured: the commits are authored by `stackwise <stackwise@localhost>`"
-                .to_string(),
-        );
+        notes.push(crate::project::git::DEFAULT_AUTHOR_NOTE.to_string());
     }
     notes
 }
