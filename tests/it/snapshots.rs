@@ -23,15 +23,21 @@ const PRESETS: &[(&str, &[&str])] = &[
     ("ai-realtime", &[]),
 ];
 
+/// `preset` rendered as "Shop AI" (`shop-ai/` in the returned directory), without git.
+fn render_shop_ai(preset: &str) -> TempDir {
+    let out = TempDir::new().unwrap();
+    stackwise()
+        .args(["new", "Shop AI", "--yes", "--no-git", "--preset", preset, "-o"])
+        .arg(out.path())
+        .assert()
+        .success();
+    out
+}
+
 #[test]
 fn every_preset_renders_its_snapshot() {
     for (preset, key_files) in PRESETS {
-        let out = TempDir::new().unwrap();
-        stackwise()
-            .args(["new", "Shop AI", "--yes", "--no-git", "--preset", preset, "-o"])
-            .arg(out.path())
-            .assert()
-            .success();
+        let out = render_shop_ai(preset);
         let root = out.path().join("shop-ai");
         let files = list_files(&root);
         insta::assert_snapshot!(format!("{preset}__files"), files.join("\n"));
@@ -198,5 +204,72 @@ fn the_longest_name_and_description_keep_python_within_its_line_length() {
         if !["realtime", "api-gateway"].contains(preset) {
             assert!(files >= 10, "{preset}: only {files} Python files");
         }
+    }
+}
+
+/// The directories `.github/dependabot.yml` names for an ecosystem (`directory:` or
+/// `directories: [...]` under its `- package-ecosystem:` entry).
+fn dependabot_directories(text: &str, ecosystem: &str) -> Vec<String> {
+    let mut dirs = Vec::new();
+    for entry in text.split("- package-ecosystem:").skip(1) {
+        let mut lines = entry.lines();
+        if lines.next().map(str::trim) != Some(ecosystem) {
+            continue;
+        }
+        for line in lines.map(str::trim) {
+            if let Some(one) = line.strip_prefix("directory:") {
+                dirs.push(one.trim().to_string());
+            } else if let Some(list) = line.strip_prefix("directories:") {
+                let list = list.trim().trim_start_matches('[').trim_end_matches(']');
+                dirs.extend(list.split(',').map(|d| d.trim().to_string()));
+            }
+        }
+    }
+    dirs
+}
+
+/// Every image a generated project pulls from a registry (a Dockerfile's `FROM`, an `image:` of
+/// compose or of a Kubernetes manifest) is in a directory Dependabot updates for that ecosystem:
+/// an image pinned once and never bumped is a vulnerability waiting.
+#[test]
+fn dependabot_updates_every_image_the_project_pulls() {
+    let image = regex::Regex::new(r"(?m)^\s*(?:-\s*)?image:\s*(\S+)|^FROM\s+(?:--\S+\s+)*(\S+)").unwrap();
+    for (preset, _) in PRESETS {
+        let out = render_shop_ai(preset);
+        let root = out.path().join("shop-ai");
+        let dependabot = std::fs::read_to_string(root.join(".github/dependabot.yml")).unwrap();
+        let mut checked = 0;
+        for file in list_files(&root) {
+            let name = file.rsplit('/').next().unwrap();
+            let ecosystem =
+                if name.starts_with("Dockerfile") || file.starts_with("deploy/k8s/") && name.ends_with(".yaml") {
+                    "docker"
+                } else if name == "compose.yaml" {
+                    "docker-compose"
+                } else {
+                    continue;
+                };
+            let text = std::fs::read_to_string(root.join(&file)).unwrap();
+            // The project's own images (`shop-ai/...:local`, build stages, kustomize names).
+            let pulled: Vec<&str> = image
+                .captures_iter(&text)
+                .map(|c| c.get(1).or(c.get(2)).unwrap().as_str())
+                .filter(|i| i.contains(':') && !i.starts_with("shop-ai") && !i.contains("{{"))
+                .collect();
+            if pulled.is_empty() {
+                continue;
+            }
+            let dir = match file.rfind('/') {
+                Some(i) => format!("/{}", &file[..i]),
+                None => "/".to_string(),
+            };
+            let dirs = dependabot_directories(&dependabot, ecosystem);
+            assert!(
+                dirs.contains(&dir),
+                "{preset}: {file} pulls {pulled:?}, but Dependabot's {ecosystem} entry covers only {dirs:?}"
+            );
+            checked += pulled.len();
+        }
+        assert!(checked >= 1, "{preset}: no image found to check");
     }
 }
