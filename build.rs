@@ -16,11 +16,9 @@ const SKIP_DIRS: &[&str] = &[
     ".git",
     "node_modules",
     ".venv",
-    "target",
     "__pycache__",
     ".mypy_cache",
     ".ruff_cache",
-    "dist",
 ];
 
 fn main() {

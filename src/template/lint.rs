@@ -25,7 +25,7 @@ pub struct LintReport {
 /// --preset` would find none, and "ok: 0 presets" would hide it.
 fn no_presets(dir: &Path) -> Error {
     let own = dir.join("presets");
-    let sibling = dir.parent().map(|p| p.join("presets"));
+    let sibling = super::source::sibling_presets(dir);
     let looked = std::iter::once(own)
         .chain(sibling)
         .map(|p| p.display().to_string())

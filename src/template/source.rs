@@ -18,17 +18,17 @@ static BUILTIN_PRESETS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/presets");
 /// of [`TemplateTree::builtin`]), computed once by build.rs rather than on every run.
 pub const BUILTIN_DIGEST: &str = include_str!(concat!(env!("OUT_DIR"), "/builtin_digest.txt"));
 
-/// Directories never read from a local or cloned template (build output, caches, VCS data).
+/// Directories never read from a local or cloned template, at any depth: version control and
+/// the caches and installed trees of the tools a template author runs in place. Never ordinary
+/// names such as `dist` or `target`, which can be a template's own source folders.
 const SKIP_DIRS: &[&str] = &[
     ".pytest_cache",
     ".git",
     "node_modules",
     ".venv",
-    "target",
     "__pycache__",
     ".mypy_cache",
     ".ruff_cache",
-    "dist",
 ];
 
 /// Where a template comes from, as the user named it.
@@ -214,7 +214,7 @@ impl TemplateTree {
         // The sibling `presets/` (this repository's own layout) only where it belongs to the
         // template: never beside the root of a clone, whose siblings are other temporary files.
         let sibling = if allow_sibling_presets {
-            dir.parent().map(|p| p.join("presets"))
+            sibling_presets(dir)
         } else {
             None
         };
@@ -240,6 +240,13 @@ impl TemplateTree {
             revision,
         })
     }
+}
+
+/// The `presets/` beside a template directory (this repository's layout), found from the
+/// directory's real path: `--template .` has no parent as written.
+pub fn sibling_presets(dir: &Path) -> Option<PathBuf> {
+    let real = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    real.parent().map(|p| p.join("presets"))
 }
 
 fn collect_embedded(dir: &Dir<'static>, out: &mut BTreeMap<String, Cow<'static, [u8]>>) {

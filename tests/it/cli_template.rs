@@ -251,3 +251,26 @@ fn bad_template_flags_are_usage_errors() {
         .stderr(predicate::str::contains("--subdir"));
     assert_empty(out.path());
 }
+
+/// Only version control and tool caches are left out of a template; `dist/` and `target/` are
+/// ordinary folder names (a web component's `dist/`, a Python package's `target/` module) and
+/// were silently dropped.
+#[test]
+fn build_output_names_are_template_files_and_caches_are_not() {
+    let f = Fixture::new()
+        .with("components/app/dist/index.html", "<html>\n")
+        .with("components/app/src/target/__init__.py", "X = 1\n")
+        .with("components/app/__pycache__/m.cpython-311.pyc", "cache")
+        .with("components/app/node_modules/x/index.js", "cache");
+    f.new_cmd("app").assert().success();
+    let files = crate::common::list_files(f.out.path());
+    for kept in ["/dist/index.html", "/src/target/__init__.py"] {
+        assert!(files.iter().any(|p| p.ends_with(kept)), "{kept} missing from {files:?}");
+    }
+    assert!(
+        !files
+            .iter()
+            .any(|p| p.contains("__pycache__") || p.contains("node_modules")),
+        "{files:?}"
+    );
+}

@@ -243,3 +243,36 @@ fn the_fallback_author_is_named_only_when_there_is_no_identity() {
     assert!(!run(&["fork", "named"]).contains("no git identity"));
     assert_eq!(author("named"), "Ada <ada@example.com>");
 }
+
+/// `--template .` from inside a fork's `templates/` finds the sibling `presets/`: `.` has no
+/// parent as written, so `lint` said "no preset found" twice over the same place and `new`
+/// rendered the first layout with no preset.
+#[test]
+fn a_fork_used_from_inside_its_templates_directory_finds_its_presets() {
+    let work = TempDir::new().unwrap();
+    let dir = work.path().join("fork");
+    stackwise().arg("fork").arg(&dir).arg("--no-git").assert().success();
+    let inside = dir.join("templates");
+    let json = stackwise()
+        .current_dir(&inside)
+        .args([
+            "new",
+            "app",
+            "--template",
+            ".",
+            "--yes",
+            "--no-git",
+            "--dry-run",
+            "--json",
+        ])
+        .assert()
+        .success();
+    let doc: serde_json::Value = serde_json::from_slice(&json.get_output().stdout).unwrap();
+    assert_eq!(doc["preset"], "ai-product", "the fork's default preset");
+    // Without them, `lint .` names the sibling it looked in.
+    std::fs::rename(dir.join("presets"), dir.join("presets.off")).unwrap();
+    let a = stackwise().current_dir(&inside).args(["lint", "."]).assert().code(1);
+    let said = stderr_of(&a);
+    let parent = dir.canonicalize().unwrap().join("presets");
+    assert!(said.contains(&parent.display().to_string()), "{said}");
+}
