@@ -45,6 +45,24 @@ pub struct AnswersFile {
     pub template: Option<TemplateSource>,
 }
 
+/// The largest answers file read: answers are a few lines, and `/dev/zero`, a FIFO or a process
+/// substitution that never ends must be an error, not all of memory.
+pub const MAX_ANSWERS_BYTES: u64 = 1024 * 1024;
+
+/// `path` as UTF-8 text, refused past `cap` bytes without reading further.
+fn read_capped(path: &Path, cap: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("larger than {} KiB: not an answers file", cap / 1024),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 /// An answers file, in TOML or JSON. A file with an `[answers]` table (such as a generated
 /// project's `.stackwise.toml`) is read from that table; `preset` and `layout` beside it too.
 pub fn load_file(path: &Path) -> Result<AnswersFile> {
@@ -58,7 +76,7 @@ pub fn load_file(path: &Path) -> Result<AnswersFile> {
         reason,
         source: Some(e),
     };
-    let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string(), e.into()))?;
+    let text = read_capped(path, MAX_ANSWERS_BYTES).map_err(|e| failed(e.to_string(), e.into()))?;
     let is_json = path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
     let value: Value = if is_json {
         serde_json::from_str(&text).map_err(|e| failed(format!("invalid JSON: {e}"), e.into()))?

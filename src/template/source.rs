@@ -270,6 +270,10 @@ fn collect_embedded(dir: &Dir<'static>, out: &mut BTreeMap<String, Cow<'static, 
 fn read_tree(root: &Path, label: &str, skip_top: &[&str]) -> Result<BTreeMap<String, Cow<'static, [u8]>>> {
     let mut files = BTreeMap::new();
     let mut not_utf8 = Vec::new();
+    // Copied files are output too: the render budget's bytes bound what is read, before any of it
+    // is held (a sparse 1.5 GB file was read whole, twice over, by every command).
+    let cap = super::budget::RenderBudget::from_env().bytes as u64;
+    let mut total = 0u64;
     let mut walker = walkdir::WalkDir::new(root)
         .follow_links(false)
         .into_iter()
@@ -308,7 +312,17 @@ fn read_tree(root: &Path, label: &str, skip_top: &[&str]) -> Result<BTreeMap<Str
             });
         }
         if entry.file_type().is_file() {
-            let bytes = std::fs::read(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            let bytes = read_within(entry.path(), cap - total).map_err(|e| match e {
+                Some(e) => Error::io(entry.path(), e),
+                None => Error::RenderBudget {
+                    file: format!("{label}{rel}"),
+                    reason: format!(
+                        "the template's files come to more than {} MiB, the render budget of all files together (STACKWISE_RENDER_MB raises it)",
+                        cap >> 20
+                    ),
+                },
+            })?;
+            total += bytes.len() as u64;
             files.insert(rel, Cow::Owned(bytes));
         }
     }
@@ -316,6 +330,23 @@ fn read_tree(root: &Path, label: &str, skip_top: &[&str]) -> Result<BTreeMap<Str
         return Err(Error::InvalidTemplate(not_utf8));
     }
     Ok(files)
+}
+
+/// The bytes of the file at `path`, or `Err(None)` when it holds more than `room` (read no
+/// further than that, so a file that grows while it is read is caught too).
+fn read_within(path: &Path, room: u64) -> std::result::Result<Vec<u8>, Option<std::io::Error>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(Some)?;
+    let len = file.metadata().map_err(Some)?.len();
+    if len > room {
+        return Err(None);
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(room + 1).read_to_end(&mut bytes).map_err(Some)?;
+    if bytes.len() as u64 > room {
+        return Err(None);
+    }
+    Ok(bytes)
 }
 
 /// A path's bytes as text: each invalid byte as `\xNN`, control characters escaped as well.

@@ -210,7 +210,14 @@ fn broken_answers_files_are_usage_errors() {
         "preset = \"deep\"\nflavour = \"vanilla\"\n",
     );
     write(answers.path(), "type.json", r#"{"preset": 5, "answers": {}}"#);
+    write(
+        answers.path(),
+        "huge.toml",
+        format!("x = \"{}\"\n", "a".repeat(1 << 20)),
+    );
     for (file, needle) in [
+        ("huge.toml", "larger than 1024 KiB"),
+        ("/dev/zero", "larger than 1024 KiB"),
         (
             "typo.toml",
             "unknown key `preest` beside the [answers] table (did you mean `preset`?)",

@@ -274,3 +274,19 @@ fn build_output_names_are_template_files_and_caches_are_not() {
         "{files:?}"
     );
 }
+
+/// Copied files count against the render budget too, and are not read past it: a template with a
+/// huge (or sparse) file is refused before it fills the memory or the project.
+#[test]
+fn a_template_file_past_the_budget_is_refused_before_it_is_read() {
+    let f = Fixture::new();
+    let big = std::fs::File::create(f.tpl.path().join("components/app/blob.bin")).unwrap();
+    big.set_len(3 << 20).unwrap(); // sparse: 3 MiB that take no disk
+    let a = f.new_cmd("app").env("STACKWISE_RENDER_MB", "2").assert().code(1);
+    crate::common::assert_mentions(
+        &crate::common::stderr_of(&a),
+        &["components/app/blob.bin", "more than 2 MiB", "STACKWISE_RENDER_MB"],
+    );
+    assert_empty(f.out.path());
+    f.new_cmd("app").env("STACKWISE_RENDER_MB", "4").assert().success();
+}
