@@ -32,7 +32,8 @@ export const JOB_STATUSES = ["queued", "running", "done", "failed"] as const;
 export const JobStatusValue = Type.Enum(JOB_STATUSES);
 export type JobStatusValue = Static<typeof JobStatusValue>;
 
-export const JobEventType = Type.Enum(["queued", "running", "progress", "done", "failed"]);
+export const JOB_EVENT_TYPES = ["queued", "running", "progress", "done", "failed"] as const;
+export const JobEventType = Type.Enum(JOB_EVENT_TYPES);
 export type JobEventType = Static<typeof JobEventType>;
 
 /** Job ids are uuid-shaped (job-entry.schema.json); the gateway issues tagged version 8 ids (job-id.ts). */

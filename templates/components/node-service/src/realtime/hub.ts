@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyBaseLogger } from "fastify";
 import type { RedisClient } from "../redis.js";
+import type { SocketMetrics } from "./metrics.js";
 
 /** Something that can receive frames: a WebSocket connection. */
 export interface RoomMember {
@@ -35,6 +36,8 @@ const CHANNEL_PREFIX = "rooms:";
  * connection) to the rooms its own clients have joined — so two instances behind a load balancer
  * deliver each other's messages, and an instance only receives traffic for rooms it serves.
  * Pub/sub is at-most-once: a client that is disconnected at publish time misses the message.
+ * Counted: the messages this process publishes, and those that reach it (before the fan-out to
+ * its members, each counted as a frame sent).
  */
 export class RoomHub {
   private readonly rooms = new Map<string, Set<RoomMember>>();
@@ -43,6 +46,7 @@ export class RoomHub {
   constructor(
     private readonly log: FastifyBaseLogger,
     private readonly redis: { publisher: RedisClient; subscriber: RedisClient } | null,
+    private readonly metrics: SocketMetrics,
   ) {
     if (redis !== null) {
       redis.subscriber.on("error", (error) => log.warn({ err: error }, "redis subscriber error"));
@@ -99,6 +103,7 @@ export class RoomHub {
     const frame = JSON.stringify(message);
     if (this.redis === null) this.deliver(room, frame);
     else await this.redis.publisher.publish(`${CHANNEL_PREFIX}${room}`, frame);
+    this.metrics.roomMessagesPublished.inc();
     return message.id;
   }
 
@@ -128,6 +133,7 @@ export class RoomHub {
   }
 
   private deliver(room: string, frame: string): void {
+    this.metrics.roomMessagesReceived.inc();
     const members = this.rooms.get(room);
     if (members === undefined) return;
     for (const member of members) member.send(frame);

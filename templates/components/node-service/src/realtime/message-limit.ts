@@ -1,5 +1,3 @@
-import type { WebSocket } from "@fastify/websocket";
-
 /** Close code for a client that keeps sending while limited: 1008, policy violation. */
 export const RATE_LIMIT_CLOSE_CODE = 1008;
 
@@ -36,6 +34,12 @@ export class MessageBudget {
   }
 }
 
+/** What the limit does to a connection: counts the frames it drops, and closes it. */
+export interface LimitedConnection {
+  rejected(reason: "rate_limited"): void;
+  close(reason: "rate_limited", code: number, text: string): void;
+}
+
 export interface MessageLimitOptions {
   max: number;
   windowMs: number;
@@ -44,12 +48,15 @@ export interface MessageLimitOptions {
 }
 
 /**
- * Rate-limit the frames a client sends on `socket`. Call the returned guard first for every frame:
- * false means drop the frame. The first frame over the budget gets a `rate_limited` error frame
- * (the frames after it are dropped silently); a client that sends `max` more frames before the
- * budget refills is disconnected with 1008.
+ * Rate-limit the frames a client sends on `connection`. Call the returned guard first for every
+ * frame: false means drop the frame (counted as rejected, `rate_limited`). The first frame over the
+ * budget gets a `rate_limited` error frame (the frames after it are dropped silently); a client that
+ * sends `max` more frames before the budget refills is disconnected with 1008.
  */
-export function limitMessages(socket: WebSocket, { max, windowMs, fail }: MessageLimitOptions): () => boolean {
+export function limitMessages(
+  connection: LimitedConnection,
+  { max, windowMs, fail }: MessageLimitOptions,
+): () => boolean {
   const budget = new MessageBudget(max, windowMs);
   let dropped = 0;
   return () => {
@@ -58,11 +65,12 @@ export function limitMessages(socket: WebSocket, { max, windowMs, fail }: Messag
       return true;
     }
     dropped += 1;
+    connection.rejected("rate_limited");
     if (dropped === 1) {
       const seconds = Math.ceil(budget.retryAfterMs() / 1000);
       fail("rate_limited", `Too many messages: at most ${max} per ${windowMs / 1000} s; retry in ${seconds} s`);
     } else if (dropped > max) {
-      socket.close(RATE_LIMIT_CLOSE_CODE, "rate limit exceeded");
+      connection.close("rate_limited", RATE_LIMIT_CLOSE_CODE, "rate limit exceeded");
     }
     return false;
   };

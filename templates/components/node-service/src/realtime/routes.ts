@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto";
-import type { WebSocket } from "@fastify/websocket";
 import type { FastifyRequest } from "fastify";
 import { Type } from "typebox";
 import { Compile } from "typebox/compile";
 import { type Config, csv } from "../config.js";
 import { ErrorResponse, HttpError, unavailable } from "../errors.js";
 import type { App } from "../types.js";
+import { Connection } from "./connection.js";
 import type { RoomHub, RoomMember } from "./hub.js";
 import { limitMessages } from "./message-limit.js";
 
@@ -39,12 +39,15 @@ export function roomPolicy(spec: string): RoomPolicy {
     });
 }
 
-/** Close connections whose unsent backlog grows beyond this (slow consumers). */
-const MAX_BUFFERED_BYTES = 1_048_576;
-
-function frame(payload: Record<string, unknown>): string {
-  return JSON.stringify(payload);
-}
+/** The frames of /ws and its error codes that refuse a valid frame: its metrics' label values. */
+const FRAMES = {
+  received: ["join", "leave", "message"],
+  sent: ["welcome", "joined", "left", "message", "error"],
+  refused: ["forbidden", "too_many_rooms", "read_only", "not_joined", "unavailable"],
+} as const;
+type Sent = (typeof FRAMES.sent)[number];
+type Refused = (typeof FRAMES.refused)[number];
+type Client = Connection<(typeof FRAMES.received)[number], Sent, Refused>;
 
 export interface RealtimeOptions {
   /** Also expose POST /v1/rooms/:room/messages so backends can publish over HTTP. */
@@ -59,17 +62,18 @@ export async function registerRealtime(
 ): Promise<void> {
   const origins = new Set(csv(config.CORS_ORIGINS));
   const mayUse = roomPolicy(config.WS_ROOMS);
-  const alive = new Map<WebSocket, boolean>();
+  const alive = new Map<Client, boolean>();
+  const metrics = app.socketMetrics.route("/ws", FRAMES);
 
   // Heartbeat: ping every WS_HEARTBEAT_MS; a client that has not answered the previous ping is dropped.
   const heartbeat = setInterval(() => {
-    for (const [socket, answered] of alive) {
+    for (const [connection, answered] of alive) {
       if (!answered) {
-        socket.terminate();
+        connection.terminate("heartbeat_timeout");
         continue;
       }
-      alive.set(socket, false);
-      socket.ping();
+      alive.set(connection, false);
+      connection.socket.ping();
     }
   }, config.WS_HEARTBEAT_MS);
   heartbeat.unref();
@@ -109,61 +113,65 @@ export async function registerRealtime(
       preValidation: checkOrigin,
     },
     (socket, request) => {
+      const connection: Client = new Connection(socket, metrics);
       const joined = new Set<string>();
-      const member: RoomMember = {
-        id: randomUUID(),
-        send: (payload) => {
-          if (socket.readyState !== socket.OPEN) return;
-          if (socket.bufferedAmount > MAX_BUFFERED_BYTES) {
-            socket.close(1013, "slow consumer");
-            return;
-          }
-          socket.send(payload);
-        },
-      };
-      const reply = (payload: Record<string, unknown>) => member.send(frame(payload));
+      // The hub sends room messages; the frames of this endpoint go through `reply`.
+      const member: RoomMember = { id: randomUUID(), send: (frame) => connection.send("message", frame) };
+      const reply = (payload: { type: Sent } & Record<string, unknown>) =>
+        connection.send(payload.type, JSON.stringify(payload));
       const fail = (code: string, message: string) => reply({ type: "error", code, message });
-      const withinLimit = limitMessages(socket, {
+      /** Answers a valid frame with the error frame `code`, counted as refused. */
+      const refuse = (code: Refused, message: string) => {
+        connection.refused(code);
+        fail(code, message);
+      };
+      const withinLimit = limitMessages(connection, {
         max: config.WS_RATE_LIMIT_MAX,
         windowMs: config.WS_RATE_LIMIT_WINDOW_MS,
         fail,
       });
       const log = request.log.child({ connectionId: member.id });
 
-      alive.set(socket, true);
-      socket.on("pong", () => alive.set(socket, true));
+      alive.set(connection, true);
+      socket.on("pong", () => alive.set(connection, true));
       socket.on("error", (error) => log.warn({ err: error }, "websocket error"));
       socket.on("close", () => {
-        alive.delete(socket);
+        alive.delete(connection);
         for (const room of joined) hub.leave(room, member);
         joined.clear();
       });
 
       socket.on("message", (raw, isBinary) => {
         if (!withinLimit()) return undefined;
-        if (isBinary) return fail("unsupported", "Binary frames are not supported; send JSON text");
+        if (isBinary) {
+          connection.rejected("binary");
+          return fail("unsupported", "Binary frames are not supported; send JSON text");
+        }
         let parsed: unknown;
         try {
           parsed = JSON.parse(raw.toString());
         } catch {
+          connection.rejected("invalid");
           return fail("invalid_json", "Frame is not valid JSON");
         }
         if (!ClientMessageCheck.Check(parsed)) {
           const first = [...ClientMessageCheck.Errors(parsed)][0];
+          connection.rejected("invalid");
           return fail(
             "invalid_message",
             first === undefined ? "Invalid message" : `${first.instancePath || "/"} ${first.message}`,
           );
         }
         const message = parsed;
+        connection.received(message.type);
         void (async () => {
           switch (message.type) {
             case "join":
               if (!mayUse(request.apiKeyId, message.room)) {
-                return fail("forbidden", `This API key may not join ${message.room} (WS_ROOMS)`);
+                return refuse("forbidden", `This API key may not join ${message.room} (WS_ROOMS)`);
               }
               if (!joined.has(message.room) && joined.size >= config.WS_MAX_ROOMS) {
-                return fail("too_many_rooms", `A connection may join at most ${config.WS_MAX_ROOMS} rooms`);
+                return refuse("too_many_rooms", `A connection may join at most ${config.WS_MAX_ROOMS} rooms`);
               }
               joined.add(message.room);
               await hub.join(message.room, member);
@@ -174,16 +182,16 @@ export async function registerRealtime(
               return reply({ type: "left", room: message.room });
             case "message":
               if (message.room.startsWith(SERVER_ROOM_PREFIX)) {
-                return fail("read_only", `Rooms starting with ${SERVER_ROOM_PREFIX} only carry server messages`);
+                return refuse("read_only", `Rooms starting with ${SERVER_ROOM_PREFIX} only carry server messages`);
               }
-              if (!joined.has(message.room)) return fail("not_joined", `Join ${message.room} before sending to it`);
+              if (!joined.has(message.room)) return refuse("not_joined", `Join ${message.room} before sending to it`);
               await hub.publish(message.room, message.data, member.id);
               return undefined;
           }
         })().catch((error: unknown) => {
           log.warn({ err: error }, "websocket message failed");
           if (message.type === "join") joined.delete(message.room);
-          fail("unavailable", "The message could not be processed, try again");
+          refuse("unavailable", "The message could not be processed, try again");
         });
         return undefined;
       });

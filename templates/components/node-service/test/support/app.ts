@@ -35,3 +35,10 @@ export const authed = (extra: Record<string, string> = {}): Record<string, strin
   "x-api-key": API_KEY,
   ...extra,
 });
+
+/** The value of one series of the app's metrics, named as exposed (`name{label="value",…}`); 0 when absent. */
+export async function sample(app: App, series: string): Promise<number> {
+  const text = await app.metrics.registry.metrics();
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
