@@ -34,6 +34,9 @@ pub struct NewRequest {
     pub install: bool,
 }
 
+/// What `--json` shows for the answer of a `secret` variable: output often lands in CI logs.
+pub const SECRET_SHOWN: &str = "********";
+
 /// What was generated (or would be, with `--dry-run`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
@@ -100,6 +103,7 @@ pub fn new_project(
         target,
         state,
         template,
+        secrets,
     } = prepare(req, prompter)?;
     let files = rendered
         .files
@@ -115,7 +119,18 @@ pub fn new_project(
         layout: rendered.layout.clone(),
         preset: rendered.preset.clone(),
         template,
-        answers: rendered.answers.clone(),
+        answers: rendered
+            .answers
+            .iter()
+            .map(|(k, v)| {
+                let shown = if secrets.contains(k) {
+                    Value::from(SECRET_SHOWN)
+                } else {
+                    v.clone()
+                };
+                (k.clone(), shown)
+            })
+            .collect(),
         files,
         overwritten: Vec::new(),
         interrupted_runs: Vec::new(),
@@ -215,6 +230,8 @@ struct Prepared {
     target: PathBuf,
     state: TargetState,
     template: String,
+    /// The variables whose answers are secret: never shown (nor recorded).
+    secrets: Vec<String>,
 }
 
 fn prepare(req: &NewRequest, prompter: &mut dyn Prompter) -> Result<Prepared> {
@@ -257,6 +274,13 @@ fn prepare(req: &NewRequest, prompter: &mut dyn Prompter) -> Result<Prepared> {
         target,
         state,
         template: template.tree.source.clone(),
+        secrets: template
+            .manifest
+            .variables
+            .iter()
+            .filter(|v| v.secret)
+            .map(|v| v.name.clone())
+            .collect(),
     })
 }
 

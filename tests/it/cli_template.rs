@@ -290,3 +290,35 @@ fn a_template_file_past_the_budget_is_refused_before_it_is_read() {
     assert_empty(f.out.path());
     f.new_cmd("app").env("STACKWISE_RENDER_MB", "4").assert().success();
 }
+
+/// The answer of a `secret` variable is never shown: not in `.stackwise.toml` (as before) and not
+/// in `new --json` or `--dry-run --json`, whose output often lands in CI logs.
+#[test]
+fn a_secret_answer_is_masked_in_json_output() {
+    let f = Fixture::new();
+    let manifest = std::fs::read_to_string(f.tpl.path().join("stackwise.toml"))
+        .unwrap()
+        .replace(
+            "[layouts.single]",
+            "[[variables]]\nname = \"token\"\ntype = \"string\"\nsecret = true\ndefault = \"\"\n\n[layouts.single]",
+        );
+    write(f.tpl.path(), "stackwise.toml", manifest);
+    for dry in [true, false] {
+        let mut c = f.new_cmd(if dry { "dry" } else { "app" });
+        c.args(["--set", "token=HUNTER2SECRET", "--json"]);
+        if dry {
+            c.arg("--dry-run");
+        }
+        let a = c.assert().success();
+        let out = String::from_utf8_lossy(&a.get_output().stdout).into_owned();
+        assert!(!out.contains("HUNTER2SECRET"), "{out}");
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(doc["answers"]["token"], "********");
+        assert!(doc["answers"]["flavour"].is_string(), "other answers shown as they are");
+    }
+    let record = std::fs::read_to_string(f.out.path().join("app/.stackwise.toml")).unwrap();
+    assert!(
+        !record.contains("HUNTER2SECRET") && !record.contains("token"),
+        "{record}"
+    );
+}
