@@ -111,8 +111,15 @@ describe("metrics", () => {
 
   it("exports every job failure reason at 0 before the first failure", async () => {
     // A labelled series born at 1 is invisible to increase(): the alert needs it from the start.
-    const text = await new Metrics().registry.metrics();
+    const metrics = new Metrics();
+    expect(metrics.jobs.failed).toBeDefined();
+    const text = await metrics.registry.metrics();
     expect(text).toMatch(/^bus_jobs_failed_total\{reason="deadline_exceeded"\} 0$/m);
+  });
+
+  it("exports no bus series where no jobs API registered them", async () => {
+    // A service without a job bus would otherwise show a permanent "no jobs accepted".
+    expect(await new Metrics().registry.metrics()).not.toMatch(/^(# TYPE )?bus_/m);
   });
 
   it("is not served on the API port", async () => {

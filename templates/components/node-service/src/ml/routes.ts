@@ -182,7 +182,7 @@ export function registerMlRoutes(app: App, { ml, store, follower, streams, watch
           throw err;
         }
       });
-      if (job.created) app.metrics.jobsAccepted.inc();
+      if (job.created) app.metrics.jobs.accepted.inc();
       else request.log.info({ jobId: job.id }, "idempotent replay of an earlier job");
       return reply.code(202).header("location", `/v1/jobs/${job.id}`).send({ id: job.id });
     },

@@ -1,5 +1,5 @@
-// Prometheus metrics (prom-client): RED metrics per route template and the producer side of the
-// job bus. Served by `serveMetrics` on a port of its own (METRICS_PORT, default 9464; 0 = off),
+// Prometheus metrics (prom-client): RED metrics per route template and, where the jobs API is
+// served, the producer side of the job bus. Served by `serveMetrics` on a port of its own (METRICS_PORT, default 9464; 0 = off),
 // never on the API port: Prometheus scrapes it without an API key, and the network policy opens
 // only that port to the scraper. Counters start at zero with the process; rate() handles resets.
 import { createServer, type Server } from "node:http";
@@ -21,28 +21,11 @@ export class Metrics {
     labelNames: ["method", "route", "status_code"] as const,
     registers: [this.registry],
   });
-  readonly jobsAccepted = new Counter({
-    name: "bus_jobs_accepted_total",
-    help: "Jobs written to the bus by this producer.",
-    registers: [this.registry],
-  });
-  /** Jobs the gateway ended failed itself (reason deadline_exceeded); the workers count theirs. */
-  readonly jobsFailed = new Counter({
-    name: "bus_jobs_failed_total",
-    help: "Jobs this process ended failed, by reason.",
-    labelNames: ["reason"] as const,
-    registers: [this.registry],
-  });
-  /** Every value of jobsFailed's `reason` this process counts (the deadline sweep's). */
-  static readonly failureReasons = ["deadline_exceeded"] as const;
-  #groups: GroupReader | undefined;
   #dependencies: DependencyReader | undefined;
+  #jobs: JobMetrics | undefined;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
-    // A labelled series appears at its first increment, already at 1, and increase() over a window
-    // that starts with it sees nothing: exported at 0 from the start, the first failure counts.
-    for (const reason of Metrics.failureReasons) this.jobsFailed.inc({ reason }, 0);
     // Gauges named like counters: `promtool check metrics` rejects them (nodejs_active_resources
     // still counts the same handles and requests, by type).
     for (const name of [
@@ -52,7 +35,6 @@ export class Metrics {
     ]) {
       this.registry.removeSingleMetric(name);
     }
-    const reader = (): GroupReader | undefined => this.#groups;
     const dependencies = (): DependencyReader | undefined => this.#dependencies;
     // A dependency outage never makes the process unready (SPEC 7.2): it shows here, and in
     // /readyz?verbose, from the same checks, run when Prometheus scrapes.
@@ -73,12 +55,54 @@ export class Metrics {
         }
       },
     });
+  }
+
+  /** `dependency_up`: the dependencies' checks, run through `read` at scrape time. */
+  watchDependencies(read: DependencyReader): void {
+    this.#dependencies = read;
+  }
+
+  /**
+   * The producer side of the bus, registered by the process that serves the jobs API when it
+   * starts (a service without one exports no bus series: a permanent zero reads as "no jobs").
+   */
+  get jobs(): JobMetrics {
+    this.#jobs ??= new JobMetrics(this.registry);
+    return this.#jobs;
+  }
+}
+
+/** The producer side of the job bus: jobs accepted and failed here, the streams' lag and pending. */
+export class JobMetrics {
+  readonly accepted: Counter;
+  /** Jobs the gateway ended failed itself (reason deadline_exceeded); the workers count theirs. */
+  readonly failed: Counter<"reason">;
+  /** Every value of `failed`'s `reason` this process counts (the deadline sweep's). */
+  static readonly failureReasons = ["deadline_exceeded"] as const;
+  #groups: GroupReader | undefined;
+
+  constructor(registry: Registry) {
+    this.accepted = new Counter({
+      name: "bus_jobs_accepted_total",
+      help: "Jobs written to the bus by this producer.",
+      registers: [registry],
+    });
+    this.failed = new Counter({
+      name: "bus_jobs_failed_total",
+      help: "Jobs this process ended failed, by reason.",
+      labelNames: ["reason"] as const,
+      registers: [registry],
+    });
+    // A labelled series appears at its first increment, already at 1, and increase() over a window
+    // that starts with it sees nothing: exported at 0 from the start, the first failure counts.
+    for (const reason of JobMetrics.failureReasons) this.failed.inc({ reason }, 0);
+    const reader = (): GroupReader | undefined => this.#groups;
     // Read from Redis when Prometheus scrapes (XINFO GROUPS per partition), so they are fresh.
     new Gauge({
       name: "bus_stream_lag",
       help: "Entries of a job stream not yet delivered to the group.",
       labelNames: ["partition"] as const,
-      registers: [this.registry],
+      registers: [registry],
       // Every server process reads the same streams: with HTTP_PROCESSES > 1, one answer, not a sum.
       aggregator: "first",
       async collect() {
@@ -94,7 +118,7 @@ export class Metrics {
       name: "bus_stream_pending",
       help: "Entries delivered to a worker and not acknowledged yet.",
       labelNames: ["partition"] as const,
-      registers: [this.registry],
+      registers: [registry],
       // Every server process reads the same streams: with HTTP_PROCESSES > 1, one answer, not a sum.
       aggregator: "first",
       async collect() {
@@ -108,12 +132,7 @@ export class Metrics {
     });
   }
 
-  /** `dependency_up`: the dependencies' checks, run through `read` at scrape time. */
-  watchDependencies(read: DependencyReader): void {
-    this.#dependencies = read;
-  }
-
-  /** The bus side: lag and pending gauges read through `read` at scrape time. */
+  /** Lag and pending gauges read through `read` at scrape time. */
   watchGroups(read: GroupReader): void {
     this.#groups = read;
   }
