@@ -1,7 +1,11 @@
+import { Writable } from "node:stream";
+import pino from "pino";
+import { errors } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { upstreamPath } from "../src/proxy/proxy.js";
+import { retryAfterMs, Upstream, upstreamFailure } from "../src/proxy/upstream.js";
 import { authed, type RunningApp, startApp } from "./support/app.js";
-import { getRaw, postChunked } from "./support/http.js";
+import { getRaw, postChunked, sendRaw } from "./support/http.js";
 import { freePort } from "./support/redis.js";
 import { startTestUpstream, type TestUpstream } from "./support/upstream.js";
 
@@ -19,6 +23,17 @@ afterAll(async () => {
 });
 
 type Echo = { method: string; url: string; headers: Record<string, string>; body: string };
+
+const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN = "00f067aa0ba902b7";
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$/;
+
+/** The echo of a request sent exactly as given (target, headers, body) through the gateway. */
+async function echoRaw(options: Parameters<typeof sendRaw>[1], url = gateway.url): Promise<Echo> {
+  const res = await sendRaw(url, { ...options, headers: authed(options.headers) });
+  expect(res.status, res.body).toBe(200);
+  return JSON.parse(res.body) as Echo;
+}
 
 describe("proxy /api/*", () => {
   it("forwards method, path, query, body and request id; never the API key", async () => {
@@ -136,6 +151,30 @@ describe("path traversal", () => {
     }
   });
 
+  it("never forwards a path starting with // (a network-path reference upstream)", () => {
+    expect(upstreamPath("//evil.com/x")).toBe("/evil.com/x");
+    expect(upstreamPath("///evil.com/x?y=1")).toBe("/evil.com/x?y=1");
+    expect(upstreamPath("/a/..//evil.com/x")).toBe("/evil.com/x");
+    expect(upstreamPath("/a//b")).toBe("/a//b");
+  });
+
+  it("an absolute-form target is routed, checked and forwarded by its path (RFC 9112 §3.2.2)", async () => {
+    const echo = await echoRaw({ path: "http://evil.com/api/echo/x?q=1" });
+    expect(echo.url).toBe("/echo/x?q=1");
+    // The target's authority is the host asked for (the Host header is ignored).
+    expect(echo.headers["x-forwarded-host"]).toBe("evil.com");
+    const before = [...upstream.hits.values()].reduce((sum, count) => sum + count, 0);
+    for (const path of ["https://h:1/api/echo/../../b", "http://h/api/%2e%2e/admin", "http://h/api/../api/../admin"]) {
+      const res = await getRaw(gateway.url, path, authed());
+      expect(res.status, path).toBe(400);
+    }
+    expect([...upstream.hits.values()].reduce((sum, count) => sum + count, 0)).toBe(before);
+  });
+
+  it("/api//host/x reaches the upstream as /host/x", async () => {
+    expect((await echoRaw({ path: "/api//echo/x" })).url).toBe("/echo/x");
+  });
+
   it("400 over HTTP for ../ and %2e%2e escapes, and nothing reaches the upstream", async () => {
     const before = [...upstream.hits.values()].reduce((sum, count) => sum + count, 0);
     for (const path of [
@@ -211,5 +250,196 @@ describe("backend-for-frontend /bff/dashboard/:userId", () => {
   it("validates the path parameter", async () => {
     const res = await fetch(`${gateway.url}/bff/dashboard/a.b`, { headers: authed() });
     expect(res.status).toBe(400);
+  });
+});
+
+describe("what crosses the gateway", () => {
+  it("a body sent with Expect: 100-continue (curl -T, large --data-binary) is forwarded, Expect is not", async () => {
+    const body = "x".repeat(20_000);
+    const echo = await echoRaw({
+      method: "PUT",
+      path: "/api/echo/upload",
+      headers: { expect: "100-continue", "content-type": "application/octet-stream" },
+      body,
+    });
+    expect(echo.body).toBe(body);
+    expect(echo.headers.expect).toBeUndefined();
+  });
+
+  it("drops hop-by-hop headers, and every header Connection names, in both directions", async () => {
+    const echo = await echoRaw({
+      path: "/api/echo/hop",
+      headers: {
+        connection: "keep-alive, X-Secret-Hop",
+        "x-secret-hop": "for the gateway only",
+        "keep-alive": "timeout=5",
+        te: "trailers",
+        "proxy-connection": "keep-alive",
+        "x-end-to-end": "kept",
+      },
+    });
+    for (const name of ["x-secret-hop", "keep-alive", "te", "proxy-connection"]) {
+      expect(echo.headers[name], name).toBeUndefined();
+    }
+    expect(echo.headers["x-end-to-end"]).toBe("kept");
+    const res = await sendRaw(gateway.url, { path: "/api/hop-headers", headers: authed() });
+    expect(res.status).toBe(200);
+    expect(res.headers["x-upstream-hop"]).toBeUndefined();
+  });
+
+  it("TRUST_PROXY empty: the client's address claims are dropped, X-Forwarded-* rebuilt from the connection", async () => {
+    const echo = await echoRaw({
+      path: "/api/echo/who",
+      headers: {
+        "x-forwarded-for": "6.6.6.6",
+        "x-forwarded-host": "evil.example",
+        "x-forwarded-proto": "https",
+        "x-real-ip": "6.6.6.6",
+        forwarded: "for=6.6.6.6;proto=https",
+        "true-client-ip": "6.6.6.6",
+      },
+    });
+    expect(echo.headers["x-forwarded-for"]).toBe("127.0.0.1");
+    expect(echo.headers["x-forwarded-host"]).toBe(new URL(gateway.url).host);
+    expect(echo.headers["x-forwarded-proto"]).toBe("http");
+    for (const name of ["x-real-ip", "forwarded", "true-client-ip"]) expect(echo.headers[name], name).toBeUndefined();
+  });
+
+  it("X-Forwarded-* from a trusted proxy are kept (with the peer appended), from anyone else dropped", async () => {
+    const claims = {
+      "x-forwarded-for": "6.6.6.6",
+      "x-forwarded-host": "public.example",
+      "x-forwarded-proto": "https",
+    };
+    const trusting = await startApp({ UPSTREAM_URL: upstream.url, TRUST_PROXY: "127.0.0.1" });
+    const elsewhere = await startApp({ UPSTREAM_URL: upstream.url, TRUST_PROXY: "10.0.0.1" });
+    try {
+      const trusted = await echoRaw({ path: "/api/echo/who", headers: claims }, trusting.url);
+      expect(trusted.headers["x-forwarded-for"]).toBe("6.6.6.6, 127.0.0.1");
+      expect(trusted.headers["x-forwarded-host"]).toBe("public.example");
+      expect(trusted.headers["x-forwarded-proto"]).toBe("https");
+      // The peer (127.0.0.1) is not the trusted proxy: none of its claims is believed.
+      const untrusted = await echoRaw({ path: "/api/echo/who", headers: claims }, elsewhere.url);
+      expect(untrusted.headers["x-forwarded-for"]).toBe("127.0.0.1");
+      expect(untrusted.headers["x-forwarded-host"]).toBe(new URL(elsewhere.url).host);
+      expect(untrusted.headers["x-forwarded-proto"]).toBe("http");
+    } finally {
+      await trusting.close();
+      await elsewhere.close();
+    }
+  });
+
+  it("continues the caller's trace: the upstream's parent is the gateway's span, not the caller's", async () => {
+    const echo = await echoRaw({
+      path: "/api/echo/traced",
+      headers: { traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01`, tracestate: "vendor=1" },
+    });
+    const [, traceId, parent] = TRACEPARENT.exec(echo.headers.traceparent ?? "") ?? [];
+    expect(traceId).toBe(TRACE_ID);
+    expect(parent).toMatch(/^[0-9a-f]{16}$/);
+    expect(parent).not.toBe(CALLER_SPAN);
+    expect(echo.headers.tracestate).toBe("vendor=1");
+  });
+
+  it("starts a trace the upstream continues when the caller sends none", async () => {
+    const echo = await echoRaw({ path: "/api/echo/untraced" });
+    expect(echo.headers.traceparent).toMatch(TRACEPARENT);
+    expect(echo.headers.traceparent).not.toContain("0".repeat(32));
+  });
+
+  it("the backend-for-frontend calls continue the caller's trace too", async () => {
+    const res = await fetch(`${gateway.url}/bff/dashboard/42`, {
+      headers: authed({ traceparent: `00-${TRACE_ID}-${CALLER_SPAN}-01` }),
+    });
+    expect(res.status).toBe(200);
+    for (const path of ["GET /users/42", "GET /users/42/orders"]) {
+      const [, traceId, parent] = TRACEPARENT.exec(String(upstream.seen.get(path)?.traceparent)) ?? [];
+      expect(traceId, path).toBe(TRACE_ID);
+      expect(parent, path).not.toBe(CALLER_SPAN);
+    }
+  });
+});
+
+describe("upstream failures", () => {
+  it("a request undici will not send is the client's 400, not the upstream's 502", () => {
+    const refused = upstreamFailure(new errors.NotSupportedError("expect header not supported"));
+    expect([refused.statusCode, refused.code]).toEqual([400, "bad_request"]);
+    const invalid = upstreamFailure(new errors.InvalidArgumentError("invalid connection header"));
+    expect(invalid.statusCode).toBe(400);
+  });
+
+  it("logs why an upstream call failed (class, code, message) at warn; the client gets a bare 502", async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const log = pino(
+      { level: "info" },
+      new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+          done();
+        },
+      }),
+    );
+    const client = new Upstream(upstream.url, { timeoutMs: 300, retries: 0, log });
+    try {
+      const failure = await client.request({ method: "GET", path: "/reset?token=secret" }).catch((error) => error);
+      expect(failure).toMatchObject({ statusCode: 502, code: "upstream_error" });
+      const line = lines.find((entry) => entry.msg === "upstream request failed");
+      expect(line?.level).toBe(40);
+      expect(line?.upstream).toMatchObject({
+        method: "GET",
+        path: "/reset",
+        error: { type: expect.any(String), code: "UND_ERR_SOCKET", message: expect.any(String) },
+      });
+      expect(JSON.stringify(line)).not.toContain("secret");
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("no retry when the upstream's Retry-After ends past the deadline; its 503 and Retry-After pass through", async () => {
+    const res = await fetch(`${gateway.url}/api/busy`, { headers: authed() });
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("120");
+    expect(upstream.hits.get("GET /busy")).toBe(1);
+  });
+
+  it("reads Retry-After as seconds or as a date", () => {
+    expect(retryAfterMs("3")).toBe(3000);
+    expect(retryAfterMs(new Date(Date.now() + 10_000).toUTCString())).toBeGreaterThan(8_000);
+    expect(retryAfterMs("soon")).toBeUndefined();
+    expect(retryAfterMs(undefined)).toBeUndefined();
+  });
+
+  it("retries come out of a budget: a failing upstream gets ~20% more calls, not 1 + UPSTREAM_RETRIES times as many", async () => {
+    const client = new Upstream(upstream.url, { timeoutMs: 2_000, retries: 2, backoffMs: 1 });
+    try {
+      const before = upstream.hits.get("GET /down") ?? 0;
+      const statuses = await Promise.all(
+        Array.from({ length: 60 }, async () => {
+          const response = await client.request({ method: "GET", path: "/down" });
+          await response.body.dump();
+          return response.statusCode;
+        }),
+      );
+      expect(new Set(statuses)).toEqual(new Set([503]));
+      const calls = (upstream.hits.get("GET /down") ?? 0) - before;
+      // 60 first attempts, plus the budget's reserve (5) and 20% of them (12), and a little refill.
+      expect(calls).toBeGreaterThanOrEqual(60);
+      expect(calls).toBeLessThanOrEqual(85);
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe("backend-for-frontend errors", () => {
+  it("name no upstream path: that stays in the log", async () => {
+    const partial = await fetch(`${gateway.url}/bff/dashboard/no-orders`, { headers: authed() });
+    const body = (await partial.json()) as { errors: Array<{ message: string }> };
+    expect(body.errors[0]?.message).not.toContain("/users");
+    const missing = await fetch(`${gateway.url}/bff/dashboard/ghost`, { headers: authed() });
+    const error = ((await missing.json()) as { error: { message: string } }).error;
+    expect(error.message).not.toContain("/users");
+    expect(error.message).not.toContain("ghost");
   });
 });

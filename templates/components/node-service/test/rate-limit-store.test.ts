@@ -3,6 +3,7 @@ import pino from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { resilientStore } from "../src/plugins/rate-limit-store.js";
 import { type RedisServer, startRedis } from "./support/redis.js";
+import { startRelay } from "./support/relay.js";
 
 // The Redis-backed rate-limit store on its own: leases of a key's budget, shared by instances.
 
@@ -219,6 +220,8 @@ describe("rate limit store", () => {
       clients.push(check);
       expect(await check.get("rl:key:k")).toBe("10");
     } finally {
+      // Its clients would go on reconnecting to the stopped server while the next tests run.
+      for (const client of clients.splice(0)) client.disconnect();
       await own.stop();
     }
   });
@@ -235,5 +238,47 @@ describe("rate limit store", () => {
     const local = [];
     for (let i = 0; i < 4; i += 1) local.push(await take(store, 3));
     expect(local).toEqual([1, 2, 3, 4]);
+  });
+
+  it("a stalled Redis costs one command timeout, not one per request; probed again after the cool-down", async () => {
+    const relay = await startRelay(server.url);
+    const client = new Redis(relay.url, { commandTimeout: 300, maxRetriesPerRequest: 0, enableOfflineQueue: false });
+    clients.push(client);
+    try {
+      await new Promise((resolve) => client.once("ready", resolve));
+      const coolDownMs = 400;
+      const store = new (resilientStore(client, log, "rl:", coolDownMs))({});
+      expect(await take(store, 3)).toBe(1);
+      relay.pause();
+      let started = Date.now();
+      // Waits for the command timeout once, then counts locally (the Redis count is not known here).
+      expect(await take(store, 3)).toBe(1);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+      for (const expected of [2, 3, 4]) {
+        started = Date.now();
+        expect(await take(store, 3)).toBe(expected);
+        expect(Date.now() - started).toBeLessThan(50);
+      }
+      relay.restore();
+      // After the cool-down one take probes Redis in the background (this request is not held up
+      // either); once it has answered, requests are counted in Redis again.
+      await sleep(coolDownMs + 50);
+      const before = Number(await redis.get("rl:key:k"));
+      started = Date.now();
+      expect(await take(store, 3)).toBe(5);
+      expect(Date.now() - started).toBeLessThan(50);
+      const deadline = Date.now() + 2_000;
+      while (Number(await redis.get("rl:key:k")) < before + 1) {
+        if (Date.now() > deadline) throw new Error("no probe reached Redis");
+        await sleep(10);
+      }
+      await sleep(20);
+      // The unit the probe took in Redis is this request's count.
+      expect(await take(store, 3)).toBe(before + 1);
+    } finally {
+      client.disconnect();
+      relay.restore();
+      await relay.close();
+    }
   });
 });

@@ -6,6 +6,7 @@
 // span recorded, no per-request hooks): the trace id still reaches the logs and the job entry.
 import type { IncomingMessage } from "node:http";
 import {
+  type Context,
   context,
   propagation,
   ROOT_CONTEXT,
@@ -57,12 +58,20 @@ export async function shutdownTracing(): Promise<void> {
   await provider?.shutdown();
 }
 
+/**
+ * The active context with the request's span in it: what `propagation.inject` needs so a call the
+ * request makes (upstream, ML service) continues the request's trace as a child of its span.
+ */
+export function traceContextOf(request: FastifyRequest): Context {
+  const span = spans.get(request.raw);
+  return span === undefined ? context.active() : trace.setSpan(context.active(), span);
+}
+
 /** The `traceparent` of a request's span, for the job entry (undefined without a valid span). */
 export function traceparentOf(request: FastifyRequest): string | undefined {
-  const span = spans.get(request.raw);
-  if (span === undefined) return undefined;
+  if (!spans.has(request.raw)) return undefined;
   const carrier: Record<string, string> = {};
-  propagation.inject(trace.setSpan(context.active(), span), carrier);
+  propagation.inject(traceContextOf(request), carrier);
   return carrier.traceparent;
 }
 
@@ -78,6 +87,8 @@ function contextOnlySpan(parent: ReturnType<typeof propagation.extract>): Span {
     traceId: valid ? caller.traceId : ids.generateTraceId(),
     spanId: ids.generateSpanId(),
     traceFlags: valid ? caller.traceFlags : TraceFlags.SAMPLED,
+    // The caller's vendor state travels on with its trace (as a recorded span keeps it).
+    ...(valid && caller.traceState !== undefined ? { traceState: caller.traceState } : {}),
   });
 }
 

@@ -29,6 +29,12 @@ type WithTake = Record<typeof TAKE_COMMAND, (key: string, windowMs: number, unit
 const LEASE_DIVISOR = 100;
 const MAX_LEASE = 10_000;
 const MAX_KEYS = 10_000;
+/**
+ * After a take fails (Redis down, or stalled until the command timeout), the store counts locally
+ * without asking Redis for this long, so a stalled Redis costs one command timeout, not one per
+ * request; then one take probes Redis in the background while requests go on counting locally.
+ */
+export const REDIS_COOL_DOWN_MS = 2_000;
 
 /** Leases this process holds: requests `next..hi` of the window are its to admit. */
 interface Lease {
@@ -69,7 +75,9 @@ class LocalCounters {
 /**
  * A @fastify/rate-limit store: counters live in Redis, shared by every instance; while Redis is
  * unreachable or slow, each instance counts on its own (logged once when it starts and when Redis
- * is back). An outage neither lifts the limits nor turns requests into errors.
+ * is back). An outage neither lifts the limits nor turns requests into errors, and a Redis that
+ * stalls costs one command timeout, not one per request: after a failed take Redis is left alone
+ * for `coolDownMs` (REDIS_COOL_DOWN_MS), then probed in the background.
  *
  * Each instance leases max/100 requests of a key's window at a time (at least 1, at most 10,000)
  * and admits them without asking Redis again. Across instances no more than `max` requests are
@@ -78,11 +86,52 @@ class LocalCounters {
  * not handed back. A key whose Redis counter already passed `max` is refused locally until its
  * window ends.
  */
-export function resilientStore(redis: RedisClient, log: FastifyBaseLogger, prefix = "rl:"): FastifyRateLimitStoreCtor {
+export function resilientStore(
+  redis: RedisClient,
+  log: FastifyBaseLogger,
+  prefix = "rl:",
+  coolDownMs = REDIS_COOL_DOWN_MS,
+): FastifyRateLimitStoreCtor {
   const local = new LocalCounters();
   const leases = new Map<string, Lease>();
   redis.defineCommand(TAKE_COMMAND, { numberOfKeys: 1, lua: TAKE });
   let degraded = false;
+  /**
+   * Circuit breaker: 0 while Redis is asked as usual; after a failed take, the time until which it
+   * is not asked. After that, one take probes it in the background and closes the breaker when it
+   * succeeds; a (re)established connection closes it at once.
+   */
+  let skipUntil = 0;
+  let probing = false;
+  redis.on("ready", () => {
+    skipUntil = 0;
+  });
+
+  function failed(error: unknown): void {
+    skipUntil = Date.now() + coolDownMs;
+    if (!degraded) {
+      degraded = true;
+      log.warn({ err: error }, "Redis unavailable: rate limits are counted per instance until it returns");
+    }
+  }
+
+  /** True while the breaker keeps this request away from Redis; starts the probe once the cool-down is over. */
+  function skipRedis(name: string, timeWindow: number, max: number): boolean {
+    if (skipUntil === 0) return false;
+    if (probing || Date.now() < skipUntil) return true;
+    probing = true;
+    renew(name, timeWindow, max).then(
+      () => {
+        probing = false;
+        skipUntil = 0;
+      },
+      (error: unknown) => {
+        probing = false;
+        failed(error);
+      },
+    );
+    return true;
+  }
 
   /** Takes a lease from Redis for `name`; on failure the caller falls back to local counting. */
   async function renew(name: string, timeWindow: number, max: number): Promise<void> {
@@ -120,6 +169,10 @@ export function resilientStore(redis: RedisClient, log: FastifyBaseLogger, prefi
       callback(null, counted);
       return;
     }
+    if (skipRedis(name, timeWindow, max)) {
+      callback(null, local.incr(name, timeWindow));
+      return;
+    }
     const lease = leases.get(name);
     const retry = (renewed: boolean) => {
       if (renewed) count(name, timeWindow, max, callback);
@@ -133,10 +186,7 @@ export function resilientStore(redis: RedisClient, log: FastifyBaseLogger, prefi
       () => true,
       (error: unknown) => {
         if (leases.get(name)?.pending === pending) leases.delete(name);
-        if (!degraded) {
-          degraded = true;
-          log.warn({ err: error }, "Redis unavailable: rate limits are counted per instance until it returns");
-        }
+        failed(error);
         return false;
       },
     );

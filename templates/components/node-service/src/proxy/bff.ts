@@ -1,6 +1,8 @@
+import { propagation } from "@opentelemetry/api";
 import { Type } from "typebox";
 import { Compile } from "typebox/compile";
 import { ErrorResponse, HttpError, REQUEST_ID_HEADER } from "../errors.js";
+import { traceContextOf } from "../observability/tracing.js";
 import type { App } from "../types.js";
 import { type Upstream, upstreamFailure } from "./upstream.js";
 
@@ -33,7 +35,10 @@ async function settle<T>(
   try {
     const value = await work;
     if (!check(value))
-      return { ok: false, error: new HttpError(502, "upstream_error", `Upstream ${source} has an unexpected shape`) };
+      return {
+        ok: false,
+        error: new HttpError(502, "upstream_error", `The upstream ${source} has an unexpected shape`),
+      };
     return { ok: true, value };
   } catch (error) {
     return { ok: false, error: upstreamFailure(error) };
@@ -60,10 +65,13 @@ export function registerBff(app: App, upstream: Upstream): void {
     },
     async (request) => {
       const id = encodeURIComponent(request.params.userId);
-      const headers = { [REQUEST_ID_HEADER]: request.id };
+      const headers: Record<string, string> = { [REQUEST_ID_HEADER]: request.id };
+      // The request's span is the parent of both calls (`traceparent`, `tracestate`).
+      propagation.inject(traceContextOf(request), headers);
+      const get = (path: string) => upstream.json(path, headers, request.log);
       const [user, orders] = await Promise.all([
-        settle(upstream.json(`/users/${id}`, headers), (value) => UserCheck.Check(value), "user"),
-        settle(upstream.json(`/users/${id}/orders`, headers), (value) => OrdersCheck.Check(value), "orders"),
+        settle(get(`/users/${id}`), (value) => UserCheck.Check(value), "user"),
+        settle(get(`/users/${id}/orders`), (value) => OrdersCheck.Check(value), "orders"),
       ]);
       if (!user.ok) throw user.error;
       if (!orders.ok) request.log.warn({ err: orders.error }, "dashboard served without orders");

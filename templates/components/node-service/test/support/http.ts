@@ -73,24 +73,54 @@ export function postChunked(
   });
 }
 
+export interface RawAnswer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/**
+ * Send a request exactly as written: the request target (`/a/../b`, `http://host/a`) and headers
+ * (`Connection`, `Expect`) as given, which fetch() and the URL class would normalise or refuse.
+ * With `Expect: 100-continue` the body waits for the server's 100 Continue, as curl does.
+ */
+export function sendRaw(
+  baseUrl: string,
+  options: { method?: string; path: string; headers?: Record<string, string>; body?: string },
+): Promise<RawAnswer> {
+  return new Promise((resolve, reject) => {
+    const { hostname, port } = new URL(baseUrl);
+    const headers = { ...options.headers };
+    if (options.body !== undefined) headers["content-length"] = String(Buffer.byteLength(options.body));
+    const req = request(
+      { host: hostname, port, path: options.path, method: options.method ?? "GET", headers, agent: false },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on("data", (part: Buffer) => parts.push(part));
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts).toString("utf8") }),
+        );
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    const expectsContinue = Object.entries(headers).some(
+      ([name, value]) => name.toLowerCase() === "expect" && value.toLowerCase() === "100-continue",
+    );
+    if (options.body !== undefined && expectsContinue) req.on("continue", () => req.end(options.body));
+    else req.end(options.body);
+  });
+}
+
 /**
  * GET `path` exactly as written: fetch() and the URL class resolve `..` and `%2e%2e` before sending,
  * a hostile client does not.
  */
-export function getRaw(
+export async function getRaw(
   baseUrl: string,
   path: string,
   headers: Record<string, string> = {},
 ): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const { hostname, port } = new URL(baseUrl);
-    const req = request({ host: hostname, port, path, method: "GET", headers }, (res) => {
-      const parts: Buffer[] = [];
-      res.on("data", (part: Buffer) => parts.push(part));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString("utf8") }));
-      res.on("error", reject);
-    });
-    req.on("error", reject);
-    req.end();
-  });
+  const { status, body } = await sendRaw(baseUrl, { path, headers });
+  return { status, body };
 }

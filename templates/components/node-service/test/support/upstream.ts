@@ -1,9 +1,11 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import { type StubServer, startStubServer } from "./http.js";
 
 export interface TestUpstream extends StubServer {
   /** Requests seen, by "METHOD path". */
   hits: Map<string, number>;
+  /** The headers of the last request, by "METHOD path". */
+  seen: Map<string, IncomingHttpHeaders>;
 }
 
 function readBody(req: IncomingMessage): Promise<string> {
@@ -26,15 +28,25 @@ function json(res: ServerResponse, status: number, body: unknown): void {
  * - /slow              answers after 2 s (longer than the test timeout);
  * - /users/:id         a user (id "ghost" → 404);
  * - /users/:id/orders  a list of orders (id "no-orders" → 500);
- * - /loose-headers     200 with headers that would loosen the edge's policies, and two of its own.
+ * - /loose-headers     200 with headers that would loosen the edge's policies, and two of its own;
+ * - /hop-headers       200 with a header its `Connection` header names (hop-by-hop);
+ * - /busy              503 with `Retry-After: 120`, every time;
+ * - /down              503 without Retry-After, every time;
+ * - /reset             drops the connection without answering.
  */
 export async function startTestUpstream(): Promise<TestUpstream> {
   const hits = new Map<string, number>();
+  const seen = new Map<string, IncomingHttpHeaders>();
   const server = await startStubServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://upstream");
     const key = `${req.method} ${url.pathname}`;
     const count = (hits.get(key) ?? 0) + 1;
     hits.set(key, count);
+    seen.set(key, req.headers);
+    if (url.pathname === "/reset") {
+      req.socket.destroy();
+      return;
+    }
     void (async () => {
       const body = await readBody(req);
       if (url.pathname.startsWith("/echo")) {
@@ -58,6 +70,16 @@ export async function startTestUpstream(): Promise<TestUpstream> {
         });
         return res.end("{}");
       }
+      if (url.pathname === "/hop-headers") {
+        res.writeHead(200, {
+          "content-type": "application/json",
+          connection: "keep-alive, x-upstream-hop",
+          "x-upstream-hop": "for the gateway's connection only",
+        });
+        return res.end("{}");
+      }
+      if (url.pathname === "/busy") return json(res.setHeader("retry-after", "120"), 503, { error: "busy" });
+      if (url.pathname === "/down") return json(res, 503, { error: "down" });
       if (url.pathname === "/flaky") {
         return count === 1 ? json(res, 503, { error: "warming up" }) : json(res, 200, { attempt: count });
       }
@@ -82,5 +104,5 @@ export async function startTestUpstream(): Promise<TestUpstream> {
       return json(res, 404, { error: "not found" });
     })();
   });
-  return { ...server, hits };
+  return { ...server, hits, seen };
 }
