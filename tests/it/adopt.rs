@@ -342,3 +342,29 @@ fn a_project_in_a_subdirectory_of_a_larger_repository_is_adopted_there() {
     assert!(!mono.join("SECURITY.md").exists());
     assert_eq!(status(&mono), "");
 }
+
+/// A killed adopt (SIGKILL, a second Ctrl-C) can leave its record staged with the branch where it
+/// was: adopt names it (rather than advising a commit, which would commit a record without its
+/// render commit), and once it is removed as the hint says, adopt runs again.
+#[test]
+fn a_staged_record_left_by_a_killed_adopt_is_named_and_adopt_runs_again_once_it_is_removed() {
+    let tpl = TempDir::new().unwrap();
+    template(tpl.path(), 1);
+    let root = TempDir::new().unwrap();
+    let p = root.path().join("shop");
+    hand_made(&p);
+    let h = head(&p);
+    write(&p, ".stackwise.toml", "# half an adoption\n");
+    git(&p, &["add", ".stackwise.toml"]);
+    let a = adopt(&p, tpl.path()).assert().code(2);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("staged in the index but not committed") && err.contains("git rm -f .stackwise.toml"),
+        "{err}"
+    );
+    assert!(!err.contains("commit them"), "{err}");
+    assert_eq!(head(&p), h);
+    git(&p, &["rm", "-q", "-f", ".stackwise.toml"]);
+    adopt(&p, tpl.path()).assert().success();
+    assert_eq!(status(&p), "");
+}
