@@ -2,7 +2,7 @@
 //! as they are, and the next `update` merges only what the template changes later. Contract: SPEC
 //! §7.1.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::common::{git, list_files, stackwise, stderr_of, write};
 use serde_json::Value;
@@ -63,6 +63,17 @@ fn hand_made(dir: &Path) {
     write(dir, "notes.txt", "our notes\n");
     git(dir, &["add", "-A"]);
     git(dir, &["commit", "-q", "-m", "our project"]);
+}
+
+/// The version-1 fixture template and a [`hand_made`] project `shop` in a directory of its own:
+/// (template, that directory, the project).
+fn shop() -> (TempDir, TempDir, PathBuf) {
+    let tpl = TempDir::new().unwrap();
+    template(tpl.path(), 1);
+    let root = TempDir::new().unwrap();
+    let p = root.path().join("shop");
+    hand_made(&p);
+    (tpl, root, p)
 }
 
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -128,11 +139,7 @@ fn update_to_v2(dir: &Path) {
 
 #[test]
 fn an_adopted_repository_keeps_its_files_and_update_merges_only_the_template_s_later_change() {
-    let tpl = TempDir::new().unwrap();
-    template(tpl.path(), 1);
-    let root = TempDir::new().unwrap();
-    let p = root.path().join("shop");
-    hand_made(&p);
+    let (tpl, _root, p) = shop();
     let before = snapshot(&p);
     let user_head = head(&p);
 
@@ -368,11 +375,7 @@ fn ctrl_c_at_any_moment_of_adopt_leaves_the_adoption_whole_or_nothing() {
     use std::process::Stdio;
     use std::time::Instant;
 
-    let tpl = TempDir::new().unwrap();
-    template(tpl.path(), 1);
-    let root = TempDir::new().unwrap();
-    let p = root.path().join("shop");
-    hand_made(&p);
+    let (tpl, _root, p) = shop();
     for i in 0..FILES {
         write(&p, &format!("data/d{}/f{i}.txt", i % 40), format!("{i}\n"));
     }
@@ -449,11 +452,7 @@ const RUNS: u32 = 40;
 /// render commit), and once it is removed as the hint says, adopt runs again.
 #[test]
 fn a_staged_record_left_by_a_killed_adopt_is_named_and_adopt_runs_again_once_it_is_removed() {
-    let tpl = TempDir::new().unwrap();
-    template(tpl.path(), 1);
-    let root = TempDir::new().unwrap();
-    let p = root.path().join("shop");
-    hand_made(&p);
+    let (tpl, _root, p) = shop();
     let h = head(&p);
     write(&p, ".stackwise.toml", "# half an adoption\n");
     git(&p, &["add", ".stackwise.toml"]);
