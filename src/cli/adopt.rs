@@ -1,5 +1,6 @@
 //! `stackwise adopt`: arguments and the report. Exit 0 adopted, 2 refused (not a git repository,
-//! uncommitted changes, already following a template) with nothing changed.
+//! uncommitted changes, already following a template) with nothing changed, 130 interrupted
+//! (nothing changed, or the adoption finished first: the message says which).
 
 use std::path::PathBuf;
 

@@ -17,6 +17,7 @@ use super::git;
 use super::record::{self, RECORD_FILE, TemplateInfo};
 use super::update::{merge, repo};
 use crate::error::{Error, Result};
+use crate::interrupt;
 use crate::template::answers;
 use crate::template::names::ProjectName;
 use crate::template::prompter::Prompter;
@@ -72,8 +73,36 @@ fn refuse(reason: impl Into<String>, hint: impl Into<String>) -> Error {
     }
 }
 
-/// Refuses a project that already follows a template: a record in HEAD or in the work tree, or
-/// a render commit of it in its history (in a monorepo, one of a project of the same name).
+/// Refuses a record that is in the work tree or the index but not in HEAD: the user's own, or
+/// what an adopt killed outright (SIGKILL, a second Ctrl-C) before it moved the branch left.
+/// Checked before [`repo::check_clean`], whose advice (commit it) would commit the record
+/// without the render commit that is the base of the next update.
+fn check_no_stray_record(repo: &Repository, prefix: &str, project: &Path) -> Result<()> {
+    let path = repo::under(prefix, RECORD_FILE);
+    let head = repo.head()?.peel_to_tree()?;
+    if head.get_path(Path::new(&path)).is_ok() {
+        return Ok(());
+    }
+    let staged = repo.index()?.get_path(Path::new(&path), 0).is_some();
+    if staged {
+        return Err(refuse(
+            format!("{RECORD_FILE} is staged in the index but not committed"),
+            format!(
+                "an adopt that was killed can leave it: remove it with `git rm -f {path}` (move it away first if it is yours) and run adopt again; adopt writes a fresh {RECORD_FILE}"
+            ),
+        ));
+    }
+    if std::fs::symlink_metadata(project.join(RECORD_FILE)).is_ok() {
+        return Err(refuse(
+            format!("{RECORD_FILE} exists in the work tree but is not committed"),
+            format!("move it away (or delete it) and run adopt again; adopt writes a fresh {RECORD_FILE}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a project that already follows a template: a record in HEAD, or a render commit of
+/// it in its history (in a monorepo, one of a project of the same name).
 fn check_not_adopted(repo: &Repository, prefix: &str, project: &Path, name: &ProjectName) -> Result<()> {
     let head = repo.head()?.peel_to_commit()?;
     if head
@@ -87,12 +116,6 @@ fn check_not_adopted(repo: &Repository, prefix: &str, project: &Path, name: &Pro
                 project.display()
             ),
             "use `stackwise update` to bring the template's changes, or `stackwise diff` to see your own",
-        ));
-    }
-    if std::fs::symlink_metadata(project.join(RECORD_FILE)).is_ok() {
-        return Err(refuse(
-            format!("{RECORD_FILE} exists in the work tree but is not committed"),
-            format!("move it away (or delete it) and run adopt again; adopt writes a fresh {RECORD_FILE}"),
         ));
     }
     let render = git::find_render_commit(repo, head.id())?
@@ -143,12 +166,13 @@ pub fn adopt(req: &AdoptRequest, prompter: &mut dyn Prompter) -> Result<AdoptOut
     };
     let (repo, prefix) = repo::open(&req.dir).map_err(|e| e.refused_as("adopt"))?;
     repo::check_state(&repo).map_err(|e| e.refused_as("adopt"))?;
-    repo::check_clean(&repo).map_err(|e| e.refused_as("adopt"))?;
     // The project's directory: the repository's root, or a subdirectory of it (a monorepo).
     let project = repo
         .workdir()
         .ok_or_else(|| Error::Repository("the repository has no work tree".into()))?
         .join(&prefix);
+    check_no_stray_record(&repo, &prefix, &project)?;
+    repo::check_clean(&repo).map_err(|e| e.refused_as("adopt"))?;
     let name = project_name(req, &std::fs::canonicalize(&project).unwrap_or(project.clone()))?;
     check_not_adopted(&repo, &prefix, &project, &name)?;
     let head = repo.head()?.peel_to_commit()?;
@@ -205,8 +229,14 @@ pub fn adopt(req: &AdoptRequest, prompter: &mut dyn Prompter) -> Result<AdoptOut
         .find(|f| f.path == RECORD_FILE)
         .map(|f| f.bytes.clone())
         .unwrap_or_default();
+    // From here on Ctrl-C / SIGTERM no longer end the process where it is (in the middle of the
+    // writes): the adoption is checked for an interruption before it writes, and once it writes
+    // it finishes. Before, nothing was written and the binary's handler ends the process.
+    interrupt::start_polling()?;
     let message = git::render_message(&info, &rendered.layout, rendered.preset.as_deref());
+    // Only objects no ref keeps: the project is unchanged.
     let render = git::write_render_commit(&repo, &rendered.files, &message, None)?;
+    interrupt::check().map_err(|_| nothing_changed())?;
     outcome.render_commit = Some(render.to_string());
     let commit = commit_adoption(
         &repo,
@@ -216,7 +246,19 @@ pub fn adopt(req: &AdoptRequest, prompter: &mut dyn Prompter) -> Result<AdoptOut
         &adoption_message(&info, &rendered.layout),
     )?;
     outcome.commit = Some(commit.to_string());
+    if interrupt::check().is_err() {
+        return Err(Error::InterruptedLeaving(format!(
+            "the adoption finished first: {RECORD_FILE} is committed in {} and {} follows the template",
+            repo::short(commit),
+            outcome.name
+        )));
+    }
     Ok(outcome)
+}
+
+/// An interruption before the adoption wrote anything the project shows.
+fn nothing_changed() -> Error {
+    Error::InterruptedLeaving("nothing was changed".into())
 }
 
 /// The message of the adoption commit.
@@ -227,22 +269,57 @@ fn adoption_message(info: &TemplateInfo, layout: &str) -> String {
     )
 }
 
-/// Commits HEAD's tree plus the record (a tree computed in memory, never the index read back)
-/// with parents HEAD and the render commit, through [`git::commit_on_head`], which moves the
-/// branch with the commit; then writes `.stackwise.toml` into the project's directory and the
-/// index. An interruption before the commit changes nothing; after it, `git status` names the
-/// record and `git checkout -- PATH` brings it.
+/// Adds `.stackwise.toml` to the project in the order a kill at any moment leaves recoverable:
+/// the record written into the project's directory (a new file, never through anything in the
+/// way), then staged in the index, and last the commit (HEAD's tree plus the record, a tree
+/// computed in memory, never the index read back; parents HEAD and the render commit) that
+/// [`git::commit_on_head`] makes and moves the branch to. Killed before the commit, the
+/// project's HEAD is unchanged and the new record is untracked or staged: `git status` names
+/// it and adopt refuses until it is removed ([`check_no_stray_record`]); never a moved branch
+/// whose record the index deletes. An error on the way removes what was written.
 fn commit_adoption(repo: &Repository, prefix: &str, render: Oid, record: &[u8], message: &str) -> Result<Oid> {
     let path = repo::under(prefix, RECORD_FILE);
     let head = repo.head()?.peel_to_commit()?;
+    let blob = repo.blob(record)?;
     let mut tree = git2::Index::new()?;
     tree.read_tree(&head.tree()?)?;
-    tree.add(&git::index_entry(&path, repo.blob(record)?, 0o100644, None))?;
-    let id = git::commit_on_head(repo, tree.write_tree_to(repo)?, &[render], message)?;
+    tree.add(&git::index_entry(&path, blob, 0o100644, None))?;
+    let tree = tree.write_tree_to(repo)?;
     let dest = repo.workdir().unwrap_or(repo.path()).join(&path);
-    std::fs::write(&dest, record).map_err(|e| Error::io(&dest, e))?;
+    write_new(&dest, record)?;
+    stage_and_commit(repo, &path, tree, render, message).inspect_err(|_| unstage(repo, &path, &dest))
+}
+
+/// The record staged, then the commit of `tree` that moves the branch: the last write.
+fn stage_and_commit(repo: &Repository, path: &str, tree: Oid, render: Oid, message: &str) -> Result<Oid> {
     let mut index = repo.index()?;
-    index.add_path(Path::new(&path))?;
+    index.add_path(Path::new(path))?;
     index.write()?;
-    Ok(id)
+    git::commit_on_head(repo, tree, &[render], message)
+}
+
+/// Writes `bytes` into a file `dest` that must not exist (nor a symlink there); on a failed
+/// write (a full disk) the file goes again.
+fn write_new(dest: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dest)
+        .map_err(|e| Error::io(dest, e))?;
+    f.write_all(bytes).map_err(|e| {
+        let _ = std::fs::remove_file(dest);
+        Error::io(dest, e)
+    })
+}
+
+/// After a failed adoption: the record out of the index and the work tree again (best effort; the
+/// branch was not moved).
+fn unstage(repo: &Repository, path: &str, dest: &Path) {
+    if let Ok(mut index) = repo.index()
+        && index.remove_path(Path::new(path)).is_ok()
+    {
+        let _ = index.write();
+    }
+    let _ = std::fs::remove_file(dest);
 }

@@ -2,7 +2,7 @@
 //! as they are, and the next `update` merges only what the template changes later. Contract: SPEC
 //! §7.1.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::common::{git, list_files, stackwise, stderr_of, write};
 use serde_json::Value;
@@ -63,6 +63,17 @@ fn hand_made(dir: &Path) {
     write(dir, "notes.txt", "our notes\n");
     git(dir, &["add", "-A"]);
     git(dir, &["commit", "-q", "-m", "our project"]);
+}
+
+/// The version-1 fixture template and a [`hand_made`] project `shop` in a directory of its own:
+/// (template, that directory, the project).
+fn shop() -> (TempDir, TempDir, PathBuf) {
+    let tpl = TempDir::new().unwrap();
+    template(tpl.path(), 1);
+    let root = TempDir::new().unwrap();
+    let p = root.path().join("shop");
+    hand_made(&p);
+    (tpl, root, p)
 }
 
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -128,11 +139,7 @@ fn update_to_v2(dir: &Path) {
 
 #[test]
 fn an_adopted_repository_keeps_its_files_and_update_merges_only_the_template_s_later_change() {
-    let tpl = TempDir::new().unwrap();
-    template(tpl.path(), 1);
-    let root = TempDir::new().unwrap();
-    let p = root.path().join("shop");
-    hand_made(&p);
+    let (tpl, _root, p) = shop();
     let before = snapshot(&p);
     let user_head = head(&p);
 
@@ -341,4 +348,123 @@ fn a_project_in_a_subdirectory_of_a_larger_repository_is_adopted_there() {
     assert!(mono.join("services/shop/SECURITY.md").is_file());
     assert!(!mono.join("SECURITY.md").exists());
     assert_eq!(status(&mono), "");
+}
+
+/// What a run may have changed: HEAD (and the branch it is on), every ref, the index's entries,
+/// and what `git status` sees of the work tree (untracked files included).
+#[cfg(unix)]
+fn repo_state(dir: &Path) -> [String; 5] {
+    let out = |args: &[&str]| String::from_utf8(git(dir, args).stdout).unwrap();
+    [
+        head(dir),
+        out(&["symbolic-ref", "HEAD"]),
+        out(&["for-each-ref"]),
+        out(&["ls-files", "--stage"]),
+        status(dir),
+    ]
+}
+
+/// Ctrl-C or SIGTERM at any moment of `adopt` (SPEC §7.4): exit 0 with the adoption whole, or
+/// exit 130 with either the repository exactly as it was or the adoption whole and the message
+/// saying it finished first — never a moved branch whose index deletes the record. A project of
+/// a few thousand files makes the writes (the index) wide enough for the signals, spread over
+/// the time one whole adopt takes, to land in them; between runs the project is put back.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_at_any_moment_of_adopt_leaves_the_adoption_whole_or_nothing() {
+    use std::process::Stdio;
+    use std::time::Instant;
+
+    let (tpl, _root, p) = shop();
+    for i in 0..FILES {
+        write(&p, &format!("data/d{}/f{i}.txt", i % 40), format!("{i}\n"));
+    }
+    git(&p, &["add", "-A"]);
+    git(&p, &["commit", "-q", "-m", "data"]);
+    let before = repo_state(&p);
+    assert_eq!(before[4], "");
+    let put_back = || {
+        git(&p, &["reset", "-q", "--hard", &before[0]]);
+        let _ = std::fs::remove_file(p.join(".stackwise.toml"));
+        assert!(repo_state(&p) == before, "the project is put back between runs");
+    };
+    // A whole adopt's time, for the spread of the signals.
+    let started = Instant::now();
+    adopt(&p, tpl.path()).assert().success();
+    let took = started.elapsed();
+    put_back();
+
+    let adopted = |i: u32, stderr: &str| {
+        assert_eq!(status(&p), "", "run {i}: work tree and index equal HEAD: {stderr}");
+        let log = String::from_utf8(git(&p, &["log", "-1", "--format=%s%n%P"]).stdout).unwrap();
+        assert!(log.starts_with("stackwise: adopt"), "run {i}: {log}");
+        assert_eq!(log.lines().nth(1).unwrap().split(' ').next(), Some(before[0].as_str()));
+        let changed = git(&p, &["diff", "--name-only", &before[0], "HEAD"]).stdout;
+        assert_eq!(String::from_utf8(changed).unwrap(), ".stackwise.toml\n", "run {i}");
+    };
+    let (mut done, mut nothing, mut finished_first) = (0, 0, 0);
+    for i in 0..RUNS {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackwise"));
+        child
+            .arg("adopt")
+            .arg(&p)
+            .args(["--preset", "basic", "--yes", "--template"])
+            .arg(tpl.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = child.spawn().unwrap();
+        // Spread over 0–120 % of a whole run, in an order that mixes short and long delays.
+        std::thread::sleep(took.mul_f64(f64::from((i * 7) % RUNS) * 1.2 / f64::from(RUNS)));
+        let signal = if i % 3 == 2 { "-TERM" } else { "-INT" };
+        let code = crate::common::exit_after_signal(&mut child, signal);
+        let stderr = String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr).into_owned();
+        match code {
+            Some(0) => {
+                adopted(i, &stderr);
+                done += 1;
+            }
+            Some(130) if repo_state(&p) == before => {
+                assert!(stderr.contains("interrupted"), "run {i}: {stderr}");
+                assert!(!stderr.contains("finished first"), "run {i}: {stderr}");
+                nothing += 1;
+            }
+            Some(130) => {
+                adopted(i, &stderr);
+                assert!(stderr.contains("the adoption finished first"), "run {i}: {stderr}");
+                finished_first += 1;
+            }
+            // Ended by the signal before stackwise's handler was installed.
+            None => assert!(repo_state(&p) == before, "run {i} ({signal}) changed the repository"),
+            Some(c) => panic!("run {i}: exit {c}: {stderr}"),
+        }
+        put_back();
+    }
+    eprintln!("adopt under signals: {done} adopted, {nothing} unchanged, {finished_first} finished first");
+}
+
+#[cfg(unix)]
+const FILES: u32 = 3000;
+#[cfg(unix)]
+const RUNS: u32 = 40;
+
+/// A killed adopt (SIGKILL, a second Ctrl-C) can leave its record staged with the branch where it
+/// was: adopt names it (rather than advising a commit, which would commit a record without its
+/// render commit), and once it is removed as the hint says, adopt runs again.
+#[test]
+fn a_staged_record_left_by_a_killed_adopt_is_named_and_adopt_runs_again_once_it_is_removed() {
+    let (tpl, _root, p) = shop();
+    let h = head(&p);
+    write(&p, ".stackwise.toml", "# half an adoption\n");
+    git(&p, &["add", ".stackwise.toml"]);
+    let a = adopt(&p, tpl.path()).assert().code(2);
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("staged in the index but not committed") && err.contains("git rm -f .stackwise.toml"),
+        "{err}"
+    );
+    assert!(!err.contains("commit them"), "{err}");
+    assert_eq!(head(&p), h);
+    git(&p, &["rm", "-q", "-f", ".stackwise.toml"]);
+    adopt(&p, tpl.path()).assert().success();
+    assert_eq!(status(&p), "");
 }
