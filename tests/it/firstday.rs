@@ -462,6 +462,55 @@ fn ctrl_c_at_any_moment_of_new_leaves_a_whole_project_or_nothing() {
     }
 }
 
+/// A second Ctrl-C ends `new` without waiting for it to clean up (`timeout -s INT` sends two, to
+/// the process and its group): the staging directory goes all the same, and the target holds a
+/// whole project or nothing.
+#[cfg(unix)]
+#[test]
+fn a_second_ctrl_c_during_new_still_removes_the_staging_directory() {
+    let tmp = TempDir::new().unwrap();
+    let run = |out: &Path, git: bool| {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackwise"));
+        cmd.args(["new", "demo", "--yes", "--preset", "ai-product", "-o"])
+            .arg(out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if !git {
+            cmd.arg("--no-git");
+        }
+        cmd.spawn().unwrap()
+    };
+    // The signals are spread over an undisturbed run, however long it takes in this build.
+    let reference = tmp.path().join("reference");
+    std::fs::create_dir(&reference).unwrap();
+    let started = Instant::now();
+    let (code, stderr) = finish(run(&reference, true));
+    assert_eq!(code, Some(0), "{stderr}");
+    let took = started.elapsed();
+    let whole = list_files(&reference.join("demo"));
+    let runs = 60u32;
+    for i in 0..runs {
+        let out = tmp.path().join(format!("run{i}"));
+        std::fs::create_dir(&out).unwrap();
+        let child = run(&out, i % 2 == 0);
+        std::thread::sleep(took * (i + 1) / runs);
+        for _ in 0..2 {
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+        }
+        let (code, stderr) = finish(child);
+        let left: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            left.is_empty() || (left == ["demo"] && list_files(&out.join("demo")) == whole),
+            "run {i} ({code:?}) left {left:?}: {stderr}"
+        );
+    }
+}
+
 /// A run killed outright (SIGKILL, the OOM killer) cannot clean up after itself: its project is
 /// whole or absent (it appears in one rename), and the staging directory it leaves is removed by
 /// the next run beside it, while a run still going keeps its own.
