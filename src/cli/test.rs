@@ -118,9 +118,16 @@ pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
             source,
         })?;
     }
-    if !stackwise::testing::sandbox::network_sandbox_available() {
+    let contain = stackwise::testing::sandbox::containment();
+    if !contain.network {
         eprintln!(
             "{} `unshare -rn` is not available here: the steps run with network access",
+            style::warn("note:")
+        );
+    }
+    if !contain.pids {
+        eprintln!(
+            "{} `unshare --pid --mount-proc` is not available here: a step's background processes are killed with its process group, and one that left the group (a new session) may outlive the step",
             style::warn("note:")
         );
     }
