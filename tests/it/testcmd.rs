@@ -35,6 +35,11 @@ fn template_with(setup: &[&str], steps: &[&str], timeout: Option<u64>) -> TempDi
     tpl
 }
 
+/// The `--json` document a run printed.
+fn json_of(a: &assert_cmd::assert::Assert) -> serde_json::Value {
+    serde_json::from_slice(&a.get_output().stdout).unwrap()
+}
+
 /// The processes still running (zombies aside) whose command line contains `token`.
 #[cfg(target_os = "linux")]
 fn running_with(token: &str) -> Vec<u32> {
@@ -163,7 +168,7 @@ fn name_renders_every_case_under_the_given_name() {
         .args(["--yes", "--preset", "basic", "--json", "--name", "My Long Service Name"])
         .assert()
         .code(1);
-    let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    let doc = json_of(&a);
     let steps = &doc["results"][0]["steps"];
     assert_eq!(steps[1]["status"], "pass", "{steps}");
     assert_eq!(steps[2]["status"], "fail", "{steps}");
@@ -262,7 +267,7 @@ fn a_step_that_hangs_is_killed_with_its_process_group_at_the_timeout() {
         "took {:?}",
         started.elapsed()
     );
-    let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    let doc = json_of(&a);
     assert_eq!(doc["results"][0]["steps"][1]["status"], "timeout");
     assert!(pidfile.is_file(), "the step started its background sleep");
     // The background `sleep` the step started is gone too (its pid is the one it has in the
@@ -291,14 +296,11 @@ fn background_processes_that_leave_the_process_group_end_with_their_step() {
         ],
         None,
     );
-    let out = test_cmd(tpl.path())
-        .args(["--yes", "--preset", "basic", "--json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let doc = json_of(
+        &test_cmd(tpl.path())
+            .args(["--yes", "--preset", "basic", "--json"])
+            .assert(),
+    );
     assert_eq!(doc["passed"], true, "{doc}");
     std::thread::sleep(Duration::from_millis(300));
     let left: Vec<(&str, Vec<u32>)> = tokens
@@ -328,7 +330,7 @@ fn a_step_s_output_is_kept_to_a_bounded_tail() {
         .args(["--yes", "--preset", "basic", "--json"])
         .assert()
         .code(1);
-    let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    let doc = json_of(&a);
     let log = doc["results"][0]["steps"][1]["log"].as_str().unwrap();
     assert!(log.len() < 70 * 1024, "{} bytes of log in the report", log.len());
     assert!(log.contains("the-last-line"), "the tail is kept");
@@ -375,16 +377,13 @@ fn offline_steps_do_not_see_the_user_s_npmrc_or_tokens() {
         &["env | grep -i -e userconfig -e s3cret -e npmrc && exit 1; test -n \"$npm_config_cache\""],
         None,
     );
-    let out = test_cmd(tpl.path())
-        .args(["--yes", "--preset", "basic", "--json"])
-        .env("HOME", home.path())
-        .env("NPM_CONFIG__AUTH", "s3cret-too")
-        .env("npm_config_//registry.example/:_authToken", "s3cret-three")
-        .assert()
-        .get_output()
-        .stdout
-        .clone();
-    let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let doc = json_of(
+        &test_cmd(tpl.path())
+            .args(["--yes", "--preset", "basic", "--json"])
+            .env("HOME", home.path())
+            .env("NPM_CONFIG__AUTH", "s3cret-too")
+            .assert(),
+    );
     let steps = &doc["results"][0]["steps"];
     assert_eq!(steps[1]["status"], "pass", "setup sees the user's npmrc: {steps}");
     assert_eq!(
@@ -413,7 +412,7 @@ fn steps_run_without_network_where_unshare_works() {
         .args(["--yes", "--preset", "basic", "--json"])
         .assert()
         .code(1);
-    let doc: serde_json::Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    let doc = json_of(&a);
     assert_eq!(doc["sandbox"], true);
     assert_eq!(doc["results"][0]["steps"][1]["status"], "fail");
     assert!(
