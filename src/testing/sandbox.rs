@@ -293,9 +293,20 @@ pub fn read_tail(path: &Path) -> String {
         return text.into_owned();
     }
     format!(
-        "[stackwise test] {omitted} bytes of earlier output omitted; the whole log is in {}\n{text}",
+        "{OMITTED_NOTE} {omitted} bytes of earlier output omitted; the whole log is in {}\n{text}",
         path.display()
     )
+}
+
+/// How the note [`read_tail`] puts before a tail starts.
+const OMITTED_NOTE: &str = "[stackwise test]";
+
+/// The note [`read_tail`] put before a log's tail (what was left out, where the whole log is), if
+/// it put one.
+pub fn omitted_note(log: &str) -> Option<&str> {
+    log.lines()
+        .next()
+        .filter(|l| l.starts_with(OMITTED_NOTE) && l.contains("bytes of earlier output omitted"))
 }
 
 /// The last `lines` lines of a log.
@@ -357,6 +368,8 @@ mod tests {
                 path.display()
             )
         );
+        assert_eq!(omitted_note(&tail), Some(note));
+        assert_eq!(omitted_note("short\n"), None);
         assert_eq!(rest.len() as u64, LOG_TAIL_BYTES);
         assert!(rest.ends_with("x\nthe end\n"));
         assert_eq!(read_tail(&dir.path().join("missing.log")), "");

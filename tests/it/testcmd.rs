@@ -337,6 +337,10 @@ fn a_step_s_output_is_kept_to_a_bounded_tail() {
     assert!(log.contains("bytes of earlier output omitted"), "{}", &log[..200]);
     let stderr = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
     assert!(stderr.len() < 70 * 1024, "{} bytes on stderr", stderr.len());
+    assert!(
+        stderr.contains("the whole log is in "),
+        "stderr names the whole log too"
+    );
     // The whole log is on disk, in the kept case directory the note names.
     let whole = log
         .lines()
