@@ -84,7 +84,8 @@ const COMMAND_STACK: usize = 8 << 20;
 /// signal) or, once the command polls ([`stackwise::interrupt::start_polling`]: `new` from staging on,
 /// `test`, the questions of `recommend`, `update`'s writer), to the command through
 /// [`stackwise::interrupt::INTERRUPTED`], so it cleans up and returns `Interrupted` itself; a
-/// second Ctrl-C does not wait for it.
+/// second Ctrl-C does not wait for it (`main` removes the staging directory of `new` or `fork`
+/// first: [`stackwise::project::stage::remove_on_exit`]).
 ///
 /// A command that does not poll may be blocked where it cannot return (a terminal read, a clone),
 /// which is why it runs on a thread of its own: `main` returns 130 and the process ends with it.
@@ -161,6 +162,9 @@ pub fn main() -> ExitCode {
         Ok(End::Returned(Err(payload))) => std::panic::resume_unwind(payload),
         // (The handler keeps a sender: `recv` cannot fail.)
         Ok(End::Interrupted) | Err(_) => {
+            // A second Ctrl-C does not wait for `new` or `fork` to clean up: their staging
+            // directory goes here (not one holding files a `--force` run replaced).
+            stackwise::project::stage::remove_on_exit();
             let _ = writeln!(std::io::stderr(), "{} interrupted", style::error("error:"));
             ExitStatus::Interrupted.into()
         }

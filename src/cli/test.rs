@@ -118,9 +118,16 @@ pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
             source,
         })?;
     }
-    if !stackwise::testing::sandbox::network_sandbox_available() {
+    let contain = stackwise::testing::sandbox::containment();
+    if !contain.network {
         eprintln!(
             "{} `unshare -rn` is not available here: the steps run with network access",
+            style::warn("note:")
+        );
+    }
+    if !contain.pids {
+        eprintln!(
+            "{} `unshare --pid --mount-proc` is not available here: a step's background processes are killed with its process group, and one that left the group (a new session) may outlive the step",
             style::warn("note:")
         );
     }
@@ -157,7 +164,7 @@ pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
             } else {
                 "failed"
             },
-            testing::sandbox::tail(&step.log, 30),
+            last_lines(&step.log),
             first
                 .dir
                 .as_ref()
@@ -165,4 +172,14 @@ pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
         )));
     }
     Ok(ExitStatus::Success)
+}
+
+/// The last lines of a step's log, after the note naming the whole log when the report holds only
+/// its tail.
+fn last_lines(log: &str) -> String {
+    let tail = testing::sandbox::tail(log, 30);
+    match testing::sandbox::omitted_note(log) {
+        Some(note) if !tail.starts_with(note) => format!("{note}\n{tail}"),
+        _ => tail,
+    }
 }

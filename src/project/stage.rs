@@ -8,8 +8,10 @@ pub use crate::interrupt::INTERRUPTED;
 use crate::interrupt::check as check_interrupt;
 use crate::template::render::RenderedFile;
 use leftovers::{LockedDir, REPLACED_DIR, sweep_stale};
+pub use live::remove_on_exit;
 
 mod leftovers;
+mod live;
 
 /// What the target directory looks like before writing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,10 +203,14 @@ impl Staging {
         let state = target_state(target)?;
         match state {
             TargetState::Missing => {
+                // Held while the project moves: a second Ctrl-C removes the staging directory
+                // before or after, never half way (`live.rs`).
+                let _moving = live::lock();
                 std::fs::rename(&self.root, target).map_err(|e| Error::io(target, e))?;
                 Ok(Vec::new())
             }
             TargetState::Empty => {
+                let _moving = live::lock();
                 std::fs::remove_dir(target).map_err(|e| Error::io(target, e))?;
                 if let Err(e) = std::fs::rename(&self.root, target) {
                     let _ = std::fs::create_dir(target); // the user's empty directory stays
@@ -218,6 +224,9 @@ impl Staging {
             TargetState::NonEmpty => {
                 // Check every conflict before moving anything.
                 let overwritten = check_overwrite(target, files)?;
+                // From the first move the user's replaced files are in the staging directory:
+                // a second Ctrl-C leaves it (the next run names it).
+                live::holds_user_files(&self.dir.path);
                 self.move_each(target, files)?;
                 Ok(overwritten)
             }

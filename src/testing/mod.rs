@@ -246,7 +246,7 @@ pub fn run_prepared(
         .timeout
         .or(declared.timeout.map(Duration::from_secs))
         .unwrap_or(Duration::from_secs(DEFAULT_TIMEOUT_SECS));
-    let sandbox = sandbox::network_sandbox_available();
+    let contain = sandbox::containment();
     let (tmp, root) = work_root(req)?;
     let mut results = run_in_parallel(all, req.jobs, |i, case| {
         run_case(
@@ -256,7 +256,7 @@ pub fn run_prepared(
             &name,
             declared,
             &root,
-            sandbox,
+            contain,
             timeout,
             &progress,
         )
@@ -269,7 +269,7 @@ pub fn run_prepared(
     Ok(TestReport {
         template: template.tree.source.clone(),
         sets,
-        sandbox,
+        sandbox: contain.network,
         results,
         passed,
     })
@@ -371,7 +371,7 @@ fn run_case(
     name: &ProjectName,
     declared: &crate::template::manifest::TestTable,
     root: &Path,
-    sandbox: bool,
+    contain: sandbox::Containment,
     timeout: Duration,
     progress: &Arc<Mutex<dyn TestProgress>>,
 ) -> CaseReport {
@@ -420,15 +420,26 @@ fn run_case(
     let ok = step(&mut report.steps, "render + install", &mut || {
         render_and_install(case, template, &name.name, &dir, &project)
     });
-    let env = sandbox::clean_env(&home);
+    // Setup steps fetch (with the user's registry settings); the offline steps get none of its
+    // credentials, sandbox or not.
+    let setup_env = sandbox::clean_env(&home);
+    let offline_env = sandbox::offline_env(&setup_env);
     let setup = declared.setup.get(&case.layout).cloned().unwrap_or_default();
     let steps = declared.steps.get(&case.layout).cloned().unwrap_or_default();
+    let online = sandbox::Isolation {
+        offline: false,
+        own_pids: contain.pids,
+    };
+    let offline = sandbox::Isolation {
+        offline: contain.network,
+        own_pids: contain.pids,
+    };
     let mut go = ok;
     let mut n = 0;
-    for (command, offline) in setup
+    for (command, how, env) in setup
         .iter()
-        .map(|c| (c, false))
-        .chain(steps.iter().map(|c| (c, sandbox)))
+        .map(|c| (c, online, &setup_env))
+        .chain(steps.iter().map(|c| (c, offline, &offline_env)))
     {
         n += 1;
         if !go {
@@ -445,7 +456,7 @@ fn run_case(
         }
         let log_path = dir.join(format!("step-{n:02}.log"));
         go = step(&mut report.steps, command, &mut || {
-            let o = sandbox::run_step(command, &project, &env, offline, timeout, &log_path);
+            let o = sandbox::run_step(command, &project, env, how, timeout, &log_path);
             (o.status, o.seconds, o.log)
         });
     }
@@ -496,10 +507,15 @@ fn render_and_install(
                     all_ok = false;
                 }
             }
-            if let Some(p) = &o.install_log
-                && let Ok(text) = std::fs::read_to_string(p)
-            {
-                log.push_str(&text);
+            if let Some(p) = &o.install_log {
+                // Kept with the case (its tail in the report), not beside it in the temporary
+                // directory.
+                let kept = dir.join("install.log");
+                if std::fs::rename(p, &kept).is_ok() || std::fs::copy(p, &kept).is_ok() {
+                    log.push_str(&sandbox::read_tail(&kept));
+                } else {
+                    log.push_str(&sandbox::read_tail(p));
+                }
                 let _ = std::fs::remove_file(p);
             }
             let status = if all_ok { Status::Pass } else { Status::Fail };

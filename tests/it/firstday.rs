@@ -428,6 +428,37 @@ fn update_on_a_directory_that_is_not_a_stackwise_project_says_so() {
 /// guards: a signal just before `new` starts polling ended the process while the command thread
 /// went on to create its staging directory. Sixty runs, the signal spread over the render and
 /// the writes.
+/// `stackwise new NAME --preset ai-product -o OUT` started (with `--no-git` unless `git`), its
+/// stderr to `stderr`.
+fn spawn_ai_product(name: &str, out: &Path, git: bool, stderr: Stdio) -> Child {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackwise"));
+    cmd.args(["new", name, "--yes", "--preset", "ai-product", "-o"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    if !git {
+        cmd.arg("--no-git");
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Sends SIGINT to `child` `times` times, waits for it to end, and names what it left in `out`:
+/// its exit code, its stderr and the names in `out`.
+#[cfg(unix)]
+fn interrupt_and_list(child: Child, times: usize, out: &Path) -> (Option<i32>, String, Vec<String>) {
+    for _ in 0..times {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+    }
+    let (code, stderr) = finish(child);
+    let left = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    (code, stderr, left)
+}
+
 #[cfg(unix)]
 #[test]
 fn ctrl_c_at_any_moment_of_new_leaves_a_whole_project_or_nothing() {
@@ -435,30 +466,45 @@ fn ctrl_c_at_any_moment_of_new_leaves_a_whole_project_or_nothing() {
     for i in 0..60u64 {
         let out = tmp.path().join(format!("run{i}"));
         std::fs::create_dir(&out).unwrap();
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackwise"));
-        cmd.args(["new", "demo", "--yes", "--preset", "ai-product", "-o"])
-            .arg(&out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if i % 2 == 1 {
-            cmd.arg("--no-git");
-        }
-        let child = cmd.spawn().unwrap();
+        let child = spawn_ai_product("demo", &out, i % 2 == 0, Stdio::piped());
         // 2–31 ms: a release build renders in about ten, a debug build takes longer.
         std::thread::sleep(Duration::from_micros(2_000 + (i * 7_919) % 29_000));
-        let _ = std::process::Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status();
-        let (code, stderr) = finish(child);
-        let left: Vec<String> = std::fs::read_dir(&out)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let (code, stderr, left) = interrupt_and_list(child, 1, &out);
         match code {
             Some(0) => assert_eq!(left, ["demo"], "run {i}: {stderr}"),
             // 130 from stackwise, or killed by the signal before its handler was installed.
             _ => assert!(left.is_empty(), "run {i} ({code:?}) left {left:?}: {stderr}"),
         }
+    }
+}
+
+/// A second Ctrl-C ends `new` without waiting for it to clean up (`timeout -s INT` sends two, to
+/// the process and its group): the staging directory goes all the same, and the target holds a
+/// whole project or nothing.
+#[cfg(unix)]
+#[test]
+fn a_second_ctrl_c_during_new_still_removes_the_staging_directory() {
+    let tmp = TempDir::new().unwrap();
+    let run = |out: &Path, git: bool| spawn_ai_product("demo", out, git, Stdio::piped());
+    // The signals are spread over an undisturbed run, however long it takes in this build.
+    let reference = tmp.path().join("reference");
+    std::fs::create_dir(&reference).unwrap();
+    let started = Instant::now();
+    let (code, stderr) = finish(run(&reference, true));
+    assert_eq!(code, Some(0), "{stderr}");
+    let took = started.elapsed();
+    let whole = list_files(&reference.join("demo"));
+    let runs = 60u32;
+    for i in 0..runs {
+        let out = tmp.path().join(format!("run{i}"));
+        std::fs::create_dir(&out).unwrap();
+        let child = run(&out, i % 2 == 0);
+        std::thread::sleep(took * (i + 1) / runs);
+        let (code, stderr, left) = interrupt_and_list(child, 2, &out);
+        assert!(
+            left.is_empty() || (left == ["demo"] && list_files(&out.join("demo")) == whole),
+            "run {i} ({code:?}) left {left:?}: {stderr}"
+        );
     }
 }
 
@@ -469,17 +515,7 @@ fn ctrl_c_at_any_moment_of_new_leaves_a_whole_project_or_nothing() {
 #[test]
 fn what_a_killed_new_leaves_is_cleaned_by_the_next_run() {
     let tmp = TempDir::new().unwrap();
-    let run = |name: &str, git: bool| {
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackwise"));
-        cmd.args(["new", name, "--yes", "--preset", "ai-product", "-o"])
-            .arg(tmp.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if !git {
-            cmd.arg("--no-git");
-        }
-        cmd.spawn().unwrap()
-    };
+    let run = |name: &str, git: bool| spawn_ai_product(name, tmp.path(), git, Stdio::null());
     let staging_dirs = || {
         std::fs::read_dir(tmp.path())
             .unwrap()

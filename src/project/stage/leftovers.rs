@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 /// What every staging directory's name starts with.
-const STAGING_PREFIX: &str = ".stackwise-staging-";
+pub(super) const STAGING_PREFIX: &str = ".stackwise-staging-";
 /// How the name of a staging directory in use ends. Its process holds a lock on the directory
 /// while it lives, and the kernel lets go of a lock when its process ends, however it ends: one
 /// whose lock can be taken belongs to a run that was killed before it could remove it (SIGKILL,
@@ -34,6 +34,9 @@ impl LockedDir {
     }
 
     fn create_with(parent: &Path, lock: impl Fn(&std::fs::File) -> std::io::Result<()>) -> Result<Self> {
+        // Held from before the directory exists until it has its name: a second Ctrl-C removes
+        // it under whatever name it has (`live.rs`).
+        let mut live = super::live::lock();
         let mut attempts = 0;
         loop {
             let starting = tempfile::Builder::new()
@@ -43,6 +46,7 @@ impl LockedDir {
                 .tempdir_in(parent)
                 .map_err(|e| Error::io(parent, e))?
                 .keep();
+            super::live::add(&mut live, &starting, None);
             let locked = (|| {
                 let (path, held) = match std::fs::File::open(&starting).and_then(|f| lock(&f).map(|()| f)) {
                     Ok(file) => (starting.with_extension(&IN_USE[1..]), Some(file)),
@@ -56,11 +60,18 @@ impl LockedDir {
                 Ok::<_, std::io::Error>(LockedDir { path, _lock: held })
             })();
             match locked {
-                Ok(dir) => return Ok(dir),
+                Ok(dir) => {
+                    super::live::add(&mut live, &dir.path, Some(&starting));
+                    return Ok(dir);
+                }
                 // Another run's sweep took it for a leftover in the instant it was unlocked.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 5 => attempts += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 5 => {
+                    live.retain(|l| !l.is(&starting));
+                    attempts += 1;
+                }
                 Err(e) => {
                     let _ = std::fs::remove_dir(&starting);
+                    live.retain(|l| !l.is(&starting));
                     return Err(Error::io(&starting, e));
                 }
             }
@@ -71,6 +82,7 @@ impl LockedDir {
 impl Drop for LockedDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+        super::live::forget(&self.path);
     }
 }
 
