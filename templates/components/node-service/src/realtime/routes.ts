@@ -25,11 +25,13 @@ export const SERVER_ROOM_PREFIX = "sys:";
 /** Whether the key with id `keyId` may join (and publish to) `room`, per WS_ROOMS (see config.ts). */
 export type RoomPolicy = (keyId: string | null, room: string) => boolean;
 
-export function roomPolicy(spec: string): RoomPolicy {
-  const rules = csv(spec).map((rule) => {
-    const split = rule.indexOf("=");
-    return { who: rule.slice(0, split).trim(), pattern: rule.slice(split + 1).trim() };
-  });
+export function roomPolicy(spec: string, only: (pattern: string) => boolean = () => true): RoomPolicy {
+  const rules = csv(spec)
+    .map((rule) => {
+      const split = rule.indexOf("=");
+      return { who: rule.slice(0, split).trim(), pattern: rule.slice(split + 1).trim() };
+    })
+    .filter(({ pattern }) => only(pattern));
   return (keyId, room) =>
     keyId !== null &&
     rules.some(({ who, pattern }) => {
@@ -62,6 +64,9 @@ export async function registerRealtime(
 ): Promise<void> {
   const origins = new Set(csv(config.CORS_ORIGINS));
   const mayUse = roomPolicy(config.WS_ROOMS);
+  // Server rooms take HTTP publishes only from keys a rule names them for (`<key id>=sys:*`): a
+  // wildcard such as the default `*=*` also covers the keys browsers hold, which only read them.
+  const mayPublishToServerRooms = roomPolicy(config.WS_ROOMS, (p) => p.startsWith(SERVER_ROOM_PREFIX));
   const alive = new Map<Client, boolean>();
   const metrics = app.socketMetrics.route("/ws", FRAMES);
 
@@ -202,7 +207,7 @@ export async function registerRealtime(
 
   if (!options.publishRoute) return;
 
-  /** Publish into a room from a backend (notifications, dashboards), including `sys:` rooms. */
+  /** Publish into a room from a backend (notifications, dashboards); `sys:` rooms from named keys. */
   app.post(
     "/v1/rooms/:room/messages",
     {
@@ -217,11 +222,17 @@ export async function registerRealtime(
       },
     },
     async (request, reply) => {
-      if (!mayUse(request.apiKeyId, request.params.room)) {
-        throw new HttpError(403, "forbidden", `This API key may not publish to ${request.params.room} (WS_ROOMS)`);
+      const { room } = request.params;
+      if (!mayUse(request.apiKeyId, room)) {
+        throw new HttpError(403, "forbidden", `This API key may not publish to ${room} (WS_ROOMS)`);
       }
-      const id = await hub.publish(request.params.room, request.body.data, `key:${request.apiKeyId ?? "unknown"}`);
-      return reply.code(202).send({ id, room: request.params.room });
+      if (room.startsWith(SERVER_ROOM_PREFIX) && !mayPublishToServerRooms(request.apiKeyId, room)) {
+        const rule = `${request.apiKeyId ?? "<key id>"}=${SERVER_ROOM_PREFIX}*`;
+        const why = `Only a key WS_ROOMS names for ${SERVER_ROOM_PREFIX} rooms publishes here (${rule})`;
+        throw new HttpError(403, "read_only", why);
+      }
+      const id = await hub.publish(room, request.body.data, `key:${request.apiKeyId ?? "unknown"}`);
+      return reply.code(202).send({ id, room });
     },
   );
 }
