@@ -19,6 +19,22 @@ export const ClientMessage = Type.Union([
 ]);
 const ClientMessageCheck = Compile(ClientMessage);
 
+/** How deep a message's `data` may nest: far past any real payload, far short of what makes
+ * JSON.stringify overflow the stack (a 40 KB frame of nested arrays did, answered "try again"). */
+export const MAX_DATA_DEPTH = 64;
+
+/** Whether `value` nests arrays and objects deeper than `max` levels (iterative: no recursion). */
+export function nestsDeeperThan(value: unknown, max: number): boolean {
+  const pending: [unknown, number][] = [[value, 0]];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [item, depth] = next;
+    if (item === null || typeof item !== "object") continue;
+    if (depth >= max) return true;
+    for (const child of Object.values(item)) pending.push([child, depth + 1]);
+  }
+  return false;
+}
+
 /** Rooms with this prefix are read-only for WebSocket clients: only the server publishes there. */
 export const SERVER_ROOM_PREFIX = "sys:";
 
@@ -168,6 +184,10 @@ export async function registerRealtime(
           );
         }
         const message = parsed;
+        if (message.type === "message" && nestsDeeperThan(message.data, MAX_DATA_DEPTH)) {
+          connection.rejected("invalid");
+          return fail("invalid_message", `/data nests deeper than ${MAX_DATA_DEPTH} levels`);
+        }
         connection.received(message.type);
         void (async () => {
           switch (message.type) {
@@ -223,6 +243,9 @@ export async function registerRealtime(
     },
     async (request, reply) => {
       const { room } = request.params;
+      if (nestsDeeperThan(request.body.data, MAX_DATA_DEPTH)) {
+        throw new HttpError(400, "invalid_message", `/data nests deeper than ${MAX_DATA_DEPTH} levels`);
+      }
       if (!mayUse(request.apiKeyId, room)) {
         throw new HttpError(403, "forbidden", `This API key may not publish to ${room} (WS_ROOMS)`);
       }
