@@ -87,7 +87,6 @@ def unavailable(exc: BaseException) -> HTTPException:
 )
 async def create_job(
     body: PredictRequest,
-    request: Request,
     response: Response,
     producer: ProducerDep,
     owner: OwnerDep,
