@@ -13,7 +13,6 @@ The full protocol is in contracts/README.md (hybrid) or the README's "Job bus" s
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import re
 import time
@@ -83,10 +82,10 @@ def partition_of(job_id: str, count: int) -> Partition:
     return Partition.of(partition_index(job_id, count))
 
 
-def idempotency_key(api_key: str, key: str) -> str:
-    """Scoped to the caller: two API keys choosing the same Idempotency-Key never share a job."""
-    scope = hashlib.sha256(api_key.encode()).hexdigest()[:16]
-    return f"idem:{scope}:{key}"
+def idempotency_key(owner_key: bytes, key: str) -> str:
+    """Scoped to the caller (`owner_key`: sha256 of its API key), as the gateway's: two API keys
+    choosing the same Idempotency-Key never share a job."""
+    return f"idem:{owner_key.hex()[:16]}:{key}"
 
 
 class RedisClock:

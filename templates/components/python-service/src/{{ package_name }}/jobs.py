@@ -1,4 +1,8 @@
-"""Asynchronous jobs: submit a prediction to the worker queue and read its status."""
+"""Asynchronous jobs: submit a prediction to the worker queue and read its status.
+
+Jobs belong to the API key that created them: another key's job answers 404 exactly like an
+unknown id, and an id issued to this key that Redis no longer has answers 410 (job_ids.py).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,10 @@ from .schemas import JobAccepted, JobStatus, PredictRequest, Problem
 log = logging.getLogger(__name__)
 
 UNAVAILABLE_RETRY_AFTER_S = 2
+JOB_LOST = (
+    "job lost: it was accepted but the job store no longer has it (lost, or expired 24 h after "
+    "it was created); submit it again if you still need it"
+)
 UNAVAILABLE_RESPONSE: dict[int | str, dict[str, Any]] = {
     503: {
         "model": Problem,
@@ -47,6 +55,21 @@ def get_producer(request: Request) -> Producer:
 ProducerDep = Annotated[Producer, Depends(get_producer)]
 
 
+def owner_key(request: Request) -> bytes:
+    """sha256 of the caller's API key, set by require_api_key (which answered 401 without one)."""
+    digest: bytes | None = getattr(request.state, "api_key_digest", None)
+    if digest is None:
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail="missing or invalid API key",
+            headers={"WWW-Authenticate": "ApiKey"},
+        )
+    return digest
+
+
+OwnerDep = Annotated[bytes, Depends(owner_key)]
+
+
 def unavailable(exc: BaseException) -> HTTPException:
     """Redis down or timing out: 503 with Retry-After; the details go to the log only."""
     log.error("redis unavailable", extra={"error": describe(exc)})
@@ -64,9 +87,9 @@ def unavailable(exc: BaseException) -> HTTPException:
 )
 async def create_job(
     body: PredictRequest,
-    request: Request,
     response: Response,
     producer: ProducerDep,
+    owner: OwnerDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -81,7 +104,7 @@ async def create_job(
         submitted = await producer.submit(
             body,
             request_id=request_id_var.get(),
-            api_key=request.headers.get("x-api-key", ""),
+            owner_key=owner,
             idempotency=idempotency_key,
         )
     except QueueFullError as exc:
@@ -109,16 +132,32 @@ async def create_job(
     "/{job_id}",
     response_model=JobStatus,
     response_model_exclude_none=True,
-    responses={404: {"model": Problem, "description": "Unknown or expired job"}},
+    responses={
+        404: {
+            "model": Problem,
+            "description": "No such job for this API key (unknown, or another key's)",
+        },
+        410: {
+            "model": Problem,
+            "description": "The job was accepted for this API key but the job store no longer "
+            "has it: lost (e.g. Redis restarted empty) or expired 24 h after it was created "
+            "(an id does not say when it was issued)",
+        },
+    },
 )
 async def read_job(
-    job_id: Annotated[str, Path(pattern=JOB_ID_PATTERN)], producer: ProducerDep
+    job_id: Annotated[str, Path(pattern=JOB_ID_PATTERN)],
+    producer: ProducerDep,
+    owner: OwnerDep,
 ) -> JobStatus:
-    """Status of a job, with its result once done or its error once failed."""
+    """Status of a job, with its result once done or its error once failed (a job still queued
+    or running past its deadline is failed first: "deadline exceeded")."""
     try:
-        job = await producer.get(job_id)
+        job = await producer.get(job_id, owner)
     except UNAVAILABLE as exc:
         raise unavailable(exc) from exc
-    if job is None:
-        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="job not found")
-    return job
+    if isinstance(job, JobStatus):
+        return job
+    if job == "gone":
+        raise HTTPException(status_code=status.HTTP_410_GONE, detail=JOB_LOST)
+    raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="job not found")

@@ -1,14 +1,14 @@
-"""Producer side of the job bus: enqueue a prediction job and read its status."""
+"""Producer side of the job bus: enqueue a prediction job and read its status for its owner."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, Literal, cast
 
+from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 from redis.typing import EncodableT, FieldT
 
@@ -17,6 +17,7 @@ from .bus import (
     CLOCK,
     GROUP,
     JOB_TTL_S,
+    TERMINAL,
     UNAVAILABLE,
     Client,
     Partition,
@@ -28,11 +29,37 @@ from .bus import (
     partition_index,
     partitions,
 )
+from .job_ids import NO_OWNER, issue_job_id, issued_to, owner_id
 from .schemas import JobStatus, PredictRequest, PredictResponse
 
 log = logging.getLogger(__name__)
 
 BACKLOG_CACHE_S = 1.0
+DEADLINE_EXCEEDED = "deadline exceeded"
+# Fails one job still queued or running past its deadline, as the workers' sweep does: status
+# failed, error "deadline exceeded", finished_at now, processed + 1, a `failed` event; the job
+# leaves `deadlines` either way. A lost job (no hash) is never re-created. Atomic, so a worker
+# committing the same job comes wholly before or after it. Returns {failed?, the hash after}.
+# KEYS: deadlines, events, job hash. ARGV: now, events MINID, job id, failed event.
+EXPIRE_SCRIPT = f"""
+local failed = 0
+local score = redis.call('ZSCORE', KEYS[1], ARGV[3])
+if score and tonumber(score) <= tonumber(ARGV[1]) then
+  local status = redis.call('HGET', KEYS[3], 'status')
+  if status and status ~= 'done' and status ~= 'failed' then
+    redis.call('HSET', KEYS[3], 'status', 'failed', 'error', '{DEADLINE_EXCEEDED}',
+      'finished_at', ARGV[1])
+    redis.call('HINCRBY', KEYS[3], 'processed', 1)
+    redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[2], '*', 'id', ARGV[3], 'event', ARGV[4])
+    failed = 1
+  end
+  redis.call('ZREM', KEYS[1], ARGV[3])
+end
+return {{failed, redis.call('HGETALL', KEYS[3])}}
+"""
+# What `Producer.get` answers when it has no job to show: "unknown" (never issued to this caller:
+# unknown, or another key's job, 404) or "gone" (issued to this caller, no longer in Redis, 410).
+Missing = Literal["unknown", "gone"]
 
 
 class QueueFullError(Exception):
@@ -66,9 +93,11 @@ class Producer:
     _parts: list[Partition] = field(init=False)
     # partition index -> (backlog when read + jobs enqueued here since, monotonic expiry)
     _backlog: dict[int, tuple[int, float]] = field(init=False, default_factory=dict)
+    _expire: AsyncScript = field(init=False)
 
     def __post_init__(self) -> None:
         self._parts = partitions(self.partitions)
+        self._expire = self.redis.register_script(EXPIRE_SCRIPT)
 
     def partition(self, job_id: str) -> Partition:
         return self._parts[partition_index(job_id, self.partitions)]
@@ -102,17 +131,20 @@ class Producer:
         request: PredictRequest,
         *,
         request_id: str | None = None,
-        api_key: str = "",
+        owner_key: bytes = NO_OWNER,
         idempotency: str | None = None,
     ) -> Submitted:
         """Enqueue a predict job: hash, deadline, stream entry and `queued` event in one MULTI.
+
+        `owner_key` is the sha256 of the caller's API key: the job's id is tagged with it and
+        its hash records its owner (job_ids.owner_id, never the key), so only that key reads it.
 
         Raises QueueFullError when the partition's backlog reached `max_backlog` (the stream is
         never trimmed past an undelivered or pending entry, so backpressure is what bounds it),
         IdempotencyConflictError when `idempotency` was used with another body, and one of
         bus.UNAVAILABLE when Redis cannot be reached.
         """
-        job_id = str(uuid.uuid4())
+        job_id = issue_job_id(owner_key)
         part = self.partition(job_id)
         waiting = await self.backlog(part)
         if waiting >= self.max_backlog:
@@ -120,7 +152,7 @@ class Producer:
         payload = request.model_dump_json()
         idem: str | None = None
         if idempotency is not None:
-            idem = idempotency_key(api_key, idempotency)
+            idem = idempotency_key(owner_key, idempotency)
             digest = hashlib.sha256(payload.encode()).hexdigest()
             previous = await self.redis.set(
                 idem, f"{job_id} {digest}", nx=True, get=True, ex=JOB_TTL_S
@@ -154,6 +186,7 @@ class Producer:
                         "created_at": str(created),
                         "deadline": str(deadline),
                         "request_id": request_id or "",
+                        "owner": owner_id(owner_key),
                     },
                 )
                 pipe.expire(key, JOB_TTL_S)
@@ -180,13 +213,29 @@ class Producer:
         except UNAVAILABLE as exc:
             log.error("cannot remove the idempotency key", extra={"error": repr(exc)})
 
-    async def get(self, job_id: str) -> JobStatus | None:
-        fields = cast(
-            "dict[str, str]", await self.redis.hgetall(self.partition(job_id).job(job_id))
-        )
+    async def get(self, job_id: str, owner_key: bytes = NO_OWNER) -> JobStatus | Missing:
+        """The job as its owner may see it, failed first when past its deadline.
+
+        An id not issued to this caller is "unknown" without asking Redis, so another key's job
+        and an id that never existed answer alike (404); an id issued to this caller that Redis
+        no longer has is "gone" (410: lost, or expired 24 h after it was created).
+        """
+        if not issued_to(job_id, owner_key):
+            return "unknown"
+        part = self.partition(job_id)
+        fields = cast("dict[str, str]", await self.redis.hgetall(part.job(job_id)))
+        if fields.get("status") is None:
+            return "gone"
+        # The tag already binds the id to the key; the recorded owner is checked as well.
+        if fields.get("owner") != owner_id(owner_key):
+            return "unknown"
+        if fields["status"] not in TERMINAL and fields.get("deadline"):
+            await CLOCK.refresh(self.redis)  # the deadline was set by Redis's clock too
+            if int(fields["deadline"]) <= now_ms():
+                fields = await self._fail_past_deadline(part, job_id)
         status = fields.get("status")
         if status is None:
-            return None
+            return "gone"
         return JobStatus.model_validate(
             {
                 "id": job_id,
@@ -197,3 +246,17 @@ class Producer:
                 "error": (fields.get("error") or "unknown error") if status == "failed" else None,
             }
         )
+
+    async def _fail_past_deadline(self, part: Partition, job_id: str) -> dict[str, str]:
+        """Fail a job still queued or running past its deadline (as a worker's sweep would, so
+        GET is right even when no worker runs); the job's hash after, empty if it is gone."""
+        now = now_ms()
+        event = event_json(job_id, "failed", "failed", error=DEADLINE_EXCEEDED)
+        keys = [part.deadlines, part.events, part.job(job_id)]
+        args: list[EncodableT] = [now, now - self.events_retention_ms, job_id, event]
+        failed, flat = cast("list[Any]", await self._expire(keys=keys, args=args))
+        if failed:
+            metrics.JOBS_FAILED.labels("deadline_exceeded").inc()
+            log.error("jobs failed: deadline exceeded", extra={"job_ids": [job_id]})
+        pairs = cast("list[str]", flat)
+        return dict(zip(pairs[::2], pairs[1::2], strict=True))

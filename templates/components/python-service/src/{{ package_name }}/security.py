@@ -22,19 +22,27 @@ class ApiKeyAuth:
         self._digests = [key_digest(entry) for entry in entries]
 
     def accepts(self, key: str) -> bool:
+        return self.verify(key) is not None
+
+    def verify(self, key: str) -> bytes | None:
+        """The key's sha256 digest when `key` is valid, else None."""
         candidate = hashlib.sha256(key.encode()).digest()
         # Compare against every digest so the time taken does not reveal which one matched.
         matches = [hmac.compare_digest(candidate, digest) for digest in self._digests]
-        return any(matches)
+        return candidate if any(matches) else None
 
 
 async def require_api_key(
     request: Request, key: Annotated[str | None, Security(api_key_header)]
 ) -> None:
+    """401 unless the X-API-Key is valid; then `request.state.api_key_digest` is its sha256
+    (never logged or stored): what job ownership is derived from."""
     auth: ApiKeyAuth = request.app.state.auth
-    if key is None or not auth.accepts(key):
+    digest = None if key is None else auth.verify(key)
+    if digest is None:
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
             detail="missing or invalid API key",
             headers={"WWW-Authenticate": "ApiKey"},
         )
+    request.state.api_key_digest = digest
