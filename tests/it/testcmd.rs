@@ -75,9 +75,14 @@ fn pid_namespaces_work() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// `stackwise test TPL`; its directories (a failed case's is kept) under cargo's scratch
+/// directory for tests, not the system's /tmp.
 fn test_cmd(tpl: &Path) -> assert_cmd::Command {
     let mut c = stackwise();
-    c.arg("test").arg(tpl).timeout(Duration::from_secs(120));
+    c.arg("test")
+        .arg(tpl)
+        .env("TMPDIR", env!("CARGO_TARGET_TMPDIR"))
+        .timeout(Duration::from_secs(120));
     c
 }
 
