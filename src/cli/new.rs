@@ -203,12 +203,18 @@ fn report_new(o: &generate::Outcome) {
         (None, Some(why)) => eprintln!("  no git repository: {why}"),
         _ => {}
     }
-    let installed = !o.install.is_empty() && o.install.iter().all(|r| r.ok);
-    let install_line = if installed { "" } else { "\n  make install" };
-    eprintln!(
-        "\nnext steps:\n  cd {}{install_line}\n  make test\n  make run",
-        o.target.display()
-    );
+    let has = |path: &str| o.files.iter().any(|f| f.path == path);
+    // The Makefile targets every built-in project has (SPEC §4); a fork's project may have none.
+    let steps = if has("Makefile") {
+        let installed = !o.install.is_empty() && o.install.iter().all(|r| r.ok);
+        let install_line = if installed { "" } else { "\n  make install" };
+        format!("{install_line}\n  make test\n  make run")
+    } else if has("README.md") {
+        "\n  read README.md".to_string()
+    } else {
+        String::new()
+    };
+    eprintln!("\nnext steps:\n  cd {}{steps}", o.target.display());
 }
 
 /// Names the staging directories of killed `new --force` runs that a run found and kept.

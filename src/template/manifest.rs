@@ -452,6 +452,16 @@ fn check_mount(
             ),
         ));
     }
+    if ["{{", "{%", "{#"].iter().any(|d| m.at.contains(d)) {
+        out.push(at(
+            "at",
+            format!(
+                "layout `{name}` mounts `{}` at `{}`: a mount path is not rendered (it would be a directory named as written); give a fixed path, and use a templated directory name inside the component instead",
+                m.component,
+                escaped(&m.at)
+            ),
+        ));
+    }
     let prefix = format!("{COMPONENTS_DIR}/{}/", m.component);
     if !tree.files.keys().any(|k| k.starts_with(&prefix)) {
         out.push(at(

@@ -205,7 +205,10 @@ fn adopt_refuses_what_it_cannot_adopt_and_changes_nothing() {
     write(&plain, "README.md", "x\n");
     let a = adopt(&plain, tpl.path()).assert().code(2);
     assert!(
-        stderr_of(&a).contains("cannot adopt") && stderr_of(&a).contains("not a git repository"),
+        stderr_of(&a).contains("cannot adopt")
+            && stderr_of(&a).contains("not a git repository")
+            && stderr_of(&a).contains("git init")
+            && !stderr_of(&a).contains("not a stackwise project"),
         "{}",
         stderr_of(&a)
     );

@@ -55,6 +55,20 @@ fn rendered_paths_cannot_escape_the_target() {
             .and(predicate::str::contains("inside the project")),
     );
     assert_empty(out3.path());
+    // A templated mount path: not rendered, so it was a directory named `{{ folder }}`.
+    let f = Fixture::new();
+    let manifest = std::fs::read_to_string(f.tpl.path().join("stackwise.toml"))
+        .unwrap()
+        .replace("at = \"svc\"", "at = \"{{ folder }}\"");
+    write(f.tpl.path(), "stackwise.toml", manifest);
+    f.rejects(
+        "app",
+        &["--layout", "nested"],
+        1,
+        &["mounts `app` at `{{ folder }}`", "is not rendered"],
+    );
+    let a = stackwise().arg("lint").arg(f.tpl.path()).assert().code(1);
+    assert!(crate::common::stderr_of(&a).contains("is not rendered"));
 }
 
 #[cfg(unix)]
@@ -321,4 +335,21 @@ fn a_secret_answer_is_masked_in_json_output() {
         !record.contains("HUNTER2SECRET") && !record.contains("token"),
         "{record}"
     );
+}
+
+/// "next steps" names `make` targets only for a project that has a Makefile: a fork's template
+/// may have none.
+#[test]
+fn next_steps_name_make_targets_only_where_there_is_a_makefile() {
+    let f = Fixture::new();
+    let said = crate::common::stderr_of(&f.new_cmd("app").assert().success());
+    assert!(said.contains("read README.md") && !said.contains("make test"), "{said}");
+    let out = TempDir::new().unwrap();
+    let a = stackwise()
+        .args(["new", "app", "--preset", "ml-api", "--yes", "--no-git", "-o"])
+        .arg(out.path())
+        .assert()
+        .success();
+    let said = crate::common::stderr_of(&a);
+    assert!(said.contains("make install\n  make test\n  make run"), "{said}");
 }

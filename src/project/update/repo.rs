@@ -40,7 +40,7 @@ pub fn open(dir: &Path) -> Result<(Repository, String)> {
     })?;
     let Some(workdir) = repo.workdir() else {
         return Err(refuse(format!(
-            "{} is a bare repository; run update in a work tree",
+            "{} is a bare repository; stackwise works in a work tree (git worktree add, or a clone)",
             dir.display()
         )));
     };
