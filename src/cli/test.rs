@@ -93,21 +93,7 @@ pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
     let prepared = testing::prepare(&req)?;
     let slug = stackwise::template::names::ProjectName::parse(&req.name)?.slug;
     if !args.yes {
-        if !settings.terminal() {
-            return Err(Error::NeedsConsent(
-                "stackwise test runs the commands of the template's [test] table and the generated projects' own code; pass --yes to allow it (no terminal to ask on)".into(),
-            ));
-        }
-        let what = args
-            .dir
-            .as_ref()
-            .map_or("the built-in template".to_string(), |d| d.display().to_string());
-        if !ask::confirm(
-            &format!("Run the install steps and the [test] commands of {what}? They execute code from the template."),
-            false,
-        )? {
-            return Err(Error::NeedsConsent("not running anything: consent declined".into()));
-        }
+        ask_consent(args.dir.as_deref(), settings)?;
     }
     stackwise::interrupt::start_polling()?;
     // The report's file is created before the run, so a path it cannot be written to is said
@@ -118,19 +104,7 @@ pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
             source,
         })?;
     }
-    let contain = stackwise::testing::sandbox::containment();
-    if !contain.network {
-        eprintln!(
-            "{} `unshare -rn` is not available here: the steps run with network access",
-            style::warn("note:")
-        );
-    }
-    if !contain.pids {
-        eprintln!(
-            "{} `unshare --pid --mount-proc` is not available here: a step's background processes are killed with its process group, and one that left the group (a new session) may outlive the step",
-            style::warn("note:")
-        );
-    }
+    note_containment();
     let progress: Arc<Mutex<dyn TestProgress>> = Arc::new(Mutex::new(Lines));
     let report = testing::run_prepared(&req, prepared, progress)?;
     if args.json {
@@ -172,6 +146,40 @@ pub fn run(args: TestArgs, settings: &Settings) -> Result<ExitStatus> {
         )));
     }
     Ok(ExitStatus::Success)
+}
+
+/// Asks before running a template's code, on a terminal; without one, refuses (`--yes` skips it).
+fn ask_consent(dir: Option<&std::path::Path>, settings: &Settings) -> Result<()> {
+    if !settings.terminal() {
+        return Err(Error::NeedsConsent(
+            "stackwise test runs the commands of the template's [test] table and the generated projects' own code; pass --yes to allow it (no terminal to ask on)".into(),
+        ));
+    }
+    let what = dir.map_or("the built-in template".to_string(), |d| d.display().to_string());
+    if !ask::confirm(
+        &format!("Run the install steps and the [test] commands of {what}? They execute code from the template."),
+        false,
+    )? {
+        return Err(Error::NeedsConsent("not running anything: consent declined".into()));
+    }
+    Ok(())
+}
+
+/// Says what the steps' containment lacks here (network, PID namespace), once before the run.
+fn note_containment() {
+    let contain = stackwise::testing::sandbox::containment();
+    if !contain.network {
+        eprintln!(
+            "{} `unshare -rn` is not available here: the steps run with network access",
+            style::warn("note:")
+        );
+    }
+    if !contain.pids {
+        eprintln!(
+            "{} `unshare --pid --mount-proc` is not available here: a step's background processes are killed with its process group, and one that left the group (a new session) may outlive the step",
+            style::warn("note:")
+        );
+    }
 }
 
 /// The last lines of a step's log, after the note naming the whole log when the report holds only

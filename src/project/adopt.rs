@@ -156,6 +156,23 @@ fn from_directory(req: &AdoptRequest, e: Error) -> Error {
     }
 }
 
+/// A directory that is in no git repository: adopt needs one (update's refusal would call it
+/// "not a stackwise project", which is why it is adopted).
+fn refuse_outside_git(dir: &Path) -> Result<()> {
+    let flags = git2::RepositoryOpenFlags::empty();
+    if !dir.is_dir() || git2::Repository::open_ext(dir, flags, std::iter::empty::<&std::ffi::OsStr>()).is_ok() {
+        return Ok(());
+    }
+    Err(Error::Refused {
+        action: "adopt",
+        reason: format!(
+            "{} is not a git repository, and adopt records the template in one",
+            dir.display()
+        ),
+        hint: Some("put it under git first: git init && git add -A && git commit -m \"project\"".into()),
+    })
+}
+
 /// `stackwise adopt`.
 pub fn adopt(req: &AdoptRequest, prompter: &mut dyn Prompter) -> Result<AdoptOutcome> {
     // Cheap checks of the user's input and of the repository first, before any template is read.
@@ -164,20 +181,7 @@ pub fn adopt(req: &AdoptRequest, prompter: &mut dyn Prompter) -> Result<AdoptOut
         Some(p) => answers::load_file(p)?,
         None => answers::AnswersFile::default(),
     };
-    let no_git = || {
-        let flags = git2::RepositoryOpenFlags::empty();
-        req.dir.is_dir() && git2::Repository::open_ext(&req.dir, flags, std::iter::empty::<&std::ffi::OsStr>()).is_err()
-    };
-    if no_git() {
-        return Err(Error::Refused {
-            action: "adopt",
-            reason: format!(
-                "{} is not a git repository, and adopt records the template in one",
-                req.dir.display()
-            ),
-            hint: Some("put it under git first: git init && git add -A && git commit -m \"project\"".into()),
-        });
-    }
+    refuse_outside_git(&req.dir)?;
     let (repo, prefix) = repo::open(&req.dir).map_err(|e| e.refused_as("adopt"))?;
     repo::check_state(&repo).map_err(|e| e.refused_as("adopt"))?;
     // The project's directory: the repository's root, or a subdirectory of it (a monorepo).
