@@ -56,6 +56,9 @@ pub enum Error {
     #[error("malformed --set `{arg}`: expected KEY=VALUE, e.g. --set worker=true")]
     MalformedSet { arg: String },
 
+    #[error("--set {key} is given twice, as `{first}` and as `{second}`: say it once")]
+    ConflictingSet { key: String, first: String, second: String },
+
     /// `reason` says what is wrong; `source`, when reading or parsing failed, is that error.
     #[error("cannot read answers file {path}: {reason}")]
     AnswersFile {
@@ -198,6 +201,7 @@ impl Error {
             | Error::InapplicableVariable { .. }
             | Error::InvalidValue { .. }
             | Error::MalformedSet { .. }
+            | Error::ConflictingSet { .. }
             | Error::AnswersFile { .. }
             | Error::TargetNotEmpty { .. }
             | Error::TargetNotDir { .. }

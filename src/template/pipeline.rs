@@ -136,11 +136,25 @@ pub fn choose_preset_and_layout(
 }
 
 /// Parses `--set` arguments into pre-answers.
+/// A key given twice with two values is refused rather than letting the last one win
+/// silently (a script's `--set` and a shell alias's would otherwise fight unseen); the same
+/// value twice is accepted.
 pub fn parse_sets(sets: &[String]) -> Result<Map<String, Value>> {
     let mut out = Map::new();
     for s in sets {
         let (k, v) = answers::parse_set(s)?;
-        out.insert(k, Value::String(v));
+        match out.get(&k) {
+            Some(Value::String(first)) if *first != v => {
+                return Err(Error::ConflictingSet {
+                    key: k,
+                    first: first.clone(),
+                    second: v,
+                });
+            }
+            _ => {
+                out.insert(k, Value::String(v));
+            }
+        }
     }
     Ok(out)
 }
@@ -199,5 +213,18 @@ mod tests {
         let read = Template::load(&TemplateSource::Builtin).unwrap();
         assert_eq!(format!("{:?}", checked.manifest), format!("{:?}", read.manifest));
         assert_eq!(format!("{:?}", checked.catalogue), format!("{:?}", read.catalogue));
+    }
+
+    #[test]
+    fn a_key_set_twice_with_two_values_is_refused() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let err = parse_sets(&args(&["worker=true", "worker=false"])).unwrap_err();
+        assert!(
+            matches!(err, Error::ConflictingSet { ref key, .. } if key == "worker"),
+            "{err}"
+        );
+        assert_eq!(err.kind(), crate::error::ErrorKind::Usage);
+        let same = parse_sets(&args(&["worker=true", "x=1", "worker=true"])).unwrap();
+        assert_eq!(same.len(), 2);
     }
 }
