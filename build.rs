@@ -10,16 +10,9 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-/// The directories `source::collect_embedded` skips (its `SKIP_DIRS`).
-const SKIP_DIRS: &[&str] = &[
-    ".pytest_cache",
-    ".git",
-    "node_modules",
-    ".venv",
-    "__pycache__",
-    ".mypy_cache",
-    ".ruff_cache",
-];
+/// What `source` never reads from a template (the same file, so the two cannot drift).
+#[path = "src/template/skip.rs"]
+mod skip;
 
 fn main() {
     println!("cargo:rerun-if-changed=templates");
@@ -58,7 +51,7 @@ fn main() {
 }
 
 /// Every file under `dir` as (`/`-separated path relative to the template root, bytes), skipping
-/// the directories in [`SKIP_DIRS`] below the root.
+/// what [`skip::skipped`] leaves out.
 fn collect(dir: &Path, prefix: &str, out: &mut Vec<(String, Vec<u8>)>) {
     for entry in std::fs::read_dir(dir).expect("templates/") {
         let entry = entry.expect("templates/ entry");
@@ -69,10 +62,11 @@ fn collect(dir: &Path, prefix: &str, out: &mut Vec<(String, Vec<u8>)>) {
             format!("{prefix}/{name}")
         };
         let kind = entry.file_type().expect("file type");
+        if skip::skipped(&name, kind.is_dir()) {
+            continue;
+        }
         if kind.is_dir() {
-            if !SKIP_DIRS.contains(&name.as_str()) {
-                collect(&entry.path(), &rel, out);
-            }
+            collect(&entry.path(), &rel, out);
         } else if kind.is_file() {
             out.push((rel, std::fs::read(entry.path()).expect("template file")));
         }

@@ -21,6 +21,7 @@ pub mod preset;
 pub mod prompter;
 pub mod python_stdlib;
 pub mod render;
+pub mod skip;
 pub mod source;
 pub mod span;
 pub mod value;

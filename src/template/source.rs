@@ -9,6 +9,7 @@ use include_dir::{Dir, include_dir};
 
 use super::files::MANIFEST_FILE;
 use super::paths::{check_relative_path, escaped};
+use super::skip;
 use crate::error::{Error, Problem, Result};
 
 static BUILTIN_TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
@@ -17,19 +18,6 @@ static BUILTIN_PRESETS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/presets");
 /// `sha256:<hex>` of the embedded template and presets ([`crate::project::record::tree_digest`]
 /// of [`TemplateTree::builtin`]), computed once by build.rs rather than on every run.
 pub const BUILTIN_DIGEST: &str = include_str!(concat!(env!("OUT_DIR"), "/builtin_digest.txt"));
-
-/// Directories never read from a local or cloned template, at any depth: version control and
-/// the caches and installed trees of the tools a template author runs in place. Never ordinary
-/// names such as `dist` or `target`, which can be a template's own source folders.
-const SKIP_DIRS: &[&str] = &[
-    ".pytest_cache",
-    ".git",
-    "node_modules",
-    ".venv",
-    "__pycache__",
-    ".mypy_cache",
-    ".ruff_cache",
-];
 
 /// Where a template comes from, as the user named it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,6 +239,10 @@ pub fn sibling_presets(dir: &Path) -> Option<PathBuf> {
 
 fn collect_embedded(dir: &Dir<'static>, out: &mut BTreeMap<String, Cow<'static, [u8]>>) {
     for f in dir.files() {
+        let name = f.path().file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if skip::is_junk_file(name) {
+            continue;
+        }
         out.insert(
             f.path().to_string_lossy().replace('\\', "/"),
             Cow::Borrowed(f.contents()),
@@ -258,7 +250,7 @@ fn collect_embedded(dir: &Dir<'static>, out: &mut BTreeMap<String, Cow<'static, 
     }
     for d in dir.dirs() {
         let name = d.path().file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if !SKIP_DIRS.contains(&name) {
+        if !skip::skipped(name, true) {
             collect_embedded(d, out);
         }
     }
@@ -279,9 +271,9 @@ fn read_tree(root: &Path, label: &str, skip_top: &[&str]) -> Result<BTreeMap<Str
         .into_iter()
         .filter_entry(|e| {
             let name = e.file_name().to_str().unwrap_or("");
-            let skipped_dir = e.depth() > 0 && e.file_type().is_dir() && SKIP_DIRS.contains(&name);
+            let skipped = e.depth() > 0 && skip::skipped(name, e.file_type().is_dir());
             let skipped_top = e.depth() == 1 && skip_top.contains(&name);
-            !(skipped_dir || skipped_top)
+            !(skipped || skipped_top)
         });
     while let Some(entry) = walker.next() {
         let entry = entry.map_err(|e| {

@@ -289,6 +289,35 @@ fn build_output_names_are_template_files_and_caches_are_not() {
     );
 }
 
+/// What editors and file managers leave in a template folder (`.DS_Store`, swap and backup files,
+/// compiled Python) is not copied into projects; names that merely look alike are.
+#[test]
+fn editor_and_file_manager_leftovers_are_not_template_files() {
+    let f = Fixture::new()
+        .with("components/app/.DS_Store", "\0\0\0\x01Bud1")
+        .with("components/app/src/.main.py.swp", "b0VIM")
+        .with("components/app/src/main.py~", "old")
+        .with("components/app/src/.#main.py", "user@host")
+        .with("components/app/src/Thumbs.db", "x")
+        .with("components/app/src/m.pyc", "x")
+        .with("components/app/.svn/entries", "12")
+        .with("components/app/src/swp.md", "kept\n")
+        .with("components/app/src/DS_Store.txt", "kept\n");
+    f.new_cmd("app").assert().success();
+    let files = crate::common::list_files(f.out.path());
+    for kept in ["/src/swp.md", "/src/DS_Store.txt"] {
+        assert!(files.iter().any(|p| p.ends_with(kept)), "{kept} missing from {files:?}");
+    }
+    for junk in [".DS_Store", ".swp", "~", ".#", "Thumbs.db", ".pyc", ".svn"] {
+        assert!(
+            !files
+                .iter()
+                .any(|p| p.ends_with(junk) || p.contains(&format!("/{junk}"))),
+            "{junk} in {files:?}"
+        );
+    }
+}
+
 /// Copied files count against the render budget too, and are not read past it: a template with a
 /// huge (or sparse) file is refused before it fills the memory or the project.
 #[test]
