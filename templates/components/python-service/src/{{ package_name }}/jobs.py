@@ -13,7 +13,12 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, Re
 
 from .bus import JOB_ID_PATTERN, UNAVAILABLE
 from .logs import describe, request_id_var
-from .producer import IdempotencyConflictError, Producer, QueueFullError
+from .producer import (
+    IdempotencyConflictError,
+    IdempotencyInFlightError,
+    Producer,
+    QueueFullError,
+)
 from .routes import ERRORS
 from .schemas import JobAccepted, JobStatus, PredictRequest, Problem
 
@@ -84,6 +89,14 @@ def unavailable(exc: BaseException) -> HTTPException:
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobAccepted,
+    responses={
+        409: {
+            "model": Problem,
+            "description": "A request with this Idempotency-Key is still in progress: retry "
+            "after Retry-After seconds",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        },
+    },
 )
 async def create_job(
     body: PredictRequest,
@@ -122,6 +135,12 @@ async def create_job(
             "input": idempotency_key,
         }
         raise HTTPException(status_code=422, detail=[problem]) from exc
+    except IdempotencyInFlightError as exc:
+        raise HTTPException(
+            status_code=status.HTTP_409_CONFLICT,
+            detail="a request with this Idempotency-Key is in progress",
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from exc
     except UNAVAILABLE as exc:
         raise unavailable(exc) from exc
     response.headers["Location"] = f"/jobs/{submitted.id}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -57,6 +58,14 @@ if score and tonumber(score) <= tonumber(ARGV[1]) then
 end
 return {{failed, redis.call('HGETALL', KEYS[3])}}
 """
+# Removes an idempotency key only while it still holds this request's claim (KEYS: the key;
+# ARGV: the value this request set): a later request's claim is never removed.
+RELEASE_IF_EQUAL = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+)
+# An idempotency key younger than this whose job does not exist yet belongs to a request still in
+# flight; an older one was left by a request that died between the claim and the write.
+IDEMPOTENCY_IN_FLIGHT_S = 10.0
 # What `Producer.get` answers when it has no job to show: "unknown" (never issued to this caller:
 # unknown, or another key's job, 404) or "gone" (issued to this caller, no longer in Redis, 410).
 Missing = Literal["unknown", "gone"]
@@ -73,6 +82,14 @@ class QueueFullError(Exception):
 
 class IdempotencyConflictError(Exception):
     """The Idempotency-Key was used before with a different request body."""
+
+
+class IdempotencyInFlightError(Exception):
+    """A request with this Idempotency-Key is still being enqueued: retry after `retry_after` s."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"retry after {retry_after} s")
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +111,12 @@ class Producer:
     # partition index -> (backlog when read + jobs enqueued here since, monotonic expiry)
     _backlog: dict[int, tuple[int, float]] = field(init=False, default_factory=dict)
     _expire: AsyncScript = field(init=False)
+    _release: AsyncScript = field(init=False)
 
     def __post_init__(self) -> None:
         self._parts = partitions(self.partitions)
         self._expire = self.redis.register_script(EXPIRE_SCRIPT)
+        self._release = self.redis.register_script(RELEASE_IF_EQUAL)
 
     def partition(self, job_id: str) -> Partition:
         return self._parts[partition_index(job_id, self.partitions)]
@@ -141,8 +160,9 @@ class Producer:
 
         Raises QueueFullError when the partition's backlog reached `max_backlog` (the stream is
         never trimmed past an undelivered or pending entry, so backpressure is what bounds it),
-        IdempotencyConflictError when `idempotency` was used with another body, and one of
-        bus.UNAVAILABLE when Redis cannot be reached.
+        IdempotencyConflictError when `idempotency` was used with another body,
+        IdempotencyInFlightError while the request that took `idempotency` is still writing its
+        job, and one of bus.UNAVAILABLE when Redis cannot be reached.
         """
         job_id = issue_job_id(owner_key)
         part = self.partition(job_id)
@@ -150,19 +170,16 @@ class Producer:
         if waiting >= self.max_backlog:
             raise QueueFullError(waiting)
         payload = request.model_dump_json()
-        idem: str | None = None
+        # Deadlines are checked by workers on other hosts: Redis's clock. Read before the
+        # idempotency key is taken, so a Redis that cannot answer leaves nothing behind.
+        await CLOCK.refresh(self.redis)
+        idem: tuple[str, str] | None = None
         if idempotency is not None:
-            idem = idempotency_key(owner_key, idempotency)
             digest = hashlib.sha256(payload.encode()).hexdigest()
-            previous = await self.redis.set(
-                idem, f"{job_id} {digest}", nx=True, get=True, ex=JOB_TTL_S
-            )
-            if isinstance(previous, str):
-                first_id, _, first_digest = previous.partition(" ")
-                if first_digest != digest:
-                    raise IdempotencyConflictError
-                return Submitted(id=first_id, created=False)
-        await CLOCK.refresh(self.redis)  # deadlines are checked by workers on other hosts
+            idem = (idempotency_key(owner_key, idempotency), f"{job_id} {digest}")
+            earlier = await self._claim(*idem)
+            if earlier is not None:
+                return Submitted(id=earlier, created=False)
         created = now_ms()
         entry: dict[FieldT, EncodableT] = {
             "v": "1",
@@ -201,15 +218,43 @@ class Producer:
                 await pipe.execute()
         except UNAVAILABLE:
             if idem is not None:  # a retry with the same key must be able to create the job
-                await self._forget(idem)
+                await self._forget(*idem)
             raise
         self._backlog[part.index] = (waiting + 1, self._backlog[part.index][1])
         metrics.JOBS_ACCEPTED.inc()
         return Submitted(id=job_id, created=True)
 
-    async def _forget(self, idem: str) -> None:
+    async def _claim(self, idem: str, value: str) -> str | None:
+        """Takes the idempotency key for this request (None), or returns the id of the job an
+        earlier request with the same key and body created.
+
+        The earlier job must exist: a key whose job was never written (its request died between
+        the claim and the write, or its clean-up failed) is taken over once it is older than
+        IDEMPOTENCY_IN_FLIGHT_S; before that it is a request in flight, and the caller is told
+        to retry (IdempotencyInFlightError) rather than given an id nothing will ever answer.
+        """
+        digest = value.partition(" ")[2]
+        in_flight_s = IDEMPOTENCY_IN_FLIGHT_S
+        for _ in range(2):
+            previous = await self.redis.set(idem, value, nx=True, get=True, ex=JOB_TTL_S)
+            if not isinstance(previous, str):
+                return None
+            earlier_id, _, earlier_digest = previous.partition(" ")
+            if earlier_digest != digest:
+                raise IdempotencyConflictError
+            if await self.redis.exists(self.partition(earlier_id).job(earlier_id)):
+                return earlier_id
+            age_s = JOB_TTL_S - await self.redis.pttl(idem) / 1000
+            in_flight_s = IDEMPOTENCY_IN_FLIGHT_S - age_s
+            if in_flight_s > 0:
+                break
+            await self._release(keys=[idem], args=[previous])
+        raise IdempotencyInFlightError(max(1, math.ceil(in_flight_s)))
+
+    async def _forget(self, idem: str, value: str) -> None:
+        """Releases this request's claim on the idempotency key (never a later request's)."""
         try:
-            await self.redis.delete(idem)
+            await self._release(keys=[idem], args=[value])
         except UNAVAILABLE as exc:
             log.error("cannot remove the idempotency key", extra={"error": repr(exc)})
 
