@@ -161,6 +161,11 @@ def check_egress(m: Manifests) -> Iterator[str]:
             dests: list[Pod | None] = list(redis) or [None]
             if not all(egress_allowed(m, pod, REDIS_PORT, dest) for dest in dests):
                 yield f"{pod.ref}: reads REDIS_URL but no egress to Redis (TCP {REDIS_PORT})"
+            if redis and egress_allowed(m, pod, REDIS_PORT, None):
+                yield (
+                    f"{pod.ref}: Redis runs in the namespace, yet egress on TCP {REDIS_PORT}"
+                    " is open to addresses outside the cluster too"
+                )
         for variable, name, port in service_urls(m, pod):
             service = m.find("Service", name, pod.namespace) or {}
             spec = service.get("spec") or {}

@@ -72,6 +72,13 @@ class EachRuleCatchesItsMistake(BreakProd):
         self.docs.remove(find(self.docs, "NetworkPolicy", "allow-redis-egress"))
         self.assert_finding("reads REDIS_URL but no egress to Redis")
 
+    def test_redis_egress_open_beyond_the_in_cluster_redis(self) -> None:
+        docs = rendered("dev")
+        self.assertEqual(check(docs), [])
+        del find(docs, "NetworkPolicy", "allow-redis-egress")["spec"]["egress"][0]["to"]
+        findings = check(docs)
+        self.assertTrue(any("open to addresses outside" in f for f in findings), findings)
+
     def test_redis_egress_on_another_port(self) -> None:
         policy = find(self.docs, "NetworkPolicy", "allow-redis-egress")
         policy["spec"]["egress"][0]["ports"][0]["port"] = 6380
