@@ -120,6 +120,9 @@ fn report(o: &AdoptOutcome, req: &AdoptRequest) {
             o.render_commit.as_deref().map_or(String::new(), short_revision)
         );
     }
+    for note in &o.notes {
+        eprintln!("  {} {note}", style::bold("note:"));
+    }
     eprintln!(
         "\nnext: stackwise diff (your project against the render), stackwise update (the template's later changes)"
     );

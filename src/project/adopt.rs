@@ -63,6 +63,9 @@ pub struct AdoptOutcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
     pub dry_run: bool,
+    /// Things the user should know (a commit made on a detached HEAD).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 fn refuse(reason: impl Into<String>, hint: impl Into<String>) -> Error {
@@ -229,6 +232,7 @@ pub fn adopt(req: &AdoptRequest, prompter: &mut dyn Prompter) -> Result<AdoptOut
         render_commit: None,
         commit: None,
         dry_run: req.dry_run,
+        notes: Vec::new(),
     };
     for f in rendered.files.iter().filter(|f| f.path != RECORD_FILE) {
         let list = match ours.get(&f.path) {
@@ -264,6 +268,7 @@ pub fn adopt(req: &AdoptRequest, prompter: &mut dyn Prompter) -> Result<AdoptOut
         &adoption_message(&info, &rendered.layout),
     )?;
     outcome.commit = Some(commit.to_string());
+    outcome.notes.extend(repo::detached_note(&repo, &commit.to_string()));
     if interrupt::check().is_err() {
         return Err(Error::InterruptedLeaving(format!(
             "the adoption finished first: {RECORD_FILE} is committed in {} and {} follows the template",

@@ -471,3 +471,32 @@ fn a_staged_record_left_by_a_killed_adopt_is_named_and_adopt_runs_again_once_it_
     adopt(&p, tpl.path()).assert().success();
     assert_eq!(status(&p), "");
 }
+
+/// On a detached HEAD the adoption's and the update's commits are on no branch: the next
+/// `git switch` would leave them to the reflog, so both say so (and nothing is said on a branch).
+#[test]
+fn commits_made_on_a_detached_head_are_named_as_on_no_branch() {
+    let (tpl, _root, p) = shop();
+    git(&p, &["checkout", "-q", "--detach"]);
+    let a = adopt(&p, tpl.path()).arg("--json").assert().success();
+    let doc: Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    let commit = doc["commit"].as_str().unwrap();
+    let notes = doc["notes"].to_string();
+    assert!(
+        notes.contains("HEAD is detached") && notes.contains(&commit[..7]),
+        "{doc:#}"
+    );
+    assert_eq!(head(&p), commit);
+    template(tpl.path(), 2);
+    let u = stackwise().arg("update").arg(&p).arg("--yes").assert().success();
+    let err = String::from_utf8_lossy(&u.get_output().stderr).into_owned();
+    assert!(
+        err.contains("HEAD is detached") && err.contains(&head(&p)[..7]),
+        "{err}"
+    );
+
+    let (tpl, _root, p) = shop();
+    let a = adopt(&p, tpl.path()).arg("--json").assert().success();
+    let doc: Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert!(doc.get("notes").is_none(), "{doc:#}");
+}

@@ -62,6 +62,9 @@ pub fn apply(repo: &Repository, plan: Plan, req: &UpdateRequest, progress: &mut 
             }
         }
     }
+    if let Some(note) = outcome.commit.as_deref().and_then(|c| repo::detached_note(repo, c)) {
+        outcome.notes.push(note);
+    }
     Ok(outcome)
 }
 

@@ -350,3 +350,15 @@ pub fn restorable<'t>(ours: &git2::Tree, render: &'t git2::Tree, p: &str) -> Res
 pub fn short(id: Oid) -> String {
     crate::project::git::short_revision(&id.to_string())
 }
+
+/// What to tell the user after committing `commit` on a detached HEAD: it is on no branch, and
+/// the next `git switch` or `git checkout` leaves it to the reflog. `None` on a branch.
+pub fn detached_note(repo: &Repository, commit: &str) -> Option<String> {
+    repo.head_detached().ok()?.then(|| {
+        format!(
+            "HEAD is detached: commit {} is on no branch; keep it with `git switch -c <branch>` (or `git branch <branch> {}`) before you switch away",
+            crate::project::git::short_revision(commit),
+            crate::project::git::short_revision(commit)
+        )
+    })
+}
