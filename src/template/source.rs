@@ -157,6 +157,15 @@ impl TemplateTree {
                     Some(sub) => resolve_subdir(checkout.path(), sub)?,
                     None => checkout.path().to_path_buf(),
                 };
+                if !root.join(MANIFEST_FILE).is_file() {
+                    // Named within the repository: the clone's temporary directory is gone by
+                    // the time the message is read.
+                    return Err(no_manifest_in_clone(
+                        checkout.path(),
+                        subdir.as_deref(),
+                        source.describe(),
+                    ));
+                }
                 // A sibling `presets/` is inside the clone only when the template is a subdirectory.
                 Self::from_dir(&root, source.describe(), Some(commit), subdir.is_some())
             }
@@ -460,6 +469,46 @@ fn clone(url: &str, reference: Option<&str>, into: &Path) -> std::result::Result
     let head = repo.head().map_err(|e| e.message().to_string())?;
     let commit = head.peel_to_commit().map_err(|e| e.message().to_string())?;
     Ok(commit.id().to_string())
+}
+
+/// A clone whose root (or `--subdir`) has no manifest: said within the repository, with the
+/// directories of the clone that have one (a few levels down) as the `--subdir` to pass.
+fn no_manifest_in_clone(clone: &Path, subdir: Option<&str>, source_desc: String) -> Error {
+    let at = match subdir {
+        Some(sub) if clone.join(sub).is_dir() => format!("{sub}/ has no {MANIFEST_FILE}"),
+        Some(sub) => format!("the repository has no directory {sub}"),
+        None => format!("the repository has no {MANIFEST_FILE} at its root"),
+    };
+    let found: Vec<String> = walkdir::WalkDir::new(clone)
+        .max_depth(4)
+        .into_iter()
+        .filter_entry(|e| {
+            e.depth() == 0 || !skip::skipped(e.file_name().to_str().unwrap_or(""), e.file_type().is_dir())
+        })
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file() && e.file_name() == MANIFEST_FILE)
+        .filter_map(|e| {
+            let dir = e.path().parent()?.strip_prefix(clone).ok()?;
+            Some(dir.to_string_lossy().replace('\\', "/"))
+        })
+        .take(5)
+        .collect();
+    let hint = match found.as_slice() {
+        [] => "a template directory needs a manifest at its root (see docs/TEMPLATES.md); no directory of this repository (4 levels down) has one".to_string(),
+        [root] if root.is_empty() => "the repository's root has one: leave out --subdir".to_string(),
+        dirs => format!(
+            "{MANIFEST_FILE} is in: {}; pass that directory as --subdir",
+            dirs.iter()
+                .map(|d| if d.is_empty() { "the root".to_string() } else { format!("{d}/") })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    Error::Source {
+        source_desc,
+        reason: at,
+        hint: Some(hint),
+    }
 }
 
 /// Where the manifest may be instead: `DIR/templates` (a fork's root, this repository's root),

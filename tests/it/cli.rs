@@ -483,6 +483,24 @@ fn a_git_template_with_ref_and_subdir() {
     );
     let record = std::fs::read_to_string(out.path().join("app/.stackwise.toml")).unwrap();
     assert!(record.contains(&first.to_string()), "revision recorded: {record}");
+
+    // Without --subdir (or with a wrong one) the error names places in the repository, never
+    // the clone's temporary directory (gone by then), and says which --subdir has a manifest.
+    for subdir in [None, Some("nope"), Some("tpl/components")] {
+        let mut cmd = stackwise();
+        cmd.args(["new", "other", "--yes", "--no-git", "--template", &url]);
+        if let Some(s) = subdir {
+            cmd.args(["--subdir", s]);
+        }
+        let a = cmd.arg("-o").arg(out.path()).assert().failure();
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(!err.contains("stackwise-template-"), "{err}");
+        assert!(
+            err.contains("stackwise.toml is in: tpl/; pass that directory as --subdir"),
+            "{err}"
+        );
+    }
+    assert!(!out.path().join("other").exists());
 }
 
 #[test]
