@@ -76,34 +76,6 @@ fn refuse(reason: impl Into<String>, hint: impl Into<String>) -> Error {
     }
 }
 
-/// Refuses a record that is in the work tree or the index but not in HEAD: the user's own, or
-/// what an adopt killed outright (SIGKILL, a second Ctrl-C) before it moved the branch left.
-/// Checked before [`repo::check_clean`], whose advice (commit it) would commit the record
-/// without the render commit that is the base of the next update.
-fn check_no_stray_record(repo: &Repository, prefix: &str, project: &Path) -> Result<()> {
-    let path = repo::under(prefix, RECORD_FILE);
-    let head = repo.head()?.peel_to_tree()?;
-    if head.get_path(Path::new(&path)).is_ok() {
-        return Ok(());
-    }
-    let staged = repo.index()?.get_path(Path::new(&path), 0).is_some();
-    if staged {
-        return Err(refuse(
-            format!("{RECORD_FILE} is staged in the index but not committed"),
-            format!(
-                "an adopt that was killed can leave it: remove it with `git rm -f {path}` (move it away first if it is yours) and run adopt again; adopt writes a fresh {RECORD_FILE}"
-            ),
-        ));
-    }
-    if std::fs::symlink_metadata(project.join(RECORD_FILE)).is_ok() {
-        return Err(refuse(
-            format!("{RECORD_FILE} exists in the work tree but is not committed"),
-            format!("move it away (or delete it) and run adopt again; adopt writes a fresh {RECORD_FILE}"),
-        ));
-    }
-    Ok(())
-}
-
 /// Refuses a project that already follows a template: a record in HEAD, or a render commit of
 /// it in its history (in a monorepo, one of a project of the same name).
 fn check_not_adopted(repo: &Repository, prefix: &str, project: &Path, name: &ProjectName) -> Result<()> {
@@ -192,7 +164,7 @@ pub fn adopt(req: &AdoptRequest, prompter: &mut dyn Prompter) -> Result<AdoptOut
         .workdir()
         .ok_or_else(|| Error::Repository("the repository has no work tree".into()))?
         .join(&prefix);
-    check_no_stray_record(&repo, &prefix, &project)?;
+    repo::check_no_stray_record(&repo, &prefix, &project).map_err(|e| e.refused_as("adopt"))?;
     repo::check_clean(&repo).map_err(|e| e.refused_as("adopt"))?;
     let name = project_name(req, &std::fs::canonicalize(&project).unwrap_or(project.clone()))?;
     check_not_adopted(&repo, &prefix, &project, &name)?;

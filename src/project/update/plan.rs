@@ -195,6 +195,8 @@ pub fn compute(req: &UpdateRequest, prompter: &mut dyn Prompter) -> Result<(Repo
     repo::check_state(&repo)?;
     repo::check_hidden(&repo)?;
     super::policy::check_index_lock(&repo)?;
+    let root = repo.workdir().unwrap_or(repo.path()).join(&prefix);
+    repo::check_no_stray_record(&repo, &prefix, &root)?;
     repo::check_clean(&repo)?;
     let rec = repo::head_record(&repo, &prefix)?;
     let inputs = read_inputs(req, &rec)?;
@@ -209,7 +211,6 @@ pub fn compute(req: &UpdateRequest, prompter: &mut dyn Prompter) -> Result<(Repo
         (c.id(), c.tree_id())
     };
     let head_tree = repo::subtree(&repo, full_tree, &prefix)?;
-    let root = repo.workdir().unwrap_or(repo.path()).join(&prefix);
     let (base, base_note) = find_base(&repo, head, &rec)?;
     notes.extend(base_note);
     let render_msg = git::render_message(&info, &rendered.layout, rendered.preset.as_deref());
