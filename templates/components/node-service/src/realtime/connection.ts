@@ -66,3 +66,48 @@ export class Connection<Received extends string, Sent extends string, Refused ex
     this.metrics.refused(reason);
   }
 }
+
+/** The close code of a connection over its key's cap: 1013 Try Again Later (RFC 6455 registry). */
+export const TOO_MANY_CONNECTIONS_CLOSE_CODE = 1013;
+
+/**
+ * WebSocket connections open per API key on one route of this process (WS_MAX_CONNECTIONS_PER_KEY):
+ * one key, leaked or hostile, cannot hold every socket and file descriptor the process has, as
+ * the HTTP rate limit alone (upgrades per minute, not connections held) would let it over time.
+ */
+export class ConnectionQuota {
+  readonly #open = new Map<string, number>();
+
+  constructor(readonly max: number) {}
+
+  /**
+   * Counts `connection` against `key` until its socket closes; past the cap the connection is
+   * closed at once (1013, counted as `too_many_connections`) and false is returned.
+   */
+  admit(
+    key: string,
+    connection: { socket: WebSocket; close(reason: CloseReason, code: number, text: string): void },
+  ): boolean {
+    const open = this.#open.get(key) ?? 0;
+    if (open >= this.max) {
+      connection.close(
+        "too_many_connections",
+        TOO_MANY_CONNECTIONS_CLOSE_CODE,
+        "too many connections for this API key",
+      );
+      return false;
+    }
+    this.#open.set(key, open + 1);
+    connection.socket.once("close", () => {
+      const left = (this.#open.get(key) ?? 1) - 1;
+      if (left > 0) this.#open.set(key, left);
+      else this.#open.delete(key);
+    });
+    return true;
+  }
+
+  /** Connections open now for `key` (tests, diagnostics). */
+  openFor(key: string): number {
+    return this.#open.get(key) ?? 0;
+  }
+}

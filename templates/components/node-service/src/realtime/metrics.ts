@@ -24,6 +24,8 @@ export const CLOSE_REASONS = [
   "protocol_error",
   /** The server is shutting down: closed 1001. */
   "server_shutdown",
+  /** Its API key already had WS_MAX_CONNECTIONS_PER_KEY open on the route: closed 1013 at once. */
+  "too_many_connections",
 ] as const;
 export type CloseReason = (typeof CLOSE_REASONS)[number];
 

@@ -5,7 +5,7 @@ import { Compile } from "typebox/compile";
 import { type Config, csv } from "../config.js";
 import { ErrorResponse, HttpError, unavailable } from "../errors.js";
 import type { App } from "../types.js";
-import { Connection } from "./connection.js";
+import { Connection, ConnectionQuota } from "./connection.js";
 import type { RoomHub, RoomMember } from "./hub.js";
 import { limitMessages } from "./message-limit.js";
 
@@ -85,6 +85,7 @@ export async function registerRealtime(
   const mayPublishToServerRooms = roomPolicy(config.WS_ROOMS, (p) => p.startsWith(SERVER_ROOM_PREFIX));
   const alive = new Map<Client, boolean>();
   const metrics = app.socketMetrics.route("/ws", FRAMES);
+  const quota = new ConnectionQuota(config.WS_MAX_CONNECTIONS_PER_KEY);
 
   // Heartbeat: ping every WS_HEARTBEAT_MS; a client that has not answered the previous ping is dropped.
   const heartbeat = setInterval(() => {
@@ -135,6 +136,8 @@ export async function registerRealtime(
     },
     (socket, request) => {
       const connection: Client = new Connection(socket, metrics);
+      // Auth answered 401 before the upgrade when no valid key was sent.
+      if (!quota.admit(request.apiKeyId ?? "", connection)) return;
       const joined = new Set<string>();
       // The hub sends room messages; the frames of this endpoint go through `reply`.
       const member: RoomMember = { id: randomUUID(), send: (frame) => connection.send("message", frame) };
