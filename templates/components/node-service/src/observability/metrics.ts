@@ -1,5 +1,6 @@
 // Prometheus metrics (prom-client): RED metrics per route template and, where the jobs API is
-// served, the producer side of the job bus; where an upstream is proxied, the calls made to it. Served by `serveMetrics` on a port of its own (METRICS_PORT, default 9464; 0 = off),
+// served, the producer side of the job bus; where an upstream is proxied, the calls made to it.
+// Served by `serveMetrics` on a port of its own (METRICS_PORT, default 9464; 0 = off),
 // never on the API port: Prometheus scrapes it without an API key, and the network policy opens
 // only that port to the scraper. Counters start at zero with the process; rate() handles resets.
 import { createServer, type Server } from "node:http";
@@ -151,7 +152,7 @@ export class JobMetrics {
 /**
  * `outcome` of a call to an upstream: the class of its final status, or why no answer came.
  * - `2xx` … `5xx`: the answer after the last attempt (a 503 retried into a 200 is a `2xx`);
- * - `timeout`: no connection, headers or body chunk within the upstream's timeout;
+ * - `timeout`: no connection, or no answer headers, within the upstream's timeout;
  * - `refused`: the connection was refused (nothing listens: the upstream is down or restarting);
  * - `unreachable`: its name does not resolve, or no route leads to its host;
  * - `not_sent`: the HTTP client refused the request as given (the caller's 400, never the upstream's fault);
