@@ -122,6 +122,16 @@ describe("metrics", () => {
     expect(await new Metrics().registry.metrics()).not.toMatch(/^(# TYPE )?bus_/m);
   });
 
+  it("exports no upstream series where no proxy registered them", async () => {
+    // A service that calls no upstream would otherwise show a permanent "no calls, no retries".
+    expect(await new Metrics().registry.metrics()).not.toMatch(/^(# TYPE )?(http_client_|upstream_)/m);
+    // This app's own: the series exist exactly where it proxies an upstream (then checked for readiness).
+    const proxied = app.readinessChecks.some((check) => check.name === "upstream");
+    const text = await app.metrics.registry.metrics();
+    expect(/^# TYPE http_client_request_duration_seconds /m.test(text)).toBe(proxied);
+    expect(/^# TYPE upstream_retries_(denied_)?total /m.test(text)).toBe(proxied);
+  });
+
   it("is not served on the API port", async () => {
     expect((await fetch(`${base}/metrics`)).status).toBe(404);
   });

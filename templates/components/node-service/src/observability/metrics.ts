@@ -1,5 +1,6 @@
 // Prometheus metrics (prom-client): RED metrics per route template and, where the jobs API is
-// served, the producer side of the job bus. Served by `serveMetrics` on a port of its own (METRICS_PORT, default 9464; 0 = off),
+// served, the producer side of the job bus; where an upstream is proxied, the calls made to it.
+// Served by `serveMetrics` on a port of its own (METRICS_PORT, default 9464; 0 = off),
 // never on the API port: Prometheus scrapes it without an API key, and the network policy opens
 // only that port to the scraper. Counters start at zero with the process; rate() handles resets.
 import { createServer, type Server } from "node:http";
@@ -23,6 +24,7 @@ export class Metrics {
   });
   #dependencies: DependencyReader | undefined;
   #jobs: JobMetrics | undefined;
+  #upstreams: UpstreamMetrics | undefined;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -69,6 +71,15 @@ export class Metrics {
   get jobs(): JobMetrics {
     this.#jobs ??= new JobMetrics(this.registry);
     return this.#jobs;
+  }
+
+  /**
+   * The client side of the calls to upstream services, registered by the process that mounts a
+   * proxy (a service without one exports no `http_client_` or `upstream_` series).
+   */
+  get upstreams(): UpstreamMetrics {
+    this.#upstreams ??= new UpstreamMetrics(this.registry);
+    return this.#upstreams;
   }
 }
 
@@ -135,6 +146,157 @@ export class JobMetrics {
   /** Lag and pending gauges read through `read` at scrape time. */
   watchGroups(read: GroupReader): void {
     this.#groups = read;
+  }
+}
+
+/**
+ * `outcome` of a call to an upstream: the class of its final status, or why no answer came.
+ * - `2xx` … `5xx`: the answer after the last attempt (a 503 retried into a 200 is a `2xx`);
+ * - `timeout`: no connection, or no answer headers, within the upstream's timeout;
+ * - `refused`: the connection was refused (nothing listens: the upstream is down or restarting);
+ * - `unreachable`: its name does not resolve, or no route leads to its host;
+ * - `not_sent`: the HTTP client refused the request as given (the caller's 400, never the upstream's fault);
+ * - `error`: anything else (a connection reset or closed before the answer, an unreadable answer).
+ */
+export const UPSTREAM_OUTCOMES = [
+  "2xx",
+  "3xx",
+  "4xx",
+  "5xx",
+  "timeout",
+  "refused",
+  "unreachable",
+  "not_sent",
+  "error",
+] as const;
+export type UpstreamOutcome = (typeof UPSTREAM_OUTCOMES)[number];
+
+/** Why a retry was made (`upstream_retries_total{reason}`): a 502/503/504 answer, or a connection failure. */
+export const RETRY_REASONS = ["status", "connection"] as const;
+export type RetryReason = (typeof RETRY_REASONS)[number];
+
+/** Why a retry was refused (`upstream_retries_denied_total{reason}`): the retry budget was spent, or it would start past the deadline. */
+export const RETRY_DENIALS = ["budget", "deadline"] as const;
+export type RetryDenial = (typeof RETRY_DENIALS)[number];
+
+/** The `method` label's values; any other method is `_OTHER` (OpenTelemetry's convention). */
+const CLIENT_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+
+/** A status code's `outcome`: its class (anything outside 200-599 is no answer HTTP defines: `error`). */
+export function statusOutcome(statusCode: number): UpstreamOutcome {
+  if (statusCode >= 200 && statusCode < 300) return "2xx";
+  if (statusCode >= 300 && statusCode < 400) return "3xx";
+  if (statusCode >= 400 && statusCode < 500) return "4xx";
+  if (statusCode >= 500 && statusCode < 600) return "5xx";
+  return "error";
+}
+
+/**
+ * The calls to upstream services: OpenTelemetry's `http.client.request.duration`, one observation
+ * per logical request (its retries and their waits included), and the retries made and refused.
+ * Every label value comes from a set known in advance (an upstream's name, given by the code, a
+ * method, an outcome, a reason); never a path, an id or a key.
+ */
+export class UpstreamMetrics {
+  readonly duration: Histogram<"method" | "upstream" | "outcome">;
+  readonly retries: Counter<"upstream" | "reason">;
+  readonly retriesDenied: Counter<"upstream" | "reason">;
+  readonly #calls = new Map<string, UpstreamCalls>();
+
+  constructor(registry: Registry) {
+    this.duration = new Histogram({
+      name: "http_client_request_duration_seconds",
+      help: `Requests to upstreams by method, upstream and outcome (${UPSTREAM_OUTCOMES.join(", ")}), retries included: count and duration until the answer's headers or the failure.`,
+      labelNames: ["method", "upstream", "outcome"] as const,
+      registers: [registry],
+    });
+    this.retries = new Counter({
+      name: "upstream_retries_total",
+      help: `Retries of requests to upstreams, by upstream and reason: ${RETRY_REASONS.join(", ")}.`,
+      labelNames: ["upstream", "reason"] as const,
+      registers: [registry],
+    });
+    this.retriesDenied = new Counter({
+      name: "upstream_retries_denied_total",
+      help: `Retries a request to an upstream qualified for and did not get, by upstream and reason: ${RETRY_DENIALS.join(", ")}.`,
+      labelNames: ["upstream", "reason"] as const,
+      registers: [registry],
+    });
+  }
+
+  /**
+   * The series of the upstream named `upstream` (a name the code gives it, like its readiness
+   * check's), its counters exported at 0 from the start: a labelled series born at its first
+   * increment, already at 1, is invisible to increase() over a window that starts with it.
+   */
+  of(upstream: string): UpstreamCalls {
+    let calls = this.#calls.get(upstream);
+    if (calls === undefined) {
+      calls = new UpstreamCalls(this, upstream);
+      this.#calls.set(upstream, calls);
+    }
+    return calls;
+  }
+}
+
+type Observe = (seconds: number) => void;
+type Increment = () => void;
+
+/**
+ * What one upstream's client (`Upstream`, ../proxy/upstream.ts) records. The label sets are made
+ * once (each histogram child at its first use), so a request allocates none.
+ */
+export class UpstreamCalls {
+  readonly #metrics: UpstreamMetrics;
+  readonly #upstream: string;
+  /** Histogram children by method label, then outcome. */
+  readonly #observers = new Map<string, Map<UpstreamOutcome, Observe>>();
+  readonly #retried: Record<RetryReason, Increment>;
+  readonly #denied: Record<RetryDenial, Increment>;
+
+  constructor(metrics: UpstreamMetrics, upstream: string) {
+    this.#metrics = metrics;
+    this.#upstream = upstream;
+    const counter = (family: Counter<"upstream" | "reason">, reason: string): Increment => {
+      family.inc({ upstream, reason }, 0);
+      const child = family.labels({ upstream, reason });
+      return () => child.inc();
+    };
+    this.#retried = {
+      status: counter(metrics.retries, "status"),
+      connection: counter(metrics.retries, "connection"),
+    };
+    this.#denied = {
+      budget: counter(metrics.retriesDenied, "budget"),
+      deadline: counter(metrics.retriesDenied, "deadline"),
+    };
+  }
+
+  /** One logical request, `seconds` from its first attempt to its answer's headers or its failure. */
+  requested(method: string, outcome: UpstreamOutcome, seconds: number): void {
+    const label = CLIENT_METHODS.has(method) ? method : "_OTHER";
+    let byOutcome = this.#observers.get(label);
+    if (byOutcome === undefined) {
+      byOutcome = new Map();
+      this.#observers.set(label, byOutcome);
+    }
+    let observe = byOutcome.get(outcome);
+    if (observe === undefined) {
+      const child = this.#metrics.duration.labels({ method: label, upstream: this.#upstream, outcome });
+      observe = (value) => child.observe(value);
+      byOutcome.set(outcome, observe);
+    }
+    observe(seconds);
+  }
+
+  /** A retry is about to be made. */
+  retried(reason: RetryReason): void {
+    this.#retried[reason]();
+  }
+
+  /** A retry the request qualified for was refused. */
+  denied(reason: RetryDenial): void {
+    this.#denied[reason]();
   }
 }
 

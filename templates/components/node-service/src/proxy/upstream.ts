@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import type { FastifyBaseLogger } from "fastify";
 import { type Dispatcher, Pool } from "undici";
 import { HttpError, RETRY_AFTER_SECONDS } from "../errors.js";
+import { type RetryReason, statusOutcome, type UpstreamCalls, type UpstreamOutcome } from "../observability/metrics.js";
 
 export interface UpstreamOptions {
   /** Time allowed to connect, and then for response headers and for each body chunk. */
@@ -18,6 +19,12 @@ export interface UpstreamOptions {
   minRetriesPerSecond?: number;
   /** Where failures are logged when the request brings no logger of its own. */
   log?: FastifyBaseLogger;
+  /**
+   * Where the calls are counted (`app.metrics.upstreams.of(name)`): duration and outcome of each
+   * request, retries made and refused. Without it nothing is recorded. The readiness probe is not
+   * counted: `dependency_up` shows it.
+   */
+  metrics?: UpstreamCalls;
 }
 
 export interface UpstreamRequest {
@@ -42,6 +49,8 @@ const TIMEOUT_CODES = new Set(["UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEO
 const RETRYABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "UND_ERR_SOCKET", "UND_ERR_CLOSED"]);
 /** undici refused to send the request as given (a header or method it does not accept): never the upstream's fault. */
 const REFUSED_CODES = new Set(["UND_ERR_INVALID_ARG", "UND_ERR_NOT_SUPPORTED"]);
+/** No way to the upstream's host: its name does not resolve, or no route leads there. */
+const UNREACHABLE_CODES = new Set(["ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "EHOSTDOWN"]);
 
 function errorCode(error: unknown): string | undefined {
   if (typeof error !== "object" || error === null) return undefined;
@@ -79,6 +88,17 @@ export function upstreamFailure(error: unknown): HttpError {
     return new HttpError(400, "bad_request", "The request cannot be forwarded as sent");
   }
   return new HttpError(502, "upstream_error", "The upstream service failed to answer");
+}
+
+/** The `outcome` of a request that got no answer (see UPSTREAM_OUTCOMES). */
+export function failureOutcome(error: unknown): UpstreamOutcome {
+  const code = errorCode(error);
+  if (code === undefined) return "error";
+  if (TIMEOUT_CODES.has(code)) return "timeout";
+  if (code === "ECONNREFUSED") return "refused";
+  if (UNREACHABLE_CODES.has(code)) return "unreachable";
+  if (REFUSED_CODES.has(code)) return "not_sent";
+  return "error";
 }
 
 /** Retry-After (delta-seconds or an HTTP date) in ms; undefined when absent or unreadable. */
@@ -135,7 +155,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * Only GET, HEAD and OPTIONS are retried: repeating a POST could apply it twice. Timeouts are not
  * retried either: a slow upstream rarely gets faster under more load. A retry waits the upstream's
  * Retry-After when it sends one (no retry when that ends past the deadline), starts within
- * `deadlineMs` of the first attempt, and needs the retry budget's consent.
+ * `deadlineMs` of the first attempt, and needs the retry budget's consent. With `options.metrics`
+ * each request is observed once, when it returns or fails (its attempts and waits included).
  */
 export class Upstream {
   private readonly pool: Pool;
@@ -162,17 +183,39 @@ export class Upstream {
     });
   }
 
-  /** How long to wait before attempt `attempt + 1`, or null when no retry fits (deadline, budget). */
-  private retryDelay(attempt: number, deadline: number, retryAfter?: number): number | null {
+  /**
+   * How long to wait before attempt `attempt + 1`, or null when no retry fits (deadline, budget);
+   * counted in `metrics`, as made or as refused.
+   */
+  private retryDelay(
+    metrics: UpstreamCalls | undefined,
+    reason: RetryReason,
+    attempt: number,
+    deadline: number,
+    retryAfter?: number,
+  ): number | null {
     const backoff = Math.random() * this.backoffMs * 2 ** (attempt - 1);
     const wait = Math.max(backoff, retryAfter ?? 0);
-    if (Date.now() + wait >= deadline) return null;
-    return this.budget.withdraw() ? wait : null;
+    if (Date.now() + wait >= deadline) {
+      metrics?.denied("deadline");
+      return null;
+    }
+    if (!this.budget.withdraw()) {
+      metrics?.denied("budget");
+      return null;
+    }
+    metrics?.retried(reason);
+    return wait;
   }
 
-  async request(request: UpstreamRequest): Promise<UpstreamResponse> {
+  request(request: UpstreamRequest): Promise<UpstreamResponse> {
+    return this.send(request, this.options.metrics);
+  }
+
+  private async send(request: UpstreamRequest, metrics: UpstreamCalls | undefined): Promise<UpstreamResponse> {
     const method = request.method.toUpperCase();
     const attempts = IDEMPOTENT.has(method) ? this.options.retries + 1 : 1;
+    const started = performance.now();
     const deadline = Date.now() + this.deadlineMs;
     const log = request.log ?? this.options.log;
     this.budget.deposit();
@@ -185,23 +228,26 @@ export class Upstream {
           body: request.body ?? null,
         });
         if (attempt < attempts && RETRY_STATUSES.has(response.statusCode)) {
-          const wait = this.retryDelay(attempt, deadline, retryAfterMs(response.headers["retry-after"]));
+          const retryAfter = retryAfterMs(response.headers["retry-after"]);
+          const wait = this.retryDelay(metrics, "status", attempt, deadline, retryAfter);
           if (wait !== null) {
             await response.body.dump();
             await sleep(wait);
             continue;
           }
         }
+        metrics?.requested(method, statusOutcome(response.statusCode), (performance.now() - started) / 1000);
         return { statusCode: response.statusCode, headers: response.headers, body: response.body };
       } catch (error) {
         const code = errorCode(error);
         if (attempt < attempts && code !== undefined && RETRYABLE_CODES.has(code)) {
-          const wait = this.retryDelay(attempt, deadline);
+          const wait = this.retryDelay(metrics, "connection", attempt, deadline);
           if (wait !== null) {
             await sleep(wait);
             continue;
           }
         }
+        metrics?.requested(method, failureOutcome(error), (performance.now() - started) / 1000);
         const failure = upstreamFailure(error);
         // The answer says little (no internal detail reaches the client): the log says why.
         log?.warn(
@@ -246,9 +292,12 @@ export class Upstream {
     }
   }
 
-  /** Readiness: the upstream answers at all (any status below 500). */
+  /**
+   * Readiness: the upstream answers at all (any status below 500). Not counted in the request
+   * metrics: it runs at every scrape, and `dependency_up` is its series.
+   */
   async probe(path: string): Promise<void> {
-    const response = await this.request({ method: "GET", path });
+    const response = await this.send({ method: "GET", path }, undefined);
     await response.body.dump();
     if (response.statusCode >= 500) throw new Error(`upstream answered ${response.statusCode}`);
   }
