@@ -173,6 +173,13 @@ pub enum Error {
     #[error("cannot update: {reason}")]
     UpdateRefused { reason: String, hint: Option<String> },
 
+    /// The branch moved while stackwise was writing (a commit made meanwhile): nothing was
+    /// committed on it.
+    #[error(
+        "HEAD moved while stackwise was writing (from {was} to {now}: a commit made meanwhile, in another terminal or an editor); stackwise did not commit on top of it"
+    )]
+    HeadMoved { was: String, now: String },
+
     /// `stackwise diff` or `adopt` will not start (nothing was changed): why, and what to do.
     #[error("cannot {action}: {reason}")]
     Refused {

@@ -282,15 +282,15 @@ fn commit_adoption(repo: &Repository, prefix: &str, render: Oid, record: &[u8], 
     let tree = tree.write_tree_to(repo)?;
     let dest = repo.workdir().unwrap_or(repo.path()).join(&path);
     write_new(&dest, record)?;
-    stage_and_commit(repo, &path, tree, render, message).inspect_err(|_| unstage(repo, &path, &dest))
+    stage_and_commit(repo, head.id(), &path, tree, render, message).inspect_err(|_| unstage(repo, &path, &dest))
 }
 
 /// The record staged, then the commit of `tree` that moves the branch: the last write.
-fn stage_and_commit(repo: &Repository, path: &str, tree: Oid, render: Oid, message: &str) -> Result<Oid> {
+fn stage_and_commit(repo: &Repository, head: Oid, path: &str, tree: Oid, render: Oid, message: &str) -> Result<Oid> {
     let mut index = repo.index()?;
     index.add_path(Path::new(path))?;
     index.write()?;
-    git::commit_on_head(repo, tree, &[render], message)
+    git::commit_on_head(repo, head, tree, &[render], message)
 }
 
 /// Writes `bytes` into a file `dest` that must not exist (nor a symlink there); on a failed

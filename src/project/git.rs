@@ -13,7 +13,7 @@ use std::path::Path;
 use git2::{Index, IndexEntry, IndexTime, Oid, Repository, Signature};
 
 use super::record::TemplateInfo;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::template::render::RenderedFile;
 
 /// A revision as stackwise shows it: a commit id (or a `sha256:` digest of a local template) cut
@@ -450,25 +450,50 @@ pub fn commit_new_files(dir: &Path, message: &str) -> Result<Option<String>> {
     let mut index = repo.index()?;
     index.add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)?;
     let tree_id = index.write_tree()?;
-    if repo.head()?.peel_to_commit()?.tree_id() == tree_id {
+    let head = repo.head()?.peel_to_commit()?;
+    if head.tree_id() == tree_id {
         return Ok(None);
     }
     index.write()?;
-    Ok(Some(commit_on_head(&repo, tree_id, &[], message)?.to_string()))
+    Ok(Some(
+        commit_on_head(&repo, head.id(), tree_id, &[], message)?.to_string(),
+    ))
 }
 
-/// Commits `tree` on top of HEAD (HEAD first, then `others` as further parents) and moves the
-/// current branch to it. The tree is the caller's computed result, not the index read back.
-pub fn commit_on_head(repo: &Repository, tree: Oid, others: &[Oid], message: &str) -> Result<Oid> {
+/// Commits `tree` on top of `head` (then `others` as further parents) and moves HEAD's branch (or
+/// a detached HEAD) to it — only if it is still at `head`, compared and set under the ref's lock
+/// as git does. `head` is the commit the caller computed `tree` from: a commit made meanwhile (in
+/// another terminal, by an editor) is neither built upon with a tree that lacks its changes nor
+/// dropped; the caller gets [`Error::HeadMoved`] and nothing moved.
+pub fn commit_on_head(repo: &Repository, head: Oid, tree: Oid, others: &[Oid], message: &str) -> Result<Oid> {
     let tree = repo.find_tree(tree)?;
-    let head = repo.head()?.peel_to_commit()?;
-    let mut parents = vec![head];
+    let mut parents = vec![repo.find_commit(head)?];
     for id in others {
         parents.push(repo.find_commit(*id)?);
     }
     let refs: Vec<&git2::Commit> = parents.iter().collect();
     let sig = signature(repo)?;
-    Ok(repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &refs)?)
+    let id = repo.commit(None, &sig, &sig, message, &tree, &refs)?;
+    let name = repo
+        .find_reference("HEAD")?
+        .symbolic_target()
+        .unwrap_or("HEAD")
+        .to_string();
+    let summary = message.lines().next().unwrap_or_default();
+    match repo.reference_matching(&name, id, true, head, &format!("commit: {summary}")) {
+        Ok(_) => Ok(id),
+        Err(e) if e.code() == git2::ErrorCode::Modified => {
+            let now = repo
+                .refname_to_id(&name)
+                .map(|o| short_revision(&o.to_string()))
+                .unwrap_or_default();
+            Err(Error::HeadMoved {
+                was: short_revision(&head.to_string()),
+                now,
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Keeps the render commit of an update alive (the work tree's [`pending_ref`]) until it is

@@ -88,12 +88,21 @@ fn an_update_in_one_linked_work_tree_leaves_anothers_in_progress_alone() {
 fn a_held_index_lock_is_refused_before_anything_is_written() {
     let p = diverging();
     let before = state(&p.dir);
-    std::fs::write(p.dir.join(".git/index.lock"), "").unwrap();
-    let out = p.update().output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("index.lock"), "{}", stderr(&out));
-    std::fs::remove_file(p.dir.join(".git/index.lock")).unwrap();
-    assert_eq!(state(&p.dir), before);
+    // The index, HEAD and the branch the merge commit moves: a held ref lock used to fail the
+    // commit after the merge was written, and the roll-back with it, leaving a merge in
+    // progress whose `git commit` would drop the template's changes.
+    for lock in [".git/index.lock", ".git/HEAD.lock", ".git/refs/heads/main.lock"] {
+        std::fs::write(p.dir.join(lock), "").unwrap();
+        let out = p.update().output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{lock}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(lock.trim_start_matches(".git/")),
+            "{}",
+            stderr(&out)
+        );
+        std::fs::remove_file(p.dir.join(lock)).unwrap();
+        assert_eq!(state(&p.dir), before, "{lock}");
+    }
     p.update().assert().code(0);
 }
 

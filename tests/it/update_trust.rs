@@ -370,6 +370,61 @@ fn ctrl_c_mid_checkout_stops_with_130_and_changes_nothing() {
     }
 }
 
+/// A commit made in another terminal while the update writes: the update must neither build on
+/// it with a tree computed before it (its changes silently dropped, exit 0) nor roll the branch
+/// back past it. It fails (exit 1), leaves the commit where it is, and says what is left.
+#[test]
+fn a_commit_made_while_the_update_writes_is_kept_and_the_update_says_it_did_not_commit() {
+    let p = interrupted_project();
+    let (child, marker) = spawn_paused(&p);
+    // The user's commit: user.txt on top of HEAD, made without the index (the checkout has it).
+    let run = |args: &[&str]| String::from_utf8(git(&p.dir, args).stdout).unwrap().trim().to_string();
+    let blob = {
+        std::fs::write(p.tmp.path().join("user.txt"), "mine\n").unwrap();
+        run(&["hash-object", "-w", p.tmp.path().join("user.txt").to_str().unwrap()])
+    };
+    let tree_text = format!("{}100644 blob {blob}\tuser.txt\n", run(&["ls-tree", "HEAD"]) + "\n");
+    let tree = {
+        let mut mk = Process::new("git")
+            .args(["mktree"])
+            .current_dir(&p.dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        mk.stdin.take().unwrap().write_all(tree_text.as_bytes()).unwrap();
+        String::from_utf8(mk.wait_with_output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let mine = run(&["commit-tree", &tree, "-p", "HEAD", "-m", "mine"]);
+    run(&["update-ref", "HEAD", &mine]);
+    std::fs::remove_file(&marker).unwrap(); // the update goes on
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("HEAD moved") && err.contains("not rolled back"), "{err}");
+    assert_eq!(
+        run(&["rev-parse", "HEAD"]),
+        mine,
+        "the user's commit is where they made it"
+    );
+    assert_eq!(run(&["show", "HEAD:user.txt"]), "mine");
+    // The next update names what was left, and runs once it is cleared as the message said.
+    let again = p.update().output().unwrap();
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    git(&p.dir, &["merge", "--abort"]);
+    std::fs::remove_file(p.dir.join(".git/stackwise-update")).unwrap();
+    git(&p.dir, &["reset", "-q", "--hard"]);
+    git(&p.dir, &["clean", "-qfd", "pkg"]);
+    let after = p.update().output().unwrap();
+    assert_eq!(after.status.code(), Some(0), "{}", stderr(&after));
+    assert_eq!(run(&["show", "HEAD:user.txt"]), "mine");
+    assert!(p.dir.join("pkg/m29.py").exists());
+}
+
 #[test]
 fn abort_after_conflicts_restores_files_modes_index_and_refs_and_removes_new_files() {
     let p = project(

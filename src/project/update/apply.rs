@@ -45,7 +45,7 @@ pub fn apply(repo: &Repository, plan: Plan, req: &UpdateRequest, progress: &mut 
         } => {
             let journal = Journal::new(repo, head, head, new_files);
             guarded(repo, &journal, || {
-                restore(repo, tree, &message, req.commit, &prefix, &mut outcome)
+                restore(repo, head, tree, &message, req.commit, &prefix, &mut outcome)
             })?;
             Journal::remove(repo)?;
         }
@@ -54,7 +54,7 @@ pub fn apply(repo: &Repository, plan: Plan, req: &UpdateRequest, progress: &mut 
             let journal = Journal::new(repo, head, m.render, std::mem::take(&mut m.new_files))
                 .with_moves(m.moves.as_ref().map(|(tree, _)| *tree));
             guarded(repo, &journal, || {
-                write_merge(repo, &mut m, req.commit, &prefix, &mut outcome)
+                write_merge(repo, head, &mut m, req.commit, &prefix, &mut outcome)
             })?;
             if outcome.commit.is_some() {
                 Journal::remove(repo)?;
@@ -95,10 +95,23 @@ fn guarded(repo: &Repository, journal: &Journal, write: impl FnOnce() -> Result<
         }
     });
     if let Err(e) = result {
+        if let Some(moved) = journal.moved_on_while_writing(repo) {
+            return Err(not_rolled_back(repo, &e, &moved));
+        }
         journal.roll_back(repo)?;
         return Err(e);
     }
     Ok(())
+}
+
+/// A failure while someone else moved HEAD (a commit made in another terminal while the update
+/// wrote): putting the branch back would drop that commit, and the work tree may hold its edits,
+/// so nothing is rolled back and the user is told what is left.
+fn not_rolled_back(repo: &Repository, error: &Error, moved: &str) -> Error {
+    Error::Repository(format!(
+        "{error}. {moved} while the update was writing, so it was not rolled back: that would undo it. The update's merge was not committed; check `git status` (`git merge --abort` ends the merge it left, `git restore`/`git clean` drop files it wrote), then discard its journal: rm {}",
+        journal::path(repo).display()
+    ))
 }
 
 /// Untracked (not ignored) files.
@@ -125,6 +138,7 @@ fn failed(why: String) -> Error {
 
 fn restore(
     repo: &Repository,
+    head: Oid,
     tree: Oid,
     message: &str,
     commit: bool,
@@ -133,7 +147,7 @@ fn restore(
 ) -> Result<()> {
     checkout_tree(repo, tree)?;
     if commit {
-        outcome.commit = Some(git::commit_on_head(repo, tree, &[], message)?.to_string());
+        outcome.commit = Some(git::commit_on_head(repo, head, tree, &[], message)?.to_string());
         verify_committed(repo, tree, prefix, outcome)
     } else {
         verify_index(repo, tree)
@@ -142,6 +156,7 @@ fn restore(
 
 fn write_merge(
     repo: &Repository,
+    mut head: Oid,
     m: &mut MergeWork,
     commit: bool,
     prefix: &str,
@@ -150,7 +165,8 @@ fn write_merge(
     if let Some((tree, message)) = &m.moves {
         let before = repo.head()?.peel_to_tree()?.id();
         checkout_tree(repo, *tree)?;
-        let id = git::commit_on_head(repo, *tree, &[], message)?;
+        let id = git::commit_on_head(repo, head, *tree, &[], message)?;
+        head = id;
         remove_emptied_dirs(repo, before, *tree)?;
         outcome
             .notes
@@ -165,7 +181,7 @@ fn write_merge(
         return verify_in_progress(repo, &m.index, outcome);
     };
     let before = repo.head()?.peel_to_tree()?.id();
-    let id = git::commit_on_head(repo, tree, &[m.render], &m.message)?;
+    let id = git::commit_on_head(repo, head, tree, &[m.render], &m.message)?;
     repo.cleanup_state()?;
     git::clear_pending(repo)?;
     remove_emptied_dirs(repo, before, tree)?;
@@ -252,8 +268,8 @@ fn checkout(
 }
 
 /// A hook for the tests of interruptions: with `STACKWISE_TEST_PAUSE=FILE`, a checkout stops
-/// half-way, creates FILE and waits (up to a minute, or until Ctrl-C/SIGTERM) — the moment a
-/// test kills the process.
+/// half-way, creates FILE and waits (up to a minute, until Ctrl-C/SIGTERM, or until the test
+/// removes FILE) — the moment a test kills the process or changes the repository under it.
 fn test_pause() -> impl FnMut(usize, usize) {
     let mut marker = std::env::var_os("STACKWISE_TEST_PAUSE").map(PathBuf::from);
     move |done, total| {
@@ -263,7 +279,7 @@ fn test_pause() -> impl FnMut(usize, usize) {
         if let Some(m) = marker.take() {
             let _ = std::fs::write(&m, format!("{done}/{total}\n"));
             let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
-            while std::time::Instant::now() < until && interrupt::check().is_ok() {
+            while std::time::Instant::now() < until && interrupt::check().is_ok() && m.exists() {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
         }
@@ -390,14 +406,16 @@ fn install_after(
             repo::under(prefix, &rel)
         })
         .collect();
-    if let Some(c) = commit_paths(repo, &lockfiles, "stackwise: lockfiles after update\n")? {
+    // On the update's own commit: a commit made during the install is not built upon.
+    let merged = Oid::from_str(outcome.commit.as_deref().unwrap_or_default())?;
+    if let Some(c) = commit_paths(repo, merged, &lockfiles, "stackwise: lockfiles after update\n")? {
         outcome.commit = Some(c.to_string());
     }
     Ok(())
 }
 
 /// Commits the given paths (those that exist) on top of HEAD when they change anything.
-fn commit_paths(repo: &Repository, paths: &[String], message: &str) -> Result<Option<Oid>> {
+fn commit_paths(repo: &Repository, head: Oid, paths: &[String], message: &str) -> Result<Option<Oid>> {
     let workdir = repo
         .workdir()
         .ok_or_else(|| Error::Repository("the repository has no work tree".into()))?;
@@ -407,8 +425,8 @@ fn commit_paths(repo: &Repository, paths: &[String], message: &str) -> Result<Op
     }
     index.write()?;
     let tree = index.write_tree()?;
-    if tree == repo.head()?.peel_to_tree()?.id() {
+    if tree == repo.find_commit(head)?.tree_id() {
         return Ok(None);
     }
-    git::commit_on_head(repo, tree, &[], message).map(Some)
+    git::commit_on_head(repo, head, tree, &[], message).map(Some)
 }

@@ -38,7 +38,7 @@ pub struct Journal {
     pub moves: Option<Oid>,
 }
 
-fn path(repo: &Repository) -> PathBuf {
+pub fn path(repo: &Repository) -> PathBuf {
     repo.path().join(FILE)
 }
 
@@ -281,6 +281,23 @@ impl Journal {
             )),
             None => Some("HEAD points at no commit".to_string()),
         }
+    }
+
+    /// [`Journal::moved_on`] as the writer sees it after a failure: HEAD at the update's own merge
+    /// commit (on the old HEAD or the move-only commit, with the render as second parent) is the
+    /// update's, which a roll-back may undo; any other move is someone else's.
+    pub fn moved_on_while_writing(&self, repo: &Repository) -> Option<String> {
+        let own_merge = repo.head().ok().and_then(|h| h.peel_to_commit().ok()).is_some_and(|c| {
+            let mut parents = c.parent_ids();
+            let first = parents.next();
+            parents.next() == Some(self.render)
+                && parents.next().is_none()
+                && first.is_some_and(|p| p == self.head || self.is_move_commit(repo, p))
+        });
+        if own_merge && head_branch(repo) == self.branch {
+            return None;
+        }
+        self.moved_on(repo)
     }
 
     /// Whether `id` is the update's move-only commit: its tree on the old HEAD alone.

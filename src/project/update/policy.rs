@@ -21,11 +21,25 @@ const COMMIT_HOOKS: [&str; 5] = [
 /// Refuses a repository whose index is locked (`index.lock`: another git process, an editor's
 /// background `git status`, or one that was killed): the update could write its merge state
 /// and then fail at the checkout.
+///
+/// The same for the refs the update moves (`HEAD.lock`, the branch's `.lock`): a held one made
+/// the commit fail after the merge was written, and the roll-back fail with it, leaving a merge
+/// in progress that `git commit` would have concluded without the template's changes.
 pub fn check_index_lock(repo: &Repository) -> Result<()> {
-    let lock = repo.path().join("index.lock");
-    if lock.exists() {
+    let mut locks = vec![repo.path().join("index.lock"), repo.path().join("HEAD.lock")];
+    if let Ok(head) = repo.find_reference("HEAD")
+        && let Some(branch) = head.symbolic_target()
+    {
+        locks.push(repo.commondir().join(format!("{branch}.lock")));
+    }
+    if let Some(lock) = locks.iter().find(|l| l.exists()) {
+        let what = if lock.ends_with("index.lock") {
+            "the index is locked"
+        } else {
+            "a ref the update moves is locked"
+        };
         return Err(Error::refused_with(
-            format!("the index is locked: {} exists", lock.display()),
+            format!("{what}: {} exists", lock.display()),
             "another git process is using the repository; wait for it to finish, or remove the file if none is running",
         ));
     }
