@@ -425,6 +425,31 @@ fn a_commit_made_while_the_update_writes_is_kept_and_the_update_says_it_did_not_
     assert!(p.dir.join("pkg/m29.py").exists());
 }
 
+/// A file of the user's saved while the update writes: whatever the update then does (here its
+/// check of the work tree fails and it rolls back), that edit is not undone — a roll-back puts
+/// back only the paths the update writes.
+#[test]
+fn an_edit_saved_while_the_update_writes_survives_its_roll_back() {
+    let p = interrupted_project();
+    p.write("USER.md", "ours\n");
+    git(&p.dir, &["add", "USER.md"]);
+    git(&p.dir, &["commit", "-q", "-m", "ours"]);
+    let head = git(&p.dir, &["rev-parse", "HEAD"]).stdout;
+    let (child, marker) = spawn_paused(&p);
+    p.write("USER.md", "ours, edited while the update ran\n");
+    std::fs::remove_file(&marker).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("USER.md"), "{}", stderr(&out));
+    let read = |f: &str| std::fs::read_to_string(p.dir.join(f)).unwrap();
+    assert_eq!(read("USER.md"), "ours, edited while the update ran\n");
+    assert_eq!(git(&p.dir, &["rev-parse", "HEAD"]).stdout, head);
+    assert!(!p.dir.join("pkg").exists(), "the update's own files are gone");
+    assert_eq!(read("README.md"), "hi\n");
+    let status = String::from_utf8(git(&p.dir, &["status", "--porcelain"]).stdout).unwrap();
+    assert_eq!(status, " M USER.md\n?? notes/\n");
+}
+
 #[test]
 fn abort_after_conflicts_restores_files_modes_index_and_refs_and_removes_new_files() {
     let p = project(

@@ -43,7 +43,8 @@ pub fn apply(repo: &Repository, plan: Plan, req: &UpdateRequest, progress: &mut 
             message,
             new_files,
         } => {
-            let journal = Journal::new(repo, head, head, new_files);
+            let touched = touched_paths(repo, head, &outcome, &prefix, &[tree], None)?;
+            let journal = Journal::new(repo, head, head, new_files).with_touched(touched);
             guarded(repo, &journal, || {
                 restore(repo, head, tree, &message, req.commit, &prefix, &mut outcome)
             })?;
@@ -51,8 +52,12 @@ pub fn apply(repo: &Repository, plan: Plan, req: &UpdateRequest, progress: &mut 
         }
         Work::Merge(mut m) => {
             git::clear_pending(repo)?;
+            let moves = m.moves.as_ref().map(|(tree, _)| *tree);
+            let trees: Vec<Oid> = moves.into_iter().chain(m.tree).collect();
+            let touched = touched_paths(repo, head, &outcome, &prefix, &trees, Some(&m.index))?;
             let journal = Journal::new(repo, head, m.render, std::mem::take(&mut m.new_files))
-                .with_moves(m.moves.as_ref().map(|(tree, _)| *tree));
+                .with_moves(moves)
+                .with_touched(touched);
             guarded(repo, &journal, || {
                 write_merge(repo, head, &mut m, req.commit, &prefix, &mut outcome)
             })?;
@@ -102,6 +107,43 @@ fn guarded(repo: &Repository, journal: &Journal, write: impl FnOnce() -> Result<
         return Err(e);
     }
     Ok(())
+}
+
+/// Every path the update may write, repository-relative: its report's (a rename's old path
+/// too), and every path where HEAD's tree differs from one it writes (`trees`: the move-only
+/// commit's, the merge's) or from the merged `index` (conflicts included).
+fn touched_paths(
+    repo: &Repository,
+    head: Oid,
+    outcome: &UpdateOutcome,
+    prefix: &str,
+    trees: &[Oid],
+    index: Option<&Index>,
+) -> Result<BTreeSet<String>> {
+    let mut out: BTreeSet<String> = outcome
+        .files
+        .iter()
+        .flat_map(|f| std::iter::once(&f.path).chain(f.from.iter()))
+        .map(|p| repo::under(prefix, p))
+        .collect();
+    let old = repo.find_commit(head)?.tree()?;
+    let mut diffs = Vec::new();
+    for tree in trees {
+        diffs.push(repo.diff_tree_to_tree(Some(&old), Some(&repo.find_tree(*tree)?), None)?);
+    }
+    if let Some(index) = index {
+        diffs.push(repo.diff_tree_to_index(Some(&old), Some(index), None)?);
+    }
+    for diff in &diffs {
+        for delta in diff.deltas() {
+            for file in [delta.old_file(), delta.new_file()] {
+                if let Some(p) = file.path().and_then(Path::to_str) {
+                    out.insert(p.to_string());
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A failure while someone else moved HEAD (a commit made in another terminal while the update

@@ -36,6 +36,10 @@ pub struct Journal {
     /// The tree of the move-only commit of a growing layout, if the update makes one: a HEAD
     /// at that commit is the update's own.
     pub moves: Option<Oid>,
+    /// Every path the update may write (its report's and its moves'), repository-relative: a
+    /// roll-back puts back these and no other, so a file the user saved meanwhile stays. `None`
+    /// in a journal written before they were recorded: the whole work tree is reset.
+    pub touched: Option<BTreeSet<String>>,
 }
 
 pub fn path(repo: &Repository) -> PathBuf {
@@ -103,6 +107,25 @@ pub fn reset_hard(repo: &Repository, to: Oid) -> Result<()> {
     crate::project::git::reset_hard(repo, to)
 }
 
+/// `git reset --hard to` limited to `paths` in the work tree: the branch and the index at `to`,
+/// and of the work tree only `paths` put back (removed where `to` lacks them and the index has
+/// them), so an edit the user saved to any other file while the update ran is kept. The
+/// checkout runs first, against the update's index, so it knows which files the update added.
+fn reset_paths(repo: &Repository, to: Oid, paths: &BTreeSet<String>) -> Result<()> {
+    let target = repo.find_object(to, None)?;
+    keep_submodules(repo, &target.peel_to_tree()?)?;
+    if !paths.is_empty() {
+        let mut co = git2::build::CheckoutBuilder::new();
+        co.force().disable_pathspec_match(true);
+        for p in paths {
+            co.path(p);
+        }
+        repo.checkout_tree(&target, Some(&mut co))?;
+    }
+    repo.reset(&target, git2::ResetType::Mixed, None)?;
+    Ok(())
+}
+
 /// The branch HEAD is on (`refs/heads/main`), `None` when detached.
 fn head_branch(repo: &Repository) -> Option<String> {
     let head = repo.find_reference("HEAD").ok()?;
@@ -158,7 +181,14 @@ impl Journal {
             old_dirs,
             branch: head_branch(repo),
             moves: None,
+            touched: None,
         }
+    }
+
+    /// The journal of an update that writes `touched` and nothing else.
+    pub fn with_touched(mut self, touched: BTreeSet<String>) -> Journal {
+        self.touched = Some(touched);
+        self
     }
 
     /// The journal of an update that first makes the move-only commit of tree `moves`.
@@ -188,6 +218,12 @@ impl Journal {
         for d in &self.new_dirs {
             text.push_str(&format!("dir {d}\n"));
         }
+        if let Some(touched) = &self.touched {
+            text.push_str("scope touched\n");
+            for t in touched {
+                text.push_str(&format!("touched {t}\n"));
+            }
+        }
         write_atomic(&path(repo), &text)
     }
 
@@ -209,6 +245,7 @@ impl Journal {
             old_dirs: BTreeSet::new(),
             branch: None,
             moves: None,
+            touched: None,
         };
         for line in text.lines() {
             let (key, value) = line.split_once(' ').ok_or_else(bad)?;
@@ -221,6 +258,8 @@ impl Journal {
                 "old_dir" => drop(j.old_dirs.insert(value.to_string())),
                 "branch" => j.branch = Some(value.to_string()),
                 "moves" => j.moves = Some(Oid::from_str(value).map_err(|_| bad())?),
+                "scope" if value == "touched" => drop(j.touched.get_or_insert_with(BTreeSet::new)),
+                "touched" => drop(j.touched.get_or_insert_with(BTreeSet::new).insert(value.to_string())),
                 _ => return Err(bad()),
             }
         }
@@ -316,7 +355,10 @@ impl Journal {
     /// old HEAD, the update's new files and directories gone, `ORIG_HEAD` and the merge state
     /// as before, the journal removed.
     pub fn roll_back(&self, repo: &Repository) -> Result<()> {
-        reset_hard(repo, self.head)?;
+        match &self.touched {
+            Some(paths) => reset_paths(repo, self.head, paths)?,
+            None => reset_hard(repo, self.head)?,
+        }
         let workdir = repo.workdir().unwrap_or(repo.path()).to_path_buf();
         let tracked = repo.find_commit(self.head)?.tree()?;
         for f in &self.new_files {
