@@ -166,6 +166,9 @@ pub fn main() -> ExitCode {
             // directory goes here (not one holding files a `--force` run replaced).
             stackwise::project::stage::remove_on_exit();
             let _ = writeln!(std::io::stderr(), "{} interrupted", style::error("error:"));
+            if let Some(note) = stackwise::interrupt::end_note() {
+                let _ = writeln!(std::io::stderr(), "  {} {note}", style::bold("hint:"));
+            }
             ExitStatus::Interrupted.into()
         }
     }

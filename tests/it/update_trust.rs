@@ -346,6 +346,13 @@ fn sigkill_mid_checkout_then_abort_restores_everything_and_a_new_update_runs_fre
     assert_ne!(state(&p.dir), before, "the kill came mid-checkout");
     let out = p.update().output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // Not "resolve the conflicts and git commit": there are none, and that commit would record
+    // the version change without the template's changes.
+    assert!(
+        stderr(&out).contains("stopped before it finished writing"),
+        "{}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("update --abort"), "{}", stderr(&out));
     stackwise().arg("update").arg(&p.dir).arg("--abort").assert().success();
     assert_eq!(state(&p.dir), before);
@@ -368,6 +375,47 @@ fn ctrl_c_mid_checkout_stops_with_130_and_changes_nothing() {
         assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
         assert_eq!(state(&p.dir), before, "{signal}");
     }
+}
+
+/// One request delivered twice (`timeout` signals the command and its process group; a
+/// terminal signals the group): still the first signal's safe stop, everything put back. A
+/// second Ctrl-C later is the user insisting: the process ends at once, and says how to undo.
+#[test]
+fn a_signal_delivered_twice_still_rolls_back_and_a_later_second_one_says_how_to_undo() {
+    let p = interrupted_project();
+    let before = state(&p.dir);
+    let (child, marker) = spawn_paused(&p);
+    let pid = child.id().to_string();
+    for _ in 0..2 {
+        assert!(Process::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert_eq!(state(&p.dir), before);
+    std::fs::remove_file(&marker).unwrap();
+
+    let (child, _) = spawn_paused(&p);
+    let pid = child.id().to_string();
+    assert!(Process::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    // Past the same-request window (the first signal's roll-back may be over by then: a
+    // second signal then finds nothing to end).
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert!(Process::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{:?} {}",
+        out.status.signal(),
+        stderr(&out)
+    );
+    let err = stderr(&out);
+    if state(&p.dir) != before {
+        assert!(err.contains("stackwise update --abort"), "{err}");
+        stackwise().arg("update").arg(&p.dir).arg("--abort").assert().success();
+    }
+    assert_eq!(state(&p.dir), before);
 }
 
 /// A commit made in another terminal while the update writes: the update must neither build on

@@ -90,6 +90,18 @@ fn settle_finished(repo: &Repository) -> Result<()> {
 /// is put back exactly as it was.
 fn guarded(repo: &Repository, journal: &Journal, write: impl FnOnce() -> Result<()>) -> Result<()> {
     journal.write(repo)?;
+    // Said only if a second Ctrl-C ends the process before this returns (the first one stops
+    // the writer at a safe point, and the failure path rolls back).
+    interrupt::set_end_note(Some(
+        "the update was stopped in the middle of writing: `stackwise update --abort` puts the project back exactly as it was"
+            .into(),
+    ));
+    let result = guarded_write(repo, journal, write);
+    interrupt::set_end_note(None);
+    result
+}
+
+fn guarded_write(repo: &Repository, journal: &Journal, write: impl FnOnce() -> Result<()>) -> Result<()> {
     let before = untracked(repo)?;
     let result = write().and_then(|()| {
         interrupt::check()?;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use git2::{Oid, Repository, RepositoryState, StatusOptions};
+use git2::{Index, Oid, Repository, RepositoryState, StatusOptions};
 
 use super::journal::Journal;
 use crate::error::{Error, Result};
@@ -71,11 +71,7 @@ pub fn under(prefix: &str, rel: &str) -> String {
 pub fn check_state(repo: &Repository) -> Result<()> {
     let what = match repo.state() {
         RepositoryState::Clean => return check_journal(repo),
-        RepositoryState::Merge if is_pending_merge(repo) => {
-            return Err(refuse(
-                "an update is in progress: resolve the conflicts and `git commit`, or abort it with `stackwise update --abort`",
-            ));
-        }
+        RepositoryState::Merge if is_pending_merge(repo) => return Err(refuse(pending_update(repo))),
         RepositoryState::Merge => "a merge is in progress: finish it with `git commit`, or `git merge --abort`",
         RepositoryState::Rebase | RepositoryState::RebaseInteractive | RepositoryState::RebaseMerge => {
             "a rebase is in progress: finish it (`git rebase --continue`) or `git rebase --abort`"
@@ -89,6 +85,24 @@ pub fn check_state(repo: &Repository) -> Result<()> {
         _ => "a git operation (bisect, am) is in progress: finish or abort it first",
     };
     Err(refuse(what))
+}
+
+/// What is left of an update whose merge is in progress, and what finishes it: conflicts to
+/// resolve, a `--no-commit` merge to commit — or a merge state over an index still at HEAD, which
+/// an update stopped before its checkout finished leaves, where `git commit` would record the
+/// template's version change without its changes.
+fn pending_update(repo: &Repository) -> &'static str {
+    let index = repo.index().ok();
+    if index.as_ref().is_some_and(Index::has_conflicts) {
+        return "an update is in progress: resolve the conflicts and `git commit`, or abort it with `stackwise update --abort`";
+    }
+    let head_tree = repo.head().ok().and_then(|h| h.peel_to_tree().ok()).map(|t| t.id());
+    let index_tree = index.and_then(|mut i| i.write_tree().ok());
+    if index_tree.is_some() && index_tree != head_tree {
+        "an update's merge is staged but not committed (`--no-commit`, or conflicts you resolved): `git commit` finishes it, `stackwise update --abort` undoes it"
+    } else {
+        "an update was stopped before it finished writing (its merge is started, nothing of it is staged): run `stackwise update --abort`, which puts the project back exactly as it was, then update again; do not `git commit` it"
+    }
 }
 
 /// Refuses a project where an update was interrupted (killed, or stopped by a failure that
