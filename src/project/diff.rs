@@ -96,6 +96,7 @@ impl Side {
 pub fn diff(req: &DiffRequest) -> Result<DiffOutcome> {
     let refused = |e: Error| e.refused_as("diff");
     let (repo, prefix) = repo::open(&req.dir).map_err(refused)?;
+    repo::check_no_pending_update(&repo).map_err(refused)?;
     let rec = repo::head_record(&repo, &prefix).map_err(refused)?;
     let head = repo.head()?.peel_to_commit()?;
     let (base, base_note) = find_base(&repo, head.id(), &rec).map_err(refused)?;

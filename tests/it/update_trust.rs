@@ -418,6 +418,89 @@ fn a_signal_delivered_twice_still_rolls_back_and_a_later_second_one_says_how_to_
     assert_eq!(state(&p.dir), before);
 }
 
+/// A shallow clone may lack the render commit: the message says so and how to fetch it, rather
+/// than that the history has none.
+#[test]
+fn a_shallow_clone_without_its_render_commit_is_told_to_unshallow() {
+    let p = project(&[("README.md", "hi\n")], &[("README.md", "hi v2\n")]);
+    p.write("mine.txt", "mine\n");
+    git(&p.dir, &["add", "mine.txt"]);
+    git(&p.dir, &["commit", "-q", "-m", "mine"]);
+    let shallow = p.tmp.path().join("shallow");
+    let url = format!("file://{}", p.dir.display());
+    let out = Process::new("git")
+        .args(["clone", "-q", "--depth", "1", &url])
+        .arg(&shallow)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::remove_dir_all(p.tmp.path().join("v1")).unwrap(); // the base cannot be rendered again
+    let out = stackwise()
+        .arg("update")
+        .arg(&shallow)
+        .arg("--template")
+        .arg(&p.v2)
+        .arg("--yes")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("shallow clone") && err.contains("git fetch --unshallow"),
+        "{err}"
+    );
+}
+
+/// `diff` while an update's merge is in progress would compare a half-merged work tree (the
+/// template's changes shown as "yours"): it says what is pending instead.
+#[test]
+fn diff_refuses_while_an_update_is_in_progress() {
+    let p = project(&[("README.md", "hi\n")], &[("README.md", "hi v2\n")]);
+    let out = p.update().arg("--no-commit").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = stackwise().arg("diff").arg(&p.dir).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("staged but not committed") && err.contains("git commit"),
+        "{err}"
+    );
+    git(&p.dir, &["commit", "-q", "--no-edit"]);
+    stackwise().arg("diff").arg(&p.dir).assert().success();
+}
+
+/// A file a git filter driver owns (git-lfs, git-crypt): libgit2 runs no external filter, so the
+/// update would commit it raw and leave the work tree differing from HEAD after exit 0. Refused
+/// before anything is written; a path no driver owns, or a driver not configured, is no reason.
+#[test]
+fn files_a_configured_git_filter_owns_are_refused_before_anything_is_written() {
+    let p = project(
+        &[("README.md", "hi\n")],
+        &[("README.md", "hi\n"), ("new.txt", "brand new\n")],
+    );
+    git(&p.dir, &["config", "filter.rot.clean", "tr a-zA-Z n-za-mN-ZA-M"]);
+    git(&p.dir, &["config", "filter.rot.smudge", "tr a-zA-Z n-za-mN-ZA-M"]);
+    p.write(".gitattributes", "*.txt filter=rot\n*.md filter=unconfigured\n");
+    git(&p.dir, &["add", ".gitattributes"]);
+    git(&p.dir, &["commit", "-q", "-m", "attributes"]);
+    let before = state(&p.dir);
+    let out = p.update().output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("new.txt (filter=rot)") && !err.contains("README"), "{err}");
+    assert_eq!(state(&p.dir), before);
+    // Without the driver the attribute does nothing, and the update runs.
+    git(&p.dir, &["config", "--unset", "filter.rot.clean"]);
+    git(&p.dir, &["config", "--unset", "filter.rot.smudge"]);
+    let out = p.update().output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        String::from_utf8(git(&p.dir, &["status", "--porcelain"]).stdout)
+            .unwrap()
+            .is_empty()
+    );
+}
+
 /// A commit made in another terminal while the update writes: the update must neither build on
 /// it with a tree computed before it (its changes silently dropped, exit 0) nor roll the branch
 /// back past it. It fails (exit 1), leaves the commit where it is, and says what is left.

@@ -75,8 +75,13 @@ pub fn find_base(repo: &Repository, head: Oid, rec: &ProjectRecord) -> Result<(O
         (Ok(base), _) => Ok((
             base,
             Some(format!(
-                "no render commit of revision {} in the history (a squash-merged update, or a project from before render commits): the base is that revision rendered again with the recorded answers",
-                rec.info.revision
+                "no render commit of revision {} in the history ({}): the base is that revision rendered again with the recorded answers",
+                rec.info.revision,
+                if repo.is_shallow() {
+                    "a shallow clone: `git fetch --unshallow` brings the rest of the history"
+                } else {
+                    "a squash-merged update, or a project from before render commits"
+                }
             )),
         )),
         (Err(why), Some(r)) => Ok((
@@ -85,6 +90,12 @@ pub fn find_base(repo: &Repository, head: Oid, rec: &ProjectRecord) -> Result<(O
                 "the newest render commit ({}) is older than the record, and the recorded revision cannot be rendered again ({why}); it is the base, so changes already taken may show as conflicts",
                 repo::short(r)
             )),
+        )),
+        (Err(why), None) if repo.is_shallow() => Err(Error::refused_with(
+            format!(
+                "no render commit in the history of this shallow clone (it may be in the commits left out), and the recorded revision cannot be rendered again as the merge base: {why}"
+            ),
+            "fetch the whole history (`git fetch --unshallow`), then update",
         )),
         (Err(why), None) => Err(Error::refused_with(
             format!(

@@ -241,6 +241,20 @@ pub fn compute(req: &UpdateRequest, prompter: &mut dyn Prompter) -> Result<(Repo
         Work::Merge(Box::new(plan_merge(&ctx, reloc, &mut outcome)?))
     };
     let work = lift(&repo, full_tree, &prefix, work)?;
+    if !matches!(work, Work::Nothing) {
+        let written: Vec<String> = outcome
+            .files
+            .iter()
+            .filter(|f| {
+                !matches!(
+                    f.status,
+                    FileStatus::KeptDeleted | FileStatus::KeptYours | FileStatus::Skipped
+                )
+            })
+            .map(|f| repo::under(&prefix, &f.path))
+            .collect();
+        super::policy::check_filters(&repo, &written)?;
+    }
     // A commit the user's git would have made otherwise (hooks, signing, identity) says so.
     let commits = match &work {
         Work::Nothing => false,

@@ -95,3 +95,41 @@ fn is_executable(p: &std::path::Path) -> bool {
 fn is_executable(p: &std::path::Path) -> bool {
     p.is_file()
 }
+
+/// Refuses an update that would write a file a git filter driver owns (`filter=<driver>` in the
+/// project's attributes with `filter.<driver>.clean`, `.smudge` or `.process` configured: git-lfs,
+/// git-crypt, …). Its commits go through libgit2, which runs no external filter: the blob would
+/// be committed raw (a binary in git instead of an LFS pointer, a secret in clear) and the work
+/// tree would differ from HEAD right after an exit 0.
+pub fn check_filters(repo: &Repository, paths: &[String]) -> Result<()> {
+    let config = repo.config()?.snapshot()?;
+    let driven = |driver: &str| {
+        ["clean", "smudge", "process"]
+            .iter()
+            .any(|k| config.get_string(&format!("filter.{driver}.{k}")).is_ok())
+    };
+    let mut found = Vec::new();
+    for p in paths {
+        let attr = repo.get_attr(std::path::Path::new(p), "filter", git2::AttrCheckFlags::FILE_THEN_INDEX)?;
+        if let git2::AttrValue::String(driver) = git2::AttrValue::from_string(attr)
+            && driven(driver)
+        {
+            found.push(format!("{p} (filter={driver})"));
+        }
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    let more = match found.len().saturating_sub(5) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    found.truncate(5);
+    Err(Error::refused_with(
+        format!(
+            "the update would write files a git filter owns: {}{more}; stackwise writes and commits them without the filter, so the commit would hold them unfiltered",
+            found.join(", ")
+        ),
+        "update without the filter for them (e.g. `git lfs untrack` the pattern, or give those paths `-filter` in .git/info/attributes), or add them with `[update] skip`",
+    ))
+}

@@ -105,6 +105,16 @@ fn pending_update(repo: &Repository) -> &'static str {
     }
 }
 
+/// Refuses a project whose update is still in progress (its merge started, not committed or
+/// aborted): `diff` would compare a half-merged work tree and report the template's changes as
+/// the user's.
+pub fn check_no_pending_update(repo: &Repository) -> Result<()> {
+    if repo.state() == RepositoryState::Merge && is_pending_merge(repo) {
+        return Err(refuse(pending_update(repo)));
+    }
+    Ok(())
+}
+
 /// Refuses a project where an update was interrupted (killed, or stopped by a failure that
 /// could not be undone): `update --abort` puts it back first.
 fn check_journal(repo: &Repository) -> Result<()> {
