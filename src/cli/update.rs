@@ -99,12 +99,27 @@ pub fn run(args: UpdateArgs, settings: &Settings) -> Result<ExitStatus, Error> {
         return Ok(ExitStatus::Conflicts);
     }
     if let Some(failed) = outcome.install.iter().find(|r| !r.ok) {
+        let commit = outcome.commit.as_deref().map(short_revision).unwrap_or_default();
+        // Ctrl-C during the install is an interruption like any other (SPEC: 130).
+        if stackwise::interrupt::check().is_err() {
+            return Err(Error::InterruptedLeaving(format!(
+                "the install was stopped; the update is committed ({commit}), its lockfiles are not re-locked"
+            )));
+        }
+        // The lockfiles are stale until re-locked: `make install` alone runs a locked install.
+        let relock: Vec<&str> = outcome
+            .relock
+            .iter()
+            .map(String::as_str)
+            .chain(["make install"])
+            .collect();
+        let relock = relock.join(" && ");
         return Err(Error::Install {
             reason: format!(
-                "{}; the update is committed",
+                "{}; the update is committed ({commit}), its lockfiles are not re-locked",
                 failed.error.as_deref().unwrap_or("failed")
             ),
-            hint: Some(format!("retry with: cd {} && make install", dir.display())),
+            hint: Some(format!("retry with: cd {} && {relock}", dir.display())),
         });
     }
     Ok(ExitStatus::Success)

@@ -442,10 +442,11 @@ fn install_after(
     }
     let log = install::new_log("update").map_err(|e| Error::io(std::env::temp_dir(), e))?;
     outcome.install = install::run(&req.dir, &m.steps, &log, progress);
-    outcome.relock.clear();
+    // A failed install leaves the lockfiles stale: its re-lock commands stay in the report.
     if outcome.install.iter().any(|r| !r.ok) {
         return Ok(());
     }
+    outcome.relock.clear();
     // The log is kept only when a step failed (its path is in that step's error).
     let _ = std::fs::remove_file(&log);
     let lockfiles: Vec<String> = m
