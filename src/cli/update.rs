@@ -154,7 +154,7 @@ fn report(o: &UpdateOutcome, req: &UpdateRequest) {
         eprintln!("{} nothing was changed", style::bold(&format!("{verdict}:")));
         return;
     }
-    report_result(o);
+    report_result(o, &req.dir);
 }
 
 /// One line per path, and how to bring back the files the user deleted.
@@ -184,18 +184,32 @@ fn report_files(o: &UpdateOutcome) {
 }
 
 /// The last line: committed, left for `git commit`, or conflicts and what to do.
-fn report_result(o: &UpdateOutcome) {
+fn report_result(o: &UpdateOutcome, dir: &std::path::Path) {
     match (o.status, &o.commit) {
         (UpdateStatus::Conflicts, _) => {
-            let n = o
+            let conflicts: Vec<&str> = o
                 .files
                 .iter()
                 .filter(|f| f.status == update::FileStatus::Conflict)
-                .count();
+                .map(|f| f.path.as_str())
+                .collect();
+            // A binary file (or one git's merge driver left as yours) has no markers to edit.
+            let unmarked: Vec<&str> = conflicts
+                .iter()
+                .copied()
+                .filter(|p| !std::fs::read(dir.join(p)).is_ok_and(|b| b.windows(8).any(|w| w == b"<<<<<<< ")))
+                .collect();
             eprintln!(
-                "{} {n} file(s) need you: edit the <<<<<<< your project / >>>>>>> template markers, then\n  git add FILE...   and   git commit\nor abort the update:   stackwise update --abort   (or git merge --abort)",
-                style::error("conflicts:")
+                "{} {} file(s) need you: edit the <<<<<<< your project / >>>>>>> template markers, then\n  git add FILE...   and   git commit\nor abort the update:   stackwise update --abort   (or git merge --abort)",
+                style::error("conflicts:"),
+                conflicts.len()
             );
+            if !unmarked.is_empty() {
+                eprintln!(
+                    "  no markers in {} (binary, or kept as yours): pick a side with `git checkout --ours FILE` (yours) or `git checkout --theirs FILE` (the template's), then git add FILE",
+                    unmarked.join(", ")
+                );
+            }
         }
         (_, Some(c)) => eprintln!("{} committed {}", style::ok("updated:"), short_revision(c)),
         (_, None) if o.merge_in_progress => {
