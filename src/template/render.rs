@@ -381,6 +381,7 @@ mod tests {
             presets: Vec::new(),
             source: "test".into(),
             revision: None,
+            newer_tags: Vec::new(),
         };
         let mut context = serde_json::Map::new();
         context.insert("project_name".into(), "demo".into());
@@ -425,6 +426,7 @@ mod tests {
             presets: Vec::new(),
             source: "test".into(),
             revision: None,
+            newer_tags: Vec::new(),
         };
         (
             tree,

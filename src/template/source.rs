@@ -119,6 +119,9 @@ pub struct TemplateTree {
     pub source: String,
     /// The git commit (for git sources) or the stackwise version (builtin).
     pub revision: Option<String>,
+    /// For a git source pinned to a SemVer tag (`URL#v1.2.0`): the repository's later SemVer
+    /// tags, newest first (`update` names them: a pinned project never moves by itself).
+    pub newer_tags: Vec<String>,
 }
 
 impl TemplateTree {
@@ -167,7 +170,11 @@ impl TemplateTree {
                     ));
                 }
                 // A sibling `presets/` is inside the clone only when the template is a subdirectory.
-                Self::from_dir(&root, source.describe(), Some(commit), subdir.is_some())
+                let mut tree = Self::from_dir(&root, source.describe(), Some(commit), subdir.is_some())?;
+                tree.newer_tags = reference
+                    .as_deref()
+                    .map_or_else(Vec::new, |r| newer_tags(checkout.path(), r));
+                Ok(tree)
             }
         }
     }
@@ -191,6 +198,7 @@ impl TemplateTree {
             presets,
             source: "builtin".to_string(),
             revision: Some(format!("stackwise {}", env!("CARGO_PKG_VERSION"))),
+            newer_tags: Vec::new(),
         }
     }
 
@@ -235,6 +243,7 @@ impl TemplateTree {
             presets,
             source,
             revision,
+            newer_tags: Vec::new(),
         })
     }
 }
@@ -469,6 +478,29 @@ fn clone(url: &str, reference: Option<&str>, into: &Path) -> std::result::Result
     let head = repo.head().map_err(|e| e.message().to_string())?;
     let commit = head.peel_to_commit().map_err(|e| e.message().to_string())?;
     Ok(commit.id().to_string())
+}
+
+/// The SemVer tags of the clone at `dir` later than `pinned` (itself a SemVer tag, `v` or not),
+/// newest first; none when `pinned` is a branch or a commit.
+fn newer_tags(dir: &Path, pinned: &str) -> Vec<String> {
+    let version = |tag: &str| semver::Version::parse(tag.strip_prefix('v').unwrap_or(tag)).ok();
+    let (Some(from), Ok(repo)) = (version(pinned), git2::Repository::open(dir)) else {
+        return Vec::new();
+    };
+    let Ok(names) = repo.tag_names(None) else {
+        return Vec::new();
+    };
+    let mut newer: Vec<(semver::Version, String)> = names
+        .iter()
+        .flatten()
+        .filter_map(|t| {
+            version(t)
+                .filter(|v| *v > from && v.pre.is_empty())
+                .map(|v| (v, t.to_string()))
+        })
+        .collect();
+    newer.sort_by(|a, b| b.0.cmp(&a.0));
+    newer.into_iter().map(|(_, t)| t).collect()
 }
 
 /// A clone whose root (or `--subdir`) has no manifest: said within the repository, with the

@@ -473,6 +473,44 @@ fn a_failed_or_stopped_install_after_an_update_says_what_is_committed_and_how_to
     );
 }
 
+/// A project made from a SemVer tag (`URL#v1.0.0`, as docs/TEMPLATES.md advises) is up to date
+/// with that tag forever; `update --check` says that newer tags exist and how to move.
+#[test]
+fn a_project_pinned_to_a_tag_is_told_of_the_newer_tags() {
+    let tmp = TempDir::new().unwrap();
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    for (version, readme) in [("1.0.0", "hi\n"), ("1.1.0-rc.1", "rc\n"), ("2.0.0", "hi v2\n")] {
+        template(&repo.join("tpl"), version, &[("README.md", readme)], "");
+        git(&repo, &["add", "-A"]);
+        git(
+            &repo,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-q",
+                "-m",
+                version,
+            ],
+        );
+        git(&repo, &["tag", &format!("v{version}")]);
+    }
+    let url = format!("file://{}#v1.0.0", repo.display());
+    let dir = generate(tmp.path(), "demo", Path::new(&url), &["--subdir", "tpl"]);
+    let out = stackwise().arg("update").arg(&dir).arg("--check").output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("pinned to tag v1.0.0") && err.contains("(v2.0.0)"),
+        "{err}"
+    );
+    assert!(err.contains("stackwise update --to v2.0.0"), "{err}");
+}
+
 /// A conflict in a binary file has no markers to edit: the report says how to pick a side.
 #[test]
 fn a_binary_conflict_is_told_to_pick_a_side_not_to_edit_markers() {

@@ -217,6 +217,7 @@ mounts = [{{ component = "app", at = "." }}]
             presets: Vec::new(),
             source: "test".into(),
             revision: None,
+            newer_tags: Vec::new(),
         };
         Manifest::load(&tree)
     }

@@ -206,6 +206,7 @@ pub fn compute(req: &UpdateRequest, prompter: &mut dyn Prompter) -> Result<(Repo
         info,
         rendered,
     } = next_render(&inputs.source, req, &rec, inputs.sets.clone(), prompter, &mut notes)?;
+    notes.extend(pinned_note(&inputs.source, &template.tree.newer_tags));
     let (head, full_tree) = {
         let c = repo.head()?.peel_to_commit()?;
         (c.id(), c.tree_id())
@@ -272,6 +273,27 @@ pub fn compute(req: &UpdateRequest, prompter: &mut dyn Prompter) -> Result<(Repo
             prefix,
             work,
         },
+    ))
+}
+
+/// A source pinned to a SemVer tag never moves by itself ("up to date" while the template has
+/// released since): the later tags, and how to move to the newest.
+fn pinned_note(source: &TemplateSource, newer: &[String]) -> Option<String> {
+    let (
+        TemplateSource::Git {
+            reference: Some(pinned),
+            ..
+        },
+        Some(newest),
+    ) = (source, newer.first())
+    else {
+        return None;
+    };
+    let shown: Vec<&str> = newer.iter().take(5).map(String::as_str).collect();
+    let more = if newer.len() > shown.len() { ", …" } else { "" };
+    Some(format!(
+        "the template is pinned to tag {pinned}, and it has newer tags ({}{more}): `stackwise update --to {newest}` moves the project to the newest",
+        shown.join(", ")
     ))
 }
 
