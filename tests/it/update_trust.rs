@@ -511,6 +511,41 @@ fn a_project_pinned_to_a_tag_is_told_of_the_newer_tags() {
     assert!(err.contains("stackwise update --to v2.0.0"), "{err}");
 }
 
+/// Variables new in a template version get an answer the user never gave: the update names
+/// each with its value and where it came from (a secret by name only), never silently.
+#[test]
+fn an_update_names_the_values_it_took_for_new_variables() {
+    let tmp = TempDir::new().unwrap();
+    let (t1, t2) = (tmp.path().join("v1"), tmp.path().join("v2"));
+    template(&t1, "1.0.0", &[("README.md", "hi\n")], "");
+    let tail = "\n[[variables]]\nname = \"replicas\"\ntype = \"integer\"\nmin = 1\n\n[[variables]]\nname = \"region\"\ntype = \"string\"\ndefault = \"eu\"\n\n[[variables]]\nname = \"token\"\ntype = \"string\"\nsecret = true\ndefault = \"s3cr3t\"\n";
+    template(&t2, "2.0.0", &[("README.md", "hi\n")], tail);
+    let dir = generate(tmp.path(), "demo", &t1, &[]);
+    let out = stackwise()
+        .arg("update")
+        .arg(&dir)
+        .arg("--template")
+        .arg(&t2)
+        .args(["--yes", "--json", "--set", "region=us"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let notes = doc["notes"].to_string();
+    assert!(
+        notes.contains("new variable `replicas` = 1 (the template gives it no default"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("new variable `token` = (secret) (its default)"),
+        "{notes}"
+    );
+    assert!(
+        !notes.contains("s3cr3t") && !notes.contains("`region`") && !notes.contains("`greeting`"),
+        "{notes}"
+    );
+}
+
 /// A conflict in a binary file has no markers to edit: the report says how to pick a side.
 #[test]
 fn a_binary_conflict_is_told_to_pick_a_side_not_to_edit_markers() {

@@ -183,10 +183,54 @@ fn render_new(
     answers::refuse_downgrade(&template.manifest, rec.info.version.as_deref())?;
     let (carried, answer_notes) = answers::carry_over(template, &rec.answers, rec.info.version.as_deref(), &change)?;
     notes.extend(answer_notes);
+    let given: BTreeSet<String> = carried.keys().chain(sets.keys()).cloned().collect();
+    let preset_id = preset.clone();
     let mut rendered = render_project(template, name, preset, layout, sets, carried, prompter)?;
     notes.append(&mut rendered.ignored);
+    // Asked on a terminal, the user chose them; otherwise they are named.
+    if !prompter.is_interactive() {
+        notes.extend(new_answers(template, preset_id.as_deref(), &given, &rendered));
+    }
     record::add_to(&mut rendered, template, info, Some(&rec.update));
     Ok(rendered)
+}
+
+/// A note for each answer the update took for a variable the project had no answer for (a
+/// variable new in this version, or newly applicable): its value, and where it came from, so
+/// a value nobody chose is never recorded unseen. Secrets are named, never shown.
+fn new_answers(
+    template: &Template,
+    preset: Option<&str>,
+    given: &BTreeSet<String>,
+    rendered: &Rendered,
+) -> Vec<String> {
+    let preset_options = preset
+        .and_then(|id| template.catalogue.get(id).ok())
+        .map(|p| p.options.keys().cloned().collect::<BTreeSet<_>>())
+        .unwrap_or_default();
+    template
+        .manifest
+        .variables
+        .iter()
+        .filter(|v| !given.contains(&v.name) && !preset_options.contains(&v.name))
+        .filter_map(|v| {
+            let value = rendered.answers.get(&v.name)?;
+            let shown = if v.secret {
+                "(secret)".to_string()
+            } else {
+                value.to_string()
+            };
+            let from = if v.default.is_some() {
+                "its default"
+            } else {
+                "the template gives it no default: stackwise's fallback for its type"
+            };
+            Some(format!(
+                "new variable `{}` = {shown} ({from}); choose another with --set {}=VALUE",
+                v.name, v.name
+            ))
+        })
+        .collect()
 }
 
 /// Computes the update `req` asks for; writes no file, index or ref.
