@@ -546,6 +546,43 @@ fn an_update_names_the_values_it_took_for_new_variables() {
     );
 }
 
+/// A new template file inside an untracked git repository of its own (a tool cloned into the
+/// project): refused before anything is written, naming the repository, not one of its files.
+#[test]
+fn a_new_file_inside_a_nested_repository_is_refused_up_front() {
+    let p = project(
+        &[("README.md", "hi\n")],
+        &[("README.md", "hi\n"), ("tools/README.md", "tpl\n")],
+    );
+    let tools = p.dir.join("tools");
+    std::fs::create_dir(&tools).unwrap();
+    git(&tools, &["init", "-q"]);
+    p.write("tools/own.txt", "own\n");
+    git(&tools, &["add", "-A"]);
+    git(
+        &tools,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-m",
+            "nested",
+        ],
+    );
+    let before = state(&p.dir);
+    let out = p.update().output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("tools/ is a git repository of its own") && !err.contains("own.txt"),
+        "{err}"
+    );
+    assert_eq!(state(&p.dir), before);
+}
+
 /// A conflict in a binary file has no markers to edit: the report says how to pick a side.
 #[test]
 fn a_binary_conflict_is_told_to_pick_a_side_not_to_edit_markers() {

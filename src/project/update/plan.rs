@@ -547,6 +547,19 @@ fn check_writable(repo: &Repository, index: &Index, head: Oid, root: &Path) -> R
         let blocked = merge::parents(p)
             .filter(|d| !tracked.contains_key(*d))
             .find(|d| std::fs::symlink_metadata(workdir.join(d)).is_ok_and(|m| !m.is_dir()));
+        // An untracked directory that is a git repository of its own (a tool cloned into the
+        // project): git will not add a file inside it, so the update could never commit one.
+        let nested = merge::parents(p)
+            .filter(|d| !tracked.contains_key(*d))
+            .find(|d| std::fs::symlink_metadata(workdir.join(d).join(".git")).is_ok());
+        if let Some(d) = nested {
+            return Err(Error::refused_with(
+                format!("{d}/ is a git repository of its own (untracked here), and the template adds {p} inside it"),
+                format!(
+                    "move {d}/ out of the project, or add \"{p}\" to `skip` in the [update] table of .stackwise.toml"
+                ),
+            ));
+        }
         if let Some(d) = blocked {
             in_the_way.insert(d.to_string());
         } else if let Ok(meta) = std::fs::symlink_metadata(workdir.join(p)) {
