@@ -583,6 +583,39 @@ fn a_new_file_inside_a_nested_repository_is_refused_up_front() {
     assert_eq!(state(&p.dir), before);
 }
 
+/// A recorded answer this template version refuses (here carried by a rename into a variable
+/// whose choices changed): the error says it is the recorded answer and which `--set` fixes it.
+#[test]
+fn a_recorded_answer_the_new_version_refuses_is_named_with_its_fix() {
+    let tmp = TempDir::new().unwrap();
+    let (t1, t2) = (tmp.path().join("v1"), tmp.path().join("v2"));
+    let v1 = "\n[[variables]]\nname = \"db\"\ntype = \"choice\"\nchoices = [\"pg\", \"sqlite\"]\ndefault = \"pg\"\n";
+    let v2 = "\n[[variables]]\nname = \"database\"\ntype = \"choice\"\nchoices = [\"postgres\", \"sqlite\"]\ndefault = \"postgres\"\n\n[[migrations]]\nversion = \"2.0.0\"\nrename = { from = \"db\", to = \"database\" }\n";
+    template(&t1, "1.0.0", &[("README.md", "hi\n")], v1);
+    template(&t2, "2.0.0", &[("README.md", "hi\n")], v2);
+    let dir = generate(tmp.path(), "demo", &t1, &[]);
+    let update = |extra: &[&str]| {
+        stackwise()
+            .arg("update")
+            .arg(&dir)
+            .arg("--template")
+            .arg(&t2)
+            .arg("--yes")
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = update(&[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("recorded answer, \"pg\"") && err.contains("--set database=VALUE"),
+        "{err}"
+    );
+    let out = update(&["--set", "database=postgres"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
 /// A conflict in a binary file has no markers to edit: the report says how to pick a side.
 #[test]
 fn a_binary_conflict_is_told_to_pick_a_side_not_to_edit_markers() {

@@ -184,8 +184,14 @@ fn render_new(
     let (carried, answer_notes) = answers::carry_over(template, &rec.answers, rec.info.version.as_deref(), &change)?;
     notes.extend(answer_notes);
     let given: BTreeSet<String> = carried.keys().chain(sets.keys()).cloned().collect();
+    let recorded: Map<String, serde_json::Value> = carried
+        .iter()
+        .filter(|(k, _)| !sets.contains_key(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let preset_id = preset.clone();
-    let mut rendered = render_project(template, name, preset, layout, sets, carried, prompter)?;
+    let mut rendered = render_project(template, name, preset, layout, sets, carried, prompter)
+        .map_err(|e| recorded_answer_refused(e, &recorded))?;
     notes.append(&mut rendered.ignored);
     // Asked on a terminal, the user chose them; otherwise they are named.
     if !prompter.is_interactive() {
@@ -193,6 +199,21 @@ fn render_new(
     }
     record::add_to(&mut rendered, template, info, Some(&rec.update));
     Ok(rendered)
+}
+
+/// A recorded answer (carried from `.stackwise.toml`, through the template's migrations) that
+/// this template version refuses: said to be the recorded one, with the `--set` that replaces it.
+fn recorded_answer_refused(error: Error, recorded: &Map<String, serde_json::Value>) -> Error {
+    match error {
+        Error::InvalidValue { key, reason } if recorded.contains_key(&key) => Error::InvalidValue {
+            reason: format!(
+                "{reason} — it is the project's recorded answer, {} (from .stackwise.toml, through the template's migrations if any); pass --set {key}=VALUE to choose one this version accepts",
+                recorded[&key]
+            ),
+            key,
+        },
+        other => other,
+    }
 }
 
 /// A note for each answer the update took for a variable the project had no answer for (a
