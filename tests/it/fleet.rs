@@ -46,12 +46,17 @@ impl World {
     fn new() -> Self {
         let tpl = TempDir::new().unwrap();
         fleet_template(tpl.path(), 1);
+        let source = tpl.path().to_string_lossy().into_owned();
+        Self::generated(tpl, &["--template", &source])
+    }
+
+    /// A project generated from `tpl` with the template flags `template`.
+    fn generated(tpl: TempDir, template: &[&str]) -> Self {
         let out = TempDir::new().unwrap();
         stackwise()
             .args(["new", "shop", "--yes", "--preset", "basic", "-o"])
             .arg(out.path())
-            .arg("--template")
-            .arg(tpl.path())
+            .args(template)
             .assert()
             .success();
         let project = out.path().join("shop");
@@ -265,4 +270,55 @@ fn the_fleet_script_proposes_each_template_update_as_a_pull_request() {
             .iter()
             .any(|c| c.starts_with("pr create") || c.starts_with("pr edit"))
     );
+}
+
+/// A project pinned to a template tag (`URL#v1.0.0`, as docs/TEMPLATES.md advises) is up to date
+/// with that tag; once the template releases a later one, the script proposes the update to the
+/// newest release (`--to`), and the proposed record pins that tag.
+#[test]
+fn the_fleet_script_moves_a_tag_pinned_project_to_the_newest_release() {
+    let tpl = TempDir::new().unwrap();
+    git(tpl.path(), &["init", "-q", "-b", "main"]);
+    release_in(tpl.path(), 1);
+    let url = format!("file://{}#v1.0.0", tpl.path().display());
+    let w = World::generated(tpl, &["--template", &url, "--subdir", "tpl"]);
+    let out = w.run();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("up to date"));
+    assert_eq!(w.remote_tip(), None);
+
+    release_in(w.tpl.path(), 2);
+    let out = w.run();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("proposing v2.0.0"),
+        "{out:?}"
+    );
+    let calls = w.calls();
+    assert!(calls.iter().any(|c| c.starts_with("pr create")), "{calls:?}");
+    let tip = w.remote_tip().expect("the branch was pushed");
+    let record = w.remote_git(&["show", &format!("{tip}:.stackwise.toml")]);
+    assert!(
+        record.contains("#v2.0.0") && record.contains("template_version = \"2.0.0\""),
+        "{record}"
+    );
+    assert!(w.remote_git(&["show", &format!("{tip}:Makefile")]).contains("lint:"));
+}
+
+/// Commits the fleet template of version `v` under `repo/tpl` and tags it `v<v>.0.0`.
+fn release_in(repo: &Path, v: u32) {
+    fleet_template(&repo.join("tpl"), v);
+    git(repo, &["add", "-A"]);
+    git(
+        repo,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-m",
+            "release",
+        ],
+    );
+    git(repo, &["tag", &format!("v{v}.0.0")]);
 }

@@ -122,6 +122,10 @@ pub struct UpdateOutcome {
     pub commit: Option<String>,
     /// Things the user should know: migrations, dropped answers, a re-rendered base.
     pub notes: Vec<String>,
+    /// For a template pinned to a SemVer tag: the later release tags, newest first (`--to`
+    /// moves to one; the template-update workflow moves to the first).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub newer_tags: Vec<String>,
     /// Commands that re-lock dependencies whose manifests changed (when `--install` did not).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub relock: Vec<String>,

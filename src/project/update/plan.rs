@@ -290,6 +290,9 @@ pub fn compute(req: &UpdateRequest, prompter: &mut dyn Prompter) -> Result<(Repo
         &mut notes,
     )?;
     let mut outcome = UpdateOutcome::new(&rec, &info, &rendered, notes, req);
+    if matches!(inputs.source, TemplateSource::Git { reference: Some(_), .. }) {
+        outcome.newer_tags = template.tree.newer_tags.clone();
+    }
     let render_tree = repo.find_commit(render)?.tree_id();
     let work = if same_render(&repo, reloc.base, render_tree)? {
         restore_only(&repo, (head_tree, &root), render_tree, &inputs.restore, &mut outcome)?
@@ -678,6 +681,7 @@ impl UpdateOutcome {
             files: Vec::new(),
             commit: None,
             notes,
+            newer_tags: Vec::new(),
             relock: Vec::new(),
             install: Vec::new(),
             dry_run: req.dry_run || req.check,
