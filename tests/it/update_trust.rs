@@ -815,6 +815,46 @@ fn an_edit_saved_while_the_update_writes_survives_its_roll_back() {
     assert_eq!(status, " M USER.md\n?? notes/\n");
 }
 
+/// The same for `--restore` alone (its commit has one parent): the roll-back after its check
+/// fails is the update's own to make, and keeps the edit.
+#[test]
+fn a_restore_whose_check_fails_is_rolled_back_and_keeps_an_edit_saved_meanwhile() {
+    let files: Vec<(String, String)> = (0..6).map(|i| (format!("docs/d{i}.md"), format!("d{i}\n"))).collect();
+    let files: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let p = project(&files, &files);
+    p.write("USER.md", "ours\n");
+    git(&p.dir, &["add", "USER.md"]);
+    git(&p.dir, &["rm", "-q", "-r", "docs"]);
+    git(&p.dir, &["commit", "-q", "-m", "ours, without docs"]);
+    let head = git(&p.dir, &["rev-parse", "HEAD"]).stdout;
+    let marker = p.tmp.path().join("paused");
+    let mut cmd = Process::new(assert_cmd::cargo::cargo_bin("stackwise"));
+    cmd.arg("update").arg(&p.dir).args(["--yes"]);
+    for (f, _) in &files {
+        cmd.args(["--restore", f]);
+    }
+    let mut child = cmd
+        .env("STACKWISE_TEST_PAUSE", &marker)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&marker, &mut child);
+    p.write("USER.md", "ours, edited meanwhile\n");
+    std::fs::remove_file(&marker).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("not rolled back"), "{err}");
+    assert_eq!(git(&p.dir, &["rev-parse", "HEAD"]).stdout, head);
+    assert_eq!(
+        std::fs::read_to_string(p.dir.join("USER.md")).unwrap(),
+        "ours, edited meanwhile\n"
+    );
+    assert!(!p.dir.join("docs").exists());
+}
+
 #[test]
 fn abort_after_conflicts_restores_files_modes_index_and_refs_and_removes_new_files() {
     let p = project(

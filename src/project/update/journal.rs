@@ -329,9 +329,14 @@ impl Journal {
         let own_merge = repo.head().ok().and_then(|h| h.peel_to_commit().ok()).is_some_and(|c| {
             let mut parents = c.parent_ids();
             let first = parents.next();
-            parents.next() == Some(self.render)
-                && parents.next().is_none()
-                && first.is_some_and(|p| p == self.head || self.is_move_commit(repo, p))
+            let second = parents.next();
+            // The merge commit (the render as second parent), or a `--restore` alone's commit
+            // (one parent; its journal's render is HEAD itself).
+            let shape = match second {
+                Some(r) => r == self.render && parents.next().is_none(),
+                None => self.render == self.head && c.summary().is_some_and(|m| m.starts_with("stackwise: restore ")),
+            };
+            shape && first.is_some_and(|p| p == self.head || self.is_move_commit(repo, p))
         });
         if own_merge && head_branch(repo) == self.branch {
             return None;
