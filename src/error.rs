@@ -180,6 +180,11 @@ pub enum Error {
     )]
     HeadMoved { was: String, now: String },
 
+    /// An update that failed while someone else moved HEAD: not rolled back, since putting the
+    /// branch back would drop their commit; the hint says what is left and how to clear it.
+    #[error("the update stopped without committing, and was not rolled back: {reason}")]
+    NotRolledBack { reason: String, hint: String },
+
     /// `stackwise diff` or `adopt` will not start (nothing was changed): why, and what to do.
     #[error("cannot {action}: {reason}")]
     Refused {
@@ -223,6 +228,7 @@ impl Error {
     /// How to fix it, when the tool knows: printed on its own line after the error.
     pub fn hint(&self) -> Option<String> {
         match self {
+            Error::NotRolledBack { hint, .. } => Some(hint.clone()),
             Error::InvalidName { hint, .. } => Some(hint.clone()),
             Error::UnknownPreset { .. } => Some("run `stackwise presets` to list them".into()),
             Error::UnknownLayout { name, available } => {

@@ -162,10 +162,19 @@ fn touched_paths(
 /// wrote): putting the branch back would drop that commit, and the work tree may hold its edits,
 /// so nothing is rolled back and the user is told what is left.
 fn not_rolled_back(repo: &Repository, error: &Error, moved: &str) -> Error {
-    Error::Repository(format!(
-        "{error}. {moved} while the update was writing, so it was not rolled back: that would undo it. The update's merge was not committed; check `git status` (`git merge --abort` ends the merge it left, `git restore`/`git clean` drop files it wrote), then discard its journal: rm {}",
-        journal::path(repo).display()
-    ))
+    let reason = match error {
+        Error::HeadMoved { was, now } => format!(
+            "HEAD moved while it was writing (from {was} to {now}: a commit made meanwhile, in another terminal or an editor), and putting the branch back would drop that commit"
+        ),
+        other => format!("{other}; meanwhile {moved}, and putting the branch back would undo that"),
+    };
+    Error::NotRolledBack {
+        reason,
+        hint: format!(
+            "check `git status`: `git merge --abort` ends the merge it left, `git restore`/`git clean` drop files it wrote; then discard its journal: rm {}",
+            journal::path(repo).display()
+        ),
+    }
 }
 
 /// Untracked (not ignored) files.
