@@ -206,14 +206,7 @@ pub fn adopt(req: &AdoptRequest, prompter: &mut dyn Prompter) -> Result<AdoptOut
         dry_run: req.dry_run,
         notes: Vec::new(),
     };
-    for f in rendered.files.iter().filter(|f| f.path != RECORD_FILE) {
-        let list = match ours.get(&f.path) {
-            Some((id, _)) if *id == Oid::hash_object(git2::ObjectType::Blob, &f.bytes)? => &mut outcome.same,
-            Some(_) => &mut outcome.differ,
-            None => &mut outcome.missing,
-        };
-        list.push(f.path.clone());
-    }
+    classify(&rendered.files, &ours, &mut outcome)?;
     if req.dry_run {
         return Ok(outcome);
     }
@@ -249,6 +242,24 @@ pub fn adopt(req: &AdoptRequest, prompter: &mut dyn Prompter) -> Result<AdoptOut
         )));
     }
     Ok(outcome)
+}
+
+/// Sorts the render's files (the record aside) by what the project has: the same content, its
+/// own version, or nothing.
+fn classify(
+    files: &[crate::template::render::RenderedFile],
+    ours: &std::collections::BTreeMap<String, (Oid, i32)>,
+    outcome: &mut AdoptOutcome,
+) -> Result<()> {
+    for f in files.iter().filter(|f| f.path != RECORD_FILE) {
+        let list = match ours.get(&f.path) {
+            Some((id, _)) if *id == Oid::hash_object(git2::ObjectType::Blob, &f.bytes)? => &mut outcome.same,
+            Some(_) => &mut outcome.differ,
+            None => &mut outcome.missing,
+        };
+        list.push(f.path.clone());
+    }
+    Ok(())
 }
 
 /// An interruption before the adoption wrote anything the project shows.

@@ -18,11 +18,13 @@ pub mod base;
 pub mod evolve;
 pub mod journal;
 pub mod merge;
+mod notes;
 pub mod plan;
 pub mod policy;
 pub mod repo;
 pub mod report;
 pub mod skip;
+mod writable;
 
 use std::path::{Path, PathBuf};
 

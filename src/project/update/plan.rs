@@ -191,67 +191,19 @@ fn render_new(
         .collect();
     let preset_id = preset.clone();
     let mut rendered = render_project(template, name, preset, layout, sets, carried, prompter)
-        .map_err(|e| recorded_answer_refused(e, &recorded))?;
+        .map_err(|e| super::notes::recorded_answer_refused(e, &recorded))?;
     notes.append(&mut rendered.ignored);
     // Asked on a terminal, the user chose them; otherwise they are named.
     if !prompter.is_interactive() {
-        notes.extend(new_answers(template, preset_id.as_deref(), &given, &rendered));
+        notes.extend(super::notes::new_answers(
+            template,
+            preset_id.as_deref(),
+            &given,
+            &rendered,
+        ));
     }
     record::add_to(&mut rendered, template, info, Some(&rec.update));
     Ok(rendered)
-}
-
-/// A recorded answer (carried from `.stackwise.toml`, through the template's migrations) that
-/// this template version refuses: said to be the recorded one, with the `--set` that replaces it.
-fn recorded_answer_refused(error: Error, recorded: &Map<String, serde_json::Value>) -> Error {
-    match error {
-        Error::InvalidValue { key, reason } if recorded.contains_key(&key) => Error::InvalidValue {
-            reason: format!(
-                "{reason} — it is the project's recorded answer, {} (from .stackwise.toml, through the template's migrations if any); pass --set {key}=VALUE to choose one this version accepts",
-                recorded[&key]
-            ),
-            key,
-        },
-        other => other,
-    }
-}
-
-/// A note for each answer the update took for a variable the project had no answer for (a
-/// variable new in this version, or newly applicable): its value, and where it came from, so
-/// a value nobody chose is never recorded unseen. Secrets are named, never shown.
-fn new_answers(
-    template: &Template,
-    preset: Option<&str>,
-    given: &BTreeSet<String>,
-    rendered: &Rendered,
-) -> Vec<String> {
-    let preset_options = preset
-        .and_then(|id| template.catalogue.get(id).ok())
-        .map(|p| p.options.keys().cloned().collect::<BTreeSet<_>>())
-        .unwrap_or_default();
-    template
-        .manifest
-        .variables
-        .iter()
-        .filter(|v| !given.contains(&v.name) && !preset_options.contains(&v.name))
-        .filter_map(|v| {
-            let value = rendered.answers.get(&v.name)?;
-            let shown = if v.secret {
-                "(secret)".to_string()
-            } else {
-                value.to_string()
-            };
-            let from = if v.default.is_some() {
-                "its default"
-            } else {
-                "the template gives it no default: stackwise's fallback for its type"
-            };
-            Some(format!(
-                "new variable `{}` = {shown} ({from}); choose another with --set {}=VALUE",
-                v.name, v.name
-            ))
-        })
-        .collect()
 }
 
 /// Computes the update `req` asks for; writes no file, index or ref.
@@ -271,7 +223,7 @@ pub fn compute(req: &UpdateRequest, prompter: &mut dyn Prompter) -> Result<(Repo
         info,
         rendered,
     } = next_render(&inputs.source, req, &rec, inputs.sets.clone(), prompter, &mut notes)?;
-    notes.extend(pinned_note(&inputs.source, &template.tree.newer_tags));
+    notes.extend(super::notes::pinned_note(&inputs.source, &template.tree.newer_tags));
     let (head, full_tree) = {
         let c = repo.head()?.peel_to_commit()?;
         (c.id(), c.tree_id())
@@ -344,27 +296,6 @@ pub fn compute(req: &UpdateRequest, prompter: &mut dyn Prompter) -> Result<(Repo
     ))
 }
 
-/// A source pinned to a SemVer tag never moves by itself ("up to date" while the template has
-/// released since): the later tags, and how to move to the newest.
-fn pinned_note(source: &TemplateSource, newer: &[String]) -> Option<String> {
-    let (
-        TemplateSource::Git {
-            reference: Some(pinned),
-            ..
-        },
-        Some(newest),
-    ) = (source, newer.first())
-    else {
-        return None;
-    };
-    let shown: Vec<&str> = newer.iter().take(5).map(String::as_str).collect();
-    let more = if newer.len() > shown.len() { ", …" } else { "" };
-    Some(format!(
-        "the template is pinned to tag {pinned}, and it has newer tags ({}{more}): `stackwise update --to {newest}` moves the project to the newest",
-        shown.join(", ")
-    ))
-}
-
 struct MergeContext<'a> {
     repo: &'a Repository,
     head: Oid,
@@ -393,7 +324,7 @@ fn restore_only(
     let mut files = Vec::new();
     add_restored(repo, &mut index, head, render, restore, &mut files)?;
     let tree = index.write_tree_to(repo)?;
-    check_writable(repo, &index, head, root)?;
+    super::writable::check_writable(repo, &index, head, root)?;
     outcome.status = UpdateStatus::Clean;
     outcome.files = files;
     let list: Vec<&str> = restore.iter().map(String::as_str).collect();
@@ -480,7 +411,7 @@ fn plan_merge(ctx: &MergeContext, reloc: Relocation, outcome: &mut UpdateOutcome
             "{p} is not merged (merge=binary or -merge in .gitattributes): your version is in the work tree, the template's is `git show MERGE_HEAD:{p}`"
         ));
     }
-    let new_files = check_writable(repo, &index, ctx.head, ctx.root)?;
+    let new_files = super::writable::check_writable(repo, &index, ctx.head, ctx.root)?;
     let conflicts = files.iter().any(|f| f.status == FileStatus::Conflict);
     outcome.status = if conflicts {
         UpdateStatus::Conflicts
@@ -553,80 +484,6 @@ pub fn tree_paths(repo: &Repository, tree: Oid) -> Result<BTreeMap<String, i32>>
             git2::TreeWalkResult::Ok
         })?;
     Ok(out)
-}
-
-/// Checks that the merged index can be written as it is, and returns the paths it creates.
-/// Refused (exit 2, naming the path), never silently dropped: a path that is a file on one side
-/// and a directory on the other (a kept file where the template now has a directory, or the
-/// reverse; a committed symlink where a directory would be written through it), and an
-/// untracked or ignored file, directory or symlink at a new path or at one of its parents.
-fn check_writable(repo: &Repository, index: &Index, head: Oid, root: &Path) -> Result<BTreeSet<String>> {
-    let merged = merge::check_file_dirs(index)?;
-    let tracked = tree_paths(repo, head)?;
-    let workdir = root;
-    let mut in_the_way = BTreeSet::new();
-    let mut new_files = BTreeSet::new();
-    for p in merged.iter().filter(|p| !tracked.contains_key(*p)) {
-        new_files.insert(p.clone());
-        let blocked = merge::parents(p)
-            .filter(|d| !tracked.contains_key(*d))
-            .find(|d| std::fs::symlink_metadata(workdir.join(d)).is_ok_and(|m| !m.is_dir()));
-        // An untracked directory that is a git repository of its own (a tool cloned into the
-        // project): git will not add a file inside it, so the update could never commit one.
-        let nested = merge::parents(p)
-            .filter(|d| !tracked.contains_key(*d))
-            .find(|d| std::fs::symlink_metadata(workdir.join(d).join(".git")).is_ok());
-        if let Some(d) = nested {
-            return Err(Error::refused_with(
-                format!("{d}/ is a git repository of its own (untracked here), and the template adds {p} inside it"),
-                format!(
-                    "move {d}/ out of the project, or add \"{p}\" to `skip` in the [update] table of .stackwise.toml"
-                ),
-            ));
-        }
-        if let Some(d) = blocked {
-            in_the_way.insert(d.to_string());
-        } else if let Ok(meta) = std::fs::symlink_metadata(workdir.join(p)) {
-            // A directory of tracked files the merge removes (the template turned a directory
-            // into a file) goes with them; anything else in it is in the way.
-            match meta.is_dir() {
-                true => in_the_way.extend(left_in(workdir, p, &tracked, &merged)?),
-                false => drop(in_the_way.insert(p.clone())),
-            }
-        }
-    }
-    if !in_the_way.is_empty() {
-        let list: Vec<&str> = in_the_way.iter().map(String::as_str).collect();
-        return Err(refuse(format!(
-            "untracked files are where the template's new files go ({}): move them away or commit them first (ignored files and symlinks count too)",
-            list.join(", ")
-        )));
-    }
-    Ok(new_files)
-}
-
-/// What stays in the work tree's directory `dir` once the files of HEAD the merge removes are
-/// gone: untracked or ignored files, symlinks, empty directories, files the merge keeps, and
-/// submodules (never removed).
-fn left_in(root: &Path, dir: &str, tracked: &BTreeMap<String, i32>, merged: &BTreeSet<String>) -> Result<Vec<String>> {
-    let mut left = Vec::new();
-    let entries = std::fs::read_dir(root.join(dir)).map_err(|e| Error::io(root.join(dir), e))?;
-    let mut empty = true;
-    for entry in entries {
-        empty = false;
-        let entry = entry.map_err(|e| Error::io(root.join(dir), e))?;
-        let rel = format!("{dir}/{}", entry.file_name().to_string_lossy());
-        let is_dir = entry.file_type().map_err(|e| Error::io(entry.path(), e))?.is_dir();
-        if is_dir && !tracked.contains_key(&rel) {
-            left.extend(left_in(root, &rel, tracked, merged)?);
-        } else if tracked.get(&rel).is_none_or(|mode| *mode == 0o160000) || merged.contains(&rel) {
-            left.push(rel);
-        }
-    }
-    if empty {
-        left.push(dir.to_string());
-    }
-    Ok(left)
 }
 
 /// `pyproject.toml` / `package.json` that the merge changes.
