@@ -312,3 +312,38 @@ fn a_signal_during_abort_leaves_no_lock_and_the_project_recoverable() {
         assert_eq!(state(&p.dir), before, "run {i}");
     }
 }
+
+/// A template version that adds the `.gitattributes` giving its new file to a configured filter
+/// driver (`*.bin filter=lfs` with git-lfs installed): the attributes before the update name no
+/// filter, so the check must ask the result's. Refused before anything is written; the same
+/// attributes for a driver this machine does not configure are no reason, and the update runs.
+#[test]
+fn a_filter_the_new_template_version_adds_in_gitattributes_is_refused_too() {
+    let p = project(
+        &[("README.md", "hi\n")],
+        &[
+            ("README.md", "hi\n"),
+            ("new.txt", "brand new\n"),
+            ("docs/.gitattributes", "*.md filter=rot\n"),
+            ("docs/guide.md", "guide\n"),
+            (".gitattributes", "*.txt filter=rot\n"),
+        ],
+    );
+    git(&p.dir, &["config", "filter.rot.clean", "tr a-zA-Z n-za-mN-ZA-M"]);
+    git(&p.dir, &["config", "filter.rot.smudge", "tr a-zA-Z n-za-mN-ZA-M"]);
+    let before = state(&p.dir);
+    let out = p.update().output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("new.txt (filter=rot)") && err.contains("docs/guide.md (filter=rot)") && !err.contains("README"),
+        "{err}"
+    );
+    assert_eq!(state(&p.dir), before);
+    git(&p.dir, &["config", "--unset", "filter.rot.clean"]);
+    git(&p.dir, &["config", "--unset", "filter.rot.smudge"]);
+    let out = p.update().output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let status = git(&p.dir, &["status", "--porcelain"]).stdout;
+    assert!(status.is_empty(), "{}", String::from_utf8_lossy(&status));
+}

@@ -274,7 +274,8 @@ pub fn compute(req: &UpdateRequest, prompter: &mut dyn Prompter) -> Result<(Repo
             })
             .map(|f| repo::under(&prefix, &f.path))
             .collect();
-        super::policy::check_filters(&repo, &written)?;
+        let after = super::attributes::after(&repo, &work, &written)?;
+        super::policy::check_filters(&repo, &written, after.as_ref().map(|a| &a.repo))?;
     }
     // A commit the user's git would have made otherwise (hooks, signing, identity) says so.
     let commits = match &work {

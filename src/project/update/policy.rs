@@ -101,8 +101,12 @@ fn is_executable(p: &std::path::Path) -> bool {
 /// git-crypt, …). Its commits go through libgit2, which runs no external filter: the blob would
 /// be committed raw (a binary in git instead of an LFS pointer, a secret in clear) and the work
 /// tree would differ from HEAD right after an exit 0.
-pub fn check_filters(repo: &Repository, paths: &[String]) -> Result<()> {
+///
+/// `after`: the attributes once the update is written, when it writes a `.gitattributes` (a
+/// template version that adds `*.bin filter=lfs`); the drivers are the project's either way.
+pub fn check_filters(repo: &Repository, paths: &[String], after: Option<&Repository>) -> Result<()> {
     let config = repo.config()?.snapshot()?;
+    let attributes = after.unwrap_or(repo);
     let driven = |driver: &str| {
         ["clean", "smudge", "process"]
             .iter()
@@ -110,7 +114,7 @@ pub fn check_filters(repo: &Repository, paths: &[String]) -> Result<()> {
     };
     let mut found = Vec::new();
     for p in paths {
-        let attr = repo.get_attr(std::path::Path::new(p), "filter", git2::AttrCheckFlags::FILE_THEN_INDEX)?;
+        let attr = attributes.get_attr(std::path::Path::new(p), "filter", git2::AttrCheckFlags::FILE_THEN_INDEX)?;
         if let git2::AttrValue::String(driver) = git2::AttrValue::from_string(attr)
             && driven(driver)
         {
