@@ -238,3 +238,33 @@ fn a_merge_binary_attribute_is_honoured_and_reported_as_done() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(state(&p.dir), before);
 }
+
+/// A write that fails in a way its roll-back fails too (a full disk; here the index lock taken
+/// from under the update mid-checkout, which both need): the roll-back does every step it can —
+/// the update's new files go, and so does the merge state, so `git commit` cannot conclude a
+/// merge of the new version without its changes — keeps the journal, and says to run
+/// `update --abort`, which puts the project back exactly once the cause is gone.
+#[test]
+fn a_roll_back_that_fails_too_removes_the_merge_state_and_leaves_the_abort_to_finish() {
+    let p = super::update_trust::interrupted_project();
+    let before = state(&p.dir);
+    let (child, marker) = super::update_trust::spawn_paused(&p);
+    let lock = p.dir.join(".git/index.lock");
+    std::fs::write(&lock, "").unwrap();
+    std::fs::remove_file(&marker).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("putting the project back failed too") && err.contains("update --abort"),
+        "{err}"
+    );
+    assert!(!p.dir.join(".git/MERGE_HEAD").exists(), "{err}");
+    assert!(!p.dir.join("pkg/m0.py").exists(), "{err}");
+    assert!(p.dir.join(".git/stackwise-update").exists(), "{err}");
+    std::fs::remove_file(&lock).unwrap();
+    stackwise().arg("update").arg(&p.dir).arg("--abort").assert().success();
+    assert_eq!(state(&p.dir), before);
+    let out = p.update().output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

@@ -309,7 +309,7 @@ fn many_files() -> Vec<(String, String)> {
     v
 }
 
-fn interrupted_project() -> Project {
+pub fn interrupted_project() -> Project {
     let v2 = many_files();
     let v2: Vec<(&str, &str)> = v2.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     let p = project(&[("README.md", "hi\n"), ("run.sh", "#!/bin/sh\necho v1\n")], &v2);
@@ -317,7 +317,7 @@ fn interrupted_project() -> Project {
     p
 }
 
-fn spawn_paused(p: &Project) -> (std::process::Child, PathBuf) {
+pub fn spawn_paused(p: &Project) -> (std::process::Child, PathBuf) {
     let marker = p.tmp.path().join("paused");
     let bin = assert_cmd::cargo::cargo_bin("stackwise");
     let mut child = Process::new(bin)

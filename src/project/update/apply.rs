@@ -115,10 +115,22 @@ fn guarded_write(repo: &Repository, journal: &Journal, write: impl FnOnce() -> R
         if let Some(moved) = journal.moved_on_while_writing(repo) {
             return Err(not_rolled_back(repo, &e, &moved));
         }
-        journal.roll_back(repo)?;
+        if let Err(undo) = journal.roll_back(repo) {
+            return Err(roll_back_failed(&e, &undo));
+        }
         return Err(e);
     }
     Ok(())
+}
+
+/// A failure whose roll-back failed too (a full disk fails both): the journal is kept, and
+/// `update --abort` finishes the roll-back once the cause is gone. The merge state is removed
+/// first, so `git commit` cannot conclude a merge of the template's version without its changes.
+fn roll_back_failed(error: &Error, undo: &Error) -> Error {
+    Error::NotRolledBack {
+        reason: format!("{error}; putting the project back failed too: {undo}"),
+        hint: "fix that (free disk space, permissions), then run `stackwise update --abort`: it puts the project back exactly as it was. Do not `git commit` what is left".into(),
+    }
 }
 
 /// Every path the update may write, repository-relative: its report's (a rename's old path

@@ -359,20 +359,26 @@ impl Journal {
     /// Puts the project back as it was before the update: branch, index and work tree at the
     /// old HEAD, the update's new files and directories gone, `ORIG_HEAD` and the merge state
     /// as before, the journal removed.
+    ///
+    /// Every step runs even when an earlier one failed, and the journal stays unless all of them
+    /// succeeded, so `update --abort` can finish the job once the cause is fixed. The new files go
+    /// first (on a full disk, they are what frees the space the index needs), then the merge
+    /// state (a `git commit` must never conclude a merge this left half undone).
     pub fn roll_back(&self, repo: &Repository) -> Result<()> {
-        match &self.touched {
-            Some(paths) => reset_paths(repo, self.head, paths)?,
-            None => reset_hard(repo, self.head)?,
-        }
-        let workdir = repo.workdir().unwrap_or(repo.path()).to_path_buf();
-        let tracked = repo.find_commit(self.head)?.tree()?;
-        for f in &self.new_files {
-            let p = workdir.join(f);
-            let is_file = std::fs::symlink_metadata(&p).is_ok_and(|m| !m.is_dir());
-            if is_file && tracked.get_path(Path::new(f)).is_err() {
-                std::fs::remove_file(&p).map_err(io(&p))?;
+        let mut first = None;
+        let mut step = |result: Result<()>| {
+            if let Err(e) = result {
+                first.get_or_insert(e);
             }
-        }
+        };
+        step(self.remove_new_files(repo));
+        step(repo.cleanup_state().map_err(Error::from));
+        step(match &self.touched {
+            Some(paths) => reset_paths(repo, self.head, paths),
+            None => reset_hard(repo, self.head),
+        });
+        step(self.remove_new_files(repo));
+        let workdir = repo.workdir().unwrap_or(repo.path()).to_path_buf();
         // Deepest first, and only when empty: a user's file put there since stays.
         for d in self.new_dirs.iter().rev() {
             let _ = std::fs::remove_dir(workdir.join(d));
@@ -381,20 +387,40 @@ impl Journal {
         for d in &self.old_dirs {
             let p = workdir.join(d);
             if std::fs::symlink_metadata(&p).is_err() {
-                std::fs::create_dir(&p).map_err(io(&p))?;
+                step(std::fs::create_dir(&p).map_err(io(&p)));
             }
         }
-        repo.cleanup_state()?;
         let orig = repo.path().join("ORIG_HEAD");
-        match &self.orig_head {
-            Some(text) => write_atomic(&orig, text)?,
-            None => drop(std::fs::remove_file(&orig)),
-        }
+        step(match &self.orig_head {
+            Some(text) => write_atomic(&orig, text),
+            None => {
+                drop(std::fs::remove_file(&orig));
+                Ok(())
+            }
+        });
         for name in ["ORIG_HEAD", "MERGE_HEAD", "MERGE_MODE", "MERGE_MSG"] {
             let _ = std::fs::remove_file(tmp_of(&repo.path().join(name)));
         }
-        crate::project::git::clear_pending(repo)?;
-        Journal::remove(repo)
+        step(crate::project::git::clear_pending(repo).map(drop));
+        match first {
+            Some(e) => Err(e),
+            None => Journal::remove(repo),
+        }
+    }
+
+    /// The files the update created that the old HEAD does not track (a user's file of the same
+    /// name could not be there: the update refuses to write over untracked files).
+    fn remove_new_files(&self, repo: &Repository) -> Result<()> {
+        let workdir = repo.workdir().unwrap_or(repo.path());
+        let tracked = repo.find_commit(self.head)?.tree()?;
+        for f in &self.new_files {
+            let p = workdir.join(f);
+            let is_file = std::fs::symlink_metadata(&p).is_ok_and(|m| !m.is_dir());
+            if is_file && tracked.get_path(Path::new(f)).is_err() {
+                std::fs::remove_file(&p).map_err(io(&p))?;
+            }
+        }
+        Ok(())
     }
 
     pub fn remove(repo: &Repository) -> Result<()> {
