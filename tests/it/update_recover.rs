@@ -268,3 +268,42 @@ fn a_roll_back_that_fails_too_removes_the_merge_state_and_leaves_the_abort_to_fi
     let out = p.update().output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// `--abort` after the update left its merge to the user (conflicts, or `--no-commit`) and the
+/// user then changed a file it wrote cleanly: putting back the version from before the update
+/// would lose that change, so it is refused, naming the file, as `git merge --abort` refuses a
+/// file "not uptodate". A conflicted file's resolution in progress is reset, as with git; once
+/// the change is dropped the abort puts everything back.
+#[test]
+fn abort_refuses_to_overwrite_a_change_made_after_the_update_stopped() {
+    let (p, before) = super::update_trust::conflicted();
+    p.write("deep/new.txt", "new, and mine\n");
+    p.write("settings.txt", "timeout = 4\n");
+    let out = abort(&p);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("`deep/new.txt` changed since the update wrote it"),
+        "{err}"
+    );
+    assert!(!err.contains("settings.txt"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(p.dir.join("deep/new.txt")).unwrap(),
+        "new, and mine\n"
+    );
+    git(&p.dir, &["restore", "--", "deep/new.txt"]);
+    assert_eq!(abort(&p).status.code(), Some(0));
+    assert_eq!(state(&p.dir), before);
+
+    // The same after `--no-commit`: everything staged, then one file adapted by hand.
+    let p = project(&[("a.txt", "a\n")], &[("a.txt", "a2\n"), ("b.txt", "b\n")]);
+    let before = state(&p.dir);
+    p.update().arg("--no-commit").assert().code(0);
+    p.write("a.txt", "a2, adapted\n");
+    let out = abort(&p);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(p.dir.join("a.txt")).unwrap(), "a2, adapted\n");
+    git(&p.dir, &["restore", "--", "a.txt"]);
+    assert_eq!(abort(&p).status.code(), Some(0));
+    assert_eq!(state(&p.dir), before);
+}

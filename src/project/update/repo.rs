@@ -359,8 +359,45 @@ fn abort_journal(repo: &Repository, j: &Journal) -> Result<String> {
             "the merge in progress was not started by `stackwise update`; use `git merge --abort`",
         ));
     }
+    check_no_edits_since(repo, j)?;
     j.roll_back(repo)?;
     Ok(format!("aborted the update; the project is back at {}", short(j.head)))
+}
+
+/// Refuses an `--abort` that would overwrite edits made since the update stopped with its merge
+/// for the user (conflicts, exit 3, or `--no-commit`): a file it wrote that the user changed
+/// afterwards, as `git merge --abort` refuses a file "not uptodate". A conflicted file's
+/// resolution in progress is the update's to reset, as with git. After an update stopped
+/// mid-checkout (the index still at HEAD) the work tree holds its half-written files, not edits.
+fn check_no_edits_since(repo: &Repository, j: &Journal) -> Result<()> {
+    let mut index = repo.index()?;
+    let head_tree = repo.head()?.peel_to_tree()?.id();
+    if !index.has_conflicts() && index.write_tree()? == head_tree {
+        return Ok(());
+    }
+    let mut opts = StatusOptions::new();
+    opts.include_untracked(false).exclude_submodules(true);
+    let changed = git2::Status::WT_MODIFIED | git2::Status::WT_DELETED | git2::Status::WT_TYPECHANGE;
+    let edited: Vec<String> = repo
+        .statuses(Some(&mut opts))?
+        .iter()
+        .filter(|s| !s.status().is_conflicted() && s.status().intersects(changed))
+        .filter_map(|s| s.path().map(str::to_string))
+        .filter(|p| j.touched.as_ref().is_none_or(|t| t.contains(p)))
+        .collect();
+    if edited.is_empty() {
+        return Ok(());
+    }
+    let list = edited.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ");
+    Err(Error::refused_with(
+        format!(
+            "{list} changed since the update wrote it; aborting would put back the version from before the update and lose that"
+        ),
+        format!(
+            "keep your changes elsewhere (`git diff -- {0} > my-changes.patch`) or drop them (`git restore -- {0}`), then run `stackwise update --abort` again",
+            edited.join(" ")
+        ),
+    ))
 }
 
 /// The render's entry for `--restore PATH`: a file of the render that the project lacks.
