@@ -54,14 +54,42 @@ pub fn pending_ref(repo: &Repository) -> String {
 const MODE_FILE: u32 = 0o100644;
 const MODE_EXEC: u32 = 0o100755;
 
-/// The author of stackwise's commits: the user's git identity, or a fallback.
-pub fn signature(repo: &Repository) -> Result<Signature<'static>> {
-    Ok(repo
-        .signature()
-        .or_else(|_| Signature::now("stackwise", "stackwise@localhost"))?)
+/// Who authors and who commits stackwise's commits, as git decides (libgit2's default signature
+/// reads the configuration only): `GIT_AUTHOR_NAME`/`GIT_AUTHOR_EMAIL`
+/// (`GIT_COMMITTER_…` for the committer) over `author.name`/`author.email`
+/// (`committer.…`) over `user.name`/`user.email`, the email last from `EMAIL` — what CI jobs
+/// and scripts set instead of a configuration. Without a name and an email, the fallback
+/// `stackwise <stackwise@localhost>`, and `true`.
+pub fn identity(repo: &Repository) -> (Signature<'static>, Signature<'static>, bool) {
+    let config = repo.config().ok();
+    let person = |role: &str| {
+        let env = |k: String| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let get = |k: String| {
+            config
+                .as_ref()
+                .and_then(|c| c.get_string(&k).ok())
+                .filter(|v| !v.trim().is_empty())
+        };
+        let upper = role.to_uppercase();
+        let name = env(format!("GIT_{upper}_NAME"))
+            .or_else(|| get(format!("{role}.name")))
+            .or_else(|| get("user.name".into()))?;
+        let email = env(format!("GIT_{upper}_EMAIL"))
+            .or_else(|| get(format!("{role}.email")))
+            .or_else(|| get("user.email".into()))
+            .or_else(|| env("EMAIL".into()))?;
+        Signature::now(&name, &email).ok()
+    };
+    match (person("author"), person("committer")) {
+        (Some(a), Some(c)) => (a, c, false),
+        _ => {
+            let fallback = Signature::now("stackwise", "stackwise@localhost").expect("a valid fallback signature");
+            (fallback.clone(), fallback, true)
+        }
+    }
 }
 
-/// What a command says when its commits were authored by the fallback of [`signature`].
+/// What a command says when its commits were authored by the fallback of [`identity`].
 pub const DEFAULT_AUTHOR_NOTE: &str = "no git identity (user.name, user.email) is configured: the commits are authored by `stackwise <stackwise@localhost>`";
 
 /// The first commit of a new repository, and whether its author is the fallback of
@@ -159,13 +187,13 @@ pub fn write_render_commit(
     parent: Option<Oid>,
 ) -> Result<Oid> {
     let tree = repo.find_tree(write_tree(repo, files)?)?;
-    let sig = signature(repo)?;
+    let (author, committer, _) = identity(repo);
     let parents = match parent {
         Some(p) => vec![repo.find_commit(p)?],
         None => Vec::new(),
     };
     let refs: Vec<&git2::Commit> = parents.iter().collect();
-    Ok(repo.commit(None, &sig, &sig, message, &tree, &refs)?)
+    Ok(repo.commit(None, &author, &committer, message, &tree, &refs)?)
 }
 
 /// The blobs of a new project's files, hashed into an object database of their own, in memory,
@@ -264,9 +292,8 @@ pub fn init_with_render_blobs(
         index.add(&index_entry(&f.path, id, mode_of(f), meta.as_ref()))?;
     }
     let tree = scratch.find_tree(index.write_tree_to(&scratch)?)?;
-    let default_author = repo.signature().is_err();
-    let sig = signature(&repo)?;
-    let oid = scratch.commit(None, &sig, &sig, message, &tree, &[])?;
+    let (author, committer, default_author) = identity(&repo);
+    let oid = scratch.commit(None, &author, &committer, message, &tree, &[])?;
     // Every object: the commit, its tree, and each tree and blob below (deduplicated).
     let mut ids = std::collections::BTreeSet::from([oid, tree.id()]);
     tree.walk(git2::TreeWalkMode::PreOrder, |_, entry| {
@@ -472,8 +499,8 @@ pub fn commit_on_head(repo: &Repository, head: Oid, tree: Oid, others: &[Oid], m
         parents.push(repo.find_commit(*id)?);
     }
     let refs: Vec<&git2::Commit> = parents.iter().collect();
-    let sig = signature(repo)?;
-    let id = repo.commit(None, &sig, &sig, message, &tree, &refs)?;
+    let (author, committer, _) = identity(repo);
+    let id = repo.commit(None, &author, &committer, message, &tree, &refs)?;
     let name = repo
         .find_reference("HEAD")?
         .symbolic_target()

@@ -220,6 +220,9 @@ fn the_fallback_author_is_named_only_when_there_is_no_identity() {
             .env("HOME", home.path())
             .env("XDG_CONFIG_HOME", home.path())
             .env("GIT_CONFIG_NOSYSTEM", "1");
+        for k in IDENTITY_VARS {
+            c.env_remove(k);
+        }
         stderr_of(&c.assert().success())
     };
     let author = |dir: &str| {
@@ -242,6 +245,43 @@ fn the_fallback_author_is_named_only_when_there_is_no_identity() {
     assert_eq!(author("app"), "Ada <ada@example.com>");
     assert!(!run(&["fork", "named"]).contains("no git identity"));
     assert_eq!(author("named"), "Ada <ada@example.com>");
+}
+
+/// The variables git reads an identity from before its configuration.
+const IDENTITY_VARS: [&str; 5] = [
+    "GIT_AUTHOR_NAME",
+    "GIT_AUTHOR_EMAIL",
+    "GIT_COMMITTER_NAME",
+    "GIT_COMMITTER_EMAIL",
+    "EMAIL",
+];
+
+/// An identity given the way CI jobs give it, in `GIT_AUTHOR_*` / `GIT_COMMITTER_*` with no
+/// configuration: git's commits follow it, and so do stackwise's (author and committer apart),
+/// with no "no git identity" warning. `EMAIL` alone gives no name, so it is not an identity.
+#[test]
+fn an_identity_from_git_environment_variables_authors_the_commits() {
+    let work = TempDir::new().unwrap();
+    let home = TempDir::new().unwrap();
+    let tpl = TempDir::new().unwrap();
+    fixture_template(tpl.path());
+    let mut c = stackwise();
+    c.current_dir(work.path())
+        .args(["new", "app", "--yes", "--template", tpl.path().to_str().unwrap()])
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env_remove("EMAIL")
+        .env("GIT_AUTHOR_NAME", "Ada")
+        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+        .env("GIT_COMMITTER_NAME", "CI bot")
+        .env("GIT_COMMITTER_EMAIL", "ci@example.com");
+    let said = stderr_of(&c.assert().success());
+    assert!(!said.contains("no git identity"), "{said}");
+    let repo = git2::Repository::open(work.path().join("app")).unwrap();
+    let commit = repo.head().unwrap().peel_to_commit().unwrap();
+    assert_eq!(commit.author().to_string(), "Ada <ada@example.com>");
+    assert_eq!(commit.committer().to_string(), "CI bot <ci@example.com>");
 }
 
 /// `--template .` from inside a fork's `templates/` finds the sibling `presets/`: `.` has no

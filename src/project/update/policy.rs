@@ -69,7 +69,7 @@ pub fn commit_notes(repo: &Repository) -> Vec<String> {
             present.join(", ")
         ));
     }
-    if repo.signature().is_err() {
+    if crate::project::git::identity(repo).2 {
         notes.push(crate::project::git::DEFAULT_AUTHOR_NOTE.to_string());
     }
     notes
