@@ -180,6 +180,9 @@ fn write_project(
         None
     };
     let want_git = outcome.git_skipped.is_none();
+    if want_git {
+        check_filters(&rendered.files)?;
+    }
     let staging = Staging::new(target)?;
     outcome.interrupted_runs = staging.kept_stale.clone();
     let prepare = match (want_git, req.install) {
@@ -208,6 +211,7 @@ fn write_project(
             }
         }
         outcome.overwritten = staging.commit(target, &rendered.files, req.force)?;
+        note_enclosing_repository(target, outcome);
         return Ok(());
     }
     // With --install the project moves into place first (virtual environments hold absolute
@@ -218,7 +222,62 @@ fn write_project(
         let commit = super::git::init_with_render_blobs(target, &rendered.files, &git_message, blobs)?;
         outcome.note_commit(commit);
     }
-    install_and_commit(target, rendered, fresh, want_git, progress, outcome)
+    install_and_commit(target, rendered, fresh, want_git, progress, outcome)?;
+    note_enclosing_repository(target, outcome);
+    Ok(())
+}
+
+/// A project with a repository of its own made inside another repository's work tree (`new -o
+/// services` in a monorepo): that repository sees an embedded repository, whose files its clones
+/// never get. Said, with the monorepo way (`--no-git`, as `cargo new` does there by itself).
+fn note_enclosing_repository(target: &Path, outcome: &mut Outcome) {
+    if outcome.git_commit.is_none() {
+        return;
+    }
+    let outer = target
+        .parent()
+        .and_then(|p| git2::Repository::discover(p).ok())
+        .and_then(|r| r.workdir().map(Path::to_path_buf));
+    if let Some(outer) = outer {
+        outcome.warnings.push(format!(
+            "{} is inside the git repository at {}, and got a repository of its own: that one sees it as an embedded repository, whose files its clones do not get. For a monorepo, remove {}/.git and commit the project there (`stackwise update` runs from it), or create it with --no-git",
+            target.display(),
+            outer.display(),
+            target.display()
+        ));
+    }
+}
+
+/// A template whose `.gitattributes` gives files to a git filter this machine configures
+/// (`filter=lfs` with git-lfs installed): the render commit is made without running filters
+/// (libgit2 runs none), so it would hold them unfiltered and the work tree would differ from it
+/// at once. Refused before anything is written; with `--no-git`, the user's own first commit
+/// runs the filter.
+fn check_filters(files: &[crate::template::render::RenderedFile]) -> Result<()> {
+    use super::update::{attributes, policy};
+    let found: Vec<(&String, &Vec<u8>)> = files
+        .iter()
+        .filter(|f| attributes::is_attributes(&f.path))
+        .map(|f| (&f.path, &f.bytes))
+        .collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    let scratch = attributes::scratch(found, None)?;
+    let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+    let owned = policy::filtered(&scratch.repo, &scratch.repo, &paths)?;
+    if owned.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Refused {
+        action: "create the project's repository",
+        reason: format!(
+            "the template's .gitattributes gives files to a git filter configured here: {owned}; stackwise commits without running filters, so its first commit would hold them unfiltered"
+        ),
+        hint: Some(
+            "create it with --no-git, then make the first commit with git (`git init && git add -A && git commit`), which runs the filter".into(),
+        ),
+    })
 }
 
 /// What `new` renders, before anything is written: the user's input checked (the cheap checks

@@ -316,3 +316,27 @@ fn a_fork_used_from_inside_its_templates_directory_finds_its_presets() {
     let parent = dir.canonicalize().unwrap().join("presets");
     assert!(said.contains(&parent.display().to_string()), "{said}");
 }
+
+/// `new -o services` inside a monorepo's work tree: the project's own repository would be an
+/// embedded one there, so `new` says so and names the monorepo way (`--no-git`); with
+/// `--no-git`, or outside any repository, nothing is said.
+#[test]
+fn new_inside_another_repository_says_it_made_an_embedded_one() {
+    let mono = TempDir::new().unwrap();
+    git2::Repository::init(mono.path()).unwrap();
+    let tpl = TempDir::new().unwrap();
+    fixture_template(tpl.path());
+    let run = |name: &str, extra: &[&str]| {
+        let mut c = stackwise();
+        c.args(["new", name, "--yes", "--template", tpl.path().to_str().unwrap(), "-o"])
+            .arg(mono.path().join("services"))
+            .args(extra);
+        stderr_of(&c.assert().success())
+    };
+    let said = run("api", &[]);
+    assert!(
+        said.contains("is inside the git repository at") && said.contains("--no-git"),
+        "{said}"
+    );
+    assert!(!run("web", &["--no-git"]).contains("inside the git repository"));
+}

@@ -347,3 +347,49 @@ fn a_filter_the_new_template_version_adds_in_gitattributes_is_refused_too() {
     let status = git(&p.dir, &["status", "--porcelain"]).stdout;
     assert!(status.is_empty(), "{}", String::from_utf8_lossy(&status));
 }
+
+/// `new` from a template whose `.gitattributes` gives a file to a filter this machine configures
+/// (git-lfs in the global configuration): the render commit would hold it unfiltered, so it is
+/// refused before anything is written, and `--no-git` (the user's own first commit runs the
+/// filter) is the way through.
+#[test]
+fn new_refuses_a_first_commit_a_configured_filter_would_have_filtered() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let tpl = tmp.path().join("tpl");
+    super::template(
+        &tpl,
+        "1.0.0",
+        &[(".gitattributes", "*.dat filter=rot\n"), ("model.dat", "secret data\n")],
+        "",
+    );
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join(".gitconfig"),
+        "[filter \"rot\"]\n\tclean = tr a-zA-Z n-za-mN-ZA-M\n\tsmudge = tr a-zA-Z n-za-mN-ZA-M\n",
+    )
+    .unwrap();
+    let new = |extra: &[&str]| {
+        stackwise()
+            .args(["new", "demo", "--yes", "-o"])
+            .arg(tmp.path().join("out"))
+            .arg("--template")
+            .arg(&tpl)
+            .args(extra)
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", &home)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .unwrap()
+    };
+    let out = new(&[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("model.dat (filter=rot)") && err.contains("--no-git"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("out/demo").exists());
+    let out = new(&["--no-git"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

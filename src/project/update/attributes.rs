@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 
 const FILE: &str = ".gitattributes";
 
-fn is_attributes(path: &str) -> bool {
+pub fn is_attributes(path: &str) -> bool {
     path == FILE || path.ends_with("/.gitattributes")
 }
 
@@ -34,14 +34,26 @@ pub fn after(project: &Repository, work: &Work, written: &[String]) -> Result<Op
         return Ok(None);
     }
     let files = result_files(project, work, written)?;
+    scratch(&files, Some(project)).map(Some)
+}
+
+/// The scratch repository for `files` (`.gitattributes` files by repository path), with
+/// `project`'s own attribute sources when there is a project (`new` has none yet).
+pub fn scratch<'a>(
+    files: impl IntoIterator<Item = (&'a String, &'a Vec<u8>)>,
+    project: Option<&Repository>,
+) -> Result<AttributesAfter> {
     let dir = tempfile::Builder::new()
         .prefix(".stackwise-attributes-")
         .tempdir()
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let repo = Repository::init(dir.path())?;
-    for (path, content) in &files {
+    for (path, content) in files {
         write(&dir.path().join(path), content)?;
     }
+    let Some(project) = project else {
+        return Ok(AttributesAfter { _dir: dir, repo });
+    };
     let info = project.commondir().join("info").join("attributes");
     if let Ok(content) = std::fs::read(&info) {
         write(&repo.path().join("info").join("attributes"), &content)?;
@@ -53,7 +65,7 @@ pub fn after(project: &Repository, work: &Work, written: &[String]) -> Result<Op
         };
         repo.config()?.set_str("core.attributesFile", &path.to_string_lossy())?;
     }
-    Ok(Some(AttributesAfter { _dir: dir, repo }))
+    Ok(AttributesAfter { _dir: dir, repo })
 }
 
 fn write(to: &Path, content: &[u8]) -> Result<()> {

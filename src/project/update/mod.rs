@@ -14,7 +14,7 @@
 
 pub mod answers;
 pub mod apply;
-mod attributes;
+pub(crate) mod attributes;
 pub mod base;
 pub mod evolve;
 pub mod journal;

@@ -105,8 +105,24 @@ fn is_executable(p: &std::path::Path) -> bool {
 /// `after`: the attributes once the update is written, when it writes a `.gitattributes` (a
 /// template version that adds `*.bin filter=lfs`); the drivers are the project's either way.
 pub fn check_filters(repo: &Repository, paths: &[String], after: Option<&Repository>) -> Result<()> {
-    let config = repo.config()?.snapshot()?;
-    let attributes = after.unwrap_or(repo);
+    let found = filtered(repo, after.unwrap_or(repo), paths)?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(Error::refused_with(
+        format!(
+            "the update would write files a git filter owns: {}; stackwise writes and commits them without the filter, so the commit would hold them unfiltered",
+            found
+        ),
+        "update without the filter for them (e.g. `git lfs untrack` the pattern, or give those paths `-filter` in .git/info/attributes), or add them with `[update] skip`",
+    ))
+}
+
+/// The paths of `paths` whose `filter` attribute (as `attributes` answers) names a driver
+/// `config_of`'s configuration defines, as "path (filter=driver)", the first five and how many
+/// more; empty when there is none.
+pub fn filtered(config_of: &Repository, attributes: &Repository, paths: &[String]) -> Result<String> {
+    let config = config_of.config()?.snapshot()?;
     let driven = |driver: &str| {
         ["clean", "smudge", "process"]
             .iter()
@@ -121,19 +137,14 @@ pub fn check_filters(repo: &Repository, paths: &[String], after: Option<&Reposit
             found.push(format!("{p} (filter={driver})"));
         }
     }
-    if found.is_empty() {
-        return Ok(());
-    }
     let more = match found.len().saturating_sub(5) {
         0 => String::new(),
         n => format!(" and {n} more"),
     };
     found.truncate(5);
-    Err(Error::refused_with(
-        format!(
-            "the update would write files a git filter owns: {}{more}; stackwise writes and commits them without the filter, so the commit would hold them unfiltered",
-            found.join(", ")
-        ),
-        "update without the filter for them (e.g. `git lfs untrack` the pattern, or give those paths `-filter` in .git/info/attributes), or add them with `[update] skip`",
-    ))
+    Ok(if found.is_empty() {
+        String::new()
+    } else {
+        found.join(", ") + &more
+    })
 }
