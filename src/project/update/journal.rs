@@ -126,6 +126,30 @@ fn reset_paths(repo: &Repository, to: Oid, paths: &BTreeSet<String>) -> Result<(
     Ok(())
 }
 
+/// A path on one line of the journal: backslash, newline and carriage return escaped.
+fn escape(path: &str) -> String {
+    path.replace('\\', "\\\\").replace('\n', "\\n").replace('\r', "\\r")
+}
+
+/// [`escape`] undone; `None` for an escape it never writes.
+fn unescape(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        out.push(match chars.next()? {
+            '\\' => '\\',
+            'n' => '\n',
+            'r' => '\r',
+            _ => return None,
+        });
+    }
+    Some(out)
+}
+
 /// The branch HEAD is on (`refs/heads/main`), `None` when detached.
 fn head_branch(repo: &Repository) -> Option<String> {
     let head = repo.find_reference("HEAD").ok()?;
@@ -199,7 +223,8 @@ impl Journal {
 
     /// Writes the journal: a temporary file renamed into place, so it is whole or absent.
     pub fn write(&self, repo: &Repository) -> Result<()> {
-        let mut text = format!("head {}\nrender {}\n", self.head, self.render);
+        // Paths are escaped (`format 2`): a name can hold a newline, which would split its line.
+        let mut text = format!("format 2\nhead {}\nrender {}\n", self.head, self.render);
         if let Some(o) = &self.orig_head {
             text.push_str(&format!("orig_head {}\n", o.trim()));
         }
@@ -210,18 +235,18 @@ impl Journal {
             text.push_str(&format!("moves {t}\n"));
         }
         for d in &self.old_dirs {
-            text.push_str(&format!("old_dir {d}\n"));
+            text.push_str(&format!("old_dir {}\n", escape(d)));
         }
         for f in &self.new_files {
-            text.push_str(&format!("file {f}\n"));
+            text.push_str(&format!("file {}\n", escape(f)));
         }
         for d in &self.new_dirs {
-            text.push_str(&format!("dir {d}\n"));
+            text.push_str(&format!("dir {}\n", escape(d)));
         }
         if let Some(touched) = &self.touched {
             text.push_str("scope touched\n");
             for t in touched {
-                text.push_str(&format!("touched {t}\n"));
+                text.push_str(&format!("touched {}\n", escape(t)));
             }
         }
         write_atomic(&path(repo), &text)
@@ -247,9 +272,17 @@ impl Journal {
             moves: None,
             touched: None,
         };
+        let mut escaped = false;
         for line in text.lines() {
-            let (key, value) = line.split_once(' ').ok_or_else(bad)?;
+            let (key, raw) = line.split_once(' ').ok_or_else(bad)?;
+            let unescaped = if escaped {
+                unescape(raw).ok_or_else(bad)?
+            } else {
+                raw.to_string()
+            };
+            let value = unescaped.as_str();
             match key {
+                "format" if raw == "2" && j.head.is_zero() => escaped = true,
                 "head" => j.head = Oid::from_str(value).map_err(|_| bad())?,
                 "render" => j.render = Oid::from_str(value).map_err(|_| bad())?,
                 "orig_head" => j.orig_head = Some(format!("{value}\n")),
@@ -429,5 +462,51 @@ impl Journal {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&p, e)),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A path with a newline, a carriage return or a backslash comes back as it was written;
+    /// before `format 2` such a name split its line and the journal read as damaged, so
+    /// `update --abort` could not put the project back.
+    #[test]
+    fn paths_with_newlines_and_backslashes_survive_the_journal() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let odd = ["svc\nnew/Makefile", "a\\nb", "c\rd\\", "plain.txt"];
+        let files: BTreeSet<String> = odd.iter().map(|s| s.to_string()).collect();
+        let j = Journal::new(
+            &repo,
+            Oid::from_str("1111111111111111111111111111111111111111").unwrap(),
+            Oid::zero(),
+            files.clone(),
+        )
+        .with_touched(files.clone());
+        j.write(&repo).unwrap();
+        let back = Journal::read(&repo).unwrap().unwrap();
+        assert_eq!(back.new_files, files);
+        assert_eq!(back.touched, Some(files));
+        assert_eq!(back.new_dirs, j.new_dirs);
+        assert!(back.new_dirs.contains("svc\nnew"));
+    }
+
+    #[test]
+    fn a_journal_without_format_2_is_read_as_written_and_a_bad_escape_is_damage() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let head = "1111111111111111111111111111111111111111";
+        let render = "2222222222222222222222222222222222222222";
+        std::fs::write(path(&repo), format!("head {head}\nrender {render}\nfile a\\nb\n")).unwrap();
+        let old = Journal::read(&repo).unwrap().unwrap();
+        assert!(old.new_files.contains("a\\nb"));
+        std::fs::write(
+            path(&repo),
+            format!("format 2\nhead {head}\nrender {render}\nfile a\\qb\n"),
+        )
+        .unwrap();
+        assert!(Journal::read(&repo).is_err());
     }
 }
