@@ -393,3 +393,44 @@ fn new_refuses_a_first_commit_a_configured_filter_would_have_filtered() {
     let out = new(&["--no-git"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// A template version that renames the project's layout (`single` → `main`): with the
+/// project's preset now naming the new layout, the project follows it, said in a note; with no
+/// such preset the update is refused, naming the recorded layout and `--layout`, which then
+/// moves it. Before, every project was stuck ("unknown layout `single`") even with `--layout`.
+#[test]
+fn a_layout_the_new_version_renamed_is_followed_through_the_preset_or_chosen_with_layout() {
+    let record = |p: &Project| std::fs::read_to_string(p.dir.join(".stackwise.toml")).unwrap();
+    let rename = |p: &Project| {
+        for file in ["stackwise.toml", "presets/basic.toml", "presets/blue.toml"] {
+            let path = p.v2.join(file);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let text = text.replace("[layouts.single]", "[layouts.main]");
+            std::fs::write(&path, text.replace("layout = \"single\"", "layout = \"main\"")).unwrap();
+        }
+    };
+
+    let p = project(&[("README.md", "hi\n")], &[("README.md", "hi v2\n")]);
+    assert!(record(&p).contains("preset = \"basic\""), "{}", record(&p));
+    rename(&p);
+    let out = p.update().output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("its preset `basic` now uses `main`"), "{err}");
+    assert!(record(&p).contains("layout = \"main\""), "{}", record(&p));
+    assert_eq!(std::fs::read_to_string(p.dir.join("README.md")).unwrap(), "hi v2\n");
+
+    // No preset of the project's says where the layout went: the user does.
+    let p = project(&[("README.md", "hi\n")], &[("README.md", "hi v2\n")]);
+    rename(&p);
+    std::fs::remove_dir_all(p.v2.join("presets")).unwrap();
+    let before = state(&p.dir);
+    let out = p.update().output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("layout `single`") && err.contains("--layout"), "{err}");
+    assert_eq!(state(&p.dir), before);
+    let out = p.update().args(["--layout", "main"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(record(&p).contains("layout = \"main\""), "{}", record(&p));
+}

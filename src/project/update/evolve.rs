@@ -269,10 +269,11 @@ pub(super) fn relocation(
         moved: Vec::new(),
         commit: None,
     };
-    if rendered.layout == rec.layout {
+    let layouts = &template.manifest.layouts;
+    // The same layout, or one the new version renamed or dropped: nothing to compare it with.
+    if rendered.layout == rec.layout || !layouts.contains_key(&rec.layout) {
         return Ok(none);
     }
-    let layouts = &template.manifest.layouts;
     let keys =
         |t: Oid| -> Result<BTreeSet<String>> { Ok(merge::tree_files(&repo.find_tree(t)?)?.into_keys().collect()) };
     let moves = plan(

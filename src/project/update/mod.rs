@@ -155,6 +155,10 @@ pub(crate) fn choose_preset(
     rec: &ProjectRecord,
     notes: &mut Vec<String>,
 ) -> Result<(Option<String>, String)> {
+    // A template version may rename or drop the project's layout: then its preset (if it still
+    // has one) says where the project goes, else the user does; and the two layouts cannot be
+    // compared, so nothing is relocated.
+    let known = template.manifest.layouts.contains_key(&rec.layout);
     let (preset, layout) = match (&req.preset, &req.layout) {
         (Some(id), _) => {
             let p = template.catalogue.get(id)?;
@@ -170,7 +174,15 @@ pub(crate) fn choose_preset(
             (None, l.clone())
         }
         (None, None) => match &rec.preset {
-            Some(id) if template.catalogue.get(id).is_ok() => (Some(id.clone()), rec.layout.clone()),
+            Some(id) if known && template.catalogue.get(id).is_ok() => (Some(id.clone()), rec.layout.clone()),
+            Some(id) if let Ok(p) = template.catalogue.get(id) => {
+                notes.push(format!(
+                    "this template version has no layout `{}` (the project's); its preset `{id}` now uses `{}`, and so does the project",
+                    rec.layout, p.layout
+                ));
+                (Some(id.clone()), p.layout.clone())
+            }
+            _ if !known => return Err(lost_layout(template, rec)),
             Some(id) => {
                 notes.push(format!(
                     "the template has no preset `{id}` any more; the project keeps its {} layout",
@@ -181,12 +193,27 @@ pub(crate) fn choose_preset(
             None => (None, rec.layout.clone()),
         },
     };
-    if layout != rec.layout
+    if known
+        && layout != rec.layout
         && let evolve::Change::Refused(why) = evolve::classify(&template.manifest, &rec.layout, &layout)?
     {
         return Err(refuse(why));
     }
     Ok((preset, layout))
+}
+
+/// The project's recorded layout is not in the new template version (renamed or dropped), and no
+/// preset of the project's says where it went.
+fn lost_layout(template: &Template, rec: &ProjectRecord) -> Error {
+    Error::refused_with(
+        format!(
+            "the project's layout `{}` (recorded in {}) is not in this template version, which defines: {}",
+            rec.layout,
+            crate::project::record::RECORD_FILE,
+            template.manifest.layout_names()
+        ),
+        "say which layout the project moves to: `stackwise update --layout NAME` (or `--preset ID`); `stackwise presets --template …` lists them",
+    )
 }
 
 /// `stackwise update`: the plan, computed in memory ([`plan::compute`]); then, unless
