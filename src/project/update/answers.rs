@@ -87,11 +87,20 @@ pub fn migrate(
         if let Some(r) = &m.rename
             && let Some(v) = answers.remove(&r.from)
         {
-            notes.push(format!(
-                "migration {}: answer `{}` is now `{}`",
-                m.version, r.from, r.to
-            ));
-            answers.entry(r.to.clone()).or_insert(v);
+            // A project that answered both keeps the answer it gave under the new name, and is
+            // told the other one went (values unnamed: either may be a secret).
+            if answers.contains_key(&r.to) {
+                notes.push(format!(
+                    "migration {}: `{}` is renamed `{}`, which the project already answers: that answer is kept and the one for `{}` is dropped (`--set {}=…` chooses another)",
+                    m.version, r.from, r.to, r.from, r.to
+                ));
+            } else {
+                notes.push(format!(
+                    "migration {}: answer `{}` is now `{}`",
+                    m.version, r.from, r.to
+                ));
+                answers.insert(r.to.clone(), v);
+            }
         }
         if let Some(d) = &m.drop
             && answers.remove(d).is_some()
@@ -264,6 +273,25 @@ drop = "legacy"
         let mut unknown = recorded;
         migrate(&m, &mut unknown, None).unwrap();
         assert_eq!(unknown["database"], "postgres");
+    }
+
+    /// A rename onto a variable the project already answers: that answer stays, and the note
+    /// says the renamed one was dropped, not that it moved (it did not).
+    #[test]
+    fn a_rename_onto_an_answered_variable_keeps_that_answer_and_says_so() {
+        let m = manifest(MIGRATIONS).unwrap();
+        let mut both: Map<String, Value> = serde_json::from_str(r#"{"db": "postgres", "database": "mysql"}"#).unwrap();
+        let notes = migrate(&m, &mut both, Some("1.0.0")).unwrap();
+        assert_eq!(both["database"], "mysql");
+        assert!(!both.contains_key("db"));
+        assert!(
+            notes[0].contains("already answers") && notes[0].contains("`db` is dropped") && !notes[0].contains("now"),
+            "{notes:?}"
+        );
+        assert!(
+            !notes[0].contains("postgres") && !notes[0].contains("mysql"),
+            "{notes:?}"
+        );
     }
 
     #[test]
