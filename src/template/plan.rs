@@ -264,14 +264,28 @@ fn plan_file(
 }
 
 /// Refuses paths that collide once on disk: two that differ only by case (one file on macOS and
-/// Windows), and a file where another file's directory is (`a` and `a/b`).
+/// Windows) or only by Unicode normalisation (`café` composed and decomposed: one file on
+/// macOS), and a file where another file's directory is (`a` and `a/b`).
 fn refuse_collisions(files: &[PlannedFile]) -> Result<()> {
+    use unicode_normalization::UnicodeNormalization;
     let mut folded: BTreeMap<String, &str> = BTreeMap::new();
     for f in files {
-        if let Some(other) = folded.insert(f.path.to_lowercase(), &f.path) {
+        let key = if f.path.is_ascii() {
+            f.path.to_lowercase()
+        } else {
+            f.path.nfc().collect::<String>().to_lowercase()
+        };
+        if let Some(other) = folded.insert(key, &f.path) {
+            let reason = if other.to_lowercase() == f.path.to_lowercase() {
+                format!("it differs from {other} only by case; the two collide on macOS and Windows")
+            } else {
+                format!(
+                    "it differs from {other} only by Unicode normalisation (composed and decomposed characters); the two collide on macOS"
+                )
+            };
             return Err(Error::UnsafePath {
                 path: f.path.clone(),
-                reason: format!("it differs from {other} only by case; the two collide on macOS and Windows"),
+                reason,
             });
         }
     }

@@ -278,6 +278,17 @@ fn two_paths_that_differ_only_by_case_are_refused() {
     assert_empty(out.path());
 }
 
+/// `café.txt` composed (NFC) and decomposed (NFD): two names on Linux, one file on macOS.
+#[test]
+fn two_paths_that_differ_only_by_unicode_normalisation_are_refused() {
+    let (tpl, out) = fixture();
+    write(tpl.path(), "components/app/caf\u{e9}.txt", "composed\n");
+    write(tpl.path(), "components/app/cafe\u{301}.txt", "decomposed\n");
+    let a = new_cmd(tpl.path(), out.path(), "app").assert().code(1);
+    assert_mentions(&stderr_of(&a), &["only by Unicode normalisation", "macOS"]);
+    assert_empty(out.path());
+}
+
 #[test]
 fn a_template_root_that_is_a_symlink_is_named() {
     let (tpl, out) = fixture();
