@@ -150,6 +150,8 @@ export class JobStore {
   readonly layout: BusLayout;
   readonly clock: RedisClock;
   readonly #backlogs = new Map<number, MeasuredBacklog>();
+  /** A measurement in flight, by partition: the requests that arrive meanwhile wait for it. */
+  readonly #measuring = new Map<number, Promise<MeasuredBacklog>>();
   /** Cluster only: the hash slot of each partition's tag, asked once (CLUSTER KEYSLOT). */
   readonly #slots = new Map<number, number>();
   /** Jobs accepted in this turn of the event loop, by partition: written together once it ends. */
@@ -239,12 +241,25 @@ export class JobStore {
   /**
    * The backlog measured at most BACKLOG_CACHE_MS ago plus what this process added since; when
    * that estimate reaches the limit it is measured again, so a refusal is always based on Redis.
+   * One measurement per partition at a time: the requests of a burst that arrive while it is in
+   * flight wait for it and are admitted one by one against it (each measuring for itself, they
+   * all read the same old backlog and all admitted themselves, far past the limit).
    */
   async #admit(keys: PartitionKeys): Promise<void> {
     if (this.#admitCached(keys)) return;
-    const at = Date.now();
-    const measured = { value: await this.backlog(keys), at };
-    this.#backlogs.set(keys.partition, measured);
+    let measuring = this.#measuring.get(keys.partition);
+    if (measuring === undefined) {
+      const at = Date.now();
+      measuring = this.backlog(keys)
+        .then((value) => {
+          const measured = { value, at };
+          this.#backlogs.set(keys.partition, measured);
+          return measured;
+        })
+        .finally(() => this.#measuring.delete(keys.partition));
+      this.#measuring.set(keys.partition, measuring);
+    }
+    const measured = await measuring;
     if (measured.value >= this.options.maxBacklog) throw new BacklogFullError(measured.value);
     measured.value += 1;
   }

@@ -196,6 +196,17 @@ describe("POST /v1/jobs", () => {
   });
 });
 
+describe("a burst at the backlog limit", () => {
+  it("admits up to JOBS_MAX_BACKLOG of requests that arrive together, not one per request in flight", async () => {
+    // The backlog estimate is older than its cache: the burst's first request measures it.
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const statuses = await Promise.all(Array.from({ length: 40 }, async () => (await enqueue(IRIS)).status));
+    expect(statuses.filter((s) => s === 202)).toHaveLength(MAX_BACKLOG);
+    expect(statuses.filter((s) => s === 503)).toHaveLength(40 - MAX_BACKLOG);
+    expect(await redis.xlen(JOBS)).toBe(MAX_BACKLOG);
+  });
+});
+
 describe("time comes from Redis", () => {
   it("created_at, deadline and the queued event are Redis TIME, whatever the gateway's clock says", async () => {
     // A gateway whose clock runs 70 s ahead (a fresh one: the clock offset is measured on first use).

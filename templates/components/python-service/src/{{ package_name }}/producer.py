@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -110,6 +111,8 @@ class Producer:
     _parts: list[Partition] = field(init=False)
     # partition index -> (backlog when read + jobs enqueued here since, monotonic expiry)
     _backlog: dict[int, tuple[int, float]] = field(init=False, default_factory=dict)
+    # partition index -> the measurement in flight, which the requests of a burst wait for
+    _measuring: dict[int, asyncio.Task[int]] = field(init=False, default_factory=dict)
     _expire: AsyncScript = field(init=False)
     _release: AsyncScript = field(init=False)
 
@@ -122,13 +125,40 @@ class Producer:
         return self._parts[partition_index(job_id, self.partitions)]
 
     async def backlog(self, part: Partition) -> int:
-        """Entries not yet delivered (lag) plus delivered but not acknowledged (pending)."""
+        """Entries not yet delivered (lag) plus delivered but not acknowledged (pending), as
+        measured at most BACKLOG_CACHE_S ago plus the jobs admitted here since. One measurement
+        per partition at a time: the requests that arrive meanwhile wait for it."""
         cached = self._backlog.get(part.index)
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
-        value = await self._read_backlog(part)
-        self._backlog[part.index] = (value, time.monotonic() + BACKLOG_CACHE_S)
-        return value
+        task = self._measuring.get(part.index)
+        if task is None:
+            task = asyncio.ensure_future(self._measure(part))
+            self._measuring[part.index] = task
+        # Shielded: a request cancelled while waiting (its client left) must not cancel the
+        # measurement the others wait for.
+        return await asyncio.shield(task)
+
+    async def _measure(self, part: Partition) -> int:
+        try:
+            value = await self._read_backlog(part)
+            self._backlog[part.index] = (value, time.monotonic() + BACKLOG_CACHE_S)
+            return value
+        finally:
+            self._measuring.pop(part.index, None)
+
+    async def _admit(self, part: Partition) -> None:
+        """Counts one job against the partition's backlog, or raises QueueFullError. The check
+        and the count have no await between them, so the requests of a burst are admitted one by
+        one against the same estimate (checked before and counted after the write, they all saw
+        the same backlog and all got in, far past the limit). A job admitted but not written
+        (a replayed idempotency key, Redis unreachable) stays counted until the next
+        measurement, at most BACKLOG_CACHE_S later: the estimate errs towards refusing."""
+        await self.backlog(part)
+        waiting, expires = self._backlog[part.index]
+        if waiting >= self.max_backlog:
+            raise QueueFullError(waiting)
+        self._backlog[part.index] = (waiting + 1, expires)
 
     async def _read_backlog(self, part: Partition) -> int:
         try:
@@ -166,9 +196,7 @@ class Producer:
         """
         job_id = issue_job_id(owner_key)
         part = self.partition(job_id)
-        waiting = await self.backlog(part)
-        if waiting >= self.max_backlog:
-            raise QueueFullError(waiting)
+        await self._admit(part)
         payload = request.model_dump_json()
         # Deadlines are checked by workers on other hosts: Redis's clock. Read before the
         # idempotency key is taken, so a Redis that cannot answer leaves nothing behind.
@@ -220,7 +248,6 @@ class Producer:
             if idem is not None:  # a retry with the same key must be able to create the job
                 await self._forget(*idem)
             raise
-        self._backlog[part.index] = (waiting + 1, self._backlog[part.index][1])
         metrics.JOBS_ACCEPTED.inc()
         return Submitted(id=job_id, created=True)
 
