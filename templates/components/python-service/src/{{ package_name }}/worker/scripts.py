@@ -19,6 +19,12 @@ local function gone(first, n)
   end
   return missing
 end
+-- Past its deadline (the score is Redis time, as `now` is): a sweep fails such a job every few
+-- seconds, and until one runs (Redis paused, a sweeper stalled) it is neither started nor
+-- finished here; it stays in `deadlines` for that sweep.
+local function overdue(deadline, missing, now)
+  return not missing and deadline and tonumber(deadline) <= tonumber(now)
+end
 local function unfinished(deadline, key, missing)
   if missing then return false end
   if deadline then return true end
@@ -38,7 +44,9 @@ local missing = gone(2, n)
 local started = {}
 for i = 1, n do
   local key = KEYS[2 + i]
-  if unfinished(deadlines[i], key, missing[i]) then
+  if overdue(deadlines[i], missing[i], ARGV[1]) then
+    started[i] = 0
+  elseif unfinished(deadlines[i], key, missing[i]) then
     redis.call('HSET', key, 'status', 'running', 'started_at', ARGV[1])
     redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[2], '*', 'id', ids[i], 'event', ARGV[2 + 2 * i])
     started[i] = 1
@@ -64,22 +72,28 @@ for i = 1, n do ids[i] = ARGV[base + 4 * i - 3] end
 local deadlines = redis.call('ZMSCORE', KEYS[1], unpack(ids))
 local missing = gone(3, n)
 local committed = 0
+local settled = {}
 for i = 1, n do
   local key = KEYS[3 + i]
-  if unfinished(deadlines[i], key, missing[i]) then
-    local result, done, running = ARGV[base + 4 * i - 2], ARGV[base + 4 * i - 1], ARGV[base + 4 * i]
-    if running ~= '' then
-      redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*', 'id', ids[i], 'event', running)
-      redis.call('HSET', key, 'started_at', ARGV[4])
+  -- An overdue job's result is dropped (its entry is acknowledged): the sweep fails it.
+  if not overdue(deadlines[i], missing[i], ARGV[2]) then
+    settled[#settled + 1] = ids[i]
+    if unfinished(deadlines[i], key, missing[i]) then
+      local at = base + 4 * i
+      local result, done, running = ARGV[at - 2], ARGV[at - 1], ARGV[at]
+      if running ~= '' then
+        redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*', 'id', ids[i], 'event', running)
+        redis.call('HSET', key, 'started_at', ARGV[4])
+      end
+      redis.call('HSET', key, 'status', 'done', 'result', result, 'finished_at', ARGV[2])
+      redis.call('HINCRBY', key, 'processed', 1)
+      redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*', 'id', ids[i], 'event', done)
+      committed = committed + 1
     end
-    redis.call('HSET', key, 'status', 'done', 'result', result, 'finished_at', ARGV[2])
-    redis.call('HINCRBY', key, 'processed', 1)
-    redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*', 'id', ids[i], 'event', done)
-    committed = committed + 1
   end
 end
 redis.call('XACK', KEYS[3], ARGV[1], unpack(ARGV, 6, base))
-redis.call('ZREM', KEYS[1], unpack(ids))
+if #settled > 0 then redis.call('ZREM', KEYS[1], unpack(settled)) end
 return committed
 """
 )
