@@ -192,7 +192,8 @@ class Plan:
             "HTTP_PROCESSES": str(self.gateway_processes),
         }
         server = GATEWAY_DIR / "dist" / "server.js"
-        parts.append(program("gateway", ["node", "--enable-source-maps", str(server)], GATEWAY_DIR, 40, gateway_env))
+        node = ["node", "--max-semi-space-size=32", "--enable-source-maps", str(server)]  # as the image's CMD
+        parts.append(program("gateway", node, GATEWAY_DIR, 40, gateway_env))
         return "\n".join(parts)
 
     def supervisor(self) -> Any:

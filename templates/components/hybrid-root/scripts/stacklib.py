@@ -538,7 +538,8 @@ class Stack:
             **self.metrics_env("gateway"),
             **(env or {}),
         }
-        self.spawn("gateway", ["node", "--enable-source-maps", str(server)], full_env, GATEWAY_DIR)
+        node = ["node", "--max-semi-space-size=32", "--enable-source-maps", str(server)]  # as the image's CMD
+        self.spawn("gateway", node, full_env, GATEWAY_DIR)
         self.gateway_url = f"http://{host}:{port}"
         if wait:
             self.wait_http("gateway", f"{self.gateway_url}/readyz")

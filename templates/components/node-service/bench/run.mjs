@@ -19,7 +19,7 @@ const port = await new Promise((resolve, reject) => {
   });
 });
 
-const server = spawn(process.execPath, ["dist/server.js"], {
+const server = spawn(process.execPath, ["--max-semi-space-size=32", "dist/server.js"], {
   env: {
     ...process.env,
     HOST: "127.0.0.1",
