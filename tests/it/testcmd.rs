@@ -260,7 +260,9 @@ fn without_yes_and_without_a_terminal_it_refuses() {
 fn a_step_that_hangs_is_killed_with_its_process_group_at_the_timeout() {
     let marker = TempDir::new().unwrap();
     let pidfile = marker.path().join("bg.pid");
-    let step = format!("sleep 300 & echo $! > {}; sleep 300", pidfile.display());
+    // A duration no other process on the machine sleeps (the check below scans every process).
+    let sleep = format!("sleep 300.{}", std::process::id());
+    let step = format!("{sleep} & echo $! > {}; {sleep}", pidfile.display());
     let tpl = template_with_steps(&[&step], Some(2));
     let started = Instant::now();
     let a = test_cmd(tpl.path())
@@ -279,7 +281,7 @@ fn a_step_that_hangs_is_killed_with_its_process_group_at_the_timeout() {
     // step's PID namespace, where there is one: it is found by its command line instead).
     std::thread::sleep(Duration::from_millis(300));
     #[cfg(target_os = "linux")]
-    assert_eq!(running_with("sleep 300"), Vec::<u32>::new(), "outlived its step");
+    assert_eq!(running_with(&sleep), Vec::<u32>::new(), "outlived its step");
 }
 
 /// A step's processes end with it, even those that left its process group (a new session, a
