@@ -173,9 +173,9 @@ pub(crate) fn choose_preset(
             }
             (None, l.clone())
         }
-        (None, None) => match &rec.preset {
-            Some(id) if known && template.catalogue.get(id).is_ok() => (Some(id.clone()), rec.layout.clone()),
-            Some(id) if let Ok(p) = template.catalogue.get(id) => {
+        (None, None) => match rec.preset.as_ref().map(|id| (id, template.catalogue.get(id))) {
+            Some((id, Ok(_))) if known => (Some(id.clone()), rec.layout.clone()),
+            Some((id, Ok(p))) => {
                 notes.push(format!(
                     "this template version has no layout `{}` (the project's); its preset `{id}` now uses `{}`, and so does the project",
                     rec.layout, p.layout
@@ -183,7 +183,7 @@ pub(crate) fn choose_preset(
                 (Some(id.clone()), p.layout.clone())
             }
             _ if !known => return Err(lost_layout(template, rec)),
-            Some(id) => {
+            Some((id, Err(_))) => {
                 notes.push(format!(
                     "the template has no preset `{id}` any more; the project keeps its {} layout",
                     rec.layout
